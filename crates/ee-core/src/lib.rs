@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod key;
+pub mod problem;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+pub use clock::{Clock, SystemClock};
+pub use key::{Key, KeyError, KeyExtractor, PeerAddr, RequestHead, Subject};
+pub use problem::Problem;

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+mod clock;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod redis;
+mod service;
+
+pub use clock::ManualClock;
+#[cfg(feature = "postgres")]
+pub use postgres::{DEFAULT_DATABASE_URL, Postgres};
+pub use redis::{RedisCluster, RedisServer, Reply, command as redis_command};
+pub use service::{TestResponse, send};
