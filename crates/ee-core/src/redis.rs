@@ -248,6 +248,9 @@ impl RedisConn {
         F: Future<Output = redis::RedisResult<T>>,
     {
         match tokio::time::timeout(self.timeout, call).await {
+            // redis-rs' own response timeout (set to the same bound) may fire
+            // first: report both the same way.
+            Ok(Err(e)) if e.is_timeout() => Err(RedisError::Timeout(self.timeout)),
             Ok(result) => result.map_err(RedisError::Redis),
             Err(_) => {
                 tracing::debug!(timeout = ?self.timeout, "redis call timed out");
