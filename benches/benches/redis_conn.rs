@@ -3,9 +3,12 @@
 //! 50 concurrent tasks issue GET and EVALSHA against one throwaway
 //! `redis-server`, through:
 //! - `raw multiplexed`: redis-rs `MultiplexedConnection`, no wrapper (the anchor);
+//! - `raw ConnectionManager`: redis-rs' reconnecting wrapper of it;
 //! - `ee RedisConn`: `ee_core::redis::RedisConn` (ConnectionManager + per-call timeout);
-//! - `deadpool-redis (50)`: a pool of 50 connections, one per task;
-//! - `bb8-redis (50)`: the same with bb8.
+//! - `deadpool-redis (50)`: a pool of 50 connections, one per task (its
+//!   recycle check sends `UNWATCH`+`PING` on every checkout, as it always does);
+//! - `bb8-redis (50)`: the same with bb8 (default: `PING` on checkout), and
+//!   with that test turned off.
 //!
 //! Each measurement runs `iters` commands split over the 50 tasks, so the time per
 //! element is the amortised cost of one command at concurrency 50 and the
@@ -60,9 +63,10 @@ fn bench(c: &mut Criterion) {
     server.command(&["SET", "bench:key", "a-short-value-of-32-bytes-------"]);
     let script = Arc::new(Script::new(SCRIPT));
 
-    let (raw, ee, deadpool, bb8) = rt.block_on(async {
+    let (raw, manager, ee, deadpool, bb8, bb8_unchecked) = rt.block_on(async {
         let client = redis::Client::open(url.as_str()).unwrap();
         let raw = client.get_multiplexed_async_connection().await.unwrap();
+        let manager = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
         let ee = RedisConn::connect(&RedisConfig::standalone(url.clone()))
             .await
             .unwrap();
@@ -78,9 +82,15 @@ fn bench(c: &mut Criterion) {
             .build(bb8_redis::RedisConnectionManager::new(url.clone()).unwrap())
             .await
             .unwrap();
+        let bb8_unchecked = bb8::Pool::builder()
+            .max_size(POOL)
+            .test_on_check_out(false)
+            .build(bb8_redis::RedisConnectionManager::new(url.clone()).unwrap())
+            .await
+            .unwrap();
         // Load the script once so every variant measures plain EVALSHA.
         let _: Option<String> = ee.invoke(&script.key("bench:key")).await.unwrap();
-        (raw, ee, deadpool, bb8)
+        (raw, manager, ee, deadpool, bb8, bb8_unchecked)
     });
 
     for command in ["GET", "EVALSHA"] {
@@ -90,100 +100,64 @@ fn bench(c: &mut Criterion) {
         group.sample_size(30);
         let evalsha = command == "EVALSHA";
 
-        {
-            let conn = raw.clone();
-            let script = script.clone();
-            group.bench_function("raw multiplexed", |b| {
-                b.iter_custom(|iters| {
-                    let conn = conn.clone();
-                    let script = script.clone();
-                    run_concurrently(&rt, iters, move || {
-                        let mut conn = conn.clone();
-                        let script = script.clone();
-                        async move {
-                            let v: Option<String> = if evalsha {
-                                script.key("bench:key").invoke_async(&mut conn).await
-                            } else {
-                                redis::cmd("GET").arg("bench:key").query_async(&mut conn).await
-                            }
-                            .unwrap();
-                            assert!(v.is_some());
-                        }
-                    })
-                })
-            });
+        // One redis-rs command on any connection, the way each variant sends it.
+        async fn raw_call<C: redis::aio::ConnectionLike>(conn: &mut C, script: &Script, evalsha: bool) {
+            let v: Option<String> = if evalsha {
+                script.key("bench:key").invoke_async(conn).await
+            } else {
+                redis::cmd("GET").arg("bench:key").query_async(conn).await
+            }
+            .unwrap();
+            assert!(v.is_some());
         }
-        {
-            let conn = ee.clone();
-            let script = script.clone();
-            group.bench_function("ee RedisConn", |b| {
-                b.iter_custom(|iters| {
-                    let conn = conn.clone();
-                    let script = script.clone();
-                    run_concurrently(&rt, iters, move || {
-                        let conn = conn.clone();
+
+        macro_rules! variant {
+            ($name:expr, $handle:expr, |$h:ident, $script:ident| $call:expr) => {{
+                let handle = $handle;
+                let script = script.clone();
+                group.bench_function($name, |b| {
+                    b.iter_custom(|iters| {
+                        let handle = handle.clone();
                         let script = script.clone();
-                        async move {
-                            let v: Option<String> = if evalsha {
-                                conn.invoke(&script.key("bench:key")).await
-                            } else {
-                                conn.query(redis::cmd("GET").arg("bench:key")).await
-                            }
-                            .unwrap();
-                            assert!(v.is_some());
-                        }
+                        run_concurrently(&rt, iters, move || {
+                            let $h = handle.clone();
+                            let $script = script.clone();
+                            async move { $call }
+                        })
                     })
-                })
-            });
+                });
+            }};
         }
-        {
-            let pool = deadpool.clone();
-            let script = script.clone();
-            group.bench_function("deadpool-redis (50)", |b| {
-                b.iter_custom(|iters| {
-                    let pool = pool.clone();
-                    let script = script.clone();
-                    run_concurrently(&rt, iters, move || {
-                        let pool = pool.clone();
-                        let script = script.clone();
-                        async move {
-                            let mut conn = pool.get().await.unwrap();
-                            let v: Option<String> = if evalsha {
-                                script.key("bench:key").invoke_async(&mut *conn).await
-                            } else {
-                                redis::cmd("GET").arg("bench:key").query_async(&mut *conn).await
-                            }
-                            .unwrap();
-                            assert!(v.is_some());
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let pool = bb8.clone();
-            let script = script.clone();
-            group.bench_function("bb8-redis (50)", |b| {
-                b.iter_custom(|iters| {
-                    let pool = pool.clone();
-                    let script = script.clone();
-                    run_concurrently(&rt, iters, move || {
-                        let pool = pool.clone();
-                        let script = script.clone();
-                        async move {
-                            let mut conn = pool.get().await.unwrap();
-                            let v: Option<String> = if evalsha {
-                                script.key("bench:key").invoke_async(&mut *conn).await
-                            } else {
-                                redis::cmd("GET").arg("bench:key").query_async(&mut *conn).await
-                            }
-                            .unwrap();
-                            assert!(v.is_some());
-                        }
-                    })
-                })
-            });
-        }
+
+        variant!("raw multiplexed", raw.clone(), |conn, script| {
+            let mut conn = conn;
+            raw_call(&mut conn, &script, evalsha).await
+        });
+        variant!("raw ConnectionManager", manager.clone(), |conn, script| {
+            let mut conn = conn;
+            raw_call(&mut conn, &script, evalsha).await
+        });
+        variant!("ee RedisConn", ee.clone(), |conn, script| {
+            let v: Option<String> = if evalsha {
+                conn.invoke(&script.key("bench:key")).await
+            } else {
+                conn.query(redis::cmd("GET").arg("bench:key")).await
+            }
+            .unwrap();
+            assert!(v.is_some());
+        });
+        variant!("deadpool-redis (50)", deadpool.clone(), |pool, script| {
+            let mut conn = pool.get().await.unwrap();
+            raw_call(&mut *conn, &script, evalsha).await
+        });
+        variant!("bb8-redis (50)", bb8.clone(), |pool, script| {
+            let mut conn = pool.get().await.unwrap();
+            raw_call(&mut *conn, &script, evalsha).await
+        });
+        variant!("bb8-redis (50, no check-out PING)", bb8_unchecked.clone(), |pool, script| {
+            let mut conn = pool.get().await.unwrap();
+            raw_call(&mut *conn, &script, evalsha).await
+        });
         group.finish();
     }
     drop(server);
