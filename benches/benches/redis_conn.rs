@@ -66,7 +66,9 @@ fn bench(c: &mut Criterion) {
     let (raw, manager, ee, deadpool, bb8, bb8_unchecked) = rt.block_on(async {
         let client = redis::Client::open(url.as_str()).unwrap();
         let raw = client.get_multiplexed_async_connection().await.unwrap();
-        let manager = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
+        let manager = redis::aio::ConnectionManager::new(client.clone())
+            .await
+            .unwrap();
         let ee = RedisConn::connect(&RedisConfig::standalone(url.clone()))
             .await
             .unwrap();
@@ -101,7 +103,11 @@ fn bench(c: &mut Criterion) {
         let evalsha = command == "EVALSHA";
 
         // One redis-rs command on any connection, the way each variant sends it.
-        async fn raw_call<C: redis::aio::ConnectionLike>(conn: &mut C, script: &Script, evalsha: bool) {
+        async fn raw_call<C: redis::aio::ConnectionLike>(
+            conn: &mut C,
+            script: &Script,
+            evalsha: bool,
+        ) {
             let v: Option<String> = if evalsha {
                 script.key("bench:key").invoke_async(conn).await
             } else {
@@ -154,10 +160,14 @@ fn bench(c: &mut Criterion) {
             let mut conn = pool.get().await.unwrap();
             raw_call(&mut *conn, &script, evalsha).await
         });
-        variant!("bb8-redis (50, no check-out PING)", bb8_unchecked.clone(), |pool, script| {
-            let mut conn = pool.get().await.unwrap();
-            raw_call(&mut *conn, &script, evalsha).await
-        });
+        variant!(
+            "bb8-redis (50, no check-out PING)",
+            bb8_unchecked.clone(),
+            |pool, script| {
+                let mut conn = pool.get().await.unwrap();
+                raw_call(&mut *conn, &script, evalsha).await
+            }
+        );
         group.finish();
     }
     drop(server);

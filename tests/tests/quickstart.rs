@@ -31,7 +31,10 @@ struct Reply {
 /// A minimal HTTP/1.1 client: one request per connection.
 async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: 0\r\n").into_bytes();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: 0\r\n"
+    )
+    .into_bytes();
     for (name, value) in headers {
         req.extend_from_slice(name.as_bytes());
         req.extend_from_slice(b": ");
@@ -45,8 +48,16 @@ async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
     let raw = String::from_utf8(raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head[9..12].parse().unwrap();
-    let body = if body.is_empty() { Value::Null } else { serde_json::from_str(body).unwrap() };
-    Reply { status, head: head.to_ascii_lowercase(), body }
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap()
+    };
+    Reply {
+        status,
+        head: head.to_ascii_lowercase(),
+        body,
+    }
 }
 
 fn trusting_loopback() -> ClientIp {
@@ -56,7 +67,13 @@ fn trusting_loopback() -> ClientIp {
 #[tokio::test]
 async fn client_ips_come_through_trusted_proxies_only() {
     let addr = serve(AppState::new(trusting_loopback(), Visits::memory())).await;
-    let r = request(addr, "GET", "/whoami", &[("x-forwarded-for", b"6.6.6.6, 203.0.113.7")]).await;
+    let r = request(
+        addr,
+        "GET",
+        "/whoami",
+        &[("x-forwarded-for", b"6.6.6.6, 203.0.113.7")],
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["client_ip"], "203.0.113.7");
     assert_eq!(r.body["peer_ip"], "127.0.0.1");
@@ -68,7 +85,13 @@ async fn client_ips_come_through_trusted_proxies_only() {
 
     // The same request to a service that trusts no proxy: the header is ignored.
     let untrusting = serve(AppState::new(ClientIp::default(), Visits::memory())).await;
-    let r = request(untrusting, "GET", "/whoami", &[("x-forwarded-for", b"203.0.113.7")]).await;
+    let r = request(
+        untrusting,
+        "GET",
+        "/whoami",
+        &[("x-forwarded-for", b"203.0.113.7")],
+    )
+    .await;
     assert_eq!(r.body["client_ip"], "127.0.0.1");
 }
 
@@ -76,10 +99,23 @@ async fn client_ips_come_through_trusted_proxies_only() {
 async fn bad_input_gets_problem_json() {
     let addr = serve(AppState::new(trusting_loopback(), Visits::memory())).await;
 
-    let r = request(addr, "GET", "/whoami", &[("x-forwarded-for", b"203.0.113.7, bogus")]).await;
+    let r = request(
+        addr,
+        "GET",
+        "/whoami",
+        &[("x-forwarded-for", b"203.0.113.7, bogus")],
+    )
+    .await;
     assert_eq!(r.status, 400);
-    assert!(r.head.contains("content-type: application/problem+json"), "{}", r.head);
-    assert_eq!(r.body["type"], "https://ee.rs/problems/core/malformed-header");
+    assert!(
+        r.head.contains("content-type: application/problem+json"),
+        "{}",
+        r.head
+    );
+    assert_eq!(
+        r.body["type"],
+        "https://ee.rs/problems/core/malformed-header"
+    );
     assert_eq!(r.body["header"], "x-forwarded-for");
 
     let r = request(addr, "GET", "/whoami", &[("x-api-key", b"caf\xc3\xa9")]).await;
@@ -101,10 +137,22 @@ async fn bad_input_gets_problem_json() {
 async fn visits_count_per_client_in_memory() {
     let addr = serve(AppState::new(trusting_loopback(), Visits::memory())).await;
     for n in 1..=3 {
-        let r = request(addr, "POST", "/visits", &[("x-forwarded-for", b"192.0.2.1")]).await;
+        let r = request(
+            addr,
+            "POST",
+            "/visits",
+            &[("x-forwarded-for", b"192.0.2.1")],
+        )
+        .await;
         assert_eq!(r.body["visits"], n);
     }
-    let r = request(addr, "POST", "/visits", &[("x-forwarded-for", b"192.0.2.2")]).await;
+    let r = request(
+        addr,
+        "POST",
+        "/visits",
+        &[("x-forwarded-for", b"192.0.2.2")],
+    )
+    .await;
     assert_eq!(r.body["visits"], 1);
 }
 
@@ -112,19 +160,37 @@ async fn visits_count_per_client_in_memory() {
 async fn visits_are_shared_through_redis_and_survive_an_outage_as_503s() {
     let mut redis = RedisServer::start();
     let config = RedisConfig::standalone(redis.url()).with_timeout(Duration::from_millis(300));
-    let a = serve(AppState::new(trusting_loopback(), Visits::redis(RedisConn::connect(&config).await.unwrap()))).await;
-    let b = serve(AppState::new(trusting_loopback(), Visits::redis(RedisConn::connect(&config).await.unwrap()))).await;
+    let a = serve(AppState::new(
+        trusting_loopback(),
+        Visits::redis(RedisConn::connect(&config).await.unwrap()),
+    ))
+    .await;
+    let b = serve(AppState::new(
+        trusting_loopback(),
+        Visits::redis(RedisConn::connect(&config).await.unwrap()),
+    ))
+    .await;
 
     let ip: &[(&str, &[u8])] = &[("x-forwarded-for", b"198.51.100.4")];
     assert_eq!(request(a, "POST", "/visits", ip).await.body["visits"], 1);
-    assert_eq!(request(b, "POST", "/visits", ip).await.body["visits"], 2, "instances share Redis");
+    assert_eq!(
+        request(b, "POST", "/visits", ip).await.body["visits"],
+        2,
+        "instances share Redis"
+    );
     let ttl = redis.command(&["PTTL", "ee:quickstart:visits:198.51.100.4"]);
-    assert!(matches!(ttl, ee_testing::Reply::Integer(t) if t > 0), "{ttl:?}");
+    assert!(
+        matches!(ttl, ee_testing::Reply::Integer(t) if t > 0),
+        "{ttl:?}"
+    );
 
     redis.stop();
     let r = request(a, "POST", "/visits", ip).await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.body["type"], "https://ee.rs/problems/quickstart/store-unavailable");
+    assert_eq!(
+        r.body["type"],
+        "https://ee.rs/problems/quickstart/store-unavailable"
+    );
 
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -134,7 +200,11 @@ async fn visits_are_shared_through_redis_and_survive_an_outage_as_503s() {
             assert_eq!(r.body["visits"], 1, "a restarted Redis starts empty");
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery after restart: {}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after restart: {}",
+            r.body
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

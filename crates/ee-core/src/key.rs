@@ -324,7 +324,9 @@ impl ClientIp {
         let name = self.header.name();
         // Several header lines form one list, in order (RFC 9110 §5.3).
         for line in headers.get_all(&name).iter().rev() {
-            let line = line.to_str().map_err(|_| malformed(&name, "not visible ASCII"))?;
+            let line = line
+                .to_str()
+                .map_err(|_| malformed(&name, "not visible ASCII"))?;
             let hops: Vec<&str> = match self.header {
                 ForwardedHeader::XForwardedFor => line.split(',').collect(),
                 ForwardedHeader::Forwarded => split_quoted(line, ',')?,
@@ -394,9 +396,7 @@ fn forwarded_for(element: &str) -> Result<IpAddr, Cow<'static, str>> {
         if pair.is_empty() {
             continue;
         }
-        let (name, value) = pair
-            .split_once('=')
-            .ok_or("a forwarded-pair without `=`")?;
+        let (name, value) = pair.split_once('=').ok_or("a forwarded-pair without `=`")?;
         if name.trim().eq_ignore_ascii_case("for") {
             if found.is_some() {
                 return Err("`for` given twice in one element".into());

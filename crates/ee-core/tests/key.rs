@@ -24,10 +24,11 @@ fn req_from(peer: &str, headers: &[(&str, &[u8])]) -> Request<()> {
             HeaderValue::from_bytes(value).unwrap(),
         );
     }
-    req.extensions_mut()
-        .insert(PeerAddr(format!("{peer}:4000").parse::<SocketAddr>().unwrap_or_else(|_| {
-            format!("[{peer}]:4000").parse().unwrap()
-        })));
+    req.extensions_mut().insert(PeerAddr(
+        format!("{peer}:4000")
+            .parse::<SocketAddr>()
+            .unwrap_or_else(|_| format!("[{peer}]:4000").parse().unwrap()),
+    ));
     req
 }
 
@@ -38,40 +39,75 @@ fn proxies() -> ClientIp {
 #[test]
 fn untrusted_peers_cannot_choose_their_key_with_x_forwarded_for() {
     let req = req_from("198.51.100.9", &[("x-forwarded-for", b"1.1.1.1")]);
-    assert_eq!(proxies().extract_from(&req).unwrap(), Key::Ip(ip("198.51.100.9")));
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("198.51.100.9"))
+    );
     // With no trusted proxy configured at all, headers are never read.
     let req = req_from("10.0.0.1", &[("x-forwarded-for", b"1.1.1.1")]);
-    assert_eq!(ClientIp::default().extract_from(&req).unwrap(), Key::Ip(ip("10.0.0.1")));
+    assert_eq!(
+        ClientIp::default().extract_from(&req).unwrap(),
+        Key::Ip(ip("10.0.0.1"))
+    );
 }
 
 #[test]
 fn trusted_proxies_are_walked_from_the_right() {
     // Spoofed entry on the left, the real client appended by our first proxy.
-    let req = req_from("10.0.0.2", &[("x-forwarded-for", b"6.6.6.6, 203.0.113.7, 10.9.9.9")]);
-    assert_eq!(proxies().extract_from(&req).unwrap(), Key::Ip(ip("203.0.113.7")));
+    let req = req_from(
+        "10.0.0.2",
+        &[("x-forwarded-for", b"6.6.6.6, 203.0.113.7, 10.9.9.9")],
+    );
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("203.0.113.7"))
+    );
     // Several header lines form one list, in order.
     let req = req_from(
         "10.0.0.2",
-        &[("x-forwarded-for", b"6.6.6.6"), ("x-forwarded-for", b"203.0.113.8 , 10.1.1.1")],
+        &[
+            ("x-forwarded-for", b"6.6.6.6"),
+            ("x-forwarded-for", b"203.0.113.8 , 10.1.1.1"),
+        ],
     );
-    assert_eq!(proxies().extract_from(&req).unwrap(), Key::Ip(ip("203.0.113.8")));
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("203.0.113.8"))
+    );
     // All hops trusted: the leftmost is the best we know.
     let req = req_from("10.0.0.2", &[("x-forwarded-for", b"10.3.3.3, 10.1.1.1")]);
-    assert_eq!(proxies().extract_from(&req).unwrap(), Key::Ip(ip("10.3.3.3")));
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("10.3.3.3"))
+    );
     // No header from a trusted peer: the peer itself.
     let req = req_from("10.0.0.2", &[]);
-    assert_eq!(proxies().extract_from(&req).unwrap(), Key::Ip(ip("10.0.0.2")));
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("10.0.0.2"))
+    );
     // Ports (Azure style) and IPv6 hops.
-    let req = req_from("fd00::1", &[("x-forwarded-for", b"[2001:db8::7]:5555, 10.0.0.3:80")]);
-    assert_eq!(proxies().extract_from(&req).unwrap(), Key::Ip(ip("2001:db8::7")));
+    let req = req_from(
+        "fd00::1",
+        &[("x-forwarded-for", b"[2001:db8::7]:5555, 10.0.0.3:80")],
+    );
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("2001:db8::7"))
+    );
 }
 
 #[test]
 fn ipv4_mapped_peers_match_ipv4_networks() {
     let mut req = Request::get("/").body(()).unwrap();
-    req.headers_mut().insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
-    req.extensions_mut().insert(PeerAddr("[::ffff:10.0.0.5]:80".parse().unwrap()));
-    assert_eq!(proxies().extract_from(&req).unwrap(), Key::Ip(ip("203.0.113.7")));
+    req.headers_mut()
+        .insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+    req.extensions_mut()
+        .insert(PeerAddr("[::ffff:10.0.0.5]:80".parse().unwrap()));
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("203.0.113.7"))
+    );
     let mapped: IpAddr = ip("::ffff:192.0.2.1");
     assert_eq!(Key::from(mapped), Key::Ip(ip("192.0.2.1")));
 }
@@ -86,7 +122,10 @@ fn rfc7239_forwarded_is_read_when_configured() {
             br#"for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.9;by=10.0.0.2"#,
         )],
     );
-    assert_eq!(fwd.extract_from(&req).unwrap(), Key::Ip(ip("2001:db8:cafe::17")));
+    assert_eq!(
+        fwd.extract_from(&req).unwrap(),
+        Key::Ip(ip("2001:db8:cafe::17"))
+    );
     // X-Forwarded-For is ignored when Forwarded is the configured header.
     let req = req_from("10.0.0.2", &[("x-forwarded-for", b"1.1.1.1")]);
     assert_eq!(fwd.extract_from(&req).unwrap(), Key::Ip(ip("10.0.0.2")));
@@ -113,16 +152,29 @@ fn malformed_forwarding_headers_from_trusted_peers_are_400_problems() {
     for (extractor, name, value) in cases {
         let req = req_from("10.0.0.2", &[(name, value)]);
         let err = extractor.extract_from(&req).unwrap_err();
-        assert!(matches!(err, KeyError::MalformedHeader { .. }), "{value:?}: {err:?}");
+        assert!(
+            matches!(err, KeyError::MalformedHeader { .. }),
+            "{value:?}: {err:?}"
+        );
         let problem = problem_of(err);
         assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(problem.type_uri(), "https://ee.rs/problems/core/malformed-header");
+        assert_eq!(
+            problem.type_uri(),
+            "https://ee.rs/problems/core/malformed-header"
+        );
         assert_eq!(problem.extension("header"), Some(&serde_json::json!(name)));
-        assert!(problem.detail().unwrap().contains(name), "{:?}", problem.detail());
+        assert!(
+            problem.detail().unwrap().contains(name),
+            "{:?}",
+            problem.detail()
+        );
     }
     // The same garbage from an untrusted peer is never read, so never rejected.
     let req = req_from("198.51.100.1", &[("x-forwarded-for", b"not-an-ip")]);
-    assert_eq!(proxies().extract_from(&req).unwrap(), Key::Ip(ip("198.51.100.1")));
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("198.51.100.1"))
+    );
 }
 
 #[test]
@@ -130,21 +182,29 @@ fn a_missing_peer_address_is_a_server_error_without_details() {
     let req = Request::get("/").body(()).unwrap();
     let err = PeerIp.extract_from(&req).unwrap_err();
     assert_eq!(err, KeyError::NoPeerAddress);
-    assert!(err.to_string().contains("into_make_service_with_connect_info"));
+    assert!(
+        err.to_string()
+            .contains("into_make_service_with_connect_info")
+    );
     let problem = problem_of(err);
     assert_eq!(problem.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(problem.detail(), None);
-    assert_eq!(proxies().extract_from(&req).unwrap_err(), KeyError::NoPeerAddress);
+    assert_eq!(
+        proxies().extract_from(&req).unwrap_err(),
+        KeyError::NoPeerAddress
+    );
 }
 
 #[test]
 fn peer_address_is_read_from_socketaddr_and_connect_info_extensions() {
     let mut req = Request::get("/").body(()).unwrap();
-    req.extensions_mut().insert("192.0.2.4:1".parse::<SocketAddr>().unwrap());
+    req.extensions_mut()
+        .insert("192.0.2.4:1".parse::<SocketAddr>().unwrap());
     assert_eq!(PeerIp.extract_from(&req).unwrap(), Key::Ip(ip("192.0.2.4")));
     let mut req = Request::get("/").body(()).unwrap();
-    req.extensions_mut()
-        .insert(axum::extract::ConnectInfo("192.0.2.5:1".parse::<SocketAddr>().unwrap()));
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        "192.0.2.5:1".parse::<SocketAddr>().unwrap(),
+    ));
     assert_eq!(PeerIp.extract_from(&req).unwrap(), Key::Ip(ip("192.0.2.5")));
 }
 
@@ -156,10 +216,16 @@ fn header_keys_reject_absent_empty_long_repeated_and_non_ascii_values() {
 
     let missing = req_from("192.0.2.1", &[]);
     let err = api_key.extract_from(&missing).unwrap_err();
-    assert_eq!(err, KeyError::MissingHeader(HeaderName::from_static("x-api-key")));
+    assert_eq!(
+        err,
+        KeyError::MissingHeader(HeaderName::from_static("x-api-key"))
+    );
     let problem = problem_of(err);
     assert_eq!(problem.status(), 400);
-    assert_eq!(problem.type_uri(), "https://ee.rs/problems/core/missing-header");
+    assert_eq!(
+        problem.type_uri(),
+        "https://ee.rs/problems/core/missing-header"
+    );
 
     for (value, reason) in [
         (&b""[..], "empty"),
@@ -204,7 +270,9 @@ fn closures_and_trait_objects_are_extractors() {
     // Parts (what axum extractors see) work as well as whole requests.
     let (parts, ()) = req.into_parts();
     assert_eq!(
-        dynamic.extract(&ee_core::RequestHead::from(&parts)).unwrap(),
+        dynamic
+            .extract(&ee_core::RequestHead::from(&parts))
+            .unwrap(),
         Key::text("POST")
     );
 }
@@ -217,8 +285,13 @@ fn config_deserialises_and_rejects_bad_networks() {
     .unwrap();
     let client_ip = ClientIp::new(config);
     let req = req_from("10.0.0.1", &[("x-forwarded-for", b"192.0.2.77")]);
-    assert_eq!(client_ip.extract_from(&req).unwrap(), Key::Ip(ip("192.0.2.77")));
-    assert!(serde_json::from_str::<ClientIpConfig>(r#"{"trusted_proxies": ["10.0.0.0/33"]}"#).is_err());
+    assert_eq!(
+        client_ip.extract_from(&req).unwrap(),
+        Key::Ip(ip("192.0.2.77"))
+    );
+    assert!(
+        serde_json::from_str::<ClientIpConfig>(r#"{"trusted_proxies": ["10.0.0.0/33"]}"#).is_err()
+    );
     assert!(serde_json::from_str::<ClientIpConfig>(r#"{"trusted": []}"#).is_err());
 }
 

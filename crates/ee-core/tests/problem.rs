@@ -21,7 +21,13 @@ async fn axum_handlers_answer_problem_json() {
             )
         }),
     );
-    let res = ee_testing::send(app, Request::get("/orders/42").body(axum::body::Body::empty()).unwrap()).await;
+    let res = ee_testing::send(
+        app,
+        Request::get("/orders/42")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert_eq!(res.header("content-type"), Some("application/problem+json"));
     assert_eq!(
@@ -48,7 +54,10 @@ fn bare_http_responses_carry_headers_and_body() {
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()[header::RETRY_AFTER], "5");
     assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
-    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
     let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
     assert_eq!(
         body,
@@ -73,7 +82,11 @@ fn problems_read_back_ignoring_wrongly_typed_members() {
     assert_eq!(problem.status(), StatusCode::FORBIDDEN);
     assert_eq!(problem.type_uri(), "https://example.com/out-of-credit");
     assert_eq!(problem.title(), Some("You do not have enough credit."));
-    assert_eq!(problem.detail(), None, "a non-string detail is ignored (RFC 9457 §3.1)");
+    assert_eq!(
+        problem.detail(),
+        None,
+        "a non-string detail is ignored (RFC 9457 §3.1)"
+    );
     assert_eq!(problem.extension("balance"), Some(&json!(30)));
     assert_eq!(problem.extensions().len(), 2);
 

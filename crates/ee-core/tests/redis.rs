@@ -48,11 +48,17 @@ async fn commands_and_scripts_run_on_standalone_redis() {
         .await
         .unwrap();
     assert_eq!(set, "OK");
-    let got: String = conn.query(redis::cmd("GET").arg(keys.key(&["a"]))).await.unwrap();
+    let got: String = conn
+        .query(redis::cmd("GET").arg(keys.key(&["a"])))
+        .await
+        .unwrap();
     assert_eq!(got, "1");
 
     let script = counter_script();
-    let (k1, k2) = (keys.tagged(&["u1"], &["n"]), keys.tagged(&["u1"], &["copy"]));
+    let (k1, k2) = (
+        keys.tagged(&["u1"], &["n"]),
+        keys.tagged(&["u1"], &["copy"]),
+    );
     for expected in 1..=3 {
         let n: i64 = conn.invoke(script.key(&k1).key(&k2).arg(1)).await.unwrap();
         assert_eq!(n, expected);
@@ -66,7 +72,10 @@ async fn commands_and_scripts_run_on_standalone_redis() {
 
     // A script error from Redis is not an outage.
     let broken = Script::new("return redis.call('NOPE')");
-    let err = conn.invoke::<i64>(&broken.prepare_invoke()).await.unwrap_err();
+    let err = conn
+        .invoke::<i64>(&broken.prepare_invoke())
+        .await
+        .unwrap_err();
     assert!(matches!(err, RedisError::Redis(_)), "{err:?}");
     assert!(!err.is_unavailable());
 }
@@ -81,7 +90,10 @@ async fn scripts_are_reloaded_after_noscript() {
     let _: i64 = conn.invoke(script.key(&k1).key(&k2).arg(5)).await.unwrap();
     server.command(&["SCRIPT", "FLUSH"]);
     let n: i64 = conn.invoke(script.key(&k1).key(&k2).arg(5)).await.unwrap();
-    assert_eq!(n, 10, "the call after SCRIPT FLUSH loads the script and succeeds");
+    assert_eq!(
+        n, 10,
+        "the call after SCRIPT FLUSH loads the script and succeeds"
+    );
 }
 
 /// Retries `f` until it succeeds or `limit` passes.
@@ -111,7 +123,10 @@ async fn a_paused_server_times_out_within_the_bound_and_recovers() {
     let started = Instant::now();
     let err = conn.query::<String>(&ping).await.unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, RedisError::Timeout(t) if t == TIMEOUT), "{err:?}");
+    assert!(
+        matches!(err, RedisError::Timeout(t) if t == TIMEOUT),
+        "{err:?}"
+    );
     assert!(err.is_unavailable());
     // The bound holds (with slack for a loaded 2-core machine, not a timing test).
     assert!(took < TIMEOUT + Duration::from_secs(2), "{took:?}");
@@ -168,9 +183,11 @@ async fn connecting_to_nothing_fails_within_the_connect_timeout() {
 #[tokio::test]
 async fn the_same_code_runs_on_a_three_node_cluster() {
     let cluster = RedisCluster::start(3);
-    let conn = RedisConn::connect(&RedisConfig::cluster(cluster.urls()).with_timeout(Duration::from_secs(1)))
-        .await
-        .expect("connect to the cluster");
+    let conn = RedisConn::connect(
+        &RedisConfig::cluster(cluster.urls()).with_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .expect("connect to the cluster");
     assert!(conn.is_cluster());
     let keys = KeySpace::new("test");
     let script = counter_script();
@@ -200,7 +217,10 @@ async fn the_same_code_runs_on_a_three_node_cluster() {
     for node in cluster.nodes() {
         node.command(&["SCRIPT", "FLUSH"]);
     }
-    let (k1, k2) = (keys.tagged(&["user:0"], &["n"]), keys.tagged(&["user:0"], &["copy"]));
+    let (k1, k2) = (
+        keys.tagged(&["user:0"], &["n"]),
+        keys.tagged(&["user:0"], &["copy"]),
+    );
     let n: i64 = conn.invoke(script.key(&k1).key(&k2).arg(2)).await.unwrap();
     assert_eq!(n, 4);
 }
@@ -213,11 +233,21 @@ async fn a_paused_cluster_node_times_out_and_recovers() {
         .unwrap();
     let key = KeySpace::new("test").key(&["paused"]);
     let port = cluster.node_for_key(&key).port();
-    let _: () = conn.query(redis::cmd("SET").arg(&key).arg("v")).await.unwrap();
+    let _: () = conn
+        .query(redis::cmd("SET").arg(&key).arg("v"))
+        .await
+        .unwrap();
 
-    let node = cluster.nodes_mut().iter_mut().find(|n| n.port() == port).unwrap();
+    let node = cluster
+        .nodes_mut()
+        .iter_mut()
+        .find(|n| n.port() == port)
+        .unwrap();
     node.pause();
-    let err = conn.query::<String>(redis::cmd("GET").arg(&key)).await.unwrap_err();
+    let err = conn
+        .query::<String>(redis::cmd("GET").arg(&key))
+        .await
+        .unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
     node.resume();
     let (c, key) = (&conn, &key);

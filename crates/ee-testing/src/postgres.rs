@@ -46,9 +46,9 @@ impl Postgres {
         let base: Config = base_url
             .parse()
             .unwrap_or_else(|e| panic!("EE_DATABASE_URL `{base_url}` is not a valid URL: {e}"));
-        let client = open(&base)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {base_url}: {e}. To fix: {HOW_TO_GET_POSTGRES}"));
+        let client = open(&base).await.unwrap_or_else(|e| {
+            panic!("cannot connect to PostgreSQL at {base_url}: {e}. To fix: {HOW_TO_GET_POSTGRES}")
+        });
 
         static N: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()

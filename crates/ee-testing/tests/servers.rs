@@ -9,23 +9,42 @@ fn redis_server_starts_stops_restarts_and_cleans_up() {
     let mut server = RedisServer::start();
     let port = server.port();
     assert_eq!(server.url(), format!("redis://127.0.0.1:{port}"));
-    assert_eq!(server.command(&["SET", "k", "v"]), Reply::Status("OK".into()));
-    assert_eq!(server.command(&["GET", "k"]), Reply::Bulk(Some(b"v".to_vec())));
+    assert_eq!(
+        server.command(&["SET", "k", "v"]),
+        Reply::Status("OK".into())
+    );
+    assert_eq!(
+        server.command(&["GET", "k"]),
+        Reply::Bulk(Some(b"v".to_vec()))
+    );
     // Nothing is persisted.
     assert_eq!(
         server.command(&["CONFIG", "GET", "save"]),
-        Reply::Array(Some(vec![Reply::Bulk(Some(b"save".to_vec())), Reply::Bulk(Some(Vec::new()))]))
+        Reply::Array(Some(vec![
+            Reply::Bulk(Some(b"save".to_vec())),
+            Reply::Bulk(Some(Vec::new()))
+        ]))
     );
 
     server.stop();
     assert!(!server.is_running());
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "stopped means refused");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "stopped means refused"
+    );
 
     server.restart();
     assert_eq!(server.port(), port, "restart keeps the port");
-    assert_eq!(server.command(&["GET", "k"]), Reply::Bulk(None), "restart starts empty");
+    assert_eq!(
+        server.command(&["GET", "k"]),
+        Reply::Bulk(None),
+        "restart starts empty"
+    );
     drop(server);
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "drop kills the server");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "drop kills the server"
+    );
 }
 
 #[test]
@@ -35,7 +54,10 @@ fn paused_servers_accept_but_do_not_answer() {
     // The kernel still completes the handshake; the reply never comes.
     let err = ee_testing::redis_command(server.port(), &["PING"]).unwrap_err();
     assert!(
-        matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
         "{err:?}"
     );
     server.resume();
@@ -62,9 +84,18 @@ fn clusters_cover_every_slot() {
     }
     // A key is served by the node that owns it and redirected by the others.
     let owner = cluster.node_for_key("hello");
-    assert_eq!(owner.command(&["SET", "hello", "1"]), Reply::Status("OK".into()));
-    let other = cluster.nodes().iter().find(|n| n.port() != owner.port()).unwrap();
-    let Reply::Error(moved) = other.command(&["GET", "hello"]) else { panic!("expected MOVED") };
+    assert_eq!(
+        owner.command(&["SET", "hello", "1"]),
+        Reply::Status("OK".into())
+    );
+    let other = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.port() != owner.port())
+        .unwrap();
+    let Reply::Error(moved) = other.command(&["GET", "hello"]) else {
+        panic!("expected MOVED")
+    };
     assert!(moved.starts_with("MOVED"), "{moved}");
 }
 
@@ -80,7 +111,10 @@ async fn postgres_tests_get_isolated_schemas_that_are_dropped() {
             .await
             .unwrap();
     }
-    a.client().execute("INSERT INTO items VALUES (2)", &[]).await.unwrap();
+    a.client()
+        .execute("INSERT INTO items VALUES (2)", &[])
+        .await
+        .unwrap();
     async fn count(pg: &Postgres) -> i64 {
         pg.client()
             .query_one("SELECT count(*) FROM items", &[])
@@ -92,9 +126,15 @@ async fn postgres_tests_get_isolated_schemas_that_are_dropped() {
     assert_eq!(count(&b).await, 1);
 
     // A second connection through url() lands in the same schema.
-    let (other, connection) = tokio_postgres::connect(a.url(), tokio_postgres::NoTls).await.unwrap();
+    let (other, connection) = tokio_postgres::connect(a.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
-    let n: i64 = other.query_one("SELECT count(*) FROM items", &[]).await.unwrap().get(0);
+    let n: i64 = other
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
 
     let schema = a.schema().to_owned();

@@ -66,9 +66,13 @@ impl Visits {
                     .await
                     .map_err(|e| {
                         tracing::warn!(error = %e, "visit counter unavailable");
-                        Problem::ee(StatusCode::SERVICE_UNAVAILABLE, "quickstart", "store-unavailable")
-                            .with_title("Visit counter unavailable")
-                            .with_detail("the visit store did not answer; try again shortly")
+                        Problem::ee(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "quickstart",
+                            "store-unavailable",
+                        )
+                        .with_title("Visit counter unavailable")
+                        .with_detail("the visit store did not answer; try again shortly")
                     })
             }
         }
@@ -129,11 +133,17 @@ async fn whoami(State(state): State<AppState>, req: Request) -> Result<Json<Valu
 async fn visit(State(state): State<AppState>, req: Request) -> Result<Json<Value>, Problem> {
     let client = state.client_ip.extract(&RequestHead::from(&req))?;
     let visits = state.visits.record(&client).await?;
-    Ok(Json(json!({ "client_ip": client.to_string(), "visits": visits })))
+    Ok(Json(
+        json!({ "client_ip": client.to_string(), "visits": visits }),
+    ))
 }
 
 async fn not_found(req: Request) -> Problem {
     Problem::new(StatusCode::NOT_FOUND)
-        .with_detail(format!("no route for {} {}", req.method(), req.uri().path()))
+        .with_detail(format!(
+            "no route for {} {}",
+            req.method(),
+            req.uri().path()
+        ))
         .with_instance(req.uri().path().to_owned())
 }

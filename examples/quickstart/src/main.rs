@@ -14,7 +14,8 @@ use ee_example_quickstart::{AppState, Visits, app};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("EE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let proxies = std::env::var("EE_TRUSTED_PROXIES").unwrap_or_else(|_| "127.0.0.1/32,::1/128".into());
+    let proxies =
+        std::env::var("EE_TRUSTED_PROXIES").unwrap_or_else(|_| "127.0.0.1/32,::1/128".into());
     let trusted = proxies
         .split(',')
         .filter(|s| !s.trim().is_empty())
