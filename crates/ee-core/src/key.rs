@@ -327,24 +327,43 @@ impl ClientIp {
             let line = line
                 .to_str()
                 .map_err(|_| malformed(&name, "not visible ASCII"))?;
-            let hops: Vec<&str> = match self.header {
-                ForwardedHeader::XForwardedFor => line.split(',').collect(),
-                ForwardedHeader::Forwarded => split_quoted(line, ',')?,
-            };
-            for hop in hops.into_iter().rev() {
-                let hop = match self.header {
-                    ForwardedHeader::XForwardedFor => parse_node(hop.trim()),
-                    ForwardedHeader::Forwarded => forwarded_for(hop),
+            let found = match self.header {
+                // No quoting in X-Forwarded-For: walk it without allocating.
+                ForwardedHeader::XForwardedFor => {
+                    self.walk(&mut current, line.rsplit(','), |hop| parse_node(hop.trim()))
                 }
-                .map_err(|reason| malformed(&name, reason))?;
-                current = hop.to_canonical();
-                if !self.is_trusted(current) {
-                    return Ok(current);
-                }
+                ForwardedHeader::Forwarded => self.walk(
+                    &mut current,
+                    split_quoted(line, ',')?.into_iter().rev(),
+                    forwarded_for,
+                ),
+            }
+            .map_err(|reason| malformed(&name, reason))?;
+            if found {
+                return Ok(current);
             }
         }
         // Every hop was one of ours: the leftmost is as far as we can see.
         Ok(current)
+    }
+}
+
+impl ClientIp {
+    /// Steps through `hops` (right to left) while `current` is trusted; true
+    /// once an untrusted hop, the client, is reached.
+    fn walk<'h>(
+        &self,
+        current: &mut IpAddr,
+        hops: impl Iterator<Item = &'h str>,
+        parse: impl Fn(&'h str) -> Result<IpAddr, Cow<'static, str>>,
+    ) -> Result<bool, Cow<'static, str>> {
+        for hop in hops {
+            *current = parse(hop)?.to_canonical();
+            if !self.is_trusted(*current) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
