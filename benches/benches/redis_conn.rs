@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ee_core::redis::{RedisConfig, RedisConn, Script};
+
+/// The same script for the raw redis-rs variants.
+type RawScript = redis::Script;
 use ee_testing::RedisServer;
 use tokio::runtime::Runtime;
 
@@ -61,7 +64,8 @@ fn bench(c: &mut Criterion) {
     let server = RedisServer::start();
     let url = server.url();
     server.command(&["SET", "bench:key", "a-short-value-of-32-bytes-------"]);
-    let script = Arc::new(Script::new(SCRIPT));
+    let script = Arc::new(RawScript::new(SCRIPT));
+    let ee_script = Arc::new(Script::new(SCRIPT));
 
     let (raw, manager, ee, deadpool, bb8, bb8_unchecked) = rt.block_on(async {
         let client = redis::Client::open(url.as_str()).unwrap();
@@ -91,7 +95,7 @@ fn bench(c: &mut Criterion) {
             .await
             .unwrap();
         // Load the script once so every variant measures plain EVALSHA.
-        let _: Option<String> = ee.invoke(&script.key("bench:key")).await.unwrap();
+        let _: Option<String> = ee.invoke(&ee_script.key("bench:key")).await.unwrap();
         (raw, manager, ee, deadpool, bb8, bb8_unchecked)
     });
 
@@ -105,7 +109,7 @@ fn bench(c: &mut Criterion) {
         // One redis-rs command on any connection, the way each variant sends it.
         async fn raw_call<C: redis::aio::ConnectionLike>(
             conn: &mut C,
-            script: &Script,
+            script: &RawScript,
             evalsha: bool,
         ) {
             let v: Option<String> = if evalsha {
@@ -118,9 +122,9 @@ fn bench(c: &mut Criterion) {
         }
 
         macro_rules! variant {
-            ($name:expr, $handle:expr, |$h:ident, $script:ident| $call:expr) => {{
+            ($name:expr, $handle:expr, $shared_script:expr, |$h:ident, $script:ident| $call:expr) => {{
                 let handle = $handle;
-                let script = script.clone();
+                let script = $shared_script.clone();
                 group.bench_function($name, |b| {
                     b.iter_custom(|iters| {
                         let handle = handle.clone();
@@ -135,15 +139,20 @@ fn bench(c: &mut Criterion) {
             }};
         }
 
-        variant!("raw multiplexed", raw.clone(), |conn, script| {
+        variant!("raw multiplexed", raw.clone(), script, |conn, script| {
             let mut conn = conn;
             raw_call(&mut conn, &script, evalsha).await
         });
-        variant!("raw ConnectionManager", manager.clone(), |conn, script| {
-            let mut conn = conn;
-            raw_call(&mut conn, &script, evalsha).await
-        });
-        variant!("ee RedisConn", ee.clone(), |conn, script| {
+        variant!(
+            "raw ConnectionManager",
+            manager.clone(),
+            script,
+            |conn, script| {
+                let mut conn = conn;
+                raw_call(&mut conn, &script, evalsha).await
+            }
+        );
+        variant!("ee RedisConn", ee.clone(), ee_script, |conn, script| {
             let v: Option<String> = if evalsha {
                 conn.invoke(&script.key("bench:key")).await
             } else {
@@ -152,17 +161,23 @@ fn bench(c: &mut Criterion) {
             .unwrap();
             assert!(v.is_some());
         });
-        variant!("deadpool-redis (50)", deadpool.clone(), |pool, script| {
-            let mut conn = pool.get().await.unwrap();
-            raw_call(&mut *conn, &script, evalsha).await
-        });
-        variant!("bb8-redis (50)", bb8.clone(), |pool, script| {
+        variant!(
+            "deadpool-redis (50)",
+            deadpool.clone(),
+            script,
+            |pool, script| {
+                let mut conn = pool.get().await.unwrap();
+                raw_call(&mut *conn, &script, evalsha).await
+            }
+        );
+        variant!("bb8-redis (50)", bb8.clone(), script, |pool, script| {
             let mut conn = pool.get().await.unwrap();
             raw_call(&mut *conn, &script, evalsha).await
         });
         variant!(
             "bb8-redis (50, no check-out PING)",
             bb8_unchecked.clone(),
+            script,
             |pool, script| {
                 let mut conn = pool.get().await.unwrap();
                 raw_call(&mut *conn, &script, evalsha).await

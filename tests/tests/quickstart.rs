@@ -128,9 +128,17 @@ async fn bad_input_gets_problem_json() {
     assert_eq!(r.body["type"], "about:blank");
     assert_eq!(r.body["instance"], "/nope");
 
-    // A route that exists with the wrong method keeps axum's 405.
+    // A route that exists with the wrong method: 405, as a problem too, with
+    // axum's Allow header kept.
     let r = request(addr, "GET", "/visits", &[]).await;
     assert_eq!(r.status, 405);
+    assert!(
+        r.head.contains("content-type: application/problem+json"),
+        "{}",
+        r.head
+    );
+    assert!(r.head.contains("allow: post"), "{}", r.head);
+    assert_eq!(r.body["detail"], "GET is not allowed on /visits");
 }
 
 #[tokio::test]

@@ -106,7 +106,13 @@ fn redis_key(c: &mut Criterion) {
     let keys = KeySpace::new("ratelimit");
     let mut group = c.benchmark_group("redis_key");
     group.bench_function("format! (anchor)", |b| {
-        b.iter(|| format!("ee:ratelimit:{{{}:{}}}:tat", black_box("api"), black_box("203.0.113.7")))
+        b.iter(|| {
+            format!(
+                "ee:ratelimit:{{{}:{}}}:tat",
+                black_box("api"),
+                black_box("203.0.113.7")
+            )
+        })
     });
     group.bench_function("ee KeySpace::tagged", |b| {
         b.iter(|| keys.tagged(&[black_box("api"), black_box("203.0.113.7")], &["tat"]))

@@ -324,19 +324,29 @@ impl ClientIp {
         let name = self.header.name();
         // Several header lines form one list, in order (RFC 9110 §5.3).
         for line in headers.get_all(&name).iter().rev() {
-            let line = line
-                .to_str()
-                .map_err(|_| malformed(&name, "not visible ASCII"))?;
             let found = match self.header {
-                // No quoting in X-Forwarded-For: walk it without allocating.
-                ForwardedHeader::XForwardedFor => {
-                    self.walk(&mut current, line.rsplit(','), |hop| parse_node(hop.trim()))
-                }
-                ForwardedHeader::Forwarded => self.walk(
+                // No quoting in X-Forwarded-For: walk the bytes without
+                // allocating, and judge only the hops the walk reaches (what a
+                // client wrote further left cannot make our request fail).
+                ForwardedHeader::XForwardedFor => self.walk(
                     &mut current,
-                    split_quoted(line, ',')?.into_iter().rev(),
-                    forwarded_for,
+                    line.as_bytes().rsplit(|b| *b == b','),
+                    |hop| {
+                        std::str::from_utf8(hop)
+                            .map_err(|_| Cow::Borrowed("a hop is not visible ASCII"))
+                            .and_then(|hop| parse_node(hop.trim()))
+                    },
                 ),
+                ForwardedHeader::Forwarded => {
+                    let line = line
+                        .to_str()
+                        .map_err(|_| malformed(&name, "not visible ASCII"))?;
+                    self.walk(
+                        &mut current,
+                        split_quoted(line, ',')?.into_iter().rev(),
+                        forwarded_for,
+                    )
+                }
             }
             .map_err(|reason| malformed(&name, reason))?;
             if found {
@@ -351,11 +361,11 @@ impl ClientIp {
 impl ClientIp {
     /// Steps through `hops` (right to left) while `current` is trusted; true
     /// once an untrusted hop, the client, is reached.
-    fn walk<'h>(
+    fn walk<'h, H: ?Sized + 'h>(
         &self,
         current: &mut IpAddr,
-        hops: impl Iterator<Item = &'h str>,
-        parse: impl Fn(&'h str) -> Result<IpAddr, Cow<'static, str>>,
+        hops: impl Iterator<Item = &'h H>,
+        parse: impl Fn(&'h H) -> Result<IpAddr, Cow<'static, str>>,
     ) -> Result<bool, Cow<'static, str>> {
         for hop in hops {
             *current = parse(hop)?.to_canonical();

@@ -106,12 +106,14 @@ impl Problem {
     }
 
     /// Adds an extension member. A name that clashes with a standard member
-    /// (`type`, `title`, `status`, `detail`, `instance`) is stored as `_<name>` so
-    /// the standard member keeps its meaning; a repeated name replaces the value.
+    /// (`type`, `title`, `status`, `detail`, `instance`) is stored as
+    /// `ext_<name>` so the standard member keeps its meaning (and the name still
+    /// starts with a letter, as RFC 9457 §3.2 advises); a repeated name replaces
+    /// the value.
     pub fn with_extension(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         let mut name = name.into();
         if RESERVED.contains(&name.as_str()) {
-            name.insert(0, '_');
+            name.insert_str(0, "ext_");
         }
         self.extensions.insert(name, value.into());
         self
@@ -316,7 +318,7 @@ mod tests {
         let p = Problem::new(StatusCode::BAD_REQUEST).with_extension("status", 200);
         let v: Value = serde_json::from_slice(&p.to_json_bytes()).unwrap();
         assert_eq!(v["status"], 400);
-        assert_eq!(v["_status"], 200);
+        assert_eq!(v["ext_status"], 200);
     }
 
     #[test]

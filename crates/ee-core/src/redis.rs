@@ -6,9 +6,11 @@
 //! - A per-call timeout on every call ([`RedisConn::query`],
 //!   [`RedisConn::invoke`]): a stalled or unreachable server costs a request at
 //!   most that long, and the error says so ([`RedisError::Timeout`]).
-//! - [`RedisConn::invoke`] runs Lua scripts by SHA (`EVALSHA`), loading them on
-//!   `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`) and retrying once;
-//!   on a Cluster the load goes to every primary.
+//! - [`RedisConn::invoke`] runs Lua [`Script`]s by SHA (`EVALSHA`); on
+//!   `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`) it sends the
+//!   script once with `EVAL`, which runs it and caches it on the node that owns
+//!   the keys, so the next `EVALSHA` succeeds. No `SCRIPT LOAD` fan-out: on a
+//!   Cluster with one node down, scripts still reload on the healthy ones.
 //! - [`KeySpace`]: key names `ee:<crate>:<part>:…`, with a Cluster hash tag
 //!   `{…}` around the part that several keys of one script share.
 //!
@@ -24,10 +26,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
-
-pub use redis::Script;
 
 /// How to reach Redis. Deserialises with serde, so it can be loaded by ee-config.
 ///
@@ -172,6 +172,7 @@ enum Inner {
 /// let keys = KeySpace::new("demo");
 /// let incr = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
 /// let n: i64 = conn.invoke(incr.key(keys.key(&["visits"])).arg(1)).await?;
+/// let pong: String = conn.query(&redis::cmd("PING")).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -197,16 +198,17 @@ impl RedisConn {
         let connect_timeout = config.connect_timeout();
         let connecting = async {
             if config.is_cluster() {
+                // Response timeouts are ours (per call, see `bounded`), so that
+                // `with_timeout` can lengthen them as well as shorten them.
                 let client = ClusterClient::builder(config.cluster_nodes.clone())
                     .connection_timeout(connect_timeout)
-                    .response_timeout(timeout)
                     .build()?;
                 Ok(Inner::Cluster(client.get_async_connection().await?))
             } else {
                 let client = redis::Client::open(config.url.as_str())?;
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(Some(timeout))
+                    .set_response_timeout(None)
                     // Reconnect attempts are made in the background; keep them
                     // short so the first call after a restart finds a connection.
                     .set_number_of_retries(2)
@@ -248,9 +250,6 @@ impl RedisConn {
         F: Future<Output = redis::RedisResult<T>>,
     {
         match tokio::time::timeout(self.timeout, call).await {
-            // redis-rs' own response timeout (set to the same bound) may fire
-            // first: report both the same way.
-            Ok(Err(e)) if e.is_timeout() => Err(RedisError::Timeout(self.timeout)),
             Ok(result) => result.map_err(RedisError::Redis),
             Err(_) => {
                 tracing::debug!(timeout = ?self.timeout, "redis call timed out");
@@ -261,8 +260,8 @@ impl RedisConn {
 
     /// Runs one command, bounded by the per-call timeout.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
-        let mut conn = self.clone();
-        self.bounded(cmd.query_async(&mut conn)).await
+        let mut inner = self.inner.clone();
+        self.bounded(cmd.query_async(&mut inner)).await
     }
 
     /// Runs a pipeline (one round trip), bounded by the per-call timeout. On a
@@ -271,26 +270,33 @@ impl RedisConn {
         &self,
         pipeline: &Pipeline,
     ) -> Result<T, RedisError> {
-        let mut conn = self.clone();
-        self.bounded(pipeline.query_async(&mut conn)).await
+        let mut inner = self.inner.clone();
+        self.bounded(pipeline.query_async(&mut inner)).await
     }
 
-    /// Runs a Lua script by SHA (`EVALSHA`); on `NOSCRIPT` loads it and retries
-    /// once. One round trip when the script is loaded; the timeout bounds the
-    /// whole exchange. On a Cluster, the script's keys must share a hash slot
-    /// (see [`KeySpace::tagged`]).
-    pub async fn invoke<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, RedisError> {
-        let mut conn = self.clone();
-        self.bounded(invocation.invoke_async(&mut conn)).await
+    /// Runs a script by SHA (`EVALSHA`); on `NOSCRIPT`, runs it with `EVAL`,
+    /// which also caches it on that node. One round trip when the script is
+    /// cached; the timeout bounds the whole exchange. On a Cluster, the script's
+    /// keys must share a hash slot (see [`KeySpace::tagged`]).
+    pub async fn invoke<T: FromRedisValue>(&self, call: &ScriptCall<'_>) -> Result<T, RedisError> {
+        let mut inner = self.inner.clone();
+        self.bounded(async {
+            match call.command(true).query_async(&mut inner).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    call.command(false).query_async(&mut inner).await
+                }
+                other => other,
+            }
+        })
+        .await
     }
 }
 
-impl ConnectionLike for RedisConn {
+impl ConnectionLike for Inner {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &mut self.inner {
+        match self {
             Inner::Standalone(c) => c.req_packed_command(cmd),
             Inner::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -302,17 +308,139 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match &mut self.inner {
+        match self {
             Inner::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
             Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
-        match &self.inner {
+        match self {
             Inner::Standalone(c) => c.get_db(),
             Inner::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+fn timed_out(timeout: Duration) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("redis call timed out after {timeout:?}"),
+    ))
+}
+
+/// Every command sent through redis-rs' own APIs on a `RedisConn` is bounded
+/// by the per-call timeout too.
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let timeout = self.timeout;
+        let call = self.inner.req_packed_command(cmd);
+        Box::pin(async move {
+            tokio::time::timeout(timeout, call)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(timeout)))
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let timeout = self.timeout;
+        let call = self.inner.req_packed_commands(pipeline, offset, count);
+        Box::pin(async move {
+            tokio::time::timeout(timeout, call)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(timeout)))
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+/// A Lua script, run with [`RedisConn::invoke`]. Build it once (a `static`
+/// `LazyLock` is typical); the SHA1 is computed here.
+#[derive(Debug, Clone)]
+pub struct Script {
+    code: Arc<str>,
+    hash: Arc<str>,
+}
+
+impl Script {
+    /// A script from its Lua source.
+    pub fn new(code: &str) -> Self {
+        Self {
+            hash: redis::Script::new(code).get_hash().into(),
+            code: code.into(),
+        }
+    }
+
+    /// The SHA1 of the source, as `EVALSHA` wants it.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// A call of this script, starting with one key.
+    pub fn key<T: ToRedisArgs>(&self, key: T) -> ScriptCall<'_> {
+        let mut call = self.call();
+        call.key(key);
+        call
+    }
+
+    /// A call of this script, starting with one argument.
+    pub fn arg<T: ToRedisArgs>(&self, arg: T) -> ScriptCall<'_> {
+        let mut call = self.call();
+        call.arg(arg);
+        call
+    }
+
+    /// A call of this script with no keys or arguments yet.
+    pub fn call(&self) -> ScriptCall<'_> {
+        ScriptCall {
+            script: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// The keys and arguments of one script call.
+#[derive(Debug, Clone)]
+pub struct ScriptCall<'a> {
+    script: &'a Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl ScriptCall<'_> {
+    /// Adds a key (`KEYS[n]`).
+    pub fn key<T: ToRedisArgs>(&mut self, key: T) -> &mut Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    /// Adds an argument (`ARGV[n]`).
+    pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    fn command(&self, by_sha: bool) -> Cmd {
+        let mut cmd = if by_sha {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&*self.script.hash);
+            cmd
+        } else {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(&*self.script.code);
+            cmd
+        };
+        cmd.arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+        cmd
     }
 }
 
@@ -366,6 +494,10 @@ impl KeySpace {
     pub fn tagged(&self, tag: &[&str], rest: &[&str]) -> String {
         let mut key = self.with_capacity(tag, rest);
         key.push('{');
+        if tag.is_empty() {
+            // `{}` is no hash tag at all: write the escaped empty part instead.
+            key.push('%');
+        }
         push_parts(&mut key, tag);
         key.push('}');
         if !rest.is_empty() {
@@ -425,5 +557,6 @@ mod tests {
         assert_eq!(ks.key(&["{evil}"]), "ee:t:%7Bevil%7D");
         assert_eq!(ks.tagged(&[""], &[]), "ee:t:{%}");
         assert_eq!(ks.tagged(&["a}"], &["b"]), "ee:t:{a%7D}:b");
+        assert_eq!(ks.tagged(&[], &["b"]), "ee:t:{%}:b");
     }
 }

@@ -32,6 +32,19 @@ fn req_from(peer: &str, headers: &[(&str, &[u8])]) -> Request<()> {
     req
 }
 
+trait FirstOctet {
+    fn octets_v4_first(&self) -> u8;
+}
+
+impl FirstOctet for IpAddr {
+    fn octets_v4_first(&self) -> u8 {
+        match self {
+            IpAddr::V4(v4) => v4.octets()[0],
+            IpAddr::V6(_) => 0,
+        }
+    }
+}
+
 fn proxies() -> ClientIp {
     ClientIp::trusting(["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()])
 }
@@ -169,6 +182,15 @@ fn malformed_forwarding_headers_from_trusted_peers_are_400_problems() {
             problem.detail()
         );
     }
+    // What a client wrote left of the hop that identifies it is never judged.
+    let req = req_from(
+        "10.0.0.2",
+        &[("x-forwarded-for", b"\xff garbage, 203.0.113.9, 10.0.0.5")],
+    );
+    assert_eq!(
+        proxies().extract_from(&req).unwrap(),
+        Key::Ip(ip("203.0.113.9"))
+    );
     // The same garbage from an untrusted peer is never read, so never rejected.
     let req = req_from("198.51.100.1", &[("x-forwarded-for", b"not-an-ip")]);
     assert_eq!(
@@ -317,6 +339,47 @@ proptest! {
             Ok(other) => prop_assert!(false, "unexpected key {:?}", other),
             Err(err) => prop_assert_eq!(problem_of(err).status(), StatusCode::BAD_REQUEST),
         }
+    }
+
+    /// Against a reference walk: hops spread over several header lines, some of
+    /// them ours, with or without ports, in X-Forwarded-For or Forwarded.
+    #[test]
+    fn the_walk_matches_a_reference(
+        hops in proptest::collection::vec((any::<bool>(), any::<[u8; 4]>(), any::<bool>()), 0..8),
+        lines in 1usize..4,
+        forwarded in any::<bool>(),
+        peer_trusted in any::<bool>(),
+    ) {
+        let ips: Vec<IpAddr> = hops
+            .iter()
+            .map(|(ours, o, _)| if *ours { IpAddr::from([10, o[1], o[2], o[3]]) } else { IpAddr::from([203, o[1], o[2], o[3]]) })
+            .collect();
+        let peer = if peer_trusted { "10.0.0.2" } else { "198.51.100.3" };
+        // Reference: from the peer leftwards while trusted.
+        let mut expected = ip(peer);
+        if peer_trusted {
+            for hop in ips.iter().rev() {
+                expected = *hop;
+                if hop.octets_v4_first() != 10 { break; }
+            }
+        }
+        let render = |(i, hop): (usize, &IpAddr)| {
+            let with_port = hops[i].2;
+            match (forwarded, with_port) {
+                (true, true) => format!("for=\"{hop}:{}\";proto=https", 1000 + i),
+                (true, false) => format!("for={hop}"),
+                (false, true) => format!("{hop}:{}", 1000 + i),
+                (false, false) => hop.to_string(),
+            }
+        };
+        let rendered: Vec<String> = ips.iter().enumerate().map(render).collect();
+        let per_line = rendered.len().div_ceil(lines).max(1);
+        let name = if forwarded { "forwarded" } else { "x-forwarded-for" };
+        let header_lines: Vec<String> = rendered.chunks(per_line).map(|c| c.join(", ")).collect();
+        let headers: Vec<(&str, &[u8])> = header_lines.iter().map(|l| (name, l.as_bytes())).collect();
+        let req = req_from(peer, &headers);
+        let extractor = if forwarded { proxies().with_header(ForwardedHeader::Forwarded) } else { proxies() };
+        prop_assert_eq!(extractor.extract_from(&req).unwrap(), Key::Ip(expected));
     }
 
     /// A client can never get past our proxies by prepending entries.

@@ -72,10 +72,7 @@ async fn commands_and_scripts_run_on_standalone_redis() {
 
     // A script error from Redis is not an outage.
     let broken = Script::new("return redis.call('NOPE')");
-    let err = conn
-        .invoke::<i64>(&broken.prepare_invoke())
-        .await
-        .unwrap_err();
+    let err = conn.invoke::<i64>(&broken.call()).await.unwrap_err();
     assert!(matches!(err, RedisError::Redis(_)), "{err:?}");
     assert!(!err.is_unavailable());
 }
@@ -130,6 +127,29 @@ async fn a_paused_server_times_out_within_the_bound_and_recovers() {
     assert!(err.is_unavailable());
     // The bound holds (with slack for a loaded 2-core machine, not a timing test).
     assert!(took < TIMEOUT + Duration::from_secs(2), "{took:?}");
+
+    // A longer per-call timeout really is longer (redis-rs' own response
+    // timeout does not cut it short).
+    let patient = conn.with_timeout(Duration::from_millis(700));
+    let started = Instant::now();
+    let err = patient.query::<String>(&ping).await.unwrap_err();
+    assert!(
+        matches!(err, RedisError::Timeout(t) if t == Duration::from_millis(700)),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(650),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Commands sent through redis-rs' own API on a RedisConn are bounded too.
+    let mut raw = conn.clone();
+    let err = redis::cmd("PING")
+        .query_async::<String>(&mut raw)
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
 
     server.resume();
     let pong: String = eventually(Duration::from_secs(10), || conn.query(&ping)).await;
@@ -223,6 +243,33 @@ async fn the_same_code_runs_on_a_three_node_cluster() {
     );
     let n: i64 = conn.invoke(script.key(&k1).key(&k2).arg(2)).await.unwrap();
     assert_eq!(n, 4);
+}
+
+#[tokio::test]
+async fn scripts_reload_on_a_cluster_with_one_node_down() {
+    let mut cluster = RedisCluster::start(3);
+    let conn = RedisConn::connect(
+        &RedisConfig::cluster(cluster.urls()).with_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let keys = KeySpace::new("test");
+    let script = counter_script();
+    let (k1, k2) = (keys.tagged(&["e"], &["n"]), keys.tagged(&["e"], &["copy"]));
+    let _: i64 = conn.invoke(script.key(&k1).key(&k2).arg(1)).await.unwrap();
+    let owner = cluster.node_for_key(&k1).port();
+    // Another node dies; the owner loses its script cache. A `SCRIPT LOAD` sent
+    // to every node would fail on the dead one: the reload must not need it.
+    // (Done well within the 2 s node timeout, before the Cluster marks itself down.)
+    let other = cluster
+        .nodes_mut()
+        .iter_mut()
+        .find(|n| n.port() != owner)
+        .unwrap();
+    other.stop();
+    cluster.node_for_key(&k1).command(&["SCRIPT", "FLUSH"]);
+    let n: i64 = conn.invoke(script.key(&k1).key(&k2).arg(1)).await.unwrap();
+    assert_eq!(n, 2);
 }
 
 #[tokio::test]

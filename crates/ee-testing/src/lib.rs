@@ -9,5 +9,5 @@ mod service;
 pub use clock::ManualClock;
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_DATABASE_URL, Postgres};
-pub use redis::{RedisCluster, RedisServer, Reply, command as redis_command};
+pub use redis::{RedisCluster, RedisServer, Reply, command as redis_command, key_slot};
 pub use service::{TestResponse, send};

@@ -22,7 +22,7 @@ const HOW_TO_GET_POSTGRES: &str = "start PostgreSQL on 127.0.0.1:5432 with a dat
 /// # }
 /// ```
 pub struct Postgres {
-    client: Client,
+    client: Option<Client>,
     schema: String,
     base: Config,
     url: String,
@@ -69,7 +69,7 @@ impl Postgres {
 
         let url = with_search_path(&base_url, &schema);
         Self {
-            client,
+            client: Some(client),
             schema,
             base,
             url,
@@ -78,7 +78,7 @@ impl Postgres {
 
     /// The connection, with this test's schema as its `search_path`.
     pub fn client(&self) -> &Client {
-        &self.client
+        self.client.as_ref().expect("present until drop")
     }
 
     /// This test's schema.
@@ -116,8 +116,12 @@ async fn open(config: &Config) -> Result<Client, tokio_postgres::Error> {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // Close our session first: an open transaction of it would hold locks
+        // the DROP waits for.
+        drop(self.client.take());
         // Drop runs inside the test's runtime, which cannot be blocked on: clean
-        // up from a thread with a small runtime of its own.
+        // up from a thread with a small runtime of its own, bounded by a lock
+        // timeout so a session some test leaked cannot hang the drop.
         let base = self.base.clone();
         let schema = std::mem::take(&mut self.schema);
         let cleanup = std::thread::spawn(move || {
@@ -128,7 +132,9 @@ impl Drop for Postgres {
             runtime.block_on(async move {
                 if let Ok(client) = open(&base).await {
                     let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .batch_execute(&format!(
+                            "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                        ))
                         .await;
                 }
             });

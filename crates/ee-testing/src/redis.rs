@@ -185,9 +185,14 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("cannot run redis-server ({e}). {HOW_TO_GET_REDIS}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = self.child.as_ref().map(Child::id).unwrap_or_default();
         while Instant::now() < deadline {
-            if let Ok(Reply::Status(pong)) = command(self.port, &["PING"])
-                && pong == "PONG"
+            // Our process, not another test's server that won a race for the port.
+            if let Ok(info) = command(self.port, &["INFO", "server"])
+                && let Some(info) = info.as_text()
+                && info
+                    .lines()
+                    .any(|l| l.trim() == format!("process_id:{pid}"))
             {
                 return Ok(());
             }
@@ -262,28 +267,29 @@ impl RedisServer {
 
     fn signal(&self, sig: &str) {
         let child = self.child.as_ref().expect("redis-server is not running");
-        let status = Command::new("kill")
-            .arg(sig)
-            .arg(child.id().to_string())
-            .status()
-            .expect("cannot run `kill`");
-        assert!(status.success(), "kill {sig} failed");
+        assert!(send_signal(sig, child.id()), "kill {sig} failed");
     }
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             if self.paused {
                 // A stopped process still dies on SIGKILL; resume only for tidiness.
-                let _ = Command::new("kill")
-                    .arg("-CONT")
-                    .arg(child.id().to_string())
-                    .status();
+                send_signal("-CONT", child.id());
                 self.paused = false;
             }
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// Sends a signal with the shell's built-in `kill` (no procps needed).
+fn send_signal(sig: &str, pid: u32) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill {sig} {pid}"))
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn read_log(path: &Path) -> String {
@@ -390,18 +396,44 @@ impl RedisCluster {
         &mut self.nodes
     }
 
-    /// The node that owns `key`'s hash slot.
+    /// The node that owns `key`'s hash slot (computed here, so it works while
+    /// nodes are down).
     pub fn node_for_key(&self, key: &str) -> &RedisServer {
-        let slot = match self.nodes[0].command(&["CLUSTER", "KEYSLOT", key]) {
-            Reply::Integer(slot) => slot,
-            other => panic!("CLUSTER KEYSLOT answered {other:?}"),
-        };
+        let slot = i64::from(key_slot(key.as_bytes()));
         let n = self.nodes.len() as i64;
         let index = (0..n)
             .find(|i| slot >= i * 16_384 / n && slot < (i + 1) * 16_384 / n)
             .expect("every slot is assigned");
         &self.nodes[usize::try_from(index).expect("index fits")]
     }
+}
+
+/// The Cluster hash slot of a key: CRC16 (XMODEM) of its hash tag (the part
+/// inside the first non-empty `{…}`) or of the whole key, modulo 16384.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.iter()
+                .position(|&b| b == b'}')
+                .filter(|&close| close > 0)
+                .map(|close| &rest[..close])
+        })
+        .unwrap_or(key);
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16_384
 }
 
 fn expect_ok(reply: Reply, what: &str) {
@@ -415,6 +447,20 @@ fn expect_ok(reply: Reply, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_match_the_redis_cluster_spec() {
+        // Examples from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(key_slot(b"123456789"), 12_739);
+        assert_eq!(key_slot(b"foo"), 12_182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_ne!(
+            key_slot(b"foo{}{bar}"),
+            key_slot(b"bar"),
+            "an empty tag is no tag"
+        );
+    }
 
     #[test]
     fn replies_parse() {

@@ -82,6 +82,14 @@ fn clusters_cover_every_slot() {
         assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
         assert!(info.contains("cluster_known_nodes:3"), "{info}");
     }
+    // Our slot computation agrees with the server's.
+    for key in ["hello", "ee:x:{tag}:a", "{}x", "user:{42}"] {
+        assert_eq!(
+            cluster.nodes()[0].command(&["CLUSTER", "KEYSLOT", key]),
+            Reply::Integer(i64::from(ee_testing::key_slot(key.as_bytes()))),
+            "{key}"
+        );
+    }
     // A key is served by the node that owns it and redirected by the others.
     let owner = cluster.node_for_key("hello");
     assert_eq!(

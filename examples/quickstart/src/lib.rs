@@ -101,6 +101,7 @@ pub fn app(state: AppState) -> Router {
         .route("/whoami", get(whoami))
         .route("/visits", post(visit))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -136,6 +137,16 @@ async fn visit(State(state): State<AppState>, req: Request) -> Result<Json<Value
     Ok(Json(
         json!({ "client_ip": client.to_string(), "visits": visits }),
     ))
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED)
+        .with_detail(format!(
+            "{} is not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ))
+        .with_instance(req.uri().path().to_owned())
 }
 
 async fn not_found(req: Request) -> Problem {

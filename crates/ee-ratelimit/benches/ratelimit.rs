@@ -1,0 +1,2 @@
+//! Criterion benchmarks of ee-ratelimit (being written).
+fn main() {}

@@ -1,0 +1,488 @@
+//! In-process limits: the embedded default, and the fallback when Redis is down.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use ee_core::{Clock, Key, SystemClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::Rule;
+use crate::store::{Decision, Limiter, RateLimitStore, StoreError};
+
+/// Limits kept in this process: GCRA on `governor`, the other rules on a
+/// sharded map. Each instance of a service counts on its own; use
+/// `RedisStore` to share limits between instances.
+///
+/// Keys that have been idle for a whole window are swept at most once per
+/// window, so memory follows the number of active keys.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore<C = SystemClock> {
+    clock: C,
+}
+
+impl MemoryStore {
+    /// A store on the system clock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<C: Clock> MemoryStore<C> {
+    /// A store on another clock (`ee_testing::ManualClock` in tests).
+    pub fn with_clock(clock: C) -> Self {
+        Self { clock }
+    }
+}
+
+impl<C: Clock> RateLimitStore for MemoryStore<C> {
+    type Limiter = MemoryLimiter<C>;
+
+    fn limiter(&self, _name: &str, rule: &Rule) -> MemoryLimiter<C> {
+        MemoryLimiter::new(*rule, self.clock.clone())
+    }
+}
+
+/// `governor` wants its own clock trait; this adapts an [`ee_core::Clock`].
+#[derive(Debug, Clone)]
+struct GovernorClock<C>(C);
+
+impl<C: Clock> governor::clock::Clock for GovernorClock<C> {
+    type Instant = Instant;
+    #[inline]
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+}
+
+type Gcra<C> =
+    RateLimiter<Key, DashMapStateStore<Key>, GovernorClock<C>, StateInformationMiddleware>;
+
+/// One policy's in-process state.
+pub struct MemoryLimiter<C: Clock = SystemClock> {
+    rule: Rule,
+    state: State<C>,
+    clock: C,
+    start: Instant,
+    /// Milliseconds since `start` of the last sweep of idle keys.
+    last_sweep_ms: AtomicU64,
+}
+
+impl<C: Clock> std::fmt::Debug for MemoryLimiter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryLimiter")
+            .field("rule", &self.rule)
+            .finish_non_exhaustive()
+    }
+}
+
+enum State<C: Clock> {
+    Gcra {
+        limiter: Box<Gcra<C>>,
+        /// Nanoseconds per unit.
+        emission_ns: u64,
+    },
+    Window(DashMap<Key, Window>),
+    Bucket(DashMap<Key, Bucket>),
+    InFlight(DashMap<Key, u32>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    index: u64,
+    current: u64,
+    previous: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at_ms: f64,
+}
+
+impl<C: Clock> MemoryLimiter<C> {
+    /// A limiter for `rule` on `clock`.
+    pub fn new(rule: Rule, clock: C) -> Self {
+        let state = match rule {
+            Rule::Gcra {
+                limit,
+                period_ms,
+                burst,
+            } => {
+                let emission_ns =
+                    (period_ms.saturating_mul(1_000_000) / u64::from(limit.max(1))).max(1);
+                let quota = Quota::with_period(Duration::from_nanos(emission_ns))
+                    .expect("the emission interval is at least 1 ns")
+                    .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
+                let limiter = RateLimiter::dashmap_with_clock(quota, GovernorClock(clock.clone()))
+                    .with_middleware::<StateInformationMiddleware>();
+                State::Gcra {
+                    limiter: Box::new(limiter),
+                    emission_ns,
+                }
+            }
+            Rule::FixedWindow { .. } | Rule::SlidingWindow { .. } => State::Window(DashMap::new()),
+            Rule::TokenBucket { .. } => State::Bucket(DashMap::new()),
+            Rule::Concurrency { .. } => State::InFlight(DashMap::new()),
+        };
+        let start = clock.now();
+        Self {
+            rule,
+            state,
+            clock,
+            start,
+            last_sweep_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Decides synchronously (the in-memory path never waits).
+    pub fn decide(&self, key: &Key, cost: u32) -> Decision {
+        let cost = cost.max(1);
+        let now = self.clock.now();
+        let now_ms = now.saturating_duration_since(self.start).as_secs_f64() * 1000.0;
+        let decision = match (&self.state, self.rule) {
+            (
+                State::Gcra {
+                    limiter,
+                    emission_ns,
+                },
+                Rule::Gcra { burst, .. },
+            ) => gcra(limiter, *emission_ns, burst, key, cost, now),
+            (State::Window(map), Rule::FixedWindow { limit, window_ms }) => {
+                fixed_window(map, key, cost, limit, window_ms, now_ms)
+            }
+            (State::Window(map), Rule::SlidingWindow { limit, window_ms }) => {
+                sliding_window(map, key, cost, limit, window_ms, now_ms)
+            }
+            (
+                State::Bucket(map),
+                Rule::TokenBucket {
+                    capacity,
+                    refill,
+                    period_ms,
+                },
+            ) => token_bucket(map, key, cost, capacity, refill, period_ms, now_ms),
+            (State::InFlight(map), Rule::Concurrency { max, .. }) => in_flight(map, key, cost, max),
+            _ => unreachable!("state is built from the rule"),
+        };
+        self.maybe_sweep(now_ms);
+        decision
+    }
+
+    /// Drops keys whose state is back to "never seen", at most once per window
+    /// (and at most once a second).
+    fn maybe_sweep(&self, now_ms: f64) {
+        let interval = match self.rule {
+            Rule::Concurrency { .. } => return, // entries are removed at zero
+            rule => rule.window_secs().unwrap_or(1).saturating_mul(1000),
+        };
+        let now = now_ms as u64;
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < interval
+            || self
+                .last_sweep_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        match (&self.state, self.rule) {
+            (State::Gcra { limiter, .. }, _) => {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+            (State::Window(map), Rule::FixedWindow { window_ms, .. }) => {
+                let index = now / window_ms;
+                map.retain(|_, w| w.index >= index);
+            }
+            (State::Window(map), Rule::SlidingWindow { window_ms, .. }) => {
+                let index = now / window_ms;
+                map.retain(|_, w| w.index + 1 >= index);
+            }
+            (
+                State::Bucket(map),
+                Rule::TokenBucket {
+                    capacity,
+                    refill,
+                    period_ms,
+                },
+            ) => {
+                let rate = f64::from(refill) / period_ms as f64;
+                map.retain(|_, b| b.tokens + (now_ms - b.at_ms) * rate < f64::from(capacity));
+            }
+            _ => {}
+        }
+    }
+
+    /// Keys currently tracked (for tests and capacity checks).
+    pub fn len(&self) -> usize {
+        match &self.state {
+            State::Gcra { limiter, .. } => limiter.len(),
+            State::Window(map) => map.len(),
+            State::Bucket(map) => map.len(),
+            State::InFlight(map) => map.len(),
+        }
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<C: Clock> Limiter for MemoryLimiter<C> {
+    fn check(
+        &self,
+        key: &Key,
+        cost: u32,
+    ) -> impl Future<Output = Result<Decision, StoreError>> + Send {
+        std::future::ready(Ok(self.decide(key, cost)))
+    }
+
+    fn release(&self, key: &Key, cost: u32, _ticket: u64) {
+        if let State::InFlight(map) = &self.state {
+            if let Some(mut n) = map.get_mut(key) {
+                *n = n.saturating_sub(cost.max(1));
+            }
+            map.remove_if(key, |_, n| *n == 0);
+        }
+    }
+}
+
+fn gcra<C: Clock>(
+    limiter: &Gcra<C>,
+    emission_ns: u64,
+    burst: u32,
+    key: &Key,
+    cost: u32,
+    now: Instant,
+) -> Decision {
+    let t = |units: u64| Duration::from_nanos(emission_ns.saturating_mul(units));
+    match limiter.check_key_n(key, NonZeroU32::new(cost).expect("cost >= 1")) {
+        Ok(Ok(snapshot)) => {
+            let remaining = snapshot.remaining_burst_capacity();
+            Decision {
+                allowed: true,
+                remaining: remaining.into(),
+                reset: t(u64::from(burst - remaining.min(burst))),
+                retry_after: None,
+                ticket: 0,
+            }
+        }
+        Ok(Err(not_until)) => {
+            let wait = not_until.wait_time_from(now);
+            Decision {
+                allowed: false,
+                remaining: 0,
+                reset: wait + t(u64::from(burst.saturating_sub(cost))),
+                retry_after: Some(wait),
+                ticket: 0,
+            }
+        }
+        Err(_insufficient) => Decision {
+            allowed: false,
+            remaining: 0,
+            reset: t(u64::from(burst)),
+            retry_after: None,
+            ticket: 0,
+        },
+    }
+}
+
+fn ms_to_duration(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+fn fixed_window(
+    map: &DashMap<Key, Window>,
+    key: &Key,
+    cost: u32,
+    limit: u32,
+    window_ms: u64,
+    now_ms: f64,
+) -> Decision {
+    let now = now_ms as u64;
+    let index = now / window_ms;
+    let to_end = ms_to_duration(((index + 1) * window_ms) as f64 - now_ms);
+    let (cost, limit) = (u64::from(cost), u64::from(limit));
+    let mut w = map.entry(key.clone()).or_insert(Window {
+        index,
+        current: 0,
+        previous: 0,
+    });
+    if w.index != index {
+        *w = Window {
+            index,
+            current: 0,
+            previous: 0,
+        };
+    }
+    if w.current + cost > limit {
+        return Decision {
+            allowed: false,
+            remaining: limit.saturating_sub(w.current),
+            reset: to_end,
+            retry_after: (cost <= limit).then_some(to_end),
+            ticket: 0,
+        };
+    }
+    w.current += cost;
+    Decision {
+        allowed: true,
+        remaining: limit - w.current,
+        reset: to_end,
+        retry_after: None,
+        ticket: 0,
+    }
+}
+
+/// The weighted estimate of requests in the sliding window ending now.
+pub(crate) fn sliding_estimate(previous: f64, current: f64, elapsed_fraction: f64) -> f64 {
+    previous * (1.0 - elapsed_fraction) + current
+}
+
+/// Milliseconds until `cost` more fits under `limit` (the same formula as the
+/// Redis script).
+pub(crate) fn sliding_wait_ms(
+    previous: f64,
+    current: f64,
+    position_ms: f64,
+    window_ms: f64,
+    cost: f64,
+    limit: f64,
+) -> f64 {
+    if current + cost <= limit {
+        // Wait for the previous window's weight to fall far enough.
+        if previous <= 0.0 {
+            return 0.0;
+        }
+        (window_ms * (1.0 - (limit - current - cost) / previous) - position_ms).max(0.0)
+    } else {
+        // Wait for the next window, where `current` becomes the previous one.
+        let into_next = if current <= 0.0 {
+            0.0
+        } else {
+            (window_ms * (1.0 - (limit - cost) / current)).max(0.0)
+        };
+        (window_ms - position_ms) + into_next
+    }
+}
+
+fn sliding_window(
+    map: &DashMap<Key, Window>,
+    key: &Key,
+    cost: u32,
+    limit: u32,
+    window_ms: u64,
+    now_ms: f64,
+) -> Decision {
+    let now = now_ms as u64;
+    let index = now / window_ms;
+    let position = now_ms - (index * window_ms) as f64;
+    let window = window_ms as f64;
+    let mut w = map.entry(key.clone()).or_insert(Window {
+        index,
+        current: 0,
+        previous: 0,
+    });
+    if w.index != index {
+        let previous = if w.index + 1 == index { w.current } else { 0 };
+        *w = Window {
+            index,
+            current: 0,
+            previous,
+        };
+    }
+    let (prev, cur) = (w.previous as f64, w.current as f64);
+    let estimate = sliding_estimate(prev, cur, position / window);
+    let (costf, limitf) = (f64::from(cost), f64::from(limit));
+    // Time until the estimate is back to zero: the previous window's weight is
+    // gone at the end of this window, the current one's at the end of the next.
+    let reset = ms_to_duration((window - position) + if cur > 0.0 { window } else { 0.0 });
+    if estimate + costf > limitf {
+        return Decision {
+            allowed: false,
+            remaining: (limitf - estimate).max(0.0) as u64,
+            reset,
+            retry_after: (cost <= limit).then(|| {
+                ms_to_duration(sliding_wait_ms(prev, cur, position, window, costf, limitf))
+            }),
+            ticket: 0,
+        };
+    }
+    w.current += u64::from(cost);
+    Decision {
+        allowed: true,
+        remaining: (limitf - estimate - costf).max(0.0) as u64,
+        reset: ms_to_duration((window - position) + window),
+        retry_after: None,
+        ticket: 0,
+    }
+}
+
+fn token_bucket(
+    map: &DashMap<Key, Bucket>,
+    key: &Key,
+    cost: u32,
+    capacity: u32,
+    refill: u32,
+    period_ms: u64,
+    now_ms: f64,
+) -> Decision {
+    let rate = f64::from(refill) / period_ms as f64; // tokens per ms
+    let (cap, costf) = (f64::from(capacity), f64::from(cost));
+    let mut b = map.entry(key.clone()).or_insert(Bucket {
+        tokens: cap,
+        at_ms: now_ms,
+    });
+    b.tokens = (b.tokens + (now_ms - b.at_ms).max(0.0) * rate).min(cap);
+    b.at_ms = now_ms;
+    if b.tokens < costf {
+        return Decision {
+            allowed: false,
+            remaining: b.tokens.floor() as u64,
+            reset: ms_to_duration((cap - b.tokens) / rate),
+            retry_after: (cost <= capacity).then(|| ms_to_duration((costf - b.tokens) / rate)),
+            ticket: 0,
+        };
+    }
+    b.tokens -= costf;
+    Decision {
+        allowed: true,
+        remaining: b.tokens.floor() as u64,
+        reset: ms_to_duration((cap - b.tokens) / rate),
+        retry_after: None,
+        ticket: 0,
+    }
+}
+
+/// How long a client refused by a concurrency limit is told to wait: slots
+/// free when responses finish, which no store can predict.
+pub(crate) const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
+
+fn in_flight(map: &DashMap<Key, u32>, key: &Key, cost: u32, max: u32) -> Decision {
+    let mut n = map.entry(key.clone()).or_insert(0);
+    if *n + cost > max {
+        let remaining = max.saturating_sub(*n);
+        drop(n);
+        map.remove_if(key, |_, n| *n == 0);
+        return Decision {
+            allowed: false,
+            remaining: remaining.into(),
+            reset: Duration::ZERO,
+            retry_after: (cost <= max).then_some(CONCURRENCY_RETRY),
+            ticket: 0,
+        };
+    }
+    *n += cost;
+    Decision {
+        allowed: true,
+        remaining: (max - *n).into(),
+        reset: Duration::ZERO,
+        retry_after: None,
+        ticket: 0,
+    }
+}
