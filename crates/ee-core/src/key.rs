@@ -565,6 +565,34 @@ impl KeyExtractor for SubjectKey {
     }
 }
 
+/// The key is the matched route template with the method (`GET /orders/{id}`),
+/// from axum's `MatchedPath` (feature `axum`): one limit or quota per endpoint,
+/// never per raw path. Outside a matched route (a layer added with
+/// `Router::layer` sees the fallback unmatched) the request is refused with
+/// [`KeyError::Rejected`].
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteKey;
+
+#[cfg(feature = "axum")]
+impl KeyExtractor for RouteKey {
+    fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
+        req.extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|path| Key::text(format!("{} {}", req.method, path.as_str())))
+            .ok_or(KeyError::Rejected("no route matches this request".into()))
+    }
+}
+
+/// Two keys at once (per user *and* route, per tenant *and* IP): the key is
+/// both, joined by a space.
+impl<A: KeyExtractor, B: KeyExtractor> KeyExtractor for (A, B) {
+    fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
+        let (a, b) = (self.0.extract(req)?, self.1.extract(req)?);
+        Ok(Key::text(format!("{a} {b}")))
+    }
+}
+
 /// A key extractor from a closure (see [`key_fn`]).
 #[derive(Clone)]
 pub struct KeyFn<F>(F);

@@ -299,6 +299,26 @@ fn closures_and_trait_objects_are_extractors() {
     );
 }
 
+#[tokio::test]
+async fn route_keys_are_templates_and_pairs_combine() {
+    use axum::routing::get;
+    use ee_core::key::RouteKey;
+    let app = axum::Router::new().route(
+        "/orders/{id}",
+        get(|req: axum::extract::Request| async move {
+            let key = (RouteKey, SubjectKey).extract_from(&req);
+            format!("{key:?}")
+        }),
+    );
+    let mut req = Request::get("/orders/42").body(axum::body::Body::empty()).unwrap();
+    req.extensions_mut().insert(Subject::new("u1"));
+    let res = ee_testing::send(app, req).await;
+    assert_eq!(res.text(), r#"Ok(Text("GET /orders/{id} u1"))"#);
+
+    let unmatched = Request::get("/x").body(()).unwrap();
+    assert!(matches!(RouteKey.extract_from(&unmatched), Err(KeyError::Rejected(_))));
+}
+
 #[test]
 fn config_deserialises_and_rejects_bad_networks() {
     let config: ClientIpConfig = serde_json::from_str(

@@ -1,0 +1,360 @@
+//! The layer on the in-memory store: every algorithm's counts, headers in the
+//! draft's syntax, problems, keys, costs, exemptions, concurrency and metrics.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use common::{from_ip, parse_sf_list, send};
+use ee_core::key::{ClientIp, HeaderKey};
+use ee_ratelimit::{
+    HeaderConfig, MemoryStore, OnBackendError, Policy, PolicyConfig, RateLimitError, RateLimitLayer,
+    Rule,
+};
+use ee_testing::ManualClock;
+use http::{HeaderName, Method, Request, StatusCode};
+use tower::{Layer, ServiceExt};
+
+fn layer(rule: Rule) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter> {
+    RateLimitLayer::builder(MemoryStore::new())
+        .policy(Policy::new("api", rule))
+        .build()
+        .unwrap()
+}
+
+fn manual(rule: Rule, clock: &ManualClock) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter<ManualClock>> {
+    RateLimitLayer::builder(MemoryStore::with_clock(clock.clone()))
+        .policy(Policy::new("api", rule))
+        .build()
+        .unwrap()
+}
+
+/// Sends `n` requests from one IP, returns how many got 200.
+async fn allowed<L: ee_ratelimit::Limiter>(layer: &RateLimitLayer<L>, ip: &str, n: usize) -> usize {
+    let mut ok = 0;
+    for _ in 0..n {
+        if send(layer, from_ip(ip)).await.status == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+#[tokio::test]
+async fn every_rule_lets_exactly_its_quota_through_per_key() {
+    for rule in [
+        Rule::gcra(5, Duration::from_secs(3600), 5),
+        Rule::fixed_window(5, Duration::from_secs(3600)),
+        Rule::sliding_window(5, Duration::from_secs(3600)),
+        Rule::token_bucket(5, 1, Duration::from_secs(3600)),
+    ] {
+        let layer = layer(rule);
+        assert_eq!(allowed(&layer, "192.0.2.1", 8).await, 5, "{rule:?}");
+        assert_eq!(allowed(&layer, "192.0.2.2", 8).await, 5, "{rule:?}: keys are independent");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_counted_exactly() {
+    let layer = layer(Rule::gcra(50, Duration::from_secs(3600), 50));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let layer = layer.clone();
+            tokio::spawn(async move { send(&layer, from_ip("192.0.2.9")).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 50);
+}
+
+#[tokio::test]
+async fn the_429_is_a_problem_with_retry_after_and_draft_headers() {
+    let layer = layer(Rule::gcra(2, Duration::from_secs(10), 2));
+    let first = send(&layer, from_ip("192.0.2.1")).await;
+    assert_eq!(first.status, 200);
+    let policy = parse_sf_list(first.header("ratelimit-policy").unwrap());
+    assert_eq!(policy.len(), 1);
+    assert_eq!(policy[0].name, "api");
+    assert_eq!(policy[0].param("q"), Some("2"));
+    assert_eq!(policy[0].param("w"), Some("10"));
+    let limit = parse_sf_list(first.header("ratelimit").unwrap());
+    assert_eq!(limit[0].name, "api");
+    assert_eq!(limit[0].param("r"), Some("1"));
+    let t: u64 = limit[0].param("t").unwrap().parse().unwrap();
+    assert!((1..=10).contains(&t), "{t}");
+    assert!(first.header("x-ratelimit-limit").is_none(), "legacy headers are opt-in");
+
+    send(&layer, from_ip("192.0.2.1")).await;
+    let refused = send(&layer, from_ip("192.0.2.1")).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let problem = refused.problem();
+    assert_eq!(problem.type_uri(), "https://ee.rs/problems/ratelimit/too-many-requests");
+    assert_eq!(problem.extension("policy").unwrap(), "api");
+    assert_eq!(problem.detail(), Some("policy `api` allows 2 per 10 s"));
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry), "one unit comes back every 5 s: {retry}");
+    assert_eq!(problem.extension("retry_after").unwrap(), retry);
+    let limit = parse_sf_list(refused.header("ratelimit").unwrap());
+    assert_eq!(limit[0].param("r"), Some("0"));
+    assert!(refused.header("ratelimit-policy").is_some());
+}
+
+#[tokio::test]
+async fn several_policies_all_apply_and_all_appear_in_headers() {
+    let layer = RateLimitLayer::builder(MemoryStore::new())
+        .policy(Policy::new("burst", Rule::gcra(10, Duration::from_secs(1), 20)))
+        .policy(Policy::new("hourly", Rule::fixed_window(3, Duration::from_secs(3600))))
+        .policy(Policy::new("inflight", Rule::concurrency(5)))
+        .headers(HeaderConfig { draft: true, legacy: true })
+        .build()
+        .unwrap();
+    let res = send(&layer, from_ip("192.0.2.1")).await;
+    let policy = parse_sf_list(res.header("ratelimit-policy").unwrap());
+    let names: Vec<&str> = policy.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["burst", "hourly", "inflight"]);
+    assert_eq!(policy[0].param("q"), Some("20"));
+    assert_eq!(policy[0].param("w"), Some("2"));
+    assert_eq!(policy[2].param("qu"), Some("concurrent-requests"));
+    assert_eq!(policy[2].param("w"), None);
+    let limit = parse_sf_list(res.header("ratelimit").unwrap());
+    assert_eq!(limit.len(), 3);
+    assert_eq!(limit[1].param("r"), Some("2"));
+    // Legacy trio: the policy closest to its limit (hourly, 2 left).
+    assert_eq!(res.header("x-ratelimit-limit"), Some("3"));
+    assert_eq!(res.header("x-ratelimit-remaining"), Some("2"));
+
+    assert_eq!(allowed(&layer, "192.0.2.1", 5).await, 2, "the hourly policy is the tighter one");
+    let refused = send(&layer, from_ip("192.0.2.1")).await;
+    assert_eq!(refused.problem().extension("policy").unwrap(), "hourly");
+}
+
+#[tokio::test]
+async fn windows_and_buckets_follow_the_clock() {
+    let clock = ManualClock::new();
+    let fixed = manual(Rule::fixed_window(3, Duration::from_secs(10)), &clock);
+    let sliding = manual(Rule::sliding_window(10, Duration::from_secs(10)), &clock);
+    let bucket = manual(Rule::token_bucket(5, 1, Duration::from_secs(1)), &clock);
+    let gcra = manual(Rule::gcra(2, Duration::from_secs(1), 2), &clock);
+
+    assert_eq!(allowed(&fixed, "192.0.2.1", 5).await, 3);
+    assert_eq!(allowed(&sliding, "192.0.2.1", 15).await, 10);
+    assert_eq!(allowed(&bucket, "192.0.2.1", 8).await, 5);
+    assert_eq!(allowed(&gcra, "192.0.2.1", 4).await, 2);
+
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(allowed(&gcra, "192.0.2.1", 3).await, 1, "GCRA: one unit per 500 ms");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(allowed(&bucket, "192.0.2.1", 3).await, 1, "bucket: one token after 1 s");
+
+    // Into the next window: fixed resets fully; sliding still weighs the
+    // previous window almost fully.
+    clock.advance(Duration::from_millis(8_600)); // t = 10.1 s
+    assert_eq!(allowed(&fixed, "192.0.2.1", 5).await, 3);
+    assert_eq!(allowed(&sliding, "192.0.2.1", 3).await, 0);
+    clock.advance(Duration::from_secs(5)); // t = 15.1 s: previous weighs ~49 %
+    assert_eq!(allowed(&sliding, "192.0.2.1", 10).await, 5);
+    clock.advance(Duration::from_secs(10)); // t = 25.1 s: the 5 weigh ~49 %
+    assert_eq!(allowed(&sliding, "192.0.2.1", 10).await, 7);
+}
+
+#[tokio::test]
+async fn concurrency_limits_count_requests_in_flight() {
+    let layer = RateLimitLayer::builder(MemoryStore::new())
+        .policy(Policy::new("inflight", Rule::concurrency(2)))
+        .build()
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let slow = {
+        let gate = gate.clone();
+        tower::service_fn(move |_req: Request<Body>| {
+            let gate = gate.clone();
+            let entered_tx = entered_tx.clone();
+            async move {
+                entered_tx.send(()).unwrap();
+                let _permit = gate.acquire().await.unwrap();
+                Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("done")))
+            }
+        })
+    };
+    let svc = layer.layer(slow);
+    let a = tokio::spawn(svc.clone().oneshot(from_ip("192.0.2.1")));
+    let b = tokio::spawn(svc.clone().oneshot(from_ip("192.0.2.1")));
+    // Both are inside the handler, holding their slots.
+    entered.recv().await.unwrap();
+    entered.recv().await.unwrap();
+    let third = svc.clone().oneshot(from_ip("192.0.2.1")).await.unwrap();
+    let third = ee_testing::TestResponse::from_response(third).await;
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.problem().detail(), Some("policy `inflight` allows 2 requests in flight"));
+    assert_eq!(third.header("retry-after"), Some("1"));
+    // Another client is not affected.
+    gate.add_permits(1);
+    let other = svc.clone().oneshot(from_ip("192.0.2.2")).await.unwrap();
+    entered.recv().await.unwrap();
+    assert_eq!(other.status(), 200);
+    // When the first two finish, their slots are free again.
+    gate.add_permits(2);
+    assert_eq!(a.await.unwrap().unwrap().status(), 200);
+    assert_eq!(b.await.unwrap().unwrap().status(), 200);
+    gate.add_permits(1);
+    assert_eq!(svc.clone().oneshot(from_ip("192.0.2.1")).await.unwrap().status(), 200);
+    entered.recv().await.unwrap();
+
+    // A request dropped mid-flight (client gone) gives its slot back too.
+    let pending = tokio::spawn(svc.clone().oneshot(from_ip("192.0.2.3")));
+    let pending2 = tokio::spawn(svc.clone().oneshot(from_ip("192.0.2.3")));
+    entered.recv().await.unwrap();
+    entered.recv().await.unwrap();
+    pending.abort();
+    pending2.abort();
+    let _ = (pending.await, pending2.await);
+    gate.add_permits(1);
+    assert_eq!(svc.clone().oneshot(from_ip("192.0.2.3")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn costs_exemptions_and_keys() {
+    let layer = RateLimitLayer::builder(MemoryStore::new())
+        .policy(
+            Policy::new("writes", Rule::fixed_window(10, Duration::from_secs(3600)))
+                .key(HeaderKey::new(HeaderName::from_static("x-api-key")))
+                .cost_fn(|req| if req.method == Method::POST { 4 } else { 0 }),
+        )
+        .exempt(|req| req.uri.path() == "/healthz")
+        .build()
+        .unwrap();
+    let req = |method: Method, path: &str, key: Option<&str>| {
+        let mut r = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    // Cost 0 skips the policy entirely: no key needed, no headers.
+    let get = send(&layer, req(Method::GET, "/", None)).await;
+    assert_eq!(get.status, 200);
+    assert!(get.header("ratelimit").is_none());
+    // POSTs cost 4: two fit in 10.
+    for expected in [200, 200, 429] {
+        let res = send(&layer, req(Method::POST, "/", Some("k1"))).await;
+        assert_eq!(res.status, expected);
+    }
+    // A cost above the quota can never pass: no Retry-After.
+    let huge = RateLimitLayer::builder(MemoryStore::new())
+        .policy(Policy::new("tiny", Rule::fixed_window(3, Duration::from_secs(60))).cost(5))
+        .build()
+        .unwrap();
+    let res = send(&huge, from_ip("192.0.2.1")).await;
+    assert_eq!(res.status, 429);
+    assert!(res.header("retry-after").is_none());
+    assert!(res.problem().detail().unwrap().contains("never pass"));
+    // Exempt paths bypass every policy.
+    assert_eq!(send(&layer, req(Method::POST, "/healthz", None)).await.status, 200);
+    // A missing key header is the key extractor's 400 problem.
+    let res = send(&layer, req(Method::POST, "/", None)).await;
+    assert_eq!(res.status, 400);
+    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/core/missing-header");
+}
+
+#[tokio::test]
+async fn keys_come_through_trusted_proxies_only() {
+    let layer = RateLimitLayer::builder(MemoryStore::new())
+        .policy(
+            Policy::new("api", Rule::fixed_window(1, Duration::from_secs(3600)))
+                .key(ClientIp::trusting(["10.0.0.0/8".parse().unwrap()])),
+        )
+        .build()
+        .unwrap();
+    let via_proxy = |client: &str| {
+        let mut r = from_ip("10.0.0.2");
+        r.headers_mut().insert("x-forwarded-for", client.parse().unwrap());
+        r
+    };
+    assert_eq!(send(&layer, via_proxy("203.0.113.1")).await.status, 200);
+    assert_eq!(send(&layer, via_proxy("203.0.113.2")).await.status, 200, "another client");
+    assert_eq!(send(&layer, via_proxy("203.0.113.1")).await.status, 429);
+    // An untrusted client cannot reset its key by inventing a forwarder.
+    let mut direct = from_ip("198.51.100.7");
+    direct.headers_mut().insert("x-forwarded-for", "1.1.1.1".parse().unwrap());
+    assert_eq!(send(&layer, direct).await.status, 200);
+    let mut direct = from_ip("198.51.100.7");
+    direct.headers_mut().insert("x-forwarded-for", "2.2.2.2".parse().unwrap());
+    assert_eq!(send(&layer, direct).await.status, 429);
+    // Malformed forwarding header from our proxy: 400 problem, nothing counted.
+    let res = send(&layer, via_proxy("not-an-ip")).await;
+    assert_eq!(res.status, 400);
+    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/core/malformed-header");
+    // No peer address at all: a server set-up error.
+    let res = send(&layer, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(res.status, 500);
+}
+
+#[test]
+fn configuration_is_checked_when_the_layer_is_built() {
+    let build = |policies: Vec<Policy>| {
+        let mut b = RateLimitLayer::builder(MemoryStore::new());
+        for p in policies {
+            b = b.policy(p);
+        }
+        b.build().map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert!(build(vec![]).unwrap_err().contains("no policy"));
+    let twice = vec![Policy::new("a", Rule::per_second(1)), Policy::new("a", Rule::per_minute(1))];
+    assert!(build(twice).unwrap_err().contains("defined twice"));
+    assert!(build(vec![Policy::new("bad name", Rule::per_second(1))]).unwrap_err().contains("1-64"));
+    assert!(build(vec![Policy::new("quote\"", Rule::per_second(1))]).is_err());
+    assert!(build(vec![Policy::new("zero", Rule::per_second(0))]).unwrap_err().contains("`limit`"));
+    assert!(
+        build(vec![Policy::new("w", Rule::fixed_window(1, Duration::ZERO))]).is_ok(),
+        "durations round up to 1 ms"
+    );
+    let config: PolicyConfig = serde_json::from_str(
+        r#"{"name": "upload", "algorithm": "token_bucket", "capacity": 10, "refill": 1, "period_ms": 1000, "cost": 2}"#,
+    )
+    .unwrap();
+    assert_eq!(config.rule, Rule::token_bucket(10, 1, Duration::from_secs(1)));
+    assert_eq!(config.cost, 2);
+    assert!(build(vec![Policy::from_config(&config)]).is_ok());
+    assert!(serde_json::from_str::<PolicyConfig>(r#"{"name": "x", "algorithm": "leaky"}"#).is_err());
+    assert!(
+        serde_json::from_str::<PolicyConfig>(r#"{"name": "x", "algorithm": "gcra", "limit": 1, "period_ms": 1, "burst": 1, "brust": 2}"#)
+            .is_err(),
+        "typos are errors"
+    );
+    assert_eq!(
+        serde_json::from_str::<OnBackendError>(r#""fail_closed""#).unwrap(),
+        OnBackendError::FailClosed
+    );
+    let _: fn(RateLimitError) -> ee_core::Problem = ee_core::Problem::from;
+}
+
+#[tokio::test]
+async fn decisions_are_counted_in_metrics() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let layer = metrics::with_local_recorder(&recorder, || layer(Rule::fixed_window(2, Duration::from_secs(60))));
+    for _ in 0..3 {
+        send(&layer, from_ip("192.0.2.1")).await;
+    }
+    let counts: Vec<(String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let metrics_util::debugging::DebugValue::Counter(n) = value else { return None };
+            let labels: Vec<String> = key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), n))
+        })
+        .collect();
+    let get = |name: &str| counts.iter().find(|(k, _)| k == name).map(|(_, n)| *n);
+    assert_eq!(get("ee_ratelimit_decisions_total{policy=api,outcome=allowed}"), Some(2), "{counts:?}");
+    assert_eq!(get("ee_ratelimit_decisions_total{policy=api,outcome=limited}"), Some(1), "{counts:?}");
+}
