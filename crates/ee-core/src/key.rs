@@ -59,7 +59,7 @@ impl<'a> From<&'a http::request::Parts> for RequestHead<'a> {
 
 /// A request key. IP keys stay unformatted (no allocation on the hot path);
 /// text keys are shared cheaply.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
     /// A client or peer IP address (IPv4-mapped IPv6 addresses are canonicalised to IPv4).
     Ip(IpAddr),
@@ -71,6 +71,19 @@ impl Key {
     /// A text key.
     pub fn text(s: impl Into<Arc<str>>) -> Self {
         Key::Text(s.into())
+    }
+}
+
+/// One hasher write per IP key (the keyed maps of rate limiters hash on every
+/// request): an IPv4 address and an IPv6 address never write the same value,
+/// and text keys hash as strings.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            Key::Ip(IpAddr::V4(v4)) => state.write_u64(u64::from(v4.to_bits()) | (1 << 32)),
+            Key::Ip(IpAddr::V6(v6)) => state.write_u128(v6.to_bits()),
+            Key::Text(s) => s.hash(state),
+        }
     }
 }
 
@@ -196,13 +209,14 @@ impl<K: KeyExtractor + ?Sized> KeyExtractor for Box<K> {
 pub struct PeerAddr(pub SocketAddr);
 
 fn peer_ip(ext: &Extensions) -> Option<IpAddr> {
-    if let Some(PeerAddr(addr)) = ext.get::<PeerAddr>() {
-        return Some(addr.ip());
-    }
+    // axum's ConnectInfo first: with the `axum` feature it is what is there.
     #[cfg(feature = "axum")]
     if let Some(axum::extract::ConnectInfo(addr)) =
         ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
     {
+        return Some(addr.ip());
+    }
+    if let Some(PeerAddr(addr)) = ext.get::<PeerAddr>() {
         return Some(addr.ip());
     }
     ext.get::<SocketAddr>().map(SocketAddr::ip)

@@ -379,6 +379,11 @@ impl Script {
         }
     }
 
+    /// The Lua source.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
     /// The SHA1 of the source, as `EVALSHA` wants it.
     pub fn hash(&self) -> &str {
         &self.hash

@@ -310,13 +310,18 @@ async fn route_keys_are_templates_and_pairs_combine() {
             format!("{key:?}")
         }),
     );
-    let mut req = Request::get("/orders/42").body(axum::body::Body::empty()).unwrap();
+    let mut req = Request::get("/orders/42")
+        .body(axum::body::Body::empty())
+        .unwrap();
     req.extensions_mut().insert(Subject::new("u1"));
     let res = ee_testing::send(app, req).await;
     assert_eq!(res.text(), r#"Ok(Text("GET /orders/{id} u1"))"#);
 
     let unmatched = Request::get("/x").body(()).unwrap();
-    assert!(matches!(RouteKey.extract_from(&unmatched), Err(KeyError::Rejected(_))));
+    assert!(matches!(
+        RouteKey.extract_from(&unmatched),
+        Err(KeyError::Rejected(_))
+    ));
 }
 
 #[test]

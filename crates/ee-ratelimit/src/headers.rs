@@ -46,43 +46,81 @@ pub(crate) fn policy_header(policies: &[Policy]) -> HeaderValue {
     HeaderValue::from_str(&out).expect("validated policy names make a valid header")
 }
 
-/// One policy's decision for the `RateLimit` field.
-pub(crate) struct Outcome<'a> {
-    pub(crate) policy: &'a Policy,
-    pub(crate) decision: Decision,
+/// Collects decisions, policy by policy, into the headers of one response.
+pub(crate) struct HeaderBuilder {
+    /// The `RateLimit` list so far, when the draft headers are on.
+    draft: Option<String>,
+    /// quota, remaining, reset of the policy closest to its limit, when the
+    /// legacy headers are on.
+    legacy: Option<Option<(u32, u64, Duration)>>,
 }
 
-/// Writes `RateLimit` (every checked policy) and, if asked, the legacy trio
-/// for the policy with the least remaining.
-pub(crate) fn write(
-    headers: &mut HeaderMap,
-    policy_header: &HeaderValue,
-    outcomes: &[Outcome<'_>],
-    draft: bool,
-    legacy: bool,
-) {
-    if outcomes.is_empty() {
-        return;
+impl HeaderBuilder {
+    pub(crate) fn new(draft: bool, legacy: bool) -> Self {
+        Self {
+            draft: draft.then(String::new),
+            legacy: legacy.then_some(None),
+        }
     }
-    if draft {
-        let mut out = String::with_capacity(32 * outcomes.len());
-        for (i, o) in outcomes.iter().enumerate() {
-            if i > 0 {
+
+    pub(crate) fn push(&mut self, policy: &Policy, decision: &Decision) {
+        if let Some(out) = &mut self.draft {
+            if !out.is_empty() {
                 out.push_str(", ");
             }
-            let _ = write!(out, "\"{}\";r={}", o.policy.name, o.decision.remaining);
-            if !o.decision.reset.is_zero() {
-                let _ = write!(out, ";t={}", ceil_secs(o.decision.reset));
+            let _ = write!(out, "\"{}\";r={}", policy.name, decision.remaining);
+            if !decision.reset.is_zero() {
+                let _ = write!(out, ";t={}", ceil_secs(decision.reset));
             }
         }
-        headers.insert(RATELIMIT_POLICY, policy_header.clone());
-        if let Ok(v) = HeaderValue::from_str(&out) {
-            headers.insert(RATELIMIT, v);
+        if let Some(least) = &mut self.legacy
+            && least.is_none_or(|(_, remaining, _)| decision.remaining < remaining)
+        {
+            *least = Some((policy.rule.quota(), decision.remaining, decision.reset));
         }
     }
-    if legacy && let Some(o) = outcomes.iter().min_by_key(|o| o.decision.remaining) {
-        headers.insert(X_RATELIMIT_LIMIT, o.policy.rule.quota().into());
-        headers.insert(X_RATELIMIT_REMAINING, o.decision.remaining.into());
-        headers.insert(X_RATELIMIT_RESET, ceil_secs(o.decision.reset).into());
+
+    pub(crate) fn finish(self, policy_header: &HeaderValue) -> HeaderSet {
+        if self.draft.is_none() && self.legacy.is_none() {
+            return HeaderSet::default();
+        }
+        let draft = self
+            .draft
+            .filter(|s| !s.is_empty())
+            .and_then(|s| HeaderValue::try_from(s).ok())
+            .map(|v| (policy_header.clone(), v));
+        let legacy = self.legacy.flatten().map(|(quota, remaining, reset)| {
+            [
+                HeaderValue::from(quota),
+                HeaderValue::from(remaining),
+                HeaderValue::from(ceil_secs(reset)),
+            ]
+        });
+        HeaderSet { draft, legacy }
+    }
+}
+
+/// The rate-limit headers of one response, ready to insert.
+#[derive(Debug, Default)]
+pub(crate) struct HeaderSet {
+    draft: Option<(HeaderValue, HeaderValue)>,
+    legacy: Option<[HeaderValue; 3]>,
+}
+
+impl HeaderSet {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.draft.is_none() && self.legacy.is_none()
+    }
+
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        if let Some((policy, limit)) = self.draft {
+            headers.insert(RATELIMIT_POLICY, policy);
+            headers.insert(RATELIMIT, limit);
+        }
+        if let Some([limit, remaining, reset]) = self.legacy {
+            headers.insert(X_RATELIMIT_LIMIT, limit);
+            headers.insert(X_RATELIMIT_REMAINING, remaining);
+            headers.insert(X_RATELIMIT_RESET, reset);
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::config::{HeaderConfig, OnBackendError, PolicyConfig};
 use crate::error::RateLimitError;
 use crate::memory::MemoryLimiter;
 use crate::service::RateLimit;
-use crate::store::RateLimitStore;
+use crate::store::{Limiter, RateLimitStore};
 
 type CostFn = dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync;
 type ExemptFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
@@ -192,6 +192,8 @@ pub(crate) struct Shared<L> {
     pub(crate) headers: HeaderConfig,
     /// `RateLimit-Policy`, the same on every response.
     pub(crate) policy_header: HeaderValue,
+    /// Every limiter decides without waiting (memory): decide inside `call`.
+    pub(crate) synchronous: bool,
     pub(crate) outage: OutageLog,
 }
 
@@ -279,13 +281,15 @@ impl<S: RateLimitStore> RateLimitBuilder<S> {
             .into_iter()
             .map(|policy| ActivePolicy {
                 limiter: self.store.limiter(&policy.name, &policy.rule),
-                fallback: fallback.then(|| MemoryLimiter::new(policy.rule, SystemClock)),
+                fallback: fallback.then(|| MemoryLimiter::system(policy.rule)),
                 metrics: PolicyMetrics::new(&policy.name),
                 policy,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let synchronous = policies.iter().all(|p| p.limiter.decides_now());
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
+                synchronous,
                 policies,
                 exempt: self.exempt,
                 on_backend_error: self.on_backend_error,

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod error;
+mod future;
 pub mod headers;
 mod layer;
 pub mod memory;
@@ -12,9 +13,10 @@ pub mod store;
 
 pub use config::{HeaderConfig, OnBackendError, PolicyConfig, Rule};
 pub use error::RateLimitError;
+pub use future::ResponseFuture;
 pub use layer::{Policy, RateLimitBuilder, RateLimitLayer};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use service::{RateLimit, ResponseFuture};
+pub use service::{Held, RateLimit};
 pub use store::{Decision, Limiter, RateLimitStore, StoreError};

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use ee_core::{Clock, Key, SystemClock};
+use governor::clock::{DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
@@ -19,22 +20,37 @@ use crate::store::{Decision, Limiter, RateLimitStore, StoreError};
 ///
 /// Keys that have been idle for a whole window are swept at most once per
 /// window, so memory follows the number of active keys.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore<C = SystemClock> {
     clock: C,
+    /// GCRA on governor's own TSC-based clock (faster than `Instant::now`);
+    /// true for the system clock, false when a clock is given.
+    fast_clock: bool,
 }
 
 impl MemoryStore {
     /// A store on the system clock.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            clock: SystemClock,
+            fast_clock: true,
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl<C: Clock> MemoryStore<C> {
     /// A store on another clock (`ee_testing::ManualClock` in tests).
     pub fn with_clock(clock: C) -> Self {
-        Self { clock }
+        Self {
+            clock,
+            fast_clock: false,
+        }
     }
 }
 
@@ -42,7 +58,7 @@ impl<C: Clock> RateLimitStore for MemoryStore<C> {
     type Limiter = MemoryLimiter<C>;
 
     fn limiter(&self, _name: &str, rule: &Rule) -> MemoryLimiter<C> {
-        MemoryLimiter::new(*rule, self.clock.clone())
+        MemoryLimiter::build(*rule, self.clock.clone(), self.fast_clock)
     }
 }
 
@@ -58,8 +74,13 @@ impl<C: Clock> governor::clock::Clock for GovernorClock<C> {
     }
 }
 
-type Gcra<C> =
-    RateLimiter<Key, DashMapStateStore<Key>, GovernorClock<C>, StateInformationMiddleware>;
+type Gcra<Clk> = RateLimiter<Key, DashMapStateStore<Key>, Clk, StateInformationMiddleware>;
+
+/// governor on its default (quanta) clock, or on the store's clock.
+enum GcraLimiter<C: Clock> {
+    Fast(Box<Gcra<DefaultClock>>),
+    Given(Box<Gcra<GovernorClock<C>>>),
+}
 
 /// One policy's in-process state.
 pub struct MemoryLimiter<C: Clock = SystemClock> {
@@ -69,6 +90,8 @@ pub struct MemoryLimiter<C: Clock = SystemClock> {
     start: Instant,
     /// Milliseconds since `start` of the last sweep of idle keys.
     last_sweep_ms: AtomicU64,
+    /// Decisions made, to look at the clock for a sweep only now and then.
+    decisions: AtomicU64,
 }
 
 impl<C: Clock> std::fmt::Debug for MemoryLimiter<C> {
@@ -81,9 +104,10 @@ impl<C: Clock> std::fmt::Debug for MemoryLimiter<C> {
 
 enum State<C: Clock> {
     Gcra {
-        limiter: Box<Gcra<C>>,
+        limiter: GcraLimiter<C>,
         /// Nanoseconds per unit.
         emission_ns: u64,
+        burst: u32,
     },
     Window(DashMap<Key, Window>),
     Bucket(DashMap<Key, Bucket>),
@@ -103,9 +127,20 @@ struct Bucket {
     at_ms: f64,
 }
 
+impl MemoryLimiter {
+    /// A limiter for `rule` on the system clock (GCRA on governor's fast clock).
+    pub fn system(rule: Rule) -> Self {
+        Self::build(rule, SystemClock, true)
+    }
+}
+
 impl<C: Clock> MemoryLimiter<C> {
     /// A limiter for `rule` on `clock`.
     pub fn new(rule: Rule, clock: C) -> Self {
+        Self::build(rule, clock, false)
+    }
+
+    fn build(rule: Rule, clock: C, fast_clock: bool) -> Self {
         let state = match rule {
             Rule::Gcra {
                 limit,
@@ -117,11 +152,21 @@ impl<C: Clock> MemoryLimiter<C> {
                 let quota = Quota::with_period(Duration::from_nanos(emission_ns))
                     .expect("the emission interval is at least 1 ns")
                     .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
-                let limiter = RateLimiter::dashmap_with_clock(quota, GovernorClock(clock.clone()))
-                    .with_middleware::<StateInformationMiddleware>();
+                let limiter = if fast_clock {
+                    GcraLimiter::Fast(Box::new(
+                        RateLimiter::dashmap_with_clock(quota, DefaultClock::default())
+                            .with_middleware::<StateInformationMiddleware>(),
+                    ))
+                } else {
+                    GcraLimiter::Given(Box::new(
+                        RateLimiter::dashmap_with_clock(quota, GovernorClock(clock.clone()))
+                            .with_middleware::<StateInformationMiddleware>(),
+                    ))
+                };
                 State::Gcra {
-                    limiter: Box::new(limiter),
+                    limiter,
                     emission_ns,
+                    burst,
                 }
             }
             Rule::FixedWindow { .. } | Rule::SlidingWindow { .. } => State::Window(DashMap::new()),
@@ -135,22 +180,32 @@ impl<C: Clock> MemoryLimiter<C> {
             clock,
             start,
             last_sweep_ms: AtomicU64::new(0),
+            decisions: AtomicU64::new(0),
         }
     }
 
     /// Decides synchronously (the in-memory path never waits).
     pub fn decide(&self, key: &Key, cost: u32) -> Decision {
         let cost = cost.max(1);
-        let now = self.clock.now();
-        let now_ms = now.saturating_duration_since(self.start).as_secs_f64() * 1000.0;
+        if let State::Gcra {
+            limiter,
+            emission_ns,
+            burst,
+        } = &self.state
+        {
+            // The hot path: governor reads its clock once; ours is read only
+            // for a sweep, every 4096 decisions.
+            let decision = match limiter {
+                GcraLimiter::Fast(l) => gcra(l, *emission_ns, *burst, key, cost),
+                GcraLimiter::Given(l) => gcra(l, *emission_ns, *burst, key, cost),
+            };
+            if self.decisions.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+                self.maybe_sweep(self.elapsed_ms());
+            }
+            return decision;
+        }
+        let now_ms = self.elapsed_ms();
         let decision = match (&self.state, self.rule) {
-            (
-                State::Gcra {
-                    limiter,
-                    emission_ns,
-                },
-                Rule::Gcra { burst, .. },
-            ) => gcra(limiter, *emission_ns, burst, key, cost, now),
             (State::Window(map), Rule::FixedWindow { limit, window_ms }) => {
                 fixed_window(map, key, cost, limit, window_ms, now_ms)
             }
@@ -172,6 +227,14 @@ impl<C: Clock> MemoryLimiter<C> {
         decision
     }
 
+    fn elapsed_ms(&self) -> f64 {
+        self.clock
+            .now()
+            .saturating_duration_since(self.start)
+            .as_secs_f64()
+            * 1000.0
+    }
+
     /// Drops keys whose state is back to "never seen", at most once per window
     /// (and at most once a second).
     fn maybe_sweep(&self, now_ms: f64) {
@@ -190,10 +253,16 @@ impl<C: Clock> MemoryLimiter<C> {
             return;
         }
         match (&self.state, self.rule) {
-            (State::Gcra { limiter, .. }, _) => {
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-            }
+            (State::Gcra { limiter, .. }, _) => match limiter {
+                GcraLimiter::Fast(l) => {
+                    l.retain_recent();
+                    l.shrink_to_fit();
+                }
+                GcraLimiter::Given(l) => {
+                    l.retain_recent();
+                    l.shrink_to_fit();
+                }
+            },
             (State::Window(map), Rule::FixedWindow { window_ms, .. }) => {
                 let index = now / window_ms;
                 map.retain(|_, w| w.index >= index);
@@ -220,7 +289,10 @@ impl<C: Clock> MemoryLimiter<C> {
     /// Keys currently tracked (for tests and capacity checks).
     pub fn len(&self) -> usize {
         match &self.state {
-            State::Gcra { limiter, .. } => limiter.len(),
+            State::Gcra { limiter, .. } => match limiter {
+                GcraLimiter::Fast(l) => l.len(),
+                GcraLimiter::Given(l) => l.len(),
+            },
             State::Window(map) => map.len(),
             State::Bucket(map) => map.len(),
             State::InFlight(map) => map.len(),
@@ -242,6 +314,14 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
         std::future::ready(Ok(self.decide(key, cost)))
     }
 
+    fn decides_now(&self) -> bool {
+        true
+    }
+
+    fn check_now(&self, key: &Key, cost: u32) -> Option<Result<Decision, StoreError>> {
+        Some(Ok(self.decide(key, cost)))
+    }
+
     fn release(&self, key: &Key, cost: u32, _ticket: u64) {
         if let State::InFlight(map) = &self.state {
             if let Some(mut n) = map.get_mut(key) {
@@ -252,16 +332,18 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
     }
 }
 
-fn gcra<C: Clock>(
-    limiter: &Gcra<C>,
-    emission_ns: u64,
-    burst: u32,
-    key: &Key,
-    cost: u32,
-    now: Instant,
-) -> Decision {
+fn gcra<Clk>(limiter: &Gcra<Clk>, emission_ns: u64, burst: u32, key: &Key, cost: u32) -> Decision
+where
+    Clk: governor::clock::Clock,
+    Clk::Instant: Reference,
+{
     let t = |units: u64| Duration::from_nanos(emission_ns.saturating_mul(units));
-    match limiter.check_key_n(key, NonZeroU32::new(cost).expect("cost >= 1")) {
+    let outcome = if cost == 1 {
+        Ok(limiter.check_key(key))
+    } else {
+        limiter.check_key_n(key, NonZeroU32::new(cost).expect("cost >= 1"))
+    };
+    match outcome {
         Ok(Ok(snapshot)) => {
             let remaining = snapshot.remaining_burst_capacity();
             Decision {
@@ -273,7 +355,7 @@ fn gcra<C: Clock>(
             }
         }
         Ok(Err(not_until)) => {
-            let wait = not_until.wait_time_from(now);
+            let wait = not_until.wait_time_from(limiter.clock().now());
             Decision {
                 allowed: false,
                 remaining: 0,

@@ -241,6 +241,16 @@ impl std::fmt::Debug for RedisLimiter {
 }
 
 impl RedisLimiter {
+    /// The Lua script this policy runs (for inspection and benchmarks).
+    pub fn script(&self) -> &'static Script {
+        self.script
+    }
+
+    /// The script's arguments before the cost (`ARGV[1..]`).
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
     /// The Redis key of `key` (and of its ticket counter, for concurrency).
     pub fn redis_key(&self, key: &Key, suffix: Option<&str>) -> String {
         let key = key.to_string();

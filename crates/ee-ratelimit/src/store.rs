@@ -57,6 +57,18 @@ pub trait Limiter: Send + Sync + 'static {
         cost: u32,
     ) -> impl Future<Output = Result<Decision, StoreError>> + Send;
 
+    /// Whether [`Limiter::check_now`] always answers: the layer then decides
+    /// inside `call`, without boxing a future (the in-memory store does).
+    fn decides_now(&self) -> bool {
+        false
+    }
+
+    /// The decision, made without waiting, by stores that can; `None` otherwise.
+    fn check_now(&self, key: &Key, cost: u32) -> Option<Result<Decision, StoreError>> {
+        let _ = (key, cost);
+        None
+    }
+
     /// Concurrency limits: gives back the slot an allowed [`Limiter::check`]
     /// took, when the response is done (or dropped). Must not block; a store
     /// that needs I/O spawns it. Other rules ignore it.

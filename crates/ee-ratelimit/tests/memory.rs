@@ -10,8 +10,8 @@ use axum::body::Body;
 use common::{from_ip, parse_sf_list, send};
 use ee_core::key::{ClientIp, HeaderKey};
 use ee_ratelimit::{
-    HeaderConfig, MemoryStore, OnBackendError, Policy, PolicyConfig, RateLimitError, RateLimitLayer,
-    Rule,
+    HeaderConfig, MemoryStore, OnBackendError, Policy, PolicyConfig, RateLimitError,
+    RateLimitLayer, Rule,
 };
 use ee_testing::ManualClock;
 use http::{HeaderName, Method, Request, StatusCode};
@@ -24,7 +24,10 @@ fn layer(rule: Rule) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter> {
         .unwrap()
 }
 
-fn manual(rule: Rule, clock: &ManualClock) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter<ManualClock>> {
+fn manual(
+    rule: Rule,
+    clock: &ManualClock,
+) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter<ManualClock>> {
     RateLimitLayer::builder(MemoryStore::with_clock(clock.clone()))
         .policy(Policy::new("api", rule))
         .build()
@@ -52,7 +55,11 @@ async fn every_rule_lets_exactly_its_quota_through_per_key() {
     ] {
         let layer = layer(rule);
         assert_eq!(allowed(&layer, "192.0.2.1", 8).await, 5, "{rule:?}");
-        assert_eq!(allowed(&layer, "192.0.2.2", 8).await, 5, "{rule:?}: keys are independent");
+        assert_eq!(
+            allowed(&layer, "192.0.2.2", 8).await,
+            5,
+            "{rule:?}: keys are independent"
+        );
     }
 }
 
@@ -89,17 +96,26 @@ async fn the_429_is_a_problem_with_retry_after_and_draft_headers() {
     assert_eq!(limit[0].param("r"), Some("1"));
     let t: u64 = limit[0].param("t").unwrap().parse().unwrap();
     assert!((1..=10).contains(&t), "{t}");
-    assert!(first.header("x-ratelimit-limit").is_none(), "legacy headers are opt-in");
+    assert!(
+        first.header("x-ratelimit-limit").is_none(),
+        "legacy headers are opt-in"
+    );
 
     send(&layer, from_ip("192.0.2.1")).await;
     let refused = send(&layer, from_ip("192.0.2.1")).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     let problem = refused.problem();
-    assert_eq!(problem.type_uri(), "https://ee.rs/problems/ratelimit/too-many-requests");
+    assert_eq!(
+        problem.type_uri(),
+        "https://ee.rs/problems/ratelimit/too-many-requests"
+    );
     assert_eq!(problem.extension("policy").unwrap(), "api");
     assert_eq!(problem.detail(), Some("policy `api` allows 2 per 10 s"));
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=5).contains(&retry), "one unit comes back every 5 s: {retry}");
+    assert!(
+        (1..=5).contains(&retry),
+        "one unit comes back every 5 s: {retry}"
+    );
     assert_eq!(problem.extension("retry_after").unwrap(), retry);
     let limit = parse_sf_list(refused.header("ratelimit").unwrap());
     assert_eq!(limit[0].param("r"), Some("0"));
@@ -109,10 +125,19 @@ async fn the_429_is_a_problem_with_retry_after_and_draft_headers() {
 #[tokio::test]
 async fn several_policies_all_apply_and_all_appear_in_headers() {
     let layer = RateLimitLayer::builder(MemoryStore::new())
-        .policy(Policy::new("burst", Rule::gcra(10, Duration::from_secs(1), 20)))
-        .policy(Policy::new("hourly", Rule::fixed_window(3, Duration::from_secs(3600))))
+        .policy(Policy::new(
+            "burst",
+            Rule::gcra(10, Duration::from_secs(1), 20),
+        ))
+        .policy(Policy::new(
+            "hourly",
+            Rule::fixed_window(3, Duration::from_secs(3600)),
+        ))
         .policy(Policy::new("inflight", Rule::concurrency(5)))
-        .headers(HeaderConfig { draft: true, legacy: true })
+        .headers(HeaderConfig {
+            draft: true,
+            legacy: true,
+        })
         .build()
         .unwrap();
     let res = send(&layer, from_ip("192.0.2.1")).await;
@@ -130,7 +155,11 @@ async fn several_policies_all_apply_and_all_appear_in_headers() {
     assert_eq!(res.header("x-ratelimit-limit"), Some("3"));
     assert_eq!(res.header("x-ratelimit-remaining"), Some("2"));
 
-    assert_eq!(allowed(&layer, "192.0.2.1", 5).await, 2, "the hourly policy is the tighter one");
+    assert_eq!(
+        allowed(&layer, "192.0.2.1", 5).await,
+        2,
+        "the hourly policy is the tighter one"
+    );
     let refused = send(&layer, from_ip("192.0.2.1")).await;
     assert_eq!(refused.problem().extension("policy").unwrap(), "hourly");
 }
@@ -149,9 +178,17 @@ async fn windows_and_buckets_follow_the_clock() {
     assert_eq!(allowed(&gcra, "192.0.2.1", 4).await, 2);
 
     clock.advance(Duration::from_millis(500));
-    assert_eq!(allowed(&gcra, "192.0.2.1", 3).await, 1, "GCRA: one unit per 500 ms");
+    assert_eq!(
+        allowed(&gcra, "192.0.2.1", 3).await,
+        1,
+        "GCRA: one unit per 500 ms"
+    );
     clock.advance(Duration::from_secs(1));
-    assert_eq!(allowed(&bucket, "192.0.2.1", 3).await, 1, "bucket: one token after 1 s");
+    assert_eq!(
+        allowed(&bucket, "192.0.2.1", 3).await,
+        1,
+        "bucket: one token after 1 s"
+    );
 
     // Into the next window: fixed resets fully; sliding still weighs the
     // previous window almost fully.
@@ -193,7 +230,10 @@ async fn concurrency_limits_count_requests_in_flight() {
     let third = svc.clone().oneshot(from_ip("192.0.2.1")).await.unwrap();
     let third = ee_testing::TestResponse::from_response(third).await;
     assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(third.problem().detail(), Some("policy `inflight` allows 2 requests in flight"));
+    assert_eq!(
+        third.problem().detail(),
+        Some("policy `inflight` allows 2 requests in flight")
+    );
     assert_eq!(third.header("retry-after"), Some("1"));
     // Another client is not affected.
     gate.add_permits(1);
@@ -205,7 +245,14 @@ async fn concurrency_limits_count_requests_in_flight() {
     assert_eq!(a.await.unwrap().unwrap().status(), 200);
     assert_eq!(b.await.unwrap().unwrap().status(), 200);
     gate.add_permits(1);
-    assert_eq!(svc.clone().oneshot(from_ip("192.0.2.1")).await.unwrap().status(), 200);
+    assert_eq!(
+        svc.clone()
+            .oneshot(from_ip("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     entered.recv().await.unwrap();
 
     // A request dropped mid-flight (client gone) gives its slot back too.
@@ -217,7 +264,14 @@ async fn concurrency_limits_count_requests_in_flight() {
     pending2.abort();
     let _ = (pending.await, pending2.await);
     gate.add_permits(1);
-    assert_eq!(svc.clone().oneshot(from_ip("192.0.2.3")).await.unwrap().status(), 200);
+    assert_eq!(
+        svc.clone()
+            .oneshot(from_ip("192.0.2.3"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -257,11 +311,19 @@ async fn costs_exemptions_and_keys() {
     assert!(res.header("retry-after").is_none());
     assert!(res.problem().detail().unwrap().contains("never pass"));
     // Exempt paths bypass every policy.
-    assert_eq!(send(&layer, req(Method::POST, "/healthz", None)).await.status, 200);
+    assert_eq!(
+        send(&layer, req(Method::POST, "/healthz", None))
+            .await
+            .status,
+        200
+    );
     // A missing key header is the key extractor's 400 problem.
     let res = send(&layer, req(Method::POST, "/", None)).await;
     assert_eq!(res.status, 400);
-    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/core/missing-header");
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/core/missing-header"
+    );
 }
 
 #[tokio::test]
@@ -275,23 +337,35 @@ async fn keys_come_through_trusted_proxies_only() {
         .unwrap();
     let via_proxy = |client: &str| {
         let mut r = from_ip("10.0.0.2");
-        r.headers_mut().insert("x-forwarded-for", client.parse().unwrap());
+        r.headers_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
         r
     };
     assert_eq!(send(&layer, via_proxy("203.0.113.1")).await.status, 200);
-    assert_eq!(send(&layer, via_proxy("203.0.113.2")).await.status, 200, "another client");
+    assert_eq!(
+        send(&layer, via_proxy("203.0.113.2")).await.status,
+        200,
+        "another client"
+    );
     assert_eq!(send(&layer, via_proxy("203.0.113.1")).await.status, 429);
     // An untrusted client cannot reset its key by inventing a forwarder.
     let mut direct = from_ip("198.51.100.7");
-    direct.headers_mut().insert("x-forwarded-for", "1.1.1.1".parse().unwrap());
+    direct
+        .headers_mut()
+        .insert("x-forwarded-for", "1.1.1.1".parse().unwrap());
     assert_eq!(send(&layer, direct).await.status, 200);
     let mut direct = from_ip("198.51.100.7");
-    direct.headers_mut().insert("x-forwarded-for", "2.2.2.2".parse().unwrap());
+    direct
+        .headers_mut()
+        .insert("x-forwarded-for", "2.2.2.2".parse().unwrap());
     assert_eq!(send(&layer, direct).await.status, 429);
     // Malformed forwarding header from our proxy: 400 problem, nothing counted.
     let res = send(&layer, via_proxy("not-an-ip")).await;
     assert_eq!(res.status, 400);
-    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/core/malformed-header");
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/core/malformed-header"
+    );
     // No peer address at all: a server set-up error.
     let res = send(&layer, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(res.status, 500);
@@ -307,23 +381,43 @@ fn configuration_is_checked_when_the_layer_is_built() {
         b.build().map(|_| ()).map_err(|e| e.to_string())
     };
     assert!(build(vec![]).unwrap_err().contains("no policy"));
-    let twice = vec![Policy::new("a", Rule::per_second(1)), Policy::new("a", Rule::per_minute(1))];
+    let twice = vec![
+        Policy::new("a", Rule::per_second(1)),
+        Policy::new("a", Rule::per_minute(1)),
+    ];
     assert!(build(twice).unwrap_err().contains("defined twice"));
-    assert!(build(vec![Policy::new("bad name", Rule::per_second(1))]).unwrap_err().contains("1-64"));
-    assert!(build(vec![Policy::new("quote\"", Rule::per_second(1))]).is_err());
-    assert!(build(vec![Policy::new("zero", Rule::per_second(0))]).unwrap_err().contains("`limit`"));
     assert!(
-        build(vec![Policy::new("w", Rule::fixed_window(1, Duration::ZERO))]).is_ok(),
+        build(vec![Policy::new("bad name", Rule::per_second(1))])
+            .unwrap_err()
+            .contains("1-64")
+    );
+    assert!(build(vec![Policy::new("quote\"", Rule::per_second(1))]).is_err());
+    assert!(
+        build(vec![Policy::new("zero", Rule::per_second(0))])
+            .unwrap_err()
+            .contains("`limit`")
+    );
+    assert!(
+        build(vec![Policy::new(
+            "w",
+            Rule::fixed_window(1, Duration::ZERO)
+        )])
+        .is_ok(),
         "durations round up to 1 ms"
     );
     let config: PolicyConfig = serde_json::from_str(
         r#"{"name": "upload", "algorithm": "token_bucket", "capacity": 10, "refill": 1, "period_ms": 1000, "cost": 2}"#,
     )
     .unwrap();
-    assert_eq!(config.rule, Rule::token_bucket(10, 1, Duration::from_secs(1)));
+    assert_eq!(
+        config.rule,
+        Rule::token_bucket(10, 1, Duration::from_secs(1))
+    );
     assert_eq!(config.cost, 2);
     assert!(build(vec![Policy::from_config(&config)]).is_ok());
-    assert!(serde_json::from_str::<PolicyConfig>(r#"{"name": "x", "algorithm": "leaky"}"#).is_err());
+    assert!(
+        serde_json::from_str::<PolicyConfig>(r#"{"name": "x", "algorithm": "leaky"}"#).is_err()
+    );
     assert!(
         serde_json::from_str::<PolicyConfig>(r#"{"name": "x", "algorithm": "gcra", "limit": 1, "period_ms": 1, "burst": 1, "brust": 2}"#)
             .is_err(),
@@ -340,7 +434,9 @@ fn configuration_is_checked_when_the_layer_is_built() {
 async fn decisions_are_counted_in_metrics() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let layer = metrics::with_local_recorder(&recorder, || layer(Rule::fixed_window(2, Duration::from_secs(60))));
+    let layer = metrics::with_local_recorder(&recorder, || {
+        layer(Rule::fixed_window(2, Duration::from_secs(60)))
+    });
     for _ in 0..3 {
         send(&layer, from_ip("192.0.2.1")).await;
     }
@@ -349,12 +445,26 @@ async fn decisions_are_counted_in_metrics() {
         .into_vec()
         .into_iter()
         .filter_map(|(key, _, _, value)| {
-            let metrics_util::debugging::DebugValue::Counter(n) = value else { return None };
-            let labels: Vec<String> = key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let metrics_util::debugging::DebugValue::Counter(n) = value else {
+                return None;
+            };
+            let labels: Vec<String> = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
             Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), n))
         })
         .collect();
     let get = |name: &str| counts.iter().find(|(k, _)| k == name).map(|(_, n)| *n);
-    assert_eq!(get("ee_ratelimit_decisions_total{policy=api,outcome=allowed}"), Some(2), "{counts:?}");
-    assert_eq!(get("ee_ratelimit_decisions_total{policy=api,outcome=limited}"), Some(1), "{counts:?}");
+    assert_eq!(
+        get("ee_ratelimit_decisions_total{policy=api,outcome=allowed}"),
+        Some(2),
+        "{counts:?}"
+    );
+    assert_eq!(
+        get("ee_ratelimit_decisions_total{policy=api,outcome=limited}"),
+        Some(1),
+        "{counts:?}"
+    );
 }

@@ -18,17 +18,50 @@ use http::{Request, StatusCode};
 use tower::{Layer, ServiceExt};
 
 const RULES: [(&str, Rule); 4] = [
-    ("gcra", Rule::Gcra { limit: 50, period_ms: 3_600_000, burst: 50 }),
-    ("fixed", Rule::FixedWindow { limit: 50, window_ms: 3_600_000 }),
-    ("sliding", Rule::SlidingWindow { limit: 50, window_ms: 3_600_000 }),
-    ("bucket", Rule::TokenBucket { capacity: 50, refill: 1, period_ms: 3_600_000 }),
+    (
+        "gcra",
+        Rule::Gcra {
+            limit: 50,
+            period_ms: 3_600_000,
+            burst: 50,
+        },
+    ),
+    (
+        "fixed",
+        Rule::FixedWindow {
+            limit: 50,
+            window_ms: 3_600_000,
+        },
+    ),
+    (
+        "sliding",
+        Rule::SlidingWindow {
+            limit: 50,
+            window_ms: 3_600_000,
+        },
+    ),
+    (
+        "bucket",
+        Rule::TokenBucket {
+            capacity: 50,
+            refill: 1,
+            period_ms: 3_600_000,
+        },
+    ),
 ];
 
 async fn conn(config: RedisConfig) -> RedisConn {
-    RedisConn::connect(&config.with_timeout(Duration::from_millis(500))).await.unwrap()
+    RedisConn::connect(&config.with_timeout(Duration::from_millis(500)))
+        .await
+        .unwrap()
 }
 
-fn layer(conn: &RedisConn, name: &str, rule: Rule, on_error: OnBackendError) -> RateLimitLayer<RedisLimiter> {
+fn layer(
+    conn: &RedisConn,
+    name: &str,
+    rule: Rule,
+    on_error: OnBackendError,
+) -> RateLimitLayer<RedisLimiter> {
     RateLimitLayer::builder(RedisStore::new(conn.clone()))
         .policy(Policy::new(name, rule))
         .on_backend_error(on_error)
@@ -62,9 +95,16 @@ async fn exact_counts_across_four_instances_sharing_one_redis() {
         conns.push(conn(RedisConfig::standalone(server.url())).await);
     }
     for (name, rule) in RULES {
-        let layers: Vec<_> = conns.iter().map(|c| layer(c, name, rule, OnBackendError::FailClosed)).collect();
+        let layers: Vec<_> = conns
+            .iter()
+            .map(|c| layer(c, name, rule, OnBackendError::FailClosed))
+            .collect();
         assert_eq!(hammer(&layers, "192.0.2.1").await, 50, "{name}");
-        assert_eq!(hammer(&layers, "192.0.2.2").await, 50, "{name}: another client");
+        assert_eq!(
+            hammer(&layers, "192.0.2.2").await,
+            50,
+            "{name}: another client"
+        );
     }
 }
 
@@ -76,13 +116,23 @@ async fn exact_counts_across_a_three_node_cluster() {
         conns.push(conn(RedisConfig::cluster(cluster.urls())).await);
     }
     for (name, rule) in RULES {
-        let layers: Vec<_> = conns.iter().map(|c| layer(c, name, rule, OnBackendError::FailClosed)).collect();
+        let layers: Vec<_> = conns
+            .iter()
+            .map(|c| layer(c, name, rule, OnBackendError::FailClosed))
+            .collect();
         assert_eq!(hammer(&layers, "192.0.2.1").await, 50, "{name}");
     }
     // Concurrency on the Cluster: its two keys share a slot (hash tag).
     let layers: Vec<_> = conns
         .iter()
-        .map(|c| layer(c, "inflight", Rule::concurrency(3), OnBackendError::FailClosed))
+        .map(|c| {
+            layer(
+                c,
+                "inflight",
+                Rule::concurrency(3),
+                OnBackendError::FailClosed,
+            )
+        })
         .collect();
     let res = send(&layers[0], from_ip("192.0.2.3")).await;
     assert_eq!(res.status, 200);
@@ -109,8 +159,16 @@ fn command_calls(server: &RedisServer) -> Vec<(String, u64)> {
 async fn one_round_trip_per_decision_and_a_ttl_on_every_key() {
     let server = RedisServer::start();
     let c = conn(RedisConfig::standalone(server.url())).await;
-    let mut layers: Vec<_> = RULES.iter().map(|(n, r)| layer(&c, n, *r, OnBackendError::FailClosed)).collect();
-    layers.push(layer(&c, "inflight", Rule::concurrency(5), OnBackendError::FailClosed));
+    let mut layers: Vec<_> = RULES
+        .iter()
+        .map(|(n, r)| layer(&c, n, *r, OnBackendError::FailClosed))
+        .collect();
+    layers.push(layer(
+        &c,
+        "inflight",
+        Rule::concurrency(5),
+        OnBackendError::FailClosed,
+    ));
     // Warm up: the first call of each script loads it (EVALSHA, then EVAL).
     for l in &layers {
         send(l, from_ip("192.0.2.1")).await;
@@ -139,12 +197,16 @@ async fn one_round_trip_per_decision_and_a_ttl_on_every_key() {
     }
 
     // Every key has a TTL and the documented shape.
-    let Reply::Array(Some(keys)) = server.command(&["KEYS", "*"]) else { panic!() };
+    let Reply::Array(Some(keys)) = server.command(&["KEYS", "*"]) else {
+        panic!()
+    };
     assert!(keys.len() >= 5, "{keys:?}");
     for key in keys {
         let key = key.as_text().unwrap();
         assert!(key.starts_with("ee:ratelimit:{"), "{key}");
-        let Reply::Integer(ttl) = server.command(&["PTTL", &key]) else { panic!() };
+        let Reply::Integer(ttl) = server.command(&["PTTL", &key]) else {
+            panic!()
+        };
         assert!(ttl > 0, "{key} has no TTL ({ttl})");
     }
 }
@@ -153,7 +215,12 @@ async fn one_round_trip_per_decision_and_a_ttl_on_every_key() {
 async fn concurrency_slots_are_released_in_redis() {
     let server = RedisServer::start();
     let c = conn(RedisConfig::standalone(server.url())).await;
-    let layer = layer(&c, "inflight", Rule::concurrency(50), OnBackendError::FailClosed);
+    let layer = layer(
+        &c,
+        "inflight",
+        Rule::concurrency(50),
+        OnBackendError::FailClosed,
+    );
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let svc = layer.layer({
         let gate = gate.clone();
@@ -165,7 +232,9 @@ async fn concurrency_slots_are_released_in_redis() {
             }
         })
     });
-    let tasks: Vec<_> = (0..200).map(|_| tokio::spawn(svc.clone().oneshot(from_ip("192.0.2.1")))).collect();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| tokio::spawn(svc.clone().oneshot(from_ip("192.0.2.1"))))
+        .collect();
     // Everyone past the limit is refused at once; the 50 wait at the gate.
     let zset = "ee:ratelimit:{inflight:192.0.2.1}";
     let mut refused = 0;
@@ -221,7 +290,10 @@ async fn each_outage_policy_does_what_it_says_and_recovers() {
     // Fail closed: 503 problem with Retry-After.
     let res = send(&closed, from_ip("192.0.2.1")).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/ratelimit/unavailable");
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/ratelimit/unavailable"
+    );
     assert_eq!(res.header("retry-after"), Some("1"));
     // Fall back to memory: the limit holds in this instance (3 fresh units).
     let statuses: Vec<u16> = futures_statuses(&fallback, 5).await;
@@ -235,7 +307,11 @@ async fn each_outage_policy_does_what_it_says_and_recovers() {
         if res.status == 200 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no recovery: {}", res.status);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery: {}",
+            res.status
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(matches!(
@@ -267,6 +343,10 @@ async fn a_stalled_redis_is_bounded_by_the_decision_timeout() {
     let started = std::time::Instant::now();
     let res = send(&layer, from_ip("192.0.2.1")).await;
     assert_eq!(res.status, 503);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     server.resume();
 }

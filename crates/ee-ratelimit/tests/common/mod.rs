@@ -6,16 +6,20 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use ee_core::PeerAddr;
+use ee_ratelimit::{Limiter, RateLimitLayer};
 use ee_testing::TestResponse;
 use http::{Request, Response};
-use ee_ratelimit::{Limiter, RateLimitLayer};
 use tower::{Layer, Service, ServiceExt};
 
 /// A handler that answers 200 "ok".
 pub fn ok_service()
--> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
-{
-    tower::service_fn(|_req: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::from("ok"))) })
+-> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    })
 }
 
 /// A GET from `ip` (as the TCP peer).
@@ -41,7 +45,10 @@ pub struct SfItem {
 
 impl SfItem {
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,9 +69,15 @@ pub fn parse_sf_list(value: &str) -> Vec<SfItem> {
         assert!(!name.contains(['"', '\\']), "{name:?}");
         let mut params = Vec::new();
         for param in parts {
-            let (k, v) = param.split_once('=').unwrap_or_else(|| panic!("param {param:?} in {value:?}"));
+            let (k, v) = param
+                .split_once('=')
+                .unwrap_or_else(|| panic!("param {param:?} in {value:?}"));
             assert!(
-                !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'),
+                !k.is_empty()
+                    && k.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'_'
+                        || b == b'-'),
                 "param key {k:?}"
             );
             let is_int = !v.is_empty() && v.len() <= 15 && v.bytes().all(|b| b.is_ascii_digit());
@@ -72,7 +85,10 @@ pub fn parse_sf_list(value: &str) -> Vec<SfItem> {
             assert!(is_int || is_str, "param value {v:?} in {value:?}");
             params.push((k.to_owned(), v.trim_matches('"').to_owned()));
         }
-        items.push(SfItem { name: name.to_owned(), params });
+        items.push(SfItem {
+            name: name.to_owned(),
+            params,
+        });
     }
     items
 }

@@ -1,0 +1,102 @@
+//! Runs one layer variant N times, for instruction counts under callgrind (a
+//! shared 2-core machine makes wall-clock ratios noisy; instruction counts
+//! are repeatable):
+//!
+//! ```sh
+//! cargo build --release -p ee-ratelimit --features axum --example instructions
+//! for v in none governor ee ee-headers; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$v target/release/examples/instructions $v 100000
+//! done
+//! ```
+//!
+//! `none` is the no-op service alone (the baseline to subtract).
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use ee_ratelimit::{HeaderConfig, MemoryStore, Policy, RateLimitLayer, Rule};
+use http::{Request, Response};
+use tower::{Layer, Service, ServiceExt};
+
+fn request(i: usize) -> Request<Body> {
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    let ip = IpAddr::from([10, 0, ((i % 1000) / 256) as u8, (i % 256) as u8]);
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, 4000)));
+    req
+}
+
+fn noop() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    })
+}
+
+async fn drive<S>(svc: S, n: usize)
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    for i in 0..n {
+        let res = svc
+            .clone()
+            .ready()
+            .await
+            .unwrap()
+            .call(request(i))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let variant = args.next().unwrap_or_else(|| "ee".into());
+    let n: usize = args.next().map_or(100_000, |s| s.parse().expect("a count"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    const BURST: u32 = 1_000_000_000;
+    let ee = |headers| {
+        RateLimitLayer::builder(MemoryStore::new())
+            .policy(Policy::new(
+                "api",
+                Rule::gcra(BURST, Duration::from_secs(1), BURST),
+            ))
+            .headers(headers)
+            .build()
+            .unwrap()
+    };
+    rt.block_on(async {
+        match variant.as_str() {
+            "none" => drive(noop(), n).await,
+            "governor" => {
+                let config = tower_governor::governor::GovernorConfigBuilder::default()
+                    .per_nanosecond(1)
+                    .burst_size(BURST)
+                    .finish()
+                    .unwrap();
+                drive(tower_governor::GovernorLayer::new(config).layer(noop()), n).await
+            }
+            "ee" => {
+                drive(
+                    ee(HeaderConfig {
+                        draft: false,
+                        legacy: false,
+                    })
+                    .layer(noop()),
+                    n,
+                )
+                .await
+            }
+            "ee-headers" => drive(ee(HeaderConfig::default()).layer(noop()), n).await,
+            other => panic!("unknown variant {other}"),
+        }
+    });
+}
