@@ -3,10 +3,12 @@
 
 pub mod clock;
 pub mod key;
+pub mod keyspace;
 pub mod problem;
 #[cfg(feature = "redis")]
 pub mod redis;
 
 pub use clock::{Clock, SystemClock};
 pub use key::{Key, KeyError, KeyExtractor, PeerAddr, RequestHead, Subject};
+pub use keyspace::KeySpace;
 pub use problem::Problem;

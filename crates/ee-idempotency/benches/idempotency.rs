@@ -1,0 +1,2 @@
+//! Criterion benchmarks of ee-idempotency (being written).
+fn main() {}

@@ -1,0 +1,472 @@
+//! `IdempotencyLayer` and the `Idempotency<S, St>` service.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use ee_core::key::KeyExtractor;
+use ee_core::{KeySpace, Problem, RequestHead};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service};
+
+use crate::body::IdempotencyBody;
+use crate::config::{IdempotencyConfig, OnBackendError};
+use crate::error::IdempotencyError;
+use crate::key::{IDEMPOTENT_REPLAYED, parse_key};
+use crate::store::{Begin, Fingerprint, IdempotencyStore, StoredResponse};
+
+type StatusFn = dyn Fn(StatusCode) -> bool + Send + Sync;
+
+struct Shared<St> {
+    store: St,
+    config: IdempotencyConfig,
+    methods: Vec<Method>,
+    scope: Option<Arc<dyn KeyExtractor>>,
+    store_when: Option<Arc<StatusFn>>,
+}
+
+/// Makes unsafe requests with an `Idempotency-Key` run at most once; see the
+/// [crate docs](crate).
+pub struct IdempotencyLayer<St> {
+    shared: Arc<Shared<St>>,
+}
+
+impl<St> Clone for IdempotencyLayer<St> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<St> fmt::Debug for IdempotencyLayer<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyLayer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: IdempotencyStore> IdempotencyLayer<St> {
+    /// A layer on `store` with the default configuration.
+    pub fn new(store: St) -> Self {
+        Self::with_config(store, IdempotencyConfig::default())
+    }
+
+    /// A layer on `store` with `config`. Methods that do not parse are ignored
+    /// with a warning.
+    pub fn with_config(store: St, config: IdempotencyConfig) -> Self {
+        let methods = config
+            .methods
+            .iter()
+            .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(method) => Some(method),
+                Err(_) => {
+                    tracing::warn!(method = %m, "ignoring an invalid method in the idempotency config");
+                    None
+                }
+            })
+            .collect();
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                config,
+                methods,
+                scope: None,
+                store_when: None,
+            }),
+        }
+    }
+
+    fn edit(self, f: impl FnOnce(&mut Shared<St>)) -> Self
+    where
+        St: Clone,
+    {
+        let mut shared = match Arc::try_unwrap(self.shared) {
+            Ok(shared) => shared,
+            Err(arc) => Shared {
+                store: arc.store.clone(),
+                config: arc.config.clone(),
+                methods: arc.methods.clone(),
+                scope: arc.scope.clone(),
+                store_when: arc.store_when.clone(),
+            },
+        };
+        f(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Keys are scoped by `scope` (tenant, user, route…): the same key from
+    /// two users is two keys. Without it, keys are global to the store.
+    pub fn scope(self, scope: impl KeyExtractor) -> Self {
+        self.edit(|s| s.scope = Some(Arc::new(scope)))
+    }
+
+    /// Which response statuses are stored (default: all but 5xx, or all with
+    /// `store_server_errors`). A response not stored frees its key.
+    pub fn store_when(self, f: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
+        self.edit(|s| s.store_when = Some(Arc::new(f)))
+    }
+
+    /// Requires the header on every guarded request (400 without it).
+    pub fn required(self, required: bool) -> Self {
+        self.edit(|s| s.config.required = required)
+    }
+}
+
+impl<S, St> Layer<S> for IdempotencyLayer<St> {
+    type Service = Idempotency<S, St>;
+
+    fn layer(&self, inner: S) -> Idempotency<S, St> {
+        Idempotency {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service [`IdempotencyLayer`] wraps around yours.
+pub struct Idempotency<S, St> {
+    inner: S,
+    shared: Arc<Shared<St>>,
+}
+
+impl<S: Clone, St> Clone for Idempotency<S, St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St> fmt::Debug for Idempotency<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Idempotency`].
+pub type ResponseFuture<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<IdempotencyBody<B>>, E>> + Send>>;
+
+impl<S, St, ReqB, ResB> Service<Request<ReqB>> for Idempotency<S, St>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+    St: IdempotencyStore,
+    ReqB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    ResB: Body<Data = Bytes> + Send + Unpin + 'static,
+    ResB::Error: Send,
+{
+    type Response = Response<IdempotencyBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(handle(self.shared.clone(), inner, req))
+    }
+}
+
+fn problem<B>(err: impl Into<Problem>) -> Response<IdempotencyBody<B>> {
+    Problem::into_response::<Bytes>(err.into()).map(IdempotencyBody::full)
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("ee_idempotency_requests_total", "outcome" => outcome).increment(1);
+}
+
+/// A holder token unique to this process run and request.
+fn token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ (u64::from(std::process::id()) << 32)
+    });
+    // Odd multiplier: distinct counters give distinct tokens.
+    seed ^ NEXT
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn fingerprint(method: &Method, uri: &http::Uri, body: &[u8]) -> Fingerprint {
+    let mut hash = Sha256::new();
+    hash.update(method.as_str().as_bytes());
+    hash.update(b"\n");
+    hash.update(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    hash.update(b"\n");
+    hash.update(body);
+    hash.finalize().into()
+}
+
+/// Frees the key if the request ends without storing (error, panic, client gone).
+struct KeyGuard<St: IdempotencyStore> {
+    store: St,
+    key: String,
+    token: u64,
+    armed: bool,
+}
+
+impl<St: IdempotencyStore> KeyGuard<St> {
+    async fn release(mut self) {
+        self.armed = false;
+        if let Err(e) = self.store.release(&self.key, self.token).await {
+            tracing::warn!(error = %e, "idempotency key not released; its lease will free it");
+        }
+    }
+}
+
+impl<St: IdempotencyStore> Drop for KeyGuard<St> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (store, key, token) = (
+            self.store.clone(),
+            std::mem::take(&mut self.key),
+            self.token,
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = store.release(&key, token).await;
+            });
+        }
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn storable_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = headers.clone();
+    for name in HOP_BY_HOP.iter().chain([&header::CONTENT_LENGTH]) {
+        kept.remove(name);
+    }
+    kept
+}
+
+fn replay<B>(response: StoredResponse) -> Response<IdempotencyBody<B>> {
+    let mut out = Response::new(IdempotencyBody::full(response.body));
+    *out.status_mut() = response.status;
+    *out.headers_mut() = response.headers;
+    out.headers_mut()
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    out
+}
+
+enum Collected<B> {
+    Whole(Bytes),
+    TooLarge(Bytes, B),
+    Failed,
+}
+
+/// Reads a body up to `max` bytes; past that, hands back what was read and the rest.
+async fn collect_up_to<B: Body<Data = Bytes> + Unpin>(mut body: B, max: usize) -> Collected<B> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Collected::Failed;
+        };
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > max {
+                return Collected::TooLarge(buf.freeze(), body);
+            }
+        }
+        // Trailers are not stored (a replay sends none).
+    }
+    Collected::Whole(buf.freeze())
+}
+
+async fn handle<S, St, ReqB, ResB>(
+    shared: Arc<Shared<St>>,
+    mut inner: S,
+    req: Request<ReqB>,
+) -> Result<Response<IdempotencyBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: IdempotencyStore,
+    ReqB: Body<Data = Bytes> + From<Bytes>,
+    ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResB: Body<Data = Bytes> + Unpin,
+{
+    let pass = |res: Response<ResB>| res.map(IdempotencyBody::inner);
+    let config = &shared.config;
+    if !shared.methods.contains(req.method()) {
+        return inner.call(req).await.map(pass);
+    }
+    let key = match parse_key(req.headers(), config.max_key_len) {
+        Ok(Some(key)) => key,
+        Ok(None) if !config.required => return inner.call(req).await.map(pass),
+        Ok(None) => {
+            count("rejected");
+            return Ok(problem(IdempotencyError::MissingKey));
+        }
+        Err(e) => {
+            count("rejected");
+            return Ok(problem(e));
+        }
+    };
+    let scope = match &shared.scope {
+        Some(scope) => match scope.extract(&RequestHead::from(&req)) {
+            Ok(scope) => scope.to_string(),
+            Err(e) => return Ok(problem(e)),
+        },
+        None => String::new(),
+    };
+    let storage_key = KEYS.key(&[&scope, &key]);
+
+    // The body is part of the fingerprint: read it (bounded), then rebuild the request.
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, config.max_request_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            count("rejected");
+            return Ok(problem(IdempotencyError::BodyTooLarge(
+                config.max_request_body,
+            )));
+        }
+        Err(_) => {
+            count("rejected");
+            return Ok(problem(IdempotencyError::BodyUnreadable));
+        }
+    };
+    let fingerprint = fingerprint(&parts.method, &parts.uri, &body);
+    let req = Request::from_parts(parts, ReqB::from(body));
+
+    let token = token();
+    let begin = shared
+        .store
+        .begin(&storage_key, &fingerprint, token, config.lease())
+        .await;
+    match begin {
+        Err(e) => {
+            metrics::counter!("ee_idempotency_backend_errors_total").increment(1);
+            tracing::warn!(error = %e, on_backend_error = ?config.on_backend_error, "idempotency store failed");
+            match config.on_backend_error {
+                OnBackendError::FailClosed => Ok(problem(IdempotencyError::Unavailable)),
+                OnBackendError::FailOpen => inner.call(req).await.map(pass),
+            }
+        }
+        Ok(Begin::InFlight {
+            fingerprint: theirs,
+        }) => {
+            if theirs == fingerprint {
+                count("conflict");
+                Ok(problem(IdempotencyError::InFlight))
+            } else {
+                count("mismatch");
+                Ok(problem(IdempotencyError::KeyReused))
+            }
+        }
+        Ok(Begin::Completed {
+            fingerprint: theirs,
+            response,
+        }) => {
+            if theirs == fingerprint {
+                count("replayed");
+                Ok(replay(response))
+            } else {
+                count("mismatch");
+                Ok(problem(IdempotencyError::KeyReused))
+            }
+        }
+        Ok(Begin::Acquired) => {
+            let guard = KeyGuard {
+                store: shared.store.clone(),
+                key: storage_key,
+                token,
+                armed: true,
+            };
+            // An error from the inner service drops the guard: the key is freed.
+            let response = inner.call(req).await?;
+            count("executed");
+            let status = response.status();
+            let storable = match &shared.store_when {
+                Some(f) => f(status),
+                None => config.store_server_errors || !status.is_server_error(),
+            };
+            if !storable {
+                guard.release().await;
+                return Ok(pass(response));
+            }
+            let (parts, body) = response.into_parts();
+            match collect_up_to(body, config.max_response_body).await {
+                Collected::Whole(bytes) => {
+                    let stored = StoredResponse {
+                        status,
+                        headers: storable_headers(&parts.headers),
+                        body: bytes.clone(),
+                    };
+                    let completed = shared
+                        .store
+                        .complete(&guard.key, &fingerprint, guard.token, &stored, config.ttl())
+                        .await;
+                    match completed {
+                        Ok(()) => {
+                            let mut guard = guard;
+                            guard.armed = false;
+                            metrics::histogram!("ee_idempotency_stored_bytes")
+                                .record(bytes.len() as f64);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "idempotent response not stored; a retry will run again");
+                            guard.release().await;
+                        }
+                    }
+                    Ok(Response::from_parts(parts, IdempotencyBody::full(bytes)))
+                }
+                Collected::TooLarge(prefix, rest) => {
+                    count("not_stored");
+                    tracing::warn!(
+                        max_response_body = config.max_response_body,
+                        "idempotent response too large to store; a retry will run again"
+                    );
+                    guard.release().await;
+                    Ok(Response::from_parts(
+                        parts,
+                        IdempotencyBody::prefixed(prefix, rest),
+                    ))
+                }
+                Collected::Failed => {
+                    guard.release().await;
+                    Ok(problem(Problem::new(StatusCode::INTERNAL_SERVER_ERROR)))
+                }
+            }
+        }
+    }
+}
+
+/// `ee:idempotency:<scope>:<key>` (escaped): one key per record, so Cluster-safe.
+static KEYS: std::sync::LazyLock<KeySpace> =
+    std::sync::LazyLock::new(|| KeySpace::new("idempotency"));

@@ -1,0 +1,204 @@
+//! The Redis store against real servers: one execution for 100 concurrent
+//! twins across instances (standalone and Cluster), round trips per request,
+//! TTLs, an expired lease, and both outage policies with Redis stopped.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Counting, post, send};
+use ee_core::redis::{RedisConfig, RedisConn};
+use ee_idempotency::{
+    Begin, IdempotencyConfig, IdempotencyLayer, IdempotencyStore, OnBackendError, RedisStore,
+};
+use ee_testing::{RedisCluster, RedisServer, Reply};
+use tower::{Layer, ServiceExt};
+
+async fn store(config: RedisConfig) -> RedisStore {
+    RedisStore::new(
+        RedisConn::connect(&config.with_timeout(Duration::from_millis(500)))
+            .await
+            .unwrap(),
+    )
+}
+
+/// 100 identical requests at once, spread over 4 instances sharing `stores`.
+async fn twins(stores: Vec<RedisStore>, handler: &Counting, key: &str) -> Vec<u16> {
+    let layers: Vec<_> = stores.into_iter().map(IdempotencyLayer::new).collect();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let svc = layers[i % layers.len()].layer(handler.service());
+            let req = post("/pay", Some(key), "{\"amount\":10}");
+            tokio::spawn(async move { svc.oneshot(req).await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_hundred_twins_across_four_instances_run_once() {
+    let server = RedisServer::start();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(store(RedisConfig::standalone(server.url())).await);
+    }
+    let handler = Counting::default();
+    let statuses = twins(stores.clone(), &handler, "pay-1").await;
+    assert_eq!(handler.runs(), 1);
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&201));
+    // Afterwards every retry is a replay.
+    let layer = IdempotencyLayer::new(stores[0].clone());
+    let res = send(
+        &layer,
+        &handler,
+        post("/pay", Some("pay-1"), "{\"amount\":10}"),
+    )
+    .await;
+    assert_eq!(res.header("idempotent-replayed"), Some("true"));
+    assert_eq!(res.text(), "run 1: {\"amount\":10}");
+    // The record has the 24 h retention.
+    let Reply::Integer(ttl) = server.command(&["PTTL", "ee:idempotency:%:pay-1"]) else {
+        panic!()
+    };
+    assert!(ttl > 23 * 3600 * 1000 && ttl <= 24 * 3600 * 1000, "{ttl}");
+}
+
+#[tokio::test]
+async fn a_hundred_twins_on_a_three_node_cluster_run_once() {
+    let cluster = RedisCluster::start(3);
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(store(RedisConfig::cluster(cluster.urls())).await);
+    }
+    let handler = Counting::default();
+    for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        let statuses = twins(stores.clone(), &handler, key).await;
+        assert_eq!(handler.runs(), i + 1, "{key}");
+        assert!(
+            statuses.iter().all(|s| *s == 201 || *s == 409),
+            "{statuses:?}"
+        );
+    }
+}
+
+fn evalsha_calls(server: &RedisServer) -> u64 {
+    let info = server.command(&["INFO", "commandstats"]).as_text().unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn round_trips_first_request_two_replay_one() {
+    let server = RedisServer::start();
+    let layer = IdempotencyLayer::new(store(RedisConfig::standalone(server.url())).await);
+    let handler = Counting::default();
+    // Warm the script cache.
+    send(&layer, &handler, post("/o", Some("warm"), "")).await;
+    send(&layer, &handler, post("/o", Some("warm"), "")).await;
+    server.command(&["CONFIG", "RESETSTAT"]);
+    send(&layer, &handler, post("/o", Some("r"), "")).await;
+    assert_eq!(evalsha_calls(&server), 2, "begin + complete");
+    server.command(&["CONFIG", "RESETSTAT"]);
+    send(&layer, &handler, post("/o", Some("r"), "")).await;
+    assert_eq!(evalsha_calls(&server), 1, "a replay is one read");
+}
+
+#[tokio::test]
+async fn an_abandoned_lease_expires_in_redis() {
+    let server = RedisServer::start();
+    let store = store(RedisConfig::standalone(server.url())).await;
+    let fp = [3; 32];
+    assert_eq!(
+        store
+            .begin("k", &fp, 1, Duration::from_millis(300))
+            .await
+            .unwrap(),
+        Begin::Acquired
+    );
+    let Reply::Integer(ttl) = server.command(&["PTTL", "k"]) else {
+        panic!()
+    };
+    assert!(ttl > 0 && ttl <= 300);
+    assert!(matches!(
+        store
+            .begin("k", &fp, 2, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Begin::InFlight { .. }
+    ));
+    // A stale holder can neither complete nor release a key it no longer holds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if store
+            .begin("k", &fp, 3, Duration::from_secs(5))
+            .await
+            .unwrap()
+            == Begin::Acquired
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lease never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.release("k", 1).await.unwrap();
+    assert!(
+        matches!(
+            store
+                .begin("k", &fp, 4, Duration::from_secs(5))
+                .await
+                .unwrap(),
+            Begin::InFlight { .. }
+        ),
+        "holder 3 still holds it"
+    );
+}
+
+#[tokio::test]
+async fn outage_policies_with_redis_stopped() {
+    let mut server = RedisServer::start();
+    let closed = IdempotencyLayer::new(store(RedisConfig::standalone(server.url())).await);
+    let open = IdempotencyLayer::with_config(
+        store(RedisConfig::standalone(server.url())).await,
+        IdempotencyConfig {
+            on_backend_error: OnBackendError::FailOpen,
+            ..IdempotencyConfig::default()
+        },
+    );
+    let handler = Counting::default();
+    send(&closed, &handler, post("/o", Some("x"), "")).await;
+    server.stop();
+    let res = send(&closed, &handler, post("/o", Some("y"), "")).await;
+    assert_eq!(res.status, 503);
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/idempotency/unavailable"
+    );
+    assert_eq!(res.header("retry-after"), Some("1"));
+    assert_eq!(handler.runs(), 1, "fail closed: nothing ran");
+    let res = send(&open, &handler, post("/o", Some("y"), "")).await;
+    assert_eq!(res.status, 201, "fail open: runs without the guarantee");
+    assert_eq!(handler.runs(), 2);
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = send(&closed, &handler, post("/o", Some("z"), "")).await;
+        if res.status == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let res = send(&closed, &handler, post("/o", Some("z"), "")).await;
+    assert_eq!(res.header("idempotent-replayed"), Some("true"));
+}
