@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use ee_core::key::ClientIp;
 use ee_core::redis::{RedisConfig, RedisConn};
 use ee_example_quickstart::{AppState, Visits, app};
+use ee_ratelimit::Rule;
 use ee_testing::RedisServer;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -214,5 +215,148 @@ async fn visits_are_shared_through_redis_and_survive_an_outage_as_503s() {
             r.body
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn orders_are_placed_once_per_idempotency_key() {
+    let addr = serve(AppState::new(trusting_loopback(), Visits::memory())).await;
+    let key: &[(&str, &[u8])] = &[("idempotency-key", b"\"order-1\"")];
+    let first = request_with_body(addr, "/orders", key, "{\"sku\":1}").await;
+    assert_eq!(first.status, 201);
+    assert_eq!(first.body["order"], 1);
+    let retry = request_with_body(addr, "/orders", key, "{\"sku\":1}").await;
+    assert_eq!(retry.status, 201);
+    assert_eq!(
+        retry.body["order"], 1,
+        "the retry gets the first order back"
+    );
+    assert!(
+        retry.head.contains("idempotent-replayed: true"),
+        "{}",
+        retry.head
+    );
+    let misuse = request_with_body(addr, "/orders", key, "{\"sku\":2}").await;
+    assert_eq!(misuse.status, 422);
+    let no_key = request_with_body(addr, "/orders", &[], "{}").await;
+    assert_eq!(no_key.status, 400);
+    assert_eq!(
+        no_key.body["type"],
+        "https://ee.rs/problems/idempotency/missing-key"
+    );
+    let second = request_with_body(addr, "/orders", &[("idempotency-key", b"order-2")], "{}").await;
+    assert_eq!(second.body["order"], 2);
+}
+
+#[tokio::test]
+async fn every_route_is_rate_limited_per_client() {
+    let state = AppState::new(trusting_loopback(), Visits::memory())
+        .with_rate_limit(Rule::fixed_window(3, Duration::from_secs(3600)));
+    let addr = serve(state).await;
+    let client: &[(&str, &[u8])] = &[("x-forwarded-for", b"203.0.113.20")];
+    for remaining in ["2", "1", "0"] {
+        let r = request(addr, "GET", "/whoami", client).await;
+        assert_eq!(r.status, 200);
+        assert!(
+            r.head
+                .contains(&format!("ratelimit: \"per-client\";r={remaining}")),
+            "{}",
+            r.head
+        );
+    }
+    let r = request(addr, "GET", "/whoami", client).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.body["type"],
+        "https://ee.rs/problems/ratelimit/too-many-requests"
+    );
+    assert!(r.head.contains("retry-after: "), "{}", r.head);
+    let other = request(
+        addr,
+        "GET",
+        "/whoami",
+        &[("x-forwarded-for", b"203.0.113.21")],
+    )
+    .await;
+    assert_eq!(other.status, 200);
+}
+
+#[tokio::test]
+async fn two_instances_share_limits_and_idempotency_records_through_redis() {
+    let redis = RedisServer::start();
+    let config = RedisConfig::standalone(redis.url());
+    let state = |conn| {
+        AppState::new(trusting_loopback(), Visits::redis(conn))
+            .with_rate_limit(Rule::fixed_window(4, Duration::from_secs(3600)))
+    };
+    let a = serve(state(RedisConn::connect(&config).await.unwrap())).await;
+    let b = serve(state(RedisConn::connect(&config).await.unwrap())).await;
+    let headers: &[(&str, &[u8])] = &[
+        ("idempotency-key", b"shared"),
+        ("x-forwarded-for", b"198.51.100.9"),
+    ];
+    let first = request_with_body(a, "/orders", headers, "{}").await;
+    assert_eq!(first.status, 201);
+    let retry = request_with_body(b, "/orders", headers, "{}").await;
+    assert!(
+        retry.head.contains("idempotent-replayed: true"),
+        "{}",
+        retry.head
+    );
+    assert_eq!(retry.body["order"], first.body["order"]);
+    // Two requests used, two more allowed across both instances, then 429.
+    assert_eq!(
+        request(a, "GET", "/whoami", &headers[1..]).await.status,
+        200
+    );
+    assert_eq!(
+        request(b, "GET", "/whoami", &headers[1..]).await.status,
+        200
+    );
+    assert_eq!(
+        request(a, "GET", "/whoami", &headers[1..]).await.status,
+        429
+    );
+}
+
+async fn request_with_body(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &str,
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        req.extend_from_slice(name.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body.as_bytes());
+    stream.write_all(&req).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> Reply {
+    let raw = String::from_utf8(raw.to_vec()).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap()
+    };
+    Reply {
+        status,
+        head: head.to_ascii_lowercase(),
+        body,
     }
 }

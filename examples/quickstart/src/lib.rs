@@ -5,9 +5,14 @@
 //!   (`ee_core::key::ClientIp`), the TCP peer, and the `x-api-key` header if sent.
 //! - `POST /visits` counts a visit per client IP and returns the count, in memory
 //!   by default or in Redis when `EE_REDIS_URL` is set (`ee_core::redis`).
+//! - `POST /orders` places an order; it requires an `Idempotency-Key`, so a
+//!   retry gets the first answer back instead of a second order (`ee-idempotency`).
+//! - Every route is rate limited per client IP (`ee-ratelimit`), with the IETF
+//!   `RateLimit` headers.
 //! - Every error, including unknown routes, is an RFC 9457 problem.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
@@ -17,6 +22,8 @@ use axum::{Json, Router};
 use ee_core::key::{ClientIp, HeaderKey, KeyError, KeyExtractor, PeerIp};
 use ee_core::redis::{KeySpace, RedisConn, Script};
 use ee_core::{Key, Problem, RequestHead};
+use ee_idempotency::{IdempotencyConfig, IdempotencyLayer};
+use ee_ratelimit::{Policy, RateLimitLayer, Rule};
 use serde_json::{Value, json};
 
 /// Where visit counts live.
@@ -84,25 +91,77 @@ impl Visits {
 pub struct AppState {
     client_ip: ClientIp,
     visits: Visits,
+    orders: Arc<AtomicU64>,
+    rate_limit: Rule,
 }
 
 impl AppState {
-    /// State from a client IP extractor and a visit store.
+    /// State from a client IP extractor and a visit store; 20 requests per
+    /// second per client, bursts of 40.
     pub fn new(client_ip: ClientIp, visits: Visits) -> Self {
-        Self { client_ip, visits }
+        Self {
+            client_ip,
+            visits,
+            orders: Arc::default(),
+            rate_limit: Rule::gcra(20, std::time::Duration::from_secs(1), 40),
+        }
+    }
+
+    /// Another rate limit per client.
+    pub fn with_rate_limit(mut self, rule: Rule) -> Self {
+        self.rate_limit = rule;
+        self
     }
 }
 
 /// The router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`
-/// so the peer address is known.
+/// so the peer address is known. Rate limits and idempotency records live
+/// where the visits do: in memory, or in Redis shared by every instance.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let orders = Router::new().route("/orders", post(place_order));
+    let idempotency = IdempotencyConfig {
+        required: true,
+        ..IdempotencyConfig::default()
+    };
+    let policy = Policy::new("per-client", state.rate_limit).key(state.client_ip.clone());
+    let routes = Router::new()
         .route("/", get(index))
         .route("/whoami", get(whoami))
         .route("/visits", post(visit))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed);
+    let built = match &state.visits {
+        Visits::Memory(_) => {
+            let orders = orders.layer(IdempotencyLayer::with_config(
+                ee_idempotency::MemoryStore::new(),
+                idempotency,
+            ));
+            let limits = RateLimitLayer::builder(ee_ratelimit::MemoryStore::new()).policy(policy);
+            routes
+                .merge(orders)
+                .layer(limits.build().expect("a valid policy"))
+        }
+        Visits::Redis { conn, .. } => {
+            let orders = orders.layer(IdempotencyLayer::with_config(
+                ee_idempotency::RedisStore::new(conn.clone()),
+                idempotency,
+            ));
+            let limits =
+                RateLimitLayer::builder(ee_ratelimit::RedisStore::new(conn.clone())).policy(policy);
+            routes
+                .merge(orders)
+                .layer(limits.build().expect("a valid policy"))
+        }
+    };
+    built.with_state(state)
+}
+
+async fn place_order(State(state): State<AppState>, body: String) -> (StatusCode, Json<Value>) {
+    let number = state.orders.fetch_add(1, Ordering::SeqCst) + 1;
+    (
+        StatusCode::CREATED,
+        Json(json!({ "order": number, "request": body })),
+    )
 }
 
 async fn index() -> Json<Value> {
@@ -111,6 +170,7 @@ async fn index() -> Json<Value> {
         "endpoints": {
             "GET /whoami": "your IP through trusted proxies, and x-api-key if sent",
             "POST /visits": "count a visit for your IP",
+            "POST /orders": "place an order (Idempotency-Key required; retries are replayed)",
         }
     }))
 }

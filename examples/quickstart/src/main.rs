@@ -39,6 +39,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl http://{local}/whoami -H 'x-forwarded-for: 203.0.113.7'");
     println!("  curl -X POST http://{local}/visits");
     println!("  curl -i http://{local}/nope        # a problem+json 404");
+    println!(
+        "  curl -i -X POST http://{local}/orders -H 'idempotency-key: \"k1\"' -d '{{\"sku\":1}}'  # twice: replayed"
+    );
 
     let service = app(AppState::new(ClientIp::trusting(trusted), visits))
         .into_make_service_with_connect_info::<SocketAddr>();
