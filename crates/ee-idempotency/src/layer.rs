@@ -211,47 +211,47 @@ fn token() -> u64 {
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-fn fingerprint(method: &Method, uri: &http::Uri, body: &[u8]) -> Fingerprint {
+/// SHA-256 over method, path and query, the credentials (`Authorization`,
+/// `Cookie`) and the body. With the credentials in, another client that sends
+/// the same key and payload gets 422, never the first client's stored response.
+fn fingerprint(parts: &http::request::Parts, body: &[u8]) -> Fingerprint {
     let mut hash = Sha256::new();
-    hash.update(method.as_str().as_bytes());
+    hash.update(parts.method.as_str().as_bytes());
     hash.update(b"\n");
-    hash.update(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    hash.update(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        for value in parts.headers.get_all(name) {
+            hash.update(b"\n");
+            hash.update(value.as_bytes());
+        }
+        hash.update(b"\n--");
+    }
     hash.update(b"\n");
     hash.update(body);
     hash.finalize().into()
 }
 
-/// Frees the key if the request ends without storing (error, panic, client gone).
-struct KeyGuard<St: IdempotencyStore> {
+/// The key this request holds. It is freed explicitly where a retry may safely
+/// run again (the handler failed, answered 5xx, or its response cannot be
+/// stored). A request cut off after taking its key (client gone, timeout)
+/// does *not* free it: the handler may have done its work, so the key stays
+/// taken until the lease ends and retries get 409 meanwhile.
+struct HeldKey<St: IdempotencyStore> {
     store: St,
     key: String,
     token: u64,
-    armed: bool,
 }
 
-impl<St: IdempotencyStore> KeyGuard<St> {
-    async fn release(mut self) {
-        self.armed = false;
+impl<St: IdempotencyStore> HeldKey<St> {
+    async fn release(self) {
         if let Err(e) = self.store.release(&self.key, self.token).await {
             tracing::warn!(error = %e, "idempotency key not released; its lease will free it");
-        }
-    }
-}
-
-impl<St: IdempotencyStore> Drop for KeyGuard<St> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (store, key, token) = (
-            self.store.clone(),
-            std::mem::take(&mut self.key),
-            self.token,
-        );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = store.release(&key, token).await;
-            });
         }
     }
 }
@@ -267,9 +267,22 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// The headers worth replaying: without hop-by-hop fields (the fixed list and
+/// any named in `Connection`, RFC 9110 §7.6.1) and `Content-Length`.
 fn storable_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = headers.clone();
-    for name in HOP_BY_HOP.iter().chain([&header::CONTENT_LENGTH]) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .chain([&header::CONTENT_LENGTH])
+        .chain(&named)
+    {
         kept.remove(name);
     }
     kept
@@ -361,7 +374,7 @@ where
             return Ok(problem(IdempotencyError::BodyUnreadable));
         }
     };
-    let fingerprint = fingerprint(&parts.method, &parts.uri, &body);
+    let fingerprint = fingerprint(&parts, &body);
     let req = Request::from_parts(parts, ReqB::from(body));
 
     let token = token();
@@ -402,14 +415,19 @@ where
             }
         }
         Ok(Begin::Acquired) => {
-            let guard = KeyGuard {
+            let held = HeldKey {
                 store: shared.store.clone(),
                 key: storage_key,
                 token,
-                armed: true,
             };
-            // An error from the inner service drops the guard: the key is freed.
-            let response = inner.call(req).await?;
+            let response = match inner.call(req).await {
+                Ok(response) => response,
+                Err(e) => {
+                    // The handler failed: like a 5xx, a retry may run again.
+                    held.release().await;
+                    return Err(e);
+                }
+            };
             count("executed");
             let status = response.status();
             let storable = match &shared.store_when {
@@ -417,7 +435,7 @@ where
                 None => config.store_server_errors || !status.is_server_error(),
             };
             if !storable {
-                guard.release().await;
+                held.release().await;
                 return Ok(pass(response));
             }
             let (parts, body) = response.into_parts();
@@ -430,18 +448,25 @@ where
                     };
                     let completed = shared
                         .store
-                        .complete(&guard.key, &fingerprint, guard.token, &stored, config.ttl())
+                        .complete(&held.key, &fingerprint, held.token, &stored, config.ttl())
                         .await;
                     match completed {
-                        Ok(()) => {
-                            let mut guard = guard;
-                            guard.armed = false;
+                        Ok(true) => {
                             metrics::histogram!("ee_idempotency_stored_bytes")
                                 .record(bytes.len() as f64);
                         }
+                        Ok(false) => {
+                            // The lease ran out while the handler worked: another
+                            // request may have taken the key and run again.
+                            count("lease_lost");
+                            tracing::warn!(
+                                lease_ms = config.lease_ms,
+                                "idempotency lease expired before the response was stored; raise lease_ms above the handler's duration"
+                            );
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "idempotent response not stored; a retry will run again");
-                            guard.release().await;
+                            held.release().await;
                         }
                     }
                     Ok(Response::from_parts(parts, IdempotencyBody::full(bytes)))
@@ -452,14 +477,16 @@ where
                         max_response_body = config.max_response_body,
                         "idempotent response too large to store; a retry will run again"
                     );
-                    guard.release().await;
+                    held.release().await;
                     Ok(Response::from_parts(
                         parts,
                         IdempotencyBody::prefixed(prefix, rest),
                     ))
                 }
                 Collected::Failed => {
-                    guard.release().await;
+                    // The handler ran but its body broke: keep the key until
+                    // the lease ends rather than invite a second run.
+                    count("body_failed");
                     Ok(problem(Problem::new(StatusCode::INTERNAL_SERVER_ERROR)))
                 }
             }

@@ -106,7 +106,7 @@ impl<C: Clock> IdempotencyStore for MemoryStore<C> {
         token: u64,
         response: &StoredResponse,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let mut inner = self.lock();
         if let Some((Record::InFlight { token: held, .. }, expires)) = inner.records.get(key)
@@ -118,8 +118,9 @@ impl<C: Clock> IdempotencyStore for MemoryStore<C> {
                 response: response.clone(),
             };
             self.write(&mut inner, key, record, ttl, now);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn release(&self, key: &str, token: u64) -> Result<(), StoreError> {

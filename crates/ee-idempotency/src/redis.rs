@@ -119,13 +119,13 @@ impl IdempotencyStore for RedisStore {
         token: u64,
         response: &StoredResponse,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let record = Record::Completed {
             fingerprint: *fingerprint,
             response: response.clone(),
         }
         .encode();
-        let _: i64 = self
+        let stored: i64 = self
             .conn
             .invoke(
                 COMPLETE
@@ -136,7 +136,7 @@ impl IdempotencyStore for RedisStore {
             )
             .await
             .map_err(store_error)?;
-        Ok(())
+        Ok(stored == 1)
     }
 
     async fn release(&self, key: &str, token: u64) -> Result<(), StoreError> {

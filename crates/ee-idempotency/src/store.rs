@@ -66,7 +66,8 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
-    /// Stores the response for `ttl`, if `token` still holds the key.
+    /// Stores the response for `ttl`, if `token` still holds the key; false
+    /// when it no longer does (its lease ran out), and nothing was stored.
     fn complete(
         &self,
         key: &str,
@@ -74,7 +75,7 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         token: u64,
         response: &StoredResponse,
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Frees the key if `token` still holds it (the request will not be stored).
     fn release(&self, key: &str, token: u64)

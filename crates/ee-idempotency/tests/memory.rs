@@ -80,6 +80,64 @@ async fn the_same_key_with_another_payload_is_422() {
 }
 
 #[tokio::test]
+async fn another_client_with_the_same_key_and_payload_never_gets_the_stored_response() {
+    let layer = IdempotencyLayer::new(MemoryStore::new());
+    let handler = Counting::default();
+    let as_client = |token: &str| {
+        let mut req = post("/orders", Some("k"), "{}");
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    assert_eq!(
+        send(&layer, &handler, as_client("alice")).await.status,
+        StatusCode::CREATED
+    );
+    let other = send(&layer, &handler, as_client("mallory")).await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        send(&layer, &handler, as_client("alice"))
+            .await
+            .header("idempotent-replayed"),
+        Some("true")
+    );
+    assert_eq!(handler.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_request_cut_off_mid_flight_keeps_its_key_until_the_lease_ends() {
+    let clock = ManualClock::new();
+    let config = IdempotencyConfig {
+        lease_ms: 10_000,
+        ..IdempotencyConfig::default()
+    };
+    let layer = IdempotencyLayer::with_config(MemoryStore::with_clock(clock.clone()), config);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = Counting {
+        gate: Some(gate.clone()),
+        ..Counting::default()
+    };
+    let svc = layer.layer(handler.service());
+    let first = tokio::spawn(svc.clone().oneshot(post("/pay", Some("cut"), "1")));
+    while handler.runs() == 0 {
+        tokio::task::yield_now().await;
+    }
+    first.abort(); // the client went away; the handler may have charged the card
+    let _ = first.await;
+    gate.add_permits(100);
+    let retry = send(&layer, &handler, post("/pay", Some("cut"), "1")).await;
+    assert_eq!(
+        retry.status,
+        StatusCode::CONFLICT,
+        "not run again while the lease holds"
+    );
+    clock.advance(Duration::from_secs(11));
+    let later = send(&layer, &handler, post("/pay", Some("cut"), "1")).await;
+    assert_eq!(later.status, StatusCode::CREATED);
+    assert_eq!(handler.runs(), 2);
+}
+
+#[tokio::test]
 async fn a_request_in_flight_makes_its_twin_wait_with_409() {
     let layer = IdempotencyLayer::new(MemoryStore::new());
     let gate = Arc::new(tokio::sync::Semaphore::new(0));

@@ -127,6 +127,27 @@ impl Rule {
         }
     }
 
+    /// A short id of the rule and its parameters (`gcra.10.1000.20`), part of
+    /// Redis keys: two layers with a policy of the same name but another rule
+    /// never share (or misread) each other's state.
+    pub fn id(&self) -> String {
+        match *self {
+            Rule::Gcra {
+                limit,
+                period_ms,
+                burst,
+            } => format!("gcra.{limit}.{period_ms}.{burst}"),
+            Rule::FixedWindow { limit, window_ms } => format!("fixed.{limit}.{window_ms}"),
+            Rule::SlidingWindow { limit, window_ms } => format!("sliding.{limit}.{window_ms}"),
+            Rule::TokenBucket {
+                capacity,
+                refill,
+                period_ms,
+            } => format!("bucket.{capacity}.{refill}.{period_ms}"),
+            Rule::Concurrency { max, lease_ms } => format!("concurrency.{max}.{lease_ms}"),
+        }
+    }
+
     /// The quota advertised in `RateLimit-Policy` (`q`).
     pub fn quota(&self) -> u32 {
         match *self {

@@ -88,6 +88,8 @@ pub struct MemoryLimiter<C: Clock = SystemClock> {
     state: State<C>,
     clock: C,
     start: Instant,
+    /// Unix time of `start` in milliseconds (system clock), else 0.
+    epoch_ms: f64,
     /// Milliseconds since `start` of the last sweep of idle keys.
     last_sweep_ms: AtomicU64,
     /// Decisions made, to look at the clock for a sweep only now and then.
@@ -174,11 +176,21 @@ impl<C: Clock> MemoryLimiter<C> {
             Rule::Concurrency { .. } => State::InFlight(DashMap::new()),
         };
         let start = clock.now();
+        // On the system clock, windows line up with Unix time, as Redis's do,
+        // so a fallback limiter's windows match the ones it stands in for.
+        let epoch_ms = if fast_clock {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        } else {
+            0.0
+        };
         Self {
             rule,
             state,
             clock,
             start,
+            epoch_ms,
             last_sweep_ms: AtomicU64::new(0),
             decisions: AtomicU64::new(0),
         }
@@ -227,12 +239,16 @@ impl<C: Clock> MemoryLimiter<C> {
         decision
     }
 
+    /// Milliseconds on the window clock: since the Unix epoch on the system
+    /// clock, since the store's start on a given clock.
     fn elapsed_ms(&self) -> f64 {
-        self.clock
-            .now()
-            .saturating_duration_since(self.start)
-            .as_secs_f64()
-            * 1000.0
+        self.epoch_ms
+            + self
+                .clock
+                .now()
+                .saturating_duration_since(self.start)
+                .as_secs_f64()
+                * 1000.0
     }
 
     /// Drops keys whose state is back to "never seen", at most once per window
@@ -547,7 +563,7 @@ pub(crate) const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
 
 fn in_flight(map: &DashMap<Key, u32>, key: &Key, cost: u32, max: u32) -> Decision {
     let mut n = map.entry(key.clone()).or_insert(0);
-    if *n + cost > max {
+    if n.saturating_add(cost) > max {
         let remaining = max.saturating_sub(*n);
         drop(n);
         map.remove_if(key, |_, n| *n == 0);

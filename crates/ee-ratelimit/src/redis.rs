@@ -3,7 +3,7 @@
 //! One Lua script per rule, run by SHA through `ee_core::redis::RedisConn`:
 //! one round trip per decision, the time taken from Redis (`TIME`) so that
 //! instances with skewed clocks agree, and every key written with a TTL.
-//! Keys: `ee:ratelimit:{<policy>:<key>}[:<suffix>]`; the hash tag keeps the
+//! Keys: `ee:ratelimit:{<policy>:<rule id>:<key>}[:<suffix>]`; the hash tag keeps the
 //! keys of one decision in one Cluster slot while clients spread over the Cluster.
 
 use std::sync::LazyLock;
@@ -209,6 +209,7 @@ impl RateLimitStore for RedisStore {
             conn: self.conn.clone(),
             keys: self.keys.clone(),
             policy: name.to_owned(),
+            rule_id: rule.id(),
             concurrency: matches!(rule, Rule::Concurrency { .. }),
             script,
             args,
@@ -225,6 +226,7 @@ pub struct RedisLimiter {
     conn: RedisConn,
     keys: KeySpace,
     policy: String,
+    rule_id: String,
     concurrency: bool,
     script: &'static Script,
     args: Vec<String>,
@@ -255,8 +257,8 @@ impl RedisLimiter {
     pub fn redis_key(&self, key: &Key, suffix: Option<&str>) -> String {
         let key = key.to_string();
         match suffix {
-            Some(s) => self.keys.tagged(&[&self.policy, &key], &[s]),
-            None => self.keys.tagged(&[&self.policy, &key], &[]),
+            Some(s) => self.keys.tagged(&[&self.policy, &self.rule_id, &key], &[s]),
+            None => self.keys.tagged(&[&self.policy, &self.rule_id, &key], &[]),
         }
     }
 }

@@ -139,7 +139,7 @@ async fn exact_counts_across_a_three_node_cluster() {
     // Keys of different clients spread over the nodes.
     let mut owners = std::collections::HashSet::new();
     for i in 0..30 {
-        let key = format!("ee:ratelimit:{{gcra:192.0.2.{i}}}");
+        let key = format!("ee:ratelimit:{{gcra:{}:192.0.2.{i}}}", RULES[0].1.id());
         owners.insert(cluster.node_for_key(&key).port());
     }
     assert_eq!(owners.len(), 3);
@@ -173,7 +173,16 @@ async fn one_round_trip_per_decision_and_a_ttl_on_every_key() {
     for l in &layers {
         send(l, from_ip("192.0.2.1")).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the concurrency release land
+    // Let the concurrency release (sent in the background) land first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let inflight = format!(
+        "ee:ratelimit:{{inflight:{}:192.0.2.1}}",
+        Rule::concurrency(5).id()
+    );
+    while server.command(&["ZCARD", &inflight]) != Reply::Integer(0) {
+        assert!(std::time::Instant::now() < deadline, "release never landed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     server.command(&["CONFIG", "RESETSTAT"]);
     for l in &layers[..4] {
         for _ in 0..10 {
@@ -212,6 +221,80 @@ async fn one_round_trip_per_decision_and_a_ttl_on_every_key() {
 }
 
 #[tokio::test]
+async fn redis_and_memory_give_the_same_answers() {
+    let server = RedisServer::start();
+    let c = conn(RedisConfig::standalone(server.url())).await;
+    for rule in [
+        Rule::gcra(2, Duration::from_secs(10), 2),
+        Rule::fixed_window(2, Duration::from_secs(3600)),
+        Rule::sliding_window(2, Duration::from_secs(3600)),
+        Rule::token_bucket(2, 1, Duration::from_secs(10)),
+    ] {
+        let redis = layer(&c, "same", rule, OnBackendError::FailClosed);
+        let memory = RateLimitLayer::builder(ee_ratelimit::MemoryStore::new())
+            .policy(Policy::new("same", rule))
+            .build()
+            .unwrap();
+        for i in 0..3 {
+            let (r, m) = (
+                send(&redis, from_ip("192.0.2.5")).await,
+                send(&memory, from_ip("192.0.2.5")).await,
+            );
+            assert_eq!(r.status, m.status, "{rule:?} request {i}");
+            let remaining = |res: &ee_testing::TestResponse| {
+                common::parse_sf_list(res.header("ratelimit").unwrap())[0]
+                    .param("r")
+                    .unwrap()
+                    .to_owned()
+            };
+            assert_eq!(remaining(&r), remaining(&m), "{rule:?} request {i}");
+            assert_eq!(
+                r.header("retry-after").is_some(),
+                m.header("retry-after").is_some()
+            );
+        }
+        // Windows, buckets and GCRA all say when to come back, to the second.
+        let (r, m) = (
+            send(&redis, from_ip("192.0.2.5")).await,
+            send(&memory, from_ip("192.0.2.5")).await,
+        );
+        let secs = |res: &ee_testing::TestResponse| {
+            res.header("retry-after").unwrap().parse::<u64>().unwrap()
+        };
+        assert!(
+            secs(&r).abs_diff(secs(&m)) <= 1,
+            "{rule:?}: {} vs {}",
+            secs(&r),
+            secs(&m)
+        );
+    }
+}
+
+#[tokio::test]
+async fn same_policy_name_with_another_rule_never_shares_state() {
+    let server = RedisServer::start();
+    let c = conn(RedisConfig::standalone(server.url())).await;
+    // Two routes, two layers, both call their policy "burst".
+    let gcra = layer(&c, "burst", Rule::per_minute(2), OnBackendError::FailClosed);
+    let fixed = layer(
+        &c,
+        "burst",
+        Rule::fixed_window(5, Duration::from_secs(60)),
+        OnBackendError::FailClosed,
+    );
+    for _ in 0..2 {
+        assert_eq!(send(&gcra, from_ip("192.0.2.1")).await.status, 200);
+        assert_eq!(send(&fixed, from_ip("192.0.2.1")).await.status, 200);
+    }
+    assert_eq!(send(&gcra, from_ip("192.0.2.1")).await.status, 429);
+    assert_eq!(
+        send(&fixed, from_ip("192.0.2.1")).await.status,
+        200,
+        "its own 5, no WRONGTYPE"
+    );
+}
+
+#[tokio::test]
 async fn concurrency_slots_are_released_in_redis() {
     let server = RedisServer::start();
     let c = conn(RedisConfig::standalone(server.url())).await;
@@ -236,7 +319,10 @@ async fn concurrency_slots_are_released_in_redis() {
         .map(|_| tokio::spawn(svc.clone().oneshot(from_ip("192.0.2.1"))))
         .collect();
     // Everyone past the limit is refused at once; the 50 wait at the gate.
-    let zset = "ee:ratelimit:{inflight:192.0.2.1}";
+    let zset = &format!(
+        "ee:ratelimit:{{inflight:{}:192.0.2.1}}",
+        Rule::concurrency(50).id()
+    );
     let mut refused = 0;
     let mut pending = tasks;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -315,7 +401,7 @@ async fn each_outage_policy_does_what_it_says_and_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(matches!(
-        server.command(&["HGET", "ee:ratelimit:{closed:192.0.2.1}", "n"]),
+        server.command(&["HGET", &format!("ee:ratelimit:{{closed:{}:192.0.2.1}}", rule.id()), "n"]),
         Reply::Bulk(Some(n)) if n == b"1"
     ));
 }

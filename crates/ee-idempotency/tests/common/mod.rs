@@ -58,7 +58,8 @@ impl Counting {
                 let res = Response::builder()
                     .status(status)
                     .header("x-run", n.to_string())
-                    .header("connection", "keep-alive")
+                    .header("connection", "x-internal")
+                    .header("x-internal", "1")
                     .body(Body::from(body))
                     .unwrap();
                 Ok::<_, Infallible>(res)
