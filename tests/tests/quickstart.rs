@@ -31,9 +31,29 @@ struct Reply {
 
 /// A minimal HTTP/1.1 client: one request per connection.
 async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Reply {
+    exchange(addr, method, path, headers, "").await
+}
+
+async fn request_with_body(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &str,
+) -> Reply {
+    exchange(addr, "POST", path, headers, body).await
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &str,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: 0\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
     )
     .into_bytes();
     for (name, value) in headers {
@@ -43,6 +63,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body.as_bytes());
     stream.write_all(&req).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
@@ -317,46 +338,4 @@ async fn two_instances_share_limits_and_idempotency_records_through_redis() {
         request(a, "GET", "/whoami", &headers[1..]).await.status,
         429
     );
-}
-
-async fn request_with_body(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &[u8])],
-    body: &str,
-) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    for (name, value) in headers {
-        req.extend_from_slice(name.as_bytes());
-        req.extend_from_slice(b": ");
-        req.extend_from_slice(value);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"\r\n");
-    req.extend_from_slice(body.as_bytes());
-    stream.write_all(&req).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    parse_reply(&raw)
-}
-
-fn parse_reply(raw: &[u8]) -> Reply {
-    let raw = String::from_utf8(raw.to_vec()).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head[9..12].parse().unwrap();
-    let body = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap()
-    };
-    Reply {
-        status,
-        head: head.to_ascii_lowercase(),
-        body,
-    }
 }

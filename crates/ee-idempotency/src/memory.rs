@@ -76,18 +76,7 @@ impl<C: Clock> IdempotencyStore for MemoryStore<C> {
         let now = self.clock.now();
         let mut inner = self.lock();
         match inner.records.get(key) {
-            Some((record, expires)) if *expires > now => Ok(match record {
-                Record::InFlight { fingerprint, .. } => Begin::InFlight {
-                    fingerprint: *fingerprint,
-                },
-                Record::Completed {
-                    fingerprint,
-                    response,
-                } => Begin::Completed {
-                    fingerprint: *fingerprint,
-                    response: response.clone(),
-                },
-            }),
+            Some((record, expires)) if *expires > now => Ok(record.clone().into()),
             _ => {
                 let record = Record::InFlight {
                     fingerprint: *fingerprint,

@@ -100,16 +100,7 @@ impl IdempotencyStore for RedisStore {
         let Some(existing) = existing else {
             return Ok(Begin::Acquired);
         };
-        Ok(match Record::decode(Bytes::from(existing))? {
-            Record::InFlight { fingerprint, .. } => Begin::InFlight { fingerprint },
-            Record::Completed {
-                fingerprint,
-                response,
-            } => Begin::Completed {
-                fingerprint,
-                response,
-            },
-        })
+        Ok(Record::decode(Bytes::from(existing))?.into())
     }
 
     async fn complete(

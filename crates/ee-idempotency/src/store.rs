@@ -168,6 +168,22 @@ impl Record {
     }
 }
 
+impl From<Record> for Begin {
+    /// What an existing record means to a request that finds it.
+    fn from(record: Record) -> Self {
+        match record {
+            Record::InFlight { fingerprint, .. } => Begin::InFlight { fingerprint },
+            Record::Completed {
+                fingerprint,
+                response,
+            } => Begin::Completed {
+                fingerprint,
+                response,
+            },
+        }
+    }
+}
+
 fn put_field(out: &mut BytesMut, bytes: &[u8]) {
     out.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
     out.put_slice(bytes);

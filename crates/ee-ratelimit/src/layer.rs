@@ -357,3 +357,25 @@ impl<S, L> Layer<S> for RateLimitLayer<L> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_logged_once_per_interval_and_the_rest_counted() {
+        let log = OutageLog::new();
+        for _ in 0..100 {
+            log.record("api", &"connection refused", OnBackendError::FailOpen);
+        }
+        // One logged, 99 suppressed until the next interval.
+        assert_eq!(log.suppressed.load(Ordering::Relaxed), 99);
+        let logged_at = log.last_ms.load(Ordering::Relaxed);
+        assert!(logged_at >= OUTAGE_LOG_INTERVAL_MS);
+        // Pretend the interval has passed: the next error is logged and the
+        // suppressed count is reported (reset to zero).
+        log.last_ms.store(0, Ordering::Relaxed);
+        log.record("api", &"connection refused", OnBackendError::FailOpen);
+        assert_eq!(log.suppressed.load(Ordering::Relaxed), 0);
+    }
+}
