@@ -249,10 +249,41 @@ struct HeldKey<St: IdempotencyStore> {
 }
 
 impl<St: IdempotencyStore> HeldKey<St> {
+    /// Renews the lease every third of it while the handler runs, so a slow
+    /// handler keeps its key; stops when dropped (the handler finished, or the
+    /// request was cut off: then the lease runs out as documented).
+    fn keep_alive(&self, lease: std::time::Duration) -> Option<Heartbeat> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (store, key, token) = (self.store.clone(), self.key.clone(), self.token);
+        let every = (lease / 3).max(std::time::Duration::from_millis(10));
+        let task = runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match store.extend(&key, token, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => break, // lost the key: nothing left to renew
+                    Err(e) => {
+                        tracing::debug!(error = %e, "idempotency lease not renewed; retrying")
+                    }
+                }
+            }
+        });
+        Some(Heartbeat(task))
+    }
+
     async fn release(self) {
         if let Err(e) = self.store.release(&self.key, self.token).await {
             tracing::warn!(error = %e, "idempotency key not released; its lease will free it");
         }
+    }
+}
+
+/// Stops the lease renewal when dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -420,7 +451,10 @@ where
                 key: storage_key,
                 token,
             };
-            let response = match inner.call(req).await {
+            let heartbeat = held.keep_alive(config.lease());
+            let called = inner.call(req).await;
+            drop(heartbeat);
+            let response = match called {
                 Ok(response) => response,
                 Err(e) => {
                     // The handler failed: like a 5xx, a retry may run again.

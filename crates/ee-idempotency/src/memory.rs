@@ -112,6 +112,19 @@ impl<C: Clock> IdempotencyStore for MemoryStore<C> {
         Ok(false)
     }
 
+    async fn extend(&self, key: &str, token: u64, lease: Duration) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        if let Some((Record::InFlight { token: held, .. }, expires)) = inner.records.get_mut(key)
+            && *held == token
+            && *expires > now
+        {
+            *expires = now + lease;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     async fn release(&self, key: &str, token: u64) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if let Some((Record::InFlight { token: held, .. }, _)) = inner.records.get(key)

@@ -35,6 +35,17 @@ static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Renews the lease of the in-flight record if `token` still holds it.
+static EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local v = redis.call('GET', KEYS[1])
+         if v and string.byte(v, 2) == 1 and string.sub(v, 35, 42) == ARGV[1] then
+           return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+         end
+         return 0",
+    )
+});
+
 /// Deletes the in-flight record if `token` still holds it.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -128,6 +139,20 @@ impl IdempotencyStore for RedisStore {
             .await
             .map_err(store_error)?;
         Ok(stored == 1)
+    }
+
+    async fn extend(&self, key: &str, token: u64, lease: Duration) -> Result<bool, StoreError> {
+        let renewed: i64 = self
+            .conn
+            .invoke(
+                EXTEND
+                    .key(key)
+                    .arg(&token.to_be_bytes()[..])
+                    .arg(millis(lease)),
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(renewed == 1)
     }
 
     async fn release(&self, key: &str, token: u64) -> Result<(), StoreError> {

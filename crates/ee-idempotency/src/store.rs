@@ -77,6 +77,15 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Renews the lease of a request still running, if `token` still holds
+    /// the key; false when it no longer does.
+    fn extend(
+        &self,
+        key: &str,
+        token: u64,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Frees the key if `token` still holds it (the request will not be stored).
     fn release(&self, key: &str, token: u64)
     -> impl Future<Output = Result<(), StoreError>> + Send;

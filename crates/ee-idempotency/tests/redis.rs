@@ -164,6 +164,41 @@ async fn an_abandoned_lease_expires_in_redis() {
 }
 
 #[tokio::test]
+async fn a_handler_slower_than_the_lease_keeps_its_key() {
+    let server = RedisServer::start();
+    let layer = IdempotencyLayer::with_config(
+        store(RedisConfig::standalone(server.url())).await,
+        IdempotencyConfig {
+            lease_ms: 600,
+            ..IdempotencyConfig::default()
+        },
+    );
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = Counting {
+        gate: Some(gate.clone()),
+        ..Counting::default()
+    };
+    let svc = layer.layer(handler.service());
+    let slow = tokio::spawn(svc.clone().oneshot(post("/pay", Some("slow"), "1")));
+    while handler.runs() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // 2.5 leases later the first request still holds the key (renewed).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let twin = svc
+        .clone()
+        .oneshot(post("/pay", Some("slow"), "1"))
+        .await
+        .unwrap();
+    assert_eq!(twin.status(), 409, "the key was renewed, not lost");
+    gate.add_permits(10);
+    assert_eq!(slow.await.unwrap().unwrap().status(), 201);
+    assert_eq!(handler.runs(), 1);
+    let replay = send(&layer, &handler, post("/pay", Some("slow"), "1")).await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+}
+
+#[tokio::test]
 async fn outage_policies_with_redis_stopped() {
     let mut server = RedisServer::start();
     let closed = IdempotencyLayer::new(store(RedisConfig::standalone(server.url())).await);
