@@ -32,7 +32,7 @@ pin_project! {
         Inner {
             #[pin]
             future: F,
-            headers: Option<Box<HeaderSet>>,
+            headers: Option<HeaderSet>,
             held: Option<Held<L>>,
         },
         // Decided asynchronously.
@@ -53,9 +53,7 @@ impl<F, B, E, L: Limiter> ResponseFuture<F, B, E, L> {
         Self {
             kind: Kind::Inner {
                 future,
-                // Boxed only when there is something to add: the future stays
-                // small (it is moved around by every layer above).
-                headers: (!headers.is_empty()).then(|| Box::new(headers)),
+                headers: Some(headers),
                 held,
             },
         }

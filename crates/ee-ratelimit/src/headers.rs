@@ -63,6 +63,7 @@ impl HeaderBuilder {
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, policy: &Policy, decision: &Decision) {
         if let Some(out) = &mut self.draft {
             if !out.is_empty() {
@@ -80,10 +81,16 @@ impl HeaderBuilder {
         }
     }
 
+    #[inline]
     pub(crate) fn finish(self, policy_header: &HeaderValue) -> HeaderSet {
         if self.draft.is_none() && self.legacy.is_none() {
             return HeaderSet::default();
         }
+        self.render(policy_header)
+    }
+
+    #[inline(never)]
+    fn render(self, policy_header: &HeaderValue) -> HeaderSet {
         let draft = self
             .draft
             .filter(|s| !s.is_empty())
@@ -96,28 +103,43 @@ impl HeaderBuilder {
                 HeaderValue::from(ceil_secs(reset)),
             ]
         });
-        HeaderSet { draft, legacy }
+        if draft.is_none() && legacy.is_none() {
+            return HeaderSet::default();
+        }
+        HeaderSet(Some(Box::new(Values { draft, legacy })))
     }
 }
 
-/// The rate-limit headers of one response, ready to insert.
+/// The rate-limit headers of one response, ready to insert: one pointer, so
+/// the response future stays small (it is moved by every layer above), and
+/// no allocation when there are none.
 #[derive(Debug, Default)]
-pub(crate) struct HeaderSet {
+pub(crate) struct HeaderSet(Option<Box<Values>>);
+
+#[derive(Debug)]
+struct Values {
     draft: Option<(HeaderValue, HeaderValue)>,
     legacy: Option<[HeaderValue; 3]>,
 }
 
 impl HeaderSet {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.draft.is_none() && self.legacy.is_none()
-    }
-
+    #[inline]
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
-        if let Some((policy, limit)) = self.draft {
+        if let Some(values) = self.0 {
+            (*values).insert_into(headers);
+        }
+    }
+}
+
+impl Values {
+    #[inline(never)]
+    fn insert_into(self, headers: &mut HeaderMap) {
+        let Values { draft, legacy } = self;
+        if let Some((policy, limit)) = draft {
             headers.insert(RATELIMIT_POLICY, policy);
             headers.insert(RATELIMIT, limit);
         }
-        if let Some([limit, remaining, reset]) = self.legacy {
+        if let Some([limit, remaining, reset]) = legacy {
             headers.insert(X_RATELIMIT_LIMIT, limit);
             headers.insert(X_RATELIMIT_REMAINING, remaining);
             headers.insert(X_RATELIMIT_RESET, reset);
