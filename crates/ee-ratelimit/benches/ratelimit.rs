@@ -82,12 +82,42 @@ fn layer_memory(c: &mut Criterion) {
         })
     });
 
+    // The same with headers on both sides: tower_governor's x-ratelimit-* set
+    // (`use_headers`) beside our legacy X-RateLimit-* trio.
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(BURST)
+        .use_headers()
+        .finish()
+        .unwrap();
+    let governor_headers = tower_governor::GovernorLayer::new(config).layer(noop());
+    let mut i = 0;
+    group.bench_function("tower_governor, headers (anchor)", |b| {
+        b.to_async(&rt).iter(|| {
+            i += 1;
+            let req = request(i);
+            let mut svc = governor_headers.clone();
+            async move {
+                let res = svc.ready().await.unwrap().call(req).await.unwrap();
+                assert!(res.headers().contains_key("x-ratelimit-remaining"));
+                res
+            }
+        })
+    });
+
     for (name, headers) in [
         (
             "ee RateLimitLayer, no headers",
             HeaderConfig {
                 draft: false,
                 legacy: false,
+            },
+        ),
+        (
+            "ee RateLimitLayer, legacy headers",
+            HeaderConfig {
+                draft: false,
+                legacy: true,
             },
         ),
         ("ee RateLimitLayer, draft headers", HeaderConfig::default()),

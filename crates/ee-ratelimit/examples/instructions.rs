@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release -p ee-ratelimit --features axum --example instructions
-//! for v in none governor ee ee-headers; do
+//! for v in none governor governor-headers ee ee-legacy ee-headers; do
 //!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$v target/release/examples/instructions $v 100000
 //! done
 //! ```
@@ -83,6 +83,22 @@ fn main() {
                     .finish()
                     .unwrap();
                 drive(tower_governor::GovernorLayer::new(config).layer(noop()), n).await
+            }
+            "governor-headers" => {
+                let config = tower_governor::governor::GovernorConfigBuilder::default()
+                    .per_nanosecond(1)
+                    .burst_size(BURST)
+                    .use_headers()
+                    .finish()
+                    .unwrap();
+                drive(tower_governor::GovernorLayer::new(config).layer(noop()), n).await
+            }
+            "ee-legacy" => {
+                let headers = HeaderConfig {
+                    draft: false,
+                    legacy: true,
+                };
+                drive(ee(headers).layer(noop()), n).await
             }
             "ee" => {
                 drive(
