@@ -324,24 +324,28 @@ impl ConnectionLike for Inner {
     }
 }
 
-fn timed_out(timeout: Duration) -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("redis call timed out after {timeout:?}"),
-    ))
+/// Bounds a redis-rs call by `timeout`, failing with an I/O `TimedOut` error.
+fn bounded_call<'a, T: Send + 'a>(
+    timeout: Duration,
+    call: RedisFuture<'a, T>,
+) -> RedisFuture<'a, T> {
+    Box::pin(async move {
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("redis call timed out after {timeout:?}"),
+                )))
+            })
+    })
 }
 
 /// Every command sent through redis-rs' own APIs on a `RedisConn` is bounded
 /// by the per-call timeout too.
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let timeout = self.timeout;
-        let call = self.inner.req_packed_command(cmd);
-        Box::pin(async move {
-            tokio::time::timeout(timeout, call)
-                .await
-                .unwrap_or_else(|_| Err(timed_out(timeout)))
-        })
+        bounded_call(self.timeout, self.inner.req_packed_command(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -350,13 +354,10 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let timeout = self.timeout;
-        let call = self.inner.req_packed_commands(pipeline, offset, count);
-        Box::pin(async move {
-            tokio::time::timeout(timeout, call)
-                .await
-                .unwrap_or_else(|_| Err(timed_out(timeout)))
-        })
+        bounded_call(
+            self.timeout,
+            self.inner.req_packed_commands(pipeline, offset, count),
+        )
     }
 
     fn get_db(&self) -> i64 {

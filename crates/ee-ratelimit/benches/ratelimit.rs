@@ -12,14 +12,11 @@
 //!
 //! Run: `cargo bench -p ee-ratelimit --features redis,axum`.
 
-use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ee_core::Key;
 use ee_core::redis::{RedisConfig, RedisConn};
@@ -27,33 +24,10 @@ use ee_ratelimit::memory::MemoryLimiter;
 use ee_ratelimit::{
     HeaderConfig, Limiter, Policy, RateLimitLayer, RateLimitStore, RedisStore, Rule,
 };
-use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
-const KEYS: usize = 1000;
-
-fn ip(i: usize) -> IpAddr {
-    IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8])
-}
-
-fn request(i: usize) -> Request<Body> {
-    let mut req = Request::get("/").body(Body::empty()).unwrap();
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::new(ip(i % KEYS), 4000)));
-    req
-}
-
-fn noop() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    tower::service_fn(|_req: Request<Body>| async {
-        Ok::<_, Infallible>(Response::new(Body::empty()))
-    })
-}
-
-/// Every request passes: a huge burst, so we measure the allowed path.
-const BURST: u32 = 1_000_000_000;
+mod support;
+use support::{BURST, KEYS, ip, noop, request};
 
 fn layer_memory(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

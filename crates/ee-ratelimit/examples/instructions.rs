@@ -12,31 +12,16 @@
 //! `none` is the no-op service alone (the baseline to subtract).
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use ee_ratelimit::{HeaderConfig, MemoryStore, Policy, RateLimitLayer, Rule};
 use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
-fn request(i: usize) -> Request<Body> {
-    let mut req = Request::get("/").body(Body::empty()).unwrap();
-    let ip = IpAddr::from([10, 0, ((i % 1000) / 256) as u8, (i % 256) as u8]);
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::new(ip, 4000)));
-    req
-}
-
-fn noop() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    tower::service_fn(|_req: Request<Body>| async {
-        Ok::<_, Infallible>(Response::new(Body::empty()))
-    })
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{BURST, noop, request};
 
 async fn drive<S>(svc: S, n: usize)
 where
@@ -62,7 +47,6 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    const BURST: u32 = 1_000_000_000;
     let ee = |headers| {
         RateLimitLayer::builder(MemoryStore::new())
             .policy(Policy::new(

@@ -18,5 +18,5 @@ pub use layer::{Policy, RateLimitBuilder, RateLimitLayer};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use service::{Held, RateLimit};
+pub use service::RateLimit;
 pub use store::{Decision, Limiter, RateLimitStore, StoreError};

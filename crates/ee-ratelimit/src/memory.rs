@@ -394,6 +394,29 @@ fn ms_to_duration(ms: f64) -> Duration {
     Duration::from_secs_f64(ms.max(0.0) / 1000.0)
 }
 
+/// The key's counts in window `index`: a later window starts empty, keeping
+/// the last window's count as `previous` when it is the one just before.
+fn window_at<'m>(
+    map: &'m DashMap<Key, Window>,
+    key: &Key,
+    index: u64,
+) -> dashmap::mapref::one::RefMut<'m, Key, Window> {
+    let mut w = map.entry(key.clone()).or_insert(Window {
+        index,
+        current: 0,
+        previous: 0,
+    });
+    if w.index != index {
+        let previous = if w.index + 1 == index { w.current } else { 0 };
+        *w = Window {
+            index,
+            current: 0,
+            previous,
+        };
+    }
+    w
+}
+
 fn fixed_window(
     map: &DashMap<Key, Window>,
     key: &Key,
@@ -406,18 +429,7 @@ fn fixed_window(
     let index = now / window_ms;
     let to_end = ms_to_duration(((index + 1) * window_ms) as f64 - now_ms);
     let (cost, limit) = (u64::from(cost), u64::from(limit));
-    let mut w = map.entry(key.clone()).or_insert(Window {
-        index,
-        current: 0,
-        previous: 0,
-    });
-    if w.index != index {
-        *w = Window {
-            index,
-            current: 0,
-            previous: 0,
-        };
-    }
+    let mut w = window_at(map, key, index);
     if w.current + cost > limit {
         return Decision {
             allowed: false,
@@ -481,19 +493,7 @@ fn sliding_window(
     let index = now / window_ms;
     let position = now_ms - (index * window_ms) as f64;
     let window = window_ms as f64;
-    let mut w = map.entry(key.clone()).or_insert(Window {
-        index,
-        current: 0,
-        previous: 0,
-    });
-    if w.index != index {
-        let previous = if w.index + 1 == index { w.current } else { 0 };
-        *w = Window {
-            index,
-            current: 0,
-            previous,
-        };
-    }
+    let mut w = window_at(map, key, index);
     let (prev, cur) = (w.previous as f64, w.current as f64);
     let estimate = sliding_estimate(prev, cur, position / window);
     let (costf, limitf) = (f64::from(cost), f64::from(limit));

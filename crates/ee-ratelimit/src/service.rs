@@ -157,7 +157,7 @@ enum Source {
 
 /// Concurrency slots held for a request; given back when the response is
 /// ready or the request is dropped (client gone, timeout).
-pub struct Held<L: Limiter> {
+pub(crate) struct Held<L: Limiter> {
     shared: Arc<Shared<L>>,
     slots: Vec<(usize, Key, u32, u64, Source)>,
 }
