@@ -229,9 +229,10 @@ pub struct PeerIp;
 
 impl KeyExtractor for PeerIp {
     fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
-        peer_ip(req.extensions)
-            .map(Key::from)
-            .ok_or(KeyError::NoPeerAddress)
+        match peer_ip(req.extensions) {
+            Some(ip) => Ok(Key::from(ip)),
+            None => Err(KeyError::NoPeerAddress),
+        }
     }
 }
 
@@ -393,7 +394,9 @@ impl ClientIp {
 
 impl KeyExtractor for ClientIp {
     fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
-        let peer = peer_ip(req.extensions).ok_or(KeyError::NoPeerAddress)?;
+        let Some(peer) = peer_ip(req.extensions) else {
+            return Err(KeyError::NoPeerAddress);
+        };
         self.client_ip(peer, req.headers).map(Key::Ip)
     }
 }
@@ -572,10 +575,10 @@ pub struct SubjectKey;
 
 impl KeyExtractor for SubjectKey {
     fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
-        req.extensions
-            .get::<Subject>()
-            .map(|s| Key::Text(s.0.clone()))
-            .ok_or(KeyError::Unauthenticated)
+        match req.extensions.get::<Subject>() {
+            Some(s) => Ok(Key::Text(s.0.clone())),
+            None => Err(KeyError::Unauthenticated),
+        }
     }
 }
 
@@ -594,7 +597,7 @@ impl KeyExtractor for RouteKey {
         req.extensions
             .get::<axum::extract::MatchedPath>()
             .map(|path| Key::text(format!("{} {}", req.method, path.as_str())))
-            .ok_or(KeyError::Rejected("no route matches this request".into()))
+            .ok_or_else(|| KeyError::Rejected("no route matches this request".into()))
     }
 }
 

@@ -27,13 +27,18 @@ pin_project! {
     enum Kind<F, B, E, L: Limiter> {
         // Refused before reaching the inner service.
         Ready { response: Option<Box<Response<B>>> },
+        // Allowed, with nothing to add to the response.
+        Plain {
+            #[pin]
+            future: F,
+        },
         // Allowed: the inner service's response gets the rate-limit headers;
         // concurrency slots are given back when it is ready (or dropped).
         Inner {
             #[pin]
             future: F,
             headers: Option<HeaderSet>,
-            held: Option<Held<L>>,
+            held: Option<Box<Held<L>>>,
         },
         // Decided asynchronously.
         Boxed { future: Boxed<B, E> },
@@ -49,12 +54,18 @@ impl<F, B, E, L: Limiter> ResponseFuture<F, B, E, L> {
         }
     }
 
+    pub(crate) fn plain(future: F) -> Self {
+        Self {
+            kind: Kind::Plain { future },
+        }
+    }
+
     pub(crate) fn inner(future: F, headers: HeaderSet, held: Option<Held<L>>) -> Self {
         Self {
             kind: Kind::Inner {
                 future,
                 headers: Some(headers),
-                held,
+                held: held.map(Box::new),
             },
         }
     }
@@ -78,6 +89,7 @@ where
             Projection::Ready { response } => Poll::Ready(Ok(*response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
+            Projection::Plain { future } => future.poll(cx),
             Projection::Inner {
                 future,
                 headers,

@@ -69,9 +69,15 @@ impl HeaderBuilder {
             if !out.is_empty() {
                 out.push_str(", ");
             }
-            let _ = write!(out, "\"{}\";r={}", policy.name, decision.remaining);
+            // itoa, not `write!`: this runs on every response.
+            let mut n = itoa::Buffer::new();
+            out.push('"');
+            out.push_str(&policy.name);
+            out.push_str("\";r=");
+            out.push_str(n.format(decision.remaining));
             if !decision.reset.is_zero() {
-                let _ = write!(out, ";t={}", ceil_secs(decision.reset));
+                out.push_str(";t=");
+                out.push_str(n.format(ceil_secs(decision.reset)));
             }
         }
         if let Some(least) = &mut self.legacy

@@ -194,6 +194,9 @@ pub(crate) struct Shared<L> {
     pub(crate) policy_header: HeaderValue,
     /// Every limiter decides without waiting (memory): decide inside `call`.
     pub(crate) synchronous: bool,
+    /// Synchronous, no headers to write and no concurrency slot to give
+    /// back: the response future is the inner service's, untouched.
+    pub(crate) lean: bool,
     pub(crate) outage: OutageLog,
 }
 
@@ -287,9 +290,16 @@ impl<S: RateLimitStore> RateLimitBuilder<S> {
             })
             .collect::<Vec<_>>();
         let synchronous = policies.iter().all(|p| p.limiter.decides_now());
+        let lean = synchronous
+            && !self.headers.draft
+            && !self.headers.legacy
+            && !policies
+                .iter()
+                .any(|p| matches!(p.policy.rule, Rule::Concurrency { .. }));
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
                 synchronous,
+                lean,
                 policies,
                 exempt: self.exempt,
                 on_backend_error: self.on_backend_error,

@@ -4,8 +4,8 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use ee_core::{Clock, Key, SystemClock};
+use foldhash::fast::RandomState;
 use governor::clock::{DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
@@ -18,8 +18,9 @@ use crate::store::{Decision, Limiter, RateLimitStore, StoreError};
 /// sharded map. Each instance of a service counts on its own; use
 /// `RedisStore` to share limits between instances.
 ///
-/// Keys that have been idle for a whole window are swept at most once per
-/// window, so memory follows the number of active keys.
+/// Keys that have been idle for a whole window are swept once per window (at
+/// most every 10 s: a sweep walks every key), so memory follows the number of
+/// keys active in the last window or 10 s.
 #[derive(Debug, Clone)]
 pub struct MemoryStore<C = SystemClock> {
     clock: C,
@@ -62,6 +63,25 @@ impl<C: Clock> RateLimitStore for MemoryStore<C> {
     }
 }
 
+thread_local! {
+    /// GCRA decisions made on this thread: every 4096th looks at the clock
+    /// for a sweep. Per thread, so the hot path writes no shared cache line.
+    static GCRA_DECISIONS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this GCRA decision is the one in 4096 that checks for a sweep.
+#[inline(always)]
+fn sweep_due() -> bool {
+    GCRA_DECISIONS.with(|n| {
+        let next = n.get().wrapping_add(1);
+        n.set(next);
+        next % 4096 == 0
+    })
+}
+
+/// The shortest time between two sweeps of idle keys.
+const MIN_SWEEP_INTERVAL_MS: u64 = 10_000;
+
 /// `governor` wants its own clock trait; this adapts an [`ee_core::Clock`].
 #[derive(Debug, Clone)]
 struct GovernorClock<C>(C);
@@ -74,7 +94,13 @@ impl<C: Clock> governor::clock::Clock for GovernorClock<C> {
     }
 }
 
-type Gcra<Clk> = RateLimiter<Key, DashMapStateStore<Key>, Clk, StateInformationMiddleware>;
+/// Keyed maps hash with foldhash, seeded at random per map (hashbrown's
+/// default): a few instructions per IP key where SipHash takes ~70, and an
+/// attacker who picks keys cannot predict collisions without the seed.
+type DashMap<K, V> = dashmap::DashMap<K, V, RandomState>;
+
+type Gcra<Clk> =
+    RateLimiter<Key, DashMapStateStore<Key, RandomState>, Clk, StateInformationMiddleware>;
 
 /// governor on its default (quanta) clock, or on the store's clock.
 enum GcraLimiter<C: Clock> {
@@ -92,8 +118,6 @@ pub struct MemoryLimiter<C: Clock = SystemClock> {
     epoch_ms: f64,
     /// Milliseconds since `start` of the last sweep of idle keys.
     last_sweep_ms: AtomicU64,
-    /// Decisions made, to look at the clock for a sweep only now and then.
-    decisions: AtomicU64,
 }
 
 impl<C: Clock> std::fmt::Debug for MemoryLimiter<C> {
@@ -156,13 +180,21 @@ impl<C: Clock> MemoryLimiter<C> {
                     .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
                 let limiter = if fast_clock {
                     GcraLimiter::Fast(Box::new(
-                        RateLimiter::dashmap_with_clock(quota, DefaultClock::default())
-                            .with_middleware::<StateInformationMiddleware>(),
+                        RateLimiter::dashmap_with_clock_and_hasher(
+                            quota,
+                            DefaultClock::default(),
+                            RandomState::default(),
+                        )
+                        .with_middleware::<StateInformationMiddleware>(),
                     ))
                 } else {
                     GcraLimiter::Given(Box::new(
-                        RateLimiter::dashmap_with_clock(quota, GovernorClock(clock.clone()))
-                            .with_middleware::<StateInformationMiddleware>(),
+                        RateLimiter::dashmap_with_clock_and_hasher(
+                            quota,
+                            GovernorClock(clock.clone()),
+                            RandomState::default(),
+                        )
+                        .with_middleware::<StateInformationMiddleware>(),
                     ))
                 };
                 State::Gcra {
@@ -171,9 +203,11 @@ impl<C: Clock> MemoryLimiter<C> {
                     burst,
                 }
             }
-            Rule::FixedWindow { .. } | Rule::SlidingWindow { .. } => State::Window(DashMap::new()),
-            Rule::TokenBucket { .. } => State::Bucket(DashMap::new()),
-            Rule::Concurrency { .. } => State::InFlight(DashMap::new()),
+            Rule::FixedWindow { .. } | Rule::SlidingWindow { .. } => {
+                State::Window(DashMap::default())
+            }
+            Rule::TokenBucket { .. } => State::Bucket(DashMap::default()),
+            Rule::Concurrency { .. } => State::InFlight(DashMap::default()),
         };
         let start = clock.now();
         // On the system clock, windows line up with Unix time, as Redis's do,
@@ -192,30 +226,54 @@ impl<C: Clock> MemoryLimiter<C> {
             start,
             epoch_ms,
             last_sweep_ms: AtomicU64::new(0),
-            decisions: AtomicU64::new(0),
         }
     }
 
     /// Decides synchronously (the in-memory path never waits).
+    #[inline(always)]
     pub fn decide(&self, key: &Key, cost: u32) -> Decision {
-        let cost = cost.max(1);
+        // The hot path, inlined into the layer: GCRA on governor's clock;
+        // ours is read only for a sweep, every 4096 decisions of a thread.
         if let State::Gcra {
-            limiter,
+            limiter: GcraLimiter::Fast(l),
             emission_ns,
             burst,
         } = &self.state
         {
-            // The hot path: governor reads its clock once; ours is read only
-            // for a sweep, every 4096 decisions.
-            let decision = match limiter {
-                GcraLimiter::Fast(l) => gcra(l, *emission_ns, *burst, key, cost),
-                GcraLimiter::Given(l) => gcra(l, *emission_ns, *burst, key, cost),
-            };
-            if self.decisions.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-                self.maybe_sweep(self.elapsed_ms());
+            let decision = gcra(l, *emission_ns, *burst, key, cost.max(1));
+            if sweep_due() {
+                self.sweep_gcra();
             }
             return decision;
         }
+        self.decide_other(key, cost.max(1))
+    }
+
+    #[inline(never)]
+    fn sweep_gcra(&self) {
+        self.maybe_sweep(self.elapsed_ms());
+    }
+
+    /// GCRA on a given clock, and the rules counted in our own maps.
+    #[inline(never)]
+    fn decide_other(&self, key: &Key, cost: u32) -> Decision {
+        if let State::Gcra {
+            limiter: GcraLimiter::Given(l),
+            emission_ns,
+            burst,
+        } = &self.state
+        {
+            let decision = gcra(l, *emission_ns, *burst, key, cost);
+            if sweep_due() {
+                self.sweep_gcra();
+            }
+            return decision;
+        }
+        self.decide_counted(key, cost)
+    }
+
+    /// The rules counted in our own maps.
+    fn decide_counted(&self, key: &Key, cost: u32) -> Decision {
         let now_ms = self.elapsed_ms();
         let decision = match (&self.state, self.rule) {
             (State::Window(map), Rule::FixedWindow { limit, window_ms }) => {
@@ -252,11 +310,15 @@ impl<C: Clock> MemoryLimiter<C> {
     }
 
     /// Drops keys whose state is back to "never seen", at most once per window
-    /// (and at most once a second).
+    /// and at most every [`MIN_SWEEP_INTERVAL_MS`].
     fn maybe_sweep(&self, now_ms: f64) {
         let interval = match self.rule {
             Rule::Concurrency { .. } => return, // entries are removed at zero
-            rule => rule.window_secs().unwrap_or(1).saturating_mul(1000),
+            rule => rule
+                .window_secs()
+                .unwrap_or(1)
+                .saturating_mul(1000)
+                .max(MIN_SWEEP_INTERVAL_MS),
         };
         let now = now_ms as u64;
         let last = self.last_sweep_ms.load(Ordering::Relaxed);
@@ -334,6 +396,7 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
         true
     }
 
+    #[inline(always)]
     fn check_now(&self, key: &Key, cost: u32) -> Option<Result<Decision, StoreError>> {
         Some(Ok(self.decide(key, cost)))
     }
@@ -348,6 +411,7 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
     }
 }
 
+#[inline(always)]
 fn gcra<Clk>(limiter: &Gcra<Clk>, emission_ns: u64, burst: u32, key: &Key, cost: u32) -> Decision
 where
     Clk: governor::clock::Clock,

@@ -62,16 +62,40 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // Call the clone that was polled ready; leave a fresh clone behind.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = &self.shared;
+
+        if shared.lean {
+            // The allowed path touches nothing but the key, the limiter and
+            // a counter; a refusal or a store error goes through `Run`.
+            let head = RequestHead::from(&req);
+            if !is_exempt(shared, &head) {
+                for (i, p) in shared.policies.iter().enumerate() {
+                    let (key, cost) = match key_and_cost(shared, i, &head) {
+                        Ok(Some(kc)) => kc,
+                        Ok(None) => continue,
+                        Err(response) => return ResponseFuture::ready(response),
+                    };
+                    match p.limiter.check_now(&key, cost) {
+                        Some(Ok(decision)) if decision.allowed => p.metrics.allowed.increment(1),
+                        result => {
+                            let result = result.expect("a synchronous store decides now");
+                            if let ControlFlow::Break(response) =
+                                Run::new(shared).step(i, key, cost, result)
+                            {
+                                return ResponseFuture::ready(response);
+                            }
+                        }
+                    }
+                }
+            }
+            return ResponseFuture::plain(self.inner.call(req));
+        }
 
         if shared.synchronous {
             let mut run = Run::new(shared);
             let head = RequestHead::from(&req);
             if is_exempt(shared, &head) {
-                return ResponseFuture::inner(inner.call(req), HeaderSet::default(), None);
+                return ResponseFuture::inner(self.inner.call(req), HeaderSet::default(), None);
             }
             for i in 0..shared.policies.len() {
                 let (key, cost) = match key_and_cost(shared, i, &head) {
@@ -88,9 +112,13 @@ where
                 }
             }
             let (headers, held) = run.finish();
-            return ResponseFuture::inner(inner.call(req), headers, held);
+            return ResponseFuture::inner(self.inner.call(req), headers, held);
         }
 
+        // The decision waits: call, later, the clone that was polled ready,
+        // and leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
             let mut run = Run::new(&shared);
@@ -129,6 +157,7 @@ fn is_exempt<L>(shared: &Shared<L>, head: &RequestHead<'_>) -> bool {
 
 /// The key and cost of policy `i`; `None` when the request costs nothing
 /// there; the key extractor's problem when there is no key.
+#[inline]
 fn key_and_cost<L, ResB: From<Bytes>>(
     shared: &Shared<L>,
     i: usize,

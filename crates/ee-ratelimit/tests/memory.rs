@@ -468,3 +468,97 @@ async fn decisions_are_counted_in_metrics() {
         "{counts:?}"
     );
 }
+
+#[test]
+fn idle_keys_are_swept_so_memory_follows_the_active_keys() {
+    use ee_core::Key;
+    use ee_ratelimit::memory::MemoryLimiter;
+
+    let second = Duration::from_secs(1);
+    for rule in [
+        Rule::gcra(10, second, 10),
+        Rule::fixed_window(10, second),
+        Rule::sliding_window(10, second),
+        Rule::token_bucket(10, 10, second),
+    ] {
+        let clock = ManualClock::new();
+        let limiter = MemoryLimiter::new(rule, clock.clone());
+        for i in 0..1000 {
+            assert!(limiter.decide(&Key::text(format!("client-{i}")), 1).allowed);
+        }
+        assert_eq!(limiter.len(), 1000, "{rule:?}");
+        let active = Key::text("active");
+        // 5 s later every old key is idle, but sweeps are at least 10 s apart
+        // (GCRA looks every 4096 decisions, the others on every decision).
+        clock.advance(Duration::from_secs(5));
+        for _ in 0..4096 {
+            limiter.decide(&active, 1);
+        }
+        assert_eq!(limiter.len(), 1001, "{rule:?}: no sweep before 10 s");
+        clock.advance(Duration::from_secs(6));
+        for _ in 0..4096 {
+            limiter.decide(&active, 1);
+        }
+        assert_eq!(limiter.len(), 1, "{rule:?}: only the active key is left");
+    }
+}
+
+#[tokio::test]
+async fn without_headers_the_allowed_response_is_untouched_and_the_429_still_complete() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let layer = metrics::with_local_recorder(&recorder, || {
+        RateLimitLayer::builder(MemoryStore::new())
+            .policy(Policy::new(
+                "api",
+                Rule::gcra(2, Duration::from_secs(10), 2),
+            ))
+            // A second policy that HEAD requests skip (cost 0).
+            .policy(
+                Policy::new("writes", Rule::fixed_window(100, Duration::from_secs(60)))
+                    .cost_fn(|req| u32::from(req.method != Method::HEAD)),
+            )
+            .headers(HeaderConfig {
+                draft: false,
+                legacy: false,
+            })
+            .build()
+            .unwrap()
+    });
+    for _ in 0..2 {
+        let ok = send(&layer, from_ip("192.0.2.1")).await;
+        assert_eq!(ok.status, StatusCode::OK);
+        assert!(ok.header("ratelimit").is_none());
+        assert!(ok.header("ratelimit-policy").is_none());
+        assert!(ok.header("x-ratelimit-limit").is_none());
+    }
+    let refused = send(&layer, from_ip("192.0.2.1")).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.problem().extension("policy").unwrap(), "api");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry), "{retry}");
+    assert!(refused.header("ratelimit").is_none());
+    // Another client is not affected; its HEAD costs nothing in `writes`.
+    assert_eq!(send(&layer, from_ip("192.0.2.2")).await.status, 200);
+    let mut head = from_ip("192.0.2.3");
+    *head.method_mut() = Method::HEAD;
+    assert_eq!(send(&layer, head).await.status, 200);
+
+    let counts: Vec<(String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            metrics_util::debugging::DebugValue::Counter(n) => {
+                let labels: Vec<String> =
+                    key.key().labels().map(|l| l.value().to_owned()).collect();
+                Some((labels.join("/"), n))
+            }
+            _ => None,
+        })
+        .collect();
+    let get = |name: &str| counts.iter().find(|(k, _)| k == name).map(|(_, n)| *n);
+    assert_eq!(get("api/allowed"), Some(4), "{counts:?}");
+    assert_eq!(get("api/limited"), Some(1), "{counts:?}");
+    assert_eq!(get("writes/allowed"), Some(3), "{counts:?}");
+}
