@@ -97,6 +97,7 @@ impl fmt::Display for Key {
 }
 
 impl From<IpAddr> for Key {
+    #[inline]
     fn from(ip: IpAddr) -> Self {
         Key::Ip(ip.to_canonical())
     }
@@ -208,6 +209,7 @@ impl<K: KeyExtractor + ?Sized> KeyExtractor for Box<K> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+#[inline]
 fn peer_ip(ext: &Extensions) -> Option<IpAddr> {
     // axum's ConnectInfo first: with the `axum` feature it is what is there.
     #[cfg(feature = "axum")]
@@ -228,6 +230,7 @@ fn peer_ip(ext: &Extensions) -> Option<IpAddr> {
 pub struct PeerIp;
 
 impl KeyExtractor for PeerIp {
+    #[inline]
     fn extract(&self, req: &RequestHead<'_>) -> Result<Key, KeyError> {
         match peer_ip(req.extensions) {
             Some(ip) => Ok(Key::from(ip)),

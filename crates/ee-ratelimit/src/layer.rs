@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use ee_core::key::{KeyExtractor, PeerIp};
-use ee_core::{RequestHead, SystemClock};
+use ee_core::key::{KeyError, KeyExtractor, PeerIp};
+use ee_core::{Key, RequestHead, SystemClock};
 use http::HeaderValue;
 use tower::Layer;
 
@@ -39,8 +39,34 @@ type ExemptFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 pub struct Policy {
     pub(crate) name: Arc<str>,
     pub(crate) rule: Rule,
-    pub(crate) key: Arc<dyn KeyExtractor>,
+    pub(crate) key: PolicyKey,
     pub(crate) cost: Cost,
+}
+
+/// Where a policy takes its key: the default, the peer IP, is called
+/// directly (inlined into the layer); any other extractor through a pointer.
+#[derive(Clone)]
+pub(crate) enum PolicyKey {
+    PeerIp,
+    Other(Arc<dyn KeyExtractor>),
+}
+
+impl PolicyKey {
+    fn new<K: KeyExtractor>(key: K) -> Self {
+        if std::any::TypeId::of::<K>() == std::any::TypeId::of::<PeerIp>() {
+            PolicyKey::PeerIp
+        } else {
+            PolicyKey::Other(Arc::new(key))
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn extract(&self, head: &RequestHead<'_>) -> Result<Key, KeyError> {
+        match self {
+            PolicyKey::PeerIp => PeerIp.extract(head),
+            PolicyKey::Other(key) => key.extract(head),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -64,7 +90,7 @@ impl Policy {
         Self {
             name: name.into(),
             rule,
-            key: Arc::new(PeerIp),
+            key: PolicyKey::PeerIp,
             cost: Cost::Fixed(1),
         }
     }
@@ -77,7 +103,7 @@ impl Policy {
     /// Counts by `key` (client IP through trusted proxies, user, API key,
     /// tenant, route, closure: any [`KeyExtractor`]).
     pub fn key(mut self, key: impl KeyExtractor) -> Self {
-        self.key = Arc::new(key);
+        self.key = PolicyKey::new(key);
         self
     }
 

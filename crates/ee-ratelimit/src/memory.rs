@@ -232,6 +232,13 @@ impl<C: Clock> MemoryLimiter<C> {
     /// Decides synchronously (the in-memory path never waits).
     #[inline(always)]
     pub fn decide(&self, key: &Key, cost: u32) -> Decision {
+        self.decide_with::<true>(key, cost)
+    }
+
+    /// [`MemoryLimiter::decide`]; with `DETAIL` false an allowed GCRA
+    /// decision leaves `remaining` and `reset` at zero (no header shows them).
+    #[inline(always)]
+    fn decide_with<const DETAIL: bool>(&self, key: &Key, cost: u32) -> Decision {
         // The hot path, inlined into the layer: GCRA on governor's clock;
         // ours is read only for a sweep, every 4096 decisions of a thread.
         if let State::Gcra {
@@ -240,7 +247,7 @@ impl<C: Clock> MemoryLimiter<C> {
             burst,
         } = &self.state
         {
-            let decision = gcra(l, *emission_ns, *burst, key, cost.max(1));
+            let decision = gcra::<_, DETAIL>(l, *emission_ns, *burst, key, cost.max(1));
             if sweep_due() {
                 self.sweep_gcra();
             }
@@ -263,7 +270,7 @@ impl<C: Clock> MemoryLimiter<C> {
             burst,
         } = &self.state
         {
-            let decision = gcra(l, *emission_ns, *burst, key, cost);
+            let decision = gcra::<_, true>(l, *emission_ns, *burst, key, cost);
             if sweep_due() {
                 self.sweep_gcra();
             }
@@ -401,6 +408,11 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
         Some(Ok(self.decide(key, cost)))
     }
 
+    #[inline(always)]
+    fn admit_now(&self, key: &Key, cost: u32) -> Option<Result<Decision, StoreError>> {
+        Some(Ok(self.decide_with::<false>(key, cost)))
+    }
+
     fn release(&self, key: &Key, cost: u32, _ticket: u64) {
         if let State::InFlight(map) = &self.state {
             if let Some(mut n) = map.get_mut(key) {
@@ -412,7 +424,13 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
 }
 
 #[inline(always)]
-fn gcra<Clk>(limiter: &Gcra<Clk>, emission_ns: u64, burst: u32, key: &Key, cost: u32) -> Decision
+fn gcra<Clk, const DETAIL: bool>(
+    limiter: &Gcra<Clk>,
+    emission_ns: u64,
+    burst: u32,
+    key: &Key,
+    cost: u32,
+) -> Decision
 where
     Clk: governor::clock::Clock,
     Clk::Instant: Reference,
@@ -424,6 +442,13 @@ where
         limiter.check_key_n(key, NonZeroU32::new(cost).expect("cost >= 1"))
     };
     match outcome {
+        Ok(Ok(_)) if !DETAIL => Decision {
+            allowed: true,
+            remaining: 0,
+            reset: Duration::ZERO,
+            retry_after: None,
+            ticket: 0,
+        },
         Ok(Ok(snapshot)) => {
             let remaining = snapshot.remaining_burst_capacity();
             Decision {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use ee_core::key::KeyError;
 use ee_core::{Key, Problem, RequestHead};
 use http::{Request, Response};
 use tower::Service;
@@ -73,9 +74,9 @@ where
                     let (key, cost) = match key_and_cost(shared, i, &head) {
                         Ok(Some(kc)) => kc,
                         Ok(None) => continue,
-                        Err(response) => return ResponseFuture::ready(response),
+                        Err(e) => return ResponseFuture::ready(refused_key(e)),
                     };
-                    match p.limiter.check_now(&key, cost) {
+                    match p.limiter.admit_now(&key, cost) {
                         Some(Ok(decision)) if decision.allowed => p.metrics.allowed.increment(1),
                         result => {
                             let result = result.expect("a synchronous store decides now");
@@ -101,7 +102,7 @@ where
                 let (key, cost) = match key_and_cost(shared, i, &head) {
                     Ok(Some(kc)) => kc,
                     Ok(None) => continue,
-                    Err(response) => return ResponseFuture::ready(response),
+                    Err(e) => return ResponseFuture::ready(refused_key(e)),
                 };
                 let result = shared.policies[i]
                     .limiter
@@ -134,7 +135,7 @@ where
                     match key_and_cost(&shared, i, &head) {
                         Ok(Some(kc)) => kc,
                         Ok(None) => continue,
-                        Err(response) => return Ok(response),
+                        Err(e) => return Ok(refused_key(e)),
                     }
                 };
                 let result = shared.policies[i].limiter.check(&key, cost).await;
@@ -156,13 +157,13 @@ fn is_exempt<L>(shared: &Shared<L>, head: &RequestHead<'_>) -> bool {
 }
 
 /// The key and cost of policy `i`; `None` when the request costs nothing
-/// there; the key extractor's problem when there is no key.
-#[inline]
-fn key_and_cost<L, ResB: From<Bytes>>(
+/// there; the key extractor's error when there is no key.
+#[inline(always)]
+fn key_and_cost<L>(
     shared: &Shared<L>,
     i: usize,
     head: &RequestHead<'_>,
-) -> Result<Option<(Key, u32)>, Response<ResB>> {
+) -> Result<Option<(Key, u32)>, KeyError> {
     let policy = &shared.policies[i].policy;
     let cost = match &policy.cost {
         Cost::Fixed(n) => *n,
@@ -171,10 +172,14 @@ fn key_and_cost<L, ResB: From<Bytes>>(
     if cost == 0 {
         return Ok(None);
     }
-    match policy.key.extract(head) {
-        Ok(key) => Ok(Some((key, cost))),
-        Err(e) => Err(Problem::from(e).into_response()),
-    }
+    policy.key.extract(head).map(|key| Some((key, cost)))
+}
+
+/// The problem response of a request without a key (400, 401 or 500).
+#[cold]
+#[inline(never)]
+fn refused_key<B: From<Bytes>>(e: KeyError) -> Response<B> {
+    Problem::from(e).into_response()
 }
 
 /// Which limiter granted a concurrency slot, to give it back to the same one.

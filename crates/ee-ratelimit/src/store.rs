@@ -69,6 +69,13 @@ pub trait Limiter: Send + Sync + 'static {
         None
     }
 
+    /// [`Limiter::check_now`] for a caller that writes no rate-limit header:
+    /// an allowed decision may leave `remaining` and `reset` at zero. The
+    /// layer calls it when its headers are off. Defaults to `check_now`.
+    fn admit_now(&self, key: &Key, cost: u32) -> Option<Result<Decision, StoreError>> {
+        self.check_now(key, cost)
+    }
+
     /// Concurrency limits: gives back the slot an allowed [`Limiter::check`]
     /// took, when the response is done (or dropped). Must not block; a store
     /// that needs I/O spawns it. Other rules ignore it.
