@@ -5,6 +5,7 @@ pub mod clock;
 pub mod key;
 pub mod keyspace;
 pub mod problem;
+pub mod throttle;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -12,3 +13,4 @@ pub use clock::{Clock, SystemClock};
 pub use key::{Key, KeyError, KeyExtractor, PeerAddr, RequestHead, Subject};
 pub use keyspace::KeySpace;
 pub use problem::Problem;
+pub use throttle::LogThrottle;

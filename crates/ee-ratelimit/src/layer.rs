@@ -2,11 +2,10 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use ee_core::key::{KeyError, KeyExtractor, PeerIp};
-use ee_core::{Key, RequestHead, SystemClock};
+use ee_core::{Key, LogThrottle, RequestHead, SystemClock};
 use http::HeaderValue;
 use tower::Layer;
 
@@ -170,34 +169,17 @@ pub(crate) struct ActivePolicy<L> {
 }
 
 /// Logs a backend outage at most once per interval, counting what it skipped.
-pub(crate) struct OutageLog {
-    start: Instant,
-    last_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
+pub(crate) struct OutageLog(LogThrottle);
 
-const OUTAGE_LOG_INTERVAL_MS: u64 = 10_000;
+const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl OutageLog {
     fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
+        Self(LogThrottle::new(OUTAGE_LOG_INTERVAL))
     }
 
     pub(crate) fn record(&self, policy: &str, error: &dyn fmt::Display, action: OnBackendError) {
-        // +1 so that the first error (at ~0 ms) is logged too.
-        let now = self.start.elapsed().as_millis() as u64 + OUTAGE_LOG_INTERVAL_MS;
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= OUTAGE_LOG_INTERVAL_MS
-            && self
-                .last_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        if let Some(suppressed) = self.0.check() {
             tracing::warn!(
                 policy,
                 error = %error,
@@ -205,8 +187,6 @@ impl OutageLog {
                 suppressed,
                 "rate-limit backend failing; logged at most once per 10 s"
             );
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -391,27 +371,5 @@ impl<S, L> Layer<S> for RateLimitLayer<L> {
             inner,
             shared: self.shared.clone(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_outage_is_logged_once_per_interval_and_the_rest_counted() {
-        let log = OutageLog::new();
-        for _ in 0..100 {
-            log.record("api", &"connection refused", OnBackendError::FailOpen);
-        }
-        // One logged, 99 suppressed until the next interval.
-        assert_eq!(log.suppressed.load(Ordering::Relaxed), 99);
-        let logged_at = log.last_ms.load(Ordering::Relaxed);
-        assert!(logged_at >= OUTAGE_LOG_INTERVAL_MS);
-        // Pretend the interval has passed: the next error is logged and the
-        // suppressed count is reported (reset to zero).
-        log.last_ms.store(0, Ordering::Relaxed);
-        log.record("api", &"connection refused", OnBackendError::FailOpen);
-        assert_eq!(log.suppressed.load(Ordering::Relaxed), 0);
     }
 }

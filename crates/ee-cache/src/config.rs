@@ -1,0 +1,70 @@
+//! Cache options, serde-loadable.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a [`Cache`](crate::Cache) stores and serves entries.
+///
+/// ```
+/// # use ee_cache::CacheConfig;
+/// let config: CacheConfig = serde_json::from_str(
+///     r#"{ "ttl_ms": 60000, "stale_ms": 30000, "negative_ttl_ms": 5000, "version": 2 }"#,
+/// ).unwrap();
+/// assert_eq!(config.ttl().as_secs(), 60);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long an entry is fresh (default 5 minutes).
+    pub ttl_ms: u64,
+    /// Each TTL is shortened by a random fraction up to this (default 0.1), so
+    /// entries written together do not all expire together.
+    pub jitter: f64,
+    /// After its TTL, how long an entry may still be served while one
+    /// background load refreshes it (stale-while-revalidate; default 0: off).
+    pub stale_ms: u64,
+    /// When set, a loader that finds nothing is remembered for this long, so
+    /// lookups of absent keys do not reach the source each time. Loader
+    /// errors are never cached.
+    pub negative_ttl_ms: Option<u64>,
+    /// Part of every key: bump it when the value type changes shape, so new
+    /// code never reads entries written by old code.
+    pub version: u32,
+    /// The longest full key (default 1024 bytes); longer ones are refused.
+    pub max_key_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_ms: 300_000,
+            jitter: 0.1,
+            stale_ms: 0,
+            negative_ttl_ms: None,
+            version: 1,
+            max_key_bytes: 1024,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The TTL.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
+    }
+
+    /// Checks the values (TTL > 0, jitter within 0..=1, a key limit > 0).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ttl_ms == 0 {
+            return Err("ttl_ms must be greater than 0".into());
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(format!("jitter must be within 0..=1, not {}", self.jitter));
+        }
+        if self.max_key_bytes == 0 {
+            return Err("max_key_bytes must be greater than 0".into());
+        }
+        Ok(())
+    }
+}

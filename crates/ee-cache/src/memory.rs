@@ -1,0 +1,297 @@
+//! The in-process store on moka: the embedded default, and the L1 of a
+//! tiered cache.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::notification::RemovalCause;
+
+use crate::entry::{Entry, now_ms};
+use crate::error::CacheError;
+use crate::store::{CacheStore, Found, Level};
+
+/// What the moka map holds per key.
+#[derive(Clone)]
+struct Slot<V> {
+    entry: Entry<V>,
+    /// The full tag names, when the entry has any (no allocation otherwise).
+    tags: Option<Arc<[String]>>,
+}
+
+type TagIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+
+/// Entries kept in this process, on [`moka`]: bounded by entry count or by
+/// weight, each entry dropped at the end of its stale window (or after an idle
+/// time, if set). Tags are indexed so `invalidate_tag` removes exactly the
+/// tagged keys; evicted keys leave the index too.
+///
+/// ```
+/// use ee_cache::MemoryStore;
+/// let store: MemoryStore<String> = MemoryStore::builder().max_entries(10_000).build();
+/// ```
+pub struct MemoryStore<V> {
+    map: moka::sync::Cache<String, Slot<V>>,
+    tags: TagIndex,
+    max_ttl: Option<Duration>,
+}
+
+impl<V> Clone for MemoryStore<V> {
+    fn clone(&self) -> Self {
+        Self {
+            map: self.map.clone(),
+            tags: self.tags.clone(),
+            max_ttl: self.max_ttl,
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for MemoryStore<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.map.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+type Weigher<V> = Arc<dyn Fn(&str, &V) -> u32 + Send + Sync>;
+type EvictionHook = Arc<dyn Fn(RemovalCause) + Send + Sync>;
+
+/// Builds a [`MemoryStore`].
+pub struct MemoryStoreBuilder<V> {
+    max_entries: u64,
+    weigher: Option<(u64, Weigher<V>)>,
+    time_to_idle: Option<Duration>,
+    max_ttl: Option<Duration>,
+    on_evict: Option<EvictionHook>,
+}
+
+impl<V> std::fmt::Debug for MemoryStoreBuilder<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStoreBuilder")
+            .field("max_entries", &self.max_entries)
+            .field("time_to_idle", &self.time_to_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
+    /// A store of at most 10 000 entries.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts a store with options.
+    pub fn builder() -> MemoryStoreBuilder<V> {
+        MemoryStoreBuilder {
+            max_entries: 10_000,
+            weigher: None,
+            time_to_idle: None,
+            max_ttl: None,
+            on_evict: None,
+        }
+    }
+
+    /// Entries currently held (after pending maintenance).
+    pub fn len(&self) -> u64 {
+        self.map.run_pending_tasks();
+        self.map.entry_count()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every entry (a tiered store does this when it may have missed
+    /// invalidations).
+    pub fn clear(&self) {
+        self.map.invalidate_all();
+        self.tags.lock().expect("tag index").clear();
+    }
+
+    /// Removes `key` (no error: memory cannot fail).
+    pub fn remove(&self, key: &str) {
+        self.map.invalidate(key);
+    }
+
+    /// Removes every key recorded under `tag`.
+    pub fn remove_tag(&self, tag: &str) {
+        let keys = self.tags.lock().expect("tag index").remove(tag);
+        for key in keys.into_iter().flatten() {
+            self.map.invalidate(&key);
+        }
+    }
+
+    /// Stores an entry (capped to the store's longest TTL, if it has one).
+    pub fn insert(&self, key: &str, mut entry: Entry<V>, tags: &[String]) {
+        if let Some(max) = self.max_ttl {
+            let cap = now_ms() + max.as_millis() as u64;
+            entry.fresh_until = entry.fresh_until.min(cap);
+            entry.stale_until = entry.stale_until.min(cap);
+        }
+        let tags = if tags.is_empty() {
+            None
+        } else {
+            let mut index = self.tags.lock().expect("tag index");
+            for tag in tags {
+                index.entry(tag.clone()).or_default().insert(key.to_owned());
+            }
+            Some(Arc::from(tags))
+        };
+        self.map.insert(key.to_owned(), Slot { entry, tags });
+    }
+
+    /// The entry under `key`, if it has not expired.
+    #[inline]
+    pub fn lookup(&self, key: &str) -> Option<Entry<V>> {
+        self.map.get(key).map(|slot| slot.entry)
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Default for MemoryStore<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
+    /// At most `n` entries (default 10 000); least useful ones are evicted first.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// Bounds the store by total weight instead of entry count: `weigher`
+    /// gives each entry's weight (for example its approximate size in bytes).
+    pub fn max_weight(
+        mut self,
+        max: u64,
+        weigher: impl Fn(&str, &V) -> u32 + Send + Sync + 'static,
+    ) -> Self {
+        self.weigher = Some((max, Arc::new(weigher)));
+        self
+    }
+
+    /// Drops an entry not read for `idle`, even within its TTL.
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.time_to_idle = Some(idle);
+        self
+    }
+
+    /// Keeps no entry longer than `ttl`, whatever the cache asks (the L1 of a
+    /// tiered store uses this as its staleness bound).
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.max_ttl = Some(ttl);
+        self
+    }
+
+    /// Counts evictions in `ee_cache_evictions_total{cache=name,cause}`.
+    pub fn name(self, name: &str) -> Self {
+        self.on_evict(crate::metrics::eviction_counter(name))
+    }
+
+    /// Called on every eviction (size, expiry).
+    pub fn on_evict(mut self, hook: impl Fn(RemovalCause) + Send + Sync + 'static) -> Self {
+        self.on_evict = Some(Arc::new(hook));
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryStore<V> {
+        let tags: TagIndex = Arc::default();
+        let index = tags.clone();
+        let on_evict = self.on_evict;
+        let mut builder = moka::sync::Cache::builder()
+            .expire_after(UntilStale)
+            .eviction_listener(move |key: Arc<String>, slot: Slot<V>, cause| {
+                if let Some(tags) = &slot.tags
+                    && cause != RemovalCause::Replaced
+                {
+                    let mut index = index.lock().expect("tag index");
+                    for tag in tags.iter() {
+                        if let Some(keys) = index.get_mut(tag) {
+                            keys.remove(key.as_str());
+                            if keys.is_empty() {
+                                index.remove(tag);
+                            }
+                        }
+                    }
+                }
+                if cause.was_evicted()
+                    && let Some(hook) = &on_evict
+                {
+                    hook(cause);
+                }
+            });
+        builder = match self.weigher {
+            Some((max, weigher)) => builder
+                .max_capacity(max)
+                .weigher(move |key: &String, slot: &Slot<V>| match &slot.entry.value {
+                    Some(v) => weigher(key, v),
+                    None => key.len() as u32,
+                }),
+            None => builder.max_capacity(self.max_entries),
+        };
+        if let Some(idle) = self.time_to_idle {
+            builder = builder.time_to_idle(idle);
+        }
+        MemoryStore {
+            map: builder.build(),
+            tags,
+            max_ttl: self.max_ttl,
+        }
+    }
+}
+
+/// Each entry lives until the end of its stale window.
+struct UntilStale;
+
+impl<V> moka::Expiry<String, Slot<V>> for UntilStale {
+    fn expire_after_create(&self, _: &String, slot: &Slot<V>, _: Instant) -> Option<Duration> {
+        Some(Duration::from_millis(slot.entry.remaining_ms(now_ms())))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        slot: &Slot<V>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(Duration::from_millis(slot.entry.remaining_ms(now_ms())))
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
+    async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
+        Ok(self.get_now(key).flatten())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
+        Ok(keys.iter().map(|k| self.get_now(k).flatten()).collect())
+    }
+
+    async fn set(&self, key: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
+        self.insert(key, entry, tags);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        self.remove(key);
+        Ok(())
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<(), CacheError> {
+        self.remove_tag(tag);
+        Ok(())
+    }
+
+    #[inline]
+    fn get_now(&self, key: &str) -> Option<Option<Found<V>>> {
+        Some(self.lookup(key).map(|entry| Found {
+            entry,
+            level: Level::L1,
+        }))
+    }
+}

@@ -1,0 +1,296 @@
+//! L1 in memory, L2 on Redis, L1 copies invalidated across instances.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ee_core::redis::RedisConfig;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::entry::{Entry, Freshness, now_ms};
+use crate::error::CacheError;
+use crate::memory::MemoryStore;
+use crate::redis::RedisStore;
+use crate::store::{CacheStore, Found, Level};
+
+/// The pub/sub channel every tiered store of every cache listens on.
+pub const INVALIDATION_CHANNEL: &str = "ee:cache:invalidate";
+
+/// An in-process L1 ([`MemoryStore`]) in front of a shared L2 ([`RedisStore`]).
+///
+/// Reads try L1, then L2 (filling L1). Writes go to L2, then to this
+/// instance's L1, then a message on [`INVALIDATION_CHANNEL`] makes every other
+/// instance drop its L1 copy of the key (or of every key of a tag).
+///
+/// **Staleness bound.** While an instance is subscribed, another instance's
+/// write reaches it within the pub/sub delivery time (milliseconds; the tests
+/// check 200 ms). An L1 fill that races an invalidation is not kept (a
+/// generation counter detects it). While the subscription is down (Redis
+/// unreachable), L1 keeps serving what it has, so the bound becomes the L1's
+/// `max_ttl`: build the L1 with one (10 s in the examples). On re-subscribing,
+/// L1 is cleared, since messages may have been missed.
+pub struct TieredStore<V> {
+    inner: Arc<Inner<V>>,
+}
+
+impl<V> Clone for TieredStore<V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for TieredStore<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("l1", &self.inner.l1)
+            .field("l2", &self.inner.l2)
+            .field("subscribed", &self.inner.state.subscribed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+struct Inner<V> {
+    l1: MemoryStore<V>,
+    l2: RedisStore,
+    /// Who we are, to ignore our own messages.
+    instance: String,
+    state: Arc<ListenerState>,
+    listener: tokio::task::AbortHandle,
+}
+
+#[derive(Default)]
+struct ListenerState {
+    subscribed: AtomicBool,
+    /// Bumped on every invalidation received: an L1 fill that saw it change
+    /// while reading L2 is dropped.
+    generation: AtomicU64,
+}
+
+impl<V> Drop for Inner<V> {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl<V> TieredStore<V>
+where
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Puts `l1` in front of `l2` and subscribes to invalidations through
+    /// `pubsub` (for a Cluster, its first node: Cluster pub/sub reaches every
+    /// node). Waits up to the connect timeout for the first subscription; if it
+    /// is not there yet, keeps trying in the background.
+    pub async fn connect(
+        l1: MemoryStore<V>,
+        l2: RedisStore,
+        pubsub: &RedisConfig,
+    ) -> Result<Self, CacheError> {
+        let url = pubsub
+            .cluster_nodes
+            .first()
+            .cloned()
+            .unwrap_or_else(|| pubsub.url.clone());
+        let client =
+            redis::Client::open(url.as_str()).map_err(|e| CacheError::Config(e.to_string()))?;
+        let state = Arc::new(ListenerState::default());
+        let instance = format!("{:016x}", rand::random::<u64>());
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listen(
+            client,
+            instance.clone(),
+            l1.clone(),
+            state.clone(),
+            ready_tx,
+        ))
+        .abort_handle();
+        let _ = tokio::time::timeout(pubsub.connect_timeout(), ready_rx).await;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                l1,
+                l2,
+                instance,
+                state,
+                listener,
+            }),
+        })
+    }
+
+    /// Whether invalidations from other instances are being received.
+    pub fn is_subscribed(&self) -> bool {
+        self.inner.state.subscribed.load(Ordering::Acquire)
+    }
+
+    /// The L1.
+    pub fn l1(&self) -> &MemoryStore<V> {
+        &self.inner.l1
+    }
+
+    /// The L2.
+    pub fn l2(&self) -> &RedisStore {
+        &self.inner.l2
+    }
+
+    fn l1_found(&self, key: &str) -> Option<Found<V>> {
+        let entry = self.inner.l1.lookup(key)?;
+        (entry.freshness(now_ms()) != Freshness::Expired).then_some(Found {
+            entry,
+            level: Level::L1,
+        })
+    }
+
+    async fn publish(&self, kind: char, name: &str) {
+        let message = format!("{}\n{kind}\n{name}", self.inner.instance);
+        let published = self
+            .inner
+            .l2
+            .conn()
+            .query::<i64>(redis::cmd("PUBLISH").arg(INVALIDATION_CHANNEL).arg(message))
+            .await;
+        if let Err(e) = published {
+            tracing::debug!(error = %e, "cache invalidation not published");
+        }
+    }
+}
+
+async fn listen<V: Clone + Send + Sync + 'static>(
+    client: redis::Client,
+    instance: String,
+    l1: MemoryStore<V>,
+    state: Arc<ListenerState>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await
+            && pubsub.subscribe(INVALIDATION_CHANNEL).await.is_ok()
+        {
+            // Whatever was published while we were not listening is lost.
+            l1.clear();
+            state.generation.fetch_add(1, Ordering::AcqRel);
+            state.subscribed.store(true, Ordering::Release);
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Ok(payload) = message.get_payload::<String>() else {
+                    continue;
+                };
+                let mut parts = payload.splitn(3, '\n');
+                let (Some(from), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                if from == instance {
+                    continue;
+                }
+                state.generation.fetch_add(1, Ordering::AcqRel);
+                match kind {
+                    "k" => l1.remove(name),
+                    "t" => l1.remove_tag(name),
+                    _ => {}
+                }
+            }
+            state.subscribed.store(false, Ordering::Release);
+            tracing::warn!("cache invalidation subscription lost; L1 entries may be stale up to their max TTL until it is back");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+impl<V> CacheStore<V> for TieredStore<V>
+where
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
+        if let Some(found) = self.l1_found(key) {
+            return Ok(Some(found));
+        }
+        let generation = self.inner.state.generation.load(Ordering::Acquire);
+        let Some((entry, tags)) = self.inner.l2.fetch::<V>(key).await? else {
+            return Ok(None);
+        };
+        if entry.freshness(now_ms()) != Freshness::Expired
+            && self.inner.state.generation.load(Ordering::Acquire) == generation
+        {
+            self.inner.l1.insert(key, entry.clone(), &tags);
+        }
+        Ok(Some(Found {
+            entry,
+            level: Level::L2,
+        }))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
+        let mut out: Vec<Option<Found<V>>> = keys.iter().map(|k| self.l1_found(k)).collect();
+        let missing: Vec<String> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, found)| found.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let generation = self.inner.state.generation.load(Ordering::Acquire);
+        let fetched = self.inner.l2.fetch_many::<V>(&missing).await?;
+        let keep = self.inner.state.generation.load(Ordering::Acquire) == generation;
+        let mut fetched = missing.iter().zip(fetched);
+        for slot in out.iter_mut().filter(|f| f.is_none()) {
+            let Some((key, Some((entry, tags)))) = fetched.next() else {
+                continue;
+            };
+            if keep && entry.freshness(now_ms()) != Freshness::Expired {
+                self.inner.l1.insert(key, entry.clone(), &tags);
+            }
+            *slot = Some(Found {
+                entry,
+                level: Level::L2,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn set(&self, key: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
+        match self.inner.l2.set(key, entry.clone(), tags).await {
+            Ok(()) => {
+                self.inner.l1.insert(key, entry, tags);
+                self.publish('k', key).await;
+                Ok(())
+            }
+            Err(e) => {
+                // Not shared: do not serve it here either.
+                self.inner.l1.remove(key);
+                Err(e)
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        self.inner.l1.remove(key);
+        let deleted = <RedisStore as CacheStore<V>>::delete(&self.inner.l2, key).await;
+        self.publish('k', key).await;
+        deleted
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<(), CacheError> {
+        self.inner.l1.remove_tag(tag);
+        let taken = self.inner.l2.take_tag(tag).await;
+        self.publish('t', tag).await;
+        taken.map(drop)
+    }
+
+    fn deepest_level(&self) -> Level {
+        Level::L2
+    }
+
+    #[inline]
+    fn get_now(&self, key: &str) -> Option<Option<Found<V>>> {
+        // An L1 hit answers now; a miss must ask L2.
+        self.l1_found(key).map(Some)
+    }
+}

@@ -1,0 +1,312 @@
+//! The typed cache on the in-memory store: single-flight, TTL and jitter,
+//! stale-while-revalidate, negative caching, tags, tenants, versions, limits,
+//! cancellation and metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ee_cache::{Cache, CacheError, MemoryStore};
+
+fn cache(name: &str) -> Cache<str, String> {
+    Cache::builder(name).build(MemoryStore::new()).unwrap()
+}
+
+/// A loader that counts its calls and answers `value` after `delay`.
+fn counting(
+    calls: &Arc<AtomicUsize>,
+    delay: Duration,
+    value: Option<&str>,
+) -> impl FnOnce() -> std::pin::Pin<
+    Box<dyn Future<Output = Result<Option<String>, std::io::Error>> + Send>,
+> + Send
++ 'static {
+    let calls = calls.clone();
+    let value = value.map(str::to_owned);
+    move || {
+        Box::pin(async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            Ok(value)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_misses_run_the_loader_once() {
+    let cache = cache("products");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let cache = cache.clone();
+            let load = counting(&calls, Duration::from_millis(50), Some("teapot"));
+            tokio::spawn(async move { cache.get_or_load("42", load).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().as_deref(), Some("teapot"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.get("42").await.as_deref(), Some("teapot"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_loader_error_reaches_every_waiter_and_is_not_cached() {
+    let cache = cache("flaky");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = cache.clone();
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("k", move || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        Err::<Option<String>, _>(std::io::Error::other("db down"))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let err = t.await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "db down");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one load for 50 waiters");
+    // Not cached: the next call loads again, and succeeds.
+    let value = cache
+        .get_or_load("k", counting(&calls, Duration::ZERO, Some("v")))
+        .await
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("v"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn absence_is_cached_only_with_a_negative_ttl() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let plain = cache("plain");
+    for _ in 0..3 {
+        let v = plain
+            .get_or_load("gone", counting(&calls, Duration::ZERO, None))
+            .await
+            .unwrap();
+        assert_eq!(v, None);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "no negative caching by default");
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let negative: Cache<str, String> = Cache::builder("negative")
+        .negative_ttl(Duration::from_millis(200))
+        .build(MemoryStore::new())
+        .unwrap();
+    for _ in 0..3 {
+        let v = negative
+            .get_or_load("gone", counting(&calls, Duration::ZERO, None))
+            .await
+            .unwrap();
+        assert_eq!(v, None);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the absence is remembered");
+    assert_eq!(negative.get("gone").await, None);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    negative
+        .get_or_load("gone", counting(&calls, Duration::ZERO, None))
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "until the negative TTL");
+}
+
+#[tokio::test]
+async fn entries_expire_after_the_ttl_less_at_most_the_jitter() {
+    let cache: Cache<str, String> = Cache::builder("short")
+        .ttl(Duration::from_millis(200))
+        .build(MemoryStore::new())
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    cache
+        .get_or_load("k", counting(&calls, Duration::ZERO, Some("v1")))
+        .await
+        .unwrap();
+    // Jitter is at most 10 %: still fresh at 150 ms.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(cache.get("k").await.as_deref(), Some("v1"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(cache.get("k").await, None, "expired at 250 ms");
+    let v = cache
+        .get_or_load("k", counting(&calls, Duration::ZERO, Some("v2")))
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("v2"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_entry_is_served_at_once_and_refreshed_once_in_the_background() {
+    let cache: Cache<str, String> = Cache::builder("swr")
+        .ttl(Duration::from_millis(100))
+        .stale_while_revalidate(Duration::from_secs(10))
+        .build(MemoryStore::new())
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    cache.set("k", "old".into()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // 20 callers during the refresh: all get the stale value at once; one load.
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let v = cache
+            .get_or_load("k", counting(&calls, Duration::from_millis(100), Some("new")))
+            .await
+            .unwrap();
+        assert_eq!(v.as_deref(), Some("old"));
+    }
+    assert!(started.elapsed() < Duration::from_millis(100), "nobody waited for the load");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.get("k").await.as_deref(), Some("new"));
+}
+
+#[tokio::test]
+async fn tags_invalidate_exactly_their_entries() {
+    let cache = cache("catalog");
+    cache.set_tagged("p42", "teapot".into(), &["product:42", "shelf:kitchen"]).await.unwrap();
+    cache.set_tagged("p43", "kettle".into(), &["product:43", "shelf:kitchen"]).await.unwrap();
+    cache.set("other", "x".into()).await.unwrap();
+
+    cache.invalidate_tag("product:42").await;
+    assert_eq!(cache.get("p42").await, None);
+    assert_eq!(cache.get("p43").await.as_deref(), Some("kettle"));
+
+    cache.invalidate_tag("shelf:kitchen").await;
+    assert_eq!(cache.get("p43").await, None);
+    assert_eq!(cache.get("other").await.as_deref(), Some("x"));
+}
+
+#[tokio::test]
+async fn tenants_and_versions_never_see_each_others_entries() {
+    let cache = cache("users");
+    let acme = cache.tenant("acme");
+    let globex = cache.tenant("globex");
+    acme.set("1", "acme's user".into()).await.unwrap();
+    globex.set("1", "globex's user".into()).await.unwrap();
+    assert_eq!(acme.get("1").await.as_deref(), Some("acme's user"));
+    assert_eq!(globex.get("1").await.as_deref(), Some("globex's user"));
+    assert_eq!(cache.get("1").await, None);
+
+    // A tag invalidation in one tenant leaves the other alone.
+    acme.set_tagged("2", "a".into(), &["team"]).await.unwrap();
+    globex.set_tagged("2", "g".into(), &["team"]).await.unwrap();
+    acme.invalidate_tag("team").await;
+    assert_eq!(acme.get("2").await, None);
+    assert_eq!(globex.get("2").await.as_deref(), Some("g"));
+
+    // Version 2 of the code shares the store but not the entries.
+    let store = MemoryStore::new();
+    let v1: Cache<str, String> = Cache::builder("users").build(store.clone()).unwrap();
+    let v2: Cache<str, String> = Cache::builder("users").version(2).build(store).unwrap();
+    v1.set("1", "old shape".into()).await.unwrap();
+    assert_eq!(v2.get("1").await, None);
+    assert_ne!(v1.full_key("1").unwrap(), v2.full_key("1").unwrap());
+}
+
+#[tokio::test]
+async fn user_keys_cannot_break_out_of_their_namespace() {
+    let cache = cache("ns");
+    let key = cache.full_key("a{b}%c").unwrap();
+    assert!(key.ends_with(":a%7Bb%7D%25c"), "{key}");
+    assert!(!key.contains('{'), "no hash tag from user data: {key}");
+    assert_ne!(cache.tenant("x").full_key("k").unwrap(), cache.full_key("x:k").unwrap());
+}
+
+#[tokio::test]
+async fn keys_over_the_limit_are_refused_but_still_load() {
+    let cache = cache("limits");
+    let long = "k".repeat(2000);
+    assert!(matches!(
+        cache.set(&long, "v".into()).await,
+        Err(CacheError::KeyTooLong { max: 1024, .. })
+    ));
+    assert_eq!(cache.get(&long).await, None);
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let v = cache
+            .get_or_load(&long, counting(&calls, Duration::ZERO, Some("v")))
+            .await
+            .unwrap();
+        assert_eq!(v.as_deref(), Some("v"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "uncacheable: loaded each time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_loader_hands_over_to_a_waiter() {
+    let cache = cache("cancel");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let leader = {
+        let cache = cache.clone();
+        let load = counting(&calls, Duration::from_secs(60), Some("never"));
+        tokio::spawn(async move { cache.get_or_load("k", load).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let follower = {
+        let cache = cache.clone();
+        let load = counting(&calls, Duration::from_millis(10), Some("from the follower"));
+        tokio::spawn(async move { cache.get_or_load("k", load).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    leader.abort();
+    let v = tokio::time::timeout(Duration::from_secs(2), follower)
+        .await
+        .expect("the follower did not hang")
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("from the follower"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn get_many_answers_in_order() {
+    let cache = cache("many");
+    cache.set("a", "1".into()).await.unwrap();
+    cache.set("c", "3".into()).await.unwrap();
+    let got = cache.get_many(&["a", "b", "c"]).await;
+    assert_eq!(got, vec![Some("1".into()), None, Some("3".into())]);
+}
+
+#[tokio::test]
+async fn a_bounded_store_evicts_and_counts_evictions() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let cache: Cache<u32, String> = metrics::with_local_recorder(&recorder, || {
+        let store = MemoryStore::builder().max_entries(100).name("bounded").build();
+        Cache::builder("bounded").build(store).unwrap()
+    });
+    for i in 0..1000 {
+        cache.set(&i, format!("value {i}")).await.unwrap();
+    }
+    let held = cache.store().len();
+    assert!(held <= 100, "{held} entries held");
+    cache.get(&999).await;
+    cache.get(&5_000).await;
+    let counters: Vec<(String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            metrics_util::debugging::DebugValue::Counter(n) => {
+                let labels: Vec<String> =
+                    key.key().labels().map(|l| l.value().to_owned()).collect();
+                Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), n))
+            }
+            _ => None,
+        })
+        .collect();
+    let get = |name: &str| counters.iter().find(|(k, _)| k == name).map(|(_, n)| *n);
+    let evicted = get("ee_cache_evictions_total{bounded,size}").unwrap_or(0);
+    assert!(evicted >= 900, "{counters:?}");
+    // Two lookups: 5 000 was never set (a miss); 999 may have been evicted.
+    let misses = get("ee_cache_requests_total{bounded,l1,miss}").unwrap_or(0);
+    let hits = get("ee_cache_requests_total{bounded,l1,hit}").unwrap_or(0);
+    assert!(misses >= 1 && hits + misses == 2, "{counters:?}");
+}
