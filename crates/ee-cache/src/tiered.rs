@@ -27,7 +27,7 @@ pub const INVALIDATION_CHANNEL: &str = "ee:cache:invalidate";
 /// **Staleness bound.** While an instance is subscribed, another instance's
 /// write reaches it within the pub/sub delivery time (milliseconds; the tests
 /// check 200 ms). An L1 fill that races an invalidation is not kept (a
-/// generation counter detects it). While the subscription is down (Redis
+/// generation counter per key shard detects it). While the subscription is down (Redis
 /// unreachable), L1 keeps serving what it has, so the bound becomes the L1's
 /// `max_ttl`: build the L1 with one (10 s in the examples). On re-subscribing,
 /// L1 is cleared, since messages may have been missed.
@@ -62,12 +62,44 @@ struct Inner<V> {
     listener: tokio::task::AbortHandle,
 }
 
-#[derive(Default)]
 struct ListenerState {
     subscribed: AtomicBool,
-    /// Bumped on every invalidation received: an L1 fill that saw it change
-    /// while reading L2 is dropped.
-    generation: AtomicU64,
+    /// Invalidation generations, sharded by key hash: an invalidation received
+    /// bumps its key's shard (a tag's, or a resubscription, bumps all), and an
+    /// L1 fill that saw its shard change while reading L2 is dropped.
+    generations: Box<[AtomicU64]>,
+    hasher: std::hash::RandomState,
+}
+
+const GENERATION_SHARDS: usize = 256;
+
+impl ListenerState {
+    fn new() -> Self {
+        Self {
+            subscribed: AtomicBool::new(false),
+            generations: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &AtomicU64 {
+        use std::hash::BuildHasher;
+        &self.generations[self.hasher.hash_one(key) as usize % GENERATION_SHARDS]
+    }
+
+    fn generation(&self, key: &str) -> u64 {
+        self.shard(key).load(Ordering::Acquire)
+    }
+
+    fn bump(&self, key: &str) {
+        self.shard(key).fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn bump_all(&self) {
+        for g in self.generations.iter() {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl<V> Drop for Inner<V> {
@@ -96,7 +128,7 @@ where
             .unwrap_or_else(|| pubsub.url.clone());
         let client =
             redis::Client::open(url.as_str()).map_err(|e| CacheError::Config(e.to_string()))?;
-        let state = Arc::new(ListenerState::default());
+        let state = Arc::new(ListenerState::new());
         let instance = format!("{:016x}", rand::random::<u64>());
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let listener = tokio::spawn(listen(
@@ -170,7 +202,7 @@ async fn listen<V: Clone + Send + Sync + 'static>(
         {
             // Whatever was published while we were not listening is lost.
             l1.clear();
-            state.generation.fetch_add(1, Ordering::AcqRel);
+            state.bump_all();
             state.subscribed.store(true, Ordering::Release);
             if let Some(ready) = ready.take() {
                 let _ = ready.send(());
@@ -188,10 +220,15 @@ async fn listen<V: Clone + Send + Sync + 'static>(
                 if from == instance {
                     continue;
                 }
-                state.generation.fetch_add(1, Ordering::AcqRel);
                 match kind {
-                    "k" => l1.remove(name),
-                    "t" => l1.remove_tag(name),
+                    "k" => {
+                        state.bump(name);
+                        l1.remove(name);
+                    }
+                    "t" => {
+                        state.bump_all();
+                        l1.remove_tag(name);
+                    }
                     _ => {}
                 }
             }
@@ -210,12 +247,12 @@ where
         if let Some(found) = self.l1_found(key) {
             return Ok(Some(found));
         }
-        let generation = self.inner.state.generation.load(Ordering::Acquire);
+        let generation = self.inner.state.generation(key);
         let Some((entry, tags)) = self.inner.l2.fetch::<V>(key).await? else {
             return Ok(None);
         };
         if entry.freshness(now_ms()) != Freshness::Expired
-            && self.inner.state.generation.load(Ordering::Acquire) == generation
+            && self.inner.state.generation(key) == generation
         {
             self.inner.l1.insert(key, entry.clone(), &tags);
         }
@@ -236,15 +273,19 @@ where
         if missing.is_empty() {
             return Ok(out);
         }
-        let generation = self.inner.state.generation.load(Ordering::Acquire);
+        let generations: Vec<u64> = missing
+            .iter()
+            .map(|k| self.inner.state.generation(k))
+            .collect();
         let fetched = self.inner.l2.fetch_many::<V>(&missing).await?;
-        let keep = self.inner.state.generation.load(Ordering::Acquire) == generation;
-        let mut fetched = missing.iter().zip(fetched);
+        let mut fetched = missing.iter().zip(generations).zip(fetched);
         for slot in out.iter_mut().filter(|f| f.is_none()) {
-            let Some((key, Some((entry, tags)))) = fetched.next() else {
+            let Some(((key, generation), Some((entry, tags)))) = fetched.next() else {
                 continue;
             };
-            if keep && entry.freshness(now_ms()) != Freshness::Expired {
+            if self.inner.state.generation(key) == generation
+                && entry.freshness(now_ms()) != Freshness::Expired
+            {
                 self.inner.l1.insert(key, entry.clone(), &tags);
             }
             *slot = Some(Found {

@@ -1,0 +1,348 @@
+//! Redis and tiered stores against real servers: round trips, compression,
+//! corrupt bytes, limits, two instances invalidating each other's L1, tags
+//! across levels and instances, a Cluster, and Redis stopped mid-test.
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ee_cache::{Cache, CacheError, MemoryStore, RedisStore, TieredStore};
+use ee_core::redis::{RedisConfig, RedisConn};
+use ee_testing::{RedisCluster, RedisServer};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    name: String,
+    description: String,
+}
+
+fn product(id: u64, name: &str) -> Product {
+    Product {
+        id,
+        name: name.into(),
+        description: "a fine product".into(),
+    }
+}
+
+async fn conn(config: &RedisConfig) -> RedisConn {
+    RedisConn::connect(&config.clone().with_timeout(Duration::from_millis(300)))
+        .await
+        .unwrap()
+}
+
+/// A cache name no other test (or earlier run) uses.
+fn unique(name: &str) -> String {
+    format!("{name}-{:x}", rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+async fn tiered(config: &RedisConfig) -> TieredStore<Product> {
+    let l1 = MemoryStore::builder()
+        .max_entries(1000)
+        .max_ttl(Duration::from_secs(10))
+        .build();
+    let store = TieredStore::connect(l1, RedisStore::new(conn(config).await), config)
+        .await
+        .unwrap();
+    assert!(store.is_subscribed());
+    store
+}
+
+#[tokio::test]
+async fn redis_store_round_trips_values_lists_and_tags() {
+    let config = RedisConfig::default();
+    let cache: Cache<u64, Product, RedisStore> = Cache::builder(unique("products"))
+        .build(RedisStore::new(conn(&config).await))
+        .unwrap();
+    cache.set_tagged(&1, product(1, "teapot"), &["shelf"]).await.unwrap();
+    cache.set(&2, product(2, "kettle")).await.unwrap();
+    assert_eq!(cache.get(&1).await, Some(product(1, "teapot")));
+    let many = cache.get_many(&[&1, &3, &2]).await;
+    assert_eq!(many, vec![Some(product(1, "teapot")), None, Some(product(2, "kettle"))]);
+
+    // Every key has a TTL (the TTL plus the stale window).
+    let key = cache.full_key(&1).unwrap();
+    let ttl: i64 = cache
+        .store()
+        .conn()
+        .query(redis::cmd("PTTL").arg(&key))
+        .await
+        .unwrap();
+    assert!((250_000..=300_000).contains(&ttl), "{ttl}");
+
+    cache.invalidate_tag("shelf").await;
+    assert_eq!(cache.get(&1).await, None);
+    assert_eq!(cache.get(&2).await, Some(product(2, "kettle")));
+    cache.delete(&2).await.unwrap();
+    assert_eq!(cache.get(&2).await, None);
+}
+
+#[tokio::test]
+async fn large_values_are_compressed_and_oversized_ones_refused() {
+    let config = RedisConfig::default();
+    let store = RedisStore::new(conn(&config).await).max_value_bytes(64 * 1024);
+    let cache: Cache<str, Product, RedisStore> =
+        Cache::builder(unique("big")).build(store).unwrap();
+    let mut big = product(7, "catalogue");
+    big.description = "lorem ipsum dolor sit amet ".repeat(1000); // 27 KB of JSON
+    cache.set("big", big.clone()).await.unwrap();
+    let raw: Vec<u8> = cache
+        .store()
+        .conn()
+        .query(redis::cmd("GET").arg(cache.full_key("big").unwrap()))
+        .await
+        .unwrap();
+    assert!(raw.len() < 2_000, "zstd: {} bytes stored", raw.len());
+    assert_eq!(cache.get("big").await, Some(big));
+
+    let mut huge = product(8, "huge");
+    // Incompressible: a pseudo-random letter sequence.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    huge.description = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    assert!(matches!(
+        cache.set("huge", huge).await,
+        Err(CacheError::ValueTooLarge { max: 65_536, .. })
+    ));
+}
+
+#[tokio::test]
+async fn corrupt_bytes_read_as_a_miss_and_are_deleted() {
+    let config = RedisConfig::default();
+    let cache: Cache<str, Product, RedisStore> = Cache::builder(unique("corrupt"))
+        .build(RedisStore::new(conn(&config).await))
+        .unwrap();
+    let key = cache.full_key("k").unwrap();
+    let conn = cache.store().conn().clone();
+    conn.query::<()>(redis::cmd("SET").arg(&key).arg("not an entry"))
+        .await
+        .unwrap();
+    assert_eq!(cache.get("k").await, None);
+    let exists: i64 = conn.query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
+    assert_eq!(exists, 0, "the corrupt entry was deleted");
+    // The loader fills it again.
+    let v = cache
+        .get_or_load("k", || async { Ok::<_, std::io::Error>(Some(product(1, "fresh"))) })
+        .await
+        .unwrap();
+    assert_eq!(v, Some(product(1, "fresh")));
+    assert_eq!(cache.get("k").await, Some(product(1, "fresh")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_misses_on_redis_run_the_loader_once() {
+    let config = RedisConfig::default();
+    let cache: Cache<str, Product, TieredStore<Product>> = Cache::builder(unique("flight"))
+        .build(tiered(&config).await)
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let cache = cache.clone();
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("cold", move || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, std::io::Error>(Some(product(1, "teapot")))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), Some(product(1, "teapot")));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// Polls `read` until it returns `want` or `within` has passed; how long it took.
+async fn converges<F, Fut>(within: Duration, want: Option<Product>, mut read: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<Product>>,
+{
+    let started = Instant::now();
+    loop {
+        if read().await == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "not converged to {want:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_instance_is_not_served_stale_by_another_past_200_ms() {
+    let config = RedisConfig::default();
+    let name = unique("shared");
+    let a: Cache<u64, Product, TieredStore<Product>> =
+        Cache::builder(&name).build(tiered(&config).await).unwrap();
+    let b: Cache<u64, Product, TieredStore<Product>> =
+        Cache::builder(&name).build(tiered(&config).await).unwrap();
+
+    a.set(&1, product(1, "v1")).await.unwrap();
+    // B fills its L1 from L2 (a fill that races the invalidation message of
+    // A's own write is dropped, so it may take a second read) ...
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while b.store().l1().lookup(&b.full_key(&1).unwrap()).is_none() {
+        assert!(Instant::now() < deadline, "B never kept an L1 copy");
+        assert_eq!(b.get(&1).await, Some(product(1, "v1")));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ... A writes v2: B must stop serving v1 from its L1 within the bound.
+    a.set(&1, product(1, "v2")).await.unwrap();
+    let took = converges(Duration::from_millis(200), Some(product(1, "v2")), || b.get(&1)).await;
+    println!("B saw A's write after {took:?}");
+
+    a.delete(&1).await.unwrap();
+    converges(Duration::from_millis(200), None, || b.get(&1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_invalidation_reaches_both_levels_of_both_instances() {
+    let config = RedisConfig::default();
+    let name = unique("tags");
+    let a: Cache<u64, Product, TieredStore<Product>> =
+        Cache::builder(&name).build(tiered(&config).await).unwrap();
+    let b: Cache<u64, Product, TieredStore<Product>> =
+        Cache::builder(&name).build(tiered(&config).await).unwrap();
+    a.set_tagged(&42, product(42, "teapot"), &["product:42"]).await.unwrap();
+    a.set_tagged(&43, product(43, "kettle"), &["product:43"]).await.unwrap();
+    // Both in B's L1 (filled from L2, tags included).
+    assert_eq!(b.get(&42).await, Some(product(42, "teapot")));
+    assert_eq!(b.get(&43).await, Some(product(43, "kettle")));
+
+    b.invalidate_tag("product:42").await;
+    assert_eq!(b.get(&42).await, None, "B: both levels");
+    converges(Duration::from_millis(200), None, || a.get(&42)).await;
+    let l2_key = a.full_key(&42).unwrap();
+    let exists: i64 = a
+        .store()
+        .l2()
+        .conn()
+        .query(redis::cmd("EXISTS").arg(l2_key))
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "gone from L2");
+    assert_eq!(a.get(&43).await, Some(product(43, "kettle")));
+    assert_eq!(b.get(&43).await, Some(product(43, "kettle")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stores_work_on_a_three_node_cluster() {
+    let cluster = RedisCluster::start(3);
+    let config = RedisConfig::cluster(cluster.urls());
+    let name = unique("cluster");
+    let a: Cache<u64, Product, TieredStore<Product>> =
+        Cache::builder(&name).build(tiered(&config).await).unwrap();
+    let b: Cache<u64, Product, TieredStore<Product>> =
+        Cache::builder(&name).build(tiered(&config).await).unwrap();
+    for id in 0..30 {
+        a.set_tagged(&id, product(id, "p"), &["all"]).await.unwrap();
+    }
+    // Keys spread over the nodes.
+    let owners: std::collections::HashSet<u16> = (0..30)
+        .map(|id| cluster.node_for_key(&a.full_key(&id).unwrap()).port())
+        .collect();
+    assert_eq!(owners.len(), 3, "entries on every node");
+    let keys: Vec<u64> = (0..30).collect();
+    let refs: Vec<&u64> = keys.iter().collect();
+    let many = b.get_many(&refs).await;
+    assert!(many.iter().all(Option::is_some));
+
+    a.set(&5, product(5, "changed")).await.unwrap();
+    converges(Duration::from_millis(500), Some(product(5, "changed")), || b.get(&5)).await;
+    b.invalidate_tag("all").await;
+    for id in [0u64, 7, 29] {
+        converges(Duration::from_millis(500), None, || a.get(&id)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
+    let mut redis = RedisServer::start();
+    let config = RedisConfig::standalone(redis.url());
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let name = unique("outage");
+    let store = tiered(&config).await;
+    let cache: Cache<u64, Product, TieredStore<Product>> =
+        metrics::with_local_recorder(&recorder, || Cache::builder(&name).build(store)).unwrap();
+    cache.set(&1, product(1, "cached")).await.unwrap();
+
+    redis.stop();
+    // L1 still answers what it has.
+    assert_eq!(cache.get(&1).await, Some(product(1, "cached")));
+    // A miss goes to the loader within the Redis timeout; the write is dropped.
+    let started = Instant::now();
+    let v = cache
+        .get_or_load(&2, || async { Ok::<_, std::io::Error>(Some(product(2, "loaded"))) })
+        .await
+        .unwrap();
+    assert_eq!(v, Some(product(2, "loaded")));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    cache.set(&3, product(3, "dropped")).await.unwrap();
+    assert_eq!(cache.get(&3).await, None, "a dropped write is not served locally either");
+
+    let counters: Vec<(String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            metrics_util::debugging::DebugValue::Counter(n) => {
+                let labels: Vec<String> =
+                    key.key().labels().map(|l| l.value().to_owned()).collect();
+                Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), n))
+            }
+            _ => None,
+        })
+        .collect();
+    let dropped = counters
+        .iter()
+        .find(|(k, _)| k.starts_with("ee_cache_dropped_writes_total"))
+        .map_or(0, |(_, n)| *n);
+    assert!(dropped >= 2, "{counters:?}");
+
+    redis.restart();
+    // Back: writes land, the subscription returns (and clears L1).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cache.store().is_subscribed() {
+        assert!(Instant::now() < deadline, "no resubscription after restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        cache.set(&4, product(4, "after")).await.unwrap();
+        if cache.store().l2().conn().query::<Option<Vec<u8>>>(
+            redis::cmd("GET").arg(cache.full_key(&4).unwrap()),
+        )
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cache.get(&4).await, Some(product(4, "after")));
+}
