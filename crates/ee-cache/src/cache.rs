@@ -404,10 +404,16 @@ where
     pub async fn set_tagged(&self, key: &K, value: V, tags: &[&str]) -> Result<(), CacheError> {
         let full = self.full_key(key)?;
         let tags = self.full_tags(tags);
-        self.write_entry(&full, self.entry(Some(value)), &tags).await
+        self.write_entry(&full, self.entry(Some(value)), &tags)
+            .await
     }
 
-    async fn write_entry(&self, full: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
+    async fn write_entry(
+        &self,
+        full: &str,
+        entry: Entry<V>,
+        tags: &[String],
+    ) -> Result<(), CacheError> {
         match self.shared.store.set(full, entry, tags).await {
             Ok(()) => Ok(()),
             Err(e @ CacheError::Unavailable(_)) => {

@@ -81,16 +81,25 @@ pub(crate) fn encode<V: Serialize>(
     out.extend_from_slice(&entry.fresh_until.to_le_bytes());
     out.extend_from_slice(&entry.stale_until.to_le_bytes());
     let too_many = || CacheError::Encode("more than 65535 tags, or a tag over 65535 bytes".into());
-    out.extend_from_slice(&u16::try_from(tags.len()).map_err(|_| too_many())?.to_le_bytes());
+    out.extend_from_slice(
+        &u16::try_from(tags.len())
+            .map_err(|_| too_many())?
+            .to_le_bytes(),
+    );
     for tag in tags {
-        out.extend_from_slice(&u16::try_from(tag.len()).map_err(|_| too_many())?.to_le_bytes());
+        out.extend_from_slice(
+            &u16::try_from(tag.len())
+                .map_err(|_| too_many())?
+                .to_le_bytes(),
+        );
         out.extend_from_slice(tag.as_bytes());
     }
     let body = out.len();
     match &entry.value {
         None => out[1] = FLAG_NEGATIVE,
         Some(value) => {
-            serde_json::to_writer(&mut out, value).map_err(|e| CacheError::Encode(e.to_string()))?;
+            serde_json::to_writer(&mut out, value)
+                .map_err(|e| CacheError::Encode(e.to_string()))?;
             if out.len() - body > zstd_above {
                 let compressed = zstd::bulk::compress(&out[body..], 3)
                     .map_err(|e| CacheError::Encode(e.to_string()))?;
@@ -150,7 +159,8 @@ pub(crate) fn decode<V: DeserializeOwned>(
     } else if flags & FLAG_ZSTD != 0 {
         // Inflate through a bounded reader: a corrupt or hostile entry cannot
         // make us allocate more than the value limit.
-        let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| corrupt(&e.to_string()))?;
+        let decoder =
+            zstd::stream::read::Decoder::new(body).map_err(|e| corrupt(&e.to_string()))?;
         let mut json = Vec::new();
         decoder
             .take(max_bytes as u64 + 1)

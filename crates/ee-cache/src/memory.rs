@@ -225,12 +225,16 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
                 }
             });
         builder = match self.weigher {
-            Some((max, weigher)) => builder
-                .max_capacity(max)
-                .weigher(move |key: &String, slot: &Slot<V>| match &slot.entry.value {
-                    Some(v) => weigher(key, v),
-                    None => key.len() as u32,
-                }),
+            Some((max, weigher)) => {
+                builder
+                    .max_capacity(max)
+                    .weigher(
+                        move |key: &String, slot: &Slot<V>| match &slot.entry.value {
+                            Some(v) => weigher(key, v),
+                            None => key.len() as u32,
+                        },
+                    )
+            }
             None => builder.max_capacity(self.max_entries),
         };
         if let Some(idle) = self.time_to_idle {

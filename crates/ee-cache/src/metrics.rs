@@ -45,9 +45,7 @@ impl CacheMetrics {
             )
         };
         let both = |result: &'static str| [requests("l1", result), requests("l2", result)];
-        let load = |result: &'static str| {
-            counter!("ee_cache_loads_total", "cache" => cache.to_owned(), "result" => result)
-        };
+        let load = |result: &'static str| counter!("ee_cache_loads_total", "cache" => cache.to_owned(), "result" => result);
         Self {
             hit: both("hit"),
             stale: both("stale"),
@@ -93,7 +91,9 @@ impl CacheMetrics {
 }
 
 /// Counts evictions of a named memory store.
-pub(crate) fn eviction_counter(cache: &str) -> impl Fn(moka::notification::RemovalCause) + Send + Sync + 'static {
+pub(crate) fn eviction_counter(
+    cache: &str,
+) -> impl Fn(moka::notification::RemovalCause) + Send + Sync + 'static {
     let size = counter!("ee_cache_evictions_total", "cache" => cache.to_owned(), "cause" => "size");
     let expired =
         counter!("ee_cache_evictions_total", "cache" => cache.to_owned(), "cause" => "expired");

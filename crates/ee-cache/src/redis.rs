@@ -139,13 +139,11 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let raw: Vec<Option<Vec<u8>>> = if self.conn.is_cluster() {
-            join_all(
-                keys.iter().map(|k| async move {
-                    self.conn
-                        .query::<Option<Vec<u8>>>(redis::cmd("GET").arg(k))
-                        .await
-                }),
-            )
+            join_all(keys.iter().map(|k| async move {
+                self.conn
+                    .query::<Option<Vec<u8>>>(redis::cmd("GET").arg(k))
+                    .await
+            }))
             .await
             .into_iter()
             .collect::<Result<_, _>>()
@@ -179,12 +177,11 @@ impl RedisStore {
             return Ok(());
         }
         if self.conn.is_cluster() {
-            for result in join_all(
-                keys.iter().map(|k| async move {
+            for result in
+                join_all(keys.iter().map(|k| async move {
                     self.conn.query::<()>(redis::cmd("UNLINK").arg(k)).await
-                }),
-            )
-            .await
+                }))
+                .await
             {
                 result.map_err(unavailable)?;
             }

@@ -39,8 +39,7 @@ pub struct Found<V> {
 /// turns a failed read into a miss and a failed write into a counted drop.
 pub trait CacheStore<V>: Send + Sync + 'static {
     /// The entry under `key`, if any.
-    fn get(&self, key: &str)
-    -> impl Future<Output = Result<Option<Found<V>>, CacheError>> + Send;
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Found<V>>, CacheError>> + Send;
 
     /// The entries under `keys`, in order; one round trip where the backend
     /// allows it.

@@ -48,7 +48,10 @@ impl<V> std::fmt::Debug for TieredStore<V> {
         f.debug_struct("TieredStore")
             .field("l1", &self.inner.l1)
             .field("l2", &self.inner.l2)
-            .field("subscribed", &self.inner.state.subscribed.load(Ordering::Relaxed))
+            .field(
+                "subscribed",
+                &self.inner.state.subscribed.load(Ordering::Relaxed),
+            )
             .finish()
     }
 }
@@ -213,7 +216,8 @@ async fn listen<V: Clone + Send + Sync + 'static>(
                     continue;
                 };
                 let mut parts = payload.splitn(3, '\n');
-                let (Some(from), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+                let (Some(from), Some(kind), Some(name)) =
+                    (parts.next(), parts.next(), parts.next())
                 else {
                     continue;
                 };
@@ -233,7 +237,9 @@ async fn listen<V: Clone + Send + Sync + 'static>(
                 }
             }
             state.subscribed.store(false, Ordering::Release);
-            tracing::warn!("cache invalidation subscription lost; L1 entries may be stale up to their max TTL until it is back");
+            tracing::warn!(
+                "cache invalidation subscription lost; L1 entries may be stale up to their max TTL until it is back"
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

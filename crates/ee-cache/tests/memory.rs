@@ -12,15 +12,15 @@ fn cache(name: &str) -> Cache<str, String> {
     Cache::builder(name).build(MemoryStore::new()).unwrap()
 }
 
+type Loading =
+    std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, std::io::Error>> + Send>>;
+
 /// A loader that counts its calls and answers `value` after `delay`.
 fn counting(
     calls: &Arc<AtomicUsize>,
     delay: Duration,
     value: Option<&str>,
-) -> impl FnOnce() -> std::pin::Pin<
-    Box<dyn Future<Output = Result<Option<String>, std::io::Error>> + Send>,
-> + Send
-+ 'static {
+) -> impl FnOnce() -> Loading + Send + 'static {
     let calls = calls.clone();
     let value = value.map(str::to_owned);
     move || {
@@ -94,7 +94,11 @@ async fn absence_is_cached_only_with_a_negative_ttl() {
             .unwrap();
         assert_eq!(v, None);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "no negative caching by default");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "no negative caching by default"
+    );
 
     let calls = Arc::new(AtomicUsize::new(0));
     let negative: Cache<str, String> = Cache::builder("negative")
@@ -156,12 +160,18 @@ async fn a_stale_entry_is_served_at_once_and_refreshed_once_in_the_background() 
     let started = std::time::Instant::now();
     for _ in 0..20 {
         let v = cache
-            .get_or_load("k", counting(&calls, Duration::from_millis(100), Some("new")))
+            .get_or_load(
+                "k",
+                counting(&calls, Duration::from_millis(100), Some("new")),
+            )
             .await
             .unwrap();
         assert_eq!(v.as_deref(), Some("old"));
     }
-    assert!(started.elapsed() < Duration::from_millis(100), "nobody waited for the load");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "nobody waited for the load"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(cache.get("k").await.as_deref(), Some("new"));
@@ -170,8 +180,14 @@ async fn a_stale_entry_is_served_at_once_and_refreshed_once_in_the_background() 
 #[tokio::test]
 async fn tags_invalidate_exactly_their_entries() {
     let cache = cache("catalog");
-    cache.set_tagged("p42", "teapot".into(), &["product:42", "shelf:kitchen"]).await.unwrap();
-    cache.set_tagged("p43", "kettle".into(), &["product:43", "shelf:kitchen"]).await.unwrap();
+    cache
+        .set_tagged("p42", "teapot".into(), &["product:42", "shelf:kitchen"])
+        .await
+        .unwrap();
+    cache
+        .set_tagged("p43", "kettle".into(), &["product:43", "shelf:kitchen"])
+        .await
+        .unwrap();
     cache.set("other", "x".into()).await.unwrap();
 
     cache.invalidate_tag("product:42").await;
@@ -216,7 +232,10 @@ async fn user_keys_cannot_break_out_of_their_namespace() {
     let key = cache.full_key("a{b}%c").unwrap();
     assert!(key.ends_with(":a%7Bb%7D%25c"), "{key}");
     assert!(!key.contains('{'), "no hash tag from user data: {key}");
-    assert_ne!(cache.tenant("x").full_key("k").unwrap(), cache.full_key("x:k").unwrap());
+    assert_ne!(
+        cache.tenant("x").full_key("k").unwrap(),
+        cache.full_key("x:k").unwrap()
+    );
 }
 
 #[tokio::test]
@@ -236,7 +255,11 @@ async fn keys_over_the_limit_are_refused_but_still_load() {
             .unwrap();
         assert_eq!(v.as_deref(), Some("v"));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "uncacheable: loaded each time");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "uncacheable: loaded each time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +302,10 @@ async fn a_bounded_store_evicts_and_counts_evictions() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let cache: Cache<u32, String> = metrics::with_local_recorder(&recorder, || {
-        let store = MemoryStore::builder().max_entries(100).name("bounded").build();
+        let store = MemoryStore::builder()
+            .max_entries(100)
+            .name("bounded")
+            .build();
         Cache::builder("bounded").build(store).unwrap()
     });
     for i in 0..1000 {

@@ -61,11 +61,17 @@ async fn redis_store_round_trips_values_lists_and_tags() {
     let cache: Cache<u64, Product, RedisStore> = Cache::builder(unique("products"))
         .build(RedisStore::new(conn(&config).await))
         .unwrap();
-    cache.set_tagged(&1, product(1, "teapot"), &["shelf"]).await.unwrap();
+    cache
+        .set_tagged(&1, product(1, "teapot"), &["shelf"])
+        .await
+        .unwrap();
     cache.set(&2, product(2, "kettle")).await.unwrap();
     assert_eq!(cache.get(&1).await, Some(product(1, "teapot")));
     let many = cache.get_many(&[&1, &3, &2]).await;
-    assert_eq!(many, vec![Some(product(1, "teapot")), None, Some(product(2, "kettle"))]);
+    assert_eq!(
+        many,
+        vec![Some(product(1, "teapot")), None, Some(product(2, "kettle"))]
+    );
 
     // Every key has a TTL (the TTL plus the stale window).
     let key = cache.full_key(&1).unwrap();
@@ -135,7 +141,9 @@ async fn corrupt_bytes_read_as_a_miss_and_are_deleted() {
     assert_eq!(exists, 0, "the corrupt entry was deleted");
     // The loader fills it again.
     let v = cache
-        .get_or_load("k", || async { Ok::<_, std::io::Error>(Some(product(1, "fresh"))) })
+        .get_or_load("k", || async {
+            Ok::<_, std::io::Error>(Some(product(1, "fresh")))
+        })
         .await
         .unwrap();
     assert_eq!(v, Some(product(1, "fresh")));
@@ -209,7 +217,10 @@ async fn a_write_on_one_instance_is_not_served_stale_by_another_past_200_ms() {
     }
     // ... A writes v2: B must stop serving v1 from its L1 within the bound.
     a.set(&1, product(1, "v2")).await.unwrap();
-    let took = converges(Duration::from_millis(200), Some(product(1, "v2")), || b.get(&1)).await;
+    let took = converges(Duration::from_millis(200), Some(product(1, "v2")), || {
+        b.get(&1)
+    })
+    .await;
     println!("B saw A's write after {took:?}");
 
     a.delete(&1).await.unwrap();
@@ -224,8 +235,12 @@ async fn tag_invalidation_reaches_both_levels_of_both_instances() {
         Cache::builder(&name).build(tiered(&config).await).unwrap();
     let b: Cache<u64, Product, TieredStore<Product>> =
         Cache::builder(&name).build(tiered(&config).await).unwrap();
-    a.set_tagged(&42, product(42, "teapot"), &["product:42"]).await.unwrap();
-    a.set_tagged(&43, product(43, "kettle"), &["product:43"]).await.unwrap();
+    a.set_tagged(&42, product(42, "teapot"), &["product:42"])
+        .await
+        .unwrap();
+    a.set_tagged(&43, product(43, "kettle"), &["product:43"])
+        .await
+        .unwrap();
     // Both in B's L1 (filled from L2, tags included).
     assert_eq!(b.get(&42).await, Some(product(42, "teapot")));
     assert_eq!(b.get(&43).await, Some(product(43, "kettle")));
@@ -269,7 +284,12 @@ async fn the_stores_work_on_a_three_node_cluster() {
     assert!(many.iter().all(Option::is_some));
 
     a.set(&5, product(5, "changed")).await.unwrap();
-    converges(Duration::from_millis(500), Some(product(5, "changed")), || b.get(&5)).await;
+    converges(
+        Duration::from_millis(500),
+        Some(product(5, "changed")),
+        || b.get(&5),
+    )
+    .await;
     b.invalidate_tag("all").await;
     for id in [0u64, 7, 29] {
         converges(Duration::from_millis(500), None, || a.get(&id)).await;
@@ -294,13 +314,23 @@ async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
     // A miss goes to the loader within the Redis timeout; the write is dropped.
     let started = Instant::now();
     let v = cache
-        .get_or_load(&2, || async { Ok::<_, std::io::Error>(Some(product(2, "loaded"))) })
+        .get_or_load(&2, || async {
+            Ok::<_, std::io::Error>(Some(product(2, "loaded")))
+        })
         .await
         .unwrap();
     assert_eq!(v, Some(product(2, "loaded")));
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     cache.set(&3, product(3, "dropped")).await.unwrap();
-    assert_eq!(cache.get(&3).await, None, "a dropped write is not served locally either");
+    assert_eq!(
+        cache.get(&3).await,
+        None,
+        "a dropped write is not served locally either"
+    );
 
     let counters: Vec<(String, u64)> = snapshotter
         .snapshot()
@@ -331,13 +361,15 @@ async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         cache.set(&4, product(4, "after")).await.unwrap();
-        if cache.store().l2().conn().query::<Option<Vec<u8>>>(
-            redis::cmd("GET").arg(cache.full_key(&4).unwrap()),
-        )
-        .await
-        .ok()
-        .flatten()
-        .is_some()
+        if cache
+            .store()
+            .l2()
+            .conn()
+            .query::<Option<Vec<u8>>>(redis::cmd("GET").arg(cache.full_key(&4).unwrap()))
+            .await
+            .ok()
+            .flatten()
+            .is_some()
         {
             break;
         }

@@ -5,9 +5,9 @@ pub mod clock;
 pub mod key;
 pub mod keyspace;
 pub mod problem;
-pub mod throttle;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod throttle;
 
 pub use clock::{Clock, SystemClock};
 pub use key::{Key, KeyError, KeyExtractor, PeerAddr, RequestHead, Subject};
