@@ -408,6 +408,29 @@ where
             .await
     }
 
+    /// Stores `value` under `key`, fresh for `ttl` (no jitter) and then
+    /// servable stale for `stale`, tagged with `tags`: for values that carry
+    /// their own lifetime (HTTP responses).
+    pub async fn set_for(
+        &self,
+        key: &K,
+        value: V,
+        ttl: Duration,
+        stale: Duration,
+        tags: &[&str],
+    ) -> Result<(), CacheError> {
+        let full = self.full_key(key)?;
+        let tags = self.full_tags(tags);
+        let now = now_ms();
+        let fresh_until = now + ttl.as_millis() as u64;
+        let entry = Entry {
+            value: Some(value),
+            fresh_until,
+            stale_until: fresh_until + stale.as_millis() as u64,
+        };
+        self.write_entry(&full, entry, &tags).await
+    }
+
     async fn write_entry(
         &self,
         full: &str,

@@ -4,6 +4,8 @@ mod cache;
 pub mod config;
 pub mod entry;
 pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod memory;
 pub mod metrics;
 #[cfg(feature = "redis")]

@@ -1,0 +1,488 @@
+//! `ResponseCacheLayer`: a shared HTTP cache (RFC 9111) for tower and axum,
+//! on any [`CacheStore`](crate::CacheStore): memory, Redis or tiered.
+
+pub mod directives;
+mod stored;
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ee_core::Problem;
+use http::header::{
+    AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, SET_COOKIE, VARY,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tower::{Layer, Service};
+
+pub use directives::{CacheControl, Storable, immutable, request_bypasses, storable};
+pub use stored::{StoredResponse, Variants};
+
+use crate::cache::Cache;
+use crate::entry::now_ms;
+use crate::store::CacheStore;
+
+/// `X-Cache`: `HIT`, `MISS` or `STALE`.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+/// `Surrogate-Key` (Fastly and others): the response's tags, space-separated.
+pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+/// `Cache-Tag` (Cloudflare and others): the response's tags, comma-separated.
+pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+
+/// Tags for the response it is inserted into (as a response extension, e.g.
+/// axum's `Extension(CacheTags(...))`): the stored entry is tagged with them,
+/// they are sent as `Surrogate-Key` and `Cache-Tag` for CDNs, and
+/// [`ResponseCacheLayer::purge_tag`] removes every response tagged so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheTags(pub Vec<String>);
+
+type PurgeHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+struct Shared<S> {
+    cache: Cache<str, Variants, S>,
+    max_body: usize,
+    max_variants: usize,
+    default_ttl: Option<Duration>,
+    on_purge: Option<PurgeHook>,
+    refreshing: Mutex<HashSet<String>>,
+}
+
+/// Caches `GET` (and answers `HEAD` from it) as a shared cache: freshness from
+/// `s-maxage`, `max-age` or `Expires`; never `no-store`, `private`,
+/// `no-cache`, `Set-Cookie` or (unless marked public) `Authorization`
+/// responses; `Vary` variants; `ETag`/`If-None-Match` and
+/// `Last-Modified`/`If-Modified-Since` answered with 304;
+/// `stale-while-revalidate` served with one background refresh; `Age` and
+/// `X-Cache` on every response; a successful `POST`, `PUT`, `PATCH` or
+/// `DELETE` purges every cached response of its path.
+///
+/// Bodies larger than the limit (1 MiB by default), or of unknown size above
+/// it, pass through unstored.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use ee_cache::http::ResponseCacheLayer;
+/// use ee_cache::{Cache, MemoryStore};
+///
+/// let cache = Cache::builder("http").build(MemoryStore::new()).unwrap();
+/// let app: Router = Router::new()
+///     .route("/products", get(|| async { ([("cache-control", "max-age=60")], "[]") }))
+///     .layer(ResponseCacheLayer::new(cache));
+/// ```
+pub struct ResponseCacheLayer<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for ResponseCacheLayer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for ResponseCacheLayer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCacheLayer")
+            .field("cache", &self.shared.cache)
+            .field("max_body", &self.shared.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: CacheStore<Variants>> ResponseCacheLayer<S> {
+    /// A layer storing responses in `cache`.
+    pub fn new(cache: Cache<str, Variants, S>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                cache,
+                max_body: 1 << 20,
+                max_variants: 8,
+                default_ttl: None,
+                on_purge: None,
+                refreshing: Mutex::default(),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Shared<S>)) -> Self {
+        f(Arc::get_mut(&mut self.shared).expect("configure the layer before cloning it"));
+        self
+    }
+
+    /// The largest body stored (default 1 MiB).
+    pub fn max_body_bytes(self, bytes: usize) -> Self {
+        self.edit(|s| s.max_body = bytes)
+    }
+
+    /// At most this many `Vary` variants per URL (default 8).
+    pub fn max_variants(self, n: usize) -> Self {
+        self.edit(|s| s.max_variants = n.max(1))
+    }
+
+    /// Freshness for cacheable responses that state none (default: such
+    /// responses are not stored).
+    pub fn default_ttl(self, ttl: Duration) -> Self {
+        self.edit(|s| s.default_ttl = Some(ttl))
+    }
+
+    /// Called with each tag purged (to purge a CDN too).
+    pub fn on_purge(self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.edit(|s| s.on_purge = Some(Arc::new(hook)))
+    }
+
+    /// Removes every stored response tagged `tag` (see [`CacheTags`]), here
+    /// and through the purge hook.
+    pub async fn purge_tag(&self, tag: &str) {
+        purge(&self.shared, tag).await;
+    }
+}
+
+async fn purge<S: CacheStore<Variants>>(shared: &Shared<S>, tag: &str) {
+    shared.cache.invalidate_tag(tag).await;
+    if let Some(hook) = &shared.on_purge {
+        hook(tag);
+    }
+}
+
+impl<S, Inner> Layer<Inner> for ResponseCacheLayer<S> {
+    type Service = ResponseCache<S, Inner>;
+
+    fn layer(&self, inner: Inner) -> Self::Service {
+        ResponseCache {
+            shared: self.shared.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service [`ResponseCacheLayer`] wraps around yours.
+pub struct ResponseCache<S, Inner> {
+    shared: Arc<Shared<S>>,
+    inner: Inner,
+}
+
+impl<S, Inner: Clone> Clone for ResponseCache<S, Inner> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S, Inner: std::fmt::Debug> std::fmt::Debug for ResponseCache<S, Inner> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, Inner, ReqB, ResB> Service<Request<ReqB>> for ResponseCache<S, Inner>
+where
+    S: CacheStore<Variants>,
+    Inner: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    Inner::Future: Send + 'static,
+    Inner::Error: Send + 'static,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ResB::Error: std::fmt::Display,
+{
+    type Response = Response<ResB>;
+    type Error = Inner::Error;
+    type Future = BoxFuture<Result<Response<ResB>, Inner::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(handle(shared, inner, req))
+    }
+}
+
+/// `authority + path?query`: what a response is stored under.
+fn cache_key(parts: &http::request::Parts) -> String {
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{authority}{path}")
+}
+
+/// The tag every response of a path carries (for the purge on writes).
+fn path_tag(parts: &http::request::Parts) -> String {
+    let key = cache_key(parts);
+    let path = key.split('?').next().unwrap_or_default();
+    format!("path:{path}")
+}
+
+async fn handle<S, Inner, ReqB, ResB>(
+    shared: Arc<Shared<S>>,
+    mut inner: Inner,
+    req: Request<ReqB>,
+) -> Result<Response<ResB>, Inner::Error>
+where
+    S: CacheStore<Variants>,
+    Inner: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    Inner::Future: Send + 'static,
+    Inner::Error: Send + 'static,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ResB::Error: std::fmt::Display,
+{
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    if matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        let tag = path_tag(&parts);
+        let res = inner.call(Request::from_parts(parts, body)).await?;
+        if res.status().is_success() || res.status().is_redirection() {
+            purge(&shared, &tag).await;
+        }
+        return Ok(res);
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return inner.call(Request::from_parts(parts, body)).await;
+    }
+
+    let key = cache_key(&parts);
+    let head = method == Method::HEAD;
+    if !request_bypasses(&parts.headers)
+        && let Some(variants) = shared.cache.get(&key).await
+        && let Some(stored) = variants.matching(&parts.headers)
+    {
+        let age_ms = now_ms().saturating_sub(stored.stored_at_ms);
+        if age_ms < stored.fresh_ms {
+            return Ok(serve(stored, &parts.headers, "HIT", head));
+        }
+        if age_ms < stored.fresh_ms + stored.stale_ms {
+            refresh(&shared, &inner, &key, &parts);
+            return Ok(serve(stored, &parts.headers, "STALE", head));
+        }
+    }
+
+    let request_headers = parts.headers.clone();
+    let tag = path_tag(&parts);
+    let res = inner.call(Request::from_parts(parts, body)).await?;
+    if head {
+        return Ok(mark(res, "MISS"));
+    }
+    match store(&shared, &key, &tag, &request_headers, res).await {
+        // The stored copy answers (a 304 if the validators match).
+        Ok((_, Some(stored))) => Ok(serve(&stored, &request_headers, "MISS", false)),
+        Ok((res, None)) => Ok(mark(res, "MISS")),
+        Err(problem) => Ok(problem),
+    }
+}
+
+fn mark<B>(mut res: Response<B>, how: &'static str) -> Response<B> {
+    res.headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(how));
+    res
+}
+
+/// Stores `res` if it may be: the response to send (its body rebuilt when it
+/// was read) and the stored copy.
+async fn store<S, ResB>(
+    shared: &Shared<S>,
+    key: &str,
+    path_tag: &str,
+    request: &HeaderMap,
+    res: Response<ResB>,
+) -> Result<(Response<ResB>, Option<StoredResponse>), Response<ResB>>
+where
+    S: CacheStore<Variants>,
+    ResB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ResB::Error: std::fmt::Display,
+{
+    let (fresh, stale) = match storable(
+        &Method::GET,
+        request,
+        res.status(),
+        res.headers(),
+        shared.default_ttl,
+    ) {
+        Storable::Yes(fresh, stale) => (fresh, stale),
+        Storable::No(_) => return Ok((res, None)),
+    };
+    if res.headers().contains_key(SET_COOKIE) {
+        return Ok((res, None)); // a cookie is for one user, never shared
+    }
+    let fits = res
+        .body()
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= shared.max_body as u64);
+    if !fits {
+        return Ok((res, None));
+    }
+    let (mut head, body) = res.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            tracing::warn!(error = %e, "response body failed while being cached");
+            let problem = Problem::ee(StatusCode::BAD_GATEWAY, "cache", "upstream-body")
+                .with_detail("the response body failed while it was read");
+            return Err(problem.into_response());
+        }
+    };
+    let tags = head
+        .extensions
+        .get::<CacheTags>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    if !tags.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&tags.join(" ")) {
+            head.headers.insert(SURROGATE_KEY, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&tags.join(",")) {
+            head.headers.insert(CACHE_TAG, v);
+        }
+    }
+    let stored = StoredResponse::new(&head, bytes.clone(), request, fresh, stale);
+    let existing = shared.cache.get(key).await;
+    let variants = Variants::with(existing.as_ref(), stored.clone(), shared.max_variants);
+    let keep = variants.longest();
+    let mut all_tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    all_tags.push(path_tag);
+    if let Err(e) = shared
+        .cache
+        .set_for(key, variants, keep.0, keep.1, &all_tags)
+        .await
+    {
+        tracing::debug!(error = %e, key, "response not cached");
+    }
+    Ok((Response::from_parts(head, ResB::from(bytes)), Some(stored)))
+}
+
+/// Refreshes a stale entry in the background, once at a time per key.
+fn refresh<S, Inner, ReqB, ResB>(
+    shared: &Arc<Shared<S>>,
+    inner: &Inner,
+    key: &str,
+    parts: &http::request::Parts,
+) where
+    S: CacheStore<Variants>,
+    Inner: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    Inner::Future: Send + 'static,
+    Inner::Error: Send + 'static,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ResB::Error: std::fmt::Display,
+{
+    if !shared
+        .refreshing
+        .lock()
+        .expect("refreshing set")
+        .insert(key.to_owned())
+    {
+        return;
+    }
+    let shared = shared.clone();
+    let mut inner = inner.clone();
+    let key = key.to_owned();
+    let mut parts = parts.clone();
+    parts.method = Method::GET;
+    let tag = path_tag(&parts);
+    let headers = parts.headers.clone();
+    tokio::spawn(async move {
+        let req = Request::from_parts(parts, ReqB::default());
+        if std::future::poll_fn(|cx| inner.poll_ready(cx)).await.is_ok()
+            && let Ok(res) = inner.call(req).await
+        {
+            let _ = store(&shared, &key, &tag, &headers, res).await;
+        }
+        shared
+            .refreshing
+            .lock()
+            .expect("refreshing set")
+            .remove(&key);
+    });
+}
+
+/// The headers a 304 carries from the stored response (RFC 9110 §15.4.5).
+const NOT_MODIFIED_HEADERS: [HeaderName; 6] =
+    [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY];
+
+/// A response from the stored copy: 304 when the request's validators match,
+/// with `Age` and `X-Cache`.
+fn serve<B: From<Bytes>>(
+    stored: &StoredResponse,
+    request: &HeaderMap,
+    how: &'static str,
+    head: bool,
+) -> Response<B> {
+    let age = (now_ms().saturating_sub(stored.stored_at_ms) / 1000).to_string();
+    let mut res = if not_modified(stored, request) {
+        let mut res = Response::new(B::from(Bytes::new()));
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {
+            for v in stored.headers.get_all(name) {
+                res.headers_mut().append(name.clone(), v.clone());
+            }
+        }
+        res
+    } else {
+        let body = if head {
+            Bytes::new()
+        } else {
+            stored.body.clone()
+        };
+        let mut res = Response::new(B::from(body));
+        *res.status_mut() = stored.status;
+        *res.headers_mut() = stored.headers.clone();
+        res
+    };
+    let headers = res.headers_mut();
+    headers.insert(AGE, HeaderValue::from_str(&age).expect("digits"));
+    headers.insert(X_CACHE, HeaderValue::from_static(how));
+    res
+}
+
+/// `If-None-Match` (weak comparison) or, without it, `If-Modified-Since`.
+fn not_modified(stored: &StoredResponse, request: &HeaderMap) -> bool {
+    if !stored.status.is_success() {
+        return false;
+    }
+    if let Some(inm) = request.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let Some(etag) = stored.headers.get(ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        let etag = weak(etag);
+        return inm.split(',').any(|t| t.trim() == "*" || weak(t) == etag);
+    }
+    let since = request
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let modified = stored
+        .headers
+        .get(LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+}

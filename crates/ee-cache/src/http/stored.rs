@@ -1,0 +1,236 @@
+//! A stored response and the `Vary` variants of one URL, with their Redis
+//! encoding (headers as text pairs, the body as base64).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::entry::now_ms;
+
+/// Headers never stored: hop-by-hop ones (RFC 9110 §7.6.1), and ours, which
+/// are set per answer.
+const NOT_STORED: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "age",
+    "x-cache",
+    "set-cookie",
+];
+
+/// One stored response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The end-to-end headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+    /// When it was stored (Unix ms).
+    pub stored_at_ms: u64,
+    /// How long it is fresh.
+    pub fresh_ms: u64,
+    /// How long after that it may be served stale while refreshed.
+    pub stale_ms: u64,
+    /// The request headers its `Vary` names, with the values they had.
+    pub vary: Vec<(HeaderName, Option<HeaderValue>)>,
+}
+
+impl StoredResponse {
+    pub(crate) fn new(
+        head: &http::response::Parts,
+        body: Bytes,
+        request: &HeaderMap,
+        fresh: Duration,
+        stale: Duration,
+    ) -> Self {
+        let mut headers = HeaderMap::with_capacity(head.headers.len());
+        let connection_named: Vec<String> = head
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+            .collect();
+        for (name, value) in &head.headers {
+            let n = name.as_str();
+            if !NOT_STORED.contains(&n) && !connection_named.iter().any(|c| c == n) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let vary = head
+            .headers
+            .get_all(http::header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .map(|n| {
+                let value = request.get(&n).cloned();
+                (n, value)
+            })
+            .collect();
+        Self {
+            status: head.status,
+            headers,
+            body,
+            stored_at_ms: now_ms(),
+            fresh_ms: fresh.as_millis() as u64,
+            stale_ms: stale.as_millis() as u64,
+            vary,
+        }
+    }
+
+    /// Whether `request` selects this variant (same values of every header
+    /// its `Vary` names).
+    pub fn matches(&self, request: &HeaderMap) -> bool {
+        self.vary
+            .iter()
+            .all(|(name, value)| request.get(name) == value.as_ref())
+    }
+}
+
+/// The stored variants of one URL (one, unless the response has `Vary`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variants(Arc<Vec<StoredResponse>>);
+
+impl Variants {
+    /// The variant `request` selects.
+    pub fn matching(&self, request: &HeaderMap) -> Option<&StoredResponse> {
+        self.0.iter().find(|v| v.matches(request))
+    }
+
+    /// `existing` with `stored` in place of the variant it replaces, newest
+    /// first, at most `max` variants.
+    pub(crate) fn with(existing: Option<&Variants>, stored: StoredResponse, max: usize) -> Self {
+        let mut items = Vec::with_capacity(max.min(8));
+        if let Some(existing) = existing {
+            items.extend(
+                existing
+                    .0
+                    .iter()
+                    .filter(|v| v.vary != stored.vary)
+                    .take(max.saturating_sub(1))
+                    .cloned(),
+            );
+        }
+        items.insert(0, stored);
+        Self(Arc::new(items))
+    }
+
+    /// The longest (fresh, stale) lifetime left of any variant.
+    pub(crate) fn longest(&self) -> (Duration, Duration) {
+        let now = now_ms();
+        let fresh = self
+            .0
+            .iter()
+            .map(|v| (v.stored_at_ms + v.fresh_ms).saturating_sub(now))
+            .max()
+            .unwrap_or(0);
+        let stale = self.0.iter().map(|v| v.stale_ms).max().unwrap_or(0);
+        (
+            Duration::from_millis(fresh.max(1)),
+            Duration::from_millis(stale),
+        )
+    }
+
+    /// How many variants.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+    stored_at_ms: u64,
+    fresh_ms: u64,
+    stale_ms: u64,
+    vary: Vec<(String, Option<String>)>,
+}
+
+impl Serialize for Variants {
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        let wire: Vec<WireResponse> = self
+            .0
+            .iter()
+            .map(|r| WireResponse {
+                status: r.status.as_u16(),
+                // Values that are not visible ASCII cannot be text: not kept.
+                headers: r
+                    .headers
+                    .iter()
+                    .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_owned())))
+                    .collect(),
+                body: BASE64.encode(&r.body),
+                stored_at_ms: r.stored_at_ms,
+                fresh_ms: r.fresh_ms,
+                stale_ms: r.stale_ms,
+                vary: r
+                    .vary
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.to_string(),
+                            v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        wire.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Variants {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let wire = Vec::<WireResponse>::deserialize(deserializer)?;
+        let mut items = Vec::with_capacity(wire.len());
+        for w in wire {
+            let mut headers = HeaderMap::with_capacity(w.headers.len());
+            for (n, v) in w.headers {
+                let name = HeaderName::from_bytes(n.as_bytes()).map_err(D::Error::custom)?;
+                let value = HeaderValue::from_str(&v).map_err(D::Error::custom)?;
+                headers.append(name, value);
+            }
+            let mut vary = Vec::with_capacity(w.vary.len());
+            for (n, v) in w.vary {
+                let name = HeaderName::from_bytes(n.as_bytes()).map_err(D::Error::custom)?;
+                let value = v
+                    .map(|v| HeaderValue::from_str(&v))
+                    .transpose()
+                    .map_err(D::Error::custom)?;
+                vary.push((name, value));
+            }
+            items.push(StoredResponse {
+                status: StatusCode::from_u16(w.status).map_err(D::Error::custom)?,
+                headers,
+                body: BASE64.decode(w.body).map_err(D::Error::custom)?.into(),
+                stored_at_ms: w.stored_at_ms,
+                fresh_ms: w.fresh_ms,
+                stale_ms: w.stale_ms,
+                vary,
+            });
+        }
+        Ok(Self(Arc::new(items)))
+    }
+}
