@@ -216,7 +216,8 @@ mod tests {
         let get = Method::GET;
         let ok = StatusCode::OK;
         let s = |secs| Duration::from_secs(secs);
-        let cases: &[(&[(&str, &str)], &[(&str, &str)], Storable)] = &[
+        type Pairs = &'static [(&'static str, &'static str)];
+        let cases: &[(Pairs, Pairs, Storable)] = &[
             (
                 &[],
                 &[("cache-control", "max-age=60")],
