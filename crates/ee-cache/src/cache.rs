@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::fmt::{self, Display, Write as _};
+use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,11 +13,12 @@ use tokio::sync::watch;
 use crate::config::CacheConfig;
 use crate::entry::{Entry, Freshness, now_ms};
 use crate::error::CacheError;
+use crate::key::{CacheKey, push_escaped};
 use crate::memory::MemoryStore;
 use crate::metrics::CacheMetrics;
 use crate::store::{CacheStore, Found};
 
-/// A typed cache: `K` keys (anything `Display`), `V` values, kept in store `S`.
+/// A typed cache: `K` keys (see [`CacheKey`]), `V` values, kept in store `S`.
 ///
 /// Cheap to clone (clones share everything). Reads never fail: a store that
 /// cannot answer reads as a miss (counted and logged once per 10 s), and
@@ -179,28 +180,6 @@ impl Scope {
     }
 }
 
-/// Writes `Display` output escaping what could form a Redis Cluster hash tag
-/// or an escape sequence (`%`, `{`, `}`).
-struct Escaped<'a>(&'a mut String);
-
-impl fmt::Write for Escaped<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if !s.bytes().any(|b| matches!(b, b'%' | b'{' | b'}')) {
-            self.0.push_str(s);
-            return Ok(());
-        }
-        for c in s.chars() {
-            match c {
-                '%' => self.0.push_str("%25"),
-                '{' => self.0.push_str("%7B"),
-                '}' => self.0.push_str("%7D"),
-                c => self.0.push(c),
-            }
-        }
-        Ok(())
-    }
-}
-
 thread_local! {
     /// The full key of a synchronous lookup, built without allocating.
     static KEY_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
@@ -215,7 +194,7 @@ enum Lookup<V> {
 
 impl<K, V, S> Cache<K, V, S>
 where
-    K: Display + ?Sized,
+    K: CacheKey + ?Sized,
     V: Clone + Send + Sync + 'static,
     S: CacheStore<V>,
 {
@@ -249,7 +228,7 @@ where
     fn write_key(&self, out: &mut String, key: &K) -> Result<(), CacheError> {
         out.clear();
         out.push_str(&self.scope.key_prefix);
-        write!(Escaped(out), "{key}").expect("writing to a String cannot fail");
+        key.write_key(out);
         let max = self.shared.config.max_key_bytes;
         if out.len() > max {
             return Err(CacheError::KeyTooLong {
@@ -264,7 +243,7 @@ where
         tags.iter()
             .map(|tag| {
                 let mut full = self.scope.tag_prefix.clone();
-                let _ = write!(Escaped(&mut full), "{tag}");
+                push_escaped(&mut full, tag, false);
                 full
             })
             .collect()
@@ -308,21 +287,23 @@ where
 
     async fn lookup(&self, key: &K) -> Result<Lookup<V>, CacheError> {
         // In-process stores answer in place, on a key built in a reused buffer.
-        let now = KEY_BUF.with(|buf| {
+        let now = now_ms();
+        let answered = KEY_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             self.write_key(&mut buf, key)?;
-            Ok::<_, CacheError>(self.shared.store.get_now(&buf))
+            Ok::<_, CacheError>(self.shared.store.get_now(&buf, now))
         })?;
-        if let Some(found) = now {
-            return Ok(self.classify(found, now_ms()));
+        if let Some(found) = answered {
+            return Ok(self.classify(found, now));
         }
         let full = self.full_key(key)?;
         self.lookup_full(&full).await
     }
 
     async fn lookup_full(&self, full: &str) -> Result<Lookup<V>, CacheError> {
-        if let Some(found) = self.shared.store.get_now(full) {
-            return Ok(self.classify(found, now_ms()));
+        let now = now_ms();
+        if let Some(found) = self.shared.store.get_now(full, now) {
+            return Ok(self.classify(found, now));
         }
         match self.shared.store.get(full).await {
             Ok(found) => Ok(self.classify(found, now_ms())),

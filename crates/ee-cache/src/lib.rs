@@ -6,6 +6,7 @@ pub mod entry;
 pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod key;
 pub mod memory;
 pub mod metrics;
 #[cfg(feature = "redis")]
@@ -18,6 +19,7 @@ pub use cache::{Cache, CacheBuilder};
 pub use config::CacheConfig;
 pub use entry::{Entry, Freshness};
 pub use error::CacheError;
+pub use key::{CacheKey, Shown};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;

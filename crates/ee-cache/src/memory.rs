@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::notification::RemovalCause;
 
@@ -22,8 +22,10 @@ struct Slot<V> {
 type TagIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 
 /// Entries kept in this process, on [`moka`]: bounded by entry count or by
-/// weight, each entry dropped at the end of its stale window (or after an idle
-/// time, if set). Tags are indexed so `invalidate_tag` removes exactly the
+/// weight and by a store-wide TTL (1 hour unless set), and by an idle time if
+/// set. An entry read after the end of its own stale window reads as absent
+/// and is dropped; until then an expired entry only takes room, which the
+/// size bound reclaims first. Tags are indexed so `invalidate_tag` removes exactly the
 /// tagged keys; evicted keys leave the index too.
 ///
 /// ```
@@ -31,10 +33,13 @@ type TagIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// let store: MemoryStore<String> = MemoryStore::builder().max_entries(10_000).build();
 /// ```
 pub struct MemoryStore<V> {
-    map: moka::sync::Cache<String, Slot<V>>,
+    map: moka::sync::Cache<String, Slot<V>, foldhash::fast::RandomState>,
     tags: TagIndex,
-    max_ttl: Option<Duration>,
+    max_ttl: Duration,
 }
+
+/// How long a memory store keeps an entry at most, by default.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(3600);
 
 impl<V> Clone for MemoryStore<V> {
     fn clone(&self) -> Self {
@@ -62,7 +67,7 @@ pub struct MemoryStoreBuilder<V> {
     max_entries: u64,
     weigher: Option<(u64, Weigher<V>)>,
     time_to_idle: Option<Duration>,
-    max_ttl: Option<Duration>,
+    max_ttl: Duration,
     on_evict: Option<EvictionHook>,
 }
 
@@ -87,7 +92,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             max_entries: 10_000,
             weigher: None,
             time_to_idle: None,
-            max_ttl: None,
+            max_ttl: DEFAULT_MAX_TTL,
             on_evict: None,
         }
     }
@@ -125,27 +130,45 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
 
     /// Stores an entry (capped to the store's longest TTL, if it has one).
     pub fn insert(&self, key: &str, mut entry: Entry<V>, tags: &[String]) {
-        if let Some(max) = self.max_ttl {
-            let cap = now_ms() + max.as_millis() as u64;
-            entry.fresh_until = entry.fresh_until.min(cap);
-            entry.stale_until = entry.stale_until.min(cap);
-        }
+        let cap = now_ms() + self.max_ttl.as_millis() as u64;
+        entry.fresh_until = entry.fresh_until.min(cap);
+        entry.stale_until = entry.stale_until.min(cap);
         let tags = if tags.is_empty() {
             None
         } else {
             let mut index = self.tags.lock().expect("tag index");
             for tag in tags {
-                index.entry(tag.clone()).or_default().insert(key.to_owned());
+                match index.get_mut(tag) {
+                    Some(keys) => {
+                        if !keys.contains(key) {
+                            keys.insert(key.to_owned());
+                        }
+                    }
+                    None => {
+                        index.insert(tag.clone(), HashSet::from([key.to_owned()]));
+                    }
+                }
             }
             Some(Arc::from(tags))
         };
         self.map.insert(key.to_owned(), Slot { entry, tags });
     }
 
-    /// The entry under `key`, if it has not expired.
-    #[inline]
+    /// The entry under `key`, if it has not expired (an expired one is
+    /// dropped).
     pub fn lookup(&self, key: &str) -> Option<Entry<V>> {
-        self.map.get(key).map(|slot| slot.entry)
+        self.lookup_at(key, now_ms())
+    }
+
+    /// [`MemoryStore::lookup`] at `now` (Unix ms).
+    #[inline]
+    pub fn lookup_at(&self, key: &str, now: u64) -> Option<Entry<V>> {
+        let entry = self.map.get(key)?.entry;
+        if entry.stale_until <= now {
+            self.map.invalidate(key);
+            return None;
+        }
+        Some(entry)
     }
 }
 
@@ -179,10 +202,10 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         self
     }
 
-    /// Keeps no entry longer than `ttl`, whatever the cache asks (the L1 of a
-    /// tiered store uses this as its staleness bound).
+    /// Keeps no entry longer than `ttl` (default 1 hour), whatever the cache
+    /// asks (the L1 of a tiered store uses this as its staleness bound).
     pub fn max_ttl(mut self, ttl: Duration) -> Self {
-        self.max_ttl = Some(ttl);
+        self.max_ttl = ttl;
         self
     }
 
@@ -203,7 +226,9 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
         let index = tags.clone();
         let on_evict = self.on_evict;
         let mut builder = moka::sync::Cache::builder()
-            .expire_after(UntilStale)
+            // One TTL for all (cheap on reads, unlike per-entry expiry);
+            // entries past their own end read as absent and are dropped then.
+            .time_to_live(self.max_ttl)
             .eviction_listener(move |key: Arc<String>, slot: Slot<V>, cause| {
                 if let Some(tags) = &slot.tags
                     && cause != RemovalCause::Replaced
@@ -241,39 +266,26 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             builder = builder.time_to_idle(idle);
         }
         MemoryStore {
-            map: builder.build(),
+            // foldhash (seeded per map) hashes a 30-byte key in a tenth of
+            // SipHash's instructions.
+            map: builder.build_with_hasher(foldhash::fast::RandomState::default()),
             tags,
             max_ttl: self.max_ttl,
         }
     }
 }
 
-/// Each entry lives until the end of its stale window.
-struct UntilStale;
-
-impl<V> moka::Expiry<String, Slot<V>> for UntilStale {
-    fn expire_after_create(&self, _: &String, slot: &Slot<V>, _: Instant) -> Option<Duration> {
-        Some(Duration::from_millis(slot.entry.remaining_ms(now_ms())))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &String,
-        slot: &Slot<V>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(Duration::from_millis(slot.entry.remaining_ms(now_ms())))
-    }
-}
-
 impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
-        Ok(self.get_now(key).flatten())
+        Ok(self.get_now(key, now_ms()).flatten())
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
-        Ok(keys.iter().map(|k| self.get_now(k).flatten()).collect())
+        let now = now_ms();
+        Ok(keys
+            .iter()
+            .map(|k| self.get_now(k, now).flatten())
+            .collect())
     }
 
     async fn set(&self, key: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
@@ -292,8 +304,8 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     }
 
     #[inline]
-    fn get_now(&self, key: &str) -> Option<Option<Found<V>>> {
-        Some(self.lookup(key).map(|entry| Found {
+    fn get_now(&self, key: &str, now: u64) -> Option<Option<Found<V>>> {
+        Some(self.lookup_at(key, now).map(|entry| Found {
             entry,
             level: Level::L1,
         }))

@@ -68,10 +68,10 @@ pub trait CacheStore<V>: Send + Sync + 'static {
         Level::L1
     }
 
-    /// The lookup, answered without waiting by stores that can (in-process
-    /// ones); `None` when the store must be awaited.
-    fn get_now(&self, key: &str) -> Option<Option<Found<V>>> {
-        let _ = key;
+    /// The lookup at `now_ms` (Unix ms), answered without waiting by stores
+    /// that can (in-process ones); `None` when the store must be awaited.
+    fn get_now(&self, key: &str, now_ms: u64) -> Option<Option<Found<V>>> {
+        let _ = (key, now_ms);
         None
     }
 }

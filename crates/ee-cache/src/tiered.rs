@@ -169,9 +169,8 @@ where
         &self.inner.l2
     }
 
-    fn l1_found(&self, key: &str) -> Option<Found<V>> {
-        let entry = self.inner.l1.lookup(key)?;
-        (entry.freshness(now_ms()) != Freshness::Expired).then_some(Found {
+    fn l1_found(&self, key: &str, now: u64) -> Option<Found<V>> {
+        self.inner.l1.lookup_at(key, now).map(|entry| Found {
             entry,
             level: Level::L1,
         })
@@ -250,7 +249,7 @@ where
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
-        if let Some(found) = self.l1_found(key) {
+        if let Some(found) = self.l1_found(key, now_ms()) {
             return Ok(Some(found));
         }
         let generation = self.inner.state.generation(key);
@@ -269,7 +268,8 @@ where
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
-        let mut out: Vec<Option<Found<V>>> = keys.iter().map(|k| self.l1_found(k)).collect();
+        let now = now_ms();
+        let mut out: Vec<Option<Found<V>>> = keys.iter().map(|k| self.l1_found(k, now)).collect();
         let missing: Vec<String> = keys
             .iter()
             .zip(&out)
@@ -336,8 +336,8 @@ where
     }
 
     #[inline]
-    fn get_now(&self, key: &str) -> Option<Option<Found<V>>> {
+    fn get_now(&self, key: &str, now: u64) -> Option<Option<Found<V>>> {
         // An L1 hit answers now; a miss must ask L2.
-        self.l1_found(key).map(Some)
+        self.l1_found(key, now).map(Some)
     }
 }

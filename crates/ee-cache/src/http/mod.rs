@@ -1,5 +1,5 @@
 //! `ResponseCacheLayer`: a shared HTTP cache (RFC 9111) for tower and axum,
-//! on any [`CacheStore`](crate::CacheStore): memory, Redis or tiered.
+//! on any [`CacheStore`]: memory, Redis or tiered.
 
 pub mod directives;
 mod stored;
@@ -230,11 +230,14 @@ fn cache_key(parts: &http::request::Parts) -> String {
     format!("{authority}{path}")
 }
 
-/// The tag every response of a path carries (for the purge on writes).
-fn path_tag(parts: &http::request::Parts) -> String {
-    let key = cache_key(parts);
+/// The tag every response of a path carries (for the purge on writes), from
+/// its cache key.
+fn path_tag(key: &str) -> String {
     let path = key.split('?').next().unwrap_or_default();
-    format!("path:{path}")
+    let mut tag = String::with_capacity(path.len() + 5);
+    tag.push_str("path:");
+    tag.push_str(path);
+    tag
 }
 
 async fn handle<S, Inner, ReqB, ResB>(
@@ -257,7 +260,7 @@ where
         method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) {
-        let tag = path_tag(&parts);
+        let tag = path_tag(&cache_key(&parts));
         let res = inner.call(Request::from_parts(parts, body)).await?;
         if res.status().is_success() || res.status().is_redirection() {
             purge(&shared, &tag).await;
@@ -285,15 +288,22 @@ where
     }
 
     let request_headers = parts.headers.clone();
-    let tag = path_tag(&parts);
+    let tag = path_tag(&key);
     let res = inner.call(Request::from_parts(parts, body)).await?;
     if head {
         return Ok(mark(res, "MISS"));
     }
     match store(&shared, &key, &tag, &request_headers, res).await {
-        // The stored copy answers (a 304 if the validators match).
-        Ok((_, Some(stored))) => Ok(serve(&stored, &request_headers, "MISS", false)),
-        Ok((res, None)) => Ok(mark(res, "MISS")),
+        // A 304 if the request's validators match what was stored.
+        Ok((res, Some(stored)))
+            if (request_headers.contains_key(IF_NONE_MATCH)
+                || request_headers.contains_key(IF_MODIFIED_SINCE))
+                && not_modified(&stored, &request_headers) =>
+        {
+            drop(res);
+            Ok(serve(&stored, &request_headers, "MISS", false))
+        }
+        Ok((res, _)) => Ok(mark(res, "MISS")),
         Err(problem) => Ok(problem),
     }
 }
@@ -363,7 +373,12 @@ where
         }
     }
     let stored = StoredResponse::new(&head, bytes.clone(), request, fresh, stale);
-    let existing = shared.cache.get(key).await;
+    // Other variants are kept only when the response varies.
+    let existing = if stored.vary.is_empty() {
+        None
+    } else {
+        shared.cache.get(key).await
+    };
     let variants = Variants::with(existing.as_ref(), stored.clone(), shared.max_variants);
     let keep = variants.longest();
     let mut all_tags: Vec<&str> = tags.iter().map(String::as_str).collect();
@@ -406,11 +421,13 @@ fn refresh<S, Inner, ReqB, ResB>(
     let key = key.to_owned();
     let mut parts = parts.clone();
     parts.method = Method::GET;
-    let tag = path_tag(&parts);
+    let tag = path_tag(&key);
     let headers = parts.headers.clone();
     tokio::spawn(async move {
         let req = Request::from_parts(parts, ReqB::default());
-        if std::future::poll_fn(|cx| inner.poll_ready(cx)).await.is_ok()
+        if std::future::poll_fn(|cx| inner.poll_ready(cx))
+            .await
+            .is_ok()
             && let Ok(res) = inner.call(req).await
         {
             let _ = store(&shared, &key, &tag, &headers, res).await;
