@@ -1,4 +1,5 @@
-//! Runs N L1 hits of `Cache::get` (or raw moka with `raw`), for instruction
+//! Runs N L1 hits of `Cache::get` (or raw moka: `raw` with the same string
+//! keys, `raw-u64` with u64 keys), for instruction
 //! counts under callgrind:
 //!
 //! ```sh
@@ -19,10 +20,12 @@ fn main() {
         .build(MemoryStore::builder().max_entries(10_000).build())
         .unwrap();
     let raw: moka::sync::Cache<String, Arc<String>> = moka::sync::Cache::new(10_000);
+    let raw_u64: moka::sync::Cache<u64, Arc<String>> = moka::sync::Cache::new(10_000);
     let full: Vec<String> = (0..1000).map(|i| cache.full_key(&i).unwrap()).collect();
     for i in 0..1000u64 {
         let v = Arc::new(format!("value {i}"));
         raw.insert(full[i as usize].clone(), v.clone());
+        raw_u64.insert(i, v.clone());
         cache.set(&i, v).now_or_never().unwrap().unwrap();
     }
     let mut found = 0usize;
@@ -30,6 +33,7 @@ fn main() {
         let i = j % 1000;
         let hit = match variant.as_str() {
             "raw" => raw.get(full[i as usize].as_str()).is_some(),
+            "raw-u64" => raw_u64.get(&i).is_some(),
             _ => cache.get(&i).now_or_never().unwrap().is_some(),
         };
         found += usize::from(hit);
