@@ -229,10 +229,15 @@ where
         out.clear();
         out.push_str(&self.scope.key_prefix);
         key.write_key(out);
+        self.check_key_len(out)
+    }
+
+    #[inline]
+    fn check_key_len(&self, full: &str) -> Result<(), CacheError> {
         let max = self.shared.config.max_key_bytes;
-        if out.len() > max {
+        if full.len() > max {
             return Err(CacheError::KeyTooLong {
-                size: out.len(),
+                size: full.len(),
                 max,
             });
         }
