@@ -4,6 +4,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,7 +70,7 @@ struct Shared<V, S> {
     config: CacheConfig,
     keys: KeySpace,
     /// Loads in flight, by full key: a `Flight<V, E>` for the loader's `E`.
-    inflight: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    inflight: Mutex<HashMap<String, Arc<dyn InFlight>>>,
     metrics: CacheMetrics,
     store_errors: LogThrottle,
     _value: PhantomData<fn() -> V>,
@@ -83,7 +84,29 @@ struct Scope {
 
 /// The outcome of one load, shared with the callers that waited for it.
 type Outcome<V, E> = Option<Result<Option<V>, Arc<E>>>;
-type Flight<V, E> = watch::Sender<Outcome<V, E>>;
+
+/// One load in flight: its outcome for the waiters, and whether a write of
+/// the key since it started makes its result too old to store.
+struct Flight<V, E> {
+    tx: watch::Sender<Outcome<V, E>>,
+    superseded: AtomicBool,
+}
+
+/// A flight whatever its loader's error type.
+trait InFlight: Send + Sync {
+    fn supersede(&self);
+    fn as_any(&self) -> &(dyn Any + Send + Sync);
+}
+
+impl<V: Send + Sync + 'static, E: Send + Sync + 'static> InFlight for Flight<V, E> {
+    fn supersede(&self) {
+        self.superseded.store(true, Ordering::Release);
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
 
 /// Builds a [`Cache`].
 #[derive(Debug, Clone)]
@@ -371,8 +394,8 @@ where
         let stale = if value.is_some() { config.stale_ms } else { 0 };
         Entry {
             value,
-            fresh_until: now + ttl,
-            stale_until: now + ttl + stale,
+            fresh_until: now.saturating_add(ttl),
+            stale_until: now.saturating_add(ttl).saturating_add(stale),
         }
     }
 
@@ -389,6 +412,7 @@ where
     /// of `tags` removes it.
     pub async fn set_tagged(&self, key: &K, value: V, tags: &[&str]) -> Result<(), CacheError> {
         let full = self.full_key(key)?;
+        self.supersede(&full);
         let tags = self.full_tags(tags);
         self.write_entry(&full, self.entry(Some(value)), &tags)
             .await
@@ -406,15 +430,31 @@ where
         tags: &[&str],
     ) -> Result<(), CacheError> {
         let full = self.full_key(key)?;
+        self.supersede(&full);
         let tags = self.full_tags(tags);
         let now = now_ms();
-        let fresh_until = now + ttl.as_millis() as u64;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let fresh_until = now.saturating_add(ms(ttl));
         let entry = Entry {
             value: Some(value),
             fresh_until,
-            stale_until: fresh_until + stale.as_millis() as u64,
+            stale_until: fresh_until.saturating_add(ms(stale)),
         };
         self.write_entry(&full, entry, &tags).await
+    }
+
+    /// A load of `full` that started before this write must not store its
+    /// (older) result, and later callers must not wait for it.
+    fn supersede(&self, full: &str) {
+        let flight = self
+            .shared
+            .inflight
+            .lock()
+            .expect("inflight map")
+            .remove(full);
+        if let Some(flight) = flight {
+            flight.supersede();
+        }
     }
 
     async fn write_entry(
@@ -438,6 +478,7 @@ where
     /// tiered store). A store that is down: counted and logged, not returned.
     pub async fn delete(&self, key: &K) -> Result<(), CacheError> {
         let full = self.full_key(key)?;
+        self.supersede(&full);
         if let Err(e) = self.shared.store.delete(&full).await {
             self.shared.metrics.dropped_write();
             self.store_failed("delete", &e);
@@ -505,7 +546,9 @@ where
                     }
                     let load = load.take().expect("a caller leads at most once");
                     let outcome = self.timed_load(load).await;
-                    if let Ok(value) = &outcome {
+                    if let Ok(value) = &outcome
+                        && !flight.superseded()
+                    {
                         self.store_loaded(&full, value.clone()).await;
                     }
                     flight.finish(outcome.clone());
@@ -562,7 +605,9 @@ where
         };
         tokio::spawn(async move {
             let outcome = cache.timed_load(load).await;
-            if let Ok(value) = &outcome {
+            if let Ok(value) = &outcome
+                && !flight.superseded()
+            {
                 cache.store_loaded(&full, value.clone()).await;
             }
             flight.finish(outcome);
@@ -572,13 +617,16 @@ where
     fn join<E: Send + Sync + 'static>(&self, full: &str) -> Role<V, E, S> {
         let mut inflight = self.shared.inflight.lock().expect("inflight map");
         if let Some(existing) = inflight.get(full) {
-            return match existing.downcast_ref::<Flight<V, E>>() {
-                Some(tx) => Role::Follower(tx.subscribe()),
+            return match existing.as_any().downcast_ref::<Flight<V, E>>() {
+                Some(flight) => Role::Follower(flight.tx.subscribe()),
                 // A load of the same key with another error type: not shared.
                 None => Role::Alone,
             };
         }
-        let tx: Arc<Flight<V, E>> = Arc::new(watch::channel(None).0);
+        let tx: Arc<Flight<V, E>> = Arc::new(Flight {
+            tx: watch::channel(None).0,
+            superseded: AtomicBool::new(false),
+        });
         inflight.insert(full.to_owned(), tx.clone());
         Role::Leader(FlightGuard {
             shared: self.shared.clone(),
@@ -605,7 +653,11 @@ struct FlightGuard<V, E, S> {
 
 impl<V, E, S> FlightGuard<V, E, S> {
     fn finish(self, outcome: Result<Option<V>, Arc<E>>) {
-        self.tx.send_replace(Some(outcome));
+        self.tx.tx.send_replace(Some(outcome));
+    }
+
+    fn superseded(&self) -> bool {
+        self.tx.superseded.load(Ordering::Acquire)
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 /// Cluster hash tag: `%`, `{` and `}` become `%25`, `%7B`, `%7D`.
 ///
 /// Implemented for `str`, `String`, every integer type, pairs and triples
-/// (parts joined by `:`, which is escaped as `%3A` inside a part), and
+/// (parts joined by `:`; inside a part `%` and `:` are escaped again), and
 /// references and smart pointers to those. For another type, implement it, or
 /// wrap a `Display` value in [`Shown`].
 ///
@@ -93,12 +93,13 @@ integer_keys!(
     u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
 );
 
-/// One part of a composite key, with `:` escaped.
+/// One part of a composite key, with `%` and `:` escaped again, so that
+/// nested composites cannot collide either.
 fn write_part<T: CacheKey + ?Sized>(part: &T, out: &mut String) {
     let mut tmp = String::new();
     part.write_key(&mut tmp);
-    if tmp.contains(':') {
-        out.push_str(&tmp.replace(':', "%3A"));
+    if tmp.contains([':', '%']) {
+        out.push_str(&tmp.replace('%', "%25").replace(':', "%3A"));
     } else {
         out.push_str(&tmp);
     }
@@ -155,6 +156,8 @@ mod tests {
             key(&("a".to_owned(), "b:c".to_owned()))
         );
         assert_eq!(key(&(1u32, 2u32, "x".to_owned())), "1:2:x");
+        let nested = |a: &str, b: &str| key(&((a.to_owned(), b.to_owned()), "c".to_owned()));
+        assert_ne!(nested("a:x", "b"), nested("a", "x:b"));
         assert_eq!(key(&Shown(std::net::Ipv6Addr::LOCALHOST)), "::1");
         assert_eq!(key(&Arc::<str>::from("s")), "s");
     }

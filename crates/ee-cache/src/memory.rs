@@ -1,7 +1,7 @@
 //! The in-process store on moka: the embedded default, and the L1 of a
 //! tiered cache.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,16 +17,24 @@ struct Slot<V> {
     entry: Entry<V>,
     /// The full tag names, when the entry has any (no allocation otherwise).
     tags: Option<Arc<[String]>>,
+    /// Which insert wrote it: the tag index records the same number, so the
+    /// removal of an older value never unlists a newer one.
+    seq: u64,
 }
 
-type TagIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+/// tag → key → the insert that listed it.
+type TagIndex = Arc<Mutex<HashMap<String, HashMap<String, u64>>>>;
+
+static INSERTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Entries kept in this process, on [`moka`]: bounded by entry count or by
 /// weight and by a store-wide TTL (1 hour unless set), and by an idle time if
 /// set. An entry read after the end of its own stale window reads as absent
 /// and is dropped; until then an expired entry only takes room, which the
-/// size bound reclaims first. Tags are indexed so `invalidate_tag` removes exactly the
-/// tagged keys; evicted keys leave the index too.
+/// size bound reclaims first. Tags are indexed so `invalidate_tag` removes
+/// the tagged keys (each listing stamped by the write that made it, so the
+/// removal of an old value never unlists a newer one); a write racing the
+/// invalidation of its own tag is dropped too: a miss, never a stale hit.
 ///
 /// ```
 /// use ee_cache::MemoryStore;
@@ -123,35 +131,59 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// Removes every key recorded under `tag`.
     pub fn remove_tag(&self, tag: &str) {
         let keys = self.tags.lock().expect("tag index").remove(tag);
-        for key in keys.into_iter().flatten() {
+        for key in keys.into_iter().flatten().map(|(key, _)| key) {
             self.map.invalidate(&key);
         }
     }
 
     /// Stores an entry (capped to the store's longest TTL, if it has one).
     pub fn insert(&self, key: &str, mut entry: Entry<V>, tags: &[String]) {
-        let cap = now_ms() + self.max_ttl.as_millis() as u64;
+        let cap =
+            now_ms().saturating_add(u64::try_from(self.max_ttl.as_millis()).unwrap_or(u64::MAX));
         entry.fresh_until = entry.fresh_until.min(cap);
         entry.stale_until = entry.stale_until.min(cap);
-        let tags = if tags.is_empty() {
-            None
-        } else {
+        if tags.is_empty() {
+            let slot = Slot {
+                entry,
+                tags: None,
+                seq: 0,
+            };
+            self.map.insert(key.to_owned(), slot);
+            return;
+        }
+        let seq = INSERTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
             let mut index = self.tags.lock().expect("tag index");
             for tag in tags {
                 match index.get_mut(tag) {
-                    Some(keys) => {
-                        if !keys.contains(key) {
-                            keys.insert(key.to_owned());
+                    Some(keys) => match keys.get_mut(key) {
+                        Some(listed) => *listed = seq,
+                        None => {
+                            keys.insert(key.to_owned(), seq);
                         }
-                    }
+                    },
                     None => {
-                        index.insert(tag.clone(), HashSet::from([key.to_owned()]));
+                        index.insert(tag.clone(), HashMap::from([(key.to_owned(), seq)]));
                     }
                 }
             }
-            Some(Arc::from(tags))
+        }
+        let slot = Slot {
+            entry,
+            tags: Some(Arc::from(tags)),
+            seq,
         };
-        self.map.insert(key.to_owned(), Slot { entry, tags });
+        self.map.insert(key.to_owned(), slot);
+        // A tag purge that ran between listing and inserting took the key
+        // from the index before the value landed: drop the value too.
+        let index = self.tags.lock().expect("tag index");
+        let purged = tags
+            .iter()
+            .any(|tag| index.get(tag).and_then(|keys| keys.get(key)) != Some(&seq));
+        drop(index);
+        if purged {
+            self.map.invalidate(key);
+        }
     }
 
     /// The entry under `key`, if it has not expired (an expired one is
@@ -230,13 +262,15 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             // entries past their own end read as absent and are dropped then.
             .time_to_live(self.max_ttl)
             .eviction_listener(move |key: Arc<String>, slot: Slot<V>, cause| {
-                if let Some(tags) = &slot.tags
-                    && cause != RemovalCause::Replaced
-                {
+                // Unlist the removed value, unless a newer insert listed the
+                // key again (whatever moka calls the removal).
+                if let Some(tags) = &slot.tags {
                     let mut index = index.lock().expect("tag index");
                     for tag in tags.iter() {
                         if let Some(keys) = index.get_mut(tag) {
-                            keys.remove(key.as_str());
+                            if keys.get(key.as_str()) == Some(&slot.seq) {
+                                keys.remove(key.as_str());
+                            }
                             if keys.is_empty() {
                                 index.remove(tag);
                             }

@@ -26,8 +26,8 @@ pub const INVALIDATION_CHANNEL: &str = "ee:cache:invalidate";
 ///
 /// **Staleness bound.** While an instance is subscribed, another instance's
 /// write reaches it within the pub/sub delivery time (milliseconds; the tests
-/// check 200 ms). An L1 fill that races an invalidation is not kept (a
-/// generation counter per key shard detects it). While the subscription is down (Redis
+/// check 200 ms). An L1 fill that races an invalidation, this instance's or
+/// another's, is not kept (a generation counter per key shard detects it). While the subscription is down (Redis
 /// unreachable), L1 keeps serving what it has, so the bound becomes the L1's
 /// `max_ttl`: build the L1 with one (10 s in the examples). On re-subscribing,
 /// L1 is cleared, since messages may have been missed.
@@ -176,6 +176,20 @@ where
         })
     }
 
+    /// Puts what L2 answered into L1, unless an invalidation of the key
+    /// (ours or another instance's) came after `generation` was read; one
+    /// landing during the insert takes the entry out again.
+    fn fill(&self, key: &str, entry: &Entry<V>, tags: &[String], generation: u64) {
+        let state = &self.inner.state;
+        if state.generation(key) != generation {
+            return;
+        }
+        self.inner.l1.insert(key, entry.clone(), tags);
+        if state.generation(key) != generation {
+            self.inner.l1.remove(key);
+        }
+    }
+
     async fn publish(&self, kind: char, name: &str) {
         let message = format!("{}\n{kind}\n{name}", self.inner.instance);
         let published = self
@@ -256,10 +270,8 @@ where
         let Some((entry, tags)) = self.inner.l2.fetch::<V>(key).await? else {
             return Ok(None);
         };
-        if entry.freshness(now_ms()) != Freshness::Expired
-            && self.inner.state.generation(key) == generation
-        {
-            self.inner.l1.insert(key, entry.clone(), &tags);
+        if entry.freshness(now_ms()) != Freshness::Expired {
+            self.fill(key, &entry, &tags, generation);
         }
         Ok(Some(Found {
             entry,
@@ -289,10 +301,8 @@ where
             let Some(((key, generation), Some((entry, tags)))) = fetched.next() else {
                 continue;
             };
-            if self.inner.state.generation(key) == generation
-                && entry.freshness(now_ms()) != Freshness::Expired
-            {
-                self.inner.l1.insert(key, entry.clone(), &tags);
+            if entry.freshness(now_ms()) != Freshness::Expired {
+                self.fill(key, &entry, &tags, generation);
             }
             *slot = Some(Found {
                 entry,
@@ -305,6 +315,8 @@ where
     async fn set(&self, key: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
         match self.inner.l2.set(key, entry.clone(), tags).await {
             Ok(()) => {
+                // A fill of the old value racing this write is dropped.
+                self.inner.state.bump(key);
                 self.inner.l1.insert(key, entry, tags);
                 self.publish('k', key).await;
                 Ok(())
@@ -320,6 +332,8 @@ where
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         self.inner.l1.remove(key);
         let deleted = <RedisStore as CacheStore<V>>::delete(&self.inner.l2, key).await;
+        self.inner.state.bump(key);
+        self.inner.l1.remove(key);
         self.publish('k', key).await;
         deleted
     }
@@ -327,6 +341,8 @@ where
     async fn invalidate_tag(&self, tag: &str) -> Result<(), CacheError> {
         self.inner.l1.remove_tag(tag);
         let taken = self.inner.l2.take_tag(tag).await;
+        self.inner.state.bump_all();
+        self.inner.l1.remove_tag(tag);
         self.publish('t', tag).await;
         taken.map(drop)
     }

@@ -323,6 +323,25 @@ async fn a_stale_response_is_served_and_refreshed_once() {
 }
 
 #[tokio::test]
+async fn a_crafted_host_cannot_write_under_another_paths_key() {
+    let (app, calls) = app(memory_layer());
+    let respond = ("x-respond", "cache-control: max-age=60");
+    // `Host: shop.test/admin` + `GET /r` would be `shop.test/admin/r` if hosts
+    // were taken as they come: such requests are not cached at all.
+    let crafted = send(&app, "GET", "/r", &[respond, ("host", "shop.test/r")]).await;
+    assert_eq!(crafted.x_cache(), "MISS");
+    let crafted = send(&app, "GET", "/r", &[respond, ("host", "shop.test/r")]).await;
+    assert_eq!(crafted.x_cache(), "MISS", "not stored");
+    let real = send(&app, "GET", "/r/r", &[respond, ("host", "shop.test")]).await;
+    assert_eq!(real.status, StatusCode::NOT_FOUND);
+    // Host case does not split the cache.
+    send(&app, "GET", "/r", &[respond, ("host", "Shop.Test")]).await;
+    let lower = send(&app, "GET", "/r", &[respond, ("host", "shop.test")]).await;
+    assert_eq!(lower.x_cache(), "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
 async fn bodies_over_the_limit_pass_through_unstored() {
     let (app, calls) = app(memory_layer());
     for _ in 0..2 {

@@ -336,3 +336,65 @@ async fn a_bounded_store_evicts_and_counts_evictions() {
     let hits = get("ee_cache_requests_total{bounded,l1,hit}").unwrap_or(0);
     assert!(misses >= 1 && hits + misses == 2, "{counters:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_a_load_wins_over_the_loads_older_result() {
+    let cache = cache("race");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let cache = cache.clone();
+        let load = counting(
+            &calls,
+            Duration::from_millis(200),
+            Some("read before the write"),
+        );
+        tokio::spawn(async move { cache.get_or_load("k", load).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache.delete("k").await.unwrap();
+    // A caller after the delete does not wait for the old load: it loads anew.
+    let fresh = cache
+        .get_or_load(
+            "k",
+            counting(&calls, Duration::ZERO, Some("read after the write")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fresh.as_deref(), Some("read after the write"));
+    // The old load still answers its own caller, but does not overwrite.
+    assert_eq!(
+        slow.await.unwrap().unwrap().as_deref(),
+        Some("read before the write")
+    );
+    assert_eq!(
+        cache.get("k").await.as_deref(),
+        Some("read after the write")
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn tags_still_reach_an_entry_written_again_after_it_expired_or_was_cleared() {
+    let store: MemoryStore<String> = MemoryStore::builder()
+        .max_ttl(Duration::from_millis(100))
+        .build();
+    let cache: Cache<str, String> = Cache::builder("retag").build(store.clone()).unwrap();
+    cache.set_tagged("k", "v1".into(), &["t"]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(cache.get("k").await, None, "expired");
+    cache.set_tagged("k", "v2".into(), &["t"]).await.unwrap();
+    store.len(); // let moka run its removal notifications
+    cache.invalidate_tag("t").await;
+    assert_eq!(
+        cache.get("k").await,
+        None,
+        "the new value is still listed under its tag"
+    );
+
+    cache.set_tagged("k", "v3".into(), &["t"]).await.unwrap();
+    store.clear();
+    cache.set_tagged("k", "v4".into(), &["t"]).await.unwrap();
+    store.len();
+    cache.invalidate_tag("t").await;
+    assert_eq!(cache.get("k").await, None, "listed again after a clear");
+}

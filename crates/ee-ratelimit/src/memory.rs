@@ -64,18 +64,23 @@ impl<C: Clock> RateLimitStore for MemoryStore<C> {
 }
 
 thread_local! {
-    /// GCRA decisions made on this thread: every 4096th looks at the clock
-    /// for a sweep. Per thread, so the hot path writes no shared cache line.
-    static GCRA_DECISIONS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// A per-thread xorshift state: one GCRA decision in 4096, picked at
+    /// random, looks at the clock for a sweep. Random, not every 4096th, so
+    /// that limiters taking turns on one thread all get their share; per
+    /// thread, so the hot path writes no shared cache line.
+    static SWEEP_DICE: std::cell::Cell<u32> = const { std::cell::Cell::new(0x9E37_79B9) };
 }
 
-/// Whether this GCRA decision is the one in 4096 that checks for a sweep.
+/// Whether this GCRA decision is one of the 1 in 4096 that check for a sweep.
 #[inline(always)]
 fn sweep_due() -> bool {
-    GCRA_DECISIONS.with(|n| {
-        let next = n.get().wrapping_add(1);
-        n.set(next);
-        next % 4096 == 0
+    SWEEP_DICE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        state.set(x);
+        x & 4095 == 0
     })
 }
 
@@ -240,7 +245,7 @@ impl<C: Clock> MemoryLimiter<C> {
     #[inline(always)]
     fn decide_with<const DETAIL: bool>(&self, key: &Key, cost: u32) -> Decision {
         // The hot path, inlined into the layer: GCRA on governor's clock;
-        // ours is read only for a sweep, every 4096 decisions of a thread.
+        // ours is read only for a sweep, about once in 4096 decisions.
         if let State::Gcra {
             limiter: GcraLimiter::Fast(l),
             emission_ns,

@@ -487,19 +487,28 @@ fn idle_keys_are_swept_so_memory_follows_the_active_keys() {
             assert!(limiter.decide(&Key::text(format!("client-{i}")), 1).allowed);
         }
         assert_eq!(limiter.len(), 1000, "{rule:?}");
+        // A second limiter of the same rule taking turns on this thread: both
+        // must get their sweeps (GCRA looks about once in 4096 decisions, at
+        // random; the others on every decision).
+        let other = MemoryLimiter::new(rule, clock.clone());
+        for i in 0..1000 {
+            other.decide(&Key::text(format!("client-{i}")), 1);
+        }
         let active = Key::text("active");
-        // 5 s later every old key is idle, but sweeps are at least 10 s apart
-        // (GCRA looks every 4096 decisions, the others on every decision).
+        // 5 s later every old key is idle, but sweeps are at least 10 s apart.
         clock.advance(Duration::from_secs(5));
-        for _ in 0..4096 {
+        for _ in 0..20_000 {
             limiter.decide(&active, 1);
+            other.decide(&active, 1);
         }
         assert_eq!(limiter.len(), 1001, "{rule:?}: no sweep before 10 s");
         clock.advance(Duration::from_secs(6));
-        for _ in 0..4096 {
+        for _ in 0..20_000 {
             limiter.decide(&active, 1);
+            other.decide(&active, 1);
         }
         assert_eq!(limiter.len(), 1, "{rule:?}: only the active key is left");
+        assert_eq!(other.len(), 1, "{rule:?}: in the other limiter too");
     }
 }
 

@@ -9,8 +9,8 @@
 //!   answered with a 404 problem.
 //! - `PUT /products/{id}` changes a product: the layer purges the cached
 //!   `/products/{id}` responses itself (a successful write on a path), the
-//!   handler invalidates the product's tag in the data cache and purges the
-//!   `catalog` tag (the list).
+//!   handler deletes the product from the data cache (a load already running
+//!   does not store its older read) and purges the `catalog` tag (the list).
 //!
 //! The source takes 50 ms per read, like a remote database under load.
 

@@ -10,14 +10,17 @@ use http::{HeaderMap, Method, StatusCode};
 pub struct CacheControl {
     /// `no-store`.
     pub no_store: bool,
-    /// `no-cache` (unqualified).
+    /// `no-cache`, unqualified or naming fields (a shared cache without
+    /// revalidation treats both alike: not reused).
     pub no_cache: bool,
     /// `private` (unqualified or with fields).
     pub private: bool,
     /// `public`.
     pub public: bool,
-    /// `must-revalidate` / `proxy-revalidate`.
+    /// `must-revalidate`.
     pub must_revalidate: bool,
+    /// `proxy-revalidate`.
+    pub proxy_revalidate: bool,
     /// `max-age`.
     pub max_age: Option<u64>,
     /// `s-maxage` (shared caches use it over `max-age`).
@@ -42,13 +45,18 @@ impl CacheControl {
                     Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                     None => (directive, None),
                 };
-                let seconds = || arg.and_then(|a| a.parse::<u64>().ok());
+                // Lifetimes past 2^31 s are 2^31 s (RFC 9111 §1.2.2).
+                let seconds = || {
+                    arg.and_then(|a| a.parse::<u64>().ok())
+                        .map(|s| s.min(1 << 31))
+                };
                 match name.to_ascii_lowercase().as_str() {
                     "no-store" => cc.no_store = true,
-                    "no-cache" if arg.is_none() => cc.no_cache = true,
+                    "no-cache" => cc.no_cache = true,
                     "private" => cc.private = true,
                     "public" => cc.public = true,
-                    "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
+                    "must-revalidate" => cc.must_revalidate = true,
+                    "proxy-revalidate" => cc.proxy_revalidate = true,
                     "max-age" => cc.max_age = seconds().or(cc.max_age),
                     "s-maxage" => cc.s_maxage = seconds().or(cc.s_maxage),
                     "stale-while-revalidate" => {
@@ -134,12 +142,26 @@ pub fn storable(
     let Some(fresh) = fresh.filter(|d| !d.is_zero()) else {
         return Storable::No("no freshness");
     };
-    let stale = if res.must_revalidate {
+    if upstream_age(response) >= fresh {
+        return Storable::No("stale on arrival");
+    }
+    // s-maxage implies proxy-revalidate for a shared cache: no stale serving.
+    let stale = if res.must_revalidate || res.proxy_revalidate || res.s_maxage.is_some() {
         Duration::ZERO
     } else {
         Duration::from_secs(res.stale_while_revalidate.unwrap_or(0))
     };
     Storable::Yes(fresh, stale)
+}
+
+/// The response's `Age` (time already spent in caches upstream), capped at 2^31 s.
+pub fn upstream_age(response: &HeaderMap) -> Duration {
+    let secs = response
+        .get(http::header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Duration::from_secs(secs.min(1 << 31))
 }
 
 /// Freshness from `Expires` (relative to `Date`, or to now).

@@ -62,8 +62,8 @@ struct Shared<S> {
 /// `X-Cache` on every response; a successful `POST`, `PUT`, `PATCH` or
 /// `DELETE` purges every cached response of its path.
 ///
-/// Bodies larger than the limit (1 MiB by default), or of unknown size above
-/// it, pass through unstored.
+/// Bodies larger than the limit (1 MiB by default), or of unknown size, pass
+/// through unstored.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -213,21 +213,29 @@ where
     }
 }
 
-/// `authority + path?query`: what a response is stored under.
-fn cache_key(parts: &http::request::Parts) -> String {
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("");
+/// `host/path?query`: what a response is stored under. The host comes from
+/// the URI or the `Host` header and must be a plain `host[:port]` (lowercased);
+/// a request whose host is anything else (a `/`, userinfo, bad bytes) is not
+/// cached at all, so a crafted `Host` cannot write under another path's key.
+fn cache_key(parts: &http::request::Parts) -> Option<String> {
+    let host = match parts.uri.authority() {
+        Some(a) => a.as_str(),
+        None => match parts.headers.get(http::header::HOST) {
+            Some(h) => h.to_str().ok()?,
+            None => "",
+        },
+    };
+    let plain = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !plain {
+        return None;
+    }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{authority}{path}")
+    let mut key = String::with_capacity(host.len() + path.len());
+    key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    key.push_str(path);
+    Some(key)
 }
 
 /// The tag every response of a path carries (for the purge on writes), from
@@ -260,9 +268,11 @@ where
         method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) {
-        let tag = path_tag(&cache_key(&parts));
+        let tag = cache_key(&parts).map(|key| path_tag(&key));
         let res = inner.call(Request::from_parts(parts, body)).await?;
-        if res.status().is_success() || res.status().is_redirection() {
+        if let Some(tag) = tag
+            && (res.status().is_success() || res.status().is_redirection())
+        {
             purge(&shared, &tag).await;
         }
         return Ok(res);
@@ -271,7 +281,10 @@ where
         return inner.call(Request::from_parts(parts, body)).await;
     }
 
-    let key = cache_key(&parts);
+    let Some(key) = cache_key(&parts) else {
+        let res = inner.call(Request::from_parts(parts, body)).await?;
+        return Ok(mark(res, "MISS"));
+    };
     let head = method == Method::HEAD;
     if !request_bypasses(&parts.headers)
         && let Some(variants) = shared.cache.get(&key).await
@@ -281,7 +294,7 @@ where
         if age_ms < stored.fresh_ms {
             return Ok(serve(stored, &parts.headers, "HIT", head));
         }
-        if age_ms < stored.fresh_ms + stored.stale_ms {
+        if age_ms < stored.fresh_ms.saturating_add(stored.stale_ms) {
             refresh(&shared, &inner, &key, &parts);
             return Ok(serve(stored, &parts.headers, "STALE", head));
         }
@@ -421,6 +434,17 @@ fn refresh<S, Inner, ReqB, ResB>(
     let key = key.to_owned();
     let mut parts = parts.clone();
     parts.method = Method::GET;
+    // The refresh wants the whole response, not a 304 or a range.
+    for name in [
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        http::header::IF_MATCH,
+        http::header::IF_UNMODIFIED_SINCE,
+        http::header::IF_RANGE,
+        http::header::RANGE,
+    ] {
+        parts.headers.remove(name);
+    }
     let tag = path_tag(&key);
     let headers = parts.headers.clone();
     tokio::spawn(async move {

@@ -81,13 +81,15 @@ impl StoredResponse {
                 (n, value)
             })
             .collect();
+        // Time spent upstream counts against freshness: as if stored earlier.
+        let age_ms = crate::http::directives::upstream_age(&head.headers).as_millis() as u64;
         Self {
             status: head.status,
             headers,
             body,
-            stored_at_ms: now_ms(),
-            fresh_ms: fresh.as_millis() as u64,
-            stale_ms: stale.as_millis() as u64,
+            stored_at_ms: now_ms().saturating_sub(age_ms),
+            fresh_ms: u64::try_from(fresh.as_millis()).unwrap_or(u64::MAX),
+            stale_ms: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
             vary,
         }
     }
@@ -135,7 +137,11 @@ impl Variants {
         let fresh = self
             .0
             .iter()
-            .map(|v| (v.stored_at_ms + v.fresh_ms).saturating_sub(now))
+            .map(|v| {
+                v.stored_at_ms
+                    .saturating_add(v.fresh_ms)
+                    .saturating_sub(now)
+            })
             .max()
             .unwrap_or(0);
         let stale = self.0.iter().map(|v| v.stale_ms).max().unwrap_or(0);
@@ -159,12 +165,40 @@ impl Variants {
 #[derive(Serialize, Deserialize)]
 struct WireResponse {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, WireValue)>,
     body: String,
     stored_at_ms: u64,
     fresh_ms: u64,
     stale_ms: u64,
-    vary: Vec<(String, Option<String>)>,
+    vary: Vec<(String, Option<WireValue>)>,
+}
+
+/// A header value: text when it is visible ASCII, else its bytes in base64.
+#[derive(Serialize, Deserialize)]
+enum WireValue {
+    #[serde(rename = "t")]
+    Text(String),
+    #[serde(rename = "b")]
+    Bytes(String),
+}
+
+impl WireValue {
+    fn of(value: &HeaderValue) -> Self {
+        match value.to_str() {
+            Ok(text) => WireValue::Text(text.to_owned()),
+            Err(_) => WireValue::Bytes(BASE64.encode(value.as_bytes())),
+        }
+    }
+
+    fn value<E: serde::de::Error>(self) -> Result<HeaderValue, E> {
+        match self {
+            WireValue::Text(t) => HeaderValue::from_str(&t).map_err(E::custom),
+            WireValue::Bytes(b) => {
+                let bytes = BASE64.decode(b).map_err(E::custom)?;
+                HeaderValue::from_bytes(&bytes).map_err(E::custom)
+            }
+        }
+    }
 }
 
 impl Serialize for Variants {
@@ -174,11 +208,10 @@ impl Serialize for Variants {
             .iter()
             .map(|r| WireResponse {
                 status: r.status.as_u16(),
-                // Values that are not visible ASCII cannot be text: not kept.
                 headers: r
                     .headers
                     .iter()
-                    .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_owned())))
+                    .map(|(n, v)| (n.to_string(), WireValue::of(v)))
                     .collect(),
                 body: BASE64.encode(&r.body),
                 stored_at_ms: r.stored_at_ms,
@@ -187,12 +220,7 @@ impl Serialize for Variants {
                 vary: r
                     .vary
                     .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.to_string(),
-                            v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned),
-                        )
-                    })
+                    .map(|(n, v)| (n.to_string(), v.as_ref().map(WireValue::of)))
                     .collect(),
             })
             .collect();
@@ -209,16 +237,12 @@ impl<'de> Deserialize<'de> for Variants {
             let mut headers = HeaderMap::with_capacity(w.headers.len());
             for (n, v) in w.headers {
                 let name = HeaderName::from_bytes(n.as_bytes()).map_err(D::Error::custom)?;
-                let value = HeaderValue::from_str(&v).map_err(D::Error::custom)?;
-                headers.append(name, value);
+                headers.append(name, v.value()?);
             }
             let mut vary = Vec::with_capacity(w.vary.len());
             for (n, v) in w.vary {
                 let name = HeaderName::from_bytes(n.as_bytes()).map_err(D::Error::custom)?;
-                let value = v
-                    .map(|v| HeaderValue::from_str(&v))
-                    .transpose()
-                    .map_err(D::Error::custom)?;
+                let value = v.map(WireValue::value).transpose()?;
                 vary.push((name, value));
             }
             items.push(StoredResponse {
@@ -232,5 +256,38 @@ impl<'de> Deserialize<'de> for Variants {
             });
         }
         Ok(Self(Arc::new(items)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_round_trip_with_binary_header_values() {
+        let mut headers = HeaderMap::new();
+        headers.insert("etag", HeaderValue::from_static("\"v1\""));
+        headers.insert("x-latin", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let stored = StoredResponse {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from_static(b"\x00\xffbinary"),
+            stored_at_ms: 1,
+            fresh_ms: 2,
+            stale_ms: 3,
+            vary: vec![
+                (
+                    HeaderName::from_static("accept-language"),
+                    Some(HeaderValue::from_bytes(b"fr\xe9").unwrap()),
+                ),
+                (HeaderName::from_static("cookie"), None),
+            ],
+        };
+        let variants = Variants(Arc::new(vec![stored]));
+        let json = serde_json::to_string(&variants).unwrap();
+        let back: Variants = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, variants);
+        // A binary Vary value does not turn into "header absent".
+        assert!(back.matching(&HeaderMap::new()).is_none());
     }
 }
