@@ -15,10 +15,16 @@ use crate::store::{CacheStore, Found, Level};
 #[derive(Clone)]
 struct Slot<V> {
     entry: Entry<V>,
-    /// The full tag names, when the entry has any (no allocation otherwise).
-    tags: Option<Arc<[String]>>,
-    /// Which insert wrote it: the tag index records the same number, so the
-    /// removal of an older value never unlists a newer one.
+    /// Its tags, when it has any (no allocation otherwise; one pointer, so a
+    /// read copies little).
+    tags: Option<Arc<Tagging>>,
+}
+
+/// The full tag names of an entry, and which insert wrote it: the tag index
+/// records the same number, so the removal of an older value never unlists a
+/// newer one.
+struct Tagging {
+    tags: Box<[String]>,
     seq: u64,
 }
 
@@ -143,11 +149,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         entry.fresh_until = entry.fresh_until.min(cap);
         entry.stale_until = entry.stale_until.min(cap);
         if tags.is_empty() {
-            let slot = Slot {
-                entry,
-                tags: None,
-                seq: 0,
-            };
+            let slot = Slot { entry, tags: None };
             self.map.insert(key.to_owned(), slot);
             return;
         }
@@ -170,8 +172,10 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         }
         let slot = Slot {
             entry,
-            tags: Some(Arc::from(tags)),
-            seq,
+            tags: Some(Arc::new(Tagging {
+                tags: tags.into(),
+                seq,
+            })),
         };
         self.map.insert(key.to_owned(), slot);
         // A tag purge that ran between listing and inserting took the key
@@ -264,11 +268,11 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
             .eviction_listener(move |key: Arc<String>, slot: Slot<V>, cause| {
                 // Unlist the removed value, unless a newer insert listed the
                 // key again (whatever moka calls the removal).
-                if let Some(tags) = &slot.tags {
+                if let Some(tagging) = &slot.tags {
                     let mut index = index.lock().expect("tag index");
-                    for tag in tags.iter() {
+                    for tag in tagging.tags.iter() {
                         if let Some(keys) = index.get_mut(tag) {
-                            if keys.get(key.as_str()) == Some(&slot.seq) {
+                            if keys.get(key.as_str()) == Some(&tagging.seq) {
                                 keys.remove(key.as_str());
                             }
                             if keys.is_empty() {
