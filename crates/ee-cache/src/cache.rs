@@ -314,27 +314,36 @@ where
     }
 
     async fn lookup(&self, key: &K) -> Result<Lookup<V>, CacheError> {
-        // In-process stores answer in place, on a key built in a reused buffer.
+        // In-process stores answer in place, on a key built in a reused
+        // buffer; other stores get a copy of it (built once either way).
         let now = now_ms();
         let answered = KEY_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             self.write_key(&mut buf, key)?;
-            Ok::<_, CacheError>(self.shared.store.get_now(&buf, now))
+            Ok::<_, CacheError>(match self.shared.store.get_now(&buf, now) {
+                Some(found) => Ok(found),
+                None => Err(buf.clone()),
+            })
         })?;
-        if let Some(found) = answered {
-            return Ok(self.classify(found, now));
+        match answered {
+            Ok(found) => Ok(self.classify(found, now)),
+            Err(full) => self.fetch(&full, now).await,
         }
-        let full = self.full_key(key)?;
-        self.lookup_full(&full).await
     }
 
     async fn lookup_full(&self, full: &str) -> Result<Lookup<V>, CacheError> {
         let now = now_ms();
-        if let Some(found) = self.shared.store.get_now(full, now) {
-            return Ok(self.classify(found, now));
+        match self.shared.store.get_now(full, now) {
+            Some(found) => Ok(self.classify(found, now)),
+            None => self.fetch(full, now).await,
         }
+    }
+
+    /// Asks a store that must be awaited (freshness judged as of `now`, the
+    /// time the lookup started).
+    async fn fetch(&self, full: &str, now: u64) -> Result<Lookup<V>, CacheError> {
         match self.shared.store.get(full).await {
-            Ok(found) => Ok(self.classify(found, now_ms())),
+            Ok(found) => Ok(self.classify(found, now)),
             Err(e) => {
                 self.store_failed("get", &e);
                 Err(e)
