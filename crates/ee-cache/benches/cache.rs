@@ -357,6 +357,7 @@ fn http(c: &mut Criterion) {
     };
     let cached_slow = slow.clone().layer(layer());
     let cached_fast = fast.clone().layer(layer());
+    let cached_fast_bg = fast.clone().layer(layer().store_in_background());
     let request = |miss: bool| {
         let mut req = http::Request::get("/products").header("host", "shop.example");
         if miss {
@@ -389,6 +390,9 @@ fn http(c: &mut Criterion) {
     });
     group.bench_function("ResponseCacheLayer miss, stored", |b| {
         b.to_async(rt).iter(|| call(&cached_fast, request(true)))
+    });
+    group.bench_function("ResponseCacheLayer miss, stored in the background", |b| {
+        b.to_async(rt).iter(|| call(&cached_fast_bg, request(true)))
     });
     group.finish();
 }

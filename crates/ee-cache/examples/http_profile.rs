@@ -1,6 +1,6 @@
 //! Runs N requests through `ResponseCacheLayer` (`miss`: every one a stored
-//! miss; `hit`; `none`: the handler alone), for instruction counts under
-//! callgrind:
+//! miss; `miss-bg`: the same, stored in the background; `hit`; `none`: the
+//! handler alone), for instruction counts under callgrind:
 //!
 //! ```sh
 //! cargo build --release -p ee-cache --features http --example http_profile
@@ -37,6 +37,7 @@ fn main() {
     let cache: Cache<str, Variants> = Cache::builder("http").build(MemoryStore::new()).unwrap();
     let app = match variant.as_str() {
         "none" => handler,
+        "miss-bg" => handler.layer(ResponseCacheLayer::new(cache).store_in_background()),
         _ => handler.layer(ResponseCacheLayer::new(cache)),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -46,7 +47,7 @@ fn main() {
     rt.block_on(async {
         for _ in 0..n {
             let mut req = http::Request::get("/products").header("host", "shop.example");
-            if variant == "miss" {
+            if variant.starts_with("miss") {
                 req = req.header("cache-control", "no-cache");
             }
             let res = app

@@ -423,3 +423,38 @@ async fn two_instances_share_responses_through_redis() {
     );
     assert_eq!(a_calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_can_be_stored_in_the_background() {
+    let (service, _) = app(memory_layer().store_in_background());
+    let respond = ("x-respond", "cache-control: max-age=60; etag: \"b\"");
+    let first = send(&service, "GET", "/r", &[respond]).await;
+    assert_eq!(
+        (first.x_cache(), first.body.as_str()),
+        ("MISS", "call 1 lang -")
+    );
+    // The write lands shortly after the answer; until then repeats miss.
+    let mut misses = vec![first.body];
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let again = send(&service, "GET", "/r", &[respond]).await;
+        if again.x_cache() == "HIT" {
+            assert!(
+                misses.contains(&again.body),
+                "{} not among {misses:?}",
+                again.body
+            );
+            break;
+        }
+        misses.push(again.body);
+        assert!(std::time::Instant::now() < deadline, "never stored");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Validators on a miss still get their 304.
+    let (fresh, _) = app(memory_layer().store_in_background());
+    let miss = send(&fresh, "GET", "/r", &[respond, ("if-none-match", "\"b\"")]).await;
+    assert_eq!(
+        (miss.status, miss.x_cache()),
+        (StatusCode::NOT_MODIFIED, "MISS")
+    );
+}

@@ -51,6 +51,7 @@ struct Shared<S> {
     default_ttl: Option<Duration>,
     on_purge: Option<PurgeHook>,
     refreshing: Mutex<HashSet<String>>,
+    background: bool,
 }
 
 /// Caches `GET` (and answers `HEAD` from it) as a shared cache: freshness from
@@ -107,6 +108,7 @@ impl<S: CacheStore<Variants>> ResponseCacheLayer<S> {
                 default_ttl: None,
                 on_purge: None,
                 refreshing: Mutex::default(),
+                background: false,
             }),
         }
     }
@@ -130,6 +132,15 @@ impl<S: CacheStore<Variants>> ResponseCacheLayer<S> {
     /// responses are not stored).
     pub fn default_ttl(self, ttl: Duration) -> Self {
         self.edit(|s| s.default_ttl = Some(ttl))
+    }
+
+    /// Writes a response to the store in a background task instead of before
+    /// answering: the store write (for Redis, its round trip) leaves the
+    /// request's path, but a repeat that arrives before the write lands is a
+    /// second miss, and a CPU-bound server gains nothing (measured in
+    /// `docs/benchmarks.md`). Off by default.
+    pub fn store_in_background(self) -> Self {
+        self.edit(|s| s.background = true)
     }
 
     /// Called with each tag purged (to purge a CDN too).
@@ -308,11 +319,7 @@ where
     }
     match store(&shared, &key, &tag, &request_headers, res).await {
         // A 304 if the request's validators match what was stored.
-        Ok((res, Some(stored)))
-            if (request_headers.contains_key(IF_NONE_MATCH)
-                || request_headers.contains_key(IF_MODIFIED_SINCE))
-                && not_modified(&stored, &request_headers) =>
-        {
+        Ok((res, Some(stored))) if not_modified(&stored, &request_headers) => {
             drop(res);
             Ok(serve(&stored, &request_headers, "MISS", false))
         }
@@ -328,9 +335,9 @@ fn mark<B>(mut res: Response<B>, how: &'static str) -> Response<B> {
 }
 
 /// Stores `res` if it may be: the response to send (its body rebuilt when it
-/// was read) and the stored copy.
+/// was read) and, when the request carries validators, the stored copy.
 async fn store<S, ResB>(
-    shared: &Shared<S>,
+    shared: &Arc<Shared<S>>,
     key: &str,
     path_tag: &str,
     request: &HeaderMap,
@@ -386,24 +393,49 @@ where
         }
     }
     let stored = StoredResponse::new(&head, bytes.clone(), request, fresh, stale);
+    // The caller needs the stored copy only to answer validators with a 304.
+    let copy = (request.contains_key(IF_NONE_MATCH) || request.contains_key(IF_MODIFIED_SINCE))
+        .then(|| stored.clone());
+    let write = persist(
+        shared.clone(),
+        key.to_owned(),
+        path_tag.to_owned(),
+        tags,
+        stored,
+    );
+    if shared.background {
+        tokio::spawn(write);
+    } else {
+        write.await;
+    }
+    Ok((Response::from_parts(head, ResB::from(bytes)), copy))
+}
+
+/// Writes `stored` among the variants of `key`.
+async fn persist<S: CacheStore<Variants>>(
+    shared: Arc<Shared<S>>,
+    key: String,
+    path_tag: String,
+    tags: Vec<String>,
+    stored: StoredResponse,
+) {
     // Other variants are kept only when the response varies.
     let existing = if stored.vary.is_empty() {
         None
     } else {
-        shared.cache.get(key).await
+        shared.cache.get(&key).await
     };
-    let variants = Variants::with(existing.as_ref(), stored.clone(), shared.max_variants);
+    let variants = Variants::with(existing.as_ref(), stored, shared.max_variants);
     let keep = variants.longest();
     let mut all_tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-    all_tags.push(path_tag);
+    all_tags.push(&path_tag);
     if let Err(e) = shared
         .cache
-        .set_for(key, variants, keep.0, keep.1, &all_tags)
+        .set_for(&key, variants, keep.0, keep.1, &all_tags)
         .await
     {
         tracing::debug!(error = %e, key, "response not cached");
     }
-    Ok((Response::from_parts(head, ResB::from(bytes)), Some(stored)))
 }
 
 /// Refreshes a stale entry in the background, once at a time per key.
