@@ -87,31 +87,13 @@ fn l1_hit(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs `iters` operations over 50 tasks; the elapsed time.
+/// `iters` operations over 50 tasks, keys spread over the 1000; the elapsed time.
 fn fifty_tasks<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, op: F) -> Duration
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let op = Arc::new(op);
-    rt.block_on(async move {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..50u64)
-            .map(|t| {
-                let op = op.clone();
-                let n = iters / 50 + u64::from(t < iters % 50);
-                tokio::spawn(async move {
-                    for j in 0..n {
-                        op((t * 7919 + j) % KEYS).await;
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        start.elapsed()
-    })
+    ee_testing::bench::spread(rt, 50, iters, move |n| op(n % KEYS))
 }
 
 fn l2_hit(c: &mut Criterion) {

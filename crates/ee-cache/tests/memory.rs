@@ -315,25 +315,13 @@ async fn a_bounded_store_evicts_and_counts_evictions() {
     assert!(held <= 100, "{held} entries held");
     cache.get(&999).await;
     cache.get(&5_000).await;
-    let counters: Vec<(String, u64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter_map(|(key, _, _, value)| match value {
-            metrics_util::debugging::DebugValue::Counter(n) => {
-                let labels: Vec<String> =
-                    key.key().labels().map(|l| l.value().to_owned()).collect();
-                Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), n))
-            }
-            _ => None,
-        })
-        .collect();
-    let get = |name: &str| counters.iter().find(|(k, _)| k == name).map(|(_, n)| *n);
-    let evicted = get("ee_cache_evictions_total{bounded,size}").unwrap_or(0);
+    let counters = ee_testing::counters(&snapshotter);
+    let get = |name: &str| counters.get(name);
+    let evicted = get("ee_cache_evictions_total{cache=bounded,cause=size}").unwrap_or(0);
     assert!(evicted >= 900, "{counters:?}");
     // Two lookups: 5 000 was never set (a miss); 999 may have been evicted.
-    let misses = get("ee_cache_requests_total{bounded,l1,miss}").unwrap_or(0);
-    let hits = get("ee_cache_requests_total{bounded,l1,hit}").unwrap_or(0);
+    let misses = get("ee_cache_requests_total{cache=bounded,level=l1,result=miss}").unwrap_or(0);
+    let hits = get("ee_cache_requests_total{cache=bounded,level=l1,result=hit}").unwrap_or(0);
     assert!(misses >= 1 && hits + misses == 2, "{counters:?}");
 }
 

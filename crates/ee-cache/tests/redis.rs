@@ -332,23 +332,8 @@ async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
         "a dropped write is not served locally either"
     );
 
-    let counters: Vec<(String, u64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter_map(|(key, _, _, value)| match value {
-            metrics_util::debugging::DebugValue::Counter(n) => {
-                let labels: Vec<String> =
-                    key.key().labels().map(|l| l.value().to_owned()).collect();
-                Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), n))
-            }
-            _ => None,
-        })
-        .collect();
-    let dropped = counters
-        .iter()
-        .find(|(k, _)| k.starts_with("ee_cache_dropped_writes_total"))
-        .map_or(0, |(_, n)| *n);
+    let counters = ee_testing::counters(&snapshotter);
+    let dropped = counters.sum("ee_cache_dropped_writes_total");
     assert!(dropped >= 2, "{counters:?}");
 
     redis.restart();

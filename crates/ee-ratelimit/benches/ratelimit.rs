@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ee_core::Key;
@@ -176,30 +176,13 @@ fn redis_50_tasks(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
     group.sample_size(30);
 
+    /// `iters` decisions over 50 tasks, keys spread over the clients.
     fn run<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, op: F) -> Duration
     where
         F: Fn(usize) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send,
     {
-        let op = Arc::new(op);
-        rt.block_on(async move {
-            let start = Instant::now();
-            let tasks: Vec<_> = (0..50u64)
-                .map(|t| {
-                    let op = op.clone();
-                    let n = iters / 50 + u64::from(t < iters % 50);
-                    tokio::spawn(async move {
-                        for j in 0..n {
-                            op((t * 7919 + j) as usize % KEYS).await;
-                        }
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await.unwrap();
-            }
-            start.elapsed()
-        })
+        ee_testing::bench::spread(rt, 50, iters, move |n| op(n as usize % KEYS))
     }
 
     {

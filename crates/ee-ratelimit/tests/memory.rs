@@ -440,23 +440,8 @@ async fn decisions_are_counted_in_metrics() {
     for _ in 0..3 {
         send(&layer, from_ip("192.0.2.1")).await;
     }
-    let counts: Vec<(String, u64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter_map(|(key, _, _, value)| {
-            let metrics_util::debugging::DebugValue::Counter(n) = value else {
-                return None;
-            };
-            let labels: Vec<String> = key
-                .key()
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), n))
-        })
-        .collect();
-    let get = |name: &str| counts.iter().find(|(k, _)| k == name).map(|(_, n)| *n);
+    let counts = ee_testing::counters(&snapshotter);
+    let get = |name: &str| counts.get(name);
     assert_eq!(
         get("ee_ratelimit_decisions_total{policy=api,outcome=allowed}"),
         Some(2),
@@ -553,21 +538,13 @@ async fn without_headers_the_allowed_response_is_untouched_and_the_429_still_com
     *head.method_mut() = Method::HEAD;
     assert_eq!(send(&layer, head).await.status, 200);
 
-    let counts: Vec<(String, u64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter_map(|(key, _, _, value)| match value {
-            metrics_util::debugging::DebugValue::Counter(n) => {
-                let labels: Vec<String> =
-                    key.key().labels().map(|l| l.value().to_owned()).collect();
-                Some((labels.join("/"), n))
-            }
-            _ => None,
-        })
-        .collect();
-    let get = |name: &str| counts.iter().find(|(k, _)| k == name).map(|(_, n)| *n);
-    assert_eq!(get("api/allowed"), Some(4), "{counts:?}");
-    assert_eq!(get("api/limited"), Some(1), "{counts:?}");
-    assert_eq!(get("writes/allowed"), Some(3), "{counts:?}");
+    let counts = ee_testing::counters(&snapshotter);
+    let get = |policy: &str, outcome: &str| {
+        counts.get(&format!(
+            "ee_ratelimit_decisions_total{{policy={policy},outcome={outcome}}}"
+        ))
+    };
+    assert_eq!(get("api", "allowed"), Some(4), "{counts:?}");
+    assert_eq!(get("api", "limited"), Some(1), "{counts:?}");
+    assert_eq!(get("writes", "allowed"), Some(3), "{counts:?}");
 }

@@ -1,12 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bench;
 mod clock;
+mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod redis;
 mod service;
 
 pub use clock::ManualClock;
+pub use metrics::{Counters, counters};
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_DATABASE_URL, Postgres};
 pub use redis::{RedisCluster, RedisServer, Reply, command as redis_command, key_slot};
