@@ -101,16 +101,10 @@ fn l2_hit(c: &mut Criterion) {
     let server = ee_testing::RedisServer::start();
     let url = server.url();
     let (cache, raw) = rt.block_on(async {
-        let conn = RedisConn::connect(&RedisConfig::standalone(url.clone()))
-            .await
-            .unwrap();
+        let (conn, mut raw) = ee_testing::bench::redis_pair(&url).await;
         let cache: Cache<u64, Product, RedisStore> = Cache::builder("products")
             .build(RedisStore::new(conn))
             .unwrap();
-        let mut raw =
-            redis::aio::ConnectionManager::new(redis::Client::open(url.as_str()).unwrap())
-                .await
-                .unwrap();
         for i in 0..KEYS {
             cache.set(&i, product(i)).await.unwrap();
             let json = serde_json::to_vec(&product(i)).unwrap();
@@ -379,15 +373,8 @@ fn http(c: &mut Criterion) {
     group.finish();
 }
 
-/// The benchmarks share one multi-thread runtime, made once.
 fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
+    ee_testing::bench::runtime()
 }
 
 criterion_group!(benches, l1_hit, l2_hit, tiered_zipf, http);

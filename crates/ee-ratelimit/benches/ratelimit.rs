@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ee_core::Key;
-use ee_core::redis::{RedisConfig, RedisConn};
 use ee_ratelimit::memory::MemoryLimiter;
 use ee_ratelimit::{
     HeaderConfig, Limiter, Policy, RateLimitLayer, RateLimitStore, RedisStore, Rule,
@@ -151,15 +150,7 @@ fn redis_50_tasks(c: &mut Criterion) {
     let rt = rt_handle();
     let server = ee_testing::RedisServer::start();
     let url = server.url();
-    let (conn, raw) = rt.block_on(async {
-        let conn = RedisConn::connect(&RedisConfig::standalone(url.clone()))
-            .await
-            .unwrap();
-        let raw = redis::aio::ConnectionManager::new(redis::Client::open(url.as_str()).unwrap())
-            .await
-            .unwrap();
-        (conn, raw)
-    });
+    let (conn, raw) = rt.block_on(ee_testing::bench::redis_pair(&url));
     let limiter = Arc::new(
         RedisStore::new(conn).limiter("api", &Rule::gcra(BURST, Duration::from_secs(1), BURST)),
     );
@@ -225,15 +216,8 @@ fn redis_50_tasks(c: &mut Criterion) {
     drop(server);
 }
 
-/// The benchmarks share one multi-thread runtime, made once.
 fn rt_handle() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
+    ee_testing::bench::runtime()
 }
 
 criterion_group!(benches, layer_memory, decision_memory, redis_50_tasks);

@@ -1,4 +1,6 @@
-//! Driving a benchmark operation from many tasks at once.
+//! Benchmark plumbing shared by the crates' criterion benches: one runtime,
+//! an ee and a raw redis-rs connection to the same server (our layer and its
+//! anchor), and driving an operation from many tasks at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,4 +34,28 @@ where
         }
         start.elapsed()
     })
+}
+
+/// One multi-thread runtime for every benchmark of a process, made on first use.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// An ee connection and a raw redis-rs `ConnectionManager` to the Redis at
+/// `url`: what a benchmark runs its layer and its anchor on.
+pub async fn redis_pair(url: &str) -> (ee_core::redis::RedisConn, ::redis::aio::ConnectionManager) {
+    let conn = ee_core::redis::RedisConn::connect(&ee_core::redis::RedisConfig::standalone(url))
+        .await
+        .expect("connect to Redis");
+    let raw =
+        ::redis::aio::ConnectionManager::new(::redis::Client::open(url).expect("a Redis URL"))
+            .await
+            .expect("connect to Redis");
+    (conn, raw)
 }

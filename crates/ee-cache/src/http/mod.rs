@@ -198,6 +198,37 @@ impl<S, Inner: std::fmt::Debug> std::fmt::Debug for ResponseCache<S, Inner> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The wrapped service, as the layer's helpers need it (the bounds of the
+/// `Service` impl below, named once).
+trait Origin<ReqB, ResB>:
+    Service<Request<ReqB>, Response = Response<ResB>, Future: Send + 'static, Error: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T, ReqB, ResB> Origin<ReqB, ResB> for T
+where
+    T: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    T::Future: Send + 'static,
+    T::Error: Send + 'static,
+{
+}
+
+/// A response body the layer can read and rebuild.
+trait CacheableBody:
+    Body<Data = Bytes, Error: std::fmt::Display> + From<Bytes> + Send + 'static
+{
+}
+
+impl<B> CacheableBody for B
+where
+    B: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
+{
+}
+
 impl<S, Inner, ReqB, ResB> Service<Request<ReqB>> for ResponseCache<S, Inner>
 where
     S: CacheStore<Variants>,
@@ -266,12 +297,9 @@ async fn handle<S, Inner, ReqB, ResB>(
 ) -> Result<Response<ResB>, Inner::Error>
 where
     S: CacheStore<Variants>,
-    Inner: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
-    Inner::Future: Send + 'static,
-    Inner::Error: Send + 'static,
+    Inner: Origin<ReqB, ResB>,
     ReqB: Default + Send + 'static,
-    ResB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
-    ResB::Error: std::fmt::Display,
+    ResB: CacheableBody,
 {
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
@@ -345,8 +373,7 @@ async fn store<S, ResB>(
 ) -> Result<(Response<ResB>, Option<StoredResponse>), Response<ResB>>
 where
     S: CacheStore<Variants>,
-    ResB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
-    ResB::Error: std::fmt::Display,
+    ResB: CacheableBody,
 {
     let (fresh, stale) = match storable(
         &Method::GET,
@@ -446,12 +473,9 @@ fn refresh<S, Inner, ReqB, ResB>(
     parts: &http::request::Parts,
 ) where
     S: CacheStore<Variants>,
-    Inner: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
-    Inner::Future: Send + 'static,
-    Inner::Error: Send + 'static,
+    Inner: Origin<ReqB, ResB>,
     ReqB: Default + Send + 'static,
-    ResB: Body<Data = Bytes> + From<Bytes> + Send + 'static,
-    ResB::Error: std::fmt::Display,
+    ResB: CacheableBody,
 {
     if !shared
         .refreshing
