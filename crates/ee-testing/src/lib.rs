@@ -7,6 +7,7 @@ mod metrics;
 mod postgres;
 mod redis;
 mod service;
+pub mod wire;
 
 pub use clock::ManualClock;
 pub use metrics::{Counters, counters};
