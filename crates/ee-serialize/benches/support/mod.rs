@@ -115,7 +115,7 @@ pub fn small_docs(n: usize, seed: usize) -> Vec<Vec<u8>> {
                 "name": format!("Water bottle {} ml, colour {}", 250 * (1 + i % 4), i % 12),
                 "price": {"amount_cents": 1_299 + (i * 113) % 9_000, "currency": "EUR"},
                 "stock": (i * 7) % 140,
-                "in_stock": i % 5 != 0,
+                "in_stock": !i.is_multiple_of(5),
                 "tags": ["outdoor", "kitchen"],
                 "updated_at": format!("2026-11-{:02}T18:{:02}:00Z", 1 + i % 28, i % 60)
             }))

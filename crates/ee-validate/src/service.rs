@@ -1,0 +1,241 @@
+//! `Validate<S>`: the service [`ValidateLayer`](crate::ValidateLayer) wraps.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use ee_core::Problem;
+use ee_serialize::error::{body_read_problem, is_json_content_type, not_json_problem};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use serde_json::{Map, Value};
+use tower::Service;
+
+use crate::check;
+use crate::error::{MAX_VIOLATIONS, Part, violations_problem};
+use crate::layer::{Coerce, Shared};
+use crate::metrics::{UNMATCHED, reject};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body your service gets: the checked bytes when the body was
+/// validated, the original body otherwise.
+pub type ValidatedBody<B> = Either<Full<Bytes>, B>;
+
+/// The service [`ValidateLayer`](crate::ValidateLayer) wraps around yours.
+#[derive(Clone)]
+pub struct Validate<S> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Validate<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validate")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Validate<S>
+where
+    S: Service<Request<ValidatedBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResB: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            match checked(&shared, req).await {
+                Ok(req) => inner.call(req).await,
+                Err(problem) => Ok(problem.into_response()),
+            }
+        })
+    }
+}
+
+fn route_of<B>(shared: &Shared, req: &Request<B>) -> String {
+    if let Some(route) = &shared.route {
+        return route.clone();
+    }
+    #[cfg(feature = "axum")]
+    if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return matched.as_str().to_owned();
+    }
+    let _ = req;
+    UNMATCHED.to_owned()
+}
+
+async fn checked<B>(shared: &Shared, req: Request<B>) -> Result<Request<ValidatedBody<B>>, Problem>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let route = route_of(shared, &req);
+    let mut found = Vec::new();
+    let mut total = 0;
+    if let Some(validator) = &shared.headers {
+        let (list, n) = check::violations(validator, &headers_object(req.headers()), Part::Headers);
+        found.extend(list);
+        total += n;
+    }
+    if let Some((validator, coerce)) = &shared.query {
+        let query = query_object(req.uri().query().unwrap_or(""), coerce).map_err(|bad| {
+            reject(&route, "syntax");
+            Problem::ee(http::StatusCode::BAD_REQUEST, "validate", "malformed-query")
+                .with_title("Malformed query string")
+                .with_detail(format!("the query parameter `{bad}` is not valid percent-encoded UTF-8"))
+        })?;
+        let (list, n) = check::violations(validator, &query, Part::Query);
+        found.extend(list);
+        total += n;
+    }
+    let Some(validator) = &shared.body else {
+        check::verdict((found, total), &route)?;
+        return Ok(req.map(Either::Right));
+    };
+    let content_type = req.headers().get(CONTENT_TYPE);
+    if !content_type
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json_content_type)
+    {
+        reject(&route, "content-type");
+        return Err(not_json_problem(
+            content_type.map(|v| v.to_str().unwrap_or("(not ASCII)")),
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, shared.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let problem = body_read_problem(e.as_ref());
+            reject(&route, if problem.status() == 413 { "size" } else { "body" });
+            return Err(problem);
+        }
+    };
+    let value = check::parse(&bytes, &route)?;
+    check::depth(&value, shared.registry.max_depth(), &route)?;
+    let (list, n) = check::violations(validator, &value, Part::Body);
+    found.extend(list);
+    total += n;
+    found.truncate(MAX_VIOLATIONS);
+    if !found.is_empty() {
+        for v in &found {
+            reject(&route, &v.keyword);
+        }
+        return Err(violations_problem(&found, total));
+    }
+    Ok(Request::from_parts(parts, Either::Left(Full::new(bytes))))
+}
+
+/// The headers as `{"lower-case-name": "value"}`; repeated headers joined
+/// with `, ` (RFC 9110 §5.3), non-ASCII bytes replaced.
+fn headers_object(headers: &HeaderMap) -> Value {
+    let mut map = Map::new();
+    for name in headers.keys() {
+        let joined = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        map.insert(name.as_str().to_owned(), Value::String(joined));
+    }
+    Value::Object(map)
+}
+
+/// The query string as an object, values coerced per `coerce`; `Err` names
+/// a parameter that is not valid percent-encoded UTF-8.
+pub(crate) fn query_object(query: &str, coerce: &std::collections::HashMap<String, Coerce>) -> Result<Value, String> {
+    let mut map = Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode(raw_name).ok_or_else(|| raw_name.to_owned())?;
+        let text = decode(raw_value).ok_or_else(|| name.clone())?;
+        let rule = coerce.get(&name).unwrap_or(&Coerce::Text);
+        let value = rule.apply(text);
+        match (rule, map.get_mut(&name)) {
+            (Coerce::Array(_), Some(Value::Array(items))) => items.push(value),
+            (Coerce::Array(_), None) => {
+                map.insert(name, Value::Array(vec![value]));
+            }
+            // A repeated scalar: the schema sees every value (and says the
+            // parameter is not an array).
+            (_, Some(existing)) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+            (_, None) => {
+                map.insert(name, value);
+            }
+        }
+    }
+    Ok(Value::Object(map))
+}
+
+/// Percent-decodes one query component (`+` is a space); `None` when the
+/// escapes are malformed or the bytes are not UTF-8.
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    #[test]
+    fn query_strings_become_coerced_objects() {
+        let coerce: HashMap<String, Coerce> = [
+            ("page".to_owned(), Coerce::Integer),
+            ("tag".to_owned(), Coerce::Array(Box::new(Coerce::Text))),
+            ("in_stock".to_owned(), Coerce::Boolean),
+            ("min".to_owned(), Coerce::Number),
+        ]
+        .into();
+        let q = query_object("page=2&tag=a&tag=b%20c&in_stock=true&min=1.5&q=caf%C3%A9+au+lait&page2=x", &coerce).unwrap();
+        assert_eq!(
+            q,
+            json!({"page": 2, "tag": ["a", "b c"], "in_stock": true, "min": 1.5, "q": "café au lait", "page2": "x"})
+        );
+        // Text that does not parse stays text, for the schema to refuse.
+        assert_eq!(query_object("page=two", &coerce).unwrap(), json!({"page": "two"}));
+        // A repeated scalar shows both values.
+        assert_eq!(query_object("page=1&page=2", &coerce).unwrap(), json!({"page": [1, 2]}));
+        assert!(query_object("q=%ZZ", &coerce).is_err());
+        assert!(query_object("q=%C3%28", &coerce).is_err());
+    }
+}
