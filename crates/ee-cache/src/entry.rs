@@ -1,8 +1,8 @@
 //! What a store keeps per key, and its byte encoding for Redis.
 
-use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ee_serialize::ZstdCodec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -69,11 +69,11 @@ const HEADER: usize = 18;
 /// Encodes an entry: a version byte, a flags byte, `fresh_until` and
 /// `stale_until` (u64 little-endian), the tags (a u16 count, then each as a
 /// u16 length and UTF-8), then the value as JSON, compressed with zstd when
-/// the JSON is longer than `zstd_above` bytes.
+/// `codec` compresses it (above its size threshold, with its dictionary).
 pub(crate) fn encode<V: Serialize>(
     entry: &Entry<V>,
     tags: &[String],
-    zstd_above: usize,
+    codec: &ZstdCodec,
     max_bytes: usize,
 ) -> Result<Vec<u8>, CacheError> {
     let mut out = Vec::with_capacity(64);
@@ -94,20 +94,16 @@ pub(crate) fn encode<V: Serialize>(
         );
         out.extend_from_slice(tag.as_bytes());
     }
-    let body = out.len();
     match &entry.value {
         None => out[1] = FLAG_NEGATIVE,
         Some(value) => {
-            serde_json::to_writer(&mut out, value)
-                .map_err(|e| CacheError::Encode(e.to_string()))?;
-            if out.len() - body > zstd_above {
-                let compressed = zstd::bulk::compress(&out[body..], 3)
-                    .map_err(|e| CacheError::Encode(e.to_string()))?;
-                if compressed.len() < out.len() - body {
-                    out.truncate(body);
-                    out.extend_from_slice(&compressed);
-                    out[1] = FLAG_ZSTD;
-                }
+            let json =
+                serde_json::to_vec(value).map_err(|e| CacheError::Encode(e.to_string()))?;
+            if codec
+                .compress_into(&json, &mut out)
+                .map_err(|e| CacheError::Encode(e.to_string()))?
+            {
+                out[1] = FLAG_ZSTD;
             }
         }
     }
@@ -124,6 +120,7 @@ pub(crate) fn encode<V: Serialize>(
 /// A compressed value may not inflate past `max_bytes`.
 pub(crate) fn decode<V: DeserializeOwned>(
     bytes: &[u8],
+    codec: &ZstdCodec,
     max_bytes: usize,
 ) -> Result<(Entry<V>, Vec<String>), CacheError> {
     let corrupt = |why: &str| CacheError::Decode(why.to_owned());
@@ -157,18 +154,11 @@ pub(crate) fn decode<V: DeserializeOwned>(
     let value = if flags & FLAG_NEGATIVE != 0 {
         None
     } else if flags & FLAG_ZSTD != 0 {
-        // Inflate through a bounded reader: a corrupt or hostile entry cannot
-        // make us allocate more than the value limit.
-        let decoder =
-            zstd::stream::read::Decoder::new(body).map_err(|e| corrupt(&e.to_string()))?;
-        let mut json = Vec::new();
-        decoder
-            .take(max_bytes as u64 + 1)
-            .read_to_end(&mut json)
+        // Inflate within the value limit: a corrupt or hostile entry cannot
+        // make us allocate more.
+        let json = codec
+            .decompress_within(body, max_bytes)
             .map_err(|e| corrupt(&e.to_string()))?;
-        if json.len() > max_bytes {
-            return Err(corrupt("compressed value inflates past the value limit"));
-        }
         Some(serde_json::from_slice(&json).map_err(|e| corrupt(&e.to_string()))?)
     } else {
         Some(serde_json::from_slice(body).map_err(|e| corrupt(&e.to_string()))?)
@@ -195,34 +185,34 @@ mod tests {
             stale_until: 20,
         };
         let tags = vec!["product:42".to_owned(), "shelf".to_owned()];
-        let bytes = encode(&small, &tags, 1024, 1 << 20).unwrap();
+        let bytes = encode(&small, &tags, &ZstdCodec::new(), 1 << 20).unwrap();
         assert_eq!(bytes[1], 0);
-        assert_eq!(decode::<String>(&bytes, 1 << 20).unwrap(), (small, tags));
+        assert_eq!(decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20).unwrap(), (small, tags));
 
         let big = Entry {
             value: Some("x".repeat(10_000)),
             fresh_until: 1,
             stale_until: 2,
         };
-        let bytes = encode(&big, &[], 1024, 1 << 20).unwrap();
+        let bytes = encode(&big, &[], &ZstdCodec::new(), 1 << 20).unwrap();
         assert_eq!(bytes[1], FLAG_ZSTD);
         assert!(bytes.len() < 1000, "{}", bytes.len());
-        assert_eq!(decode::<String>(&bytes, 1 << 20).unwrap().0, big);
+        assert_eq!(decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20).unwrap().0, big);
 
         let negative: Entry<String> = Entry {
             value: None,
             fresh_until: 5,
             stale_until: 5,
         };
-        let bytes = encode(&negative, &[], 1024, 1 << 20).unwrap();
-        assert_eq!(decode::<String>(&bytes, 1 << 20).unwrap().0, negative);
+        let bytes = encode(&negative, &[], &ZstdCodec::new(), 1 << 20).unwrap();
+        assert_eq!(decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20).unwrap().0, negative);
     }
 
     #[test]
     fn corrupt_bytes_and_bombs_are_decode_errors() {
         for bytes in [&b""[..], b"garbage", &[FORMAT, 0, 0, 0][..], &[9; 40][..]] {
             assert!(matches!(
-                decode::<String>(bytes, 1 << 20),
+                decode::<String>(bytes, &ZstdCodec::new(), 1 << 20),
                 Err(CacheError::Decode(_))
             ));
         }
@@ -230,7 +220,7 @@ mod tests {
         bad_json.extend_from_slice(&[0; 18]);
         bad_json.extend_from_slice(b"{not json");
         assert!(matches!(
-            decode::<String>(&bad_json, 1 << 20),
+            decode::<String>(&bad_json, &ZstdCodec::new(), 1 << 20),
             Err(CacheError::Decode(_))
         ));
         // 10 MB of zeros compress to a few hundred bytes; the limit stops it.
@@ -239,7 +229,7 @@ mod tests {
         bomb.extend_from_slice(&[0; 18]);
         bomb.extend_from_slice(&zeros);
         assert!(matches!(
-            decode::<u64>(&bomb, 1 << 20),
+            decode::<u64>(&bomb, &ZstdCodec::new(), 1 << 20),
             Err(CacheError::Decode(_))
         ));
     }
@@ -252,7 +242,7 @@ mod tests {
             stale_until: 0,
         };
         assert!(matches!(
-            encode(&entry, &[], usize::MAX, 1000),
+            encode(&entry, &[], &ZstdCodec::new().min_size(usize::MAX), 1000),
             Err(CacheError::ValueTooLarge { max: 1000, .. })
         ));
     }

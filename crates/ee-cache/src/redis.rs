@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use ee_serialize::ZstdCodec;
 use ee_core::LogThrottle;
 use ee_core::redis::{RedisConn, RedisError, Script};
 use futures_util::future::join_all;
@@ -46,7 +47,7 @@ return members
 #[derive(Clone)]
 pub struct RedisStore {
     conn: RedisConn,
-    zstd_above: usize,
+    codec: ZstdCodec,
     max_value_bytes: usize,
     tag_add: Arc<Script>,
     tag_take: Arc<Script>,
@@ -57,7 +58,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("conn", &self.conn)
-            .field("zstd_above", &self.zstd_above)
+            .field("codec", &self.codec)
             .field("max_value_bytes", &self.max_value_bytes)
             .finish()
     }
@@ -72,7 +73,7 @@ impl RedisStore {
     pub fn new(conn: RedisConn) -> Self {
         Self {
             conn,
-            zstd_above: 1024,
+            codec: ZstdCodec::new(),
             max_value_bytes: 1 << 20,
             tag_add: Arc::new(Script::new(TAG_ADD)),
             tag_take: Arc::new(Script::new(TAG_TAKE)),
@@ -82,7 +83,16 @@ impl RedisStore {
 
     /// Compresses values whose JSON is longer than `bytes` (default 1024).
     pub fn zstd_above(mut self, bytes: usize) -> Self {
-        self.zstd_above = bytes;
+        self.codec = self.codec.min_size(bytes);
+        self
+    }
+
+    /// How values are compressed: ee-serialize's [`ZstdCodec`], e.g. with a
+    /// [`Dictionary`](ee_serialize::Dictionary) trained on your values (many
+    /// small JSON values compress ~4x better with one; every instance must
+    /// use the same dictionary bytes).
+    pub fn codec(mut self, codec: ZstdCodec) -> Self {
+        self.codec = codec;
         self
     }
 
@@ -105,7 +115,7 @@ impl RedisStore {
         bytes: Option<Vec<u8>>,
     ) -> Option<(Entry<V>, Vec<String>)> {
         let bytes = bytes?;
-        match decode(&bytes, self.max_value_bytes) {
+        match decode(&bytes, &self.codec, self.max_value_bytes) {
             Ok(decoded) => Some(decoded),
             Err(e) => {
                 if let Some(suppressed) = self.corrupt.check() {
@@ -225,7 +235,7 @@ where
         if ttl == 0 {
             return Ok(());
         }
-        let bytes = encode(&entry, tags, self.zstd_above, self.max_value_bytes)?;
+        let bytes = encode(&entry, tags, &self.codec, self.max_value_bytes)?;
         self.conn
             .query::<()>(redis::cmd("SET").arg(key).arg(bytes).arg("PX").arg(ttl))
             .await

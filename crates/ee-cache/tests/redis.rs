@@ -126,6 +126,37 @@ async fn large_values_are_compressed_and_oversized_ones_refused() {
 }
 
 #[tokio::test]
+async fn a_trained_dictionary_shrinks_small_values_and_a_store_without_it_reads_a_miss() {
+    use ee_serialize::{Dictionary, ZstdCodec};
+    let samples: Vec<Vec<u8>> = (0..400)
+        .map(|i| serde_json::to_vec(&product(i, &format!("Water bottle {i}, 750 ml"))).unwrap())
+        .collect();
+    let dict = Arc::new(Dictionary::train(&samples, 8 * 1024, 3).unwrap());
+    let config = RedisConfig::default();
+    let name = unique("dict");
+    let with_dict: Cache<str, Product, RedisStore> = Cache::builder(name.clone())
+        .build(RedisStore::new(conn(&config).await).codec(ZstdCodec::new().min_size(32).dictionary(dict)))
+        .unwrap();
+    let plain: Cache<str, Product, RedisStore> = Cache::builder(name)
+        .build(RedisStore::new(conn(&config).await).zstd_above(32))
+        .unwrap();
+    let value = product(4242, "Water bottle 4242, 750 ml");
+    let json_len = serde_json::to_vec(&value).unwrap().len();
+    with_dict.set("p", value.clone()).await.unwrap();
+    let raw: Vec<u8> = with_dict
+        .store()
+        .conn()
+        .query(redis::cmd("GET").arg(with_dict.full_key("p").unwrap()))
+        .await
+        .unwrap();
+    // 18 bytes of entry header + 2 of tag count, then the compressed value.
+    assert!(raw.len() - 20 < json_len / 2, "{} stored for {json_len} of JSON", raw.len());
+    assert_eq!(with_dict.get("p").await, Some(value));
+    // Without the dictionary the entry cannot be read: a miss, not garbage.
+    assert_eq!(plain.get("p").await, None);
+}
+
+#[tokio::test]
 async fn corrupt_bytes_read_as_a_miss_and_are_deleted() {
     let config = RedisConfig::default();
     let cache: Cache<str, Product, RedisStore> = Cache::builder(unique("corrupt"))

@@ -211,7 +211,15 @@ impl ZstdCodec {
     /// when the frame names a dictionary this codec does not hold,
     /// [`CodecError::Zstd`] on corrupt input.
     pub fn decompress(&self, input: &[u8]) -> Result<Vec<u8>, CodecError> {
-        let limit = self.max_decoded;
+        self.decompress_within(input, self.max_decoded)
+    }
+
+    /// [`decompress`](Self::decompress) with another decoded-size limit
+    /// (a store's own value limit).
+    ///
+    /// # Errors
+    /// As [`decompress`](Self::decompress).
+    pub fn decompress_within(&self, input: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
         let needed = zstd::zstd_safe::get_dict_id_from_frame(input).map_or(0, |id| id.get());
         let held = self.dictionary.as_ref().map_or(0, |d| d.id);
         if needed != 0 && needed != held {
