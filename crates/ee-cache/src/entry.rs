@@ -97,8 +97,7 @@ pub(crate) fn encode<V: Serialize>(
     match &entry.value {
         None => out[1] = FLAG_NEGATIVE,
         Some(value) => {
-            let json =
-                serde_json::to_vec(value).map_err(|e| CacheError::Encode(e.to_string()))?;
+            let json = serde_json::to_vec(value).map_err(|e| CacheError::Encode(e.to_string()))?;
             if codec
                 .compress_into(&json, &mut out)
                 .map_err(|e| CacheError::Encode(e.to_string()))?
@@ -187,7 +186,10 @@ mod tests {
         let tags = vec!["product:42".to_owned(), "shelf".to_owned()];
         let bytes = encode(&small, &tags, &ZstdCodec::new(), 1 << 20).unwrap();
         assert_eq!(bytes[1], 0);
-        assert_eq!(decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20).unwrap(), (small, tags));
+        assert_eq!(
+            decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20).unwrap(),
+            (small, tags)
+        );
 
         let big = Entry {
             value: Some("x".repeat(10_000)),
@@ -197,7 +199,12 @@ mod tests {
         let bytes = encode(&big, &[], &ZstdCodec::new(), 1 << 20).unwrap();
         assert_eq!(bytes[1], FLAG_ZSTD);
         assert!(bytes.len() < 1000, "{}", bytes.len());
-        assert_eq!(decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20).unwrap().0, big);
+        assert_eq!(
+            decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20)
+                .unwrap()
+                .0,
+            big
+        );
 
         let negative: Entry<String> = Entry {
             value: None,
@@ -205,7 +212,12 @@ mod tests {
             stale_until: 5,
         };
         let bytes = encode(&negative, &[], &ZstdCodec::new(), 1 << 20).unwrap();
-        assert_eq!(decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20).unwrap().0, negative);
+        assert_eq!(
+            decode::<String>(&bytes, &ZstdCodec::new(), 1 << 20)
+                .unwrap()
+                .0,
+            negative
+        );
     }
 
     #[test]

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use ee_serialize::ZstdCodec;
 use ee_core::LogThrottle;
 use ee_core::redis::{RedisConn, RedisError, Script};
+use ee_serialize::ZstdCodec;
 use futures_util::future::join_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

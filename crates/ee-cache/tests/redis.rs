@@ -135,7 +135,10 @@ async fn a_trained_dictionary_shrinks_small_values_and_a_store_without_it_reads_
     let config = RedisConfig::default();
     let name = unique("dict");
     let with_dict: Cache<str, Product, RedisStore> = Cache::builder(name.clone())
-        .build(RedisStore::new(conn(&config).await).codec(ZstdCodec::new().min_size(32).dictionary(dict)))
+        .build(
+            RedisStore::new(conn(&config).await)
+                .codec(ZstdCodec::new().min_size(32).dictionary(dict)),
+        )
         .unwrap();
     let plain: Cache<str, Product, RedisStore> = Cache::builder(name)
         .build(RedisStore::new(conn(&config).await).zstd_above(32))
@@ -150,7 +153,11 @@ async fn a_trained_dictionary_shrinks_small_values_and_a_store_without_it_reads_
         .await
         .unwrap();
     // 18 bytes of entry header + 2 of tag count, then the compressed value.
-    assert!(raw.len() - 20 < json_len / 2, "{} stored for {json_len} of JSON", raw.len());
+    assert!(
+        raw.len() - 20 < json_len / 2,
+        "{} stored for {json_len} of JSON",
+        raw.len()
+    );
     assert_eq!(with_dict.get("p").await, Some(value));
     // Without the dictionary the entry cannot be read: a miss, not garbage.
     assert_eq!(plain.get("p").await, None);

@@ -22,7 +22,9 @@ mod support;
 
 fn responses(c: &mut Criterion) {
     let listing = bytes::Bytes::from(support::listing(100));
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let route = {
         let listing = listing.clone();
         Router::new().route(
@@ -34,24 +36,46 @@ fn responses(c: &mut Criterion) {
         )
     };
     let variants: Vec<(&str, &str, Router)> = vec![
-        ("tower_http_default_gzip6", "gzip", route.clone().layer(CompressionLayer::new())),
-        ("ee_preset_zstd3", "zstd", route.clone().layer(ee_serialize::compression())),
-        ("ee_preset_br4", "br", route.clone().layer(ee_serialize::compression())),
-        ("ee_preset_gzip6", "gzip", route.clone().layer(ee_serialize::compression())),
+        (
+            "tower_http_default_gzip6",
+            "gzip",
+            route.clone().layer(CompressionLayer::new()),
+        ),
+        (
+            "ee_preset_zstd3",
+            "zstd",
+            route.clone().layer(ee_serialize::compression()),
+        ),
+        (
+            "ee_preset_br4",
+            "br",
+            route.clone().layer(ee_serialize::compression()),
+        ),
+        (
+            "ee_preset_gzip6",
+            "gzip",
+            route.clone().layer(ee_serialize::compression()),
+        ),
         (
             "zstd1",
             "zstd",
-            route.clone().layer(CompressionLayer::new().quality(CompressionLevel::Precise(1))),
+            route
+                .clone()
+                .layer(CompressionLayer::new().quality(CompressionLevel::Precise(1))),
         ),
         (
             "zstd6",
             "zstd",
-            route.clone().layer(CompressionLayer::new().quality(CompressionLevel::Precise(6))),
+            route
+                .clone()
+                .layer(CompressionLayer::new().quality(CompressionLevel::Precise(6))),
         ),
         (
             "br11",
             "br",
-            route.clone().layer(CompressionLayer::new().quality(CompressionLevel::Best)),
+            route
+                .clone()
+                .layer(CompressionLayer::new().quality(CompressionLevel::Best)),
         ),
     ];
     let fetch = |app: &Router, coding: &str| {
@@ -74,7 +98,9 @@ fn responses(c: &mut Criterion) {
             listing.len(),
             listing.len() as f64 / size as f64
         );
-        group.bench_function(BenchmarkId::from_parameter(name), |b| b.iter(|| fetch(app, coding)));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| fetch(app, coding))
+        });
     }
     group.finish();
 }

@@ -61,9 +61,17 @@ fn end_to_end(c: &mut Criterion) {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let axum_json = Router::new().route("/", post(|axum::Json(o): axum::Json<Order>| async move { axum::Json(o) }));
-    let fast_json = Router::new().route("/", post(|FastJson(o): FastJson<Order>| async move { FastJson(o) }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let axum_json = Router::new().route(
+        "/",
+        post(|axum::Json(o): axum::Json<Order>| async move { axum::Json(o) }),
+    );
+    let fast_json = Router::new().route(
+        "/",
+        post(|FastJson(o): FastJson<Order>| async move { FastJson(o) }),
+    );
     let mut group = c.benchmark_group("json_end_to_end");
     for (label, items) in SIZES {
         let bytes = bytes::Bytes::from(serde_json::to_vec(&order(items)).unwrap());

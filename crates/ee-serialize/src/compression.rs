@@ -148,7 +148,10 @@ mod tests {
     fn response(content_type: &str, len: usize) -> Response<http_body_util::Full<bytes::Bytes>> {
         Response::builder()
             .header(CONTENT_TYPE, content_type)
-            .body(http_body_util::Full::new(bytes::Bytes::from(vec![b'a'; len])))
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+                b'a';
+                len
+            ])))
             .unwrap()
     }
 
@@ -164,7 +167,9 @@ mod tests {
         assert!(!p.should_compress(&response("application/grpc", 2000)));
         assert!(!p.should_compress(&response("text/event-stream", 2000)));
         assert!(!p.should_compress(&response("application/octet-stream", 2000)));
-        let custom = Compressible::new().content_types(["application/octet-stream"]).min_size(0);
+        let custom = Compressible::new()
+            .content_types(["application/octet-stream"])
+            .min_size(0);
         assert!(custom.should_compress(&response("application/octet-stream", 1)));
         assert!(!custom.should_compress(&response("text/plain", 10)));
     }

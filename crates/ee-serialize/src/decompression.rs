@@ -124,17 +124,21 @@ fn coding(value: Option<&HeaderValue>) -> Result<Option<Coding>, Box<Problem>> {
         return Ok(None);
     };
     let unsupported = |detail: String| {
-        Box::new(Problem::ee(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "serialize",
-            "unsupported-content-encoding",
+        Box::new(
+            Problem::ee(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "serialize",
+                "unsupported-content-encoding",
+            )
+            .with_title("Unsupported Content-Encoding")
+            .with_detail(detail)
+            .with_header(ACCEPT_ENCODING, HeaderValue::from_static(SUPPORTED)),
         )
-        .with_title("Unsupported Content-Encoding")
-        .with_detail(detail)
-        .with_header(ACCEPT_ENCODING, HeaderValue::from_static(SUPPORTED)))
     };
     let Ok(text) = value.to_str() else {
-        return Err(unsupported("the Content-Encoding header is not ASCII".into()));
+        return Err(unsupported(
+            "the Content-Encoding header is not ASCII".into(),
+        ));
     };
     let codings: Vec<&str> = text
         .split(',')
@@ -273,7 +277,8 @@ where
                 // An error of the compressed body itself (the client went
                 // away) passes through; anything else is the decoder's.
                 let reason = e.to_string();
-                let error: BoxError = match e.into_inner().map(|inner| inner.downcast::<Upstream>()) {
+                let error: BoxError = match e.into_inner().map(|inner| inner.downcast::<Upstream>())
+                {
                     Some(Ok(upstream)) => upstream.0,
                     _ => Box::new(BodyError::MalformedEncoding {
                         encoding: self.coding.name(),

@@ -97,10 +97,9 @@ pub fn is_json_content_type(value: &str) -> bool {
     };
     kind.eq_ignore_ascii_case("application")
         && (subtype.eq_ignore_ascii_case("json")
-            || subtype
-                .len()
-                .checked_sub(5)
-                .is_some_and(|i| subtype.is_char_boundary(i) && subtype[i..].eq_ignore_ascii_case("+json")))
+            || subtype.len().checked_sub(5).is_some_and(|i| {
+                subtype.is_char_boundary(i) && subtype[i..].eq_ignore_ascii_case("+json")
+            }))
 }
 
 /// A JSON document that did not parse into the expected type.
@@ -144,8 +143,12 @@ impl From<&JsonError> for Problem {
             Problem::ee(StatusCode::BAD_REQUEST, "serialize", "malformed-json")
                 .with_title("Malformed JSON")
         } else {
-            Problem::ee(StatusCode::UNPROCESSABLE_ENTITY, "serialize", "invalid-json")
-                .with_title("JSON of the wrong shape")
+            Problem::ee(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "serialize",
+                "invalid-json",
+            )
+            .with_title("JSON of the wrong shape")
         };
         let problem = problem.with_detail(e.message.clone());
         if e.line > 0 {
@@ -172,14 +175,22 @@ mod tests {
         ] {
             assert!(is_json_content_type(ok), "{ok}");
         }
-        for no in ["text/json", "application/jsonx", "application/x-www-form-urlencoded", "json", ""] {
+        for no in [
+            "text/json",
+            "application/jsonx",
+            "application/x-www-form-urlencoded",
+            "json",
+            "",
+        ] {
             assert!(!is_json_content_type(no), "{no}");
         }
     }
 
     #[test]
     fn syntax_and_shape_errors_get_their_statuses() {
-        let syntax: JsonError = serde_json::from_str::<serde_json::Value>("{").unwrap_err().into();
+        let syntax: JsonError = serde_json::from_str::<serde_json::Value>("{")
+            .unwrap_err()
+            .into();
         assert_eq!(Problem::from(&syntax).status(), 400);
         let shape: JsonError = serde_json::from_str::<u8>("300").unwrap_err().into();
         assert_eq!(Problem::from(&shape).status(), 422);

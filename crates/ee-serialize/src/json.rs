@@ -129,10 +129,9 @@ impl<T: Serialize> IntoResponse for FastJson<T> {
         match to_bytes(&self.0) {
             Ok(bytes) => {
                 let mut response = Response::new(axum::body::Body::from(bytes));
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 response
             }
             Err(e) => Problem::ee(

@@ -30,12 +30,29 @@ struct Quantity {
 const MAX_DECODED: usize = 1 << 20;
 
 async fn serve() -> SocketAddr {
-    let listing = serde_json::to_string(&(0..100).map(|i| order(1).items[0].clone().tap(i)).collect::<Vec<_>>()).unwrap();
+    let listing = serde_json::to_string(
+        &(0..100)
+            .map(|i| order(1).items[0].clone().tap(i))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let app = Router::new()
-        .route("/orders", post(|FastJson(o): FastJson<Order>| async move { FastJson(o) }))
-        .route("/strict", post(|FastJson(s): FastJson<Strict>| async move { FastJson(s) }))
-        .route("/quantity", post(|FastJson(q): FastJson<Quantity>| async move { FastJson(q) }))
-        .route("/value", post(|FastJson(v): FastJson<Value>| async move { FastJson(v) }))
+        .route(
+            "/orders",
+            post(|FastJson(o): FastJson<Order>| async move { FastJson(o) }),
+        )
+        .route(
+            "/strict",
+            post(|FastJson(s): FastJson<Strict>| async move { FastJson(s) }),
+        )
+        .route(
+            "/quantity",
+            post(|FastJson(q): FastJson<Quantity>| async move { FastJson(q) }),
+        )
+        .route(
+            "/value",
+            post(|FastJson(v): FastJson<Value>| async move { FastJson(v) }),
+        )
         .route(
             "/listing",
             get(move || {
@@ -63,7 +80,12 @@ impl Tap for support::Item {
     }
 }
 
-async fn post_json(addr: SocketAddr, path: &str, extra: &[(&str, &[u8])], body: &[u8]) -> TestResponse {
+async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[(&str, &[u8])],
+    body: &[u8],
+) -> TestResponse {
     let mut headers: Vec<(&str, &[u8])> = vec![("content-type", b"application/json")];
     headers.extend_from_slice(extra);
     exchange(addr, &request("POST", path, &headers, body)).await
@@ -72,7 +94,10 @@ async fn post_json(addr: SocketAddr, path: &str, extra: &[(&str, &[u8])], body: 
 fn assert_problem(res: &TestResponse, status: u16, kind: &str) -> ee_core::Problem {
     assert_eq!(res.status, status, "{}", res.text());
     let problem = res.problem();
-    assert_eq!(problem.type_uri(), format!("https://ee.rs/problems/serialize/{kind}"));
+    assert_eq!(
+        problem.type_uri(),
+        format!("https://ee.rs/problems/serialize/{kind}")
+    );
     problem
 }
 
@@ -94,7 +119,11 @@ async fn a_valid_order_round_trips_at_every_size() {
 async fn wrong_or_missing_content_type_is_415() {
     let addr = serve().await;
     let body = br#"{"sku":"a"}"#;
-    let res = exchange(addr, &request("POST", "/strict", &[("content-type", b"text/plain")], body)).await;
+    let res = exchange(
+        addr,
+        &request("POST", "/strict", &[("content-type", b"text/plain")], body),
+    )
+    .await;
     let problem = assert_problem(&res, 415, "unsupported-media-type");
     assert!(problem.detail().unwrap().contains("text/plain"));
     let res = exchange(addr, &request("POST", "/strict", &[], body)).await;
@@ -102,7 +131,12 @@ async fn wrong_or_missing_content_type_is_415() {
     // `application/*+json` is JSON.
     let res = exchange(
         addr,
-        &request("POST", "/strict", &[("content-type", b"application/vnd.ee.v1+json")], body),
+        &request(
+            "POST",
+            "/strict",
+            &[("content-type", b"application/vnd.ee.v1+json")],
+            body,
+        ),
     )
     .await;
     assert_eq!(res.status, 200);
@@ -119,24 +153,40 @@ async fn truncated_json_invalid_utf8_and_deep_nesting_are_400() {
     let mut bad = br#"{"sku": "caf"#.to_vec();
     bad.extend_from_slice(&[0xC3, 0x28]);
     bad.extend_from_slice(br#""}"#);
-    assert_problem(&post_json(addr, "/strict", &[], &bad).await, 400, "malformed-json");
+    assert_problem(
+        &post_json(addr, "/strict", &[], &bad).await,
+        400,
+        "malformed-json",
+    );
     let mut big = serde_json::to_vec(&order(14)).unwrap();
     let at = big.windows(3).position(|w| w == b"Ada").unwrap();
     big[at] = 0xFF;
-    assert_problem(&post_json(addr, "/orders", &[], &big).await, 400, "malformed-json");
+    assert_problem(
+        &post_json(addr, "/orders", &[], &big).await,
+        400,
+        "malformed-json",
+    );
 
     // 1,000-deep nesting is refused by the parser's depth limit, not the stack.
     let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
     let res = post_json(addr, "/value", &[], deep.as_bytes()).await;
     let problem = assert_problem(&res, 400, "malformed-json");
-    assert!(problem.detail().unwrap().contains("recursion"), "{:?}", problem.detail());
+    assert!(
+        problem.detail().unwrap().contains("recursion"),
+        "{:?}",
+        problem.detail()
+    );
     // Over the 1 KiB switch, the other parser says the same.
     let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000)).repeat(2);
     let res = post_json(addr, "/value", &[], deep.as_bytes()).await;
     assert_problem(&res, 400, "malformed-json");
 
     // An empty body.
-    assert_problem(&post_json(addr, "/strict", &[], b"").await, 400, "malformed-json");
+    assert_problem(
+        &post_json(addr, "/strict", &[], b"").await,
+        400,
+        "malformed-json",
+    );
 }
 
 #[tokio::test]
@@ -145,7 +195,11 @@ async fn wrong_shapes_are_422() {
     // A number out of range for the field's type.
     let res = post_json(addr, "/quantity", &[], br#"{"quantity": 300}"#).await;
     let problem = assert_problem(&res, 422, "invalid-json");
-    assert!(problem.detail().unwrap().contains("300"), "{:?}", problem.detail());
+    assert!(
+        problem.detail().unwrap().contains("300"),
+        "{:?}",
+        problem.detail()
+    );
     // A number out of range for any float is not JSON we can read: 400.
     let res = post_json(addr, "/quantity", &[], br#"{"quantity": 1e400}"#).await;
     assert_problem(&res, 400, "malformed-json");
@@ -171,7 +225,13 @@ async fn compressed_bodies_are_decoded_in_every_supported_coding() {
         ("br", encode_br(&json).await),
         ("deflate", encode_deflate(&json).await),
     ] {
-        let res = post_json(addr, "/orders", &[("content-encoding", coding.as_bytes())], &body).await;
+        let res = post_json(
+            addr,
+            "/orders",
+            &[("content-encoding", coding.as_bytes())],
+            &body,
+        )
+        .await;
         assert_eq!(res.status, 200, "{coding}: {}", res.text());
         assert_eq!(res.json::<Order>(), sent, "{coding}");
     }
@@ -188,10 +248,22 @@ async fn a_10_mb_zstd_bomb_is_413_and_corrupt_data_is_400() {
     assert_eq!(problem.extension("limit"), Some(&json!(MAX_DECODED)));
     assert_eq!(problem.extension("decoded"), Some(&json!(true)));
 
-    let res = post_json(addr, "/value", &[("content-encoding", b"zstd")], b"definitely not zstd").await;
+    let res = post_json(
+        addr,
+        "/value",
+        &[("content-encoding", b"zstd")],
+        b"definitely not zstd",
+    )
+    .await;
     let problem = assert_problem(&res, 400, "malformed-encoding");
     assert_eq!(problem.extension("encoding"), Some(&json!("zstd")));
-    let res = post_json(addr, "/value", &[("content-encoding", b"gzip")], b"\x1f\x8b not gzip").await;
+    let res = post_json(
+        addr,
+        "/value",
+        &[("content-encoding", b"gzip")],
+        b"\x1f\x8b not gzip",
+    )
+    .await;
     assert_problem(&res, 400, "malformed-encoding");
 }
 
@@ -201,14 +273,21 @@ async fn unsupported_content_encodings_are_415_with_accept_encoding() {
     for coding in [&b"compress"[..], b"lz4", b"gzip, zstd", b"caf\xc3\xa9"] {
         let res = post_json(addr, "/value", &[("content-encoding", coding)], b"{}").await;
         assert_problem(&res, 415, "unsupported-content-encoding");
-        assert_eq!(res.header("accept-encoding"), Some("zstd, br, gzip, deflate"));
+        assert_eq!(
+            res.header("accept-encoding"),
+            Some("zstd, br, gzip, deflate")
+        );
     }
     let res = post_json(addr, "/value", &[("content-encoding", b"identity")], b"{}").await;
     assert_eq!(res.status, 200);
 }
 
 async fn get_listing(addr: SocketAddr, path: &str, accept: &[u8]) -> TestResponse {
-    exchange(addr, &request("GET", path, &[("accept-encoding", accept)], b"")).await
+    exchange(
+        addr,
+        &request("GET", path, &[("accept-encoding", accept)], b""),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -266,5 +345,8 @@ async fn encode_br(bytes: &[u8]) -> Vec<u8> {
 }
 
 async fn encode_deflate(bytes: &[u8]) -> Vec<u8> {
-    encode_with(async_compression::tokio::bufread::DeflateEncoder::new(bytes)).await
+    encode_with(async_compression::tokio::bufread::DeflateEncoder::new(
+        bytes,
+    ))
+    .await
 }

@@ -16,38 +16,71 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn item() -> impl Strategy<Value = Item> {
-    (text(), text(), any::<u32>(), any::<u64>(), -1_000_000i32..1_000_000, proptest::collection::vec(text(), 0..4), any::<bool>())
-        .prop_map(|(sku, name, quantity, unit_price_cents, d, tags, gift)| Item {
-            sku,
-            name,
-            quantity,
-            unit_price_cents,
-            // Multiples of 1/1024 print and parse exactly (serde_json's
-            // default float parsing is not round-trip exact for every f64).
-            discount: f64::from(d) / 1024.0,
-            tags,
-            gift,
-        })
+    (
+        text(),
+        text(),
+        any::<u32>(),
+        any::<u64>(),
+        -1_000_000i32..1_000_000,
+        proptest::collection::vec(text(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(sku, name, quantity, unit_price_cents, d, tags, gift)| Item {
+                sku,
+                name,
+                quantity,
+                unit_price_cents,
+                // Multiples of 1/1024 print and parse exactly (serde_json's
+                // default float parsing is not round-trip exact for every f64).
+                discount: f64::from(d) / 1024.0,
+                tags,
+                gift,
+            },
+        )
 }
 
 fn order() -> impl Strategy<Value = Order> {
     (
         (text(), text(), text(), text()),
-        (any::<u64>(), text(), text(), (text(), text(), text(), text())),
+        (
+            any::<u64>(),
+            text(),
+            text(),
+            (text(), text(), text(), text()),
+        ),
         proptest::collection::vec(item(), 0..8),
         any::<u64>(),
         proptest::option::of(text()),
     )
-        .prop_map(|((id, status, currency, created_at), (cid, email, name, (line1, city, postcode, country)), items, total_cents, notes)| Order {
-            id,
-            status,
-            currency,
-            created_at,
-            customer: Customer { id: cid, email, name, address: Address { line1, city, postcode, country } },
-            items,
-            total_cents,
-            notes,
-        })
+        .prop_map(
+            |(
+                (id, status, currency, created_at),
+                (cid, email, name, (line1, city, postcode, country)),
+                items,
+                total_cents,
+                notes,
+            )| Order {
+                id,
+                status,
+                currency,
+                created_at,
+                customer: Customer {
+                    id: cid,
+                    email,
+                    name,
+                    address: Address {
+                        line1,
+                        city,
+                        postcode,
+                        country,
+                    },
+                },
+                items,
+                total_cents,
+                notes,
+            },
+        )
 }
 
 proptest! {

@@ -15,7 +15,8 @@ use crate::TestResponse;
 /// `connection: close`, the given headers, `content-length` when there is a
 /// body, then the body.
 pub fn request(method: &str, path: &str, headers: &[(&str, &[u8])], body: &[u8]) -> Vec<u8> {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n").into_bytes();
+    let mut raw =
+        format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n").into_bytes();
     for (name, value) in headers {
         raw.extend_from_slice(name.as_bytes());
         raw.extend_from_slice(b": ");
@@ -34,10 +35,15 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &[u8])], body: &[u8])
 /// (the request should say `connection: close`, as [`request`] does); a
 /// chunked body is de-chunked.
 pub async fn exchange(addr: SocketAddr, raw: &[u8]) -> TestResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect to the test server");
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the test server");
     stream.write_all(raw).await.expect("write the request");
     let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).await.expect("read the response");
+    stream
+        .read_to_end(&mut bytes)
+        .await
+        .expect("read the response");
     parse(&bytes)
 }
 
@@ -66,7 +72,11 @@ pub fn parse(bytes: &[u8]) -> TestResponse {
     let chunked = headers
         .get("transfer-encoding")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
-    let body = if chunked { dechunk(raw_body) } else { raw_body.to_vec() };
+    let body = if chunked {
+        dechunk(raw_body)
+    } else {
+        raw_body.to_vec()
+    };
     TestResponse {
         status: StatusCode::from_u16(status).expect("a status code"),
         headers,

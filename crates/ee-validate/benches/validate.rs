@@ -47,7 +47,10 @@ fn body() -> bytes::Bytes {
 
 fn registry_vs_compile(c: &mut Criterion) {
     let schema = schemars::schema_for!(CreateOrder).to_value();
-    let registry = SchemaRegistry::builder().schema("urn:order", schema.clone()).build().unwrap();
+    let registry = SchemaRegistry::builder()
+        .schema("urn:order", schema.clone())
+        .build()
+        .unwrap();
     let validator = registry.validator("urn:order").unwrap();
     let value: serde_json::Value = serde_json::from_slice(&body()).unwrap();
     let mut group = c.benchmark_group("validate_order");
@@ -68,7 +71,9 @@ fn valid_extractor(c: &mut Criterion) {
     let schema = schemars::schema_for!(CreateOrder).to_value();
     let raw_validator = jsonschema::validator_for(&schema).unwrap();
     let registry = SchemaRegistry::default();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut group = c.benchmark_group("valid_create_order_1kb");
     group.bench_function("raw_parse_validate_deserialize", |b| {
         b.iter(|| {
@@ -90,7 +95,10 @@ fn valid_extractor(c: &mut Criterion) {
                 req.extensions_mut().insert(registry.clone());
                 req
             },
-            |req| rt.block_on(Valid::<CreateOrder>::from_request(req, &())).unwrap(),
+            |req| {
+                rt.block_on(Valid::<CreateOrder>::from_request(req, &()))
+                    .unwrap()
+            },
             criterion::BatchSize::SmallInput,
         )
     });

@@ -11,16 +11,16 @@ use crate::error::{MAX_VIOLATIONS, Part, Violation, too_deep_problem, violations
 use crate::metrics::reject;
 
 /// Parses a JSON body: 400 (`ee_serialize`'s problem) when it is not JSON.
-pub(crate) fn parse(bytes: &Bytes, route: &str) -> Result<Value, Problem> {
+pub(crate) fn parse(bytes: &Bytes, route: &str) -> Result<Value, Box<Problem>> {
     serde_json::from_slice(bytes).map_err(|e| {
         reject(route, "syntax");
-        Problem::from(&JsonError::from(e))
+        Box::new(Problem::from(&JsonError::from(e)))
     })
 }
 
 /// Refuses a document deeper than `max` (serde_json's parser already stops
 /// at 128, so only a lower limit walks the document).
-pub(crate) fn depth(value: &Value, max: usize, route: &str) -> Result<(), Problem> {
+pub(crate) fn depth(value: &Value, max: usize, route: &str) -> Result<(), Box<Problem>> {
     if max >= 128 {
         return Ok(());
     }
@@ -33,7 +33,7 @@ pub(crate) fn depth(value: &Value, max: usize, route: &str) -> Result<(), Proble
         };
         if d > max {
             reject(route, "depth");
-            return Err(too_deep_problem(max));
+            return Err(Box::new(too_deep_problem(max)));
         }
         stack.extend(children.map(|c| (c, d + 1)));
     }
@@ -41,7 +41,11 @@ pub(crate) fn depth(value: &Value, max: usize, route: &str) -> Result<(), Proble
 }
 
 /// Checks `value` against `validator`: every violation, in one list.
-pub(crate) fn violations(validator: &Validator, value: &Value, part: Part) -> (Vec<Violation>, usize) {
+pub(crate) fn violations(
+    validator: &Validator,
+    value: &Value,
+    part: Part,
+) -> (Vec<Violation>, usize) {
     // The valid path (the common one) stops at nothing but the verdict.
     if validator.is_valid(value) {
         return (Vec::new(), 0);
@@ -64,7 +68,7 @@ pub(crate) fn violations(validator: &Validator, value: &Value, part: Part) -> (V
 
 /// The 422 problem for `found` violations (counted in metrics by keyword),
 /// or `Ok` when there are none.
-pub(crate) fn verdict(found: (Vec<Violation>, usize), route: &str) -> Result<(), Problem> {
+pub(crate) fn verdict(found: (Vec<Violation>, usize), route: &str) -> Result<(), Box<Problem>> {
     let (list, total) = found;
     if list.is_empty() {
         return Ok(());
@@ -72,5 +76,5 @@ pub(crate) fn verdict(found: (Vec<Violation>, usize), route: &str) -> Result<(),
     for v in &list {
         reject(route, &v.keyword);
     }
-    Err(violations_problem(&list, total))
+    Err(Box::new(violations_problem(&list, total)))
 }

@@ -92,13 +92,17 @@ pub fn violations_problem(violations: &[Violation], total: usize) -> Problem {
         }
         n => format!("{n} violations"),
     };
-    Problem::ee(StatusCode::UNPROCESSABLE_ENTITY, "validate", "invalid-request")
-        .with_title("The request does not match its schema")
-        .with_detail(detail)
-        .with_extension(
-            "errors",
-            serde_json::to_value(violations).expect("violations serialise"),
-        )
+    Problem::ee(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validate",
+        "invalid-request",
+    )
+    .with_title("The request does not match its schema")
+    .with_detail(detail)
+    .with_extension(
+        "errors",
+        serde_json::to_value(violations).expect("violations serialise"),
+    )
 }
 
 /// The 400 problem for a document nested deeper than the limit.
@@ -113,7 +117,11 @@ pub fn too_deep_problem(limit: usize) -> Problem {
 /// the client can do nothing about it, the operator can.
 pub fn setup_problem(error: &SchemaError) -> Problem {
     tracing::error!(%error, "a request could not be validated: its schema is not available");
-    Problem::ee(StatusCode::INTERNAL_SERVER_ERROR, "validate", "schema-unavailable")
-        .with_title("The schema for this request is not available")
-        .with_detail("the server could not check this request; its log says why")
+    Problem::ee(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "validate",
+        "schema-unavailable",
+    )
+    .with_title("The schema for this request is not available")
+    .with_detail("the server could not check this request; its log says why")
 }

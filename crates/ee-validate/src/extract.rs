@@ -80,15 +80,24 @@ where
                 content_type.map(|v| v.to_str().unwrap_or("(not ASCII)")),
             ));
         }
-        let validator = registry.validator_for::<T>().map_err(|e| setup_problem(&e))?;
+        let validator = registry
+            .validator_for::<T>()
+            .map_err(|e| setup_problem(&e))?;
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             let problem = body_read_problem(&rejection);
-            reject(route, if problem.status() == 413 { "size" } else { "body" });
+            reject(
+                route,
+                if problem.status() == 413 {
+                    "size"
+                } else {
+                    "body"
+                },
+            );
             problem
         })?;
-        let value = check::parse(&bytes,  route)?;
-        check::depth(&value, registry.max_depth(),  route)?;
-        check::verdict(check::violations(&validator, &value, Part::Body),  route)?;
+        let value = check::parse(&bytes, route).map_err(|p| *p)?;
+        check::depth(&value, registry.max_depth(), route).map_err(|p| *p)?;
+        check::verdict(check::violations(&validator, &value, Part::Body), route).map_err(|p| *p)?;
         serde_json::from_value(value).map(Valid).map_err(|e| {
             // The schema allowed what the type cannot hold (a schema looser
             // than the type): still the client's document, still a 422.

@@ -8,9 +8,9 @@ use jsonschema::Validator;
 use serde_json::Value;
 use tower::Layer;
 
+use crate::SchemaRegistry;
 use crate::error::SchemaError;
 use crate::service::Validate;
-use crate::SchemaRegistry;
 
 /// Checks requests against schemas before your service sees them.
 ///
@@ -84,7 +84,9 @@ impl Coerce {
             _ => Vec::new(),
         };
         if types.contains(&"array") {
-            let items = schema.get("items").map_or(Coerce::Text, Coerce::from_schema);
+            let items = schema
+                .get("items")
+                .map_or(Coerce::Text, Coerce::from_schema);
             Coerce::Array(Box::new(items))
         } else if types.contains(&"integer") {
             Coerce::Integer
@@ -102,7 +104,11 @@ impl Coerce {
     pub(crate) fn apply(&self, text: String) -> Value {
         match self {
             Coerce::Integer => text.parse::<i64>().map_or(Value::String(text), Value::from),
-            Coerce::Number => match text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            Coerce::Number => match text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
                 Some(n) => Value::Number(n),
                 None => Value::String(text),
             },

@@ -363,17 +363,25 @@ impl SchemaRegistryBuilder {
         if !missing.is_empty() {
             for (id, schema) in &self.schemas {
                 let text = schema.to_string();
-                for uri in missing.iter().filter(|uri| text.contains(uri.trim_end_matches('#'))) {
+                for uri in missing
+                    .iter()
+                    .filter(|uri| text.contains(uri.trim_end_matches('#')))
+                {
                     errors.push(SchemaError::Invalid {
                         id: id.clone(),
-                        reason: format!("`$ref` to {uri}, which is not in the registry (nothing is fetched)"),
+                        reason: format!(
+                            "`$ref` to {uri}, which is not in the registry (nothing is fetched)"
+                        ),
                     });
                 }
             }
             if errors.is_empty() {
                 errors.push(SchemaError::Invalid {
                     id: "(registry)".into(),
-                    reason: format!("`$ref` to documents not in the registry: {}", missing.join(", ")),
+                    reason: format!(
+                        "`$ref` to documents not in the registry: {}",
+                        missing.join(", ")
+                    ),
                 });
             }
         }
@@ -440,13 +448,22 @@ mod tests {
     #[test]
     fn a_ref_outside_the_registry_is_a_build_error_not_a_fetch() {
         let err = SchemaRegistry::builder()
-            .schema("urn:a", json!({"$ref": "https://example.com/not-here.json"}))
+            .schema(
+                "urn:a",
+                json!({"$ref": "https://example.com/not-here.json"}),
+            )
             .schema("urn:b", json!({"type": 12}))
             .build()
             .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("urn:a") || text.contains("not-here"), "{text}");
-        assert!(text.contains("urn:b"), "every bad schema is reported: {text}");
+        assert!(
+            text.contains("urn:a") || text.contains("not-here"),
+            "{text}"
+        );
+        assert!(
+            text.contains("urn:b"),
+            "every bad schema is reported: {text}"
+        );
     }
 
     #[test]

@@ -100,14 +100,16 @@ where
             reject(&route, "syntax");
             Problem::ee(http::StatusCode::BAD_REQUEST, "validate", "malformed-query")
                 .with_title("Malformed query string")
-                .with_detail(format!("the query parameter `{bad}` is not valid percent-encoded UTF-8"))
+                .with_detail(format!(
+                    "the query parameter `{bad}` is not valid percent-encoded UTF-8"
+                ))
         })?;
         let (list, n) = check::violations(validator, &query, Part::Query);
         found.extend(list);
         total += n;
     }
     let Some(validator) = &shared.body else {
-        check::verdict((found, total), &route)?;
+        check::verdict((found, total), &route).map_err(|p| *p)?;
         return Ok(req.map(Either::Right));
     };
     let content_type = req.headers().get(CONTENT_TYPE);
@@ -125,12 +127,19 @@ where
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             let problem = body_read_problem(e.as_ref());
-            reject(&route, if problem.status() == 413 { "size" } else { "body" });
+            reject(
+                &route,
+                if problem.status() == 413 {
+                    "size"
+                } else {
+                    "body"
+                },
+            );
             return Err(problem);
         }
     };
-    let value = check::parse(&bytes, &route)?;
-    check::depth(&value, shared.registry.max_depth(), &route)?;
+    let value = check::parse(&bytes, &route).map_err(|p| *p)?;
+    check::depth(&value, shared.registry.max_depth(), &route).map_err(|p| *p)?;
     let (list, n) = check::violations(validator, &value, Part::Body);
     found.extend(list);
     total += n;
@@ -162,7 +171,10 @@ fn headers_object(headers: &HeaderMap) -> Value {
 
 /// The query string as an object, values coerced per `coerce`; `Err` names
 /// a parameter that is not valid percent-encoded UTF-8.
-pub(crate) fn query_object(query: &str, coerce: &std::collections::HashMap<String, Coerce>) -> Result<Value, String> {
+pub(crate) fn query_object(
+    query: &str,
+    coerce: &std::collections::HashMap<String, Coerce>,
+) -> Result<Value, String> {
     let mut map = Map::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -226,15 +238,25 @@ mod tests {
             ("min".to_owned(), Coerce::Number),
         ]
         .into();
-        let q = query_object("page=2&tag=a&tag=b%20c&in_stock=true&min=1.5&q=caf%C3%A9+au+lait&page2=x", &coerce).unwrap();
+        let q = query_object(
+            "page=2&tag=a&tag=b%20c&in_stock=true&min=1.5&q=caf%C3%A9+au+lait&page2=x",
+            &coerce,
+        )
+        .unwrap();
         assert_eq!(
             q,
             json!({"page": 2, "tag": ["a", "b c"], "in_stock": true, "min": 1.5, "q": "café au lait", "page2": "x"})
         );
         // Text that does not parse stays text, for the schema to refuse.
-        assert_eq!(query_object("page=two", &coerce).unwrap(), json!({"page": "two"}));
+        assert_eq!(
+            query_object("page=two", &coerce).unwrap(),
+            json!({"page": "two"})
+        );
         // A repeated scalar shows both values.
-        assert_eq!(query_object("page=1&page=2", &coerce).unwrap(), json!({"page": [1, 2]}));
+        assert_eq!(
+            query_object("page=1&page=2", &coerce).unwrap(),
+            json!({"page": [1, 2]})
+        );
         assert!(query_object("q=%ZZ", &coerce).is_err());
         assert!(query_object("q=%C3%28", &coerce).is_err());
     }

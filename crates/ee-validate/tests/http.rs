@@ -84,7 +84,9 @@ fn registry(max_depth: usize, deny_unknown: bool) -> SchemaRegistry {
                 "required": ["x-tenant"]
             }),
         )
-        .format("currency", |s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()))
+        .format("currency", |s| {
+            s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase())
+        })
         .max_depth(max_depth)
         .deny_unknown_fields(deny_unknown)
         .build()
@@ -109,9 +111,14 @@ fn app(registry: SchemaRegistry) -> Router {
     Router::new()
         .route(
             "/orders",
-            post(|Valid(o): Valid<CreateOrder>| async move { format!("{} x {}", o.quantity, o.sku) }),
+            post(
+                |Valid(o): Valid<CreateOrder>| async move { format!("{} x {}", o.quantity, o.sku) },
+            ),
         )
-        .route("/products", post(|Valid(p): Valid<Product>| async move { p.name }))
+        .route(
+            "/products",
+            post(|Valid(p): Valid<Product>| async move { p.name }),
+        )
         .route(
             "/raw/products",
             post(|body: String| async move { body }).layer(layer),
@@ -122,14 +129,30 @@ fn app(registry: SchemaRegistry) -> Router {
 }
 
 async fn post_json(addr: SocketAddr, path: &str, body: &[u8]) -> TestResponse {
-    exchange(addr, &request("POST", path, &[("content-type", b"application/json"), ("x-tenant", b"acme")], body)).await
+    exchange(
+        addr,
+        &request(
+            "POST",
+            path,
+            &[("content-type", b"application/json"), ("x-tenant", b"acme")],
+            body,
+        ),
+    )
+    .await
 }
 
 fn errors(res: &TestResponse) -> Vec<(String, String, String)> {
     assert_eq!(res.status, 422, "{}", res.text());
     let problem = res.problem();
-    assert_eq!(problem.type_uri(), "https://ee.rs/problems/validate/invalid-request");
-    let mut list: Vec<(String, String, String)> = problem.extension("errors").unwrap().as_array().unwrap()
+    assert_eq!(
+        problem.type_uri(),
+        "https://ee.rs/problems/validate/invalid-request"
+    );
+    let mut list: Vec<(String, String, String)> = problem
+        .extension("errors")
+        .unwrap()
+        .as_array()
+        .unwrap()
         .iter()
         .map(|e| {
             assert!(!e["message"].as_str().unwrap().is_empty());
@@ -151,14 +174,28 @@ fn e(part: &str, pointer: &str, keyword: &str) -> (String, String, String) {
 #[tokio::test]
 async fn every_violation_of_a_derived_schema_is_listed() {
     let addr = serve(app(registry(128, false))).await;
-    let res = post_json(addr, "/orders", br#"{"sku": "", "quantity": 0, "email": "not an email"}"#).await;
+    let res = post_json(
+        addr,
+        "/orders",
+        br#"{"sku": "", "quantity": 0, "email": "not an email"}"#,
+    )
+    .await;
     assert_eq!(
         errors(&res),
-        vec![e("body", "/email", "format"), e("body", "/quantity", "minimum"), e("body", "/sku", "minLength")]
+        vec![
+            e("body", "/email", "format"),
+            e("body", "/quantity", "minimum"),
+            e("body", "/sku", "minLength")
+        ]
     );
     assert_eq!(res.problem().detail(), Some("3 violations"));
 
-    let ok = post_json(addr, "/orders", br#"{"sku": "SKU-1", "quantity": 2, "email": "ada@example.com"}"#).await;
+    let ok = post_json(
+        addr,
+        "/orders",
+        br#"{"sku": "SKU-1", "quantity": 2, "email": "ada@example.com"}"#,
+    )
+    .await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.text(), "2 x SKU-1");
 }
@@ -181,7 +218,12 @@ async fn hand_written_schemas_resolve_refs_and_custom_formats_inside_the_registr
             e("body", "/tags", "maxItems"),
         ]
     );
-    let res = post_json(addr, "/products", br#"{"name": "Bottle", "price": {"amount_cents": 1299, "currency": "EUR"}}"#).await;
+    let res = post_json(
+        addr,
+        "/products",
+        br#"{"name": "Bottle", "price": {"amount_cents": 1299, "currency": "EUR"}}"#,
+    )
+    .await;
     assert_eq!(res.status, 200, "{}", res.text());
 }
 
@@ -194,11 +236,21 @@ async fn numbers_out_of_range_and_unknown_fields() {
     let res = post_json(addr, "/orders", br#"{"sku": "a", "quantity": 99999999999}"#).await;
     assert!(errors(&res).contains(&e("body", "/quantity", "maximum")));
     // Unknown fields pass by default (serde ignores them)…
-    let res = post_json(addr, "/orders", br#"{"sku": "a", "quantity": 1, "colour": "red"}"#).await;
+    let res = post_json(
+        addr,
+        "/orders",
+        br#"{"sku": "a", "quantity": 1, "colour": "red"}"#,
+    )
+    .await;
     assert_eq!(res.status, 200);
     // …and are violations when the registry denies them.
     let strict = serve(app(registry(128, true))).await;
-    let res = post_json(strict, "/orders", br#"{"sku": "a", "quantity": 1, "colour": "red"}"#).await;
+    let res = post_json(
+        strict,
+        "/orders",
+        br#"{"sku": "a", "quantity": 1, "colour": "red"}"#,
+    )
+    .await;
     assert_eq!(errors(&res), vec![e("body", "", "additionalProperties")]);
 }
 
@@ -206,13 +258,23 @@ async fn numbers_out_of_range_and_unknown_fields() {
 async fn bodies_that_are_not_json_of_an_allowed_size_and_depth() {
     let addr = serve(app(registry(8, false))).await;
     // Wrong content type.
-    let res = exchange(addr, &request("POST", "/orders", &[("content-type", b"text/plain")], b"{}")).await;
+    let res = exchange(
+        addr,
+        &request("POST", "/orders", &[("content-type", b"text/plain")], b"{}"),
+    )
+    .await;
     assert_eq!(res.status, 415);
-    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/serialize/unsupported-media-type");
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/serialize/unsupported-media-type"
+    );
     // Truncated.
     let res = post_json(addr, "/orders", br#"{"sku": "a", "quan"#).await;
     assert_eq!(res.status, 400);
-    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/serialize/malformed-json");
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/serialize/malformed-json"
+    );
     // Invalid UTF-8.
     let res = post_json(addr, "/orders", b"{\"sku\": \"\xff\xfe\", \"quantity\": 1}").await;
     assert_eq!(res.status, 400);
@@ -221,15 +283,28 @@ async fn bodies_that_are_not_json_of_an_allowed_size_and_depth() {
     let res = post_json(addr, "/orders", deep.as_bytes()).await;
     assert_eq!(res.status, 400);
     // Deeper than the registry's limit (8) but within the parser's.
-    let nine = format!("{{\"sku\":\"a\",\"quantity\":1,\"note\":null,\"x\":{}1{}}}", "[".repeat(9), "]".repeat(9));
+    let nine = format!(
+        "{{\"sku\":\"a\",\"quantity\":1,\"note\":null,\"x\":{}1{}}}",
+        "[".repeat(9),
+        "]".repeat(9)
+    );
     let res = post_json(addr, "/orders", nine.as_bytes()).await;
     assert_eq!(res.status, 400, "{}", res.text());
-    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/validate/too-deep");
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/validate/too-deep"
+    );
     // Over the body limit.
-    let big = format!("{{\"sku\": \"{}\", \"quantity\": 1}}", "a".repeat(70 * 1024));
+    let big = format!(
+        "{{\"sku\": \"{}\", \"quantity\": 1}}",
+        "a".repeat(70 * 1024)
+    );
     let res = post_json(addr, "/orders", big.as_bytes()).await;
     assert_eq!(res.status, 413);
-    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/serialize/body-too-large");
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/serialize/body-too-large"
+    );
 }
 
 #[tokio::test]
@@ -253,19 +328,40 @@ async fn the_layer_checks_body_query_and_headers_in_one_response() {
         ]
     );
     // A missing header is a `required` violation of the headers object.
-    let raw = request("POST", "/raw/products", &[("content-type", b"application/json")], br#"{"name": "x", "price": {"amount_cents": 5, "currency": "EUR"}}"#);
-    assert_eq!(errors(&exchange(addr, &raw).await), vec![e("headers", "", "required")]);
+    let raw = request(
+        "POST",
+        "/raw/products",
+        &[("content-type", b"application/json")],
+        br#"{"name": "x", "price": {"amount_cents": 5, "currency": "EUR"}}"#,
+    );
+    assert_eq!(
+        errors(&exchange(addr, &raw).await),
+        vec![e("headers", "", "required")]
+    );
     // All good: the handler gets the very bytes that were checked.
     let body = br#"{"name": "Bottle", "price": {"amount_cents": 5, "currency": "EUR"}}"#;
-    let raw = request("POST", "/raw/products?page=2&tag=a&tag=b", &[("content-type", b"application/json"), ("x-tenant", b"acme")], body);
+    let raw = request(
+        "POST",
+        "/raw/products?page=2&tag=a&tag=b",
+        &[("content-type", b"application/json"), ("x-tenant", b"acme")],
+        body,
+    );
     let res = exchange(addr, &raw).await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.body.as_ref(), body);
     // Malformed percent-encoding in the query.
-    let raw = request("POST", "/raw/products?page=%ZZ", &[("content-type", b"application/json"), ("x-tenant", b"acme")], body);
+    let raw = request(
+        "POST",
+        "/raw/products?page=%ZZ",
+        &[("content-type", b"application/json"), ("x-tenant", b"acme")],
+        body,
+    );
     let res = exchange(addr, &raw).await;
     assert_eq!(res.status, 400);
-    assert_eq!(res.problem().type_uri(), "https://ee.rs/problems/validate/malformed-query");
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/validate/malformed-query"
+    );
 }
 
 #[test]
@@ -273,10 +369,16 @@ fn rejections_are_counted_by_route_template_and_keyword() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let app = Router::new()
-        .route("/orders/{shop}", post(|Valid(o): Valid<CreateOrder>| async move { o.sku }))
+        .route(
+            "/orders/{shop}",
+            post(|Valid(o): Valid<CreateOrder>| async move { o.sku }),
+        )
         .layer(Extension(registry(128, false)));
     metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             for (path, body) in [
                 ("/orders/1", &br#"{"sku": "", "quantity": 0}"#[..]),
@@ -293,7 +395,11 @@ fn rejections_are_counted_by_route_template_and_keyword() {
         });
     });
     let counters = ee_testing::counters(&snapshotter);
-    let get = |k: &str| counters.get(&format!("ee_validate_rejections_total{{route=/orders/{{shop}},keyword={k}}}"));
+    let get = |k: &str| {
+        counters.get(&format!(
+            "ee_validate_rejections_total{{route=/orders/{{shop}},keyword={k}}}"
+        ))
+    };
     assert_eq!(get("minLength"), Some(2));
     assert_eq!(get("minimum"), Some(1));
     assert_eq!(get("syntax"), Some(1));
@@ -305,7 +411,12 @@ async fn json_content_type_variants_are_accepted() {
     let addr = serve(app(registry(128, false))).await;
     let res = exchange(
         addr,
-        &request("POST", "/orders", &[("content-type", b"application/json; charset=utf-8")], br#"{"sku": "a", "quantity": 1}"#),
+        &request(
+            "POST",
+            "/orders",
+            &[("content-type", b"application/json; charset=utf-8")],
+            br#"{"sku": "a", "quantity": 1}"#,
+        ),
     )
     .await;
     assert_eq!(res.status, 200);

@@ -100,7 +100,8 @@ pub fn listing(n: usize) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({"products": products, "page": 1, "per_page": n})).unwrap()
+    serde_json::to_vec(&serde_json::json!({"products": products, "page": 1, "per_page": n}))
+        .unwrap()
 }
 
 /// `n` small product documents (~300 B each), for dictionary training and

@@ -1,0 +1,126 @@
+//! The orders example over real TCP: schema-checked JSON bodies and queries,
+//! compressed requests and responses.
+
+use std::net::SocketAddr;
+
+use ee_example_orders::{OrderCreated, app};
+use ee_testing::wire::{exchange, request};
+use serde_json::Value;
+
+async fn serve() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app()).await.unwrap() });
+    addr
+}
+
+const ORDER: &[u8] = br#"{"email": "ada@example.com", "currency": "EUR",
+    "lines": [{"sku": "SKU-100001", "quantity": 2}, {"sku": "SKU-100002", "quantity": 1}]}"#;
+
+#[tokio::test]
+async fn an_order_sent_zstd_compressed_is_created() {
+    let addr = serve().await;
+    let body = zstd::bulk::compress(ORDER, 3).unwrap();
+    let res = exchange(
+        addr,
+        &request(
+            "POST",
+            "/orders",
+            &[
+                ("content-type", b"application/json"),
+                ("content-encoding", b"zstd"),
+            ],
+            &body,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(
+        res.json::<OrderCreated>(),
+        OrderCreated {
+            id: 1,
+            lines: 2,
+            items: 3
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_bad_order_gets_every_violation_at_once() {
+    let addr = serve().await;
+    let body = br#"{"email": "nope", "currency": "eur", "lines": [{"sku": "x", "quantity": 0}], "coupon": "FREE"}"#;
+    let res = exchange(
+        addr,
+        &request(
+            "POST",
+            "/orders",
+            &[("content-type", b"application/json")],
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 422, "{}", res.text());
+    let problem = res.problem();
+    let mut found: Vec<(String, String)> = problem
+        .extension("errors")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap().to_owned(),
+                e["keyword"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    let want: Vec<(String, String)> = [
+        ("", "additionalProperties"),
+        ("/currency", "pattern"),
+        ("/email", "format"),
+        ("/lines/0/quantity", "minimum"),
+        ("/lines/0/sku", "pattern"),
+    ]
+    .iter()
+    .map(|(p, k)| ((*p).to_owned(), (*k).to_owned()))
+    .collect();
+    assert_eq!(found, want);
+}
+
+#[tokio::test]
+async fn the_listing_query_is_checked_and_the_listing_compressed() {
+    let addr = serve().await;
+    let res = exchange(
+        addr,
+        &request("GET", "/products?page=0&per_page=500&sort=price", &[], b""),
+    )
+    .await;
+    assert_eq!(res.status, 422, "{}", res.text());
+    assert_eq!(
+        res.problem()
+            .extension("errors")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let res = exchange(
+        addr,
+        &request(
+            "GET",
+            "/products?page=2&per_page=100",
+            &[("accept-encoding", b"gzip, zstd")],
+            b"",
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-encoding"), Some("zstd"));
+    let json: Value =
+        serde_json::from_slice(&zstd::stream::decode_all(&res.body[..]).unwrap()).unwrap();
+    assert_eq!(json["products"].as_array().unwrap().len(), 100);
+    assert_eq!(json["products"][0]["sku"], "SKU-100100");
+}
