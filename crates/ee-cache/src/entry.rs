@@ -98,6 +98,14 @@ pub(crate) fn encode<V: Serialize>(
         None => out[1] = FLAG_NEGATIVE,
         Some(value) => {
             let json = serde_json::to_vec(value).map_err(|e| CacheError::Encode(e.to_string()))?;
+            // The reader inflates at most `max_bytes`: a value whose JSON is
+            // larger could be written compressed but never read back.
+            if json.len() > max_bytes {
+                return Err(CacheError::ValueTooLarge {
+                    size: json.len(),
+                    max: max_bytes,
+                });
+            }
             if codec
                 .compress_into(&json, &mut out)
                 .map_err(|e| CacheError::Encode(e.to_string()))?
@@ -255,6 +263,17 @@ mod tests {
         };
         assert!(matches!(
             encode(&entry, &[], &ZstdCodec::new().min_size(usize::MAX), 1000),
+            Err(CacheError::ValueTooLarge { max: 1000, .. })
+        ));
+        // Compressible JSON over the limit is refused too: it would compress
+        // under the limit but could never be inflated back within it.
+        let zeros = Entry {
+            value: Some("0".repeat(5000)),
+            fresh_until: 0,
+            stale_until: 0,
+        };
+        assert!(matches!(
+            encode(&zeros, &[], &ZstdCodec::new(), 1000),
             Err(CacheError::ValueTooLarge { max: 1000, .. })
         ));
     }

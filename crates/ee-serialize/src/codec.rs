@@ -84,6 +84,15 @@ impl Dictionary {
         let id = zstd::zstd_safe::get_dict_id_from_dict(&bytes)
             .map(|id| id.get())
             .ok_or_else(|| CodecError::Training("not a zstd dictionary".into()))?;
+        // `copy` below panics when zstd refuses the bytes (a valid magic with
+        // broken tables): ask first, without panicking.
+        if zstd::zstd_safe::CDict::try_create(&bytes, level).is_none()
+            || zstd::zstd_safe::DDict::try_create(&bytes).is_none()
+        {
+            return Err(CodecError::Training(
+                "zstd cannot load these dictionary bytes".into(),
+            ));
+        }
         Ok(Self {
             encoder: EncoderDictionary::copy(&bytes, level),
             decoder: DecoderDictionary::copy(&bytes),
@@ -143,6 +152,8 @@ impl ZstdCodec {
     }
 
     /// The zstd level (1 fastest … 19; negative levels are faster still).
+    /// With a [`Dictionary`], the level the dictionary was prepared for
+    /// applies instead.
     #[must_use]
     pub fn level(mut self, level: i32) -> Self {
         self.level = level;

@@ -47,12 +47,22 @@ const SUPPORTED: &str = "zstd, br, gzip, deflate";
 ///     .layer(DecompressionLayer::new().max_decoded(1 << 20));
 /// ```
 ///
-/// A request with another coding (or a list of codings) gets a 415 problem
+/// A request with another coding (or several codings) gets a 415 problem
 /// with `Accept-Encoding: zstd, br, gzip, deflate`; a body that is not valid
 /// data in its coding fails to read with [`BodyError::MalformedEncoding`]
 /// (400 through [`FastJson`](crate::FastJson) and ee-validate's extractors),
 /// and one that inflates past the limit with [`BodyError::TooLarge`] (413).
 /// Requests without `Content-Encoding` (or with `identity`) pass unchanged.
+///
+/// The compressed bytes are limited as well (to the decoded limit plus
+/// 64 KiB), zstd frames may not ask for a window over 8 MiB, and
+/// concatenated zstd frames and gzip members are all decoded (data after the
+/// first that is not another frame is an error, not ignored).
+///
+/// The limit reaches handlers as a body error: ee's extractors
+/// ([`FastJson`](crate::FastJson), ee-validate's `Valid`) answer 413
+/// problem+json; axum's own `Json`/`Bytes` extractors answer their plain-text
+/// rejection (400) for it.
 #[derive(Debug, Clone, Copy)]
 pub struct DecompressionLayer {
     max_decoded: usize,
@@ -119,10 +129,7 @@ impl Coding {
 }
 
 /// What `Content-Encoding` asks for: nothing, one known coding, or a refusal.
-fn coding(value: Option<&HeaderValue>) -> Result<Option<Coding>, Box<Problem>> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
+fn coding(values: http::header::GetAll<'_, HeaderValue>) -> Result<Option<Coding>, Box<Problem>> {
     let unsupported = |detail: String| {
         Box::new(
             Problem::ee(
@@ -135,11 +142,19 @@ fn coding(value: Option<&HeaderValue>) -> Result<Option<Coding>, Box<Problem>> {
             .with_header(ACCEPT_ENCODING, HeaderValue::from_static(SUPPORTED)),
         )
     };
-    let Ok(text) = value.to_str() else {
-        return Err(unsupported(
-            "the Content-Encoding header is not ASCII".into(),
-        ));
-    };
+    // Several header lines are one comma-separated list (RFC 9110 §5.3).
+    let mut text = String::new();
+    for value in values {
+        let Ok(part) = value.to_str() else {
+            return Err(unsupported(
+                "the Content-Encoding header is not ASCII".into(),
+            ));
+        };
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        text.push_str(part);
+    }
     let codings: Vec<&str> = text
         .split(',')
         .map(str::trim)
@@ -182,7 +197,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         use futures_util::future::Either;
-        let coding = match coding(req.headers().get(CONTENT_ENCODING)) {
+        let coding = match coding(req.headers().get_all(CONTENT_ENCODING)) {
             Ok(coding) => coding,
             Err(problem) => return Either::Right(std::future::ready(Ok(problem.into_response()))),
         };
@@ -206,14 +221,31 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let compressed = body
+    // The compressed bytes are limited too: compressed data is never much
+    // larger than what it decodes to, and a stream of empty blocks that
+    // decodes to nothing must not run forever.
+    let compressed = http_body_util::Limited::new(body, limit.saturating_add(64 * 1024))
         .into_data_stream()
-        .map_err(|e| std::io::Error::other(Upstream(e.into())));
+        .map_err(|e| std::io::Error::other(Upstream(e)));
     let reader = StreamReader::new(compressed);
     let decoder: Pin<Box<dyn AsyncRead + Send>> = match coding {
-        Coding::Zstd => Box::pin(ZstdDecoder::new(reader)),
+        Coding::Zstd => {
+            // A frame may ask for a window of up to 2^27 bytes, allocated
+            // before any output: 8 MiB (2^23) is what zstd's levels up to 19
+            // use and what RFC 8878 asks decoders of HTTP content to support.
+            let mut d = ZstdDecoder::with_params(
+                reader,
+                &[async_compression::zstd::DParameter::window_log_max(23)],
+            );
+            d.multiple_members(true);
+            Box::pin(d)
+        }
         Coding::Brotli => Box::pin(BrotliDecoder::new(reader)),
-        Coding::Gzip => Box::pin(GzipDecoder::new(reader)),
+        Coding::Gzip => {
+            let mut d = GzipDecoder::new(reader);
+            d.multiple_members(true);
+            Box::pin(d)
+        }
         Coding::Deflate => Box::pin(DeflateDecoder::new(reader)),
     };
     let stream = Limit {
@@ -372,13 +404,28 @@ mod tests {
 
     #[test]
     fn content_encoding_values() {
-        let parse = |v: &'static str| coding(Some(&HeaderValue::from_static(v)));
+        let parse = |v: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(v));
+            coding(headers.get_all(CONTENT_ENCODING))
+        };
         assert_eq!(parse("zstd").unwrap(), Some(Coding::Zstd));
         assert_eq!(parse("GZIP").unwrap(), Some(Coding::Gzip));
         assert_eq!(parse("x-gzip").unwrap(), Some(Coding::Gzip));
         assert_eq!(parse("identity").unwrap(), None);
         assert_eq!(parse("identity, br").unwrap(), Some(Coding::Brotli));
-        assert_eq!(coding(None).unwrap(), None);
+        assert_eq!(
+            coding(http::HeaderMap::new().get_all(CONTENT_ENCODING)).unwrap(),
+            None
+        );
+        // Two header lines are two codings.
+        let mut two = http::HeaderMap::new();
+        two.append(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        two.append(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(
+            coding(two.get_all(CONTENT_ENCODING)).unwrap_err().status(),
+            415
+        );
         for bad in ["compress", "gzip, zstd", "lz4"] {
             let problem = parse(bad).unwrap_err();
             assert_eq!(problem.status(), 415, "{bad}");

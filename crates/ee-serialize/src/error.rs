@@ -60,8 +60,11 @@ pub fn body_read_problem(error: &(dyn StdError + 'static)) -> Problem {
             return Problem::from(body);
         }
         // http-body-util's `Limited` (axum's `DefaultBodyLimit`, tower-http's
-        // `RequestBodyLimitLayer`) says "length limit exceeded".
-        if e.to_string() == "length limit exceeded" {
+        // `RequestBodyLimitLayer`, the compressed-size cap of `DecompressionLayer`).
+        // axum boxes the error once more on its way (a `Box<dyn Error>` inside
+        // its own error), which hides the type from `is`: its message is the
+        // one way left to recognise it.
+        if e.is::<http_body_util::LengthLimitError>() || e.to_string() == "length limit exceeded" {
             return Problem::ee(StatusCode::PAYLOAD_TOO_LARGE, "serialize", "body-too-large")
                 .with_title("Request body too large")
                 .with_detail("the request body is larger than the server accepts");
@@ -70,7 +73,7 @@ pub fn body_read_problem(error: &(dyn StdError + 'static)) -> Problem {
     }
     Problem::ee(StatusCode::BAD_REQUEST, "serialize", "unreadable-body")
         .with_title("Unreadable request body")
-        .with_detail(format!("the request body could not be read: {error}"))
+        .with_detail("the request body could not be read to its end")
 }
 
 /// The problem for a request whose `Content-Type` is not JSON (415).

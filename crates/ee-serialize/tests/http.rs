@@ -149,7 +149,7 @@ async fn truncated_json_invalid_utf8_and_deep_nesting_are_400() {
     let problem = assert_problem(&res, 400, "malformed-json");
     assert_eq!(problem.extension("line"), Some(&json!(1)));
 
-    // Invalid UTF-8 inside a string, small body (serde_json) and large (sonic-rs).
+    // Invalid UTF-8 inside a string, in a small body and a larger one.
     let mut bad = br#"{"sku": "caf"#.to_vec();
     bad.extend_from_slice(&[0xC3, 0x28]);
     bad.extend_from_slice(br#""}"#);
@@ -176,7 +176,7 @@ async fn truncated_json_invalid_utf8_and_deep_nesting_are_400() {
         "{:?}",
         problem.detail()
     );
-    // Over the 1 KiB switch, the other parser says the same.
+    // Twice over, past 1 KiB, the same.
     let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000)).repeat(2);
     let res = post_json(addr, "/value", &[], deep.as_bytes()).await;
     assert_problem(&res, 400, "malformed-json");
@@ -264,6 +264,44 @@ async fn a_10_mb_zstd_bomb_is_413_and_corrupt_data_is_400() {
         b"\x1f\x8b not gzip",
     )
     .await;
+    assert_problem(&res, 400, "malformed-encoding");
+}
+
+#[tokio::test]
+async fn zstd_frames_with_huge_windows_concatenated_frames_and_trailing_garbage() {
+    let addr = serve().await;
+    // A frame that asks for a 128 MiB window (no content size in the
+    // header): refused as malformed before any such window is allocated.
+    let zeros = vec![b' '; 200 << 10];
+    let mut huge_window = Vec::new();
+    let mut enc = zstd::stream::write::Encoder::new(&mut huge_window, 19).unwrap();
+    enc.include_contentsize(false).unwrap();
+    enc.window_log(27).unwrap();
+    enc.long_distance_matching(true).unwrap();
+    std::io::Write::write_all(&mut enc, b"[").unwrap();
+    std::io::Write::write_all(&mut enc, &zeros).unwrap();
+    std::io::Write::write_all(&mut enc, b"]").unwrap();
+    enc.finish().unwrap();
+    let res = post_json(
+        addr,
+        "/value",
+        &[("content-encoding", b"zstd")],
+        &huge_window,
+    )
+    .await;
+    assert_problem(&res, 400, "malformed-encoding");
+
+    // Two frames: both are decoded (the JSON spans them).
+    let mut two = zstd::bulk::compress(br#"{"a": [1, 2"#, 3).unwrap();
+    two.extend(zstd::bulk::compress(br#", 3]}"#, 3).unwrap());
+    let res = post_json(addr, "/value", &[("content-encoding", b"zstd")], &two).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json::<Value>(), json!({"a": [1, 2, 3]}));
+
+    // A frame followed by garbage: an error, not silently truncated.
+    let mut trailing = zstd::bulk::compress(br#"{"a": 1}"#, 3).unwrap();
+    trailing.extend_from_slice(b"garbage after the frame");
+    let res = post_json(addr, "/value", &[("content-encoding", b"zstd")], &trailing).await;
     assert_problem(&res, 400, "malformed-encoding");
 }
 

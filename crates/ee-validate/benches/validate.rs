@@ -74,7 +74,7 @@ fn valid_extractor(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let mut group = c.benchmark_group("valid_create_order_1kb");
+    let mut group = c.benchmark_group("valid_create_order");
     group.bench_function("raw_parse_validate_deserialize", |b| {
         b.iter(|| {
             let value: serde_json::Value = serde_json::from_slice(black_box(&body)).unwrap();

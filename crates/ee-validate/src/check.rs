@@ -59,7 +59,7 @@ pub(crate) fn violations(
                 part,
                 pointer: error.instance_path().as_str().to_owned(),
                 keyword: error.kind().keyword().to_owned(),
-                message: error.to_string(),
+                message: truncated(error.to_string()),
             });
         }
     }
@@ -77,4 +77,19 @@ pub(crate) fn verdict(found: (Vec<Violation>, usize), route: &str) -> Result<(),
         reject(route, &v.keyword);
     }
     Err(Box::new(violations_problem(&list, total)))
+}
+
+/// Messages quote the offending value; a huge value is cut, so a response
+/// stays small whatever the request held.
+fn truncated(mut message: String) -> String {
+    const MAX: usize = 300;
+    if message.len() > MAX {
+        let mut end = MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }

@@ -63,8 +63,10 @@ struct Inner {
     keywords: Vec<(String, KeywordFactory)>,
     by_id: HashMap<String, Arc<Validator>>,
     documents: HashMap<String, Value>,
-    /// Validators of derived (schemars) schemas, compiled on first use.
-    by_type: RwLock<HashMap<TypeId, Arc<Validator>>>,
+    /// Validators of derived (schemars) schemas, compiled on first use (a
+    /// schema that does not compile is remembered too: it is not retried
+    /// and logged on every request).
+    by_type: RwLock<HashMap<TypeId, Result<Arc<Validator>, SchemaError>>>,
     max_depth: usize,
     deny_unknown_fields: bool,
 }
@@ -94,6 +96,7 @@ impl SchemaRegistry {
     pub fn builder() -> SchemaRegistryBuilder {
         SchemaRegistryBuilder {
             schemas: Vec::new(),
+            derived: Vec::new(),
             formats: Vec::new(),
             keywords: Vec::new(),
             max_depth: 128,
@@ -129,23 +132,26 @@ impl SchemaRegistry {
     pub fn validator_for<T: HasSchema + 'static>(&self) -> Result<Arc<Validator>, SchemaError> {
         let key = TypeId::of::<T>();
         if let Some(v) = self.inner.by_type.read().expect("not poisoned").get(&key) {
-            return Ok(v.clone());
+            return v.clone();
         }
         let validator = match T::schema() {
             Some(mut schema) => {
                 if self.inner.deny_unknown_fields {
                     deny_unknown_fields(&mut schema);
                 }
-                Arc::new(self.compile(&T::schema_id(), &schema)?)
+                // A Rust type name (`Page<Order>`, `[Line]`) is not a URI:
+                // the base URI is the name with everything else escaped.
+                self.compile(&uri_safe(&T::schema_id()), &schema)
+                    .map(Arc::new)
             }
-            None => self.validator(&T::schema_id())?,
+            None => self.validator(&T::schema_id()),
         };
         self.inner
             .by_type
             .write()
             .expect("not poisoned")
             .insert(key, validator.clone());
-        Ok(validator)
+        validator
     }
 
     /// The nesting limit of documents validated through this registry.
@@ -217,8 +223,23 @@ impl jsonschema::Retrieve for Missing {
     }
 }
 
+/// `id` with every byte outside RFC 3986's unreserved set and `:`
+/// percent-encoded.
+fn uri_safe(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Adds `"additionalProperties": false` to every object schema that lists
-/// `properties` and says nothing about additional ones.
+/// `properties` and says nothing about additional ones (values of `const`,
+/// `default`, `enum` and `examples` are data, not schemas, and stay as they are).
 fn deny_unknown_fields(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
@@ -228,8 +249,10 @@ fn deny_unknown_fields(schema: &mut Value) {
             {
                 map.insert("additionalProperties".into(), Value::Bool(false));
             }
-            for (_, v) in map.iter_mut() {
-                deny_unknown_fields(v);
+            for (key, v) in map.iter_mut() {
+                if !matches!(key.as_str(), "const" | "default" | "enum" | "examples") {
+                    deny_unknown_fields(v);
+                }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(deny_unknown_fields),
@@ -242,6 +265,8 @@ fn deny_unknown_fields(schema: &mut Value) {
 #[must_use]
 pub struct SchemaRegistryBuilder {
     schemas: Vec<(String, Value)>,
+    /// Ids of the schemas derived from Rust types.
+    derived: Vec<String>,
     formats: Vec<(String, FormatCheck)>,
     keywords: Vec<(String, KeywordFactory)>,
     max_depth: usize,
@@ -289,7 +314,9 @@ impl SchemaRegistryBuilder {
     /// Registers the schema derived from `T` (`#[derive(JsonSchema)]`) under
     /// `id`, so hand-written schemas can `$ref` it.
     #[cfg(feature = "schemars")]
-    pub fn derived<T: schemars::JsonSchema>(self, id: impl Into<String>) -> Self {
+    pub fn derived<T: schemars::JsonSchema>(mut self, id: impl Into<String>) -> Self {
+        let id: String = id.into();
+        self.derived.push(id.trim_end_matches('#').to_owned());
         self.schema(id, schemars::schema_for!(T).to_value())
     }
 
@@ -320,14 +347,16 @@ impl SchemaRegistryBuilder {
     }
 
     /// Documents nested deeper than this are refused (400) before they are
-    /// validated. Default 128, serde_json's own limit (checked at no cost);
-    /// a lower limit costs one walk over the parsed document.
+    /// validated. Default and maximum 128, serde_json's own limit (checked
+    /// at no cost; larger values are taken as 128); a lower limit costs one
+    /// walk over the parsed document.
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.max_depth = depth.min(128);
         self
     }
 
-    /// Treats unknown fields in **derived** schemas as violations
+    /// Treats unknown fields in **derived** schemas (`Valid<T>` of a
+    /// `JsonSchema` type, and [`derived`](Self::derived)) as violations
     /// (`additionalProperties: false` on every object schema that does not
     /// say otherwise). Hand-written schemas say what they mean themselves.
     pub fn deny_unknown_fields(mut self, deny: bool) -> Self {
@@ -340,7 +369,14 @@ impl SchemaRegistryBuilder {
     /// # Errors
     /// [`SchemaError::Many`] listing every schema that did not load or compile
     /// (or the one error when there is one).
-    pub fn build(self) -> Result<SchemaRegistry, SchemaError> {
+    pub fn build(mut self) -> Result<SchemaRegistry, SchemaError> {
+        if self.deny_unknown_fields {
+            for (id, schema) in &mut self.schemas {
+                if self.derived.contains(id) {
+                    deny_unknown_fields(schema);
+                }
+            }
+        }
         let mut errors = self.errors;
         // Nothing is fetched: a `$ref` to a document the registry does not
         // hold is recorded (and stands in as `{}` only until it is reported).

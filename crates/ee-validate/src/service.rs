@@ -169,6 +169,9 @@ fn headers_object(headers: &HeaderMap) -> Value {
     Value::Object(map)
 }
 
+/// Query strings with more parameters are refused (400).
+pub(crate) const MAX_QUERY_PAIRS: usize = 256;
+
 /// The query string as an object, values coerced per `coerce`; `Err` names
 /// a parameter that is not valid percent-encoded UTF-8.
 pub(crate) fn query_object(
@@ -176,7 +179,10 @@ pub(crate) fn query_object(
     coerce: &std::collections::HashMap<String, Coerce>,
 ) -> Result<Value, String> {
     let mut map = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
+    for (n, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
+        if n == MAX_QUERY_PAIRS {
+            return Err(format!("(more than {MAX_QUERY_PAIRS} parameters)"));
+        }
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode(raw_name).ok_or_else(|| raw_name.to_owned())?;
         let text = decode(raw_value).ok_or_else(|| name.clone())?;
@@ -187,8 +193,9 @@ pub(crate) fn query_object(
             (Coerce::Array(_), None) => {
                 map.insert(name, Value::Array(vec![value]));
             }
-            // A repeated scalar: the schema sees every value (and says the
-            // parameter is not an array).
+            // A repeated scalar: the schema sees every value in one flat
+            // array (and says the parameter is not an array).
+            (_, Some(Value::Array(items))) => items.push(value),
             (_, Some(existing)) => {
                 let first = existing.take();
                 *existing = Value::Array(vec![first, value]);

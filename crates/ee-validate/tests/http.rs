@@ -120,6 +120,10 @@ fn app(registry: SchemaRegistry) -> Router {
             post(|Valid(p): Valid<Product>| async move { p.name }),
         )
         .route(
+            "/orders/batch",
+            post(|Valid(batch): Valid<Vec<CreateOrder>>| async move { batch.len().to_string() }),
+        )
+        .route(
             "/raw/products",
             post(|body: String| async move { body }).layer(layer),
         )
@@ -198,6 +202,33 @@ async fn every_violation_of_a_derived_schema_is_listed() {
     .await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.text(), "2 x SKU-1");
+}
+
+#[tokio::test]
+async fn generic_types_validate_too() {
+    // `Vec<CreateOrder>`'s schemars id is not a URI; it still compiles.
+    let addr = serve(app(registry(128, false))).await;
+    let ok = post_json(
+        addr,
+        "/orders/batch",
+        br#"[{"sku": "a", "quantity": 1}, {"sku": "b", "quantity": 2}]"#,
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.text(), "2");
+    let res = post_json(
+        addr,
+        "/orders/batch",
+        br#"[{"sku": "a", "quantity": 1}, {"sku": "", "quantity": 0}]"#,
+    )
+    .await;
+    assert_eq!(
+        errors(&res),
+        vec![
+            e("body", "/1/quantity", "minimum"),
+            e("body", "/1/sku", "minLength")
+        ]
+    );
 }
 
 #[tokio::test]

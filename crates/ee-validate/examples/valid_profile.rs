@@ -1,0 +1,91 @@
+//! Runs `Valid<T>` (or the raw work it wraps) N times, for instruction counts
+//! under callgrind (wall-clock ratios on the shared 2-core machine move by
+//! up to 30 % between runs):
+//!
+//! ```sh
+//! cargo build --release -p ee-validate --features axum --example valid_profile
+//! valgrind --tool=callgrind target/release/examples/valid_profile valid 20000
+//! valgrind --tool=callgrind target/release/examples/valid_profile raw 20000
+//! ```
+//!
+//! `build` only builds the requests (the harness cost both variants share
+//! with `valid`, subtracted from it).
+
+use axum::extract::FromRequest;
+use ee_validate::{SchemaRegistry, Valid};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[allow(dead_code)]
+struct Line {
+    #[schemars(length(min = 1, max = 32))]
+    sku: String,
+    #[schemars(range(min = 1, max = 100))]
+    quantity: u32,
+    unit_price_cents: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[allow(dead_code)]
+struct CreateOrder {
+    #[schemars(email)]
+    email: String,
+    currency: String,
+    #[schemars(length(min = 1, max = 50))]
+    lines: Vec<Line>,
+    note: Option<String>,
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let variant = args.next().unwrap_or_else(|| "valid".into());
+    let n: usize = args.next().map_or(10_000, |s| s.parse().expect("a count"));
+    let lines: Vec<_> = (0..10)
+        .map(|i| serde_json::json!({"sku": format!("SKU-{i:06}"), "quantity": 1 + i % 5, "unit_price_cents": 1299 + i}))
+        .collect();
+    let body = bytes::Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "email": "ada@example.com", "currency": "EUR", "lines": lines,
+            "note": "Leave the parcel with the neighbour."
+        }))
+        .unwrap(),
+    );
+    let schema = schemars::schema_for!(CreateOrder).to_value();
+    let raw = jsonschema::validator_for(&schema).unwrap();
+    let registry = SchemaRegistry::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let request = || {
+        let mut req = http::Request::post("/orders")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap();
+        req.extensions_mut().insert(registry.clone());
+        req
+    };
+    let mut sum = 0usize;
+    for _ in 0..n {
+        match variant.as_str() {
+            "raw" => {
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert!(raw.is_valid(&value));
+                let order: CreateOrder = serde_json::from_value(value).unwrap();
+                sum += order.lines.len();
+            }
+            "build" => {
+                let req = request();
+                sum += rt.block_on(async { req.headers().len() });
+            }
+            _ => {
+                let req = request();
+                let Valid(order) = rt
+                    .block_on(Valid::<CreateOrder>::from_request(req, &()))
+                    .unwrap();
+                sum += order.lines.len();
+            }
+        }
+    }
+    println!("{sum}");
+}
