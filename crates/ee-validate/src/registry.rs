@@ -502,6 +502,49 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "schemars")]
+    #[test]
+    fn schemas_from_files_and_derived_types_ref_each_other() {
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Money {
+            amount_cents: u64,
+            currency: String,
+        }
+        let dir = std::env::temp_dir().join(format!("ee-validate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("product.json");
+        std::fs::write(
+            &file,
+            r#"{"type": "object", "properties": {"price": {"$ref": "urn:money"}}, "required": ["price"]}"#,
+        )
+        .unwrap();
+        let registry = SchemaRegistry::builder()
+            .derived::<Money>("urn:money")
+            .schema_file("urn:product", &file)
+            .deny_unknown_fields(true)
+            .build()
+            .unwrap();
+        let v = registry.validator("urn:product").unwrap();
+        assert!(v.is_valid(&json!({"price": {"amount_cents": 5, "currency": "EUR"}})));
+        assert!(!v.is_valid(&json!({"price": {"amount_cents": -5, "currency": "EUR"}})));
+        // `deny_unknown_fields` reaches the derived schema.
+        assert!(!v.is_valid(&json!({"price": {"amount_cents": 5, "currency": "EUR", "x": 1}})));
+        // A missing or malformed file is a build error that names the file.
+        std::fs::write(dir.join("broken.json"), "{not json").unwrap();
+        let err = SchemaRegistry::builder()
+            .schema_file("urn:a", dir.join("absent.json"))
+            .schema_file("urn:b", dir.join("broken.json"))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("absent.json") && err.contains("broken.json"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn custom_keywords_run() {
         struct Even;
