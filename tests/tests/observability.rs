@@ -75,47 +75,87 @@ async fn the_dashboard_and_alerts_use_only_emitted_metric_names() {
     let conn = RedisConn::connect(&config).await.unwrap();
 
     let limits = RateLimitLayer::builder(ee_ratelimit::RedisStore::new(conn.clone()))
-        .policy(Policy::new("api", Rule::gcra(1000, Duration::from_secs(1), 1000)))
+        .policy(Policy::new(
+            "api",
+            Rule::gcra(1000, Duration::from_secs(1), 1000),
+        ))
         .build()
         .unwrap();
-    let app = Router::new()
-        .route(
-            "/orders",
-            post(|ee_validate::Valid(o): ee_validate::Valid<Order>| async move { o.quantity.to_string() })
-                .layer(ee_idempotency::IdempotencyLayer::new(ee_idempotency::RedisStore::new(conn.clone()))),
-        )
-        .layer(limits)
-        .layer(MetricsLayer::new());
+    let app =
+        Router::new()
+            .route(
+                "/orders",
+                post(
+                    |ee_validate::Valid(o): ee_validate::Valid<Order>| async move {
+                        o.quantity.to_string()
+                    },
+                )
+                .layer(ee_idempotency::IdempotencyLayer::new(
+                    ee_idempotency::RedisStore::new(conn.clone()),
+                )),
+            )
+            .layer(limits)
+            .layer(MetricsLayer::new());
 
     // ee-cache: a memory cache that loads and evicts, a Redis cache that
     // will drop writes once Redis is gone.
     let memory: ee_cache::Cache<str, String> = ee_cache::Cache::builder("obs-memory")
-        .build(ee_cache::MemoryStore::builder().max_entries(5).name("obs-memory").build())
+        .build(
+            ee_cache::MemoryStore::builder()
+                .max_entries(5)
+                .name("obs-memory")
+                .build(),
+        )
         .unwrap();
-    let remote: ee_cache::Cache<str, String, ee_cache::RedisStore> = ee_cache::Cache::builder("obs-redis")
-        .build(ee_cache::RedisStore::new(conn.clone()))
-        .unwrap();
+    let remote: ee_cache::Cache<str, String, ee_cache::RedisStore> =
+        ee_cache::Cache::builder("obs-redis")
+            .build(ee_cache::RedisStore::new(conn.clone()))
+            .unwrap();
 
     // With Redis up.
-    assert_eq!(send(&app, post_json("/orders", Some("k1"), r#"{"quantity": 2}"#)).await, 200);
-    assert_eq!(send(&app, post_json("/orders", Some("k1"), r#"{"quantity": 2}"#)).await, 200);
-    assert_eq!(send(&app, post_json("/orders", Some("k2"), r#"{"quantity": 0}"#)).await, 422);
+    assert_eq!(
+        send(&app, post_json("/orders", Some("k1"), r#"{"quantity": 2}"#)).await,
+        200
+    );
+    assert_eq!(
+        send(&app, post_json("/orders", Some("k1"), r#"{"quantity": 2}"#)).await,
+        200
+    );
+    assert_eq!(
+        send(&app, post_json("/orders", Some("k2"), r#"{"quantity": 0}"#)).await,
+        422
+    );
     for i in 0..50 {
         let key = i.to_string();
-        let _ = memory.get_or_load(key.as_str(), || async { Ok::<_, std::io::Error>(Some("v".to_owned())) }).await;
+        let _ = memory
+            .get_or_load(key.as_str(), || async {
+                Ok::<_, std::io::Error>(Some("v".to_owned()))
+            })
+            .await;
     }
     assert!(memory.store().len() <= 5, "the memory store evicted");
-    let _ = remote.get_or_load("a", || async { Ok::<_, std::io::Error>(Some("v".to_owned())) }).await;
+    let _ = remote
+        .get_or_load("a", || async {
+            Ok::<_, std::io::Error>(Some("v".to_owned()))
+        })
+        .await;
 
     // With Redis stopped: backend errors everywhere, requests still answered.
     redis.stop();
     let status = send(&app, post_json("/orders", Some("k3"), r#"{"quantity": 3}"#)).await;
     assert!(status == 200 || status == 503, "{status}");
-    let _ = remote.get_or_load("b", || async { Ok::<_, std::io::Error>(Some("v".to_owned())) }).await;
+    let _ = remote
+        .get_or_load("b", || async {
+            Ok::<_, std::io::Error>(Some("v".to_owned()))
+        })
+        .await;
 
     let rendered = rendered_names(&prometheus.render());
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    for file in ["docs/grafana/ee-dashboard.json", "docs/prometheus/ee-alerts.yml"] {
+    for file in [
+        "docs/grafana/ee-dashboard.json",
+        "docs/prometheus/ee-alerts.yml",
+    ] {
         let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
         if file.ends_with(".json") {
             let _: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
@@ -123,6 +163,9 @@ async fn the_dashboard_and_alerts_use_only_emitted_metric_names() {
         let used = names_in(&text);
         assert!(used.len() >= 5, "{file} names {used:?}");
         let missing: Vec<&String> = used.iter().filter(|n| !rendered.contains(*n)).collect();
-        assert!(missing.is_empty(), "{file} uses metrics the code does not emit: {missing:?}\nrendered: {rendered:?}");
+        assert!(
+            missing.is_empty(),
+            "{file} uses metrics the code does not emit: {missing:?}\nrendered: {rendered:?}"
+        );
     }
 }

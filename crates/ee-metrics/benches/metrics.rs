@@ -16,7 +16,9 @@ fn layers(c: &mut Criterion) {
         .process_metrics(false)
         .install()
         .expect("the benchmark's recorder");
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let route = || Router::new().route("/orders/{id}", get(|| async { "an order" }));
     let variants: [(&str, Router); 3] = [
         ("bare", route()),

@@ -121,9 +121,8 @@ impl MetricsLayer {
     }
 
     fn unshared(self) -> Shared {
-        Arc::try_unwrap(self.shared).unwrap_or_else(|_| {
-            panic!("configure MetricsLayer before cloning it")
-        })
+        Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| panic!("configure MetricsLayer before cloning it"))
     }
 }
 
@@ -147,7 +146,9 @@ pub struct Metrics<S> {
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Metrics<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Metrics")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 

@@ -55,23 +55,32 @@ fn parse(text: &str) -> Vec<Sample> {
                         ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
                         "bad type in {line:?}"
                     );
-                    assert!(types.insert(name.to_owned(), t.to_owned()).is_none(), "TYPE twice: {line:?}");
+                    assert!(
+                        types.insert(name.to_owned(), t.to_owned()).is_none(),
+                        "TYPE twice: {line:?}"
+                    );
                 }
                 "HELP" => {}
                 _ => panic!("unknown comment {line:?}"),
             }
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value in {line:?}"));
         let value: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
         };
         let (name, labels) = match series.split_once('{') {
             None => (series, BTreeMap::new()),
             Some((name, rest)) => {
-                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
                 let mut labels = BTreeMap::new();
                 let mut chars = body.chars().peekable();
                 while chars.peek().is_some() {
@@ -104,8 +113,15 @@ fn parse(text: &str) -> Vec<Sample> {
             .iter()
             .find_map(|s| name.strip_suffix(s).filter(|b| types.contains_key(*b)))
             .unwrap_or(name);
-        assert!(types.contains_key(base) || types.contains_key(name), "sample before its TYPE: {line:?}");
-        samples.push(Sample { name: name.to_owned(), labels, value });
+        assert!(
+            types.contains_key(base) || types.contains_key(name),
+            "sample before its TYPE: {line:?}"
+        );
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
     }
     samples
 }
@@ -113,7 +129,12 @@ fn parse(text: &str) -> Vec<Sample> {
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
-        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
 }
 
@@ -129,8 +150,14 @@ async fn red_numbers_are_exact_after_known_requests() {
     let prometheus = prometheus();
     let app = Router::new()
         .route("/red/orders/{id}", get(|| async { "an order" }))
-        .route("/red/orders", post(|body: String| async move { (StatusCode::CREATED, body) }))
-        .route("/red/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route(
+            "/red/orders",
+            post(|body: String| async move { (StatusCode::CREATED, body) }),
+        )
+        .route(
+            "/red/fail",
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
         .layer(MetricsLayer::new())
         .merge(prometheus.router());
     let addr = serve(app).await;
@@ -139,35 +166,92 @@ async fn red_numbers_are_exact_after_known_requests() {
         assert_eq!(res.status, 200);
     }
     for _ in 0..3 {
-        assert_eq!(exchange(addr, &request("GET", "/red/fail", &[], b"")).await.status, 500);
+        assert_eq!(
+            exchange(addr, &request("GET", "/red/fail", &[], b""))
+                .await
+                .status,
+            500
+        );
     }
     for body in [&b"{\"a\":1}"[..], &[b'x'; 3000]] {
-        assert_eq!(exchange(addr, &request("POST", "/red/orders", &[], body)).await.status, 201);
+        assert_eq!(
+            exchange(addr, &request("POST", "/red/orders", &[], body))
+                .await
+                .status,
+            201
+        );
     }
     let scrape = exchange(addr, &request("GET", "/metrics", &[], b"")).await;
     assert_eq!(scrape.status, 200);
-    assert!(scrape.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        scrape
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     let samples = parse(scrape.text());
 
-    let get_ok = [("method", "GET"), ("route", "/red/orders/{id}"), ("status_class", "2xx"), ("service", "red-test")];
-    assert_eq!(value(&samples, "ee_http_requests_total", &get_ok), Some(7.0));
-    assert_eq!(value(&samples, "ee_http_request_duration_seconds_count", &get_ok), Some(7.0));
+    let get_ok = [
+        ("method", "GET"),
+        ("route", "/red/orders/{id}"),
+        ("status_class", "2xx"),
+        ("service", "red-test"),
+    ];
     assert_eq!(
-        value(&samples, "ee_http_request_duration_seconds_bucket", &[get_ok[0], get_ok[1], get_ok[2], ("le", "+Inf")]),
+        value(&samples, "ee_http_requests_total", &get_ok),
         Some(7.0)
     );
-    let fail = [("method", "GET"), ("route", "/red/fail"), ("status_class", "5xx")];
+    assert_eq!(
+        value(&samples, "ee_http_request_duration_seconds_count", &get_ok),
+        Some(7.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ee_http_request_duration_seconds_bucket",
+            &[get_ok[0], get_ok[1], get_ok[2], ("le", "+Inf")]
+        ),
+        Some(7.0)
+    );
+    let fail = [
+        ("method", "GET"),
+        ("route", "/red/fail"),
+        ("status_class", "5xx"),
+    ];
     assert_eq!(value(&samples, "ee_http_requests_total", &fail), Some(3.0));
-    let created = [("method", "POST"), ("route", "/red/orders"), ("status_class", "2xx")];
-    assert_eq!(value(&samples, "ee_http_requests_total", &created), Some(2.0));
+    let created = [
+        ("method", "POST"),
+        ("route", "/red/orders"),
+        ("status_class", "2xx"),
+    ];
+    assert_eq!(
+        value(&samples, "ee_http_requests_total", &created),
+        Some(2.0)
+    );
     // Request sizes from Content-Length: 7 + 3000 bytes.
     let posted = [("method", "POST"), ("route", "/red/orders")];
-    assert_eq!(value(&samples, "ee_http_request_size_bytes_count", &posted), Some(2.0));
-    assert_eq!(value(&samples, "ee_http_request_size_bytes_sum", &posted), Some(3007.0));
+    assert_eq!(
+        value(&samples, "ee_http_request_size_bytes_count", &posted),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&samples, "ee_http_request_size_bytes_sum", &posted),
+        Some(3007.0)
+    );
     // Response sizes: the echoed bodies.
-    assert_eq!(value(&samples, "ee_http_response_size_bytes_sum", &created), Some(3007.0));
+    assert_eq!(
+        value(&samples, "ee_http_response_size_bytes_sum", &created),
+        Some(3007.0)
+    );
     // Nothing left in flight (the scrape itself is not behind the layer).
-    assert_eq!(value(&samples, "ee_http_requests_in_flight", &[("route", "/red/orders/{id}")]), Some(0.0));
+    assert_eq!(
+        value(
+            &samples,
+            "ee_http_requests_in_flight",
+            &[("route", "/red/orders/{id}")]
+        ),
+        Some(0.0)
+    );
     // Process and runtime metrics are there.
     assert!(value(&samples, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert!(value(&samples, "process_open_fds", &[]).unwrap() > 0.0);
@@ -182,12 +266,22 @@ async fn ten_thousand_raw_paths_make_a_bounded_label_set() {
         .layer(MetricsLayer::new());
     for i in 0..10_000 {
         // Half match the template with distinct ids, half match nothing.
-        let path = if i % 2 == 0 { format!("/card/items/{i}") } else { format!("/card/nothing/{i}") };
-        let req = http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let path = if i % 2 == 0 {
+            format!("/card/items/{i}")
+        } else {
+            format!("/card/nothing/{i}")
+        };
+        let req = http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
         let _ = app.clone().oneshot(req).await.unwrap();
     }
     // A method outside the standard nine is `other`.
-    let req = http::Request::builder().method("PURGE").uri("/card/items/1").body(axum::body::Body::empty()).unwrap();
+    let req = http::Request::builder()
+        .method("PURGE")
+        .uri("/card/items/1")
+        .body(axum::body::Body::empty())
+        .unwrap();
     let _ = app.clone().oneshot(req).await.unwrap();
     let samples = parse(&prometheus.render());
     let ours: Vec<&Sample> = samples
@@ -195,11 +289,46 @@ async fn ten_thousand_raw_paths_make_a_bounded_label_set() {
         .filter(|s| s.name == "ee_http_requests_total")
         .filter(|s| s.labels["route"].starts_with("/card") || s.labels["route"] == "unmatched")
         .collect();
-    let routes: std::collections::BTreeSet<&str> = ours.iter().map(|s| s.labels["route"].as_str()).collect();
-    assert_eq!(routes, ["/card/items/{id}", "unmatched"].into_iter().collect());
-    assert_eq!(value(&samples, "ee_http_requests_total", &[("route", "/card/items/{id}"), ("method", "GET"), ("status_class", "2xx")]), Some(5000.0));
-    assert_eq!(value(&samples, "ee_http_requests_total", &[("route", "unmatched"), ("method", "GET"), ("status_class", "4xx")]).unwrap() >= 5000.0, true);
-    assert_eq!(value(&samples, "ee_http_requests_total", &[("route", "/card/items/{id}"), ("method", "other")]), Some(1.0));
+    let routes: std::collections::BTreeSet<&str> =
+        ours.iter().map(|s| s.labels["route"].as_str()).collect();
+    assert_eq!(
+        routes,
+        ["/card/items/{id}", "unmatched"].into_iter().collect()
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ee_http_requests_total",
+            &[
+                ("route", "/card/items/{id}"),
+                ("method", "GET"),
+                ("status_class", "2xx")
+            ]
+        ),
+        Some(5000.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ee_http_requests_total",
+            &[
+                ("route", "unmatched"),
+                ("method", "GET"),
+                ("status_class", "4xx")
+            ]
+        )
+        .unwrap()
+            >= 5000.0,
+        true
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ee_http_requests_total",
+            &[("route", "/card/items/{id}"), ("method", "other")]
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -214,31 +343,74 @@ async fn a_dropped_request_is_counted_as_cancelled_and_leaves_flight() {
             }),
         )
         .layer(MetricsLayer::new());
-    let req = http::Request::get("/slow/1").body(axum::body::Body::empty()).unwrap();
-    let pending = tokio::time::timeout(std::time::Duration::from_millis(50), app.oneshot(req)).await;
+    let req = http::Request::get("/slow/1")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let pending =
+        tokio::time::timeout(std::time::Duration::from_millis(50), app.oneshot(req)).await;
     assert!(pending.is_err(), "the handler is still sleeping");
     let samples = parse(&prometheus.render());
-    assert_eq!(value(&samples, "ee_http_requests_total", &[("route", "/slow/{id}"), ("status_class", "cancelled")]), Some(1.0));
-    assert_eq!(value(&samples, "ee_http_requests_in_flight", &[("route", "/slow/{id}")]), Some(0.0));
+    assert_eq!(
+        value(
+            &samples,
+            "ee_http_requests_total",
+            &[("route", "/slow/{id}"), ("status_class", "cancelled")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ee_http_requests_in_flight",
+            &[("route", "/slow/{id}")]
+        ),
+        Some(0.0)
+    );
 }
 
 #[test]
 fn bare_tower_routes_come_from_route_fn_and_overflow_is_bounded() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let prometheus = prometheus();
     let layer = MetricsLayer::new()
-        .route_fn(|_, uri| uri.path().strip_prefix("/bare/").map(|p| format!("/bare/{}", p.split('/').next().unwrap_or(""))))
+        .route_fn(|_, uri| {
+            uri.path()
+                .strip_prefix("/bare/")
+                .map(|p| format!("/bare/{}", p.split('/').next().unwrap_or("")))
+        })
         .max_routes(3);
-    let svc = tower::ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<String>| async {
-        Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
-    });
+    let svc =
+        tower::ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(|_req: http::Request<String>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+            });
     rt.block_on(async {
-        for path in ["/bare/a/1", "/bare/a/2", "/bare/b/1", "/bare/c/1", "/bare/d/1", "/bare/e/1"] {
-            svc.clone().oneshot(http::Request::get(path).body(String::new()).unwrap()).await.unwrap();
+        for path in [
+            "/bare/a/1",
+            "/bare/a/2",
+            "/bare/b/1",
+            "/bare/c/1",
+            "/bare/d/1",
+            "/bare/e/1",
+        ] {
+            svc.clone()
+                .oneshot(http::Request::get(path).body(String::new()).unwrap())
+                .await
+                .unwrap();
         }
     });
     let samples = parse(&prometheus.render());
-    let count = |route: &str| value(&samples, "ee_http_requests_total", &[("route", route), ("status_class", "2xx")]);
+    let count = |route: &str| {
+        value(
+            &samples,
+            "ee_http_requests_total",
+            &[("route", route), ("status_class", "2xx")],
+        )
+    };
     assert_eq!(count("/bare/a"), Some(2.0));
     assert_eq!(count("/bare/b"), Some(1.0));
     assert_eq!(count("/bare/c"), Some(1.0));

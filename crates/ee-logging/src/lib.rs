@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+mod context;
+mod layer;
+mod setup;
+
+pub use context::{Carrier, RequestId, TRACEPARENT, TRACESTATE, TraceContext, X_REQUEST_ID};
+pub use layer::{
+    DEFAULT_REDACTED, Propagate, PropagateLayer, RequestLog, RequestLogLayer, ResponseFuture,
+    redacted_headers,
+};
+pub use setup::{LogConfig, LogError, LogFormat, LogGuard};

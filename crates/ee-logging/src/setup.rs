@@ -1,0 +1,156 @@
+//! The `tracing` subscriber of an ee service, from configuration: JSON,
+//! pretty or compact lines, an env filter, and a non-blocking writer whose
+//! bounded buffer drops (and counts) lines rather than block a request.
+
+use serde::Deserialize;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, span fields included (production).
+    #[default]
+    Json,
+    /// Multi-line, coloured, for a developer's terminal.
+    Pretty,
+    /// One short line per event.
+    Compact,
+}
+
+/// Logging configuration (`[logging]` in `ee.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Line format.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive (`info`, `warn,ee_cache=debug`); `RUST_LOG`
+    /// overrides it when set.
+    pub filter: String,
+    /// Lines buffered between the request path and the writer thread; past
+    /// it, lines are dropped and counted, never waited for.
+    pub buffer_lines: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            filter: "info".into(),
+            buffer_lines: 128_000,
+        }
+    }
+}
+
+/// What can go wrong setting up logging.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The filter directive does not parse.
+    #[error("bad log filter `{filter}`: {reason}")]
+    Filter {
+        /// The directive.
+        filter: String,
+        /// Why.
+        reason: String,
+    },
+    /// A global subscriber is set already.
+    #[error("a tracing subscriber is already installed: {0}")]
+    AlreadyInstalled(String),
+}
+
+/// Keep it alive for the life of the process: dropping it flushes the
+/// buffered lines. Says how many lines the full buffer dropped.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _worker: tracing_appender::non_blocking::WorkerGuard,
+    dropped: tracing_appender::non_blocking::ErrorCounter,
+}
+
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogGuard")
+            .field("dropped_lines", &self.dropped_lines())
+            .finish()
+    }
+}
+
+impl LogGuard {
+    /// Lines dropped because the buffer was full (the writer fell behind).
+    pub fn dropped_lines(&self) -> usize {
+        self.dropped.dropped_lines()
+    }
+}
+
+impl LogConfig {
+    fn filter(&self) -> Result<EnvFilter, LogError> {
+        let directive = std::env::var("RUST_LOG").unwrap_or_else(|_| self.filter.clone());
+        EnvFilter::try_new(&directive).map_err(|e| LogError::Filter {
+            filter: directive,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Installs the global subscriber writing to standard output through a
+    /// non-blocking, bounded buffer.
+    ///
+    /// # Errors
+    /// [`LogError::Filter`] for a bad directive, [`LogError::AlreadyInstalled`]
+    /// when a subscriber is set.
+    pub fn init(&self) -> Result<LogGuard, LogError> {
+        self.init_with(std::io::stdout())
+    }
+
+    /// [`init`](Self::init) with another destination (a file, a pipe).
+    ///
+    /// # Errors
+    /// As [`init`](Self::init).
+    pub fn init_with<W: std::io::Write + Send + 'static>(
+        &self,
+        out: W,
+    ) -> Result<LogGuard, LogError> {
+        let (writer, worker) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(self.buffer_lines.max(1))
+            .finish(out);
+        let dropped = writer.error_counter();
+        self.subscriber(writer)?
+            .try_init()
+            .map_err(|e| LogError::AlreadyInstalled(e.to_string()))?;
+        Ok(LogGuard {
+            _worker: worker,
+            dropped,
+        })
+    }
+
+    /// The subscriber this configuration describes, writing to `writer`
+    /// (for tests, or to install it yourself).
+    ///
+    /// # Errors
+    /// [`LogError::Filter`] for a bad directive.
+    pub fn subscriber<W>(
+        &self,
+        writer: W,
+    ) -> Result<Box<dyn tracing::Subscriber + Send + Sync + 'static>, LogError>
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let filter = self.filter()?;
+        let registry = tracing_subscriber::registry().with(filter);
+        let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+        Ok(match self.format {
+            LogFormat::Json => Box::new(
+                registry.with(
+                    fmt.json()
+                        .flatten_event(true)
+                        .with_current_span(true)
+                        .with_span_list(false),
+                ),
+            ),
+            LogFormat::Pretty => Box::new(registry.with(fmt.pretty())),
+            LogFormat::Compact => Box::new(registry.with(fmt.compact())),
+        })
+    }
+}
