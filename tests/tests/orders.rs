@@ -124,3 +124,47 @@ async fn the_listing_query_is_checked_and_the_listing_compressed() {
     assert_eq!(json["products"].as_array().unwrap().len(), 100);
     assert_eq!(json["products"][0]["sku"], "SKU-100100");
 }
+
+#[tokio::test]
+async fn the_observed_service_exposes_red_metrics_by_route_template() {
+    let prometheus = ee_metrics::Prometheus::builder()
+        .global_label("service", "orders")
+        .install()
+        .expect("the only recorder of this test binary");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = ee_example_orders::observed_app(&prometheus);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let res = exchange(
+        addr,
+        &request(
+            "POST",
+            "/orders",
+            &[("content-type", b"application/json")],
+            ORDER,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 201);
+    assert_eq!(res.header("x-request-id").map(str::len), Some(32));
+    assert!(res.header("traceparent").is_some());
+    exchange(addr, &request("GET", "/products?page=0", &[], b"")).await;
+    let metrics = exchange(addr, &request("GET", "/metrics", &[], b"")).await;
+    let text = metrics.text();
+    let has = |needle: &str| {
+        text.lines().any(|l| {
+            l.starts_with("ee_http_requests_total{")
+                && needle.split(',').all(|p| l.contains(p))
+                && l.ends_with(" 1")
+        })
+    };
+    assert!(
+        has(r#"method="POST",route="/orders",status_class="2xx""#),
+        "{text}"
+    );
+    assert!(
+        has(r#"method="GET",route="/products",status_class="4xx""#),
+        "{text}"
+    );
+    assert!(text.contains(r#"service="orders""#));
+}

@@ -2,7 +2,6 @@
 //! generate, carry through a request's task, inject into outgoing calls,
 //! queue jobs and events.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -77,9 +76,11 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
 }
@@ -172,12 +173,13 @@ impl TraceContext {
 
     /// The `traceparent` value of this span.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            u8::from(self.sampled)
-        )
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        s.push_str(&hex(&self.trace_id));
+        s.push('-');
+        s.push_str(&hex(&self.span_id));
+        s.push_str(if self.sampled { "-01" } else { "-00" });
+        s
     }
 
     /// The trace id, 32 lower-case hex digits.

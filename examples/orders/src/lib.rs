@@ -6,6 +6,8 @@
 //! - `GET /products?page=&per_page=&tag=`: the query checked by
 //!   `ValidateLayer` against a hand-written schema, a listing large enough to
 //!   be compressed (zstd, br or gzip by `Accept-Encoding`);
+//! - `GET /metrics` (with [`observed_app`]): Prometheus metrics; a JSON log
+//!   line per request on standard output;
 //! - every request body may be sent compressed (`Content-Encoding: zstd`,
 //!   `br`, `gzip`, `deflate`) and may inflate to 256 KiB at most.
 
@@ -123,6 +125,15 @@ async fn list(Query(q): Query<ListQuery>) -> FastJson<serde_json::Value> {
         })
         .collect();
     FastJson(json!({"page": page, "per_page": per_page, "products": products}))
+}
+
+/// The service observed: RED metrics by route template, a JSON log line and
+/// span per request (request id, W3C trace context), and `GET /metrics`.
+pub fn observed_app(prometheus: &ee_metrics::Prometheus) -> Router {
+    app()
+        .layer(ee_logging::RequestLogLayer::new())
+        .layer(ee_metrics::MetricsLayer::new())
+        .merge(prometheus.router())
 }
 
 /// The service.
