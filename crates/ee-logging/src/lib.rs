@@ -9,4 +9,6 @@ pub use layer::{
     DEFAULT_REDACTED, Propagate, PropagateLayer, RequestLog, RequestLogLayer, ResponseFuture,
     redacted_headers,
 };
-pub use setup::{LogConfig, LogError, LogFormat, LogGuard};
+pub use setup::{
+    DEFAULT_REDACTED_FIELDS, LogConfig, LogError, LogFormat, LogGuard, RedactingWriter,
+};

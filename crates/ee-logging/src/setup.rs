@@ -33,7 +33,23 @@ pub struct LogConfig {
     /// Lines buffered between the request path and the writer thread; past
     /// it, lines are dropped and counted, never waited for.
     pub buffer_lines: usize,
+    /// Field names (any case, at any depth of a JSON line: event fields and
+    /// span fields) whose values are written as `"[redacted]"`. JSON format
+    /// only: the pretty and compact formats are for development.
+    pub redact_fields: Vec<String>,
 }
+
+/// Field names redacted by default.
+pub const DEFAULT_REDACTED_FIELDS: &[&str] = &[
+    "password",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "api_key",
+    "authorization",
+    "cookie",
+];
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -41,6 +57,10 @@ impl Default for LogConfig {
             format: LogFormat::Json,
             filter: "info".into(),
             buffer_lines: 128_000,
+            redact_fields: DEFAULT_REDACTED_FIELDS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }
@@ -139,18 +159,134 @@ impl LogConfig {
     {
         let filter = self.filter()?;
         let registry = tracing_subscriber::registry().with(filter);
-        let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
         Ok(match self.format {
             LogFormat::Json => Box::new(
                 registry.with(
-                    fmt.json()
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(Redacting::new(writer, &self.redact_fields))
+                        .json()
                         .flatten_event(true)
                         .with_current_span(true)
                         .with_span_list(false),
                 ),
             ),
-            LogFormat::Pretty => Box::new(registry.with(fmt.pretty())),
-            LogFormat::Compact => Box::new(registry.with(fmt.compact())),
+            LogFormat::Pretty => Box::new(
+                registry.with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(writer)
+                        .pretty(),
+                ),
+            ),
+            LogFormat::Compact => Box::new(
+                registry.with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(writer)
+                        .compact(),
+                ),
+            ),
         })
+    }
+}
+
+/// A `MakeWriter` that rewrites each JSON line with the values of the
+/// redacted field names replaced. Lines without any of the names (checked on
+/// the raw bytes first) pass through untouched.
+struct Redacting<W> {
+    inner: W,
+    names: std::sync::Arc<[String]>,
+}
+
+impl<W> Redacting<W> {
+    fn new(inner: W, names: &[String]) -> Self {
+        Self {
+            inner,
+            names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        }
+    }
+}
+
+impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for Redacting<W> {
+    type Writer = RedactingWriter<W::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter {
+            inner: self.inner.make_writer(),
+            names: self.names.clone(),
+        }
+    }
+}
+
+/// The writer of one formatted event (see [`Redacting`]).
+pub struct RedactingWriter<W> {
+    inner: W,
+    names: std::sync::Arc<[String]>,
+}
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mentioned = mentions_key(buf, &self.names);
+        if !mentioned {
+            return self.inner.write_all(buf).map(|()| buf.len());
+        }
+        let mut out = Vec::with_capacity(buf.len());
+        for line in buf.split_inclusive(|b| *b == b'\n') {
+            let (body, newline) = match line.strip_suffix(b"\n") {
+                Some(body) => (body, true),
+                None => (line, false),
+            };
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(mut value) => {
+                    redact(&mut value, &self.names);
+                    serde_json::to_writer(&mut out, &value).map_err(std::io::Error::other)?;
+                }
+                // Not JSON (a partial write): keep nothing rather than leak.
+                Err(_) => out.extend_from_slice(
+                    b"{\"message\":\"[a log line was withheld: it could not be redacted]\"}",
+                ),
+            }
+            if newline {
+                out.push(b'\n');
+            }
+        }
+        self.inner.write_all(&out).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Whether a JSON text has a key (`"name":`) among `names`, in one pass: at
+/// every `":`, the key is the text back to the previous quote.
+fn mentions_key(buf: &[u8], names: &[String]) -> bool {
+    let mut i = 1;
+    while i < buf.len() {
+        if buf[i] == b':' && buf[i - 1] == b'"' {
+            let end = i - 1;
+            if let Some(start) = buf[..end].iter().rposition(|b| *b == b'"') {
+                let key = &buf[start + 1..end];
+                if names.iter().any(|n| key.eq_ignore_ascii_case(n.as_bytes())) {
+                    return true;
+                }
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn redact(value: &mut serde_json::Value, names: &[String]) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if names.iter().any(|n| key.eq_ignore_ascii_case(n)) {
+                    *v = serde_json::Value::String("[redacted]".into());
+                } else {
+                    redact(v, names);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact(v, names)),
+        _ => {}
     }
 }

@@ -277,6 +277,29 @@ async fn filtered_off_nothing_is_written_and_5xx_are_warnings() {
     assert_eq!(finished[0]["status"], 500);
 }
 
+#[tokio::test]
+async fn redacted_fields_never_reach_a_line() {
+    let (logs, _guard) = capture("info");
+    let span = tracing::info_span!("login", user = "ada", api_key = "SECRET-SPAN-KEY");
+    let _entered = span.enter();
+    tracing::info!(
+        password = "SECRET-PASSWORD",
+        Token = "SECRET-TOKEN",
+        attempts = 3,
+        "signing in"
+    );
+    let text = logs.text();
+    for secret in ["SECRET-SPAN-KEY", "SECRET-PASSWORD", "SECRET-TOKEN"] {
+        assert!(!text.contains(secret), "{secret} was logged: {text}");
+    }
+    let line = &logs.lines()[0];
+    assert_eq!(line["password"], "[redacted]");
+    assert_eq!(line["Token"], "[redacted]");
+    assert_eq!(line["attempts"], 3);
+    assert_eq!(line["span"]["api_key"], "[redacted]");
+    assert_eq!(line["span"]["user"], "ada");
+}
+
 #[test]
 fn a_bad_filter_is_a_clear_error() {
     let config = LogConfig {

@@ -24,6 +24,7 @@ fn a_full_buffer_drops_and_counts_lines() {
         format: LogFormat::Json,
         filter: "info".into(),
         buffer_lines: 8,
+        ..LogConfig::default()
     };
     let guard = config.init_with(Slow).unwrap();
     for i in 0..2_000 {
