@@ -35,8 +35,8 @@ pub enum MetricsError {
     /// Another recorder is installed already (one per process).
     #[error("a metrics recorder is already installed in this process: {0}")]
     AlreadyInstalled(String),
-    /// The standalone listener could not bind.
-    #[error("the /metrics listener could not start: {0}")]
+    /// The standalone listener failed.
+    #[error("the /metrics listener failed: {0}")]
     Listener(String),
 }
 
@@ -125,13 +125,17 @@ impl Prometheus {
     /// Serves `GET /metrics` on its own listener (an admin port the public
     /// one does not expose); runs until the task is dropped.
     ///
+    /// ```no_run
+    /// # async fn run(prometheus: ee_metrics::Prometheus) -> Result<(), Box<dyn std::error::Error>> {
+    /// let admin = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
+    /// tokio::spawn(prometheus.serve(admin));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
-    /// [`MetricsError::Listener`] when the address cannot be bound.
+    /// [`MetricsError::Listener`] when serving fails.
     #[cfg(feature = "axum")]
-    pub async fn serve(self, addr: std::net::SocketAddr) -> Result<(), MetricsError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| MetricsError::Listener(e.to_string()))?;
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<(), MetricsError> {
         axum::serve(listener, self.router::<()>())
             .await
             .map_err(|e| MetricsError::Listener(e.to_string()))

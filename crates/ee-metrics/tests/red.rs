@@ -252,6 +252,17 @@ async fn red_numbers_are_exact_after_known_requests() {
         ),
         Some(0.0)
     );
+    // The buckets set for the duration metric, not the default latency ones.
+    let les: Vec<&str> = samples
+        .iter()
+        .filter(|s| {
+            s.name == "ee_http_request_duration_seconds_bucket"
+                && s.labels.get("route").map(String::as_str) == Some("/red/orders/{id}")
+                && s.labels.get("status_class").map(String::as_str) == Some("2xx")
+        })
+        .map(|s| s.labels["le"].as_str())
+        .collect();
+    assert_eq!(les, ["0.01", "0.1", "1", "+Inf"]);
     // Process and runtime metrics are there.
     assert!(value(&samples, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert!(value(&samples, "process_open_fds", &[]).unwrap() > 0.0);
@@ -324,7 +335,12 @@ async fn ten_thousand_raw_paths_make_a_bounded_label_set() {
         value(
             &samples,
             "ee_http_requests_total",
-            &[("route", "/card/items/{id}"), ("method", "other")]
+            // axum answers 405 to a method the route does not serve.
+            &[
+                ("route", "/card/items/{id}"),
+                ("method", "other"),
+                ("status_class", "4xx")
+            ]
         ),
         Some(1.0)
     );
@@ -416,4 +432,15 @@ fn bare_tower_routes_come_from_route_fn_and_overflow_is_bounded() {
     // Past 3 series, new routes share `other`.
     assert_eq!(count("other"), Some(2.0));
     assert_eq!(count("/bare/d"), None);
+}
+
+#[tokio::test]
+async fn the_standalone_listener_serves_metrics() {
+    let prometheus = prometheus().clone();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    tokio::spawn(prometheus.serve(admin));
+    let res = exchange(addr, &request("GET", "/metrics", &[], b"")).await;
+    assert_eq!(res.status, 200);
+    assert!(!parse(res.text()).is_empty());
 }
