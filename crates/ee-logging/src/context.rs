@@ -182,6 +182,29 @@ impl TraceContext {
         s
     }
 
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn span_id_bytes(&self) -> [u8; 8] {
+        self.span_id
+    }
+
+    /// This context with the ids an exporter gave its span.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn with_ids(mut self, trace_id: [u8; 16], span_id: [u8; 8], sampled: bool) -> Self {
+        if self.trace_id != trace_id {
+            // A new trace (a root): no parent in it.
+            self.parent_id = None;
+        }
+        self.trace_id = trace_id;
+        self.span_id = span_id;
+        self.sampled = sampled;
+        self
+    }
+
     /// The trace id, 32 lower-case hex digits.
     pub fn trace_id(&self) -> String {
         hex(&self.trace_id)

@@ -190,13 +190,15 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(RequestId::parse)
             .unwrap_or_else(RequestId::generate);
-        let trace = TraceContext::extract(req.headers())
-            .map_or_else(TraceContext::new_root, |caller| caller.child());
+        let caller = TraceContext::extract(req.headers());
+        let trace = caller
+            .as_ref()
+            .map_or_else(TraceContext::new_root, TraceContext::child);
         let span = tracing::info_span!(
             "request",
             request_id = request_id.as_str(),
-            trace_id = %trace.trace_id(),
-            span_id = %trace.span_id(),
+            trace_id = Empty,
+            span_id = Empty,
             parent_id = Empty,
             method = %req.method(),
             route = route(&req).unwrap_or("unmatched"),
@@ -207,8 +209,16 @@ where
             user = Empty,
             headers = Empty,
         );
-        if let Some(parent) = trace.parent_id() {
-            span.record("parent_id", parent.as_str());
+        #[cfg(feature = "otlp")]
+        let trace = crate::otel::adopt(&span, trace, caller.as_ref());
+        #[cfg(not(feature = "otlp"))]
+        let _ = caller;
+        if !span.is_disabled() {
+            span.record("trace_id", trace.trace_id().as_str());
+            span.record("span_id", trace.span_id().as_str());
+            if let Some(parent) = trace.parent_id() {
+                span.record("parent_id", parent.as_str());
+            }
         }
         if let Some(subject) = req.extensions().get::<ee_core::key::Subject>() {
             span.record("user", &*subject.0);
@@ -299,10 +309,11 @@ where
     }
 }
 
-/// For outgoing calls (a tower HTTP client): sets `traceparent` (a child of
-/// the current request's span), `tracestate` and `x-request-id` from the
-/// request this task is handling, so the next service continues the trace.
-/// Outside a request it starts no trace and sets nothing.
+/// For outgoing calls (a tower HTTP client): opens an `outgoing request`
+/// span and sets `traceparent` (that span, a child of the current request's),
+/// `tracestate` and `x-request-id` from the request this task is handling,
+/// so the next service continues the trace. Outside a request it starts no
+/// trace and sets no header.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PropagateLayer;
 
@@ -326,21 +337,38 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = tracing::instrument::Instrumented<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "outgoing request",
+            method = %req.method(),
+            uri = %req.uri(),
+            span_id = Empty,
+        );
         if let Some(trace) = TraceContext::current() {
-            trace.child().inject(req.headers_mut());
+            // The call's own span, a child of the request's: in the exported
+            // trace when OpenTelemetry runs, a fresh id otherwise.
+            let child = trace.child();
+            #[cfg(feature = "otlp")]
+            let child = crate::otel::adopt(&span, child, None);
+            span.record("span_id", child.span_id().as_str());
+            child.inject(req.headers_mut());
         }
         if let Some(id) = RequestId::current()
             && let Ok(v) = HeaderValue::from_str(id.as_str())
         {
             req.headers_mut().insert(X_REQUEST_ID.clone(), v);
         }
-        self.inner.call(req)
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        future.instrument(span)
     }
 }

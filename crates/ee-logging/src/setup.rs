@@ -37,6 +37,51 @@ pub struct LogConfig {
     /// span fields) whose values are written as `"[redacted]"`. JSON format
     /// only: the pretty and compact formats are for development.
     pub redact_fields: Vec<String>,
+    /// OpenTelemetry export over OTLP/HTTP (needs the `otlp` feature);
+    /// `None` exports nothing.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// Where and how much to export (`[logging.otlp]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's OTLP/HTTP base URL; `/v1/traces` is appended.
+    pub endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// The share of new traces exported, 0.0 to 1.0 (a caller's sampled
+    /// flag decides for continued traces).
+    pub sample_ratio: f64,
+    /// Timeout of one export call.
+    pub timeout_ms: u64,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:4318".into(),
+            service_name: "ee-service".into(),
+            sample_ratio: 1.0,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A built subscriber and, with OTLP export, its exporter.
+pub struct Logging {
+    /// Install it (`tracing::subscriber::set_global_default`, or
+    /// `set_default` in a test).
+    pub subscriber: Box<dyn tracing::Subscriber + Send + Sync + 'static>,
+    /// The exporter, when [`LogConfig::otlp`] is set.
+    #[cfg(feature = "otlp")]
+    pub telemetry: Option<crate::otel::Telemetry>,
+}
+
+impl std::fmt::Debug for Logging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logging").finish_non_exhaustive()
+    }
 }
 
 /// Field names redacted by default.
@@ -61,6 +106,7 @@ impl Default for LogConfig {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            otlp: None,
         }
     }
 }
@@ -76,6 +122,10 @@ pub enum LogError {
         /// Why.
         reason: String,
     },
+    /// The OTLP exporter could not be built, or OTLP export is configured
+    /// in a build without the `otlp` feature.
+    #[error("OpenTelemetry export: {0}")]
+    Otlp(String),
     /// A global subscriber is set already.
     #[error("a tracing subscriber is already installed: {0}")]
     AlreadyInstalled(String),
@@ -87,6 +137,17 @@ pub enum LogError {
 pub struct LogGuard {
     _worker: tracing_appender::non_blocking::WorkerGuard,
     dropped: tracing_appender::non_blocking::ErrorCounter,
+    #[cfg(feature = "otlp")]
+    telemetry: Option<crate::otel::Telemetry>,
+}
+
+#[cfg(feature = "otlp")]
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(t) = &self.telemetry {
+            let _ = t.flush();
+        }
+    }
 }
 
 impl std::fmt::Debug for LogGuard {
@@ -136,12 +197,16 @@ impl LogConfig {
             .buffered_lines_limit(self.buffer_lines.max(1))
             .finish(out);
         let dropped = writer.error_counter();
-        self.subscriber(writer)?
+        let logging = self.build(writer)?;
+        logging
+            .subscriber
             .try_init()
             .map_err(|e| LogError::AlreadyInstalled(e.to_string()))?;
         Ok(LogGuard {
             _worker: worker,
             dropped,
+            #[cfg(feature = "otlp")]
+            telemetry: logging.telemetry,
         })
     }
 
@@ -149,7 +214,8 @@ impl LogConfig {
     /// (for tests, or to install it yourself).
     ///
     /// # Errors
-    /// [`LogError::Filter`] for a bad directive.
+    /// [`LogError::Filter`] for a bad directive, [`LogError::Otlp`] when the
+    /// exporter cannot be built.
     pub fn subscriber<W>(
         &self,
         writer: W,
@@ -157,9 +223,37 @@ impl LogConfig {
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
+        Ok(self.build(writer)?.subscriber)
+    }
+
+    /// [`subscriber`](Self::subscriber), with the OTLP exporter handle.
+    ///
+    /// # Errors
+    /// As [`subscriber`](Self::subscriber).
+    pub fn build<W>(&self, writer: W) -> Result<Logging, LogError>
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
         let filter = self.filter()?;
-        let registry = tracing_subscriber::registry().with(filter);
-        Ok(match self.format {
+        #[cfg(feature = "otlp")]
+        let provider = self.otlp.as_ref().map(crate::otel::provider).transpose()?;
+        #[cfg(feature = "otlp")]
+        let registry = {
+            let base = tracing_subscriber::registry().with(filter);
+            let otel = provider.as_ref().map(crate::otel::layer);
+            base.with(otel)
+        };
+        #[cfg(not(feature = "otlp"))]
+        let registry = {
+            if self.otlp.is_some() {
+                return Err(LogError::Otlp(
+                    "`otlp` is configured but ee-logging was built without its `otlp` feature"
+                        .into(),
+                ));
+            }
+            tracing_subscriber::registry().with(filter)
+        };
+        let subscriber: Box<dyn tracing::Subscriber + Send + Sync + 'static> = match self.format {
             LogFormat::Json => Box::new(
                 registry.with(
                     tracing_subscriber::fmt::layer()
@@ -184,6 +278,11 @@ impl LogConfig {
                         .compact(),
                 ),
             ),
+        };
+        Ok(Logging {
+            subscriber,
+            #[cfg(feature = "otlp")]
+            telemetry: provider.map(crate::otel::telemetry),
         })
     }
 }
@@ -216,7 +315,8 @@ impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for Redacting<W> {
     }
 }
 
-/// The writer of one formatted event (see [`Redacting`]).
+/// The writer of one formatted JSON event, with redacted fields replaced
+/// (see [`LogConfig::redact_fields`]).
 pub struct RedactingWriter<W> {
     inner: W,
     names: std::sync::Arc<[String]>,
