@@ -1,0 +1,41 @@
+//! The versioned router against plain axum routing of the same route
+//! (`cargo bench -p ee-versioning`).
+
+#![allow(missing_docs)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use ee_versioning::VersionedRouter;
+use tower::ServiceExt;
+
+fn routing(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let route = || Router::new().route("/orders/{id}", get(|| async { "an order" }));
+    let plain = route();
+    let versioned = VersionedRouter::new()
+        .version(1, route())
+        .version(2, route())
+        .default_version(2)
+        .into_router();
+    let mut group = c.benchmark_group("versioning_per_request");
+    for (name, app, path) in [
+        ("plain_axum", &plain, "/orders/42"),
+        ("versioned_uri", &versioned, "/v2/orders/42"),
+        ("versioned_default", &versioned, "/orders/42"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let req = http::Request::get(path).body(Body::empty()).unwrap();
+                rt.block_on(app.clone().oneshot(req)).unwrap().status()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, routing);
+criterion_main!(benches);

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+mod lifecycle;
+mod router;
+mod version;
+
+pub use lifecycle::{Lifecycle, deprecation_value, sunset_value};
+pub use router::{DEPRECATED_REQUESTS, VersionedRouter};
+pub use version::{Source, Version};

@@ -1,0 +1,133 @@
+//! A version's lifecycle: deprecated (RFC 9745 `Deprecation`), sunset
+//! (RFC 8594 `Sunset`), links to the deprecation notice and the successor.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+
+/// When a version is deprecated and removed, and where clients read more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// When the version is (or will be) deprecated: every response carries
+    /// `Deprecation: @<seconds>` once this is set (a date in the future
+    /// announces it, RFC 9745 §2.1).
+    pub deprecated_at: Option<SystemTime>,
+    /// When it stops being served: `Sunset: <HTTP-date>` on responses, and
+    /// `410 Gone` problems after it.
+    pub sunset_at: Option<SystemTime>,
+    /// A page about the deprecation: `Link: <…>; rel="deprecation"`.
+    pub deprecation_link: Option<String>,
+    /// The version's successor, as a URI reference: `Link: <…>; rel="successor-version"`.
+    pub successor_link: Option<String>,
+}
+
+impl Lifecycle {
+    /// A version deprecated at `at`.
+    pub fn deprecated(at: SystemTime) -> Self {
+        Self {
+            deprecated_at: Some(at),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the sunset date.
+    #[must_use]
+    pub fn sunset(mut self, at: SystemTime) -> Self {
+        self.sunset_at = Some(at);
+        self
+    }
+
+    /// Sets the deprecation notice link.
+    #[must_use]
+    pub fn link(mut self, url: impl Into<String>) -> Self {
+        self.deprecation_link = Some(url.into());
+        self
+    }
+
+    /// Sets the successor link.
+    #[must_use]
+    pub fn successor(mut self, url: impl Into<String>) -> Self {
+        self.successor_link = Some(url.into());
+        self
+    }
+
+    /// Whether the version is gone at `now`.
+    pub fn is_sunset(&self, now: SystemTime) -> bool {
+        self.sunset_at.is_some_and(|at| now >= at)
+    }
+
+    /// The headers every response of this version carries.
+    pub(crate) fn headers(&self) -> Vec<(http::HeaderName, HeaderValue)> {
+        let mut out = Vec::new();
+        if let Some(at) = self.deprecated_at {
+            out.push((
+                http::HeaderName::from_static("deprecation"),
+                deprecation_value(at),
+            ));
+        }
+        if let Some(at) = self.sunset_at {
+            out.push((http::HeaderName::from_static("sunset"), sunset_value(at)));
+        }
+        let mut links = Vec::new();
+        if let Some(url) = &self.deprecation_link {
+            links.push(format!("<{url}>; rel=\"deprecation\"; type=\"text/html\""));
+        }
+        if let Some(url) = &self.successor_link {
+            links.push(format!("<{url}>; rel=\"successor-version\""));
+        }
+        if !links.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&links.join(", "))
+        {
+            out.push((http::header::LINK, v));
+        }
+        out
+    }
+}
+
+/// The RFC 9745 `Deprecation` value: a Structured Field Date, `@` and the
+/// seconds since the epoch (before the epoch: negative).
+pub fn deprecation_value(at: SystemTime) -> HeaderValue {
+    let seconds = match at.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    HeaderValue::from_str(&format!("@{seconds}")).expect("digits are a valid header value")
+}
+
+/// The RFC 8594 `Sunset` value: an HTTP-date (IMF-fixdate, RFC 9110 §5.6.7).
+pub fn sunset_value(at: SystemTime) -> HeaderValue {
+    HeaderValue::from_str(&httpdate::fmt_http_date(at))
+        .expect("an HTTP-date is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn header_values_follow_the_rfcs() {
+        // 2023-06-30T23:59:59Z, the example of RFC 9745 §2.1.
+        let at = UNIX_EPOCH + Duration::from_secs(1_688_169_599);
+        assert_eq!(deprecation_value(at), "@1688169599");
+        assert_eq!(sunset_value(at), "Fri, 30 Jun 2023 23:59:59 GMT");
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(deprecation_value(before), "@-10");
+        let l = Lifecycle::deprecated(at)
+            .sunset(at + Duration::from_secs(86_400))
+            .link("https://api.example/deprecation/v1")
+            .successor("/v2/orders");
+        let headers = l.headers();
+        let link = headers
+            .iter()
+            .find(|(n, _)| n == http::header::LINK)
+            .unwrap()
+            .1
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            link,
+            r#"<https://api.example/deprecation/v1>; rel="deprecation"; type="text/html", </v2/orders>; rel="successor-version""#
+        );
+    }
+}

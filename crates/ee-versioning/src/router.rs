@@ -1,0 +1,486 @@
+//! `VersionedRouter`: one axum `Router` per API version, the request's
+//! version read from the URI, a header, the media type or the query, and the
+//! lifecycle headers on every response.
+
+use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
+use ee_core::{KeyExtractor, Problem};
+use http::{HeaderValue, Request, StatusCode, Uri};
+use tower::{Service, ServiceExt};
+
+use crate::lifecycle::Lifecycle;
+use crate::version::{Found, Source, Version};
+
+/// `ee_versioning_deprecated_requests_total{version,client}`: requests to a
+/// deprecated version, by client key, so its owners know who still calls it.
+pub const DEPRECATED_REQUESTS: &str = "ee_versioning_deprecated_requests_total";
+
+type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Routes each request to the `Router` of its API version.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use ee_versioning::{Lifecycle, VersionedRouter};
+/// use std::time::{Duration, SystemTime};
+///
+/// let v1 = Router::new().route("/orders", get(|| async { "orders, v1 shape" }));
+/// let v2 = Router::new().route("/orders", get(|| async { "orders, v2 shape" }));
+/// let app: Router = VersionedRouter::new()
+///     .version(1, v1)
+///     .version(2, v2)
+///     .default_version(2)
+///     .lifecycle(1, Lifecycle::deprecated(SystemTime::now())
+///         .sunset(SystemTime::now() + Duration::from_secs(90 * 86_400))
+///         .successor("/v2/orders"))
+///     .neutral(Router::new().route("/health", get(|| async { "ok" })))
+///     .into_router();
+/// // GET /v1/orders, or /orders with `Api-Version: 1`, `Accept:
+/// // application/vnd.ee.v1+json` or `?api-version=1`: the v1 handler, with
+/// // `Deprecation`, `Sunset` and `Link` headers.
+/// ```
+///
+/// - the sources are tried in order (default: URI, `Api-Version` header,
+///   `application/vnd.ee.vN+json`, `api-version` query); the first that
+///   names a version decides; with none, the default version (or a 400);
+/// - a malformed or unsupported version is a 400 problem listing the
+///   supported ones; a version past its sunset a 410;
+/// - with a URI version (`/v2/orders`), the version's router sees `/orders`;
+/// - version-neutral routes (`neutral`) answer whatever the version.
+pub struct VersionedRouter {
+    sources: Vec<Source>,
+    default: Option<Version>,
+    versions: BTreeMap<Version, (Router, Lifecycle)>,
+    neutral: Option<Router>,
+    client_key: Option<Arc<dyn KeyExtractor>>,
+    now: Now,
+    max_clients: usize,
+}
+
+impl std::fmt::Debug for VersionedRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionedRouter")
+            .field("sources", &self.sources)
+            .field("default", &self.default)
+            .field("versions", &self.versions.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for VersionedRouter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VersionedRouter {
+    /// No versions yet; the default sources.
+    pub fn new() -> Self {
+        Self {
+            sources: vec![
+                Source::Uri,
+                Source::Header(http::HeaderName::from_static("api-version")),
+                Source::MediaType {
+                    vendor: "ee".into(),
+                },
+                Source::Query("api-version".into()),
+            ],
+            default: None,
+            versions: BTreeMap::new(),
+            neutral: None,
+            client_key: None,
+            now: Arc::new(SystemTime::now),
+            max_clients: 1000,
+        }
+    }
+
+    /// Where the version is read from, in order.
+    #[must_use]
+    pub fn sources(mut self, sources: Vec<Source>) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The version of requests that name none (otherwise they get a 400).
+    #[must_use]
+    pub fn default_version(mut self, version: u16) -> Self {
+        self.default = Some(Version(version));
+        self
+    }
+
+    /// The routes of `version`.
+    #[must_use]
+    pub fn version(mut self, version: u16, router: Router) -> Self {
+        let lifecycle = self
+            .versions
+            .remove(&Version(version))
+            .map(|(_, l)| l)
+            .unwrap_or_default();
+        self.versions.insert(Version(version), (router, lifecycle));
+        self
+    }
+
+    /// The lifecycle of `version` (add the version first).
+    ///
+    /// # Panics
+    /// When `version` has no routes: a set-up mistake, found at start-up.
+    #[must_use]
+    pub fn lifecycle(mut self, version: u16, lifecycle: Lifecycle) -> Self {
+        let entry = self
+            .versions
+            .get_mut(&Version(version))
+            .unwrap_or_else(|| panic!("lifecycle for v{version}, which has no routes"));
+        entry.1 = lifecycle;
+        self
+    }
+
+    /// Routes that answer whatever the version (health, docs, metrics).
+    #[must_use]
+    pub fn neutral(mut self, router: Router) -> Self {
+        self.neutral = Some(router);
+        self
+    }
+
+    /// Counts deprecated-version requests by this key (an API key, the
+    /// authenticated subject, the client IP); without one, `client="unknown"`.
+    #[must_use]
+    pub fn client_key(mut self, key: impl KeyExtractor) -> Self {
+        self.client_key = Some(Arc::new(key));
+        self
+    }
+
+    /// The wall clock sunset and deprecation dates are compared with (a
+    /// fixed time in tests).
+    #[must_use]
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.now = Arc::new(now);
+        self
+    }
+
+    /// At most this many distinct client labels in the deprecation metric
+    /// (default 1 000); later clients share `client="other"`.
+    #[must_use]
+    pub fn max_clients(mut self, n: usize) -> Self {
+        self.max_clients = n;
+        self
+    }
+
+    /// The axum router: neutral routes; each version's routes nested under
+    /// `/v<N>` when the URI is the first source (plain axum routing, one
+    /// match); everything else through the versioned dispatch.
+    pub fn into_router(self) -> Router {
+        let supported: Arc<str> = Arc::from(
+            self.versions
+                .keys()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let vary = self
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Header(h) => Some(h.as_str().to_owned()),
+                Source::MediaType { .. } => Some("accept".to_owned()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let vary = HeaderValue::from_str(&vary).ok().filter(|v| !v.is_empty());
+        let meter = Arc::new(Meter {
+            client_key: self.client_key,
+            clients: Mutex::new(HashSet::new()),
+            max_clients: self.max_clients,
+        });
+        let uri_first = self.sources.first() == Some(&Source::Uri);
+        let mut outer = self.neutral.unwrap_or_default();
+        let mut gated = BTreeMap::new();
+        for (version, (router, lifecycle)) in self.versions {
+            let lifecycle = Arc::new(lifecycle);
+            let gate = |vary: Option<&HeaderValue>| {
+                let mut headers = lifecycle.headers();
+                if let Some(v) = vary {
+                    headers.push((http::header::VARY, v.clone()));
+                }
+                GateLayer {
+                    version,
+                    lifecycle: lifecycle.clone(),
+                    headers: headers.into(),
+                    supported: supported.clone(),
+                    now: self.now.clone(),
+                    meter: meter.clone(),
+                }
+            };
+            let quiet = lifecycle.deprecated_at.is_none()
+                && lifecycle.sunset_at.is_none()
+                && lifecycle.deprecation_link.is_none()
+                && lifecycle.successor_link.is_none();
+            if uri_first {
+                // The URI names the version: the response does not vary by
+                // the other sources, and a version without a lifecycle
+                // needs no gate at all (plain axum routing).
+                let nested = if quiet {
+                    router.clone()
+                } else {
+                    router.clone().layer(gate(None))
+                };
+                outer = outer.nest(&format!("/{version}"), nested);
+            }
+            gated.insert(version, router.layer(gate(vary.as_ref())));
+        }
+        let dispatch = Dispatch {
+            shared: Arc::new(Shared {
+                sources: self.sources,
+                default: self.default,
+                versions: gated,
+                supported,
+            }),
+        };
+        outer.fallback_service(dispatch)
+    }
+}
+
+struct Shared {
+    sources: Vec<Source>,
+    default: Option<Version>,
+    /// Each version's routes, behind its gate.
+    versions: BTreeMap<Version, Router>,
+    supported: Arc<str>,
+}
+
+/// Who calls deprecated versions.
+struct Meter {
+    client_key: Option<Arc<dyn KeyExtractor>>,
+    clients: Mutex<HashSet<String>>,
+    max_clients: usize,
+}
+
+impl Meter {
+    fn count<B>(&self, version: Version, req: &Request<B>) {
+        let mut client = self
+            .client_key
+            .as_ref()
+            .and_then(|k| k.extract_from(req).ok())
+            .map_or_else(|| "unknown".to_owned(), |k| k.to_string());
+        {
+            let mut seen = self.clients.lock().expect("not poisoned");
+            if !seen.contains(&client) {
+                if seen.len() >= self.max_clients {
+                    client = "other".into();
+                } else {
+                    seen.insert(client.clone());
+                }
+            }
+        }
+        metrics::counter!(DEPRECATED_REQUESTS, "version" => version.to_string(), "client" => client)
+            .increment(1);
+    }
+}
+
+#[derive(Clone)]
+struct Dispatch {
+    shared: Arc<Shared>,
+}
+
+fn bad_version(versions: impl Iterator<Item = Version>, detail: String) -> Response {
+    Problem::ee(StatusCode::BAD_REQUEST, "versioning", "unsupported-version")
+        .with_title("Unsupported API version")
+        .with_detail(detail)
+        .with_extension(
+            "supported",
+            versions.map(|v| v.to_string()).collect::<Vec<_>>(),
+        )
+        .into_response()
+}
+
+impl Dispatch {
+    fn pick(&self, req: &Request<Body>) -> Result<(Version, bool), Box<Response>> {
+        let shared = &self.shared;
+        let bad = |detail: String| Box::new(bad_version(shared.versions.keys().copied(), detail));
+        for source in &shared.sources {
+            match source.read(req) {
+                Found::Absent => continue,
+                Found::Malformed(text) => {
+                    return Err(bad(format!(
+                        "`{text}` is not an API version; this API serves {}",
+                        shared.supported
+                    )));
+                }
+                Found::Version(v) => return Ok((v, *source == Source::Uri)),
+            }
+        }
+        shared.default.map(|v| (v, false)).ok_or_else(|| {
+            bad(format!(
+                "the request names no API version; this API serves {}",
+                shared.supported
+            ))
+        })
+    }
+}
+
+/// `uri` without its first path segment (`/v2/orders?x` → `/orders?x`).
+fn strip_version(uri: &Uri) -> Uri {
+    let path = uri.path().trim_start_matches('/');
+    let rest = path.split_once('/').map_or("", |(_, rest)| rest);
+    let mut text = format!("/{rest}");
+    if let Some(q) = uri.query() {
+        text.push('?');
+        text.push_str(q);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = text.parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+impl Service<Request<Body>> for Dispatch {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<
+        tower::util::Oneshot<Router, Request<Body>>,
+        std::future::Ready<Result<Response, Infallible>>,
+    >;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        use futures_util::future::Either;
+        let (version, from_uri) = match self.pick(&req) {
+            Ok(picked) => picked,
+            Err(response) => return Either::Right(std::future::ready(Ok(*response))),
+        };
+        let shared = &self.shared;
+        let Some(router) = shared.versions.get(&version) else {
+            let response = bad_version(
+                shared.versions.keys().copied(),
+                format!(
+                    "{version} is not served; this API serves {}",
+                    shared.supported
+                ),
+            );
+            return Either::Right(std::future::ready(Ok(response)));
+        };
+        if from_uri {
+            *req.uri_mut() = strip_version(req.uri());
+        }
+        Either::Left(router.clone().oneshot(req))
+    }
+}
+
+/// Around every route of a version: the sunset check, the deprecation
+/// count, the lifecycle headers.
+#[derive(Clone)]
+struct GateLayer {
+    version: Version,
+    lifecycle: Arc<Lifecycle>,
+    headers: Arc<[(http::HeaderName, HeaderValue)]>,
+    supported: Arc<str>,
+    now: Now,
+    meter: Arc<Meter>,
+}
+
+impl<S> tower::Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Gate {
+            inner,
+            gate: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Gate<S> {
+    inner: S,
+    gate: GateLayer,
+}
+
+impl<S> Service<Request<Body>> for Gate<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GateFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let g = &self.gate;
+        let lifecycle = &g.lifecycle;
+        if lifecycle.deprecated_at.is_some() || lifecycle.sunset_at.is_some() {
+            let now = (g.now)();
+            if lifecycle.is_sunset(now) {
+                let mut problem = Problem::ee(StatusCode::GONE, "versioning", "sunset")
+                    .with_title("API version retired")
+                    .with_detail(format!(
+                        "{} was retired on {}; this API serves {}",
+                        g.version,
+                        httpdate::fmt_http_date(lifecycle.sunset_at.unwrap_or(now)),
+                        g.supported
+                    ));
+                for (name, value) in g.headers.iter() {
+                    problem = problem.with_header(name.clone(), value.clone());
+                }
+                return GateFuture::Done {
+                    response: Some(problem.into_response()),
+                };
+            }
+            if lifecycle.deprecated_at.is_some_and(|at| at <= now) {
+                g.meter.count(g.version, &req);
+            }
+        }
+        GateFuture::Inner {
+            inner: self.inner.call(req),
+            headers: g.headers.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = GateProj]
+    enum GateFuture<F> {
+        Inner { #[pin] inner: F, headers: Arc<[(http::HeaderName, HeaderValue)]> },
+        Done { response: Option<Response> },
+    }
+}
+
+impl<F> Future for GateFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GateProj::Inner { inner, headers } => {
+                let mut response = std::task::ready!(inner.poll(cx))?;
+                let h = response.headers_mut();
+                for (name, value) in headers.iter() {
+                    if name == http::header::VARY {
+                        h.append(name.clone(), value.clone());
+                    } else {
+                        h.insert(name.clone(), value.clone());
+                    }
+                }
+                Poll::Ready(Ok(response))
+            }
+            GateProj::Done { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+        }
+    }
+}
