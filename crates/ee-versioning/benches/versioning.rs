@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use ee_versioning::VersionedRouter;
+use ee_versioning::{VersionRoutes, VersionedRouter};
 use tower::ServiceExt;
 
 fn routing(c: &mut Criterion) {
@@ -16,20 +16,32 @@ fn routing(c: &mut Criterion) {
         .unwrap();
     let route = || Router::new().route("/orders/{id}", get(|| async { "an order" }));
     let plain = route();
+    let flat = || VersionRoutes::new().route("/orders/{id}", get(|| async { "an order" }));
     let versioned = VersionedRouter::new()
+        .version(1, flat())
+        .version(2, flat())
+        .default_version(2)
+        .into_router();
+    let nested = VersionedRouter::new()
         .version(1, route())
         .version(2, route())
         .default_version(2)
         .into_router();
     let mut group = c.benchmark_group("versioning_per_request");
-    for (name, app, path) in [
-        ("plain_axum", &plain, "/orders/42"),
-        ("versioned_uri", &versioned, "/v2/orders/42"),
-        ("versioned_default", &versioned, "/orders/42"),
+    for (name, app, path, header) in [
+        ("plain_axum", &plain, "/orders/42", false),
+        ("versioned_uri", &versioned, "/v2/orders/42", false),
+        ("versioned_default", &versioned, "/orders/42", false),
+        ("versioned_header", &versioned, "/orders/42", true),
+        ("nested_router_uri", &nested, "/v2/orders/42", false),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                let req = http::Request::get(path).body(Body::empty()).unwrap();
+                let mut req = http::Request::get(path);
+                if header {
+                    req = req.header("api-version", "1");
+                }
+                let req = req.body(Body::empty()).unwrap();
                 rt.block_on(app.clone().oneshot(req)).unwrap().status()
             })
         });

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
+use axum::routing::MethodRouter;
 use ee_core::{KeyExtractor, Problem};
 use http::{HeaderValue, Request, StatusCode, Uri};
 use tower::{Service, ServiceExt};
@@ -30,11 +31,11 @@ type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use ee_versioning::{Lifecycle, VersionedRouter};
+/// use ee_versioning::{Lifecycle, VersionRoutes, VersionedRouter};
 /// use std::time::{Duration, SystemTime};
 ///
-/// let v1 = Router::new().route("/orders", get(|| async { "orders, v1 shape" }));
-/// let v2 = Router::new().route("/orders", get(|| async { "orders, v2 shape" }));
+/// let v1 = VersionRoutes::new().route("/orders", get(|| async { "orders, v1 shape" }));
+/// let v2 = VersionRoutes::new().route("/orders", get(|| async { "orders, v2 shape" }));
 /// let app: Router = VersionedRouter::new()
 ///     .version(1, v1)
 ///     .version(2, v2)
@@ -59,7 +60,7 @@ type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 pub struct VersionedRouter {
     sources: Vec<Source>,
     default: Option<Version>,
-    versions: BTreeMap<Version, (Router, Lifecycle)>,
+    versions: BTreeMap<Version, (Routes, Lifecycle)>,
     neutral: Option<Router>,
     client_key: Option<Arc<dyn KeyExtractor>>,
     now: Now,
@@ -117,15 +118,18 @@ impl VersionedRouter {
         self
     }
 
-    /// The routes of `version`.
+    /// The routes of `version`: a [`VersionRoutes`] (each route registered
+    /// under `/v<N>` itself: plain axum routing) or a finished `Router`
+    /// (nested under `/v<N>`: axum strips the prefix on every request).
     #[must_use]
-    pub fn version(mut self, version: u16, router: Router) -> Self {
+    pub fn version(mut self, version: u16, routes: impl Into<Routes>) -> Self {
         let lifecycle = self
             .versions
             .remove(&Version(version))
             .map(|(_, l)| l)
             .unwrap_or_default();
-        self.versions.insert(Version(version), (router, lifecycle));
+        self.versions
+            .insert(Version(version), (routes.into(), lifecycle));
         self
     }
 
@@ -204,7 +208,9 @@ impl VersionedRouter {
         let uri_first = self.sources.first() == Some(&Source::Uri);
         let mut outer = self.neutral.unwrap_or_default();
         let mut gated = BTreeMap::new();
-        for (version, (router, lifecycle)) in self.versions {
+        let mut by_path: BTreeMap<String, BTreeMap<Version, (MethodRouter, GateLayer)>> =
+            BTreeMap::new();
+        for (version, (routes, lifecycle)) in self.versions {
             let lifecycle = Arc::new(lifecycle);
             let gate = |vary: Option<&HeaderValue>| {
                 let mut headers = lifecycle.headers();
@@ -224,28 +230,134 @@ impl VersionedRouter {
                 && lifecycle.sunset_at.is_none()
                 && lifecycle.deprecation_link.is_none()
                 && lifecycle.successor_link.is_none();
-            if uri_first {
-                // The URI names the version: the response does not vary by
-                // the other sources, and a version without a lifecycle
-                // needs no gate at all (plain axum routing).
-                let nested = if quiet {
-                    router.clone()
-                } else {
-                    router.clone().layer(gate(None))
-                };
-                outer = outer.nest(&format!("/{version}"), nested);
+            // With the URI first, `/v<N>/…` is routed by axum itself: the
+            // response does not vary by the other sources, and a version
+            // without a lifecycle needs no gate at all.
+            match routes {
+                Routes::Flat(list) => {
+                    let mut dispatch = Router::new();
+                    for (path, method_router) in list {
+                        if uri_first {
+                            let prefixed = format!("/{version}{path}");
+                            outer = if quiet {
+                                outer.route(&prefixed, method_router.clone())
+                            } else {
+                                outer.route(&prefixed, method_router.clone().layer(gate(None)))
+                            };
+                        }
+                        by_path
+                            .entry(path.clone())
+                            .or_default()
+                            // `with_state` turns the handlers into routes once,
+                            // not on every request.
+                            .insert(
+                                version,
+                                (method_router.clone().with_state(()), gate(vary.as_ref())),
+                            );
+                        dispatch = dispatch.route(&path, method_router);
+                    }
+                    gated.insert(version, dispatch.layer(gate(vary.as_ref())));
+                }
+                Routes::Nested(router) => {
+                    if uri_first {
+                        let nested = if quiet {
+                            router.clone()
+                        } else {
+                            router.clone().layer(gate(None))
+                        };
+                        outer = outer.nest(&format!("/{version}"), nested);
+                    }
+                    gated.insert(version, router.layer(gate(vary.as_ref())));
+                }
             }
-            gated.insert(version, router.layer(gate(vary.as_ref())));
         }
-        let dispatch = Dispatch {
-            shared: Arc::new(Shared {
-                sources: self.sources,
-                default: self.default,
-                versions: gated,
-                supported,
-            }),
-        };
-        outer.fallback_service(dispatch)
+        let shared = Arc::new(Shared {
+            sources: self.sources,
+            default: self.default,
+            versions: gated,
+            supported,
+        });
+        // A path of `VersionRoutes` without a version segment is one axum
+        // route whose service picks the version's handler: one match, no
+        // second router.
+        for (path, versions) in by_path {
+            let selector = Selector {
+                shared: shared.clone(),
+                versions: Arc::new(versions),
+            };
+            // The default version's handler is the route itself (plain axum
+            // routing); a request that names another version is handed to
+            // the selector by a layer that only reads the sources.
+            let default = shared.default.and_then(|d| {
+                selector
+                    .versions
+                    .get(&d)
+                    .map(|(h, g)| (d, h.clone(), g.clone()))
+            });
+            outer = match default {
+                Some((version, handler, gate)) => outer.route(
+                    &path,
+                    handler.layer(DefaultLayer {
+                        version,
+                        gate,
+                        selector,
+                    }),
+                ),
+                None => outer.route_service(&path, selector),
+            };
+        }
+        outer.fallback_service(Dispatch { shared })
+    }
+}
+
+/// The routes of one version (see [`VersionedRouter::version`]).
+#[derive(Debug)]
+pub enum Routes {
+    /// Routes registered one by one: each also under `/v<N>`.
+    Flat(Vec<(String, MethodRouter)>),
+    /// A finished router, nested under `/v<N>`.
+    Nested(Router),
+}
+
+impl From<Router> for Routes {
+    fn from(router: Router) -> Self {
+        Routes::Nested(router)
+    }
+}
+
+impl From<VersionRoutes> for Routes {
+    fn from(routes: VersionRoutes) -> Self {
+        Routes::Flat(routes.routes)
+    }
+}
+
+/// The routes of one version, registered like `Router::route`, so each can
+/// be routed under `/v<N>` by axum directly (no per-request prefix strip).
+///
+/// ```
+/// use axum::routing::get;
+/// use ee_versioning::{VersionRoutes, VersionedRouter};
+///
+/// let app: axum::Router = VersionedRouter::new()
+///     .version(2, VersionRoutes::new().route("/orders/{id}", get(|| async { "an order" })))
+///     .into_router();
+/// ```
+#[derive(Debug, Default)]
+#[must_use]
+pub struct VersionRoutes {
+    routes: Vec<(String, MethodRouter)>,
+}
+
+impl VersionRoutes {
+    /// No routes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route (`path` as axum writes it: `/orders/{id}`).
+    pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
+        self.routes.push((path.to_owned(), method_router));
+        self
     }
 }
 
@@ -302,9 +414,9 @@ fn bad_version(versions: impl Iterator<Item = Version>, detail: String) -> Respo
         .into_response()
 }
 
-impl Dispatch {
+impl Shared {
     fn pick(&self, req: &Request<Body>) -> Result<(Version, bool), Box<Response>> {
-        let shared = &self.shared;
+        let shared = self;
         let bad = |detail: String| Box::new(bad_version(shared.versions.keys().copied(), detail));
         for source in &shared.sources {
             match source.read(req) {
@@ -355,7 +467,7 @@ impl Service<Request<Body>> for Dispatch {
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         use futures_util::future::Either;
-        let (version, from_uri) = match self.pick(&req) {
+        let (version, from_uri) = match self.shared.pick(&req) {
             Ok(picked) => picked,
             Err(response) => return Either::Right(std::future::ready(Ok(*response))),
         };
@@ -374,6 +486,118 @@ impl Service<Request<Body>> for Dispatch {
             *req.uri_mut() = strip_version(req.uri());
         }
         Either::Left(router.clone().oneshot(req))
+    }
+}
+
+/// The service of one unprefixed path: picks the version, calls that
+/// version's handler for the path (or, when the version lacks the path, its
+/// router, which answers 404 with its headers).
+#[derive(Clone)]
+struct Selector {
+    shared: Arc<Shared>,
+    /// Each version's handler for this path, and its gate (applied here, not
+    /// as a layer: one future less per request).
+    versions: Arc<BTreeMap<Version, (MethodRouter, GateLayer)>>,
+}
+
+impl Service<Request<Body>> for Selector {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<
+        GateFuture<tower::util::Oneshot<MethodRouter, Request<Body>>>,
+        <Dispatch as Service<Request<Body>>>::Future,
+    >;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        use futures_util::future::Either;
+        match self.shared.pick(&req) {
+            Ok((version, false)) => match self.versions.get(&version) {
+                Some((handler, gate)) => Either::Left(match gate.admit(&req) {
+                    Ok(()) => GateFuture::Inner {
+                        inner: handler.clone().oneshot(req),
+                        headers: gate.headers.clone(),
+                    },
+                    Err(response) => GateFuture::Done {
+                        response: Some(*response),
+                    },
+                }),
+                None => Either::Right(
+                    Dispatch {
+                        shared: self.shared.clone(),
+                    }
+                    .call(req),
+                ),
+            },
+            _ => Either::Right(
+                Dispatch {
+                    shared: self.shared.clone(),
+                }
+                .call(req),
+            ),
+        }
+    }
+}
+
+/// On the default version's handler of a path: passes the request on when
+/// it names no other version, hands it to the selector otherwise.
+#[derive(Clone)]
+struct DefaultLayer {
+    version: Version,
+    gate: GateLayer,
+    selector: Selector,
+}
+
+impl<S> tower::Layer<S> for DefaultLayer {
+    type Service = DefaultVersion<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DefaultVersion {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct DefaultVersion<S> {
+    inner: S,
+    layer: DefaultLayer,
+}
+
+impl<S> Service<Request<Body>> for DefaultVersion<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<
+        GateFuture<S::Future>,
+        <Selector as Service<Request<Body>>>::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        use futures_util::future::Either;
+        let l = &self.layer;
+        match l.selector.shared.pick(&req) {
+            Ok((v, false)) if v == l.version => Either::Left(match l.gate.admit(&req) {
+                Ok(()) => GateFuture::Inner {
+                    inner: self.inner.call(req),
+                    headers: l.gate.headers.clone(),
+                },
+                Err(response) => GateFuture::Done {
+                    response: Some(*response),
+                },
+            }),
+            _ => Either::Right(l.selector.clone().call(req)),
+        }
     }
 }
 
@@ -419,34 +643,44 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let g = &self.gate;
-        let lifecycle = &g.lifecycle;
-        if lifecycle.deprecated_at.is_some() || lifecycle.sunset_at.is_some() {
-            let now = (g.now)();
-            if lifecycle.is_sunset(now) {
-                let mut problem = Problem::ee(StatusCode::GONE, "versioning", "sunset")
-                    .with_title("API version retired")
-                    .with_detail(format!(
-                        "{} was retired on {}; this API serves {}",
-                        g.version,
-                        httpdate::fmt_http_date(lifecycle.sunset_at.unwrap_or(now)),
-                        g.supported
-                    ));
-                for (name, value) in g.headers.iter() {
-                    problem = problem.with_header(name.clone(), value.clone());
-                }
-                return GateFuture::Done {
-                    response: Some(problem.into_response()),
-                };
-            }
-            if lifecycle.deprecated_at.is_some_and(|at| at <= now) {
-                g.meter.count(g.version, &req);
-            }
+        match self.gate.admit(&req) {
+            Ok(()) => GateFuture::Inner {
+                inner: self.inner.call(req),
+                headers: self.gate.headers.clone(),
+            },
+            Err(response) => GateFuture::Done {
+                response: Some(*response),
+            },
         }
-        GateFuture::Inner {
-            inner: self.inner.call(req),
-            headers: g.headers.clone(),
+    }
+}
+
+impl GateLayer {
+    /// The sunset check (a 410) and the deprecation count.
+    fn admit<B>(&self, req: &Request<B>) -> Result<(), Box<Response>> {
+        let lifecycle = &self.lifecycle;
+        if lifecycle.deprecated_at.is_none() && lifecycle.sunset_at.is_none() {
+            return Ok(());
         }
+        let now = (self.now)();
+        if lifecycle.is_sunset(now) {
+            let mut problem = Problem::ee(StatusCode::GONE, "versioning", "sunset")
+                .with_title("API version retired")
+                .with_detail(format!(
+                    "{} was retired on {}; this API serves {}",
+                    self.version,
+                    httpdate::fmt_http_date(lifecycle.sunset_at.unwrap_or(now)),
+                    self.supported
+                ));
+            for (name, value) in self.headers.iter() {
+                problem = problem.with_header(name.clone(), value.clone());
+            }
+            return Err(Box::new(problem.into_response()));
+        }
+        if lifecycle.deprecated_at.is_some_and(|at| at <= now) {
+            self.meter.count(self.version, req);
+        }
+        Ok(())
     }
 }
 

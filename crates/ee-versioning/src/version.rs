@@ -77,7 +77,6 @@ impl Source {
                 },
             },
             Source::MediaType { vendor } => {
-                let prefix = format!("application/vnd.{vendor}.");
                 for value in req.headers().get_all(http::header::ACCEPT) {
                     let Ok(text) = value.to_str() else { continue };
                     for media in text.split(',') {
@@ -87,7 +86,11 @@ impl Source {
                             .unwrap_or("")
                             .trim()
                             .to_ascii_lowercase();
-                        if let Some(rest) = essence.strip_prefix(&prefix) {
+                        let rest = essence
+                            .strip_prefix("application/vnd.")
+                            .and_then(|r| r.strip_prefix(vendor.as_str()))
+                            .and_then(|r| r.strip_prefix('.'));
+                        if let Some(rest) = rest {
                             let version = rest.split('+').next().unwrap_or("");
                             return Version::parse(version)
                                 .map_or_else(|| Found::Malformed(essence.clone()), Found::Version);

@@ -9,7 +9,7 @@ use axum::routing::get;
 use ee_core::key::HeaderKey;
 use ee_testing::TestResponse;
 use ee_testing::wire::{exchange, request};
-use ee_versioning::{Lifecycle, Source, VersionedRouter};
+use ee_versioning::{Lifecycle, Source, VersionRoutes, VersionedRouter};
 
 /// 2026-06-01T00:00:00Z: v1 deprecated; its sunset is 2027-01-01.
 const DEPRECATED: u64 = 1_780_272_000;
@@ -20,8 +20,9 @@ fn at(seconds: u64) -> SystemTime {
 }
 
 fn app(now: u64) -> Router {
+    // v1 as a finished router (nested), v2 route by route: both kinds.
     let v1 = Router::new().route("/orders/{id}", get(|| async { "v1 order" }));
-    let v2 = Router::new().route("/orders/{id}", get(|| async { "v2 order" }));
+    let v2 = VersionRoutes::new().route("/orders/{id}", get(|| async { "v2 order" }));
     VersionedRouter::new()
         .version(1, v1)
         .version(2, v2)
