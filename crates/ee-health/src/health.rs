@@ -1,0 +1,331 @@
+//! `Health`: the checks of a service, their cached report, the probe
+//! endpoints, and graceful shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::check::{HealthCheck, Outcome, Registered, Status};
+
+/// `application/health+json`.
+pub const HEALTH_JSON: &str = "application/health+json";
+
+/// One run of every check.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Every check (critical and not).
+    pub status: Status,
+    /// Critical checks only (what `/readyz` answers).
+    pub ready: Status,
+    /// Each check: name, outcome, how long it took.
+    pub checks: Vec<(Arc<str>, Outcome, Duration, bool)>,
+    pub(crate) health_body: Bytes,
+    pub(crate) ready_body: Bytes,
+}
+
+/// The health of a service: cheap to clone, shared by the probe router, the
+/// shutdown signal and your code.
+///
+/// ```
+/// use ee_health::{Health, MemoryCheck, check_fn};
+/// use std::time::Duration;
+///
+/// let health = Health::builder()
+///     .critical("database", check_fn(|| async { Ok::<(), std::io::Error>(()) }))
+///     .non_critical("memory", MemoryCheck::new(64 << 20))
+///     .timeout(Duration::from_millis(500))
+///     .cache_for(Duration::from_secs(2))
+///     .build();
+/// let app: axum::Router = axum::Router::new().merge(health.router());
+/// ```
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field(
+                "checks",
+                &self
+                    .inner
+                    .checks
+                    .iter()
+                    .map(|c| &*c.name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("shutting_down", &self.is_shutting_down())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    checks: Vec<Registered>,
+    cache_for: Duration,
+    cached: RwLock<Option<(Instant, Arc<Report>)>>,
+    refresh: tokio::sync::Mutex<()>,
+    shutting_down: AtomicBool,
+    started: AtomicBool,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Builds a [`Health`].
+#[must_use]
+pub struct HealthBuilder {
+    checks: Vec<Registered>,
+    timeout: Duration,
+    cache_for: Duration,
+    startup: bool,
+}
+
+impl std::fmt::Debug for HealthBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthBuilder")
+            .field("checks", &self.checks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthBuilder {
+    fn add(mut self, name: &str, check: impl HealthCheck, critical: bool) -> Self {
+        self.checks.push(Registered {
+            name: Arc::from(name),
+            check: Arc::new(check),
+            critical,
+            timeout: self.timeout,
+        });
+        self
+    }
+
+    /// A check that makes the service not ready when it fails.
+    pub fn critical(self, name: &str, check: impl HealthCheck) -> Self {
+        self.add(name, check, true)
+    }
+
+    /// A check whose failure only warns (the service can work without it).
+    pub fn non_critical(self, name: &str, check: impl HealthCheck) -> Self {
+        self.add(name, check, false)
+    }
+
+    /// The timeout of each check added **after** this call (default 2 s): a
+    /// check past it fails with "timed out".
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a report is reused (default 1 s): a storm of probes runs the
+    /// checks once per interval.
+    pub fn cache_for(mut self, interval: Duration) -> Self {
+        self.cache_for = interval;
+        self
+    }
+
+    /// `/startupz` fails until [`Health::mark_started`] (default: started).
+    pub fn startup_probe(mut self) -> Self {
+        self.startup = true;
+        self
+    }
+
+    /// The health.
+    pub fn build(self) -> Health {
+        Health {
+            inner: Arc::new(Inner {
+                checks: self.checks,
+                cache_for: self.cache_for,
+                cached: RwLock::new(None),
+                refresh: tokio::sync::Mutex::new(()),
+                shutting_down: AtomicBool::new(false),
+                started: AtomicBool::new(!self.startup),
+                shutdown: tokio::sync::watch::channel(false).0,
+            }),
+        }
+    }
+}
+
+fn worst(a: Status, b: Status) -> Status {
+    a.max(b)
+}
+
+fn body(
+    status: Status,
+    checks: &[(Arc<str>, Outcome, Duration, bool)],
+    critical_only: bool,
+) -> Bytes {
+    let mut map = Map::new();
+    for (name, outcome, took, critical) in checks {
+        if critical_only && !critical {
+            continue;
+        }
+        let mut entry = json!({
+            "status": outcome.status,
+            "componentType": "component",
+            "latencyMs": (took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            "critical": critical,
+        });
+        if let Some(output) = &outcome.output {
+            entry["output"] = Value::String(output.clone());
+        }
+        if let Some((value, unit)) = outcome.observed {
+            entry["observedValue"] = json!(value);
+            entry["observedUnit"] = Value::String(unit.to_owned());
+        }
+        map.insert(name.to_string(), Value::Array(vec![entry]));
+    }
+    Bytes::from(
+        serde_json::to_vec(&json!({"status": status, "checks": map})).expect("a report serialises"),
+    )
+}
+
+impl Health {
+    /// A builder with no checks.
+    pub fn builder() -> HealthBuilder {
+        HealthBuilder {
+            checks: Vec::new(),
+            timeout: Duration::from_secs(2),
+            cache_for: Duration::from_secs(1),
+            startup: false,
+        }
+    }
+
+    /// The latest report: cached for the interval; past it, one caller runs
+    /// the checks (concurrently, each within its timeout) while the others
+    /// wait for that run.
+    pub async fn report(&self) -> Arc<Report> {
+        if let Some(fresh) = self.fresh() {
+            return fresh;
+        }
+        let _running = self.inner.refresh.lock().await;
+        if let Some(fresh) = self.fresh() {
+            return fresh;
+        }
+        let runs = self.inner.checks.iter().map(|c| async move {
+            let start = Instant::now();
+            let outcome = match tokio::time::timeout(c.timeout, c.check.check()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::fail(format!("timed out after {} ms", c.timeout.as_millis())),
+            };
+            (c.name.clone(), outcome, start.elapsed(), c.critical)
+        });
+        let checks = futures_util::future::join_all(runs).await;
+        let mut status = Status::Pass;
+        let mut ready = Status::Pass;
+        for (_, outcome, _, critical) in &checks {
+            if *critical {
+                ready = worst(ready, outcome.status);
+                status = worst(status, outcome.status);
+            } else {
+                // A non-critical failure is a warning for the whole.
+                status = worst(status, outcome.status.min(Status::Warn));
+            }
+        }
+        let report = Arc::new(Report {
+            health_body: body(status, &checks, false),
+            ready_body: body(ready, &checks, true),
+            status,
+            ready,
+            checks,
+        });
+        *self.inner.cached.write().expect("not poisoned") = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    fn fresh(&self) -> Option<Arc<Report>> {
+        let cached = self.inner.cached.read().expect("not poisoned");
+        cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < self.inner.cache_for)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Starts the shutdown: readiness fails from now on, and
+    /// [`shutdown_signal`](Self::shutdown_signal) resolves.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Whether the shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Marks the start-up done (`/startupz` passes from now on).
+    pub fn mark_started(&self) {
+        self.inner.started.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the start-up is done.
+    pub fn is_started(&self) -> bool {
+        self.inner.started.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the shutdown begins: on SIGTERM or Ctrl-C (which begin
+    /// it), or on [`begin_shutdown`](Self::begin_shutdown).
+    pub async fn shutdown_signal(self) {
+        let mut changed = self.inner.shutdown.subscribe();
+        let signals = async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{SignalKind, signal};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        };
+        tokio::select! {
+            () = signals => self.begin_shutdown(),
+            _ = changed.wait_for(|down| *down) => {}
+        }
+    }
+
+    /// Serves `app` on `listener` until the shutdown begins, then stops
+    /// accepting, lets in-flight requests finish for at most `drain`, and
+    /// returns (the process can exit).
+    ///
+    /// # Errors
+    /// The listener's I/O error.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        drain: Duration,
+    ) -> std::io::Result<()> {
+        let signal = self.clone().shutdown_signal();
+        let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            signal.await;
+            let _ = begun_tx.send(());
+        });
+        let deadline = async move {
+            if begun_rx.await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server.into_future() => result,
+            () = deadline => {
+                tracing::warn!(drain_ms = drain.as_millis() as u64, "requests still in flight at the drain deadline were dropped");
+                Ok(())
+            }
+        }
+    }
+}

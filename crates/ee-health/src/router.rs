@@ -1,0 +1,68 @@
+//! The probe endpoints.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+
+use crate::check::Status;
+use crate::health::{HEALTH_JSON, Health};
+
+fn answer(status: Status, body: Bytes) -> Response {
+    let code = if status == Status::Fail {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, [(CONTENT_TYPE, HEALTH_JSON)], body).into_response()
+}
+
+fn simple(status: Status, output: Option<&str>) -> Response {
+    let mut body = serde_json::json!({"status": status});
+    if let Some(output) = output {
+        body["output"] = serde_json::Value::String(output.to_owned());
+    }
+    answer(status, Bytes::from(body.to_string()))
+}
+
+async fn livez() -> Response {
+    simple(Status::Pass, None)
+}
+
+async fn readyz(State(health): State<Health>) -> Response {
+    if health.is_shutting_down() {
+        return simple(Status::Fail, Some("shutting down"));
+    }
+    let report = health.report().await;
+    answer(report.ready, report.ready_body.clone())
+}
+
+async fn healthz(State(health): State<Health>) -> Response {
+    let report = health.report().await;
+    answer(report.status, report.health_body.clone())
+}
+
+async fn startupz(State(health): State<Health>) -> Response {
+    if health.is_started() {
+        simple(Status::Pass, None)
+    } else {
+        simple(Status::Fail, Some("starting"))
+    }
+}
+
+impl Health {
+    /// `/livez` (the process answers), `/readyz` (critical checks; fails
+    /// at once when the shutdown begins), `/healthz` (every check, with
+    /// details), `/startupz`: `application/health+json`, 200 for `pass` and
+    /// `warn`, 503 for `fail`.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/livez", get(livez))
+            .route("/readyz", get(readyz))
+            .route("/healthz", get(healthz))
+            .route("/startupz", get(startupz))
+            .with_state(self.clone())
+    }
+}
