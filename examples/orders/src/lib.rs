@@ -6,8 +6,8 @@
 //! - `GET /products?page=&per_page=&tag=`: the query checked by
 //!   `ValidateLayer` against a hand-written schema, a listing large enough to
 //!   be compressed (zstd, br or gzip by `Accept-Encoding`);
-//! - `GET /metrics` (with [`observed_app`]): Prometheus metrics; a JSON log
-//!   line per request on standard output;
+//! - with [`deployed_app`]: the API under `/v1` (also the default version),
+//!   `GET /metrics`, the health probes, a JSON log line per request;
 //! - every request body may be sent compressed (`Content-Encoding: zstd`,
 //!   `br`, `gzip`, `deflate`) and may inflate to 256 KiB at most.
 
@@ -127,13 +127,17 @@ async fn list(Query(q): Query<ListQuery>) -> FastJson<serde_json::Value> {
     FastJson(json!({"page": page, "per_page": per_page, "products": products}))
 }
 
-/// The service observed: RED metrics by route template, a JSON log line and
-/// span per request (request id, W3C trace context), and `GET /metrics`.
-pub fn observed_app(prometheus: &ee_metrics::Prometheus) -> Router {
-    app()
+/// The service as deployed: the API at `/v1` (and at `/` as the default
+/// version, or with `Api-Version: 1`), the health probes version-neutral,
+/// RED metrics, a JSON log line per request and `GET /metrics`.
+pub fn deployed_app(prometheus: &ee_metrics::Prometheus, health: &ee_health::Health) -> Router {
+    ee_versioning::VersionedRouter::new()
+        .version(1, app())
+        .default_version(1)
+        .neutral(health.router().merge(prometheus.router()))
+        .into_router()
         .layer(ee_logging::RequestLogLayer::new())
         .layer(ee_metrics::MetricsLayer::new())
-        .merge(prometheus.router())
 }
 
 /// The service.
