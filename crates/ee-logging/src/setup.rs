@@ -2,14 +2,14 @@
 //! pretty or compact lines, an env filter, and a non-blocking writer whose
 //! bounded buffer drops (and counts) lines rather than block a request.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines look.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One JSON object per line, span fields included (production).
@@ -22,7 +22,7 @@ pub enum LogFormat {
 }
 
 /// Logging configuration (`[logging]` in `ee.toml`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// Line format.
@@ -43,7 +43,7 @@ pub struct LogConfig {
 }
 
 /// Where and how much to export (`[logging.otlp]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpConfig {
     /// The collector's OTLP/HTTP base URL; `/v1/traces` is appended.

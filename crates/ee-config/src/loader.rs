@@ -1,0 +1,303 @@
+//! Loading: defaults → files → environment (and `_FILE` secrets) →
+//! overrides, one profile, every bad key reported with where it came from.
+
+use std::path::PathBuf;
+
+use figment::providers::{Format, Json, Serialized, Toml, Yaml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// One bad key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path (`database.pool.max_size`).
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Where its value came from: a file path, an environment variable, …
+    pub source: String,
+}
+
+/// Every bad key of a configuration, reported at once.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the configuration is invalid:\n{}", .problems.iter().map(|p| format!("  - {}: {} (from {})", p.key, p.reason, p.source)).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    /// The bad keys.
+    pub problems: Vec<Problem>,
+}
+
+/// Where a configuration comes from, lowest precedence first.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct App { port: u16, database_url: String }
+///
+/// let defaults = App { port: 8080, database_url: "sqlite://data.db".into() };
+/// let app: App = ee_config::Loader::new(defaults)
+///     .file("ee.toml")          // skipped when absent
+///     .env_prefix("APP_")       // APP_PORT=9090, APP_DATABASE_URL=…
+///     .load()
+///     .unwrap();
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Loader<T> {
+    defaults: T,
+    files: Vec<PathBuf>,
+    env_prefix: String,
+    overrides: Vec<(String, serde_json::Value)>,
+    profile: Option<String>,
+    /// The environment, when not the process's (tests, embedding).
+    env: Option<Vec<(String, String)>>,
+}
+
+impl<T: Serialize + DeserializeOwned> Loader<T> {
+    /// Starts from `defaults` (every key a service can run with).
+    pub fn new(defaults: T) -> Self {
+        Self {
+            defaults,
+            files: Vec::new(),
+            env_prefix: "EE_".into(),
+            overrides: Vec::new(),
+            profile: None,
+            env: None,
+        }
+    }
+
+    /// A file layered over the defaults (TOML, YAML or JSON by extension);
+    /// a missing file is skipped.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.files.push(path.into());
+        self
+    }
+
+    /// The environment prefix (default `EE_`): `EE_DATABASE__URL` sets
+    /// `database.url` (`__` nests), and `EE_DATABASE__PASSWORD_FILE=/run/secrets/db`
+    /// sets `database.password` to that file's content.
+    pub fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.env_prefix = prefix.into();
+        self
+    }
+
+    /// An explicit value, over everything else (a command-line flag).
+    pub fn set(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.overrides.push((key.into(), value));
+        self
+    }
+
+    /// The profile (`dev`, `test`, `prod`): files are then read as
+    /// `[default]` plus one section per profile, the profile's winning.
+    /// Without this call, `<PREFIX>PROFILE` chooses (files read flat when unset).
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// Reads these variables instead of the process environment.
+    pub fn env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        self.env
+            .clone()
+            .unwrap_or_else(|| std::env::vars().collect())
+    }
+
+    /// The files this loader reads (for reloading on change).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    fn figment(&self) -> Figment {
+        let profile = self.profile.clone().or_else(|| {
+            let name = format!("{}PROFILE", self.env_prefix);
+            self.vars()
+                .into_iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+        });
+        let mut figment =
+            crate::secret::exposed(|| Figment::from(Serialized::defaults(&self.defaults)));
+        for path in &self.files {
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            figment = match (ext, profile.is_some()) {
+                ("yaml" | "yml", false) => figment.merge(Yaml::file(path)),
+                ("yaml" | "yml", true) => figment.merge(Yaml::file(path).nested()),
+                ("json", false) => figment.merge(Json::file(path)),
+                ("json", true) => figment.merge(Json::file(path).nested()),
+                (_, false) => figment.merge(Toml::file(path)),
+                (_, true) => figment.merge(Toml::file(path).nested()),
+            };
+        }
+        figment = figment.merge(Environment {
+            prefix: self.env_prefix.clone(),
+            vars: self.vars(),
+        });
+        for (key, value) in &self.overrides {
+            figment = figment.merge(Serialized::global(key, value));
+        }
+        match profile {
+            Some(p) => figment.select(p),
+            None => figment,
+        }
+    }
+
+    /// Loads and validates: every bad key is in the error, each with where
+    /// its value came from.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem.
+    pub fn load(&self) -> Result<T, ConfigError> {
+        let mut figment = self.figment();
+        let defaults =
+            crate::secret::exposed(|| Figment::from(Serialized::defaults(&self.defaults)));
+        let mut problems = Vec::new();
+        // serde stops at the first bad field: replace it by its default and
+        // try again, until the rest is clean or nothing can be replaced.
+        for _ in 0..256 {
+            match figment.extract::<T>() {
+                Ok(value) if problems.is_empty() => return Ok(value),
+                Ok(_) => break,
+                Err(errors) => {
+                    let mut fixed = false;
+                    for e in errors {
+                        let key = e.path.join(".");
+                        problems.push(Problem {
+                            source: source_of(e.metadata.as_ref(), &key, &self.env_prefix),
+                            reason: e.kind.to_string(),
+                            key: key.clone(),
+                        });
+                        if let Ok(default) = defaults.find_value(&key) {
+                            figment = figment.merge(Serialized::global(&key, default));
+                            fixed = true;
+                        }
+                    }
+                    if !fixed {
+                        break;
+                    }
+                }
+            }
+        }
+        problems.dedup();
+        Err(ConfigError { problems })
+    }
+
+    /// The configuration of `tenant`: the keys under `tenants.<tenant>`
+    /// layered over the rest.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the merged configuration is invalid.
+    pub fn load_for_tenant(&self, tenant: &str) -> Result<T, ConfigError> {
+        let base = self.figment();
+        let overlay = base.focus(&format!("tenants.{tenant}"));
+        base.merge(overlay)
+            .extract::<T>()
+            .map_err(|errors| ConfigError {
+                problems: errors
+                    .into_iter()
+                    .map(|e| {
+                        let key = e.path.join(".");
+                        Problem {
+                            source: source_of(e.metadata.as_ref(), &key, &self.env_prefix),
+                            reason: e.kind.to_string(),
+                            key,
+                        }
+                    })
+                    .collect(),
+            })
+    }
+}
+
+/// A readable origin of a value.
+fn source_of(metadata: Option<&Metadata>, key: &str, prefix: &str) -> String {
+    let Some(m) = metadata else {
+        return "no source: the key is required".into();
+    };
+    match &m.source {
+        Some(figment::Source::File(path)) => format!("file {}", path.display()),
+        _ if m.name.contains("environment variable") => {
+            format!(
+                "environment variable {prefix}{}",
+                key.to_uppercase().replace('.', "__")
+            )
+        }
+        _ => m.name.to_string(),
+    }
+}
+
+/// The environment: `<PREFIX>A__B=v` sets `a.b` (values parsed as TOML-ish
+/// scalars: `8080` is a number, `true` a boolean), and
+/// `<PREFIX>A__B_FILE=/path` sets `a.b` to that file's content (trimmed).
+struct Environment {
+    prefix: String,
+    vars: Vec<(String, String)>,
+}
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("`{}` environment variable(s)", self.prefix))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (name, raw) in &self.vars {
+            let Some(rest) = name.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            if rest.is_empty() || rest == "PROFILE" {
+                continue;
+            }
+            let (key, value) = match rest.strip_suffix("_FILE") {
+                Some(key) => {
+                    let content = std::fs::read_to_string(raw)
+                        .map_err(|e| figment::Error::from(format!("{name}={raw}: {e}")))?;
+                    (
+                        key,
+                        Value::from(content.trim_end_matches(['\n', '\r']).to_owned()),
+                    )
+                }
+                None => (
+                    rest,
+                    raw.parse::<Value>()
+                        .unwrap_or_else(|_| Value::from(raw.clone())),
+                ),
+            };
+            let parts: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+            insert(&mut dict, &parts, value);
+        }
+        Ok(Profile::Global.collect(dict))
+    }
+}
+
+fn insert(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}

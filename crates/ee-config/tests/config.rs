@@ -1,0 +1,219 @@
+//! Sources in order, profiles, every bad key with its source, secrets from
+//! files and never shown, tenants and flags, reload that keeps a good
+//! configuration over a bad file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ee_config::{Features, Loader, Secret};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Pool {
+    max_size: u32,
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct App {
+    port: u16,
+    name: String,
+    pool: Pool,
+    password: Secret<String>,
+    #[serde(default)]
+    features: Features,
+}
+
+fn defaults() -> App {
+    App {
+        port: 8080,
+        name: "orders".into(),
+        pool: Pool {
+            max_size: 10,
+            timeout_ms: 500,
+        },
+        password: Secret::new("dev-password".into()),
+        features: Features::default(),
+    }
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ee-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn each_source_wins_over_the_one_before() {
+    let dir = Dir::new("order");
+    let toml = dir.write(
+        "ee.toml",
+        "port = 9000\nname = \"from-file\"\n[pool]\nmax_size = 20\n",
+    );
+    let yaml = dir.write("ee.yaml", "pool:\n  timeout_ms: 900\n");
+    let loader = || {
+        Loader::new(defaults())
+            .file(&toml)
+            .file(&yaml)
+            .file(dir.0.join("absent.json"))
+    };
+    let app = loader().env([("XX_IGNORED", "1")]).load().unwrap();
+    assert_eq!(
+        (
+            app.port,
+            app.name.as_str(),
+            app.pool.max_size,
+            app.pool.timeout_ms
+        ),
+        (9000, "from-file", 20, 900)
+    );
+    let app = loader()
+        .env([("EE_PORT", "9100"), ("EE_POOL__MAX_SIZE", "30")])
+        .load()
+        .unwrap();
+    assert_eq!((app.port, app.pool.max_size), (9100, 30));
+    let app = loader()
+        .env([("EE_PORT", "9100")])
+        .set("port", 9200)
+        .load()
+        .unwrap();
+    assert_eq!(app.port, 9200);
+    // Untouched keys keep their defaults.
+    assert_eq!(app.password.expose(), "dev-password");
+}
+
+#[test]
+fn profiles_select_a_section() {
+    let dir = Dir::new("profiles");
+    let toml = dir.write(
+        "ee.toml",
+        "[default]\nport = 1000\n[prod]\nport = 2000\n[prod.pool]\nmax_size = 50\n",
+    );
+    let dev = Loader::new(defaults())
+        .file(&toml)
+        .profile("dev")
+        .env(Vec::<(String, String)>::new())
+        .load()
+        .unwrap();
+    assert_eq!(dev.port, 1000);
+    let prod = Loader::new(defaults())
+        .file(&toml)
+        .env([("EE_PROFILE", "prod")])
+        .load()
+        .unwrap();
+    assert_eq!((prod.port, prod.pool.max_size), (2000, 50));
+    // The environment still wins over the profile's file values.
+    let prod = Loader::new(defaults())
+        .file(&toml)
+        .env([("EE_PROFILE", "prod"), ("EE_PORT", "3000")])
+        .load()
+        .unwrap();
+    assert_eq!(prod.port, 3000);
+}
+
+#[test]
+fn every_bad_key_is_reported_with_its_source() {
+    let dir = Dir::new("bad");
+    let toml = dir.write("ee.toml", "port = \"eighty\"\nname = 12\n");
+    let err = Loader::new(defaults())
+        .file(&toml)
+        .env([("EE_POOL__MAX_SIZE", "lots"), ("EE_POOL__TIMEOUT_MS", "-5")])
+        .load()
+        .unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    for key in ["port", "name", "pool.max_size", "pool.timeout_ms"] {
+        assert!(keys.contains(&key), "{key} missing from {err}");
+    }
+    let port = err.problems.iter().find(|p| p.key == "port").unwrap();
+    assert!(port.source.contains("ee.toml"), "{port:?}");
+    let pool = err
+        .problems
+        .iter()
+        .find(|p| p.key == "pool.max_size")
+        .unwrap();
+    assert_eq!(pool.source, "environment variable EE_POOL__MAX_SIZE");
+    let text = err.to_string();
+    assert!(text.contains("the configuration is invalid"), "{text}");
+}
+
+#[test]
+fn secrets_come_from_files_and_never_show() {
+    let dir = Dir::new("secret");
+    let file = dir.write("db_password", "s3cr3t-from-file\n");
+    let app = Loader::new(defaults())
+        .env([("EE_PASSWORD_FILE", file.to_str().unwrap())])
+        .load()
+        .unwrap();
+    assert_eq!(app.password.expose(), "s3cr3t-from-file");
+    let shown = format!(
+        "{app:?} {} {}",
+        app.password,
+        serde_json::to_string(&app).unwrap()
+    );
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    assert!(shown.contains("[redacted]"));
+    // A secret file that cannot be read is an error naming the variable.
+    let err = Loader::new(defaults())
+        .env([("EE_PASSWORD_FILE", "/nonexistent/x")])
+        .load()
+        .unwrap_err();
+    assert!(err.to_string().contains("EE_PASSWORD_FILE"), "{err}");
+}
+
+#[test]
+fn tenants_and_feature_flags() {
+    let dir = Dir::new("tenants");
+    let toml = dir.write(
+        "ee.toml",
+        "[pool]\nmax_size = 10\n[tenants.acme.pool]\nmax_size = 99\n[features.flags]\nnew_checkout = false\n[features.tenants.acme]\nnew_checkout = true\n",
+    );
+    let loader = Loader::new(defaults())
+        .file(&toml)
+        .env(Vec::<(String, String)>::new());
+    let base = loader.load().unwrap();
+    let acme = loader.load_for_tenant("acme").unwrap();
+    assert_eq!((base.pool.max_size, acme.pool.max_size), (10, 99));
+    assert!(!base.features.is_enabled("new_checkout", None));
+    assert!(base.features.is_enabled("new_checkout", Some("acme")));
+    assert!(!base.features.is_enabled("new_checkout", Some("globex")));
+    assert!(!base.features.is_enabled("unknown", Some("acme")));
+}
+
+#[tokio::test]
+async fn reload_publishes_good_files_and_keeps_the_old_one_on_a_bad_file() {
+    let dir = Dir::new("reload");
+    let toml = dir.write("ee.toml", "port = 9000\n");
+    let loader = Loader::new(defaults())
+        .file(&toml)
+        .env(Vec::<(String, String)>::new());
+    let mut rx = ee_config::watch(loader, Duration::from_millis(20)).unwrap();
+    assert_eq!(rx.borrow().port, 9000);
+    // A bad file: nothing is published, the old value stays.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    dir.write("ee.toml", "port = \"oops\"\n");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!rx.has_changed().unwrap());
+    assert_eq!(rx.borrow().port, 9000);
+    // A good one: published.
+    dir.write("ee.toml", "port = 9500\n");
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rx.borrow().port, 9500);
+}

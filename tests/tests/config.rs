@@ -1,0 +1,89 @@
+//! One `ee.toml` configures a whole service: every ee crate's config struct
+//! loads through ee-config, with environment overrides and every bad key
+//! reported with its source.
+
+use ee_config::{Features, Loader};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Service {
+    redis: ee_core::redis::RedisConfig,
+    logging: ee_logging::LogConfig,
+    cache: ee_cache::config::CacheConfig,
+    idempotency: ee_idempotency::IdempotencyConfig,
+    ratelimit: Vec<ee_ratelimit::PolicyConfig>,
+    features: Features,
+}
+
+const EE_TOML: &str = r#"
+[redis]
+url = "redis://cache.internal:6379"
+timeout_ms = 150
+
+[logging]
+format = "compact"
+filter = "info,ee_cache=debug"
+
+[cache]
+ttl_ms = 60000
+version = 3
+
+[idempotency]
+required = true
+
+[[ratelimit]]
+name = "api"
+algorithm = "gcra"
+limit = 100
+period_ms = 1000
+burst = 200
+
+[features.flags]
+new_checkout = true
+"#;
+
+#[test]
+fn one_file_configures_every_crate() {
+    let dir = std::env::temp_dir().join(format!("ee-config-service-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ee.toml");
+    std::fs::write(&file, EE_TOML).unwrap();
+    let service: Service = Loader::new(Service::default())
+        .file(&file)
+        .env([
+            ("EE_CACHE__TTL_MS", "30000"),
+            ("EE_REDIS__TIMEOUT_MS", "250"),
+        ])
+        .load()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(service.redis.url, "redis://cache.internal:6379");
+    assert_eq!(service.redis.timeout_ms, 250);
+    assert_eq!(service.logging.format, ee_logging::LogFormat::Compact);
+    assert_eq!(service.logging.filter, "info,ee_cache=debug");
+    assert_eq!(service.cache.ttl_ms, 30_000);
+    assert_eq!(service.cache.version, 3);
+    assert!(service.idempotency.required);
+    assert_eq!(service.ratelimit.len(), 1);
+    assert_eq!(service.ratelimit[0].name, "api");
+    assert!(service.features.is_enabled("new_checkout", None));
+
+    // Bad values in two crates' sections: both reported, each with its source.
+    let err = Loader::new(Service::default())
+        .file(&file)
+        .env([("EE_CACHE__TTL_MS", "soon"), ("EE_LOGGING__FORMAT", "xml")])
+        .load()
+        .unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(
+        keys.contains(&"cache.ttl_ms") && keys.contains(&"logging.format"),
+        "{err}"
+    );
+    assert!(
+        err.problems
+            .iter()
+            .all(|p| p.source.starts_with("environment variable EE_")),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
