@@ -198,6 +198,19 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
         Err(ConfigError { problems })
     }
 
+    /// [`load`](Self::load), or, on a bad configuration, print every
+    /// problem to standard error and exit with status 2: what a service's
+    /// `main` wants (a readable report, not a panic or a `Debug` dump).
+    pub fn load_or_exit(&self) -> T {
+        match self.load() {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+    }
+
     /// The configuration of `tenant`: the keys under `tenants.<tenant>`
     /// layered over the rest.
     ///
