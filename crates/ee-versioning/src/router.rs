@@ -298,9 +298,11 @@ impl VersionedRouter {
                 Some((version, handler, gate)) => outer.route(
                     &path,
                     handler.layer(DefaultLayer {
-                        version,
-                        gate,
-                        selector,
+                        shared: Arc::new(DefaultShared {
+                            version,
+                            gate,
+                            selector,
+                        }),
                     }),
                 ),
                 None => outer.route_service(&path, selector),
@@ -546,6 +548,11 @@ impl Service<Request<Body>> for Selector {
 /// it names no other version, hands it to the selector otherwise.
 #[derive(Clone)]
 struct DefaultLayer {
+    /// One `Arc`: axum clones the route's service on every request.
+    shared: Arc<DefaultShared>,
+}
+
+struct DefaultShared {
     version: Version,
     gate: GateLayer,
     selector: Selector,
@@ -585,7 +592,7 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         use futures_util::future::Either;
-        let l = &self.layer;
+        let l = &*self.layer.shared;
         match l.selector.shared.pick(&req) {
             Ok((v, false)) if v == l.version => Either::Left(match l.gate.admit(&req) {
                 Ok(()) => GateFuture::Inner {
