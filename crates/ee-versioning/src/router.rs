@@ -418,9 +418,22 @@ fn bad_version(versions: impl Iterator<Item = Version>, detail: String) -> Respo
 
 impl Shared {
     fn pick(&self, req: &Request<Body>) -> Result<(Version, bool), Box<Response>> {
+        self.pick_from(req, false)
+    }
+
+    /// [`pick`](Self::pick), skipping the URI when the request already
+    /// matched an unprefixed route (its first segment is not a version).
+    fn pick_from(
+        &self,
+        req: &Request<Body>,
+        skip_uri: bool,
+    ) -> Result<(Version, bool), Box<Response>> {
         let shared = self;
         let bad = |detail: String| Box::new(bad_version(shared.versions.keys().copied(), detail));
         for source in &shared.sources {
+            if skip_uri && matches!(source, Source::Uri) {
+                continue;
+            }
             match source.read(req) {
                 Found::Absent => continue,
                 Found::Malformed(text) => {
@@ -515,8 +528,20 @@ impl Service<Request<Body>> for Selector {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let picked = self.shared.pick_from(&req, true);
+        self.call_picked(picked, req)
+    }
+}
+
+impl Selector {
+    /// Calls the handler of an already picked version.
+    fn call_picked(
+        &self,
+        picked: Result<(Version, bool), Box<Response>>,
+        req: Request<Body>,
+    ) -> <Self as Service<Request<Body>>>::Future {
         use futures_util::future::Either;
-        match self.shared.pick(&req) {
+        match picked {
             Ok((version, false)) => match self.versions.get(&version) {
                 Some((handler, gate)) => Either::Left(match gate.admit(&req) {
                     Ok(()) => GateFuture::Inner {
@@ -593,7 +618,7 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         use futures_util::future::Either;
         let l = &*self.layer.shared;
-        match l.selector.shared.pick(&req) {
+        match l.selector.shared.pick_from(&req, true) {
             Ok((v, false)) if v == l.version => Either::Left(match l.gate.admit(&req) {
                 Ok(()) => GateFuture::Inner {
                     inner: self.inner.call(req),
@@ -603,7 +628,7 @@ where
                     response: Some(*response),
                 },
             }),
-            _ => Either::Right(l.selector.clone().call(req)),
+            other => Either::Right(l.selector.call_picked(other, req)),
         }
     }
 }
