@@ -283,17 +283,19 @@ impl VersionedRouter {
         for (path, versions) in by_path {
             let selector = Selector {
                 shared: shared.clone(),
-                versions: Arc::new(versions),
+                versions: Arc::new(
+                    versions
+                        .iter()
+                        .map(|(v, (h, g))| (*v, (std::sync::Mutex::new(h.clone()), g.clone())))
+                        .collect(),
+                ),
             };
             // The default version's handler is the route itself (plain axum
             // routing); a request that names another version is handed to
             // the selector by a layer that only reads the sources.
-            let default = shared.default.and_then(|d| {
-                selector
-                    .versions
-                    .get(&d)
-                    .map(|(h, g)| (d, h.clone(), g.clone()))
-            });
+            let default = shared
+                .default
+                .and_then(|d| versions.get(&d).map(|(h, g)| (d, h.clone(), g.clone())));
             outer = match default {
                 Some((version, handler, gate)) => outer.route(
                     &path,
@@ -512,14 +514,17 @@ struct Selector {
     shared: Arc<Shared>,
     /// Each version's handler for this path, and its gate (applied here, not
     /// as a layer: one future less per request).
-    versions: Arc<BTreeMap<Version, (MethodRouter, GateLayer)>>,
+    /// The handler is behind a mutex: calling it only builds its future
+    /// (held for that instant), which is cheaper than cloning the
+    /// `MethodRouter` for every request.
+    versions: Arc<BTreeMap<Version, (std::sync::Mutex<MethodRouter>, GateLayer)>>,
 }
 
 impl Service<Request<Body>> for Selector {
     type Response = Response;
     type Error = Infallible;
     type Future = futures_util::future::Either<
-        GateFuture<tower::util::Oneshot<MethodRouter, Request<Body>>>,
+        GateFuture<<MethodRouter as Service<Request<Body>>>::Future>,
         <Dispatch as Service<Request<Body>>>::Future,
     >;
 
@@ -545,7 +550,9 @@ impl Selector {
             Ok((version, false)) => match self.versions.get(&version) {
                 Some((handler, gate)) => Either::Left(match gate.admit(&req) {
                     Ok(()) => GateFuture::Inner {
-                        inner: handler.clone().oneshot(req),
+                        // `MethodRouter` is always ready; `call` clones the
+                        // matching route into the future it returns.
+                        inner: handler.lock().expect("not poisoned").call(req),
                         headers: gate.headers.clone(),
                     },
                     Err(response) => GateFuture::Done {
