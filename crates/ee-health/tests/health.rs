@@ -10,16 +10,9 @@ use axum::Router;
 use axum::routing::get;
 use ee_core::redis::{RedisConfig, RedisConn};
 use ee_health::{DiskCheck, Health, HttpCheck, MemoryCheck, PostgresCheck, RedisCheck, check_fn};
-use ee_testing::wire::{exchange, request};
+use ee_testing::wire::{exchange, request, serve};
 use ee_testing::{Postgres, RedisServer, TestResponse};
 use serde_json::Value;
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
 
 async fn probe(addr: SocketAddr, path: &str) -> (u16, Value) {
     let res: TestResponse = exchange(addr, &request("GET", path, &[], b"")).await;

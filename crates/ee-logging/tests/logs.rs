@@ -2,14 +2,13 @@
 //! ids and W3C trace context accepted, replaced or propagated, secrets never
 //! written.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::Extension;
 use axum::routing::get;
 use ee_logging::{LogConfig, LogFormat, PropagateLayer, RequestLogLayer, TraceContext};
-use ee_testing::wire::{exchange, request};
+use ee_testing::wire::{exchange, request, serve};
 use serde_json::Value;
 use tower::{Layer, ServiceExt};
 
@@ -59,15 +58,6 @@ fn capture(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
     let subscriber = config.subscriber(move || writer.clone()).unwrap();
     let guard = tracing::subscriber::set_default(subscriber);
     (captured, guard)
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    // The current-thread runtime runs the server on this thread, under the
-    // test's default subscriber.
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn orders() -> Router {

@@ -2,14 +2,13 @@
 //! Prometheus text exposition format.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ee_metrics::{MetricsLayer, Prometheus};
-use ee_testing::wire::{exchange, request};
+use ee_testing::wire::{exchange, request, serve};
 use tower::ServiceExt;
 
 fn prometheus() -> &'static Prometheus {
@@ -136,13 +135,6 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|s| s.value)
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 #[tokio::test]

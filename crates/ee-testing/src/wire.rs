@@ -11,6 +11,17 @@ use tokio::net::TcpStream;
 
 use crate::TestResponse;
 
+/// Serves `app` on a free loopback port (on the current runtime) and
+/// returns its address: the server side of a real round trip.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("the test server") });
+    addr
+}
+
 /// A request as raw bytes: `method path HTTP/1.1`, `host` and
 /// `connection: close`, the given headers, `content-length` when there is a
 /// body, then the body.

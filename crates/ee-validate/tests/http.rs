@@ -8,7 +8,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use ee_testing::TestResponse;
-use ee_testing::wire::{exchange, request};
+use ee_testing::wire::{exchange, request, serve};
 use ee_validate::{HasSchema, SchemaRegistry, Valid, ValidateLayer};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -91,13 +91,6 @@ fn registry(max_depth: usize, deny_unknown: bool) -> SchemaRegistry {
         .deny_unknown_fields(deny_unknown)
         .build()
         .unwrap()
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn app(registry: SchemaRegistry) -> Router {

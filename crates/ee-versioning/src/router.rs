@@ -548,17 +548,11 @@ impl Selector {
         use futures_util::future::Either;
         match picked {
             Ok((version, false)) => match self.versions.get(&version) {
-                Some((handler, gate)) => Either::Left(match gate.admit(&req) {
-                    Ok(()) => GateFuture::Inner {
-                        // `MethodRouter` is always ready; `call` clones the
-                        // matching route into the future it returns.
-                        inner: handler.lock().expect("not poisoned").call(req),
-                        headers: gate.headers.clone(),
-                    },
-                    Err(response) => GateFuture::Done {
-                        response: Some(*response),
-                    },
-                }),
+                // `MethodRouter` is always ready; `call` clones the matching
+                // route into the future it returns.
+                Some((handler, gate)) => Either::Left(
+                    gate.wrap(req, |req| handler.lock().expect("not poisoned").call(req)),
+                ),
                 None => Either::Right(
                     Dispatch {
                         shared: self.shared.clone(),
@@ -626,15 +620,10 @@ where
         use futures_util::future::Either;
         let l = &*self.layer.shared;
         match l.selector.shared.pick_from(&req, true) {
-            Ok((v, false)) if v == l.version => Either::Left(match l.gate.admit(&req) {
-                Ok(()) => GateFuture::Inner {
-                    inner: self.inner.call(req),
-                    headers: l.gate.headers.clone(),
-                },
-                Err(response) => GateFuture::Done {
-                    response: Some(*response),
-                },
-            }),
+            Ok((v, false)) if v == l.version => {
+                let inner = &mut self.inner;
+                Either::Left(l.gate.wrap(req, |req| inner.call(req)))
+            }
             other => Either::Right(l.selector.call_picked(other, req)),
         }
     }
@@ -682,19 +671,26 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        match self.gate.admit(&req) {
+        let inner = &mut self.inner;
+        self.gate.wrap(req, |req| inner.call(req))
+    }
+}
+
+impl GateLayer {
+    /// `call(req)` behind this gate: the sunset check and the deprecation
+    /// count first, the lifecycle headers on the response.
+    fn wrap<F>(&self, req: Request<Body>, call: impl FnOnce(Request<Body>) -> F) -> GateFuture<F> {
+        match self.admit(&req) {
             Ok(()) => GateFuture::Inner {
-                inner: self.inner.call(req),
-                headers: self.gate.headers.clone(),
+                inner: call(req),
+                headers: self.headers.clone(),
             },
             Err(response) => GateFuture::Done {
                 response: Some(*response),
             },
         }
     }
-}
 
-impl GateLayer {
     /// The sunset check (a 410) and the deprecation count.
     fn admit<B>(&self, req: &Request<B>) -> Result<(), Box<Response>> {
         let lifecycle = &self.lifecycle;

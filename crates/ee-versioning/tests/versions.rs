@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use ee_core::key::HeaderKey;
 use ee_testing::TestResponse;
-use ee_testing::wire::{exchange, request};
+use ee_testing::wire::{exchange, request, serve};
 use ee_versioning::{Lifecycle, Source, VersionRoutes, VersionedRouter};
 
 /// 2026-06-01T00:00:00Z: v1 deprecated; its sunset is 2027-01-01.
@@ -38,13 +38,6 @@ fn app(now: u64) -> Router {
         .client_key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
         .clock(move || at(now))
         .into_router()
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> TestResponse {
