@@ -30,6 +30,8 @@ fn routing(c: &mut Criterion) {
     let mut group = c.benchmark_group("versioning_per_request");
     for (name, app, path, header) in [
         ("plain_axum", &plain, "/orders/42", false),
+        // The anchor of the header row: the same request, header included.
+        ("plain_axum_with_header", &plain, "/orders/42", true),
         ("versioned_uri", &versioned, "/v2/orders/42", false),
         ("versioned_default", &versioned, "/orders/42", false),
         ("versioned_header", &versioned, "/orders/42", true),

@@ -1,6 +1,6 @@
 //! Runs N requests through plain axum or the versioned router, for
 //! instruction counts under callgrind:
-//! `valgrind --tool=callgrind target/release/examples/route_profile <plain|uri|default|header> N`.
+//! `valgrind --tool=callgrind target/release/examples/route_profile <plain|plain-header|uri|default|header> N`.
 
 use axum::Router;
 use axum::body::Body;
@@ -16,9 +16,9 @@ fn main() {
         .build()
         .unwrap();
     let flat = || VersionRoutes::new().route("/orders/{id}", get(|| async { "an order" }));
-    let header = variant == "header";
+    let header = variant == "header" || variant == "plain-header";
     let (app, path) = match variant.as_str() {
-        "plain" => (
+        "plain" | "plain-header" => (
             Router::new().route("/orders/{id}", get(|| async { "an order" })),
             "/orders/42",
         ),
