@@ -8,42 +8,10 @@
 use axum::extract::FromRequest;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ee_validate::{SchemaRegistry, Valid};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use std::hint::black_box;
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[allow(dead_code)]
-struct Line {
-    #[schemars(length(min = 1, max = 32))]
-    sku: String,
-    #[schemars(range(min = 1, max = 100))]
-    quantity: u32,
-    unit_price_cents: u64,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[allow(dead_code)]
-struct CreateOrder {
-    #[schemars(email)]
-    email: String,
-    currency: String,
-    #[schemars(length(min = 1, max = 50))]
-    lines: Vec<Line>,
-    note: Option<String>,
-}
-
-fn body() -> bytes::Bytes {
-    let lines: Vec<_> = (0..10)
-        .map(|i| serde_json::json!({"sku": format!("SKU-{i:06}"), "quantity": 1 + i % 5, "unit_price_cents": 1299 + i}))
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "email": "ada@example.com", "currency": "EUR", "lines": lines,
-        "note": "Leave the parcel with the neighbour."
-    }))
-    .unwrap()
-    .into()
-}
+mod support;
+use support::{CreateOrder, body};
 
 fn registry_vs_compile(c: &mut Criterion) {
     let schema = schemars::schema_for!(CreateOrder).to_value();

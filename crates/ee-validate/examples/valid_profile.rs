@@ -13,44 +13,16 @@
 
 use axum::extract::FromRequest;
 use ee_validate::{SchemaRegistry, Valid};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[allow(dead_code)]
-struct Line {
-    #[schemars(length(min = 1, max = 32))]
-    sku: String,
-    #[schemars(range(min = 1, max = 100))]
-    quantity: u32,
-    unit_price_cents: u64,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[allow(dead_code)]
-struct CreateOrder {
-    #[schemars(email)]
-    email: String,
-    currency: String,
-    #[schemars(length(min = 1, max = 50))]
-    lines: Vec<Line>,
-    note: Option<String>,
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{CreateOrder, body};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let variant = args.next().unwrap_or_else(|| "valid".into());
     let n: usize = args.next().map_or(10_000, |s| s.parse().expect("a count"));
-    let lines: Vec<_> = (0..10)
-        .map(|i| serde_json::json!({"sku": format!("SKU-{i:06}"), "quantity": 1 + i % 5, "unit_price_cents": 1299 + i}))
-        .collect();
-    let body = bytes::Bytes::from(
-        serde_json::to_vec(&serde_json::json!({
-            "email": "ada@example.com", "currency": "EUR", "lines": lines,
-            "note": "Leave the parcel with the neighbour."
-        }))
-        .unwrap(),
-    );
+    let body = body();
     let schema = schemars::schema_for!(CreateOrder).to_value();
     let raw = jsonschema::validator_for(&schema).unwrap();
     let registry = SchemaRegistry::default();
