@@ -523,9 +523,11 @@ struct Selector {
 impl Service<Request<Body>> for Selector {
     type Response = Response;
     type Error = Infallible;
+    /// The rare fallback (a version without this path, or read from the
+    /// URI) is boxed: the common future stays small to move around.
     type Future = futures_util::future::Either<
         GateFuture<<MethodRouter as Service<Request<Body>>>::Future>,
-        <Dispatch as Service<Request<Body>>>::Future,
+        Pin<Box<<Dispatch as Service<Request<Body>>>::Future>>,
     >;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -553,19 +555,19 @@ impl Selector {
                 Some((handler, gate)) => Either::Left(
                     gate.wrap(req, |req| handler.lock().expect("not poisoned").call(req)),
                 ),
-                None => Either::Right(
+                None => Either::Right(Box::pin(
                     Dispatch {
                         shared: self.shared.clone(),
                     }
                     .call(req),
-                ),
+                )),
             },
-            _ => Either::Right(
+            _ => Either::Right(Box::pin(
                 Dispatch {
                     shared: self.shared.clone(),
                 }
                 .call(req),
-            ),
+            )),
         }
     }
 }

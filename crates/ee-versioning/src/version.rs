@@ -14,10 +14,14 @@ impl Version {
         if digits.is_empty() || digits.len() > 5 || digits.starts_with('0') {
             return None;
         }
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+        let mut n: u32 = 0;
+        for b in digits.bytes() {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u32::from(b - b'0');
         }
-        digits.parse().ok().map(Version)
+        u16::try_from(n).ok().map(Version)
     }
 }
 
