@@ -1,0 +1,779 @@
+//! `Database`: a pool (plus optional read replicas) with a small API that
+//! runs the same on PostgreSQL and SQLite.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::config::{CheckoutTest, DbConfig};
+use crate::row::RowInner;
+use crate::{DbError, Row, Value};
+
+pub(crate) const POOL_CONNECTIONS: &str = "ee_db_pool_connections";
+pub(crate) const POOL_WAIT: &str = "ee_db_pool_wait_seconds";
+pub(crate) const POOL_TIMEOUTS: &str = "ee_db_pool_timeouts_total";
+pub(crate) const QUERY_DURATION: &str = "ee_db_query_duration_seconds";
+pub(crate) const SLOW_QUERIES: &str = "ee_db_slow_queries_total";
+pub(crate) const TX_RETRIES: &str = "ee_db_transaction_retries_total";
+
+/// A connection pool to PostgreSQL or SQLite, cheap to clone (share it
+/// across handlers).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ee_db::DbError> {
+/// use ee_db::{Database, params};
+///
+/// let db = Database::open("sqlite::memory:").await?;
+/// db.batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").await?;
+/// db.execute("INSERT INTO users (id, name) VALUES ($1, $2)", params![1, "ada"]).await?;
+///
+/// #[derive(serde::Deserialize)]
+/// struct User { id: i64, name: String }
+/// let users: Vec<User> = db.query_as("SELECT id, name FROM users", params![]).await?;
+/// assert_eq!(users[0].name, "ada");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+    /// The tenant schema this handle's sessions use (PostgreSQL).
+    schema: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("pool", &self.inner.name)
+            .field("engine", &self.engine())
+            .field("replicas", &self.inner.replicas.len())
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+struct Inner {
+    primary: Pool,
+    replicas: Vec<Pool>,
+    next: AtomicUsize,
+    name: Arc<str>,
+    connect_timeout: Duration,
+    slow: Duration,
+    read_your_writes: Duration,
+    max_attempts: u32,
+}
+
+#[derive(Clone)]
+pub(crate) enum Pool {
+    #[cfg(feature = "postgres")]
+    Pg(bb8::Pool<crate::pg::PgManager>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(bb8::Pool<crate::sqlite::SqliteManager>),
+}
+
+/// A checked-out connection.
+pub(crate) enum Conn {
+    #[cfg(feature = "postgres")]
+    Pg(bb8::PooledConnection<'static, crate::pg::PgManager>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(bb8::PooledConnection<'static, crate::sqlite::SqliteManager>),
+}
+
+/// Which engine a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL.
+    Postgres,
+    /// Embedded SQLite.
+    Sqlite,
+}
+
+/// Connections of a pool right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// Open connections.
+    pub connections: u32,
+    /// Of which idle in the pool.
+    pub idle: u32,
+}
+
+/// Transaction isolation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// The engine's default (PostgreSQL: READ COMMITTED; SQLite: the
+    /// database is locked for writing from `BEGIN IMMEDIATE`).
+    #[default]
+    Default,
+    /// PostgreSQL's REPEATABLE READ.
+    RepeatableRead,
+    /// SERIALIZABLE (SQLite transactions always are).
+    Serializable,
+}
+
+tokio::task_local! {
+    static SCOPE: Scope;
+}
+
+/// Per-request state: when this request last wrote.
+struct Scope {
+    last_write: std::cell::Cell<Option<Instant>>,
+}
+
+/// Runs `fut` as one request for read-your-writes: after a write in it,
+/// its reads go to the primary for `read_your_writes_ms`. [`DbLayer`]
+/// does this for every request.
+///
+/// [`DbLayer`]: crate::DbLayer
+pub async fn request_scope<F: Future>(fut: F) -> F::Output {
+    SCOPE
+        .scope(
+            Scope {
+                last_write: std::cell::Cell::new(None),
+            },
+            fut,
+        )
+        .await
+}
+
+fn mark_write() {
+    let _ = SCOPE.try_with(|s| s.last_write.set(Some(Instant::now())));
+}
+
+fn pg_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn is_select(sql: &str) -> bool {
+    let head = sql.trim_start().as_bytes();
+    head.len() >= 6 && head[..6].eq_ignore_ascii_case(b"select")
+}
+
+fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+impl Database {
+    /// Opens a pool on `url` with default settings (see [`DbConfig`]).
+    pub async fn open(url: &str) -> Result<Self, DbError> {
+        Self::connect(DbConfig::new(url)).await
+    }
+
+    /// Opens the pools `config` describes and checks one connection, so a
+    /// wrong URL or an unreachable server fails at start-up.
+    pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
+        #[cfg(feature = "postgres")]
+        if pg_url(&config.url) {
+            return Self::postgres_with_tls(config, tokio_postgres::NoTls).await;
+        }
+        if config.url.starts_with("sqlite:") {
+            #[cfg(feature = "sqlite")]
+            {
+                let manager = crate::sqlite::SqliteManager::new(&config.url, config.statement_cache)?;
+                let pool = builder(&config).build_unchecked(manager);
+                return Self::finish(config, Pool::Sqlite(pool), Vec::new()).await;
+            }
+            #[cfg(not(feature = "sqlite"))]
+            return Err(DbError::Unavailable(
+                "sqlite URLs need ee-db's `sqlite` feature".into(),
+            ));
+        }
+        if pg_url(&config.url) {
+            return Err(DbError::Unavailable(
+                "postgres URLs need ee-db's `postgres` feature".into(),
+            ));
+        }
+        Err(DbError::Unavailable(format!(
+            "`{}` is neither a postgres:// nor an sqlite:// URL",
+            redact(&config.url)
+        )))
+    }
+
+    /// A PostgreSQL pool whose connections use `tls` (any
+    /// `MakeTlsConnect`, e.g. `tokio-postgres-rustls` or
+    /// `postgres-native-tls`); replicas use it too.
+    #[cfg(feature = "postgres")]
+    pub async fn postgres_with_tls<T>(config: DbConfig, tls: T) -> Result<Self, DbError>
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+    {
+        let pool = |url: &str| -> Result<Pool, DbError> {
+            let pg: tokio_postgres::Config = url
+                .parse()
+                .map_err(|e| DbError::Unavailable(format!("`{}`: {e}", redact(url))))?;
+            let tls = tls.clone();
+            let connect: Arc<dyn Fn() -> BoxFuture<'static, Result<tokio_postgres::Client, tokio_postgres::Error>> + Send + Sync> =
+                Arc::new(move || {
+                    let pg = pg.clone();
+                    let tls = tls.clone();
+                    Box::pin(async move {
+                        let (client, connection) = pg.connect(tls).await?;
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::debug!(error = %e, "postgres connection ended");
+                            }
+                        });
+                        Ok(client)
+                    })
+                });
+            let manager = crate::pg::PgManager {
+                connect,
+                ping: config.checkout_test == CheckoutTest::Ping,
+                statement_cache: config.statement_cache,
+            };
+            Ok(Pool::Pg(builder(&config).build_unchecked(manager)))
+        };
+        let primary = pool(&config.url)?;
+        let replicas = config
+            .replicas
+            .iter()
+            .map(|u| pool(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::finish(config, primary, replicas).await
+    }
+
+    async fn finish(config: DbConfig, primary: Pool, replicas: Vec<Pool>) -> Result<Self, DbError> {
+        let inner = Arc::new(Inner {
+            primary,
+            replicas,
+            next: AtomicUsize::new(0),
+            name: Arc::from(config.name.as_str()),
+            connect_timeout: config.connect_timeout(),
+            slow: Duration::from_millis(config.slow_query_ms),
+            read_your_writes: Duration::from_millis(config.read_your_writes_ms),
+            max_attempts: config.max_attempts.max(1),
+        });
+        let db = Database {
+            inner,
+            schema: None,
+        };
+        // Fail now, with the reason, rather than on the first request.
+        drop(db.checkout(&db.inner.primary).await?);
+        spawn_gauges(Arc::downgrade(&db.inner));
+        Ok(db)
+    }
+
+    /// The engine behind this pool.
+    pub fn engine(&self) -> Engine {
+        match &self.inner.primary {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(_) => Engine::Postgres,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => Engine::Sqlite,
+        }
+    }
+
+    /// The primary pool's connections.
+    pub fn state(&self) -> PoolState {
+        self.inner.primary.state()
+    }
+
+    /// A handle whose sessions use the PostgreSQL schema `name` as their
+    /// `search_path` (schema-per-tenant). The path is set when a connection
+    /// is checked out for this handle and put back when the next checkout is
+    /// for another schema or none, so one tenant's path never reaches
+    /// another's statement. `name` must be a plain identifier.
+    pub fn with_schema(&self, name: &str) -> Result<Database, DbError> {
+        if !valid_schema(name) {
+            return Err(DbError::BadTenant(name.to_owned()));
+        }
+        if self.engine() != Engine::Postgres {
+            return Err(DbError::Unsupported("schema-per-tenant needs PostgreSQL"));
+        }
+        Ok(Database {
+            inner: self.inner.clone(),
+            schema: Some(Arc::from(name)),
+        })
+    }
+
+    fn pick(&self, sql: &str) -> &Pool {
+        let inner = &*self.inner;
+        if inner.replicas.is_empty() || !is_select(sql) {
+            return &inner.primary;
+        }
+        let recent_write = SCOPE
+            .try_with(|s| s.last_write.get().is_some_and(|t| t.elapsed() < inner.read_your_writes))
+            .unwrap_or(false);
+        if recent_write {
+            return &inner.primary;
+        }
+        let i = inner.next.fetch_add(1, Ordering::Relaxed) % inner.replicas.len();
+        &inner.replicas[i]
+    }
+
+    pub(crate) async fn checkout(&self, pool: &Pool) -> Result<Conn, DbError> {
+        let start = Instant::now();
+        let got = pool.get().await;
+        let waited = start.elapsed();
+        metrics::histogram!(POOL_WAIT, "pool" => self.inner.name.clone()).record(waited.as_secs_f64());
+        let mut conn = match got {
+            Ok(conn) => conn,
+            Err(bb8::RunError::TimedOut) => {
+                metrics::counter!(POOL_TIMEOUTS, "pool" => self.inner.name.clone()).increment(1);
+                return Err(DbError::PoolTimeout(self.inner.connect_timeout));
+            }
+            Err(bb8::RunError::User(e)) => return Err(e),
+        };
+        #[cfg(feature = "postgres")]
+        if let Conn::Pg(c) = &mut conn {
+            c.use_schema(self.schema.as_ref()).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Times a statement: the duration histogram and the slow-query log.
+    fn timed(&self, sql: &str, start: Instant) {
+        let took = start.elapsed();
+        metrics::histogram!(QUERY_DURATION, "pool" => self.inner.name.clone()).record(took.as_secs_f64());
+        if took >= self.inner.slow {
+            metrics::counter!(SLOW_QUERIES, "pool" => self.inner.name.clone()).increment(1);
+            tracing::warn!(pool = %self.inner.name, took_ms = took.as_millis() as u64, sql, "slow query");
+        }
+    }
+
+    /// Runs a statement and returns its rows. `SELECT`s go to a replica
+    /// when there are replicas (unless this request wrote within
+    /// `read_your_writes_ms`); everything else goes to the primary.
+    pub async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        self.run(sql, params, usize::MAX).await
+    }
+
+    async fn run(&self, sql: &str, params: &[Value], limit: usize) -> Result<Vec<Row>, DbError> {
+        let pool = self.pick(sql);
+        let read = is_select(sql);
+        if !read {
+            mark_write();
+        }
+        let mut conn = self.checkout(pool).await?;
+        let start = Instant::now();
+        let result = match conn.query(sql, params, limit).await {
+            // The server closed this idle connection (restart, kill): a
+            // read runs again once on a fresh one.
+            Err(DbError::Unavailable(_)) if read && conn.is_closed() => {
+                drop(conn);
+                let mut fresh = self.checkout(pool).await?;
+                fresh.query(sql, params, limit).await
+            }
+            other => other,
+        };
+        self.timed(sql, start);
+        result
+    }
+
+    /// The first row, or [`DbError::NotFound`].
+    pub async fn query_one(&self, sql: &str, params: &[Value]) -> Result<Row, DbError> {
+        self.query_opt(sql, params).await?.ok_or(DbError::NotFound)
+    }
+
+    /// The first row, if any.
+    pub async fn query_opt(&self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
+        Ok(self.run(sql, params, 1).await?.into_iter().next())
+    }
+
+    /// Every row, decoded into `T` with serde (fields by column name).
+    pub async fn query_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, DbError> {
+        self.query(sql, params).await?.iter().map(Row::decode).collect()
+    }
+
+    /// The first row decoded into `T`, or [`DbError::NotFound`].
+    pub async fn query_one_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<T, DbError> {
+        self.query_one(sql, params).await?.decode()
+    }
+
+    /// Every row, built with [`FromRow`](crate::FromRow).
+    pub async fn query_rows<T: crate::FromRow>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, DbError> {
+        self.query(sql, params).await?.iter().map(T::from_row).collect()
+    }
+
+    /// Runs a statement on the primary; returns the rows it changed.
+    pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        mark_write();
+        let mut conn = self.checkout(&self.inner.primary).await?;
+        let start = Instant::now();
+        let result = conn.execute(sql, params).await;
+        self.timed(sql, start);
+        result
+    }
+
+    /// Runs several `;`-separated statements without parameters on the
+    /// primary (DDL, set-up).
+    pub async fn batch(&self, sql: &str) -> Result<(), DbError> {
+        mark_write();
+        let mut conn = self.checkout(&self.inner.primary).await?;
+        conn.batch(sql).await
+    }
+
+    /// Starts a transaction on the primary. Commit it with
+    /// [`Tx::commit`]; dropped without one, it is rolled back (its
+    /// connection is closed rather than reused).
+    pub async fn begin(&self) -> Result<Tx, DbError> {
+        self.begin_with(Isolation::Default).await
+    }
+
+    /// [`begin`](Self::begin) with an isolation level.
+    pub async fn begin_with(&self, isolation: Isolation) -> Result<Tx, DbError> {
+        mark_write();
+        let mut conn = self.checkout(&self.inner.primary).await?;
+        let sql = match (&conn, isolation) {
+            #[cfg(feature = "sqlite")]
+            (Conn::Sqlite(_), _) => "BEGIN IMMEDIATE",
+            #[allow(unreachable_patterns)]
+            (_, Isolation::Default) => "BEGIN",
+            (_, Isolation::RepeatableRead) => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            (_, Isolation::Serializable) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        };
+        conn.batch(sql).await?;
+        conn.set_in_tx(true);
+        Ok(Tx {
+            conn,
+            db: self.clone(),
+            failed: false,
+        })
+    }
+
+    /// Runs `f` in a transaction: commits when it returns `Ok`, rolls back
+    /// when it returns `Err`, and runs it again (up to `max_attempts`, with
+    /// jittered exponential backoff from 10 ms, at most 1 s) when the
+    /// database reports a serialization failure (40001), a deadlock (40P01)
+    /// or SQLite's busy.
+    ///
+    /// ```
+    /// # async fn demo(db: ee_db::Database) -> Result<(), ee_db::DbError> {
+    /// use ee_db::params;
+    /// let moved = db
+    ///     .transaction(|tx| Box::pin(async move {
+    ///         tx.execute("UPDATE stock SET qty = qty - 1 WHERE sku = $1", params!["A-1"]).await?;
+    ///         tx.execute("INSERT INTO reservations (sku) VALUES ($1)", params!["A-1"]).await
+    ///     }))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T, DbError>>,
+    {
+        self.transaction_with(Isolation::Default, f).await
+    }
+
+    /// [`transaction`](Self::transaction) with an isolation level.
+    pub async fn transaction_with<T, F>(&self, isolation: Isolation, mut f: F) -> Result<T, DbError>
+    where
+        F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T, DbError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.begin_with(isolation).await?;
+            let result = match f(&mut tx).await {
+                Ok(value) => tx.commit().await.map(|()| value),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < self.inner.max_attempts => {
+                    metrics::counter!(TX_RETRIES, "pool" => self.inner.name.clone()).increment(1);
+                    tracing::debug!(attempt, error = %e, "transaction retried");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub(crate) fn primary(&self) -> &Pool {
+        &self.inner.primary
+    }
+}
+
+/// 10 ms · 2^(attempt-1), at most 1 s, with ±50 % jitter so two
+/// conflicting transactions do not collide again.
+fn backoff(attempt: u32) -> Duration {
+    let base = 10u64.saturating_mul(1 << attempt.saturating_sub(1).min(7)).min(1_000);
+    let jitter = rand::random_range(base / 2..=base + base / 2);
+    Duration::from_millis(jitter)
+}
+
+fn builder<M: bb8::ManageConnection>(config: &DbConfig) -> bb8::Builder<M> {
+    bb8::Pool::builder()
+        .max_size(config.max_size.max(1))
+        .min_idle(config.min_idle)
+        .connection_timeout(config.connect_timeout())
+        .max_lifetime(config.max_lifetime_ms.map(Duration::from_millis))
+        .idle_timeout(config.idle_timeout_ms.map(Duration::from_millis))
+        // `is_valid` is cheap unless the config asks for a ping.
+        .test_on_check_out(true)
+}
+
+/// Publishes the pool gauges once a second while the database lives.
+fn spawn_gauges(inner: std::sync::Weak<Inner>) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(inner) = inner.upgrade() else { return };
+            let s = inner.primary.state();
+            let name = inner.name.clone();
+            metrics::gauge!(POOL_CONNECTIONS, "pool" => name.clone(), "state" => "idle").set(f64::from(s.idle));
+            metrics::gauge!(POOL_CONNECTIONS, "pool" => name, "state" => "in_use")
+                .set(f64::from(s.connections - s.idle));
+        }
+    });
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Pool {
+    pub(crate) fn state(&self) -> PoolState {
+        let s = match self {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(p) => p.state(),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => p.state(),
+        };
+        PoolState {
+            connections: s.connections,
+            idle: s.idle_connections,
+        }
+    }
+
+    pub(crate) async fn get(&self) -> Result<Conn, bb8::RunError<DbError>> {
+        Ok(match self {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(p) => Conn::Pg(p.get_owned().await?),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => Conn::Sqlite(p.get_owned().await?),
+        })
+    }
+}
+
+impl Conn {
+    pub(crate) async fn query(&mut self, sql: &str, params: &[Value], limit: usize) -> Result<Vec<Row>, DbError> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(c) => {
+                if limit == 1 {
+                    Ok(c.query_opt(sql, params).await?.map(|r| Row(RowInner::Pg(r))).into_iter().collect())
+                } else {
+                    Ok(c.query(sql, params).await?.into_iter().map(|r| Row(RowInner::Pg(r))).collect())
+                }
+            }
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => c.query(sql, params, limit),
+        }
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(c) => c.execute(sql, params).await,
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => c.execute(sql, params),
+        }
+    }
+
+    pub(crate) async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(c) => Ok(c.client.batch_execute(sql).await?),
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => c.batch(sql),
+        }
+    }
+
+    fn set_in_tx(&mut self, on: bool) {
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(c) => c.in_tx = on,
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => c.in_tx = on,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(c) => c.client.is_closed(),
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(_) => false,
+        }
+    }
+}
+
+/// An open transaction (from [`Database::begin`] or
+/// [`Database::transaction`]). Statements run on its one connection.
+pub struct Tx {
+    conn: Conn,
+    db: Database,
+    failed: bool,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").field("failed", &self.failed).finish_non_exhaustive()
+    }
+}
+
+impl Tx {
+    fn note<T>(&mut self, r: Result<T, DbError>) -> Result<T, DbError> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    /// The rows of a statement.
+    pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let start = Instant::now();
+        let r = self.conn.query(sql, params, usize::MAX).await;
+        self.db.timed(sql, start);
+        self.note(r)
+    }
+
+    /// The first row, or [`DbError::NotFound`].
+    pub async fn query_one(&mut self, sql: &str, params: &[Value]) -> Result<Row, DbError> {
+        self.query_opt(sql, params).await?.ok_or(DbError::NotFound)
+    }
+
+    /// The first row, if any.
+    pub async fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
+        let start = Instant::now();
+        let r = self.conn.query(sql, params, 1).await;
+        self.db.timed(sql, start);
+        Ok(self.note(r)?.into_iter().next())
+    }
+
+    /// Every row decoded into `T` with serde.
+    pub async fn query_as<T: DeserializeOwned>(&mut self, sql: &str, params: &[Value]) -> Result<Vec<T>, DbError> {
+        self.query(sql, params).await?.iter().map(Row::decode).collect()
+    }
+
+    /// The first row decoded into `T`, or [`DbError::NotFound`].
+    pub async fn query_one_as<T: DeserializeOwned>(&mut self, sql: &str, params: &[Value]) -> Result<T, DbError> {
+        self.query_one(sql, params).await?.decode()
+    }
+
+    /// Runs a statement; returns the rows it changed.
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let start = Instant::now();
+        let r = self.conn.execute(sql, params).await;
+        self.db.timed(sql, start);
+        self.note(r)
+    }
+
+    /// Runs `;`-separated statements without parameters.
+    pub async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        let r = self.conn.batch(sql).await;
+        self.note(r)
+    }
+
+    /// Row-level security: sets `ee.tenant_id` for the rest of this
+    /// transaction only (`SET LOCAL`), for policies such as
+    /// `USING (tenant_id = current_setting('ee.tenant_id'))`.
+    pub async fn set_tenant(&mut self, tenant: &str) -> Result<(), DbError> {
+        match &self.conn {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(_) => {
+                self.query("SELECT set_config('ee.tenant_id', $1, true)", &[Value::Text(tenant.to_owned())])
+                    .await
+                    .map(drop)
+            }
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(_) => Err(DbError::Unsupported("row-level security needs PostgreSQL")),
+        }
+    }
+
+    /// Commits. A transaction in which a statement failed is rolled back
+    /// instead, and the commit fails.
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        if self.failed {
+            self.rollback_inner().await?;
+            return Err(DbError::Query {
+                code: Some("25P02".into()),
+                message: "a statement in this transaction failed; it was rolled back".into(),
+            });
+        }
+        match self.conn.batch("COMMIT").await {
+            Ok(()) => {
+                self.conn.set_in_tx(false);
+                Ok(())
+            }
+            // The connection stays marked: it is closed on return, which
+            // ends whatever is left of the transaction.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Rolls back.
+    pub async fn rollback(mut self) -> Result<(), DbError> {
+        self.rollback_inner().await
+    }
+
+    async fn rollback_inner(&mut self) -> Result<(), DbError> {
+        self.conn.batch("ROLLBACK").await?;
+        self.conn.set_in_tx(false);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_are_recognised() {
+        assert!(is_select("SELECT 1"));
+        assert!(is_select("  select * from t"));
+        assert!(!is_select("INSERT INTO t VALUES (1) RETURNING id"));
+        assert!(!is_select("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x"));
+        assert!(!is_select("sel"));
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(valid_schema("tenant_42"));
+        for bad in ["", "1abc", "a\"; DROP SCHEMA x; --", "a-b", &"x".repeat(64)] {
+            assert!(!valid_schema(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..20 {
+            let d = backoff(attempt).as_millis();
+            assert!(d <= 1_500, "{attempt}: {d}");
+        }
+        assert!(backoff(1).as_millis() <= 15);
+        assert!(backoff(5).as_millis() >= 80);
+    }
+}

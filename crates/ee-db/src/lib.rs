@@ -1,0 +1,48 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// With one engine compiled out, engine matches have one arm and some
+// helpers go unused.
+#![cfg_attr(
+    not(all(feature = "postgres", feature = "sqlite")),
+    allow(
+        unused_imports,
+        unused_mut,
+        unused_variables,
+        unreachable_patterns,
+        irrefutable_let_patterns,
+        dead_code
+    )
+)]
+
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+compile_error!("ee-db needs an engine: enable the `sqlite` feature, the `postgres` feature, or both");
+
+pub mod config;
+mod database;
+mod error;
+#[cfg(feature = "axum")]
+mod layer;
+mod migrate;
+#[cfg(feature = "postgres")]
+mod pg;
+mod row;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod value;
+
+pub use config::{CheckoutTest, DbConfig};
+pub use database::{Database, Engine, Isolation, PoolState, Tx, request_scope};
+pub use error::DbError;
+#[cfg(feature = "axum")]
+pub use layer::{DbLayer, DbService, DbTx};
+pub use migrate::{Migration, MigrationReport, Migrations};
+pub use row::{ColumnIndex, FromRow, Row};
+pub use value::Value;
+
+/// Error text with its cause (tokio-postgres puts the reason in `source`).
+pub(crate) fn error_text(e: &dyn std::error::Error) -> String {
+    match e.source() {
+        Some(s) => format!("{e}: {s}"),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,170 @@
+//! PostgreSQL connections for bb8: a statement cache per connection and
+//! the connection's current `search_path` (for schema-per-tenant).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio_postgres::{Client, Statement};
+
+use crate::{DbError, Value};
+
+type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Client, tokio_postgres::Error>> + Send + Sync>;
+
+/// Opens connections (any TLS) and checks them.
+pub(crate) struct PgManager {
+    pub(crate) connect: Connect,
+    pub(crate) ping: bool,
+    pub(crate) statement_cache: usize,
+}
+
+/// A pooled PostgreSQL connection.
+pub(crate) struct PgConn {
+    pub(crate) client: Client,
+    statements: HashMap<Box<str>, Statement>,
+    cap: usize,
+    /// Inside `BEGIN` … `COMMIT`: a connection returned in this state is
+    /// closed, never reused (the server rolls the transaction back).
+    pub(crate) in_tx: bool,
+    /// The tenant schema set on this session (`None`: the URL's default).
+    pub(crate) search_path: Option<Arc<str>>,
+}
+
+impl bb8::ManageConnection for PgManager {
+    type Connection = PgConn;
+    type Error = DbError;
+
+    async fn connect(&self) -> Result<PgConn, DbError> {
+        let client = (self.connect)()
+            .await
+            .map_err(|e| DbError::Unavailable(crate::error_text(&e)))?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+            cap: self.statement_cache,
+            in_tx: false,
+            search_path: None,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), DbError> {
+        if conn.client.is_closed() {
+            return Err(DbError::Unavailable("connection closed".into()));
+        }
+        if self.ping {
+            conn.client.simple_query("").await?;
+        }
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed() || conn.in_tx
+    }
+}
+
+impl PgConn {
+    /// The prepared statement for `sql`, from the cache or prepared now.
+    pub(crate) async fn statement(&mut self, sql: &str) -> Result<Statement, DbError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        if self.cap > 0 {
+            if self.statements.len() >= self.cap {
+                // Simple and bounded: start over rather than track recency.
+                self.statements.clear();
+            }
+            self.statements.insert(sql.into(), statement.clone());
+        }
+        Ok(statement)
+    }
+
+    pub(crate) async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<tokio_postgres::Row>, DbError> {
+        let statement = self.statement(sql).await?;
+        check_arity(statement.params().len(), params.len())?;
+        Ok(self.client.query(&statement, &as_dyn(params)).await?)
+    }
+
+    pub(crate) async fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<tokio_postgres::Row>, DbError> {
+        let statement = self.statement(sql).await?;
+        check_arity(statement.params().len(), params.len())?;
+        Ok(self.client.query_opt(&statement, &as_dyn(params)).await?)
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let statement = self.statement(sql).await?;
+        check_arity(statement.params().len(), params.len())?;
+        Ok(self.client.execute(&statement, &as_dyn(params)).await?)
+    }
+
+    /// Puts the session on `schema` (or back on the URL's default).
+    pub(crate) async fn use_schema(&mut self, schema: Option<&Arc<str>>) -> Result<(), DbError> {
+        if self.search_path.as_deref() == schema.map(|s| &**s) {
+            return Ok(());
+        }
+        match schema {
+            Some(s) => {
+                self.client
+                    .batch_execute(&format!("SET search_path TO \"{s}\""))
+                    .await?;
+            }
+            None => self.client.batch_execute("RESET search_path").await?,
+        }
+        // Cached plans name tables of the old path.
+        self.statements.clear();
+        self.search_path = schema.cloned();
+        Ok(())
+    }
+}
+
+fn check_arity(expected: usize, given: usize) -> Result<(), DbError> {
+    if expected == given {
+        Ok(())
+    } else {
+        Err(DbError::Query {
+            code: Some("08P01".into()),
+            message: format!("the statement takes {expected} parameters, {given} given"),
+        })
+    }
+}
+
+fn as_dyn(params: &[Value]) -> smallvec_like::Params<'_> {
+    smallvec_like::Params::new(params)
+}
+
+/// `&[&(dyn ToSql + Sync)]` without a heap allocation for the usual few parameters.
+mod smallvec_like {
+    use postgres_types::ToSql;
+
+    use crate::Value;
+
+    pub(crate) enum Params<'a> {
+        Inline([&'a (dyn ToSql + Sync); 8], usize),
+        Heap(Vec<&'a (dyn ToSql + Sync)>),
+    }
+
+    impl<'a> Params<'a> {
+        pub(crate) fn new(values: &'a [Value]) -> Self {
+            const NULL: &Value = &Value::Null;
+            if values.len() <= 8 {
+                let mut inline: [&'a (dyn ToSql + Sync); 8] = [NULL; 8];
+                for (slot, v) in inline.iter_mut().zip(values) {
+                    *slot = v;
+                }
+                Params::Inline(inline, values.len())
+            } else {
+                Params::Heap(values.iter().map(|v| v as &(dyn ToSql + Sync)).collect())
+            }
+        }
+    }
+
+    impl<'a> std::ops::Deref for Params<'a> {
+        type Target = [&'a (dyn ToSql + Sync)];
+        fn deref(&self) -> &Self::Target {
+            match self {
+                Params::Inline(a, n) => &a[..*n],
+                Params::Heap(v) => v,
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! SQLite, embedded: the same API as PostgreSQL, in a temp directory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ee_db::{Database, DbError, Engine, Migrations, params};
+use serde::Deserialize;
+
+fn temp_db(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "ee-db-test-{}-{name}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    format!("sqlite://{}/test.db", dir.display())
+}
+
+fn migrations() -> Migrations {
+    ee_db::embed_migrations!("tests/migrations/0001_products.sql", "tests/migrations/0002_orders.sql")
+        .unwrap()
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct Product {
+    sku: String,
+    name: String,
+    price_minor: i64,
+    stock: i64,
+}
+
+#[tokio::test]
+async fn rows_come_back_typed_and_parameters_stay_data() {
+    let db = Database::open(&temp_db("typed")).await.unwrap();
+    assert_eq!(db.engine(), Engine::Sqlite);
+    db.migrate(&migrations()).await.unwrap();
+
+    let evil = "x'); DROP TABLE products; --";
+    db.execute(
+        "INSERT INTO products (sku, name, price_minor) VALUES ($1, $2, $3)",
+        params![evil, "Robert", 5],
+    )
+    .await
+    .unwrap();
+    let p: Product = db
+        .query_one_as("SELECT * FROM products WHERE sku = $1", params![evil])
+        .await
+        .unwrap();
+    assert_eq!(p.name, "Robert");
+    assert_eq!(db.query("SELECT * FROM products", params![]).await.unwrap().len(), 2);
+
+    // `$N` binds by number, whatever order the placeholders appear in.
+    let row = db
+        .query_one("SELECT $2 AS b, $1 AS a", params!["first", "second"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String>("a").unwrap(), "first");
+    assert_eq!(row.get::<String>("b").unwrap(), "second");
+    assert_eq!(row.columns(), ["b", "a"]);
+
+    // Booleans and JSON kept as SQLite stores them.
+    #[derive(Deserialize)]
+    struct Flags {
+        enabled: bool,
+        meta: std::collections::BTreeMap<String, i64>,
+        missing: Option<String>,
+    }
+    let f: Flags = db
+        .query_one_as("SELECT 1 AS enabled, '{\"n\": 3}' AS meta, NULL AS missing", params![])
+        .await
+        .unwrap();
+    assert!(f.enabled);
+    assert_eq!(f.meta["n"], 3);
+    assert_eq!(f.missing, None);
+}
+
+#[tokio::test]
+async fn bad_statements_are_errors_with_codes() {
+    let db = Database::open("sqlite::memory:").await.unwrap();
+    db.migrate(&migrations()).await.unwrap();
+    let e = db.query("SELECT $1, $2", params![1]).await.unwrap_err();
+    assert!(e.to_string().contains("takes 2 parameters, 1 given"), "{e}");
+    let e = db.query("SELECT :name", params![1]).await.unwrap_err();
+    assert!(e.to_string().contains("not positional"), "{e}");
+    let e = db.query("SELEC 1", params![]).await.unwrap_err();
+    assert_eq!(e.status(), 500);
+    let dup = db
+        .execute("INSERT INTO products (sku, name, price_minor) VALUES ('A-1', 'again', 1)", params![])
+        .await
+        .unwrap_err();
+    assert_eq!(dup.status(), 409, "{dup}");
+    assert!(matches!(
+        db.query_one("SELECT * FROM products WHERE sku = 'nope'", params![]).await,
+        Err(DbError::NotFound)
+    ));
+    let wrong: Result<Product, _> = db.query_one_as("SELECT sku FROM products", params![]).await;
+    assert!(matches!(wrong, Err(DbError::Decode(_))), "{wrong:?}");
+    assert!(matches!(db.with_schema("tenant_a"), Err(DbError::Unsupported(_))));
+}
+
+#[tokio::test]
+async fn transactions_commit_roll_back_and_drop_safely() {
+    let db = Database::open(&temp_db("tx")).await.unwrap();
+    db.migrate(&migrations()).await.unwrap();
+    let stock = |db: Database| async move {
+        db.query_one("SELECT stock FROM products WHERE sku = 'A-1'", params![])
+            .await
+            .unwrap()
+            .get::<i64>(0)
+            .unwrap()
+    };
+
+    db.transaction(|tx| {
+        Box::pin(async move {
+            tx.execute("UPDATE products SET stock = stock - 1 WHERE sku = $1", params!["A-1"])
+                .await?;
+            tx.execute("INSERT INTO orders (id, sku, qty) VALUES (1, 'A-1', 1)", params![])
+                .await
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(stock(db.clone()).await, 9);
+
+    let failed: Result<(), DbError> = db
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.execute("UPDATE products SET stock = 0", params![]).await?;
+                Err(DbError::abort("payment declined"))
+            })
+        })
+        .await;
+    assert_eq!(failed.unwrap_err().to_string(), "payment declined");
+    assert_eq!(stock(db.clone()).await, 9, "rolled back");
+
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("UPDATE products SET stock = 0", params![]).await.unwrap();
+    drop(tx);
+    assert_eq!(stock(db.clone()).await, 9, "a dropped transaction is rolled back");
+
+    // A statement that failed inside a transaction makes its commit fail.
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("UPDATE products SET stock = 1", params![]).await.unwrap();
+    assert!(tx.execute("INSERT INTO nowhere VALUES (1)", params![]).await.is_err());
+    assert!(tx.commit().await.is_err());
+    assert_eq!(stock(db.clone()).await, 9);
+}
+
+#[tokio::test]
+async fn ten_instances_migrate_one_file_once() {
+    let url = temp_db("migrate");
+    let applied = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let url = url.clone();
+        let applied = applied.clone();
+        tasks.push(tokio::spawn(async move {
+            let db = Database::open(&url).await.unwrap();
+            let report = db.migrate(&migrations()).await.unwrap();
+            applied.fetch_add(report.applied.len() as u32, Ordering::SeqCst);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(applied.load(Ordering::SeqCst), 2, "each migration applied by exactly one instance");
+    let db = Database::open(&url).await.unwrap();
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM products", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(n, 1, "the seed row went in once");
+
+    // A changed file is refused before anything runs.
+    let changed = Migrations::new(&[
+        ("0001_products.sql", "CREATE TABLE products (sku TEXT)"),
+        ("0003_more.sql", "CREATE TABLE more (x INT)"),
+    ])
+    .unwrap();
+    let e = db.migrate(&changed).await.unwrap_err();
+    assert!(matches!(e, DbError::MigrationChanged { version: 1, .. }), "{e}");
+    assert!(db.query("SELECT * FROM more", params![]).await.is_err(), "0003 not applied");
+
+    assert!(Migrations::new(&[("init.sql", "")]).is_err());
+    assert!(Migrations::new(&[("1_a.sql", ""), ("001_b.sql", "")]).is_err());
+}
