@@ -357,7 +357,8 @@ impl Database {
         let result = match conn.query(sql, params, limit).await {
             // The server closed this idle connection (restart, kill): a
             // read runs again once on a fresh one.
-            Err(DbError::Unavailable(_)) if read && conn.is_closed() => {
+            Err(DbError::Unavailable(_)) if read => {
+                conn.set_broken();
                 drop(conn);
                 let mut fresh = self.checkout(pool).await?;
                 fresh.query(sql, params, limit).await
@@ -400,6 +401,10 @@ impl Database {
         let start = Instant::now();
         let result = conn.execute(sql, params).await;
         self.timed(sql, start);
+        if let Err(DbError::Unavailable(_)) = &result {
+            // Not retried: the write may have reached the server.
+            conn.set_broken();
+        }
         result
     }
 
@@ -614,12 +619,13 @@ impl Conn {
         }
     }
 
-    fn is_closed(&self) -> bool {
+    /// Closes this connection on return instead of reusing it.
+    fn set_broken(&mut self) {
         match self {
             #[cfg(feature = "postgres")]
-            Conn::Pg(c) => c.client.is_closed(),
+            Conn::Pg(c) => c.broken = true,
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(_) => false,
+            Conn::Sqlite(c) => c.in_tx = true,
         }
     }
 }

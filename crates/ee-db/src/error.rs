@@ -144,6 +144,12 @@ impl axum::response::IntoResponse for DbError {
 impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
         if let Some(db) = e.as_db_error() {
+            let code = db.code().code();
+            // admin_shutdown, crash_shutdown, cannot_connect_now: the
+            // session is gone, not the statement wrong.
+            if matches!(code, "57P01" | "57P02" | "57P03") {
+                return DbError::Unavailable(format!("{code}: {}", db.message()));
+            }
             return DbError::Query {
                 code: Some(db.code().code().to_owned()),
                 message: db.message().to_owned(),

@@ -26,6 +26,8 @@ pub(crate) struct PgConn {
     /// Inside `BEGIN` … `COMMIT`: a connection returned in this state is
     /// closed, never reused (the server rolls the transaction back).
     pub(crate) in_tx: bool,
+    /// The session failed (closed, terminated): closed on return.
+    pub(crate) broken: bool,
     /// The tenant schema set on this session (`None`: the URL's default).
     pub(crate) search_path: Option<Arc<str>>,
 }
@@ -43,6 +45,7 @@ impl bb8::ManageConnection for PgManager {
             statements: HashMap::new(),
             cap: self.statement_cache,
             in_tx: false,
+            broken: false,
             search_path: None,
         })
     }
@@ -58,7 +61,7 @@ impl bb8::ManageConnection for PgManager {
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed() || conn.in_tx
+        conn.broken || conn.in_tx || conn.client.is_closed()
     }
 }
 

@@ -5,6 +5,7 @@ mod clock;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod proxy;
 mod redis;
 mod service;
 pub mod wire;
@@ -13,5 +14,6 @@ pub use clock::ManualClock;
 pub use metrics::{Counters, counters};
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_DATABASE_URL, Postgres};
+pub use proxy::TcpProxy;
 pub use redis::{RedisCluster, RedisServer, Reply, command as redis_command, key_slot};
 pub use service::{TestResponse, send};

@@ -1,0 +1,313 @@
+//! PostgreSQL: the machine's server, one schema per test.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ee_db::{Database, DbConfig, DbError, Engine, Isolation, Migrations, params};
+use ee_testing::Postgres;
+use serde::Deserialize;
+
+fn migrations() -> Migrations {
+    ee_db::embed_migrations!("tests/migrations/0001_products.sql", "tests/migrations/0002_orders.sql")
+        .unwrap()
+}
+
+fn config(pg: &Postgres) -> DbConfig {
+    DbConfig {
+        name: pg.schema().to_owned(),
+        ..DbConfig::new(pg.url())
+    }
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct Product {
+    sku: String,
+    name: String,
+    price_minor: i64,
+    stock: i64,
+}
+
+#[tokio::test]
+async fn rows_come_back_typed_and_parameters_stay_data() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(config(&pg)).await.unwrap();
+    assert_eq!(db.engine(), Engine::Postgres);
+    db.migrate(&migrations()).await.unwrap();
+
+    let evil = "x'); DROP TABLE products; --";
+    db.execute(
+        "INSERT INTO products (sku, name, price_minor) VALUES ($1, $2, $3)",
+        params![evil, "Robert", 5],
+    )
+    .await
+    .unwrap();
+    let p: Product = db
+        .query_one_as("SELECT * FROM products WHERE sku = $1", params![evil])
+        .await
+        .unwrap();
+    assert_eq!(p.name, "Robert");
+    let all: Vec<Product> = db.query_as("SELECT * FROM products ORDER BY sku", params![]).await.unwrap();
+    assert_eq!(all.len(), 2);
+
+    let row = db
+        .query_one(
+            "SELECT $2::text AS b, $1::int4 AS a, true AS t, '{\"n\": 3}'::jsonb AS j, NULL::text AS none, 2.5::float8 AS f",
+            params![7, "second"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<i32>("a").unwrap(), 7);
+    assert_eq!(row.get::<String>(0).unwrap(), "second");
+    assert!(row.get::<bool>("t").unwrap());
+    assert_eq!(row.get::<serde_json::Value>("j").unwrap()["n"], 3);
+    assert_eq!(row.get::<Option<String>>("none").unwrap(), None);
+    assert_eq!(row.get::<f64>("f").unwrap(), 2.5);
+
+    // Out of range for the column's width: an error, not a wrapped number.
+    let e = db.query("SELECT $1::int2", params![70_000]).await.unwrap_err();
+    assert_eq!(e.status(), 500, "{e}");
+    // A type ee-db does not decode says how to get it.
+    let e = db.query_one("SELECT now() AS at", params![]).await.unwrap().get::<String>("at").unwrap_err();
+    assert!(e.to_string().contains("at::text"), "{e}");
+    let dup = db
+        .execute("INSERT INTO products (sku, name, price_minor) VALUES ('A-1', 'again', 1)", params![])
+        .await
+        .unwrap_err();
+    assert_eq!((dup.code(), dup.status().as_u16()), (Some("23505"), 409));
+    let e = db.query("SELECT $1, $2", params![1]).await.unwrap_err();
+    assert!(e.to_string().contains("parameters"), "{e}");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_times_out_with_503_then_recovers() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(DbConfig {
+        max_size: 1,
+        connect_timeout_ms: 200,
+        ..config(&pg)
+    })
+    .await
+    .unwrap();
+    let held = db.begin().await.unwrap();
+    let e = db.query("SELECT 1", params![]).await.unwrap_err();
+    assert!(matches!(e, DbError::PoolTimeout(_)), "{e}");
+    assert_eq!(e.status(), 503);
+    let problem = e.to_problem();
+    assert_eq!(problem.status(), 503);
+    held.rollback().await.unwrap();
+    assert_eq!(db.query("SELECT 1", params![]).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_killed_connection_is_discarded_and_the_next_checkout_works() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(DbConfig {
+        max_size: 1,
+        ..config(&pg)
+    })
+    .await
+    .unwrap();
+    let pid: i32 = db.query_one("SELECT pg_backend_pid()", params![]).await.unwrap().get(0).unwrap();
+    pg.client()
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    // Whether or not the pool has noticed yet, the next statements work.
+    for _ in 0..3 {
+        let now: i32 = db.query_one("SELECT pg_backend_pid()", params![]).await.unwrap().get(0).unwrap();
+        assert_ne!(now, pid);
+    }
+}
+
+#[tokio::test]
+async fn ten_instances_migrate_once_and_changed_files_are_refused() {
+    let pg = Postgres::connect().await;
+    let applied = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let cfg = config(&pg);
+        let applied = applied.clone();
+        tasks.push(tokio::spawn(async move {
+            let db = Database::connect(cfg).await.unwrap();
+            let report = db.migrate(&migrations()).await.unwrap();
+            applied.fetch_add(report.applied.len() as u32, Ordering::SeqCst);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(applied.load(Ordering::SeqCst), 2);
+    let db = Database::connect(config(&pg)).await.unwrap();
+    let n: i64 = db.query_one("SELECT count(*) FROM products", params![]).await.unwrap().get(0).unwrap();
+    assert_eq!(n, 1);
+    let changed = Migrations::new(&[("0002_orders.sql", "SELECT 1")]).unwrap();
+    assert!(matches!(
+        db.migrate(&changed).await,
+        Err(DbError::MigrationChanged { version: 2, .. })
+    ));
+}
+
+#[tokio::test]
+async fn conflicting_serializable_transactions_are_retried() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(config(&pg)).await.unwrap();
+    db.migrate(&migrations()).await.unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (db, runs, barrier) = (db.clone(), runs.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            db.transaction_with(Isolation::Serializable, move |tx| {
+                let (runs, barrier) = (runs.clone(), barrier.clone());
+                Box::pin(async move {
+                    let first = runs.fetch_add(1, Ordering::SeqCst) < 2;
+                    let stock: i64 = tx
+                        .query_one("SELECT stock FROM products WHERE sku = 'A-1'", params![])
+                        .await?
+                        .get(0)?;
+                    if first {
+                        // Both have read before either writes: one must fail.
+                        barrier.wait().await;
+                    }
+                    tx.execute("UPDATE products SET stock = $1 WHERE sku = 'A-1'", params![stock - 1])
+                        .await
+                })
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(runs.load(Ordering::SeqCst) >= 3, "one transaction ran again");
+    let stock: i64 = db
+        .query_one("SELECT stock FROM products WHERE sku = 'A-1'", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(stock, 8, "both decrements landed");
+}
+
+#[tokio::test]
+async fn a_tenant_schema_never_leaks_to_another_checkout() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(DbConfig {
+        max_size: 1, // one connection, reused by every handle
+        ..config(&pg)
+    })
+    .await
+    .unwrap();
+    let suffix = pg.schema().trim_start_matches("ee_test_").to_owned();
+    let (a, b) = (format!("ta_{suffix}"), format!("tb_{suffix}"));
+    for t in [&a, &b] {
+        db.batch(&format!("CREATE SCHEMA {t}; CREATE TABLE {t}.notes (body TEXT)")).await.unwrap();
+    }
+    db.batch("CREATE TABLE notes (body TEXT)").await.unwrap();
+    let ta = db.with_schema(&a).unwrap();
+    let tb = db.with_schema(&b).unwrap();
+    ta.execute("INSERT INTO notes VALUES ('secret of a')", params![]).await.unwrap();
+    assert!(tb.query("SELECT * FROM notes", params![]).await.unwrap().is_empty());
+    assert!(db.query("SELECT * FROM notes", params![]).await.unwrap().is_empty());
+    assert_eq!(ta.query("SELECT * FROM notes", params![]).await.unwrap().len(), 1);
+    assert!(matches!(db.with_schema("a\"; DROP SCHEMA x; --"), Err(DbError::BadTenant(_))));
+    for t in [&a, &b] {
+        db.batch(&format!("DROP SCHEMA {t} CASCADE")).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn row_level_security_keeps_tenant_a_out_of_b() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(config(&pg)).await.unwrap();
+    let role = "ee_db_rls_app";
+    // Superusers bypass RLS: the policy is checked as an ordinary role.
+    let _ = pg.client().batch_execute(&format!("CREATE ROLE {role} NOLOGIN")).await;
+    db.batch(&format!(
+        "CREATE TABLE invoices (tenant_id TEXT NOT NULL, total BIGINT NOT NULL);
+         ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON invoices USING (tenant_id = current_setting('ee.tenant_id', true));
+         GRANT USAGE ON SCHEMA \"{s}\" TO {role};
+         GRANT SELECT, INSERT ON invoices TO {role};
+         INSERT INTO invoices VALUES ('a', 100), ('b', 200);",
+        s = pg.schema()
+    ))
+    .await
+    .unwrap();
+    let seen = |tenant: &'static str| {
+        let db = db.clone();
+        async move {
+            db.transaction(move |tx| {
+                Box::pin(async move {
+                    tx.batch(&format!("SET LOCAL ROLE {role}")).await?;
+                    tx.set_tenant(tenant).await?;
+                    tx.query_as::<(String, i64)>("SELECT tenant_id, total FROM invoices", params![])
+                        .await
+                })
+            })
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(seen("a").await, vec![("a".to_owned(), 100)]);
+    assert_eq!(seen("b").await, vec![("b".to_owned(), 200)]);
+    // SET LOCAL: gone after the transaction.
+    let after: Option<String> = db
+        .query_one("SELECT current_setting('ee.tenant_id', true)", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert!(after.unwrap_or_default().is_empty());
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_except_right_after_a_write() {
+    let primary = Postgres::connect().await;
+    let replica = Postgres::connect().await;
+    // Two schemas stand in for a primary and its (lagging) replica.
+    primary.client().batch_execute("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('primary')").await.unwrap();
+    replica.client().batch_execute("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('replica')").await.unwrap();
+    let db = Database::connect(DbConfig {
+        replicas: vec![replica.url().to_owned()],
+        ..config(&primary)
+    })
+    .await
+    .unwrap();
+    let read = |db: Database| async move {
+        db.query_one("SELECT v FROM t", params![]).await.unwrap().get::<String>(0).unwrap()
+    };
+    assert_eq!(read(db.clone()).await, "replica");
+    let in_tx: String = db
+        .transaction(|tx| Box::pin(async move { tx.query_one("SELECT v FROM t", params![]).await?.get(0) }))
+        .await
+        .unwrap();
+    assert_eq!(in_tx, "primary", "transactions stay on the primary");
+
+    let db2 = db.clone();
+    let (before, after) = ee_db::request_scope(async move {
+        let before = read(db2.clone()).await;
+        db2.execute("UPDATE t SET v = 'primary, updated'", params![]).await.unwrap();
+        (before, read(db2).await)
+    })
+    .await;
+    assert_eq!(before, "replica");
+    assert_eq!(after, "primary, updated", "read-your-writes within the request");
+    assert_eq!(read(db).await, "replica", "another request reads the replica again");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_start_up_error() {
+    let e = Database::connect(DbConfig {
+        connect_timeout_ms: 300,
+        ..DbConfig::new("postgres://postgres@127.0.0.1:1/test")
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(e.status(), 503, "{e}");
+    let e = Database::open("mysql://x").await.unwrap_err();
+    assert!(e.to_string().contains("neither"), "{e}");
+    let _ = Duration::ZERO;
+}
