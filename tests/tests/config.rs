@@ -13,6 +13,7 @@ struct Service {
     cache: ee_cache::config::CacheConfig,
     idempotency: ee_idempotency::IdempotencyConfig,
     ratelimit: Vec<ee_ratelimit::PolicyConfig>,
+    db: ee_db::DbConfig,
     features: Features,
 }
 
@@ -31,6 +32,11 @@ version = 3
 
 [idempotency]
 required = true
+
+[db]
+url = "postgres://app@db.internal/shop"
+replicas = ["postgres://app@replica.internal/shop"]
+checkout_test = "ping"
 
 [[ratelimit]]
 name = "api"
@@ -54,6 +60,7 @@ fn one_file_configures_every_crate() {
         .env([
             ("EE_CACHE__TTL_MS", "30000"),
             ("EE_REDIS__TIMEOUT_MS", "250"),
+            ("EE_DB__MAX_SIZE", "32"),
         ])
         .load()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -67,16 +74,26 @@ fn one_file_configures_every_crate() {
     assert_eq!(service.ratelimit.len(), 1);
     assert_eq!(service.ratelimit[0].name, "api");
     assert!(service.features.is_enabled("new_checkout", None));
+    assert_eq!(service.db.url, "postgres://app@db.internal/shop");
+    assert_eq!(service.db.replicas.len(), 1);
+    assert_eq!(service.db.max_size, 32);
+    assert_eq!(service.db.checkout_test, ee_db::CheckoutTest::Ping);
 
     // Bad values in two crates' sections: both reported, each with its source.
     let err = Loader::new(Service::default())
         .file(&file)
-        .env([("EE_CACHE__TTL_MS", "soon"), ("EE_LOGGING__FORMAT", "xml")])
+        .env([
+            ("EE_CACHE__TTL_MS", "soon"),
+            ("EE_LOGGING__FORMAT", "xml"),
+            ("EE_DB__MAX_SIZE", "many"),
+        ])
         .load()
         .unwrap_err();
     let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
     assert!(
-        keys.contains(&"cache.ttl_ms") && keys.contains(&"logging.format"),
+        keys.contains(&"cache.ttl_ms")
+            && keys.contains(&"logging.format")
+            && keys.contains(&"db.max_size"),
         "{err}"
     );
     assert!(

@@ -64,6 +64,32 @@ struct Inner {
     slow: Duration,
     read_your_writes: Duration,
     max_attempts: u32,
+    /// Metric handles, registered on first use (so with the recorder the
+    /// service installed at start-up) and reused: no key built per query.
+    meters: std::sync::OnceLock<Meters>,
+}
+
+struct Meters {
+    wait: metrics::Histogram,
+    timeouts: metrics::Counter,
+    query: metrics::Histogram,
+    slow: metrics::Counter,
+    retries: metrics::Counter,
+}
+
+impl Inner {
+    fn meters(&self) -> &Meters {
+        self.meters.get_or_init(|| {
+            let pool = self.name.clone();
+            Meters {
+                wait: metrics::histogram!(POOL_WAIT, "pool" => pool.clone()),
+                timeouts: metrics::counter!(POOL_TIMEOUTS, "pool" => pool.clone()),
+                query: metrics::histogram!(QUERY_DURATION, "pool" => pool.clone()),
+                slow: metrics::counter!(SLOW_QUERIES, "pool" => pool.clone()),
+                retries: metrics::counter!(TX_RETRIES, "pool" => pool),
+            }
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -71,7 +97,7 @@ pub(crate) enum Pool {
     #[cfg(feature = "postgres")]
     Pg(bb8::Pool<crate::pg::PgManager>),
     #[cfg(feature = "sqlite")]
-    Sqlite(bb8::Pool<crate::sqlite::SqliteManager>),
+    Sqlite(Arc<crate::sqlite::SqlitePool>),
 }
 
 /// A checked-out connection.
@@ -79,7 +105,7 @@ pub(crate) enum Conn {
     #[cfg(feature = "postgres")]
     Pg(bb8::PooledConnection<'static, crate::pg::PgManager>),
     #[cfg(feature = "sqlite")]
-    Sqlite(bb8::PooledConnection<'static, crate::sqlite::SqliteManager>),
+    Sqlite(crate::sqlite::SqliteGuard),
 }
 
 /// Which engine a [`Database`] talks to.
@@ -174,8 +200,13 @@ impl Database {
         if config.url.starts_with("sqlite:") {
             #[cfg(feature = "sqlite")]
             {
-                let manager = crate::sqlite::SqliteManager::new(&config.url, config.statement_cache)?;
-                let pool = builder(&config).build_unchecked(manager);
+                let manager =
+                    crate::sqlite::SqliteManager::new(&config.url, config.statement_cache)?;
+                let pool = crate::sqlite::SqlitePool::new(
+                    manager,
+                    config.max_size,
+                    config.connect_timeout(),
+                );
                 return Self::finish(config, Pool::Sqlite(pool), Vec::new()).await;
             }
             #[cfg(not(feature = "sqlite"))]
@@ -200,7 +231,11 @@ impl Database {
     #[cfg(feature = "postgres")]
     pub async fn postgres_with_tls<T>(config: DbConfig, tls: T) -> Result<Self, DbError>
     where
-        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Send + Sync + 'static,
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         T::Stream: Send + 'static,
         T::TlsConnect: Send,
         <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
@@ -210,20 +245,24 @@ impl Database {
                 .parse()
                 .map_err(|e| DbError::Unavailable(format!("`{}`: {e}", redact(url))))?;
             let tls = tls.clone();
-            let connect: Arc<dyn Fn() -> BoxFuture<'static, Result<tokio_postgres::Client, tokio_postgres::Error>> + Send + Sync> =
-                Arc::new(move || {
-                    let pg = pg.clone();
-                    let tls = tls.clone();
-                    Box::pin(async move {
-                        let (client, connection) = pg.connect(tls).await?;
-                        tokio::spawn(async move {
-                            if let Err(e) = connection.await {
-                                tracing::debug!(error = %e, "postgres connection ended");
-                            }
-                        });
-                        Ok(client)
-                    })
-                });
+            let connect: Arc<
+                dyn Fn()
+                        -> BoxFuture<'static, Result<tokio_postgres::Client, tokio_postgres::Error>>
+                    + Send
+                    + Sync,
+            > = Arc::new(move || {
+                let pg = pg.clone();
+                let tls = tls.clone();
+                Box::pin(async move {
+                    let (client, connection) = pg.connect(tls).await?;
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "postgres connection ended");
+                        }
+                    });
+                    Ok(client)
+                })
+            });
             let manager = crate::pg::PgManager {
                 connect,
                 ping: config.checkout_test == CheckoutTest::Ping,
@@ -250,6 +289,7 @@ impl Database {
             slow: Duration::from_millis(config.slow_query_ms),
             read_your_writes: Duration::from_millis(config.read_your_writes_ms),
             max_attempts: config.max_attempts.max(1),
+            meters: std::sync::OnceLock::new(),
         });
         let db = Database {
             inner,
@@ -300,7 +340,11 @@ impl Database {
             return &inner.primary;
         }
         let recent_write = SCOPE
-            .try_with(|s| s.last_write.get().is_some_and(|t| t.elapsed() < inner.read_your_writes))
+            .try_with(|s| {
+                s.last_write
+                    .get()
+                    .is_some_and(|t| t.elapsed() < inner.read_your_writes)
+            })
             .unwrap_or(false);
         if recent_write {
             return &inner.primary;
@@ -313,11 +357,11 @@ impl Database {
         let start = Instant::now();
         let got = pool.get().await;
         let waited = start.elapsed();
-        metrics::histogram!(POOL_WAIT, "pool" => self.inner.name.clone()).record(waited.as_secs_f64());
+        self.inner.meters().wait.record(waited.as_secs_f64());
         let mut conn = match got {
             Ok(conn) => conn,
             Err(bb8::RunError::TimedOut) => {
-                metrics::counter!(POOL_TIMEOUTS, "pool" => self.inner.name.clone()).increment(1);
+                self.inner.meters().timeouts.increment(1);
                 return Err(DbError::PoolTimeout(self.inner.connect_timeout));
             }
             Err(bb8::RunError::User(e)) => return Err(e),
@@ -332,9 +376,10 @@ impl Database {
     /// Times a statement: the duration histogram and the slow-query log.
     fn timed(&self, sql: &str, start: Instant) {
         let took = start.elapsed();
-        metrics::histogram!(QUERY_DURATION, "pool" => self.inner.name.clone()).record(took.as_secs_f64());
+        let meters = self.inner.meters();
+        meters.query.record(took.as_secs_f64());
         if took >= self.inner.slow {
-            metrics::counter!(SLOW_QUERIES, "pool" => self.inner.name.clone()).increment(1);
+            meters.slow.increment(1);
             tracing::warn!(pool = %self.inner.name, took_ms = took.as_millis() as u64, sql, "slow query");
         }
     }
@@ -380,18 +425,64 @@ impl Database {
     }
 
     /// Every row, decoded into `T` with serde (fields by column name).
-    pub async fn query_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, DbError> {
-        self.query(sql, params).await?.iter().map(Row::decode).collect()
+    pub async fn query_as<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<T>, DbError> {
+        self.run_as(sql, params, usize::MAX).await
     }
 
     /// The first row decoded into `T`, or [`DbError::NotFound`].
-    pub async fn query_one_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<T, DbError> {
-        self.query_one(sql, params).await?.decode()
+    pub async fn query_one_as<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<T, DbError> {
+        self.run_as(sql, params, 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(DbError::NotFound)
+    }
+
+    async fn run_as<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<T>, DbError> {
+        let pool = self.pick(sql);
+        let read = is_select(sql);
+        if !read {
+            mark_write();
+        }
+        let mut conn = self.checkout(pool).await?;
+        let start = Instant::now();
+        let result = match conn.query_as(sql, params, limit).await {
+            Err(DbError::Unavailable(_)) if read => {
+                conn.set_broken();
+                drop(conn);
+                let mut fresh = self.checkout(pool).await?;
+                fresh.query_as(sql, params, limit).await
+            }
+            other => other,
+        };
+        self.timed(sql, start);
+        result
     }
 
     /// Every row, built with [`FromRow`](crate::FromRow).
-    pub async fn query_rows<T: crate::FromRow>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, DbError> {
-        self.query(sql, params).await?.iter().map(T::from_row).collect()
+    pub async fn query_rows<T: crate::FromRow>(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<T>, DbError> {
+        self.query(sql, params)
+            .await?
+            .iter()
+            .map(T::from_row)
+            .collect()
     }
 
     /// Runs a statement on the primary; returns the rows it changed.
@@ -485,7 +576,7 @@ impl Database {
             };
             match result {
                 Err(e) if e.is_retryable() && attempt < self.inner.max_attempts => {
-                    metrics::counter!(TX_RETRIES, "pool" => self.inner.name.clone()).increment(1);
+                    self.inner.meters().retries.increment(1);
                     tracing::debug!(attempt, error = %e, "transaction retried");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
@@ -503,7 +594,9 @@ impl Database {
 /// 10 ms · 2^(attempt-1), at most 1 s, with ±50 % jitter so two
 /// conflicting transactions do not collide again.
 fn backoff(attempt: u32) -> Duration {
-    let base = 10u64.saturating_mul(1 << attempt.saturating_sub(1).min(7)).min(1_000);
+    let base = 10u64
+        .saturating_mul(1 << attempt.saturating_sub(1).min(7))
+        .min(1_000);
     let jitter = rand::random_range(base / 2..=base + base / 2);
     Duration::from_millis(jitter)
 }
@@ -531,7 +624,8 @@ fn spawn_gauges(inner: std::sync::Weak<Inner>) {
             let Some(inner) = inner.upgrade() else { return };
             let s = inner.primary.state();
             let name = inner.name.clone();
-            metrics::gauge!(POOL_CONNECTIONS, "pool" => name.clone(), "state" => "idle").set(f64::from(s.idle));
+            metrics::gauge!(POOL_CONNECTIONS, "pool" => name.clone(), "state" => "idle")
+                .set(f64::from(s.idle));
             metrics::gauge!(POOL_CONNECTIONS, "pool" => name, "state" => "in_use")
                 .set(f64::from(s.connections - s.idle));
         }
@@ -558,7 +652,10 @@ impl Pool {
             #[cfg(feature = "postgres")]
             Pool::Pg(p) => p.state(),
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => p.state(),
+            Pool::Sqlite(p) => {
+                let (connections, idle) = p.state();
+                return PoolState { connections, idle };
+            }
         };
         PoolState {
             connections: s.connections,
@@ -571,24 +668,56 @@ impl Pool {
             #[cfg(feature = "postgres")]
             Pool::Pg(p) => Conn::Pg(p.get_owned().await?),
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => Conn::Sqlite(p.get_owned().await?),
+            Pool::Sqlite(p) => Conn::Sqlite(p.get().await?),
         })
     }
 }
 
 impl Conn {
-    pub(crate) async fn query(&mut self, sql: &str, params: &[Value], limit: usize) -> Result<Vec<Row>, DbError> {
+    pub(crate) async fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<Row>, DbError> {
         match self {
             #[cfg(feature = "postgres")]
             Conn::Pg(c) => {
                 if limit == 1 {
-                    Ok(c.query_opt(sql, params).await?.map(|r| Row(RowInner::Pg(r))).into_iter().collect())
+                    Ok(c.query_opt(sql, params)
+                        .await?
+                        .map(|r| Row(RowInner::Pg(r)))
+                        .into_iter()
+                        .collect())
                 } else {
-                    Ok(c.query(sql, params).await?.into_iter().map(|r| Row(RowInner::Pg(r))).collect())
+                    Ok(c.query(sql, params)
+                        .await?
+                        .into_iter()
+                        .map(|r| Row(RowInner::Pg(r)))
+                        .collect())
                 }
             }
             #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => c.query(sql, params, limit),
+        }
+    }
+
+    pub(crate) async fn query_as<T: DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<T>, DbError> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(_) => self
+                .query(sql, params, limit)
+                .await?
+                .iter()
+                .map(Row::decode)
+                .collect(),
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => c.query_as(sql, params, limit),
         }
     }
 
@@ -640,7 +769,9 @@ pub struct Tx {
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx").field("failed", &self.failed).finish_non_exhaustive()
+        f.debug_struct("Tx")
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -674,13 +805,27 @@ impl Tx {
     }
 
     /// Every row decoded into `T` with serde.
-    pub async fn query_as<T: DeserializeOwned>(&mut self, sql: &str, params: &[Value]) -> Result<Vec<T>, DbError> {
-        self.query(sql, params).await?.iter().map(Row::decode).collect()
+    pub async fn query_as<T: DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<T>, DbError> {
+        let start = Instant::now();
+        let r = self.conn.query_as(sql, params, usize::MAX).await;
+        self.db.timed(sql, start);
+        self.note(r)
     }
 
     /// The first row decoded into `T`, or [`DbError::NotFound`].
-    pub async fn query_one_as<T: DeserializeOwned>(&mut self, sql: &str, params: &[Value]) -> Result<T, DbError> {
-        self.query_one(sql, params).await?.decode()
+    pub async fn query_one_as<T: DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<T, DbError> {
+        let start = Instant::now();
+        let r = self.conn.query_as(sql, params, 1).await;
+        self.db.timed(sql, start);
+        self.note(r)?.into_iter().next().ok_or(DbError::NotFound)
     }
 
     /// Runs a statement; returns the rows it changed.
@@ -703,11 +848,13 @@ impl Tx {
     pub async fn set_tenant(&mut self, tenant: &str) -> Result<(), DbError> {
         match &self.conn {
             #[cfg(feature = "postgres")]
-            Conn::Pg(_) => {
-                self.query("SELECT set_config('ee.tenant_id', $1, true)", &[Value::Text(tenant.to_owned())])
-                    .await
-                    .map(drop)
-            }
+            Conn::Pg(_) => self
+                .query(
+                    "SELECT set_config('ee.tenant_id', $1, true)",
+                    &[Value::Text(tenant.to_owned())],
+                )
+                .await
+                .map(drop),
             #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => Err(DbError::Unsupported("row-level security needs PostgreSQL")),
         }
@@ -755,7 +902,9 @@ mod tests {
         assert!(is_select("SELECT 1"));
         assert!(is_select("  select * from t"));
         assert!(!is_select("INSERT INTO t VALUES (1) RETURNING id"));
-        assert!(!is_select("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x"));
+        assert!(!is_select(
+            "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x"
+        ));
         assert!(!is_select("sel"));
     }
 

@@ -16,8 +16,8 @@ pub enum DbError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A statement failed. `code` is the SQLSTATE (PostgreSQL) or the
-    /// extended result code (SQLite). Maps to 500, or 409 for a unique or
-    /// foreign-key violation.
+    /// extended result code (SQLite). Maps to 500, or 409 for a unique,
+    /// foreign-key or check violation.
     #[error("query failed{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Query {
         /// SQLSTATE (`23505`, `40001`, …) or SQLite's code name.
@@ -81,8 +81,15 @@ impl DbError {
             DbError::PoolTimeout(_) | DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DbError::NotFound => StatusCode::NOT_FOUND,
             DbError::Query { code, .. } => match code.as_deref() {
-                Some("23505" | "23503" | "SQLITE_CONSTRAINT_UNIQUE" | "SQLITE_CONSTRAINT_PRIMARYKEY"
-                | "SQLITE_CONSTRAINT_FOREIGNKEY") => StatusCode::CONFLICT,
+                Some(
+                    "23505"
+                    | "23503"
+                    | "23514"
+                    | "SQLITE_CONSTRAINT_UNIQUE"
+                    | "SQLITE_CONSTRAINT_PRIMARYKEY"
+                    | "SQLITE_CONSTRAINT_FOREIGNKEY"
+                    | "SQLITE_CONSTRAINT_CHECK",
+                ) => StatusCode::CONFLICT,
                 Some("40001" | "40P01" | "SQLITE_BUSY") => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -114,7 +121,8 @@ impl DbError {
             _ if status == StatusCode::SERVICE_UNAVAILABLE => (
                 "contention",
                 "Database contention",
-                "the transaction could not complete because of concurrent changes; retry".to_owned(),
+                "the transaction could not complete because of concurrent changes; retry"
+                    .to_owned(),
             ),
             _ => (
                 "internal",
@@ -122,9 +130,14 @@ impl DbError {
                 "the request failed in the database".to_owned(),
             ),
         };
-        let mut problem = Problem::ee(status, "db", kind).with_title(title).with_detail(detail);
+        let mut problem = Problem::ee(status, "db", kind)
+            .with_title(title)
+            .with_detail(detail);
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            problem = problem.with_header(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            problem = problem.with_header(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
         }
         problem
     }
@@ -158,7 +171,8 @@ impl From<tokio_postgres::Error> for DbError {
         if e.is_closed() {
             return DbError::Unavailable(e.to_string());
         }
-        let text = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
+        let text =
+            std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
         DbError::Query {
             code: None,
             message: text,
@@ -190,8 +204,11 @@ fn sqlite_code(f: &rusqlite::ffi::Error) -> String {
         ffi::SQLITE_CONSTRAINT_UNIQUE => "SQLITE_CONSTRAINT_UNIQUE".into(),
         ffi::SQLITE_CONSTRAINT_PRIMARYKEY => "SQLITE_CONSTRAINT_PRIMARYKEY".into(),
         ffi::SQLITE_CONSTRAINT_FOREIGNKEY => "SQLITE_CONSTRAINT_FOREIGNKEY".into(),
+        ffi::SQLITE_CONSTRAINT_CHECK => "SQLITE_CONSTRAINT_CHECK".into(),
         _ => match f.code {
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => "SQLITE_BUSY".into(),
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                "SQLITE_BUSY".into()
+            }
             rusqlite::ErrorCode::ConstraintViolation => "SQLITE_CONSTRAINT".into(),
             other => format!("SQLITE_{other:?}").to_uppercase(),
         },

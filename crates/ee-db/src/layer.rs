@@ -154,12 +154,20 @@ impl DbTx {
     }
 
     /// [`Tx::query_as`] on the request's transaction.
-    pub async fn query_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, DbError> {
+    pub async fn query_as<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<T>, DbError> {
         self.tx().await?.query_as(sql, params).await
     }
 
     /// [`Tx::query_one_as`] on the request's transaction.
-    pub async fn query_one_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<T, DbError> {
+    pub async fn query_one_as<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<T, DbError> {
         self.tx().await?.query_one_as(sql, params).await
     }
 

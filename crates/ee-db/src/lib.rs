@@ -15,7 +15,9 @@
 )]
 
 #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
-compile_error!("ee-db needs an engine: enable the `sqlite` feature, the `postgres` feature, or both");
+compile_error!(
+    "ee-db needs an engine: enable the `sqlite` feature, the `postgres` feature, or both"
+);
 
 pub mod config;
 mod database;

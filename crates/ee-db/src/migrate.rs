@@ -105,7 +105,8 @@ impl Database {
             Conn::Pg(_) => {
                 // Session lock, keyed by the schema so tests (and tenants) in
                 // other schemas do not wait on each other.
-                let key = "SELECT pg_advisory_lock(hashtext('ee_db_migrations.' || current_schema()))";
+                let key =
+                    "SELECT pg_advisory_lock(hashtext('ee_db_migrations.' || current_schema()))";
                 conn.batch(key).await?;
                 let result = self.apply(&mut conn, migrations).await;
                 let unlock = conn
@@ -120,10 +121,18 @@ impl Database {
         }
     }
 
-    async fn apply(&self, conn: &mut Conn, migrations: &Migrations) -> Result<MigrationReport, DbError> {
+    async fn apply(
+        &self,
+        conn: &mut Conn,
+        migrations: &Migrations,
+    ) -> Result<MigrationReport, DbError> {
         conn.batch(TABLE).await?;
         let applied = conn
-            .query("SELECT version, name, checksum FROM ee_db_migrations ORDER BY version", &[], usize::MAX)
+            .query(
+                "SELECT version, name, checksum FROM ee_db_migrations ORDER BY version",
+                &[],
+                usize::MAX,
+            )
             .await?;
         let mut done = std::collections::HashMap::new();
         for row in &applied {
@@ -152,7 +161,11 @@ impl Database {
                 conn.batch("BEGIN").await?;
             }
             let again = conn
-                .query("SELECT 1 FROM ee_db_migrations WHERE version = $1", &[Value::Int(m.version)], 1)
+                .query(
+                    "SELECT 1 FROM ee_db_migrations WHERE version = $1",
+                    &[Value::Int(m.version)],
+                    1,
+                )
                 .await;
             let step = match again {
                 Ok(rows) if !rows.is_empty() => Ok(false),

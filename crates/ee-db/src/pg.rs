@@ -9,7 +9,8 @@ use tokio_postgres::{Client, Statement};
 
 use crate::{DbError, Value};
 
-type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Client, tokio_postgres::Error>> + Send + Sync>;
+type Connect =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Client, tokio_postgres::Error>> + Send + Sync>;
 
 /// Opens connections (any TLS) and checks them.
 pub(crate) struct PgManager {
@@ -82,13 +83,21 @@ impl PgConn {
         Ok(statement)
     }
 
-    pub(crate) async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<tokio_postgres::Row>, DbError> {
+    pub(crate) async fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<tokio_postgres::Row>, DbError> {
         let statement = self.statement(sql).await?;
         check_arity(statement.params().len(), params.len())?;
         Ok(self.client.query(&statement, &as_dyn(params)).await?)
     }
 
-    pub(crate) async fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<tokio_postgres::Row>, DbError> {
+    pub(crate) async fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Option<tokio_postgres::Row>, DbError> {
         let statement = self.statement(sql).await?;
         check_arity(statement.params().len(), params.len())?;
         Ok(self.client.query_opt(&statement, &as_dyn(params)).await?)

@@ -114,7 +114,7 @@ impl Row {
     /// The whole row as `T` (a struct whose fields are named like the
     /// columns, a map, or a tuple in column order).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DbError> {
-        T::deserialize(RowDe { row: self }).map_err(|e| DbError::Decode(e.0))
+        decode(self)
     }
 
     pub(crate) fn cell(&self, i: usize) -> Result<Cell<'_>, DbError> {
@@ -140,7 +140,8 @@ fn pg_cell(row: &tokio_postgres::Row, i: usize) -> Result<Cell<'_>, DbError> {
     use tokio_postgres::types::Type;
     let column = &row.columns()[i];
     let ty = column.type_();
-    let bad = |e: tokio_postgres::Error| DbError::Decode(format!("column `{}`: {e}", column.name()));
+    let bad =
+        |e: tokio_postgres::Error| DbError::Decode(format!("column `{}`: {e}", column.name()));
     macro_rules! get {
         ($t:ty, $make:expr) => {
             row.try_get::<_, Option<$t>>(i)
@@ -228,14 +229,18 @@ impl<'de> de::Deserializer<'de> for CellDe<'_> {
         match self.0 {
             // A BLOB into `Vec<u8>`.
             Cell::Bytes(b) => visitor.visit_seq(de::value::SeqDeserializer::new(b.iter().copied())),
-            Cell::Text(s) => json_text(s)?.deserialize_seq(visitor).map_err(de::Error::custom),
+            Cell::Text(s) => json_text(s)?
+                .deserialize_seq(visitor)
+                .map_err(de::Error::custom),
             _ => self.deserialize_any(visitor),
         }
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.0 {
-            Cell::Text(s) => json_text(s)?.deserialize_map(visitor).map_err(de::Error::custom),
+            Cell::Text(s) => json_text(s)?
+                .deserialize_map(visitor)
+                .map_err(de::Error::custom),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -289,11 +294,36 @@ fn json_text(s: &str) -> Result<serde_json::Value, DeError> {
     serde_json::from_str(s).map_err(|e| DeError(format!("JSON in a text column: {e}")))
 }
 
-struct RowDe<'r> {
-    row: &'r Row,
+/// A row the deserializer can read: an owned [`Row`], or an SQLite row
+/// still inside its statement (decoded without copying).
+pub(crate) trait Cells {
+    fn width(&self) -> usize;
+    fn column(&self, i: usize) -> &str;
+    fn at(&self, i: usize) -> Result<Cell<'_>, DbError>;
 }
 
-impl<'de> de::Deserializer<'de> for RowDe<'_> {
+impl Cells for Row {
+    fn width(&self) -> usize {
+        self.len()
+    }
+    fn column(&self, i: usize) -> &str {
+        self.name(i)
+    }
+    fn at(&self, i: usize) -> Result<Cell<'_>, DbError> {
+        self.cell(i)
+    }
+}
+
+/// Decodes a whole row into `T`.
+pub(crate) fn decode<T: DeserializeOwned, R: Cells + ?Sized>(row: &R) -> Result<T, DbError> {
+    T::deserialize(RowDe { row }).map_err(|e| DbError::Decode(e.0))
+}
+
+struct RowDe<'r, R: ?Sized> {
+    row: &'r R,
+}
+
+impl<'de, R: Cells + ?Sized> de::Deserializer<'de> for RowDe<'_, R> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -310,7 +340,11 @@ impl<'de> de::Deserializer<'de> for RowDe<'_> {
         })
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -330,19 +364,22 @@ impl<'de> de::Deserializer<'de> for RowDe<'_> {
     }
 }
 
-struct Columns<'r> {
-    row: &'r Row,
+struct Columns<'r, R: ?Sized> {
+    row: &'r R,
     next: usize,
 }
 
-impl<'de> MapAccess<'de> for Columns<'_> {
+impl<'de, R: Cells + ?Sized> MapAccess<'de> for Columns<'_, R> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
-        if self.next >= self.row.len() {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        if self.next >= self.row.width() {
             return Ok(None);
         }
-        let name = self.row.name(self.next);
+        let name = self.row.column(self.next);
         seed.deserialize(de::value::StrDeserializer::<DeError>::new(name))
             .map(Some)
     }
@@ -350,17 +387,20 @@ impl<'de> MapAccess<'de> for Columns<'_> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         let i = self.next;
         self.next += 1;
-        let cell = self.row.cell(i).map_err(|e| DeError(e.to_string()))?;
+        let cell = self.row.at(i).map_err(|e| DeError(e.to_string()))?;
         seed.deserialize(CellDe(cell))
-            .map_err(|e| DeError(format!("column `{}`: {}", self.row.name(i), e.0)))
+            .map_err(|e| DeError(format!("column `{}`: {}", self.row.column(i), e.0)))
     }
 }
 
-impl<'de> de::SeqAccess<'de> for Columns<'_> {
+impl<'de, R: Cells + ?Sized> de::SeqAccess<'de> for Columns<'_, R> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
-        if self.next >= self.row.len() {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        if self.next >= self.row.width() {
             return Ok(None);
         }
         self.next_value_seed(seed).map(Some)

@@ -1,4 +1,4 @@
-//! SQLite connections for bb8: WAL, a busy timeout, `$N` placeholders bound
+//! SQLite connections and their pool: WAL, a busy timeout, `$N` placeholders bound
 //! like PostgreSQL's.
 //!
 //! Statements run on the calling task's thread: an embedded database
@@ -24,6 +24,8 @@ pub(crate) struct SqliteManager {
 pub(crate) struct SqliteConn {
     pub(crate) conn: Connection,
     pub(crate) in_tx: bool,
+    /// Column names per statement text.
+    columns: std::collections::HashMap<Box<str>, Arc<[String]>>,
 }
 
 impl SqliteManager {
@@ -56,7 +58,7 @@ impl SqliteManager {
         })
     }
 
-    fn open(&self) -> Result<SqliteConn, DbError> {
+    pub(crate) fn open(&self) -> Result<SqliteConn, DbError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_URI
@@ -72,24 +74,8 @@ impl SqliteManager {
         Ok(SqliteConn {
             conn,
             in_tx: false,
+            columns: std::collections::HashMap::new(),
         })
-    }
-}
-
-impl bb8::ManageConnection for SqliteManager {
-    type Connection = SqliteConn;
-    type Error = DbError;
-
-    async fn connect(&self) -> Result<SqliteConn, DbError> {
-        self.open()
-    }
-
-    async fn is_valid(&self, _conn: &mut SqliteConn) -> Result<(), DbError> {
-        Ok(())
-    }
-
-    fn has_broken(&self, conn: &mut SqliteConn) -> bool {
-        conn.in_tx || !conn.conn.is_autocommit()
     }
 }
 
@@ -115,7 +101,9 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(), DbEr
             });
         };
         highest = highest.max(n);
-        let value = params.get(n - 1).ok_or_else(|| arity(highest, params.len()))?;
+        let value = params
+            .get(n - 1)
+            .ok_or_else(|| arity(highest, params.len()))?;
         stmt.raw_bind_parameter(i, value)?;
     }
     if highest != params.len() {
@@ -132,10 +120,15 @@ fn arity(expected: usize, given: usize) -> DbError {
 }
 
 impl SqliteConn {
-    pub(crate) fn query(&mut self, sql: &str, params: &[Value], limit: usize) -> Result<Vec<Row>, DbError> {
+    pub(crate) fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<Row>, DbError> {
+        let columns = self.columns(sql)?;
         let mut stmt = self.conn.prepare_cached(sql)?;
         bind(&mut stmt, params)?;
-        let columns: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let width = columns.len();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
@@ -163,6 +156,44 @@ impl SqliteConn {
         Ok(out)
     }
 
+    /// Rows decoded straight from the statement into `T` (no copies of
+    /// text or blobs on the way).
+    pub(crate) fn query_as<T: serde::de::DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<T>, DbError> {
+        let columns = self.columns(sql)?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        bind(&mut stmt, params)?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(row) = rows.next()? else { break };
+            out.push(crate::row::decode(&Borrowed {
+                row,
+                columns: &columns,
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// The column names of `sql`, cached per statement text.
+    fn columns(&mut self, sql: &str) -> Result<Arc<[String]>, DbError> {
+        if let Some(c) = self.columns.get(sql) {
+            return Ok(c.clone());
+        }
+        let stmt = self.conn.prepare_cached(sql)?;
+        let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        drop(stmt);
+        if self.columns.len() >= 256 {
+            self.columns.clear();
+        }
+        self.columns.insert(sql.into(), names.clone());
+        Ok(names)
+    }
+
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         bind(&mut stmt, params)?;
@@ -178,5 +209,125 @@ impl SqliteConn {
 
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         Ok(self.conn.execute_batch(sql)?)
+    }
+}
+
+/// An SQLite row inside its statement.
+struct Borrowed<'a, 'r> {
+    row: &'a rusqlite::Row<'r>,
+    columns: &'a [String],
+}
+
+impl crate::row::Cells for Borrowed<'_, '_> {
+    fn width(&self) -> usize {
+        self.columns.len()
+    }
+    fn column(&self, i: usize) -> &str {
+        &self.columns[i]
+    }
+    fn at(&self, i: usize) -> Result<crate::row::Cell<'_>, DbError> {
+        use crate::row::Cell;
+        Ok(match self.row.get_ref(i)? {
+            ValueRef::Null => Cell::Null,
+            ValueRef::Integer(n) => Cell::Int(n),
+            ValueRef::Real(f) => Cell::Float(f),
+            ValueRef::Text(t) => Cell::Text(
+                std::str::from_utf8(t)
+                    .map_err(|e| DbError::Decode(format!("column `{}`: {e}", self.columns[i])))?,
+            ),
+            ValueRef::Blob(b) => Cell::Bytes(b),
+        })
+    }
+}
+
+/// The SQLite pool: connections on a stack behind a mutex, bounded by a
+/// semaphore. Not bb8: a checkout here is two uncontended atomics and a
+/// mutex, where bb8's arms a timer per checkout, which cost more than the
+/// point read itself (`docs/benchmarks.md`). A file connection does not go
+/// stale, so there is no lifetime or idle reaping to do.
+pub(crate) struct SqlitePool {
+    manager: SqliteManager,
+    idle: std::sync::Mutex<Vec<SqliteConn>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    open: std::sync::atomic::AtomicU32,
+    timeout: std::time::Duration,
+}
+
+/// A checked-out SQLite connection; back on the stack when dropped (or
+/// closed, when a transaction was left open on it).
+pub(crate) struct SqliteGuard {
+    conn: Option<SqliteConn>,
+    pool: Arc<SqlitePool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl SqlitePool {
+    pub(crate) fn new(
+        manager: SqliteManager,
+        max_size: u32,
+        timeout: std::time::Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            manager,
+            idle: std::sync::Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(max_size.max(1) as usize)),
+            open: std::sync::atomic::AtomicU32::new(0),
+            timeout,
+        })
+    }
+
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<SqliteGuard, bb8::RunError<DbError>> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| bb8::RunError::TimedOut)?
+                .expect("the semaphore is never closed"),
+        };
+        let conn = self.idle.lock().expect("not poisoned").pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = self.manager.open().map_err(bb8::RunError::User)?;
+                self.open.fetch_add(1, Ordering::Relaxed);
+                c
+            }
+        };
+        Ok(SqliteGuard {
+            conn: Some(conn),
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    pub(crate) fn state(&self) -> (u32, u32) {
+        let idle = self.idle.lock().expect("not poisoned").len() as u32;
+        (self.open.load(Ordering::Relaxed), idle)
+    }
+}
+
+impl std::ops::Deref for SqliteGuard {
+    type Target = SqliteConn;
+    fn deref(&self) -> &SqliteConn {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for SqliteGuard {
+    fn deref_mut(&mut self) -> &mut SqliteConn {
+        self.conn.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for SqliteGuard {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if conn.in_tx || !conn.conn.is_autocommit() {
+            // Closing the connection rolls the transaction back.
+            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+            drop(conn);
+            return;
+        }
+        self.pool.idle.lock().expect("not poisoned").push(conn);
     }
 }

@@ -10,8 +10,13 @@ use ee_testing::wire::{exchange, request, serve};
 use ee_testing::{Postgres, TcpProxy};
 
 async fn place(Path(fail): Path<String>, tx: DbTx) -> Result<StatusCode, DbError> {
-    tx.execute("INSERT INTO orders (note) VALUES ($1)", params![fail.clone()]).await?;
-    tx.execute("UPDATE stock SET qty = qty - 1", params![]).await?;
+    tx.execute(
+        "INSERT INTO orders (note) VALUES ($1)",
+        params![fail.clone()],
+    )
+    .await?;
+    tx.execute("UPDATE stock SET qty = qty - 1", params![])
+        .await?;
     if fail == "fail" {
         // The handler answers an error after writing: nothing may stay.
         return Ok(StatusCode::UNPROCESSABLE_ENTITY);
@@ -21,7 +26,10 @@ async fn place(Path(fail): Path<String>, tx: DbTx) -> Result<StatusCode, DbError
 
 async fn count(db: Database) -> (i64, i64) {
     let row = db
-        .query_one("SELECT (SELECT count(*) FROM orders), (SELECT qty FROM stock)", params![])
+        .query_one(
+            "SELECT (SELECT count(*) FROM orders), (SELECT qty FROM stock)",
+            params![],
+        )
         .await
         .unwrap();
     (row.get(0).unwrap(), row.get(1).unwrap())
@@ -76,8 +84,18 @@ async fn sqlite_requests_commit_and_roll_back_the_same_way() {
         .await
         .unwrap();
     let addr = serve(app(db.clone())).await;
-    assert_eq!(exchange(addr, &request("POST", "/orders/ok", &[], b"")).await.status, 201);
-    assert_eq!(exchange(addr, &request("POST", "/orders/fail", &[], b"")).await.status, 422);
+    assert_eq!(
+        exchange(addr, &request("POST", "/orders/ok", &[], b""))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        exchange(addr, &request("POST", "/orders/fail", &[], b""))
+            .await
+            .status,
+        422
+    );
     assert_eq!(count(db).await, (1, 9));
 }
 
@@ -89,7 +107,9 @@ async fn a_database_outage_mid_request_is_a_503_problem_and_recovers() {
         .await
         .unwrap();
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = pg.url().replace("127.0.0.1:5432", &proxy.addr().to_string());
+    let url = pg
+        .url()
+        .replace("127.0.0.1:5432", &proxy.addr().to_string());
     let db = Database::connect(DbConfig {
         connect_timeout_ms: 500,
         ..DbConfig::new(url)

@@ -9,8 +9,11 @@ use ee_testing::Postgres;
 use serde::Deserialize;
 
 fn migrations() -> Migrations {
-    ee_db::embed_migrations!("tests/migrations/0001_products.sql", "tests/migrations/0002_orders.sql")
-        .unwrap()
+    ee_db::embed_migrations!(
+        "tests/migrations/0001_products.sql",
+        "tests/migrations/0002_orders.sql"
+    )
+    .unwrap()
 }
 
 fn config(pg: &Postgres) -> DbConfig {
@@ -47,7 +50,10 @@ async fn rows_come_back_typed_and_parameters_stay_data() {
         .await
         .unwrap();
     assert_eq!(p.name, "Robert");
-    let all: Vec<Product> = db.query_as("SELECT * FROM products ORDER BY sku", params![]).await.unwrap();
+    let all: Vec<Product> = db
+        .query_as("SELECT * FROM products ORDER BY sku", params![])
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
 
     let row = db
@@ -65,13 +71,24 @@ async fn rows_come_back_typed_and_parameters_stay_data() {
     assert_eq!(row.get::<f64>("f").unwrap(), 2.5);
 
     // Out of range for the column's width: an error, not a wrapped number.
-    let e = db.query("SELECT $1::int2", params![70_000]).await.unwrap_err();
+    let e = db
+        .query("SELECT $1::int2", params![70_000])
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 500, "{e}");
     // A type ee-db does not decode says how to get it.
-    let e = db.query_one("SELECT now() AS at", params![]).await.unwrap().get::<String>("at").unwrap_err();
+    let e = db
+        .query_one("SELECT now() AS at", params![])
+        .await
+        .unwrap()
+        .get::<String>("at")
+        .unwrap_err();
     assert!(e.to_string().contains("at::text"), "{e}");
     let dup = db
-        .execute("INSERT INTO products (sku, name, price_minor) VALUES ('A-1', 'again', 1)", params![])
+        .execute(
+            "INSERT INTO products (sku, name, price_minor) VALUES ('A-1', 'again', 1)",
+            params![],
+        )
         .await
         .unwrap_err();
     assert_eq!((dup.code(), dup.status().as_u16()), (Some("23505"), 409));
@@ -108,14 +125,24 @@ async fn a_killed_connection_is_discarded_and_the_next_checkout_works() {
     })
     .await
     .unwrap();
-    let pid: i32 = db.query_one("SELECT pg_backend_pid()", params![]).await.unwrap().get(0).unwrap();
+    let pid: i32 = db
+        .query_one("SELECT pg_backend_pid()", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
     pg.client()
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap();
     // Whether or not the pool has noticed yet, the next statements work.
     for _ in 0..3 {
-        let now: i32 = db.query_one("SELECT pg_backend_pid()", params![]).await.unwrap().get(0).unwrap();
+        let now: i32 = db
+            .query_one("SELECT pg_backend_pid()", params![])
+            .await
+            .unwrap()
+            .get(0)
+            .unwrap();
         assert_ne!(now, pid);
     }
 }
@@ -139,7 +166,12 @@ async fn ten_instances_migrate_once_and_changed_files_are_refused() {
     }
     assert_eq!(applied.load(Ordering::SeqCst), 2);
     let db = Database::connect(config(&pg)).await.unwrap();
-    let n: i64 = db.query_one("SELECT count(*) FROM products", params![]).await.unwrap().get(0).unwrap();
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM products", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
     assert_eq!(n, 1);
     let changed = Migrations::new(&[("0002_orders.sql", "SELECT 1")]).unwrap();
     assert!(matches!(
@@ -171,8 +203,11 @@ async fn conflicting_serializable_transactions_are_retried() {
                         // Both have read before either writes: one must fail.
                         barrier.wait().await;
                     }
-                    tx.execute("UPDATE products SET stock = $1 WHERE sku = 'A-1'", params![stock - 1])
-                        .await
+                    tx.execute(
+                        "UPDATE products SET stock = $1 WHERE sku = 'A-1'",
+                        params![stock - 1],
+                    )
+                    .await
                 })
             })
             .await
@@ -181,7 +216,10 @@ async fn conflicting_serializable_transactions_are_retried() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert!(runs.load(Ordering::SeqCst) >= 3, "one transaction ran again");
+    assert!(
+        runs.load(Ordering::SeqCst) >= 3,
+        "one transaction ran again"
+    );
     let stock: i64 = db
         .query_one("SELECT stock FROM products WHERE sku = 'A-1'", params![])
         .await
@@ -203,16 +241,41 @@ async fn a_tenant_schema_never_leaks_to_another_checkout() {
     let suffix = pg.schema().trim_start_matches("ee_test_").to_owned();
     let (a, b) = (format!("ta_{suffix}"), format!("tb_{suffix}"));
     for t in [&a, &b] {
-        db.batch(&format!("CREATE SCHEMA {t}; CREATE TABLE {t}.notes (body TEXT)")).await.unwrap();
+        db.batch(&format!(
+            "CREATE SCHEMA {t}; CREATE TABLE {t}.notes (body TEXT)"
+        ))
+        .await
+        .unwrap();
     }
     db.batch("CREATE TABLE notes (body TEXT)").await.unwrap();
     let ta = db.with_schema(&a).unwrap();
     let tb = db.with_schema(&b).unwrap();
-    ta.execute("INSERT INTO notes VALUES ('secret of a')", params![]).await.unwrap();
-    assert!(tb.query("SELECT * FROM notes", params![]).await.unwrap().is_empty());
-    assert!(db.query("SELECT * FROM notes", params![]).await.unwrap().is_empty());
-    assert_eq!(ta.query("SELECT * FROM notes", params![]).await.unwrap().len(), 1);
-    assert!(matches!(db.with_schema("a\"; DROP SCHEMA x; --"), Err(DbError::BadTenant(_))));
+    ta.execute("INSERT INTO notes VALUES ('secret of a')", params![])
+        .await
+        .unwrap();
+    assert!(
+        tb.query("SELECT * FROM notes", params![])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.query("SELECT * FROM notes", params![])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ta.query("SELECT * FROM notes", params![])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(
+        db.with_schema("a\"; DROP SCHEMA x; --"),
+        Err(DbError::BadTenant(_))
+    ));
     for t in [&a, &b] {
         db.batch(&format!("DROP SCHEMA {t} CASCADE")).await.unwrap();
     }
@@ -224,7 +287,10 @@ async fn row_level_security_keeps_tenant_a_out_of_b() {
     let db = Database::connect(config(&pg)).await.unwrap();
     let role = "ee_db_rls_app";
     // Superusers bypass RLS: the policy is checked as an ordinary role.
-    let _ = pg.client().batch_execute(&format!("CREATE ROLE {role} NOLOGIN")).await;
+    let _ = pg
+        .client()
+        .batch_execute(&format!("CREATE ROLE {role} NOLOGIN"))
+        .await;
     db.batch(&format!(
         "CREATE TABLE invoices (tenant_id TEXT NOT NULL, total BIGINT NOT NULL);
          ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
@@ -268,8 +334,16 @@ async fn reads_go_to_replicas_except_right_after_a_write() {
     let primary = Postgres::connect().await;
     let replica = Postgres::connect().await;
     // Two schemas stand in for a primary and its (lagging) replica.
-    primary.client().batch_execute("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('primary')").await.unwrap();
-    replica.client().batch_execute("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('replica')").await.unwrap();
+    primary
+        .client()
+        .batch_execute("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('primary')")
+        .await
+        .unwrap();
+    replica
+        .client()
+        .batch_execute("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('replica')")
+        .await
+        .unwrap();
     let db = Database::connect(DbConfig {
         replicas: vec![replica.url().to_owned()],
         ..config(&primary)
@@ -277,11 +351,17 @@ async fn reads_go_to_replicas_except_right_after_a_write() {
     .await
     .unwrap();
     let read = |db: Database| async move {
-        db.query_one("SELECT v FROM t", params![]).await.unwrap().get::<String>(0).unwrap()
+        db.query_one("SELECT v FROM t", params![])
+            .await
+            .unwrap()
+            .get::<String>(0)
+            .unwrap()
     };
     assert_eq!(read(db.clone()).await, "replica");
     let in_tx: String = db
-        .transaction(|tx| Box::pin(async move { tx.query_one("SELECT v FROM t", params![]).await?.get(0) }))
+        .transaction(|tx| {
+            Box::pin(async move { tx.query_one("SELECT v FROM t", params![]).await?.get(0) })
+        })
         .await
         .unwrap();
     assert_eq!(in_tx, "primary", "transactions stay on the primary");
@@ -289,13 +369,22 @@ async fn reads_go_to_replicas_except_right_after_a_write() {
     let db2 = db.clone();
     let (before, after) = ee_db::request_scope(async move {
         let before = read(db2.clone()).await;
-        db2.execute("UPDATE t SET v = 'primary, updated'", params![]).await.unwrap();
+        db2.execute("UPDATE t SET v = 'primary, updated'", params![])
+            .await
+            .unwrap();
         (before, read(db2).await)
     })
     .await;
     assert_eq!(before, "replica");
-    assert_eq!(after, "primary, updated", "read-your-writes within the request");
-    assert_eq!(read(db).await, "replica", "another request reads the replica again");
+    assert_eq!(
+        after, "primary, updated",
+        "read-your-writes within the request"
+    );
+    assert_eq!(
+        read(db).await,
+        "replica",
+        "another request reads the replica again"
+    );
 }
 
 #[tokio::test]
@@ -310,4 +399,41 @@ async fn an_unreachable_server_is_a_clear_start_up_error() {
     let e = Database::open("mysql://x").await.unwrap_err();
     assert!(e.to_string().contains("neither"), "{e}");
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn pool_timeouts_slow_queries_and_retries_are_counted() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let pg = rt.block_on(Postgres::connect());
+    let cfg = DbConfig {
+        max_size: 1,
+        connect_timeout_ms: 100,
+        slow_query_ms: 0,
+        ..config(&pg)
+    };
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let db = Database::connect(cfg).await.unwrap();
+            let held = db.begin().await.unwrap();
+            assert!(db.query("SELECT 1", params![]).await.is_err());
+            held.rollback().await.unwrap();
+            db.query("SELECT 1", params![]).await.unwrap();
+        })
+    });
+    let counters = ee_testing::counters(&snapshotter);
+    let pool = pg.schema();
+    assert_eq!(
+        counters.get(&format!("ee_db_pool_timeouts_total{{pool={pool}}}")),
+        Some(1),
+        "{counters:?}"
+    );
+    assert!(
+        counters
+            .get(&format!("ee_db_slow_queries_total{{pool={pool}}}"))
+            .is_some_and(|n| n >= 1),
+        "{counters:?}"
+    );
+    drop(rt);
 }

@@ -19,8 +19,11 @@ fn temp_db(name: &str) -> String {
 }
 
 fn migrations() -> Migrations {
-    ee_db::embed_migrations!("tests/migrations/0001_products.sql", "tests/migrations/0002_orders.sql")
-        .unwrap()
+    ee_db::embed_migrations!(
+        "tests/migrations/0001_products.sql",
+        "tests/migrations/0002_orders.sql"
+    )
+    .unwrap()
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -49,7 +52,13 @@ async fn rows_come_back_typed_and_parameters_stay_data() {
         .await
         .unwrap();
     assert_eq!(p.name, "Robert");
-    assert_eq!(db.query("SELECT * FROM products", params![]).await.unwrap().len(), 2);
+    assert_eq!(
+        db.query("SELECT * FROM products", params![])
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // `$N` binds by number, whatever order the placeholders appear in.
     let row = db
@@ -68,7 +77,10 @@ async fn rows_come_back_typed_and_parameters_stay_data() {
         missing: Option<String>,
     }
     let f: Flags = db
-        .query_one_as("SELECT 1 AS enabled, '{\"n\": 3}' AS meta, NULL AS missing", params![])
+        .query_one_as(
+            "SELECT 1 AS enabled, '{\"n\": 3}' AS meta, NULL AS missing",
+            params![],
+        )
         .await
         .unwrap();
     assert!(f.enabled);
@@ -87,17 +99,24 @@ async fn bad_statements_are_errors_with_codes() {
     let e = db.query("SELEC 1", params![]).await.unwrap_err();
     assert_eq!(e.status(), 500);
     let dup = db
-        .execute("INSERT INTO products (sku, name, price_minor) VALUES ('A-1', 'again', 1)", params![])
+        .execute(
+            "INSERT INTO products (sku, name, price_minor) VALUES ('A-1', 'again', 1)",
+            params![],
+        )
         .await
         .unwrap_err();
     assert_eq!(dup.status(), 409, "{dup}");
     assert!(matches!(
-        db.query_one("SELECT * FROM products WHERE sku = 'nope'", params![]).await,
+        db.query_one("SELECT * FROM products WHERE sku = 'nope'", params![])
+            .await,
         Err(DbError::NotFound)
     ));
     let wrong: Result<Product, _> = db.query_one_as("SELECT sku FROM products", params![]).await;
     assert!(matches!(wrong, Err(DbError::Decode(_))), "{wrong:?}");
-    assert!(matches!(db.with_schema("tenant_a"), Err(DbError::Unsupported(_))));
+    assert!(matches!(
+        db.with_schema("tenant_a"),
+        Err(DbError::Unsupported(_))
+    ));
 }
 
 #[tokio::test]
@@ -114,10 +133,16 @@ async fn transactions_commit_roll_back_and_drop_safely() {
 
     db.transaction(|tx| {
         Box::pin(async move {
-            tx.execute("UPDATE products SET stock = stock - 1 WHERE sku = $1", params!["A-1"])
-                .await?;
-            tx.execute("INSERT INTO orders (id, sku, qty) VALUES (1, 'A-1', 1)", params![])
-                .await
+            tx.execute(
+                "UPDATE products SET stock = stock - 1 WHERE sku = $1",
+                params!["A-1"],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO orders (id, sku, qty) VALUES (1, 'A-1', 1)",
+                params![],
+            )
+            .await
         })
     })
     .await
@@ -127,7 +152,8 @@ async fn transactions_commit_roll_back_and_drop_safely() {
     let failed: Result<(), DbError> = db
         .transaction(|tx| {
             Box::pin(async move {
-                tx.execute("UPDATE products SET stock = 0", params![]).await?;
+                tx.execute("UPDATE products SET stock = 0", params![])
+                    .await?;
                 Err(DbError::abort("payment declined"))
             })
         })
@@ -136,14 +162,26 @@ async fn transactions_commit_roll_back_and_drop_safely() {
     assert_eq!(stock(db.clone()).await, 9, "rolled back");
 
     let mut tx = db.begin().await.unwrap();
-    tx.execute("UPDATE products SET stock = 0", params![]).await.unwrap();
+    tx.execute("UPDATE products SET stock = 0", params![])
+        .await
+        .unwrap();
     drop(tx);
-    assert_eq!(stock(db.clone()).await, 9, "a dropped transaction is rolled back");
+    assert_eq!(
+        stock(db.clone()).await,
+        9,
+        "a dropped transaction is rolled back"
+    );
 
     // A statement that failed inside a transaction makes its commit fail.
     let mut tx = db.begin().await.unwrap();
-    tx.execute("UPDATE products SET stock = 1", params![]).await.unwrap();
-    assert!(tx.execute("INSERT INTO nowhere VALUES (1)", params![]).await.is_err());
+    tx.execute("UPDATE products SET stock = 1", params![])
+        .await
+        .unwrap();
+    assert!(
+        tx.execute("INSERT INTO nowhere VALUES (1)", params![])
+            .await
+            .is_err()
+    );
     assert!(tx.commit().await.is_err());
     assert_eq!(stock(db.clone()).await, 9);
 }
@@ -165,7 +203,11 @@ async fn ten_instances_migrate_one_file_once() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(applied.load(Ordering::SeqCst), 2, "each migration applied by exactly one instance");
+    assert_eq!(
+        applied.load(Ordering::SeqCst),
+        2,
+        "each migration applied by exactly one instance"
+    );
     let db = Database::open(&url).await.unwrap();
     let n: i64 = db
         .query_one("SELECT count(*) FROM products", params![])
@@ -182,8 +224,14 @@ async fn ten_instances_migrate_one_file_once() {
     ])
     .unwrap();
     let e = db.migrate(&changed).await.unwrap_err();
-    assert!(matches!(e, DbError::MigrationChanged { version: 1, .. }), "{e}");
-    assert!(db.query("SELECT * FROM more", params![]).await.is_err(), "0003 not applied");
+    assert!(
+        matches!(e, DbError::MigrationChanged { version: 1, .. }),
+        "{e}"
+    );
+    assert!(
+        db.query("SELECT * FROM more", params![]).await.is_err(),
+        "0003 not applied"
+    );
 
     assert!(Migrations::new(&[("init.sql", "")]).is_err());
     assert!(Migrations::new(&[("1_a.sql", ""), ("001_b.sql", "")]).is_err());

@@ -36,7 +36,9 @@ struct State {
 impl TcpProxy {
     /// Starts forwarding to `target`.
     pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
         let addr = listener.local_addr().expect("bound");
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
@@ -55,7 +57,11 @@ impl TcpProxy {
                 }));
             }
         });
-        Self { addr, state, accept }
+        Self {
+            addr,
+            state,
+            accept,
+        }
     }
 
     /// Where clients connect.
