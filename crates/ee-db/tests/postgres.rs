@@ -405,7 +405,10 @@ async fn an_unreachable_server_is_a_clear_start_up_error() {
 fn pool_timeouts_slow_queries_and_retries_are_counted() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let pg = rt.block_on(Postgres::connect());
     let cfg = DbConfig {
         max_size: 1,
