@@ -173,8 +173,9 @@ fn pg_url(url: &str) -> bool {
 }
 
 fn is_select(sql: &str) -> bool {
-    let head = sql.trim_start().as_bytes();
-    head.len() >= 6 && head[..6].eq_ignore_ascii_case(b"select")
+    let head = sql.as_bytes().trim_ascii_start();
+    // ASCII letters only: setting bit 5 lowercases them.
+    head.len() >= 6 && head[..6].iter().zip(b"select").all(|(a, b)| a | 0x20 == *b)
 }
 
 fn valid_schema(name: &str) -> bool {
@@ -354,7 +355,7 @@ impl Database {
     }
 
     pub(crate) async fn checkout(&self, pool: &Pool) -> Result<Conn, DbError> {
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let got = pool.get().await;
         let waited = start.elapsed();
         self.inner.meters().wait.record(waited.as_secs_f64());
@@ -374,7 +375,7 @@ impl Database {
     }
 
     /// Times a statement: the duration histogram and the slow-query log.
-    fn timed(&self, sql: &str, start: Instant) {
+    fn timed(&self, sql: &str, start: quanta::Instant) {
         let took = start.elapsed();
         let meters = self.inner.meters();
         meters.query.record(took.as_secs_f64());
@@ -398,7 +399,7 @@ impl Database {
             mark_write();
         }
         let mut conn = self.checkout(pool).await?;
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let result = match conn.query(sql, params, limit).await {
             // The server closed this idle connection (restart, kill): a
             // read runs again once on a fresh one.
@@ -439,11 +440,40 @@ impl Database {
         sql: &str,
         params: &[Value],
     ) -> Result<T, DbError> {
+        let pool = self.pick(sql);
+        if let Some(done) = self.sqlite_now(pool, sql, |c| c.query_first(sql, params)) {
+            return done?.ok_or(DbError::NotFound);
+        }
         self.run_as(sql, params, 1)
             .await?
             .into_iter()
             .next()
             .ok_or(DbError::NotFound)
+    }
+
+    /// SQLite with a free connection: runs `f` now, without an await.
+    /// `None` when the pool is PostgreSQL or every connection is in use.
+    #[allow(clippy::unused_self)]
+    fn sqlite_now<R>(
+        &self,
+        pool: &Pool,
+        sql: &str,
+        f: impl FnOnce(&mut crate::sqlite::SqliteConn) -> Result<R, DbError>,
+    ) -> Option<Result<R, DbError>> {
+        #[cfg(feature = "sqlite")]
+        if let Pool::Sqlite(p) = pool {
+            return p.with_free(|conn| {
+                if !is_select(sql) {
+                    mark_write();
+                }
+                self.inner.meters().wait.record(0.0);
+                let start = quanta::Instant::now();
+                let result = f(conn);
+                self.timed(sql, start);
+                result
+            });
+        }
+        None
     }
 
     async fn run_as<T: DeserializeOwned>(
@@ -453,12 +483,28 @@ impl Database {
         limit: usize,
     ) -> Result<Vec<T>, DbError> {
         let pool = self.pick(sql);
+        if let Some(done) = self.sqlite_now(pool, sql, |c| c.query_as(sql, params, limit)) {
+            return done;
+        }
+        // Boxed: the pooled path's future is large, and moving it around
+        // would cost the SQLite fast path above more than the allocation
+        // costs a network round trip.
+        Box::pin(self.run_as_pooled(pool, sql, params, limit)).await
+    }
+
+    async fn run_as_pooled<T: DeserializeOwned>(
+        &self,
+        pool: &Pool,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<T>, DbError> {
         let read = is_select(sql);
         if !read {
             mark_write();
         }
         let mut conn = self.checkout(pool).await?;
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let result = match conn.query_as(sql, params, limit).await {
             Err(DbError::Unavailable(_)) if read => {
                 conn.set_broken();
@@ -489,7 +535,7 @@ impl Database {
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         mark_write();
         let mut conn = self.checkout(&self.inner.primary).await?;
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let result = conn.execute(sql, params).await;
         self.timed(sql, start);
         if let Err(DbError::Unavailable(_)) = &result {
@@ -785,7 +831,7 @@ impl Tx {
 
     /// The rows of a statement.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let r = self.conn.query(sql, params, usize::MAX).await;
         self.db.timed(sql, start);
         self.note(r)
@@ -798,7 +844,7 @@ impl Tx {
 
     /// The first row, if any.
     pub async fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let r = self.conn.query(sql, params, 1).await;
         self.db.timed(sql, start);
         Ok(self.note(r)?.into_iter().next())
@@ -810,7 +856,7 @@ impl Tx {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<T>, DbError> {
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let r = self.conn.query_as(sql, params, usize::MAX).await;
         self.db.timed(sql, start);
         self.note(r)
@@ -822,7 +868,7 @@ impl Tx {
         sql: &str,
         params: &[Value],
     ) -> Result<T, DbError> {
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let r = self.conn.query_as(sql, params, 1).await;
         self.db.timed(sql, start);
         self.note(r)?.into_iter().next().ok_or(DbError::NotFound)
@@ -830,7 +876,7 @@ impl Tx {
 
     /// Runs a statement; returns the rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let r = self.conn.execute(sql, params).await;
         self.db.timed(sql, start);
         self.note(r)

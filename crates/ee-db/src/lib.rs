@@ -30,6 +30,31 @@ mod pg;
 mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+/// Without SQLite compiled in, its connection type exists but has no values.
+#[cfg(not(feature = "sqlite"))]
+mod sqlite {
+    use crate::{DbError, Value};
+
+    pub(crate) enum SqliteConn {}
+
+    impl SqliteConn {
+        pub(crate) fn query_as<T>(
+            &mut self,
+            _: &str,
+            _: &[Value],
+            _: usize,
+        ) -> Result<Vec<T>, DbError> {
+            match *self {}
+        }
+        pub(crate) fn query_first<T>(
+            &mut self,
+            _: &str,
+            _: &[Value],
+        ) -> Result<Option<T>, DbError> {
+            match *self {}
+        }
+    }
+}
 mod value;
 
 pub use config::{CheckoutTest, DbConfig};

@@ -300,6 +300,10 @@ pub(crate) trait Cells {
     fn width(&self) -> usize;
     fn column(&self, i: usize) -> &str;
     fn at(&self, i: usize) -> Result<Cell<'_>, DbError>;
+    /// Whether a struct with these fields can take the columns by position.
+    fn positional(&self, _fields: &'static [&'static str]) -> bool {
+        false
+    }
 }
 
 impl Cells for Row {
@@ -340,6 +344,20 @@ impl<'de, R: Cells + ?Sized> de::Deserializer<'de> for RowDe<'_, R> {
         })
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        // Columns named like the fields, in order: skip matching names per row.
+        if self.row.positional(fields) {
+            self.deserialize_seq(visitor)
+        } else {
+            self.deserialize_any(visitor)
+        }
+    }
+
     fn deserialize_tuple<V: Visitor<'de>>(
         self,
         _len: usize,
@@ -359,7 +377,7 @@ impl<'de, R: Cells + ?Sized> de::Deserializer<'de> for RowDe<'_, R> {
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct map struct enum
+        bytes byte_buf option unit unit_struct newtype_struct map enum
         identifier ignored_any
     }
 }

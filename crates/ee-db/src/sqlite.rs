@@ -20,12 +20,14 @@ pub(crate) struct SqliteManager {
     statement_cache: usize,
 }
 
+type Shapes = std::collections::HashMap<(usize, usize), Box<Shape>, foldhash::fast::RandomState>;
+
 /// A pooled SQLite connection.
 pub(crate) struct SqliteConn {
     pub(crate) conn: Connection,
     pub(crate) in_tx: bool,
     /// Column names per statement text.
-    columns: std::collections::HashMap<Box<str>, Arc<[String]>>,
+    shapes: Shapes,
 }
 
 impl SqliteManager {
@@ -74,42 +76,80 @@ impl SqliteManager {
         Ok(SqliteConn {
             conn,
             in_tx: false,
-            columns: std::collections::HashMap::new(),
+            shapes: std::collections::HashMap::default(),
         })
     }
 }
 
-/// Binds `$N` / `?N` / `?` placeholders to `params` by number, as
-/// PostgreSQL does (SQLite alone would number `$N` by first appearance).
-fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(), DbError> {
-    let count = stmt.parameter_count();
-    let mut highest = 0;
-    for i in 1..=count {
-        let n = match stmt.parameter_name(i) {
-            None => Some(i),
-            Some(name) => name
-                .strip_prefix(['$', '?'])
-                .and_then(|d| d.parse::<usize>().ok()),
-        };
-        let Some(n) = n.filter(|n| *n >= 1) else {
-            return Err(DbError::Query {
-                code: Some("SQLITE_RANGE".into()),
-                message: format!(
-                    "placeholder `{}` is not positional; use $1, $2, …",
-                    stmt.parameter_name(i).unwrap_or("?")
-                ),
-            });
-        };
-        highest = highest.max(n);
-        let value = params
-            .get(n - 1)
-            .ok_or_else(|| arity(highest, params.len()))?;
-        stmt.raw_bind_parameter(i, value)?;
+/// What a statement looks like, worked out once per statement text:
+/// its column names, and which parameter each placeholder takes (`$N` /
+/// `?N` / `?` bound by number, as PostgreSQL does; SQLite alone would
+/// number `$N` by first appearance).
+pub(crate) struct Shape {
+    text: Box<str>,
+    columns: Arc<[String]>,
+    /// For placeholder `i + 1`, the index into the parameters.
+    slots: Box<[usize]>,
+    /// How many parameters the statement takes.
+    arity: usize,
+    /// The serde field list (by address) known to match the columns in
+    /// order, so rows decode positionally.
+    positional: std::sync::atomic::AtomicUsize,
+}
+
+impl Shape {
+    fn of(stmt: &rusqlite::Statement<'_>, text: &str) -> Result<Self, DbError> {
+        let mut slots = Vec::with_capacity(stmt.parameter_count());
+        for i in 1..=stmt.parameter_count() {
+            let n = match stmt.parameter_name(i) {
+                None => Some(i),
+                Some(name) => name
+                    .strip_prefix(['$', '?'])
+                    .and_then(|d| d.parse::<usize>().ok()),
+            };
+            let Some(n) = n.filter(|n| *n >= 1) else {
+                return Err(DbError::Query {
+                    code: Some("SQLITE_RANGE".into()),
+                    message: format!(
+                        "placeholder `{}` is not positional; use $1, $2, …",
+                        stmt.parameter_name(i).unwrap_or("?")
+                    ),
+                });
+            };
+            slots.push(n - 1);
+        }
+        Ok(Self {
+            text: text.into(),
+            columns: stmt.column_names().into_iter().map(str::to_owned).collect(),
+            arity: slots.iter().map(|n| n + 1).max().unwrap_or(0),
+            slots: slots.into(),
+            positional: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
-    if highest != params.len() {
-        return Err(arity(highest, params.len()));
+
+    fn bind(&self, stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(), DbError> {
+        if self.arity != params.len() {
+            return Err(arity(self.arity, params.len()));
+        }
+        for (i, n) in self.slots.iter().enumerate() {
+            stmt.raw_bind_parameter(i + 1, &params[*n])?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Whether `fields` are the columns, in order.
+    pub(crate) fn positional(&self, fields: &'static [&'static str]) -> bool {
+        let key = fields.as_ptr() as usize;
+        if self.positional.load(Ordering::Relaxed) == key {
+            return true;
+        }
+        let same = fields.len() == self.columns.len()
+            && fields.iter().zip(self.columns.iter()).all(|(f, c)| f == c);
+        if same {
+            self.positional.store(key, Ordering::Relaxed);
+        }
+        same
+    }
 }
 
 fn arity(expected: usize, given: usize) -> DbError {
@@ -126,9 +166,10 @@ impl SqliteConn {
         params: &[Value],
         limit: usize,
     ) -> Result<Vec<Row>, DbError> {
-        let columns = self.columns(sql)?;
+        let shape = Self::shape(&self.conn, &mut self.shapes, sql)?;
+        let columns = shape.columns.clone();
         let mut stmt = self.conn.prepare_cached(sql)?;
-        bind(&mut stmt, params)?;
+        shape.bind(&mut stmt, params)?;
         let width = columns.len();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
@@ -164,39 +205,70 @@ impl SqliteConn {
         params: &[Value],
         limit: usize,
     ) -> Result<Vec<T>, DbError> {
-        let columns = self.columns(sql)?;
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        bind(&mut stmt, params)?;
-        let mut rows = stmt.raw_query();
         let mut out = Vec::new();
-        while out.len() < limit {
-            let Some(row) = rows.next()? else { break };
-            out.push(crate::row::decode(&Borrowed {
-                row,
-                columns: &columns,
-            })?);
-        }
+        self.each(sql, params, limit, |t| out.push(t))?;
         Ok(out)
     }
 
-    /// The column names of `sql`, cached per statement text.
-    fn columns(&mut self, sql: &str) -> Result<Arc<[String]>, DbError> {
-        if let Some(c) = self.columns.get(sql) {
-            return Ok(c.clone());
+    /// The first row decoded into `T`, if any.
+    pub(crate) fn query_first<T: serde::de::DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Option<T>, DbError> {
+        let mut first = None;
+        self.each(sql, params, 1, |t| first = Some(t))?;
+        Ok(first)
+    }
+
+    /// Decodes up to `limit` rows straight from the statement into `T` (no
+    /// copies of text or blobs on the way) and hands each to `sink`.
+    fn each<T: serde::de::DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+        mut sink: impl FnMut(T),
+    ) -> Result<(), DbError> {
+        let shape = Self::shape(&self.conn, &mut self.shapes, sql)?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        shape.bind(&mut stmt, params)?;
+        let mut rows = stmt.raw_query();
+        let mut n = 0;
+        while n < limit {
+            let Some(row) = rows.next()? else { break };
+            sink(crate::row::decode(&Borrowed { row, shape })?);
+            n += 1;
         }
-        let stmt = self.conn.prepare_cached(sql)?;
-        let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
-        drop(stmt);
-        if self.columns.len() >= 256 {
-            self.columns.clear();
+        Ok(())
+    }
+
+    /// The shape of `sql`, cached per statement. Keyed by the text's address
+    /// and length (statements are mostly string literals, so this skips
+    /// hashing the SQL) and checked by content.
+    fn shape<'a>(
+        conn: &Connection,
+        shapes: &'a mut Shapes,
+        sql: &str,
+    ) -> Result<&'a Shape, DbError> {
+        let key = (sql.as_ptr() as usize, sql.len());
+        let hit = shapes.get(&key).is_some_and(|s| *s.text == *sql);
+        if !hit {
+            let stmt = conn.prepare_cached(sql)?;
+            let shape = Shape::of(&stmt, sql)?;
+            drop(stmt);
+            if shapes.len() >= 256 {
+                shapes.clear();
+            }
+            shapes.insert(key, Box::new(shape));
         }
-        self.columns.insert(sql.into(), names.clone());
-        Ok(names)
+        Ok(&shapes[&key])
     }
 
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let shape = Self::shape(&self.conn, &mut self.shapes, sql)?;
         let mut stmt = self.conn.prepare_cached(sql)?;
-        bind(&mut stmt, params)?;
+        shape.bind(&mut stmt, params)?;
         // `raw_execute` refuses statements that return rows; step through them.
         if stmt.column_count() > 0 {
             let mut rows = stmt.raw_query();
@@ -215,15 +287,18 @@ impl SqliteConn {
 /// An SQLite row inside its statement.
 struct Borrowed<'a, 'r> {
     row: &'a rusqlite::Row<'r>,
-    columns: &'a [String],
+    shape: &'a Shape,
 }
 
 impl crate::row::Cells for Borrowed<'_, '_> {
     fn width(&self) -> usize {
-        self.columns.len()
+        self.shape.columns.len()
     }
     fn column(&self, i: usize) -> &str {
-        &self.columns[i]
+        &self.shape.columns[i]
+    }
+    fn positional(&self, fields: &'static [&'static str]) -> bool {
+        self.shape.positional(fields)
     }
     fn at(&self, i: usize) -> Result<crate::row::Cell<'_>, DbError> {
         use crate::row::Cell;
@@ -233,32 +308,39 @@ impl crate::row::Cells for Borrowed<'_, '_> {
             ValueRef::Real(f) => Cell::Float(f),
             ValueRef::Text(t) => Cell::Text(
                 std::str::from_utf8(t)
-                    .map_err(|e| DbError::Decode(format!("column `{}`: {e}", self.columns[i])))?,
+                    .map_err(|e| DbError::Decode(format!("column `{}`: {e}", self.column(i))))?,
             ),
             ValueRef::Blob(b) => Cell::Bytes(b),
         })
     }
 }
 
-/// The SQLite pool: connections on a stack behind a mutex, bounded by a
-/// semaphore. Not bb8: a checkout here is two uncontended atomics and a
-/// mutex, where bb8's arms a timer per checkout, which cost more than the
-/// point read itself (`docs/benchmarks.md`). A file connection does not go
-/// stale, so there is no lifetime or idle reaping to do.
+/// The SQLite pool: idle connections on a stack behind a mutex. Not bb8: a
+/// checkout here is one uncontended lock and never awaits when a
+/// connection is free, where bb8 arms a timer on every checkout, which
+/// cost more than the point read itself (`docs/benchmarks.md`). A file
+/// connection does not go stale, so there is no lifetime or idle reaping.
 pub(crate) struct SqlitePool {
     manager: SqliteManager,
-    idle: std::sync::Mutex<Vec<SqliteConn>>,
-    permits: Arc<tokio::sync::Semaphore>,
-    open: std::sync::atomic::AtomicU32,
+    state: std::sync::Mutex<Slots>,
+    max: u32,
+    available: tokio::sync::Notify,
+    /// Tasks in `get` waiting for a connection (a return notifies only then).
+    waiting: std::sync::atomic::AtomicUsize,
     timeout: std::time::Duration,
+}
+
+struct Slots {
+    /// Boxed: a connection moves in and out on every checkout.
+    idle: Vec<Box<SqliteConn>>,
+    open: u32,
 }
 
 /// A checked-out SQLite connection; back on the stack when dropped (or
 /// closed, when a transaction was left open on it).
 pub(crate) struct SqliteGuard {
-    conn: Option<SqliteConn>,
+    conn: Option<Box<SqliteConn>>,
     pool: Arc<SqlitePool>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl SqlitePool {
@@ -269,40 +351,106 @@ impl SqlitePool {
     ) -> Arc<Self> {
         Arc::new(Self {
             manager,
-            idle: std::sync::Mutex::new(Vec::new()),
-            permits: Arc::new(tokio::sync::Semaphore::new(max_size.max(1) as usize)),
-            open: std::sync::atomic::AtomicU32::new(0),
+            state: std::sync::Mutex::new(Slots {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            max: max_size.max(1),
+            available: tokio::sync::Notify::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             timeout,
         })
     }
 
-    pub(crate) async fn get(self: &Arc<Self>) -> Result<SqliteGuard, bb8::RunError<DbError>> {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
-                .await
-                .map_err(|_| bb8::RunError::TimedOut)?
-                .expect("the semaphore is never closed"),
+    /// A connection now (idle, or newly opened under `max_size`), or `None`
+    /// when all are in use.
+    pub(crate) fn try_get(self: &Arc<Self>) -> Option<Result<SqliteGuard, DbError>> {
+        Some(self.take()?.map(|conn| self.guard(conn)))
+    }
+
+    /// Runs `f` on a free connection without handing out a guard (no
+    /// reference count touched); `None` when all are in use.
+    pub(crate) fn with_free<R>(
+        &self,
+        f: impl FnOnce(&mut SqliteConn) -> Result<R, DbError>,
+    ) -> Option<Result<R, DbError>> {
+        let mut conn = match self.take()? {
+            Ok(conn) => conn,
+            Err(e) => return Some(Err(e)),
         };
-        let conn = self.idle.lock().expect("not poisoned").pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => {
-                let c = self.manager.open().map_err(bb8::RunError::User)?;
-                self.open.fetch_add(1, Ordering::Relaxed);
-                c
-            }
-        };
-        Ok(SqliteGuard {
+        let result = f(&mut conn);
+        self.give_back(conn);
+        Some(result)
+    }
+
+    fn take(&self) -> Option<Result<Box<SqliteConn>, DbError>> {
+        let mut slots = self.state.lock().expect("not poisoned");
+        if let Some(conn) = slots.idle.pop() {
+            return Some(Ok(conn));
+        }
+        if slots.open >= self.max {
+            return None;
+        }
+        slots.open += 1;
+        drop(slots);
+        Some(self.manager.open().map(Box::new).inspect_err(|_| {
+            self.state.lock().expect("not poisoned").open -= 1;
+        }))
+    }
+
+    /// Back on the stack, or closed when a transaction was left open on it
+    /// (closing rolls it back).
+    fn give_back(&self, conn: Box<SqliteConn>) {
+        let mut slots = self.state.lock().expect("not poisoned");
+        if conn.in_tx || !conn.conn.is_autocommit() {
+            slots.open -= 1;
+            drop(slots);
+            drop(conn);
+        } else {
+            slots.idle.push(conn);
+            drop(slots);
+        }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.available.notify_one();
+        }
+    }
+
+    fn guard(self: &Arc<Self>, conn: Box<SqliteConn>) -> SqliteGuard {
+        SqliteGuard {
             conn: Some(conn),
             pool: self.clone(),
-            _permit: permit,
-        })
+        }
+    }
+
+    /// A connection, waiting up to the pool's timeout for one.
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<SqliteGuard, bb8::RunError<DbError>> {
+        if let Some(got) = self.try_get() {
+            return got.map_err(bb8::RunError::User);
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let got = self.wait().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        got
+    }
+
+    async fn wait(self: &Arc<Self>) -> Result<SqliteGuard, bb8::RunError<DbError>> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let notified = self.available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(got) = self.try_get() {
+                return got.map_err(bb8::RunError::User);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(bb8::RunError::TimedOut);
+            }
+        }
     }
 
     pub(crate) fn state(&self) -> (u32, u32) {
-        let idle = self.idle.lock().expect("not poisoned").len() as u32;
-        (self.open.load(Ordering::Relaxed), idle)
+        let slots = self.state.lock().expect("not poisoned");
+        (slots.open, slots.idle.len() as u32)
     }
 }
 
@@ -321,13 +469,8 @@ impl std::ops::DerefMut for SqliteGuard {
 
 impl Drop for SqliteGuard {
     fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        if conn.in_tx || !conn.conn.is_autocommit() {
-            // Closing the connection rolls the transaction back.
-            self.pool.open.fetch_sub(1, Ordering::Relaxed);
-            drop(conn);
-            return;
+        if let Some(conn) = self.conn.take() {
+            self.pool.give_back(conn);
         }
-        self.pool.idle.lock().expect("not poisoned").push(conn);
     }
 }

@@ -236,3 +236,34 @@ async fn ten_instances_migrate_one_file_once() {
     assert!(Migrations::new(&[("init.sql", "")]).is_err());
     assert!(Migrations::new(&[("1_a.sql", ""), ("001_b.sql", "")]).is_err());
 }
+
+#[tokio::test]
+async fn the_pool_times_out_with_503_and_hands_a_returned_connection_to_a_waiter() {
+    let db = Database::connect(ee_db::DbConfig {
+        max_size: 1,
+        connect_timeout_ms: 150,
+        ..ee_db::DbConfig::new(temp_db("pool"))
+    })
+    .await
+    .unwrap();
+    db.migrate(&migrations()).await.unwrap();
+    let held = db.begin().await.unwrap();
+    let e = db.query("SELECT 1", params![]).await.unwrap_err();
+    assert!(matches!(e, DbError::PoolTimeout(_)), "{e}");
+    assert_eq!(e.status(), 503);
+    assert_eq!(db.state().connections, 1);
+
+    // A waiter gets the connection as soon as it comes back.
+    let waiter = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.query_one("SELECT stock FROM products", params![])
+                .await
+                .map(|r| r.get::<i64>(0).unwrap())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    held.commit().await.unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap(), 10);
+    assert_eq!(db.state().idle, 1);
+}
