@@ -101,6 +101,9 @@ pub(crate) enum Pool {
 }
 
 /// A checked-out connection.
+// One lives for a statement or a transaction; boxing the larger variant
+// would add an allocation to every checkout.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Conn {
     #[cfg(feature = "postgres")]
     Pg(bb8::PooledConnection<'static, crate::pg::PgManager>),
@@ -394,6 +397,11 @@ impl Database {
 
     async fn run(&self, sql: &str, params: &[Value], limit: usize) -> Result<Vec<Row>, DbError> {
         let pool = self.pick(sql);
+        if let Some(done) = self.sqlite_now(pool, sql, |c| c.query(sql, params, limit)) {
+            return done;
+        }
+        // (`run_as_pooled` is this with decoding; one generic body would
+        // need `T: Send + 'static` on every `query_as`.)
         let read = is_select(sql);
         if !read {
             mark_write();

@@ -53,6 +53,14 @@ mod sqlite {
         ) -> Result<Option<T>, DbError> {
             match *self {}
         }
+        pub(crate) fn query(
+            &mut self,
+            _: &str,
+            _: &[Value],
+            _: usize,
+        ) -> Result<Vec<crate::Row>, DbError> {
+            match *self {}
+        }
     }
 }
 mod value;
