@@ -209,8 +209,9 @@ impl Database {
                 let pool = crate::sqlite::SqlitePool::new(
                     manager,
                     config.max_size,
+                    config.min_idle.unwrap_or(0),
                     config.connect_timeout(),
-                );
+                )?;
                 return Self::finish(config, Pool::Sqlite(pool), Vec::new()).await;
             }
             #[cfg(not(feature = "sqlite"))]

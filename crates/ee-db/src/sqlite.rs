@@ -346,22 +346,30 @@ pub(crate) struct SqliteGuard {
 }
 
 impl SqlitePool {
+    /// A pool of at most `max_size`, with `min_idle` opened now (so a bad
+    /// path fails at start-up).
     pub(crate) fn new(
         manager: SqliteManager,
         max_size: u32,
+        min_idle: u32,
         timeout: std::time::Duration,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Result<Arc<Self>, DbError> {
+        let max = max_size.max(1);
+        let mut idle = Vec::with_capacity(max as usize);
+        for _ in 0..min_idle.min(max) {
+            idle.push(Box::new(manager.open()?));
+        }
+        Ok(Arc::new(Self {
             manager,
             state: std::sync::Mutex::new(Slots {
-                idle: Vec::new(),
-                open: 0,
+                open: idle.len() as u32,
+                idle,
             }),
-            max: max_size.max(1),
+            max,
             available: tokio::sync::Notify::new(),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             timeout,
-        })
+        }))
     }
 
     /// A connection now (idle, or newly opened under `max_size`), or `None`

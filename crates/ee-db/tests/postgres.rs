@@ -117,6 +117,35 @@ async fn an_exhausted_pool_times_out_with_503_then_recovers() {
 }
 
 #[tokio::test]
+async fn statements_are_prepared_once_per_connection() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(DbConfig {
+        max_size: 1,
+        ..config(&pg)
+    })
+    .await
+    .unwrap();
+    let prepared = |db: Database| async move {
+        db.query_one("SELECT count(*) FROM pg_prepared_statements", params![])
+            .await
+            .unwrap()
+            .get::<i64>(0)
+            .unwrap()
+    };
+    let before = prepared(db.clone()).await;
+    for i in 0..5 {
+        db.query("SELECT $1::int8 + 1", params![i]).await.unwrap();
+    }
+    // The count query and the addition: each prepared once on the one
+    // connection, whatever the number of runs.
+    assert_eq!(prepared(db.clone()).await, before + 1);
+    for i in 0..5 {
+        db.query("SELECT $1::int8 + 1", params![i]).await.unwrap();
+    }
+    assert_eq!(prepared(db).await, before + 1);
+}
+
+#[tokio::test]
 async fn a_killed_connection_is_discarded_and_the_next_checkout_works() {
     let pg = Postgres::connect().await;
     let db = Database::connect(DbConfig {

@@ -247,6 +247,21 @@ async fn the_pool_times_out_with_503_and_hands_a_returned_connection_to_a_waiter
     .await
     .unwrap();
     db.migrate(&migrations()).await.unwrap();
+    let warm = Database::connect(ee_db::DbConfig {
+        max_size: 4,
+        min_idle: Some(3),
+        ..ee_db::DbConfig::new(temp_db("warm"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        warm.state(),
+        ee_db::PoolState {
+            connections: 3,
+            idle: 3
+        },
+        "min_idle opened at start-up"
+    );
     let held = db.begin().await.unwrap();
     let e = db.query("SELECT 1", params![]).await.unwrap_err();
     assert!(matches!(e, DbError::PoolTimeout(_)), "{e}");
