@@ -359,7 +359,7 @@ impl Database {
     }
 
     pub(crate) async fn checkout(&self, pool: &Pool) -> Result<Conn, DbError> {
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let got = pool.get().await;
         let waited = start.elapsed();
         self.inner.meters().wait.record(waited.as_secs_f64());
@@ -379,7 +379,7 @@ impl Database {
     }
 
     /// Times a statement: the duration histogram and the slow-query log.
-    fn timed(&self, sql: &str, start: quanta::Instant) {
+    fn timed(&self, sql: &str, start: Instant) {
         let took = start.elapsed();
         let meters = self.inner.meters();
         meters.query.record(took.as_secs_f64());
@@ -408,7 +408,7 @@ impl Database {
             mark_write();
         }
         let mut conn = self.checkout(pool).await?;
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let result = match conn.query(sql, params, limit).await {
             // The server closed this idle connection (restart, kill): a
             // read runs again once on a fresh one.
@@ -476,7 +476,7 @@ impl Database {
                     mark_write();
                 }
                 self.inner.meters().wait.record(0.0);
-                let start = quanta::Instant::now();
+                let start = Instant::now();
                 let result = f(conn);
                 self.timed(sql, start);
                 result
@@ -513,7 +513,7 @@ impl Database {
             mark_write();
         }
         let mut conn = self.checkout(pool).await?;
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let result = match conn.query_as(sql, params, limit).await {
             Err(DbError::Unavailable(_)) if read => {
                 conn.set_broken();
@@ -544,7 +544,7 @@ impl Database {
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         mark_write();
         let mut conn = self.checkout(&self.inner.primary).await?;
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let result = conn.execute(sql, params).await;
         self.timed(sql, start);
         if let Err(DbError::Unavailable(_)) = &result {
@@ -840,7 +840,7 @@ impl Tx {
 
     /// The rows of a statement.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let r = self.conn.query(sql, params, usize::MAX).await;
         self.db.timed(sql, start);
         self.note(r)
@@ -853,7 +853,7 @@ impl Tx {
 
     /// The first row, if any.
     pub async fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let r = self.conn.query(sql, params, 1).await;
         self.db.timed(sql, start);
         Ok(self.note(r)?.into_iter().next())
@@ -865,7 +865,7 @@ impl Tx {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<T>, DbError> {
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let r = self.conn.query_as(sql, params, usize::MAX).await;
         self.db.timed(sql, start);
         self.note(r)
@@ -877,7 +877,7 @@ impl Tx {
         sql: &str,
         params: &[Value],
     ) -> Result<T, DbError> {
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let r = self.conn.query_as(sql, params, 1).await;
         self.db.timed(sql, start);
         self.note(r)?.into_iter().next().ok_or(DbError::NotFound)
@@ -885,7 +885,7 @@ impl Tx {
 
     /// Runs a statement; returns the rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let start = quanta::Instant::now();
+        let start = Instant::now();
         let r = self.conn.execute(sql, params).await;
         self.db.timed(sql, start);
         self.note(r)
