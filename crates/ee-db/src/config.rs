@@ -91,6 +91,36 @@ impl DbConfig {
         }
     }
 
+    /// Values that cannot work, all reported at once.
+    pub(crate) fn check(&self) -> Result<(), crate::DbError> {
+        let mut bad = Vec::new();
+        if self.connect_timeout_ms == 0 {
+            bad.push("connect_timeout_ms must be above 0".to_owned());
+        }
+        if self.max_size == 0 {
+            bad.push("max_size must be at least 1".to_owned());
+        }
+        if let Some(min) = self.min_idle
+            && min > self.max_size
+        {
+            bad.push(format!(
+                "min_idle ({min}) is above max_size ({})",
+                self.max_size
+            ));
+        }
+        if self.max_lifetime_ms == Some(0) {
+            bad.push("max_lifetime_ms must be above 0 (or unset)".to_owned());
+        }
+        if self.idle_timeout_ms == Some(0) {
+            bad.push("idle_timeout_ms must be above 0 (or unset)".to_owned());
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::DbError::BadConfig(bad.join("; ")))
+        }
+    }
+
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }

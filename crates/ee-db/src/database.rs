@@ -42,6 +42,8 @@ pub struct Database {
     inner: Arc<Inner>,
     /// The tenant schema this handle's sessions use (PostgreSQL).
     schema: Option<Arc<str>>,
+    /// Reads stay on the primary (see [`Database::on_primary`]).
+    primary_only: bool,
 }
 
 impl std::fmt::Debug for Database {
@@ -181,11 +183,24 @@ fn is_select(sql: &str) -> bool {
     head.len() >= 6 && head[..6].iter().zip(b"select").all(|(a, b)| a | 0x20 == *b)
 }
 
+/// `SELECT … FOR UPDATE / FOR SHARE` (and the key variants) lock rows: a
+/// replica refuses them.
+fn locks_rows(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower.contains(" for update")
+        || lower.contains(" for share")
+        || lower.contains(" for no key update")
+        || lower.contains(" for key share")
+}
+
 fn valid_schema(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !name.as_bytes()[0].is_ascii_digit()
+        // The system's own schemas are never a tenant's.
+        && !name.to_ascii_lowercase().starts_with("pg_")
+        && !matches!(name.to_ascii_lowercase().as_str(), "public" | "information_schema")
 }
 
 impl Database {
@@ -197,6 +212,7 @@ impl Database {
     /// Opens the pools `config` describes and checks one connection, so a
     /// wrong URL or an unreachable server fails at start-up.
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
+        config.check()?;
         #[cfg(feature = "postgres")]
         if pg_url(&config.url) {
             return Self::postgres_with_tls(config, tokio_postgres::NoTls).await;
@@ -299,6 +315,7 @@ impl Database {
         let db = Database {
             inner,
             schema: None,
+            primary_only: false,
         };
         // Fail now, with the reason, rather than on the first request.
         drop(db.checkout(&db.inner.primary).await?);
@@ -336,12 +353,23 @@ impl Database {
         Ok(Database {
             inner: self.inner.clone(),
             schema: Some(Arc::from(name)),
+            primary_only: self.primary_only,
         })
+    }
+
+    /// A handle whose reads all go to the primary: for a `SELECT` that
+    /// writes (`nextval`, a function with side effects) or must see the
+    /// latest data.
+    pub fn on_primary(&self) -> Database {
+        Database {
+            primary_only: true,
+            ..self.clone()
+        }
     }
 
     fn pick(&self, sql: &str) -> &Pool {
         let inner = &*self.inner;
-        if inner.replicas.is_empty() || !is_select(sql) {
+        if inner.replicas.is_empty() || self.primary_only || !is_select(sql) || locks_rows(sql) {
             return &inner.primary;
         }
         let recent_write = SCOPE
@@ -378,6 +406,27 @@ impl Database {
         Ok(conn)
     }
 
+    /// SQLite: the pool's writer permit, awaited (up to the checkout
+    /// timeout) so writers in this process queue asynchronously instead of
+    /// sleeping in SQLite's busy handler. `None` on PostgreSQL.
+    pub(crate) async fn write_permit(
+        &self,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, DbError> {
+        #[cfg(feature = "sqlite")]
+        if let Pool::Sqlite(p) = &self.inner.primary {
+            let wait =
+                tokio::time::timeout(self.inner.connect_timeout, p.writer.clone().acquire_owned());
+            return match wait.await {
+                Ok(permit) => Ok(Some(permit.expect("the writer semaphore is never closed"))),
+                Err(_) => {
+                    self.inner.meters().timeouts.increment(1);
+                    Err(DbError::PoolTimeout(self.inner.connect_timeout))
+                }
+            };
+        }
+        Ok(None)
+    }
+
     /// Times a statement: the duration histogram and the slow-query log.
     fn timed(&self, sql: &str, start: Instant) {
         let took = start.elapsed();
@@ -404,9 +453,12 @@ impl Database {
         // (`run_as_pooled` is this with decoding; one generic body would
         // need `T: Send + 'static` on every `query_as`.)
         let read = is_select(sql);
-        if !read {
+        let _writer = if read {
+            None
+        } else {
             mark_write();
-        }
+            self.write_permit().await?
+        };
         let mut conn = self.checkout(pool).await?;
         let start = Instant::now();
         let result = match conn.query(sql, params, limit).await {
@@ -470,11 +522,11 @@ impl Database {
         f: impl FnOnce(&mut crate::sqlite::SqliteConn) -> Result<R, DbError>,
     ) -> Option<Result<R, DbError>> {
         #[cfg(feature = "sqlite")]
-        if let Pool::Sqlite(p) = pool {
+        if let Pool::Sqlite(p) = pool
+            && is_select(sql)
+        {
+            // Writes take the pooled path: they wait for the writer permit.
             return p.with_free(|conn| {
-                if !is_select(sql) {
-                    mark_write();
-                }
                 self.inner.meters().wait.record(0.0);
                 let start = Instant::now();
                 let result = f(conn);
@@ -509,9 +561,12 @@ impl Database {
         limit: usize,
     ) -> Result<Vec<T>, DbError> {
         let read = is_select(sql);
-        if !read {
+        let _writer = if read {
+            None
+        } else {
             mark_write();
-        }
+            self.write_permit().await?
+        };
         let mut conn = self.checkout(pool).await?;
         let start = Instant::now();
         let result = match conn.query_as(sql, params, limit).await {
@@ -543,6 +598,7 @@ impl Database {
     /// Runs a statement on the primary; returns the rows it changed.
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         mark_write();
+        let _writer = self.write_permit().await?;
         let mut conn = self.checkout(&self.inner.primary).await?;
         let start = Instant::now();
         let result = conn.execute(sql, params).await;
@@ -558,7 +614,13 @@ impl Database {
     /// primary (DDL, set-up).
     pub async fn batch(&self, sql: &str) -> Result<(), DbError> {
         mark_write();
+        let _writer = self.write_permit().await?;
         let mut conn = self.checkout(&self.inner.primary).await?;
+        // Whatever the statements leave on the session (a `SET`, an open or
+        // failed transaction) must not reach the next user: on PostgreSQL
+        // this connection is closed afterwards; SQLite closes one left in a
+        // transaction.
+        conn.set_session_dirty();
         conn.batch(sql).await
     }
 
@@ -572,6 +634,7 @@ impl Database {
     /// [`begin`](Self::begin) with an isolation level.
     pub async fn begin_with(&self, isolation: Isolation) -> Result<Tx, DbError> {
         mark_write();
+        let writer = self.write_permit().await?;
         let mut conn = self.checkout(&self.inner.primary).await?;
         let sql = match (&conn, isolation) {
             #[cfg(feature = "sqlite")]
@@ -581,12 +644,15 @@ impl Database {
             (_, Isolation::RepeatableRead) => "BEGIN ISOLATION LEVEL REPEATABLE READ",
             (_, Isolation::Serializable) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
         };
-        conn.batch(sql).await?;
+        // Marked first: a `BEGIN` cancelled in flight may still open the
+        // transaction, and such a connection must not be reused.
         conn.set_in_tx(true);
+        conn.batch(sql).await?;
         Ok(Tx {
             conn,
             db: self.clone(),
             failed: false,
+            _writer: writer,
         })
     }
 
@@ -621,13 +687,16 @@ impl Database {
     {
         let mut attempt = 1;
         loop {
-            let mut tx = self.begin_with(isolation).await?;
-            let result = match f(&mut tx).await {
-                Ok(value) => tx.commit().await.map(|()| value),
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    Err(e)
-                }
+            // `BEGIN` itself can meet a busy database (SQLite): retried too.
+            let result = match self.begin_with(isolation).await {
+                Ok(mut tx) => match f(&mut tx).await {
+                    Ok(value) => tx.commit().await.map(|()| value),
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
             };
             match result {
                 Err(e) if e.is_retryable() && attempt < self.inner.max_attempts => {
@@ -803,8 +872,27 @@ impl Conn {
         }
     }
 
+    /// PostgreSQL: closes this connection on return (its session state is
+    /// unknown). SQLite keeps no such state beyond a transaction, which
+    /// the pool checks on return.
+    pub(crate) fn set_session_dirty(&mut self) {
+        #[cfg(feature = "postgres")]
+        if let Conn::Pg(c) = self {
+            c.broken = true;
+        }
+    }
+
+    /// Back to reusable after [`set_session_dirty`](Self::set_session_dirty),
+    /// once the session is known to be clean again.
+    pub(crate) fn set_session_clean(&mut self) {
+        #[cfg(feature = "postgres")]
+        if let Conn::Pg(c) = self {
+            c.broken = false;
+        }
+    }
+
     /// Closes this connection on return instead of reusing it.
-    fn set_broken(&mut self) {
+    pub(crate) fn set_broken(&mut self) {
         match self {
             #[cfg(feature = "postgres")]
             Conn::Pg(c) => c.broken = true,
@@ -820,6 +908,9 @@ pub struct Tx {
     conn: Conn,
     db: Database,
     failed: bool,
+    /// SQLite: held until the transaction ends (declared last: released
+    /// after the connection is back in the pool).
+    _writer: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -831,19 +922,25 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    fn note<T>(&mut self, r: Result<T, DbError>) -> Result<T, DbError> {
-        if r.is_err() {
-            self.failed = true;
-        }
+    /// Before a statement: counted as failed until it returns, so one
+    /// cancelled in flight (which the server may still run and fail) makes
+    /// the commit roll back instead of reporting success.
+    fn pending(&mut self) -> bool {
+        std::mem::replace(&mut self.failed, true)
+    }
+
+    fn note<T>(&mut self, failed_before: bool, r: Result<T, DbError>) -> Result<T, DbError> {
+        self.failed = failed_before || r.is_err();
         r
     }
 
     /// The rows of a statement.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let before = self.pending();
         let start = Instant::now();
         let r = self.conn.query(sql, params, usize::MAX).await;
         self.db.timed(sql, start);
-        self.note(r)
+        self.note(before, r)
     }
 
     /// The first row, or [`DbError::NotFound`].
@@ -853,10 +950,11 @@ impl Tx {
 
     /// The first row, if any.
     pub async fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
+        let before = self.pending();
         let start = Instant::now();
         let r = self.conn.query(sql, params, 1).await;
         self.db.timed(sql, start);
-        Ok(self.note(r)?.into_iter().next())
+        Ok(self.note(before, r)?.into_iter().next())
     }
 
     /// Every row decoded into `T` with serde.
@@ -865,10 +963,11 @@ impl Tx {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<T>, DbError> {
+        let before = self.pending();
         let start = Instant::now();
         let r = self.conn.query_as(sql, params, usize::MAX).await;
         self.db.timed(sql, start);
-        self.note(r)
+        self.note(before, r)
     }
 
     /// The first row decoded into `T`, or [`DbError::NotFound`].
@@ -877,24 +976,33 @@ impl Tx {
         sql: &str,
         params: &[Value],
     ) -> Result<T, DbError> {
+        let before = self.pending();
         let start = Instant::now();
         let r = self.conn.query_as(sql, params, 1).await;
         self.db.timed(sql, start);
-        self.note(r)?.into_iter().next().ok_or(DbError::NotFound)
+        self.note(before, r)?
+            .into_iter()
+            .next()
+            .ok_or(DbError::NotFound)
     }
 
     /// Runs a statement; returns the rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let before = self.pending();
         let start = Instant::now();
         let r = self.conn.execute(sql, params).await;
         self.db.timed(sql, start);
-        self.note(r)
+        self.note(before, r)
     }
 
-    /// Runs `;`-separated statements without parameters.
+    /// Runs `;`-separated statements without parameters. On PostgreSQL
+    /// the connection is closed when the transaction ends (a plain `SET`
+    /// would outlive it); prefer `SET LOCAL`.
     pub async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        let before = self.pending();
+        self.conn.set_session_dirty();
         let r = self.conn.batch(sql).await;
-        self.note(r)
+        self.note(before, r)
     }
 
     /// Row-level security: sets `ee.tenant_id` for the rest of this

@@ -45,6 +45,10 @@ pub enum DbError {
     /// A tenant name that is not a plain identifier.
     #[error("`{0}` is not a valid tenant schema name (letters, digits and `_`, at most 63)")]
     BadTenant(String),
+    /// A `DbConfig` value that cannot work (a zero timeout, `min_idle`
+    /// above `max_size`).
+    #[error("bad database configuration: {0}")]
+    BadConfig(String),
     /// What this engine cannot do (schemas and row-level security are
     /// PostgreSQL's).
     #[error("not supported: {0}")]

@@ -99,6 +99,7 @@ impl Database {
     /// wait and then find nothing to do. Refuses to run, changing nothing,
     /// when an applied migration's file has changed.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<MigrationReport, DbError> {
+        let _writer = self.write_permit().await?;
         let mut conn = self.checkout(self.primary()).await?;
         match &mut conn {
             #[cfg(feature = "postgres")]
@@ -107,6 +108,10 @@ impl Database {
                 // other schemas do not wait on each other.
                 let key =
                     "SELECT pg_advisory_lock(hashtext('ee_db_migrations.' || current_schema()))";
+                // Until the lock is released and no transaction is open, the
+                // session must not go back to the pool: a cancelled or failed
+                // run closes it (which releases the lock and rolls back).
+                conn.set_session_dirty();
                 conn.batch(key).await?;
                 let result = self.apply(&mut conn, migrations).await;
                 let unlock = conn
@@ -114,6 +119,7 @@ impl Database {
                     .await;
                 let report = result?;
                 unlock?;
+                conn.set_session_clean();
                 Ok(report)
             }
             #[cfg(feature = "sqlite")]

@@ -90,23 +90,38 @@ impl PgConn {
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
         let statement = self.statement(sql).await?;
         check_arity(statement.params().len(), params.len())?;
-        Ok(self.client.query(&statement, &as_dyn(params)).await?)
+        let result = self.client.query(&statement, &as_dyn(params)).await;
+        self.forget_stale(result.map_err(DbError::from))
     }
 
+    /// The first row, if any (more rows are not an error, as on SQLite).
     pub(crate) async fn query_opt(
         &mut self,
         sql: &str,
         params: &[Value],
     ) -> Result<Option<tokio_postgres::Row>, DbError> {
-        let statement = self.statement(sql).await?;
-        check_arity(statement.params().len(), params.len())?;
-        Ok(self.client.query_opt(&statement, &as_dyn(params)).await?)
+        Ok(self.query(sql, params).await?.into_iter().next())
     }
 
     pub(crate) async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let statement = self.statement(sql).await?;
         check_arity(statement.params().len(), params.len())?;
-        Ok(self.client.execute(&statement, &as_dyn(params)).await?)
+        let result = self.client.execute(&statement, &as_dyn(params)).await;
+        self.forget_stale(result.map_err(DbError::from))
+    }
+
+    /// After a schema change a prepared statement can fail with "cached
+    /// plan must not change result type" (0A000): forget the cache so the
+    /// next call prepares again.
+    fn forget_stale<T>(&mut self, result: Result<T, DbError>) -> Result<T, DbError> {
+        if let Err(DbError::Query {
+            code: Some(code), ..
+        }) = &result
+            && code == "0A000"
+        {
+            self.statements.clear();
+        }
+        result
     }
 
     /// Puts the session on `schema` (or back on the URL's default).
@@ -114,6 +129,9 @@ impl PgConn {
         if self.search_path.as_deref() == schema.map(|s| &**s) {
             return Ok(());
         }
+        // Until the server confirms, the session's path is unknown: if this
+        // is cancelled half-way, the connection is closed, not reused.
+        self.broken = true;
         match schema {
             Some(s) => {
                 self.client
@@ -125,6 +143,7 @@ impl PgConn {
         // Cached plans name tables of the old path.
         self.statements.clear();
         self.search_path = schema.cloned();
+        self.broken = false;
         Ok(())
     }
 }

@@ -18,6 +18,10 @@ use crate::{DbError, Row, Value};
 pub(crate) struct SqliteManager {
     target: String,
     statement_cache: usize,
+    /// Bumped by DDL through any connection of the pool: each connection
+    /// drops its cached statement shapes when it sees a new value.
+    schema_epoch: Arc<std::sync::atomic::AtomicU64>,
+    memory: bool,
 }
 
 type Shapes = std::collections::HashMap<(usize, usize), Box<Shape>, foldhash::fast::RandomState>;
@@ -26,7 +30,9 @@ type Shapes = std::collections::HashMap<(usize, usize), Box<Shape>, foldhash::fa
 pub(crate) struct SqliteConn {
     pub(crate) conn: Connection,
     pub(crate) in_tx: bool,
-    /// Column names per statement text.
+    schema_epoch: Arc<std::sync::atomic::AtomicU64>,
+    seen_epoch: u64,
+    /// Column names and placeholder maps per statement text.
     shapes: Shapes,
 }
 
@@ -55,8 +61,10 @@ impl SqliteManager {
             rest.to_owned()
         };
         Ok(Self {
+            memory: target.starts_with("file:ee-db-memory-"),
             target,
             statement_cache,
+            schema_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
 
@@ -77,6 +85,8 @@ impl SqliteManager {
             conn,
             in_tx: false,
             shapes: std::collections::HashMap::default(),
+            schema_epoch: self.schema_epoch.clone(),
+            seen_epoch: self.schema_epoch.load(Ordering::Acquire),
         })
     }
 }
@@ -152,6 +162,14 @@ impl Shape {
     }
 }
 
+/// `CREATE`, `ALTER` or `DROP`: a statement that may change a table's shape.
+fn is_ddl(sql: &str) -> bool {
+    let head = sql.as_bytes().trim_ascii_start();
+    [&b"create"[..], b"alter", b"drop"]
+        .iter()
+        .any(|k| head.len() >= k.len() && head[..k.len()].eq_ignore_ascii_case(k))
+}
+
 fn arity(expected: usize, given: usize) -> DbError {
     DbError::Query {
         code: Some("SQLITE_RANGE".into()),
@@ -166,7 +184,12 @@ impl SqliteConn {
         params: &[Value],
         limit: usize,
     ) -> Result<Vec<Row>, DbError> {
-        let shape = Self::shape(&self.conn, &mut self.shapes, sql)?;
+        let shape = Self::shape(
+            &self.conn,
+            &mut self.shapes,
+            (&self.schema_epoch, &mut self.seen_epoch),
+            sql,
+        )?;
         let columns = shape.columns.clone();
         let mut stmt = self.conn.prepare_cached(sql)?;
         shape.bind(&mut stmt, params)?;
@@ -230,7 +253,12 @@ impl SqliteConn {
         limit: usize,
         mut sink: impl FnMut(T),
     ) -> Result<(), DbError> {
-        let shape = Self::shape(&self.conn, &mut self.shapes, sql)?;
+        let shape = Self::shape(
+            &self.conn,
+            &mut self.shapes,
+            (&self.schema_epoch, &mut self.seen_epoch),
+            sql,
+        )?;
         let mut stmt = self.conn.prepare_cached(sql)?;
         shape.bind(&mut stmt, params)?;
         let mut rows = stmt.raw_query();
@@ -249,8 +277,17 @@ impl SqliteConn {
     fn shape<'a>(
         conn: &Connection,
         shapes: &'a mut Shapes,
+        epoch: (&std::sync::atomic::AtomicU64, &mut u64),
         sql: &str,
     ) -> Result<&'a Shape, DbError> {
+        let now = epoch.0.load(Ordering::Acquire);
+        if now != *epoch.1 {
+            // A cached statement still reports its old columns until it is
+            // stepped: prepare afresh.
+            conn.flush_prepared_statement_cache();
+            shapes.clear();
+            *epoch.1 = now;
+        }
         let key = (sql.as_ptr() as usize, sql.len());
         let hit = shapes.get(&key).is_some_and(|s| *s.text == *sql);
         if !hit {
@@ -266,7 +303,15 @@ impl SqliteConn {
     }
 
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let shape = Self::shape(&self.conn, &mut self.shapes, sql)?;
+        if is_ddl(sql) {
+            self.schema_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        let shape = Self::shape(
+            &self.conn,
+            &mut self.shapes,
+            (&self.schema_epoch, &mut self.seen_epoch),
+            sql,
+        )?;
         let mut stmt = self.conn.prepare_cached(sql)?;
         shape.bind(&mut stmt, params)?;
         // `raw_execute` refuses statements that return rows; step through them.
@@ -280,7 +325,10 @@ impl SqliteConn {
     }
 
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        Ok(self.conn.execute_batch(sql)?)
+        let result = self.conn.execute_batch(sql);
+        // Set-up and migrations: tables may have changed shape.
+        self.schema_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(result?)
     }
 }
 
@@ -322,6 +370,13 @@ impl crate::row::Cells for Borrowed<'_, '_> {
 /// connection does not go stale, so there is no lifetime or idle reaping.
 pub(crate) struct SqlitePool {
     manager: SqliteManager,
+    /// `sqlite::memory:` lives while one connection to it is open: this one
+    /// never leaves the pool, so closing a used connection loses nothing.
+    _anchor: Option<std::sync::Mutex<Connection>>,
+    /// One writer at a time within this process, awaited asynchronously, so
+    /// a writer never sleeps in SQLite's busy handler on a runtime thread
+    /// waiting for another of ours.
+    pub(crate) writer: Arc<tokio::sync::Semaphore>,
     state: std::sync::Mutex<Slots>,
     max: u32,
     available: tokio::sync::Notify,
@@ -359,7 +414,14 @@ impl SqlitePool {
         for _ in 0..min_idle.min(max) {
             idle.push(Box::new(manager.open()?));
         }
+        let anchor = if manager.memory {
+            Some(std::sync::Mutex::new(manager.open()?.conn))
+        } else {
+            None
+        };
         Ok(Arc::new(Self {
+            _anchor: anchor,
+            writer: Arc::new(tokio::sync::Semaphore::new(1)),
             manager,
             state: std::sync::Mutex::new(Slots {
                 open: idle.len() as u32,
@@ -384,13 +446,16 @@ impl SqlitePool {
         &self,
         f: impl FnOnce(&mut SqliteConn) -> Result<R, DbError>,
     ) -> Option<Result<R, DbError>> {
-        let mut conn = match self.take()? {
+        let conn = match self.take()? {
             Ok(conn) => conn,
             Err(e) => return Some(Err(e)),
         };
-        let result = f(&mut conn);
-        self.give_back(conn);
-        Some(result)
+        // Given back on drop, so also if `f` panics (a user `Deserialize`).
+        let mut lent = Lent {
+            pool: self,
+            conn: Some(conn),
+        };
+        Some(f(lent.conn.as_mut().expect("lent")))
     }
 
     fn take(&self) -> Option<Result<Box<SqliteConn>, DbError>> {
@@ -438,9 +503,9 @@ impl SqlitePool {
             return got.map_err(bb8::RunError::User);
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        let got = self.wait().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        got
+        // Counted down on drop, so also when the caller gives up.
+        let _waiting = Waiting(&self.waiting);
+        self.wait().await
     }
 
     async fn wait(self: &Arc<Self>) -> Result<SqliteGuard, bb8::RunError<DbError>> {
@@ -482,5 +547,28 @@ impl Drop for SqliteGuard {
         if let Some(conn) = self.conn.take() {
             self.pool.give_back(conn);
         }
+    }
+}
+
+/// A connection lent to a closure; back in the pool when dropped.
+struct Lent<'a> {
+    pool: &'a SqlitePool,
+    conn: Option<Box<SqliteConn>>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.give_back(conn);
+        }
+    }
+}
+
+/// One task waiting in [`SqlitePool::get`].
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -94,6 +94,78 @@ async fn rows_come_back_typed_and_parameters_stay_data() {
     assert_eq!((dup.code(), dup.status().as_u16()), (Some("23505"), 409));
     let e = db.query("SELECT $1, $2", params![1]).await.unwrap_err();
     assert!(e.to_string().contains("parameters"), "{e}");
+    // More than one row: `query_one` takes the first, as on SQLite.
+    let first: i32 = db
+        .query_one("SELECT * FROM generate_series(1, 3)", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(first, 1);
+}
+
+#[tokio::test]
+async fn session_state_never_reaches_the_next_user() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(DbConfig {
+        max_size: 1,
+        ..config(&pg)
+    })
+    .await
+    .unwrap();
+    let other = format!("o_{}", pg.schema().trim_start_matches("ee_test_"));
+    db.batch(&format!(
+        "CREATE TABLE here (v TEXT); INSERT INTO here VALUES ('default');
+         CREATE SCHEMA {other}; CREATE TABLE {other}.here (v TEXT); INSERT INTO {other}.here VALUES ('other');"
+    ))
+    .await
+    .unwrap();
+    let here = |db: Database| async move {
+        db.query_one("SELECT v FROM here", params![])
+            .await
+            .unwrap()
+            .get::<String>(0)
+            .unwrap()
+    };
+    // A session-wide SET through `batch` ends with its connection.
+    db.batch(&format!("SET search_path TO {other}"))
+        .await
+        .unwrap();
+    assert_eq!(here(db.clone()).await, "default");
+    // A failed transaction in `batch` leaves no aborted session behind.
+    assert!(db.batch("BEGIN; SELECT 1/0; COMMIT").await.is_err());
+    assert_eq!(here(db.clone()).await, "default");
+
+    // A statement cancelled inside a transaction makes the commit fail.
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO here VALUES ('uncommitted')", params![])
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(20),
+        tx.execute("SELECT pg_sleep(0.5)", params![]),
+    )
+    .await;
+    assert!(cancelled.is_err(), "timed out");
+    assert!(tx.commit().await.is_err());
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM here", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(n, 1);
+    db.batch(&format!("DROP SCHEMA {other} CASCADE"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        db.with_schema("public"),
+        Err(DbError::BadTenant(_))
+    ));
+    assert!(matches!(
+        db.with_schema("pg_catalog"),
+        Err(DbError::BadTenant(_))
+    ));
 }
 
 #[tokio::test]
@@ -387,6 +459,24 @@ async fn reads_go_to_replicas_except_right_after_a_write() {
             .unwrap()
     };
     assert_eq!(read(db.clone()).await, "replica");
+    // Row locks and explicit primary reads stay on the primary.
+    let locked: String = db
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.query_one("SELECT v FROM t FOR UPDATE", params![])
+                    .await?
+                    .get(0)
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(locked, "primary");
+    let plain_lock = db
+        .query_one("SELECT v FROM t FOR UPDATE", params![])
+        .await
+        .unwrap();
+    assert_eq!(plain_lock.get::<String>(0).unwrap(), "primary");
+    assert_eq!(read(db.on_primary()).await, "primary");
     let in_tx: String = db
         .transaction(|tx| {
             Box::pin(async move { tx.query_one("SELECT v FROM t", params![]).await?.get(0) })
@@ -427,7 +517,6 @@ async fn an_unreachable_server_is_a_clear_start_up_error() {
     assert_eq!(e.status(), 503, "{e}");
     let e = Database::open("mysql://x").await.unwrap_err();
     assert!(e.to_string().contains("neither"), "{e}");
-    let _ = Duration::ZERO;
 }
 
 #[test]

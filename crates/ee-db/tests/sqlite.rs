@@ -282,3 +282,111 @@ async fn the_pool_times_out_with_503_and_hands_a_returned_connection_to_a_waiter
     assert_eq!(waiter.await.unwrap().unwrap(), 10);
     assert_eq!(db.state().idle, 1);
 }
+
+#[tokio::test]
+async fn an_in_memory_database_survives_a_closed_connection() {
+    let db = Database::open("sqlite::memory:").await.unwrap();
+    db.batch("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO t VALUES (2)", params![])
+        .await
+        .unwrap();
+    drop(tx); // its connection is closed, not reused
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM t", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(n, 1, "the table and its committed row are still there");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_writers_queue_instead_of_blocking_the_runtime() {
+    let db = Database::open(&temp_db("writers")).await.unwrap();
+    db.batch("CREATE TABLE counter (n INTEGER); INSERT INTO counter VALUES (0)")
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.transaction(|tx| {
+                    Box::pin(async move {
+                        let n: i64 = tx
+                            .query_one("SELECT n FROM counter", params![])
+                            .await?
+                            .get(0)?;
+                        // Another task gets the runtime while this one holds the write lock.
+                        tokio::task::yield_now().await;
+                        tx.execute("UPDATE counter SET n = $1", params![n + 1])
+                            .await
+                    })
+                })
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let n: i64 = db
+        .query_one("SELECT n FROM counter", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(n, 10);
+}
+
+#[tokio::test]
+async fn a_table_recreated_with_other_columns_decodes_right() {
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Pair {
+        a: i64,
+        b: String,
+    }
+    let db = Database::open("sqlite::memory:").await.unwrap();
+    db.batch("CREATE TABLE p (a INTEGER, b TEXT); INSERT INTO p VALUES (1, 'x')")
+        .await
+        .unwrap();
+    const ALL: &str = "SELECT * FROM p";
+    let before: Pair = db.query_one_as(ALL, params![]).await.unwrap();
+    assert_eq!(
+        before,
+        Pair {
+            a: 1,
+            b: "x".into()
+        }
+    );
+    db.batch("DROP TABLE p; CREATE TABLE p (b TEXT, a INTEGER); INSERT INTO p VALUES ('y', 2)")
+        .await
+        .unwrap();
+    let after: Pair = db.query_one_as(ALL, params![]).await.unwrap();
+    assert_eq!(
+        after,
+        Pair {
+            a: 2,
+            b: "y".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn impossible_settings_are_reported_together() {
+    let e = Database::connect(ee_db::DbConfig {
+        connect_timeout_ms: 0,
+        max_size: 2,
+        min_idle: Some(5),
+        ..ee_db::DbConfig::new("sqlite::memory:")
+    })
+    .await
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("connect_timeout_ms") && text.contains("min_idle (5)"),
+        "{text}"
+    );
+}
