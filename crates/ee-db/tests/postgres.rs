@@ -1,20 +1,14 @@
 //! PostgreSQL: the machine's server, one schema per test.
 
+mod common;
+
+use common::migrations;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ee_db::{Database, DbConfig, DbError, Engine, Isolation, Migrations, params};
 use ee_testing::Postgres;
-use serde::Deserialize;
-
-fn migrations() -> Migrations {
-    ee_db::embed_migrations!(
-        "tests/migrations/0001_products.sql",
-        "tests/migrations/0002_orders.sql"
-    )
-    .unwrap()
-}
 
 fn config(pg: &Postgres) -> DbConfig {
     DbConfig {
@@ -23,38 +17,12 @@ fn config(pg: &Postgres) -> DbConfig {
     }
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
-struct Product {
-    sku: String,
-    name: String,
-    price_minor: i64,
-    stock: i64,
-}
-
 #[tokio::test]
 async fn rows_come_back_typed_and_parameters_stay_data() {
     let pg = Postgres::connect().await;
     let db = Database::connect(config(&pg)).await.unwrap();
     assert_eq!(db.engine(), Engine::Postgres);
-    db.migrate(&migrations()).await.unwrap();
-
-    let evil = "x'); DROP TABLE products; --";
-    db.execute(
-        "INSERT INTO products (sku, name, price_minor) VALUES ($1, $2, $3)",
-        params![evil, "Robert", 5],
-    )
-    .await
-    .unwrap();
-    let p: Product = db
-        .query_one_as("SELECT * FROM products WHERE sku = $1", params![evil])
-        .await
-        .unwrap();
-    assert_eq!(p.name, "Robert");
-    let all: Vec<Product> = db
-        .query_as("SELECT * FROM products ORDER BY sku", params![])
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 2);
+    common::parameters_stay_data(&db).await;
 
     let row = db
         .query_one(

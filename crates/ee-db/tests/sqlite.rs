@@ -1,5 +1,8 @@
 //! SQLite, embedded: the same API as PostgreSQL, in a temp directory.
 
+mod common;
+
+use common::{Product, migrations};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -18,47 +21,11 @@ fn temp_db(name: &str) -> String {
     format!("sqlite://{}/test.db", dir.display())
 }
 
-fn migrations() -> Migrations {
-    ee_db::embed_migrations!(
-        "tests/migrations/0001_products.sql",
-        "tests/migrations/0002_orders.sql"
-    )
-    .unwrap()
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-struct Product {
-    sku: String,
-    name: String,
-    price_minor: i64,
-    stock: i64,
-}
-
 #[tokio::test]
 async fn rows_come_back_typed_and_parameters_stay_data() {
     let db = Database::open(&temp_db("typed")).await.unwrap();
     assert_eq!(db.engine(), Engine::Sqlite);
-    db.migrate(&migrations()).await.unwrap();
-
-    let evil = "x'); DROP TABLE products; --";
-    db.execute(
-        "INSERT INTO products (sku, name, price_minor) VALUES ($1, $2, $3)",
-        params![evil, "Robert", 5],
-    )
-    .await
-    .unwrap();
-    let p: Product = db
-        .query_one_as("SELECT * FROM products WHERE sku = $1", params![evil])
-        .await
-        .unwrap();
-    assert_eq!(p.name, "Robert");
-    assert_eq!(
-        db.query("SELECT * FROM products", params![])
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    common::parameters_stay_data(&db).await;
 
     // `$N` binds by number, whatever order the placeholders appear in.
     let row = db
