@@ -10,17 +10,11 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ee_db::{Database, DbConfig, params};
 use ee_testing::bench::spread;
-use serde::Deserialize;
 
 const POOL: u32 = 10;
 
-#[derive(Debug, Deserialize)]
-#[allow(dead_code)]
-struct Item {
-    id: i64,
-    name: String,
-    price: i64,
-}
+mod support;
+use support::{Item, ONE, SQLITE_ITEMS, raw_read};
 
 const HUNDRED: &str = "SELECT id, name, price FROM bench_items ORDER BY id";
 
@@ -198,17 +192,10 @@ fn sqlite(c: &mut Criterion) {
     let db = rt
         .block_on(Database::open(&format!("sqlite://{}", path.display())))
         .unwrap();
-    rt.block_on(db.batch(
-        "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price INTEGER NOT NULL);
-         DELETE FROM items;
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
-         INSERT INTO items SELECT i, 'item ' || i, i * 100 FROM n;",
-    ))
-    .unwrap();
+    rt.block_on(db.batch(SQLITE_ITEMS)).unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
         .unwrap();
-    const ONE: &str = "SELECT id, name, price FROM items WHERE id = $1";
 
     let mut group = c.benchmark_group("sqlite_point_read");
     let mut id = 0i64;
@@ -216,17 +203,7 @@ fn sqlite(c: &mut Criterion) {
     group.bench_function("rusqlite", |b| {
         b.iter(|| {
             id = id % 1000 + 1;
-            rt.block_on(async {
-                let mut stmt = raw.prepare_cached(ONE).unwrap();
-                stmt.query_row([id], |r| {
-                    Ok(Item {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        price: r.get(2)?,
-                    })
-                })
-                .unwrap()
-            })
+            rt.block_on(async { raw_read(&raw, id) })
         })
     });
     group.bench_function("ee_db", |b| {
