@@ -16,8 +16,8 @@ pub enum DbError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A statement failed. `code` is the SQLSTATE (PostgreSQL) or the
-    /// extended result code (SQLite). Maps to 500, or 409 for a unique,
-    /// foreign-key or check violation.
+    /// extended result code (SQLite). Maps to 500; 409 for a unique,
+    /// foreign-key or check violation; 400 for a data exception (22xxx).
     #[error("query failed{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Query {
         /// SQLSTATE (`23505`, `40001`, …) or SQLite's code name.
@@ -95,6 +95,10 @@ impl DbError {
                     | "SQLITE_CONSTRAINT_CHECK",
                 ) => StatusCode::CONFLICT,
                 Some("40001" | "40P01" | "SQLITE_BUSY") => StatusCode::SERVICE_UNAVAILABLE,
+                // Data exceptions (22xxx): a value the server refused
+                // (`'x'::int`, a malformed UUID, a division by zero) — what a
+                // client sent, as PostgREST reads them.
+                Some(c) if c.starts_with("22") => StatusCode::BAD_REQUEST,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -121,6 +125,11 @@ impl DbError {
                 "conflict",
                 "Conflict",
                 "the change conflicts with an existing record".to_owned(),
+            ),
+            _ if status == StatusCode::BAD_REQUEST => (
+                "invalid-value",
+                "Invalid value",
+                "a value in the request is not valid for the database".to_owned(),
             ),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => (
                 "contention",

@@ -62,6 +62,12 @@ async fn rows_come_back_typed_and_parameters_stay_data() {
     assert_eq!((dup.code(), dup.status().as_u16()), (Some("23505"), 409));
     let e = db.query("SELECT $1, $2", params![1]).await.unwrap_err();
     assert!(e.to_string().contains("parameters"), "{e}");
+    // A value the server refuses (a data exception) is the client's: 400.
+    let e = db
+        .query("SELECT $1::text::int4", params!["forty-two"])
+        .await
+        .unwrap_err();
+    assert_eq!((e.code(), e.status().as_u16()), (Some("22P02"), 400), "{e}");
     // More than one row: `query_one` takes the first, as on SQLite.
     let first: i32 = db
         .query_one("SELECT * FROM generate_series(1, 3)", params![])
