@@ -218,6 +218,11 @@ impl Database {
             return Self::postgres_with_tls(config, tokio_postgres::NoTls).await;
         }
         if config.url.starts_with("sqlite:") {
+            if !config.replicas.is_empty() {
+                return Err(DbError::BadConfig(
+                    "replicas need PostgreSQL; an SQLite database has none".into(),
+                ));
+            }
             #[cfg(feature = "sqlite")]
             {
                 let manager =
