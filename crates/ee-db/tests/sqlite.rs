@@ -356,4 +356,11 @@ async fn impossible_settings_are_reported_together() {
         text.contains("connect_timeout_ms") && text.contains("min_idle (5)"),
         "{text}"
     );
+    let e = Database::connect(ee_db::DbConfig {
+        replicas: vec!["sqlite://elsewhere.db".into()],
+        ..ee_db::DbConfig::new("sqlite::memory:")
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(e, DbError::BadConfig(_)), "{e}");
 }
