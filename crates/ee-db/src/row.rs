@@ -57,7 +57,8 @@ pub(crate) enum Cell<'a> {
     Float(f64),
     Text(&'a str),
     Bytes(&'a [u8]),
-    Json(serde_json::Value),
+    /// Boxed: keeps the common cells small to move.
+    Json(Box<serde_json::Value>),
 }
 
 impl Row {
@@ -129,7 +130,7 @@ impl Row {
                 crate::Value::Float(f) => Cell::Float(*f),
                 crate::Value::Text(s) => Cell::Text(s),
                 crate::Value::Bytes(b) => Cell::Bytes(b),
-                crate::Value::Json(v) => Cell::Json(v.clone()),
+                crate::Value::Json(v) => Cell::Json(Box::new(v.clone())),
             }),
         }
     }
@@ -158,7 +159,7 @@ fn pg_cell(row: &tokio_postgres::Row, i: usize) -> Result<Cell<'_>, DbError> {
         Type::FLOAT4 => get!(f32, |v| Cell::Float(f64::from(v))),
         Type::FLOAT8 => get!(f64, Cell::Float),
         Type::BYTEA => get!(&[u8], Cell::Bytes),
-        Type::JSON | Type::JSONB => get!(serde_json::Value, Cell::Json),
+        Type::JSON | Type::JSONB => get!(serde_json::Value, |v| Cell::Json(Box::new(v))),
         _ if <&str as tokio_postgres::types::FromSql>::accepts(ty) => get!(&str, Cell::Text),
         _ => {
             return Err(DbError::Decode(format!(
@@ -199,7 +200,7 @@ impl<'de> de::Deserializer<'de> for CellDe<'_> {
             Cell::Float(f) => visitor.visit_f64(f),
             Cell::Text(s) => visitor.visit_str(s),
             Cell::Bytes(b) => visitor.visit_bytes(b),
-            Cell::Json(v) => v.deserialize_any(visitor).map_err(de::Error::custom),
+            Cell::Json(v) => (*v).deserialize_any(visitor).map_err(de::Error::custom),
         }
     }
 
@@ -268,7 +269,7 @@ impl<'de> de::Deserializer<'de> for CellDe<'_> {
     ) -> Result<V::Value, DeError> {
         match self.0 {
             Cell::Text(s) => visitor.visit_enum(s.into_deserializer()),
-            Cell::Json(v) => v
+            Cell::Json(v) => (*v)
                 .deserialize_enum(name, variants, visitor)
                 .map_err(de::Error::custom),
             _ => self.deserialize_any(visitor),
