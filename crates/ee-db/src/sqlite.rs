@@ -184,15 +184,8 @@ impl SqliteConn {
         params: &[Value],
         limit: usize,
     ) -> Result<Vec<Row>, DbError> {
-        let shape = Self::shape(
-            &self.conn,
-            &mut self.shapes,
-            (&self.schema_epoch, &mut self.seen_epoch),
-            sql,
-        )?;
+        let (mut stmt, shape) = self.bound(sql, params)?;
         let columns = shape.columns.clone();
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        shape.bind(&mut stmt, params)?;
         let width = columns.len();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
@@ -253,14 +246,7 @@ impl SqliteConn {
         limit: usize,
         mut sink: impl FnMut(T),
     ) -> Result<(), DbError> {
-        let shape = Self::shape(
-            &self.conn,
-            &mut self.shapes,
-            (&self.schema_epoch, &mut self.seen_epoch),
-            sql,
-        )?;
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        shape.bind(&mut stmt, params)?;
+        let (mut stmt, shape) = self.bound(sql, params)?;
         let mut rows = stmt.raw_query();
         let mut n = 0;
         while n < limit {
@@ -269,6 +255,24 @@ impl SqliteConn {
             n += 1;
         }
         Ok(())
+    }
+
+    /// `sql` prepared (from rusqlite's cache) with `params` bound, and its
+    /// shape.
+    fn bound(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<(rusqlite::CachedStatement<'_>, &Shape), DbError> {
+        let shape = Self::shape(
+            &self.conn,
+            &mut self.shapes,
+            (&self.schema_epoch, &mut self.seen_epoch),
+            sql,
+        )?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        shape.bind(&mut stmt, params)?;
+        Ok((stmt, shape))
     }
 
     /// The shape of `sql`, cached per statement. Keyed by the text's address
@@ -306,19 +310,13 @@ impl SqliteConn {
         if is_ddl(sql) {
             self.schema_epoch.fetch_add(1, Ordering::AcqRel);
         }
-        let shape = Self::shape(
-            &self.conn,
-            &mut self.shapes,
-            (&self.schema_epoch, &mut self.seen_epoch),
-            sql,
-        )?;
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        shape.bind(&mut stmt, params)?;
+        let (mut stmt, _) = self.bound(sql, params)?;
         // `raw_execute` refuses statements that return rows; step through them.
         if stmt.column_count() > 0 {
             let mut rows = stmt.raw_query();
             while rows.next()?.is_some() {}
             drop(rows);
+            drop(stmt);
             return Ok(self.conn.changes());
         }
         Ok(stmt.raw_execute()? as u64)

@@ -69,12 +69,7 @@ async fn rows_come_back_typed_and_parameters_stay_data() {
         .unwrap_err();
     assert_eq!((e.code(), e.status().as_u16()), (Some("22P02"), 400), "{e}");
     // More than one row: `query_one` takes the first, as on SQLite.
-    let first: i32 = db
-        .query_one("SELECT * FROM generate_series(1, 3)", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let first: i32 = common::scalar(&db, "SELECT * FROM generate_series(1, 3)").await;
     assert_eq!(first, 1);
 }
 
@@ -94,13 +89,8 @@ async fn session_state_never_reaches_the_next_user() {
     ))
     .await
     .unwrap();
-    let here = |db: Database| async move {
-        db.query_one("SELECT v FROM here", params![])
-            .await
-            .unwrap()
-            .get::<String>(0)
-            .unwrap()
-    };
+    let here =
+        |db: Database| async move { common::scalar::<String>(&db, "SELECT v FROM here").await };
     // A session-wide SET through `batch` ends with its connection.
     db.batch(&format!("SET search_path TO {other}"))
         .await
@@ -122,12 +112,7 @@ async fn session_state_never_reaches_the_next_user() {
     .await;
     assert!(cancelled.is_err(), "timed out");
     assert!(tx.commit().await.is_err());
-    let n: i64 = db
-        .query_one("SELECT count(*) FROM here", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let n: i64 = common::scalar(&db, "SELECT count(*) FROM here").await;
     assert_eq!(n, 1);
     db.batch(&format!("DROP SCHEMA {other} CASCADE"))
         .await
@@ -172,11 +157,7 @@ async fn statements_are_prepared_once_per_connection() {
     .await
     .unwrap();
     let prepared = |db: Database| async move {
-        db.query_one("SELECT count(*) FROM pg_prepared_statements", params![])
-            .await
-            .unwrap()
-            .get::<i64>(0)
-            .unwrap()
+        common::scalar::<i64>(&db, "SELECT count(*) FROM pg_prepared_statements").await
     };
     let before = prepared(db.clone()).await;
     for i in 0..5 {
@@ -200,24 +181,14 @@ async fn a_killed_connection_is_discarded_and_the_next_checkout_works() {
     })
     .await
     .unwrap();
-    let pid: i32 = db
-        .query_one("SELECT pg_backend_pid()", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let pid: i32 = common::scalar(&db, "SELECT pg_backend_pid()").await;
     pg.client()
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap();
     // Whether or not the pool has noticed yet, the next statements work.
     for _ in 0..3 {
-        let now: i32 = db
-            .query_one("SELECT pg_backend_pid()", params![])
-            .await
-            .unwrap()
-            .get(0)
-            .unwrap();
+        let now: i32 = common::scalar(&db, "SELECT pg_backend_pid()").await;
         assert_ne!(now, pid);
     }
 }
@@ -241,12 +212,7 @@ async fn ten_instances_migrate_once_and_changed_files_are_refused() {
     }
     assert_eq!(applied.load(Ordering::SeqCst), 2);
     let db = Database::connect(config(&pg)).await.unwrap();
-    let n: i64 = db
-        .query_one("SELECT count(*) FROM products", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let n: i64 = common::scalar(&db, "SELECT count(*) FROM products").await;
     assert_eq!(n, 1);
     let changed = Migrations::new(&[("0002_orders.sql", "SELECT 1")]).unwrap();
     assert!(matches!(
@@ -295,12 +261,7 @@ async fn conflicting_serializable_transactions_are_retried() {
         runs.load(Ordering::SeqCst) >= 3,
         "one transaction ran again"
     );
-    let stock: i64 = db
-        .query_one("SELECT stock FROM products WHERE sku = 'A-1'", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let stock: i64 = common::scalar(&db, "SELECT stock FROM products WHERE sku = 'A-1'").await;
     assert_eq!(stock, 8, "both decrements landed");
 }
 
@@ -395,12 +356,8 @@ async fn row_level_security_keeps_tenant_a_out_of_b() {
     assert_eq!(seen("a").await, vec![("a".to_owned(), 100)]);
     assert_eq!(seen("b").await, vec![("b".to_owned(), 200)]);
     // SET LOCAL: gone after the transaction.
-    let after: Option<String> = db
-        .query_one("SELECT current_setting('ee.tenant_id', true)", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let after: Option<String> =
+        common::scalar(&db, "SELECT current_setting('ee.tenant_id', true)").await;
     assert!(after.unwrap_or_default().is_empty());
 }
 
@@ -425,13 +382,7 @@ async fn reads_go_to_replicas_except_right_after_a_write() {
     })
     .await
     .unwrap();
-    let read = |db: Database| async move {
-        db.query_one("SELECT v FROM t", params![])
-            .await
-            .unwrap()
-            .get::<String>(0)
-            .unwrap()
-    };
+    let read = |db: Database| async move { common::scalar::<String>(&db, "SELECT v FROM t").await };
     assert_eq!(read(db.clone()).await, "replica");
     // Row locks and explicit primary reads stay on the primary.
     let locked: String = db

@@ -91,11 +91,7 @@ async fn transactions_commit_roll_back_and_drop_safely() {
     let db = Database::open(&temp_db("tx")).await.unwrap();
     db.migrate(&migrations()).await.unwrap();
     let stock = |db: Database| async move {
-        db.query_one("SELECT stock FROM products WHERE sku = 'A-1'", params![])
-            .await
-            .unwrap()
-            .get::<i64>(0)
-            .unwrap()
+        common::scalar::<i64>(&db, "SELECT stock FROM products WHERE sku = 'A-1'").await
     };
 
     db.transaction(|tx| {
@@ -176,12 +172,7 @@ async fn ten_instances_migrate_one_file_once() {
         "each migration applied by exactly one instance"
     );
     let db = Database::open(&url).await.unwrap();
-    let n: i64 = db
-        .query_one("SELECT count(*) FROM products", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let n: i64 = common::scalar(&db, "SELECT count(*) FROM products").await;
     assert_eq!(n, 1, "the seed row went in once");
 
     // A changed file is refused before anything runs.
@@ -261,12 +252,7 @@ async fn an_in_memory_database_survives_a_closed_connection() {
         .await
         .unwrap();
     drop(tx); // its connection is closed, not reused
-    let n: i64 = db
-        .query_one("SELECT count(*) FROM t", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let n: i64 = common::scalar(&db, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "the table and its committed row are still there");
 }
 
@@ -299,12 +285,7 @@ async fn concurrent_writers_queue_instead_of_blocking_the_runtime() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let n: i64 = db
-        .query_one("SELECT n FROM counter", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let n: i64 = common::scalar(&db, "SELECT n FROM counter").await;
     assert_eq!(n, 10);
 }
 

@@ -44,3 +44,8 @@ pub async fn parameters_stay_data(db: &Database) {
         .unwrap();
     assert_eq!(all.len(), 2);
 }
+
+/// The first column of the first row of `sql` (no parameters).
+pub async fn scalar<T: serde::de::DeserializeOwned>(db: &Database, sql: &str) -> T {
+    db.query_one(sql, params![]).await.unwrap().get(0).unwrap()
+}
