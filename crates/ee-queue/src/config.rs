@@ -1,0 +1,86 @@
+//! Settings of a queue and of a worker, loadable with serde (ee-config).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Keep;
+
+/// Settings of a [`Queue`](crate::Queue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The largest payload `add` accepts, in bytes of JSON (default 512 KiB).
+    pub max_payload_bytes: usize,
+    /// About how many lifecycle events the queue's stream keeps (default
+    /// 10 000, as BullMQ); 0 turns events off.
+    pub events_max_len: u64,
+    /// Retention of completed jobs unless a job says otherwise (default:
+    /// the newest 1 000, none older than a day).
+    pub keep_completed: Keep,
+    /// Retention of jobs that failed for good, the dead-letter set (default:
+    /// all, until retried or removed).
+    pub keep_failed: Keep,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 512 * 1024,
+            events_max_len: 10_000,
+            keep_completed: Keep {
+                count: Some(1000),
+                age_secs: Some(24 * 3600),
+            },
+            keep_failed: Keep::ALL,
+        }
+    }
+}
+
+/// Settings of a [`Worker`](crate::Worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Jobs run at once by this worker (default 10).
+    pub concurrency: usize,
+    /// How long a taken job stays this worker's without a renewal, in ms
+    /// (default 30 000). The worker renews at half this; a worker that
+    /// dies leaves its jobs to the stalled-job checker after it.
+    pub lease_ms: u64,
+    /// How often this worker looks for stalled jobs, in ms (default 30 000).
+    pub stalled_interval_ms: u64,
+    /// How many times a job may stall before it fails (default 1).
+    pub max_stalled: u32,
+    /// At most this many jobs start per `rate_limit_window_ms` across every
+    /// worker of the queue (0, the default: no limit). Every worker of a
+    /// queue should be given the same limit.
+    pub rate_limit_max: u64,
+    /// The rate limit's window, in ms (default 1 000).
+    pub rate_limit_window_ms: u64,
+    /// The longest a worker blocks waiting for a job before it looks again,
+    /// in ms (default 5 000).
+    pub block_ms: u64,
+    /// The most jobs finished in one call to Redis (default 500).
+    pub finish_batch: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 10,
+            lease_ms: 30_000,
+            stalled_interval_ms: 30_000,
+            max_stalled: 1,
+            rate_limit_max: 0,
+            rate_limit_window_ms: 1000,
+            block_ms: 5000,
+            finish_batch: 500,
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub(crate) fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.max(100))
+    }
+}

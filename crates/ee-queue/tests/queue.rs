@@ -1,0 +1,881 @@
+//! ee-queue against real Redis servers (a throwaway `redis-server` per
+//! test, a 3-node Cluster for the Cluster test).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ee_core::redis::RedisConfig;
+use ee_queue::{
+    Backoff, Job, JobOptions, JobState, Keep, NewJob, Queue, QueueConfig, QueueError, Worker,
+    WorkerConfig,
+};
+use ee_testing::{RedisCluster, RedisServer};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Email {
+    to: String,
+}
+
+fn email(to: &str) -> Email {
+    Email { to: to.into() }
+}
+
+async fn open(server: &RedisServer, name: &str) -> Queue {
+    let config = RedisConfig::standalone(server.url()).with_timeout(Duration::from_secs(2));
+    Queue::connect(config, name).await.expect("queue")
+}
+
+/// Waits (up to 20 s) until `check` holds.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn state(queue: &Queue, id: &str) -> Option<JobState> {
+    queue.job(id).await.unwrap().map(|j| j.state)
+}
+
+/// A handler that records the `to` of each job it runs, in order.
+#[allow(clippy::type_complexity)] // spelled out once, here, for every test
+fn recorder() -> (
+    Arc<Mutex<Vec<String>>>,
+    impl tower::Service<
+        Job<Email>,
+        Response = String,
+        Error = Infallible,
+        Future = impl Future<Output = Result<String, Infallible>> + Send,
+    > + Clone
+    + Send
+    + 'static,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let service = tower::service_fn(move |job: Job<Email>| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(job.data.to.clone());
+            Ok::<_, Infallible>(format!("sent to {}", job.data.to))
+        }
+    });
+    (seen, service)
+}
+
+/// The keys matching `pattern` on one server.
+fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
+    match server.command(&["KEYS", pattern]) {
+        ee_testing::Reply::Array(Some(items)) => items.iter().filter_map(|r| r.as_text()).collect(),
+        other => panic!("KEYS answered {other:?}"),
+    }
+}
+
+fn quick() -> WorkerConfig {
+    WorkerConfig {
+        block_ms: 200,
+        ..WorkerConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_once_and_its_result_and_events_are_kept() {
+    let server = RedisServer::start();
+    let queue = open(&server, "mail").await;
+    let id = queue
+        .add("welcome", &email("ada@example.com"), JobOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(state(&queue, &id).await, Some(JobState::Waiting));
+
+    let (seen, service) = recorder();
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    until("the job completed", || async {
+        state(&queue, &id).await == Some(JobState::Completed)
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+
+    assert_eq!(*seen.lock().unwrap(), ["ada@example.com"]);
+    let job = queue.job(&id).await.unwrap().unwrap();
+    assert_eq!(job.name, "welcome");
+    assert_eq!(job.attempts_made, 1);
+    assert_eq!(job.data, serde_json::json!({ "to": "ada@example.com" }));
+    assert_eq!(
+        job.return_value,
+        Some(serde_json::json!("sent to ada@example.com"))
+    );
+    assert!(job.processed_ms.unwrap() >= job.created_ms);
+    assert!(job.finished_ms.unwrap() >= job.processed_ms.unwrap());
+
+    let events: Vec<String> = queue
+        .events("0", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.job_id == id)
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(events, ["waiting", "active", "completed"]);
+
+    // Every key the queue wrote shares its hash tag.
+    let keys = keys(&server, "*");
+    assert!(!keys.is_empty());
+    assert!(
+        keys.iter().all(|k| k.starts_with("ee:queue:{mail}:")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_add_keeps_order_and_a_job_id_deduplicates() {
+    let server = RedisServer::start();
+    let queue = open(&server, "bulk").await;
+    let ids = queue
+        .add_bulk((0..100).map(|i| NewJob::new("n", i)))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 100);
+    let numbers: Vec<u64> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    assert_eq!(queue.counts().await.unwrap().waiting, 100);
+
+    let first = queue
+        .add("charge", &1, JobOptions::default().job_id("order-7"))
+        .await
+        .unwrap();
+    let again = queue
+        .add("charge", &2, JobOptions::default().job_id("order-7"))
+        .await
+        .unwrap();
+    assert_eq!((first.as_str(), again.as_str()), ("order-7", "order-7"));
+    assert_eq!(queue.counts().await.unwrap().waiting, 101);
+    let job = queue.job("order-7").await.unwrap().unwrap();
+    assert_eq!(job.data, serde_json::json!(1), "the first payload stays");
+
+    // The next numbered id is still free of the custom one.
+    let next = queue.add("n", &0, JobOptions::default()).await.unwrap();
+    assert_eq!(next, "101");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_by_priority_after_unprioritized_ones_and_delays_hold() {
+    let server = RedisServer::start();
+    let queue = open(&server, "order").await;
+    queue
+        .add(
+            "x",
+            &email("late"),
+            JobOptions::default().delay(Duration::from_millis(600)),
+        )
+        .await
+        .unwrap();
+    for (to, priority) in [
+        ("p3", 3),
+        ("p1", 1),
+        ("none-a", 0),
+        ("p2", 2),
+        ("none-b", 0),
+    ] {
+        queue
+            .add("x", &email(to), JobOptions::default().priority(priority))
+            .await
+            .unwrap();
+    }
+    let counts = queue.counts().await.unwrap();
+    assert_eq!(
+        (counts.waiting, counts.prioritized, counts.delayed),
+        (2, 3, 1)
+    );
+    let (seen, service) = recorder();
+    let worker = Worker::new(queue.clone(), service)
+        .config(quick())
+        .concurrency(1)
+        .start();
+    until("all six ran", || async { seen.lock().unwrap().len() == 6 }).await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["none-a", "none-b", "p1", "p2", "p3", "late"]
+    );
+    let late = queue
+        .jobs(JobState::Completed, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.data["to"] == "late")
+        .unwrap();
+    assert!(
+        late.processed_ms.unwrap() >= late.created_ms + 600,
+        "taken {} ms after it was added",
+        late.processed_ms.unwrap() - late.created_ms
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_retry_with_backoff_then_go_to_the_failed_set() {
+    let server = RedisServer::start();
+    let queue = open(&server, "retry").await;
+    let runs = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let counted = runs.clone();
+    // `flaky` succeeds on its third attempt; `doomed` never does.
+    let service = tower::service_fn(move |job: Job<Email>| {
+        let counted = counted.clone();
+        async move {
+            *counted
+                .lock()
+                .unwrap()
+                .entry(job.data.to.clone())
+                .or_default() += 1;
+            if job.data.to == "flaky" && job.attempt >= 3 {
+                Ok(job.attempt)
+            } else {
+                Err(format!("smtp refused (attempt {})", job.attempt))
+            }
+        }
+    });
+    let backoff = Backoff::fixed(Duration::from_millis(150));
+    let flaky = queue
+        .add(
+            "x",
+            &email("flaky"),
+            JobOptions::default().attempts(3, backoff),
+        )
+        .await
+        .unwrap();
+    let doomed = queue
+        .add(
+            "x",
+            &email("doomed"),
+            JobOptions::default().attempts(2, backoff),
+        )
+        .await
+        .unwrap();
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    until("both finished", || async {
+        state(&queue, &flaky).await == Some(JobState::Completed)
+            && state(&queue, &doomed).await == Some(JobState::Failed)
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+
+    assert_eq!(runs.lock().unwrap()["flaky"], 3);
+    assert_eq!(runs.lock().unwrap()["doomed"], 2);
+    let f = queue.job(&flaky).await.unwrap().unwrap();
+    assert_eq!(
+        (f.attempts_made, f.return_value),
+        (3, Some(serde_json::json!(3)))
+    );
+    let d = queue.job(&doomed).await.unwrap().unwrap();
+    assert_eq!(d.attempts_made, 2);
+    assert_eq!(d.failed_reason.as_deref(), Some("smtp refused (attempt 2)"));
+    assert_eq!(queue.jobs(JobState::Failed, 0, 10).await.unwrap().len(), 1);
+
+    // Each retry waited in `delayed`, and the events say so.
+    let events = queue.events("0", 1000).await.unwrap();
+    let of_flaky: Vec<(String, Option<String>)> = events
+        .iter()
+        .filter(|e| e.job_id == flaky)
+        .map(|e| (e.event.clone(), e.fields.get("retry").cloned()))
+        .collect();
+    let failed_then_delayed = of_flaky
+        .windows(2)
+        .filter(|w| w[0] == ("failed".into(), Some("1".into())) && w[1].0 == "delayed")
+        .count();
+    assert_eq!(failed_then_delayed, 2, "{of_flaky:?}");
+    let last = events.iter().rfind(|e| e.job_id == doomed).unwrap();
+    assert_eq!(
+        (
+            last.event.as_str(),
+            last.fields.get("retry").map(String::as_str)
+        ),
+        ("failed", Some("0"))
+    );
+
+    // A failed job (the dead-letter set) can be retried by hand.
+    let fixed = tower::service_fn(|_job: Job<Email>| async { Ok::<_, Infallible>("ok") });
+    queue.retry(&doomed).await.unwrap();
+    let worker = Worker::new(queue.clone(), fixed).config(quick()).start();
+    until("the retried job completed", || async {
+        state(&queue, &doomed).await == Some(JobState::Completed)
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    assert!(matches!(
+        queue.retry("nope").await,
+        Err(QueueError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_payloads_panics_and_timeouts_fail_the_job_not_the_worker() {
+    let server = RedisServer::start();
+    let queue = open(&server, "bad").await;
+    let wrong = queue
+        .add(
+            "x",
+            &serde_json::json!({ "recipient": 42 }),
+            JobOptions::default().attempts(5, Backoff::fixed(Duration::ZERO)),
+        )
+        .await
+        .unwrap();
+    let panics = queue
+        .add("x", &email("panic"), JobOptions::default())
+        .await
+        .unwrap();
+    let slow = queue
+        .add(
+            "x",
+            &email("slow"),
+            JobOptions::default().timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    let fine = queue
+        .add("x", &email("fine"), JobOptions::default())
+        .await
+        .unwrap();
+    let service = tower::service_fn(|job: Job<Email>| async move {
+        match job.data.to.as_str() {
+            "panic" => panic!("boom"),
+            "slow" => tokio::time::sleep(Duration::from_secs(30)).await,
+            _ => {}
+        }
+        Ok::<_, Infallible>(())
+    });
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    until("all four finished", || async {
+        let c = queue.counts().await.unwrap();
+        c.failed == 3 && c.completed == 1
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    let reason = |id: String| {
+        let queue = queue.clone();
+        async move {
+            queue
+                .job(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .failed_reason
+                .unwrap()
+        }
+    };
+    let decode = reason(wrong.clone()).await;
+    assert!(
+        decode.contains("does not decode") && decode.contains("missing field `to`"),
+        "{decode}"
+    );
+    assert_eq!(
+        queue.job(&wrong).await.unwrap().unwrap().attempts_made,
+        1,
+        "a payload that does not decode is not retried"
+    );
+    assert_eq!(reason(panics).await, "the handler panicked: boom");
+    assert_eq!(reason(slow).await, "the job timed out after 100 ms");
+    assert_eq!(state(&queue, &fine).await, Some(JobState::Completed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_at_add_is_refused_and_nothing_is_added() {
+    let server = RedisServer::start();
+    let config = QueueConfig {
+        max_payload_bytes: 1024,
+        ..QueueConfig::default()
+    };
+    let queue = Queue::connect_with(RedisConfig::standalone(server.url()), "limits", config)
+        .await
+        .unwrap();
+    let big = "x".repeat(2000);
+    let err = queue
+        .add("x", &big, JobOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QueueError::PayloadTooLarge {
+                size: 2002,
+                limit: 1024
+            }
+        ),
+        "{err}"
+    );
+    let problem = err.to_problem();
+    assert_eq!(problem.status(), 413);
+    assert_eq!(
+        problem.type_uri(),
+        "https://ee.rs/problems/queue/payload-too-large"
+    );
+
+    // One bad job spoils the whole batch.
+    let batch = vec![NewJob::new("x", "small".to_owned()), NewJob::new("x", big)];
+    assert!(queue.add_bulk(batch).await.is_err());
+    for (name, options) in [
+        ("", JobOptions::default()),
+        (
+            "x",
+            JobOptions::default().priority(ee_queue::MAX_PRIORITY + 1),
+        ),
+        ("x", JobOptions::default().job_id("123")),
+        ("x", JobOptions::default().job_id("{slot}")),
+        (
+            "x",
+            JobOptions {
+                attempts: Some(0),
+                ..JobOptions::default()
+            },
+        ),
+    ] {
+        let err = queue.add(name, &1, options).await.unwrap_err();
+        assert_eq!(err.to_problem().status(), 400, "{err}");
+    }
+    assert_eq!(queue.counts().await.unwrap(), ee_queue::Counts::default());
+    assert!(
+        Queue::connect(RedisConfig::standalone(server.url()), "")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_job_is_run_again_by_another_after_its_lease() {
+    let server = RedisServer::start();
+    let queue = open(&server, "stall").await;
+    let id = queue
+        .add("x", &email("once"), JobOptions::default())
+        .await
+        .unwrap();
+    let stuck = tower::service_fn(|_job: Job<Email>| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, Infallible>(())
+    });
+    let short = WorkerConfig {
+        lease_ms: 400,
+        stalled_interval_ms: 100,
+        ..quick()
+    };
+    let dying = Worker::new(queue.clone(), stuck)
+        .config(short.clone())
+        .start();
+    until("the job is active", || async {
+        state(&queue, &id).await == Some(JobState::Active)
+    })
+    .await;
+    dying.abort(); // as a SIGKILL would: no outcome, no more renewals
+
+    let (seen, service) = recorder();
+    let rescuer = Worker::new(queue.clone(), service)
+        .config(short.clone())
+        .start();
+    until("the job completed", || async {
+        state(&queue, &id).await == Some(JobState::Completed)
+    })
+    .await;
+    rescuer.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(*seen.lock().unwrap(), ["once"]);
+    let job = queue.job(&id).await.unwrap().unwrap();
+    assert_eq!((job.stalled, job.attempts_made), (1, 1));
+    assert!(
+        queue
+            .events("0", 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.event == "stalled")
+    );
+
+    // A job that keeps stalling fails once it passes `max_stalled` (1).
+    let id = queue
+        .add("x", &email("cursed"), JobOptions::default())
+        .await
+        .unwrap();
+    let stuck = tower::service_fn(|_job: Job<Email>| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, Infallible>(())
+    });
+    let first = Worker::new(queue.clone(), stuck)
+        .config(short.clone())
+        .start();
+    until("the job is active", || async {
+        state(&queue, &id).await == Some(JobState::Active)
+    })
+    .await;
+    first.abort();
+    let second = Worker::new(queue.clone(), stuck)
+        .config(short.clone())
+        .start();
+    until("the job stalled once and is active again", || async {
+        let job = queue.job(&id).await.unwrap().unwrap();
+        job.stalled == 1 && job.state == JobState::Active
+    })
+    .await;
+    second.abort();
+    let third = Worker::new(queue.clone(), stuck).config(short).start();
+    until("the job failed", || async {
+        state(&queue, &id).await == Some(JobState::Failed)
+    })
+    .await;
+    third.abort();
+    let job = queue.job(&id).await.unwrap().unwrap();
+    assert_eq!(job.stalled, 2);
+    assert_eq!(
+        job.failed_reason.as_deref(),
+        Some("job stalled more than the allowed 1 times")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_workers_run_each_of_200_jobs_exactly_once() {
+    let server = RedisServer::start();
+    let queue = open(&server, "many").await;
+    let ids = queue
+        .add_bulk((0..200).map(|i| NewJob::new("n", email(&i.to_string()))))
+        .await
+        .unwrap();
+    let (seen, service) = recorder();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            Worker::new(queue.clone(), service.clone())
+                .config(quick())
+                .concurrency(8)
+                .start()
+        })
+        .collect();
+    until("200 completed", || async {
+        queue.counts().await.unwrap().completed == 200
+    })
+    .await;
+    for w in workers {
+        assert_eq!(w.shutdown(Duration::from_secs(5)).await.abandoned, 0);
+    }
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|s| s.parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(ids.len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_across_four_workers() {
+    let server = RedisServer::start();
+    let queue = open(&server, "limited").await;
+    queue
+        .add_bulk((0..30).map(|i| NewJob::new("n", email(&i.to_string()))))
+        .await
+        .unwrap();
+    let (_, service) = recorder();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            Worker::new(queue.clone(), service.clone())
+                .config(quick())
+                .concurrency(5)
+                .rate_limit(10, Duration::from_millis(1000))
+                .start()
+        })
+        .collect();
+    until("30 completed", || async {
+        queue.counts().await.unwrap().completed == 30
+    })
+    .await;
+    for w in workers {
+        w.shutdown(Duration::from_secs(5)).await;
+    }
+    let mut started: Vec<u64> = queue
+        .jobs(JobState::Completed, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.processed_ms.unwrap())
+        .collect();
+    started.sort_unstable();
+    // Fixed windows of 1 s, each opened by the first job after the last
+    // closed: exactly 10 start in each, so the 30 span three windows.
+    for w in 0..3 {
+        let opened = started[w * 10];
+        let in_window = started
+            .iter()
+            .filter(|t| **t >= opened && **t < opened + 1000)
+            .count();
+        assert_eq!(in_window, 10, "window {w}: {started:?}");
+    }
+    assert!(started[29] - started[0] >= 2000, "{started:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_keeps_its_jobs_until_resumed() {
+    let server = RedisServer::start();
+    let queue = open(&server, "paused").await;
+    queue.pause().await.unwrap();
+    let id = queue
+        .add("x", &email("later"), JobOptions::default())
+        .await
+        .unwrap();
+    let (seen, service) = recorder();
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    // Several take attempts happen in this time (the worker blocks 200 ms at most).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(seen.lock().unwrap().is_empty());
+    let counts = queue.counts().await.unwrap();
+    assert!(counts.paused && counts.waiting == 1);
+    queue.resume().await.unwrap();
+    until("the job completed", || async {
+        state(&queue, &id).await == Some(JobState::Completed)
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_jobs_finish_up_to_the_deadline() {
+    let server = RedisServer::start();
+    let queue = open(&server, "drain").await;
+    let service = tower::service_fn(|job: Job<u64>| async move {
+        tokio::time::sleep(Duration::from_millis(job.data)).await;
+        Ok::<_, Infallible>(())
+    });
+    let short = queue
+        .add("x", &300u64, JobOptions::default())
+        .await
+        .unwrap();
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    until("active", || async {
+        state(&queue, &short).await == Some(JobState::Active)
+    })
+    .await;
+    let report = worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(state(&queue, &short).await, Some(JobState::Completed));
+
+    let long = queue
+        .add("x", &60_000u64, JobOptions::default())
+        .await
+        .unwrap();
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    until("active", || async {
+        state(&queue, &long).await == Some(JobState::Active)
+    })
+    .await;
+    let report = worker.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(report.abandoned, 1);
+    // Left active with its lease, for the stalled-job checker.
+    assert_eq!(state(&queue, &long).await, Some(JobState::Active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_promote_remove_and_retention() {
+    let server = RedisServer::start();
+    let queue = open(&server, "admin").await;
+    let service = tower::service_fn(|job: Job<Email>| async move {
+        job.progress(&serde_json::json!({ "step": "rendered" }))
+            .await
+            .unwrap();
+        Ok::<_, Infallible>(())
+    });
+    let delayed = queue
+        .add(
+            "x",
+            &email("d"),
+            JobOptions::default().delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    let doomed = queue
+        .add(
+            "x",
+            &email("r"),
+            JobOptions::default().delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        queue.retry(&delayed).await,
+        Err(QueueError::WrongState { ref state, .. }) if state == "delayed"
+    ));
+    queue.remove(&doomed).await.unwrap();
+    assert_eq!(queue.job(&doomed).await.unwrap(), None);
+    queue.promote(&delayed).await.unwrap();
+    assert_eq!(state(&queue, &delayed).await, Some(JobState::Waiting));
+    let gone = queue
+        .add(
+            "x",
+            &email("g"),
+            JobOptions::default().remove_on_complete(Keep::NONE),
+        )
+        .await
+        .unwrap();
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    until("the promoted job completed", || async {
+        state(&queue, &delayed).await == Some(JobState::Completed)
+    })
+    .await;
+    until("the Keep::NONE job is gone", || async {
+        queue.job(&gone).await.unwrap().is_none()
+    })
+    .await;
+    let job = queue.job(&delayed).await.unwrap().unwrap();
+    assert_eq!(
+        job.progress,
+        Some(serde_json::json!({ "step": "rendered" }))
+    );
+    assert!(
+        queue
+            .events("0", 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.event == "progress"
+                && e.job_id == delayed
+                && e.fields.get("progress").map(String::as_str) == Some(r#"{"step":"rendered"}"#))
+    );
+
+    // Keep the newest two completed jobs.
+    let ids = queue
+        .add_bulk((0..5).map(|i| {
+            NewJob::new("n", email(&i.to_string()))
+                .options(JobOptions::default().remove_on_complete(Keep::last(2)))
+        }))
+        .await
+        .unwrap();
+    until("all five ran", || async {
+        let mut done = 0;
+        for id in &ids {
+            if !matches!(
+                state(&queue, id).await,
+                Some(JobState::Waiting | JobState::Active)
+            ) {
+                done += 1;
+            }
+        }
+        done == 5
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(queue.counts().await.unwrap().completed, 2);
+    queue.obliterate().await.unwrap();
+    assert!(matches!(
+        server.command(&["DBSIZE"]),
+        ee_testing::Reply::Integer(0)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producers_trace_context_travels_with_the_job() {
+    let server = RedisServer::start();
+    let queue = open(&server, "traced").await;
+    let root = ee_logging::TraceContext::new_root();
+    let trace_id = root.trace_id();
+    let id = root
+        .clone()
+        .scope(None, queue.add("x", &email("t"), JobOptions::default()))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(None));
+    let log = seen.clone();
+    let service = tower::service_fn(move |job: Job<Email>| {
+        let log = log.clone();
+        async move {
+            let current = ee_logging::TraceContext::current().map(|c| c.trace_id());
+            *log.lock().unwrap() = Some((job.traceparent.clone(), current));
+            Ok::<_, Infallible>(())
+        }
+    });
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    until("ran", || async { seen.lock().unwrap().is_some() }).await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    let (traceparent, current) = seen.lock().unwrap().clone().unwrap();
+    assert!(traceparent.unwrap().contains(&trace_id));
+    assert_eq!(current, Some(trace_id));
+    assert!(queue.job(&id).await.unwrap().unwrap().traceparent.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_an_error_not_a_crash_and_work_resumes_after() {
+    let mut server = RedisServer::start();
+    let config = RedisConfig::standalone(server.url()).with_timeout(Duration::from_millis(500));
+    let queue = Queue::connect(config, "outage").await.unwrap();
+    let (seen, service) = recorder();
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    server.stop();
+    let err = queue
+        .add("x", &email("lost?"), JobOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::Unavailable(_)), "{err}");
+    assert_eq!(err.to_problem().status(), 503);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart();
+    let mut id = None;
+    for _ in 0..200 {
+        if let Ok(added) = queue.add("x", &email("after"), JobOptions::default()).await {
+            id = Some(added);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = id.expect("Redis is back within 10 s");
+    until("the job added after the restart completed", || async {
+        queue.job(&id).await.ok().flatten().map(|j| j.state) == Some(JobState::Completed)
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(*seen.lock().unwrap(), ["after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_works_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3);
+    let config = RedisConfig::cluster(cluster.urls()).with_timeout(Duration::from_secs(2));
+    let queue = Queue::connect(config, "clustered").await.unwrap();
+    let ids = queue
+        .add_bulk((0..50).map(|i| NewJob::new("n", email(&i.to_string()))))
+        .await
+        .unwrap();
+    let delayed = queue
+        .add(
+            "x",
+            &email("d"),
+            JobOptions::default().delay(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap();
+    let (seen, service) = recorder();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            Worker::new(queue.clone(), service.clone())
+                .config(quick())
+                .start()
+        })
+        .collect();
+    until("51 completed", || async {
+        queue.counts().await.unwrap().completed == 51
+    })
+    .await;
+    for w in workers {
+        w.shutdown(Duration::from_secs(5)).await;
+    }
+    assert_eq!(seen.lock().unwrap().len(), 51);
+    assert_eq!(state(&queue, &delayed).await, Some(JobState::Completed));
+    // Every key of the queue is on the node that owns `{clustered}`.
+    let owner = cluster.node_for_key("{clustered}");
+    let on_owner = keys(owner, "ee:queue:*");
+    assert!(
+        on_owner.contains(&format!("ee:queue:{{clustered}}:job:{}", ids[0])),
+        "{on_owner:?}"
+    );
+    for node in cluster.nodes() {
+        if node.port() != owner.port() {
+            assert!(keys(node, "ee:queue:*").is_empty());
+        }
+    }
+}
