@@ -62,6 +62,12 @@ pub struct WorkerConfig {
     pub block_ms: u64,
     /// The most jobs finished in one call to Redis (default 500).
     pub finish_batch: usize,
+    /// Jobs taken ahead of a free runner, so the next job is at hand when
+    /// one finishes (default: `None`, as many as `concurrency`, at least
+    /// 10; `Some(0)` takes only as many as can start). Taken jobs hold a
+    /// lease like running ones; on shutdown the unstarted ones go back to
+    /// the front of the queue at once.
+    pub prefetch: Option<usize>,
 }
 
 impl Default for WorkerConfig {
@@ -75,11 +81,16 @@ impl Default for WorkerConfig {
             rate_limit_window_ms: 1000,
             block_ms: 5000,
             finish_batch: 500,
+            prefetch: None,
         }
     }
 }
 
 impl WorkerConfig {
+    pub(crate) fn prefetch(&self) -> usize {
+        self.prefetch.unwrap_or(self.concurrency.max(10))
+    }
+
     pub(crate) fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms.max(100))
     }

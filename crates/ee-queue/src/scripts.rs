@@ -199,7 +199,7 @@ return {jobs, nxt, 0, 0, now}
 
 /// Finishes jobs. ARGV: base, events maxlen, n, then per job: id, the
 /// token it was taken with, kind (`c` completed, `r` retry, `f` failed for
-/// good), value (the result JSON, or the error), retry delay ms. Returns the ids
+/// good, `l` released unstarted), value (the result JSON, or the error), retry delay ms. Returns the ids
 /// whose lease was lost (another worker has them, or they were removed).
 pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -220,8 +220,16 @@ for i = 0, n - 1 do
     lost[#lost + 1] = id
   else
     redis.call('ZREM', base .. 'active', id)
-    local att = redis.call('HINCRBY', key, 'att', 1)
-    if kind == 'c' then
+    local att = 0
+    if kind ~= 'l' then att = redis.call('HINCRBY', key, 'att', 1) end
+    if kind == 'l' then
+      -- Never started: back to the front of the queue, no attempt counted.
+      redis.call('HDEL', key, 'tok')
+      local pri = tonumber(f[4] or '0')
+      if pri > 0 then ready(id, pri) else redis.call('RPUSH', base .. 'wait', id) end
+      woke = true
+      emit(ev, 'event', 'waiting', 'id', id, 'released', 1)
+    elseif kind == 'c' then
       if f[2] == '0:-1' then
         redis.call('DEL', key)
       else

@@ -1,7 +1,7 @@
 //! Workers: take jobs, run them through a tower `Service`, record the
 //! outcome; renew leases, recover stalled jobs, shut down gracefully.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
@@ -186,10 +186,14 @@ where
         let shared = Arc::new(Shared {
             id: worker_id(),
             inflight: Mutex::new(HashMap::new()),
+            buffer: Mutex::new(VecDeque::new()),
             queue: self.queue.clone(),
             config: self.config.clone(),
         });
-        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let prefetch = self.config.prefetch();
+        let held = self.config.concurrency + prefetch;
+        let slots = Arc::new(Semaphore::new(held));
+        let running = Arc::new(Semaphore::new(self.config.concurrency));
         let (acks, ack_rx) = mpsc::unbounded_channel();
         let flush_now = Arc::new(Notify::new());
         // Aborted with the worker (`WorkerHandle::abort`, a dropped runtime):
@@ -254,7 +258,7 @@ where
                 }
                 continue;
             }
-            for (raw, permit) in taken.jobs.into_iter().zip(permits) {
+            for (raw, slot) in taken.jobs.into_iter().zip(permits) {
                 shared
                     .meters()
                     .wait
@@ -264,19 +268,45 @@ where
                     .lock()
                     .expect("not poisoned")
                     .insert(raw.id.clone(), token.clone());
-                jobs.spawn(process(
-                    shared.clone(),
+                let taken = Taken1 {
                     raw,
-                    token.clone(),
-                    permit,
-                    self.service.clone(),
-                    acks.clone(),
-                ));
+                    token: token.clone(),
+                    slot,
+                };
+                // Run it now if a runner is free, else queue it for the next
+                // runner that finishes (decided under the buffer's lock, the
+                // same lock a runner holds when it finds the buffer empty).
+                let mut buffer = shared.buffer.lock().expect("not poisoned");
+                match running.clone().try_acquire_owned() {
+                    Ok(runner) => {
+                        drop(buffer);
+                        jobs.spawn(run_jobs(
+                            shared.clone(),
+                            taken,
+                            runner,
+                            self.service.clone(),
+                            acks.clone(),
+                        ));
+                    }
+                    Err(_) => buffer.push_back(taken),
+                }
             }
         }
-        // Shutting down: no more takes; let running jobs finish until the deadline.
+        // Shutting down: no more takes; jobs taken but not started go back
+        // to the front of the queue; running ones finish until the deadline.
+        let unstarted: Vec<Taken1> = shared
+            .buffer
+            .lock()
+            .expect("not poisoned")
+            .drain(..)
+            .collect();
+        // Each goes back to the front: the last first, so the first is next.
+        for t in unstarted.into_iter().rev() {
+            send(&acks, t.raw.id, t.token, Outcome::Release);
+            drop(t.slot);
+        }
         let deadline = stop.borrow().unwrap_or_else(Instant::now);
-        let all = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
+        let all = u32::try_from(held).unwrap_or(u32::MAX);
         let finished = tokio::time::timeout_at(deadline.into(), slots.acquire_many(all)).await;
         let abandoned = if finished.is_ok() {
             0
@@ -319,6 +349,16 @@ struct Shared {
     config: WorkerConfig,
     /// Jobs taken and not yet finished in Redis, with their tokens.
     inflight: Mutex<HashMap<String, Arc<str>>>,
+    /// Jobs taken (prefetched) and waiting for a free runner, in order.
+    buffer: Mutex<VecDeque<Taken1>>,
+}
+
+/// One taken job with its token and its place among the jobs this worker
+/// may hold.
+struct Taken1 {
+    raw: RawJob,
+    token: Arc<str>,
+    slot: OwnedSemaphorePermit,
 }
 
 struct RawJob {
@@ -347,6 +387,9 @@ enum Outcome {
     Completed(String),
     Retry(String, u64),
     Failed(String),
+    /// Taken but never started (shutdown): back to the front of the queue,
+    /// no attempt counted.
+    Release,
 }
 
 struct Ack {
@@ -465,20 +508,46 @@ impl Shared {
                 Outcome::Completed(v) => call.arg("c").arg(v).arg(0),
                 Outcome::Retry(e, delay) => call.arg("r").arg(e).arg(*delay),
                 Outcome::Failed(e) => call.arg("f").arg(e).arg(0),
+                Outcome::Release => call.arg("l").arg("").arg(0),
             };
         }
         Ok(q.conn.invoke(&call).await?)
     }
 }
 
-/// Runs one job and hands its outcome to the acker.
-async fn process<T, S>(
+/// A runner: runs `first`, then whatever the fetch loop queued meanwhile,
+/// and gives its place back when the queue is empty.
+async fn run_jobs<T, S>(
     shared: Arc<Shared>,
-    raw: RawJob,
-    token: Arc<str>,
-    permit: OwnedSemaphorePermit,
+    first: Taken1,
+    runner: OwnedSemaphorePermit,
     service: S,
     acks: mpsc::UnboundedSender<Ack>,
+) where
+    T: DeserializeOwned + Send + 'static,
+    S: Service<Job<T>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Serialize + Send,
+    S::Error: Display + Send,
+{
+    let mut runner = Some(runner);
+    let mut next = Some(first);
+    while let Some(taken) = next {
+        process(&shared, taken, service.clone(), &acks).await;
+        let mut buffer = shared.buffer.lock().expect("not poisoned");
+        next = buffer.pop_front();
+        if next.is_none() {
+            drop(runner.take());
+        }
+    }
+}
+
+/// Runs one job and hands its outcome to the acker.
+async fn process<T, S>(
+    shared: &Arc<Shared>,
+    taken: Taken1,
+    service: S,
+    acks: &mpsc::UnboundedSender<Ack>,
 ) where
     T: DeserializeOwned + Send + 'static,
     S: Service<Job<T>> + Send + 'static,
@@ -486,6 +555,11 @@ async fn process<T, S>(
     S::Response: Serialize + Send,
     S::Error: Display + Send,
 {
+    let Taken1 {
+        raw,
+        token,
+        slot: permit,
+    } = taken;
     let options: JobOptions = if raw.options.is_empty() {
         JobOptions::default()
     } else {
@@ -497,7 +571,7 @@ async fn process<T, S>(
         Err(e) => {
             // Decoding will not succeed on a retry: fail for good.
             let reason = format!("the payload does not decode as this worker's job type: {e}");
-            send(&acks, raw.id, token, Outcome::Failed(reason));
+            send(acks, raw.id, token, Outcome::Failed(reason));
             drop(permit);
             return;
         }
@@ -564,7 +638,7 @@ async fn process<T, S>(
         }
         Err(reason) => Outcome::Failed(reason),
     };
-    send(&acks, raw.id, token, outcome);
+    send(acks, raw.id, token, outcome);
     drop(permit);
 }
 
@@ -644,6 +718,7 @@ async fn acker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack>, flush_
                 Outcome::Completed(_) => meters.completed.increment(1),
                 Outcome::Retry(..) => meters.retried.increment(1),
                 Outcome::Failed(_) => meters.failed.increment(1),
+                Outcome::Release => {}
             }
         }
         if !lost.is_empty() {

@@ -673,6 +673,45 @@ async fn shutdown_lets_running_jobs_finish_up_to_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_jobs_go_back_to_the_front_of_the_queue_on_shutdown() {
+    let server = RedisServer::start();
+    let queue = open(&server, "prefetch").await;
+    let ids = queue
+        .add_bulk((0..4).map(|_| NewJob::new("x", 400u64)))
+        .await
+        .unwrap();
+    let service = tower::service_fn(|job: Job<u64>| async move {
+        tokio::time::sleep(Duration::from_millis(job.data)).await;
+        Ok::<_, Infallible>(())
+    });
+    let config = WorkerConfig {
+        concurrency: 1,
+        prefetch: Some(3),
+        ..quick()
+    };
+    let worker = Worker::new(queue.clone(), service).config(config).start();
+    until("all four are taken", || async {
+        queue.counts().await.unwrap().active == 4
+    })
+    .await;
+    let report = worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(state(&queue, &ids[0]).await, Some(JobState::Completed));
+    for id in &ids[1..] {
+        let job = queue.job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.attempts_made),
+            (JobState::Waiting, 0),
+            "{id}"
+        );
+    }
+    // Back in their order, at the front: the next worker takes them first.
+    let next = queue.jobs(JobState::Waiting, 0, 10).await.unwrap();
+    let next: Vec<&str> = next.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(next, [&ids[1], &ids[2], &ids[3]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_promote_remove_and_retention() {
     let server = RedisServer::start();
     let queue = open(&server, "admin").await;
