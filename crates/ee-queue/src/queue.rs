@@ -108,8 +108,9 @@ pub(crate) struct Inner {
     pub(crate) redis: RedisConfig,
     pub(crate) config: QueueConfig,
     pub(crate) meters: Meters,
-    keep_completed: String,
-    keep_failed: String,
+    /// The queue's retention, as FINISH reads it.
+    pub(crate) keep_completed: String,
+    pub(crate) keep_failed: String,
 }
 
 impl std::fmt::Debug for Queue {
@@ -256,9 +257,7 @@ impl Queue {
         } else {
             serde_json::to_string(options).map_err(|e| QueueError::Serialize(e.to_string()))?
         };
-        let keep = |k: Option<crate::Keep>, default: &str| {
-            k.map_or_else(|| default.to_owned(), crate::Keep::encode)
-        };
+        let keep = |k: Option<crate::Keep>| k.map_or_else(String::new, crate::Keep::encode);
         call.arg(options.job_id.as_deref().unwrap_or(""))
             .arg(name)
             .arg(bytes)
@@ -266,8 +265,8 @@ impl Queue {
             .arg(options.priority)
             .arg(options.delay.map_or(0, crate::job::millis))
             .arg(traceparent)
-            .arg(keep(options.remove_on_complete, &self.inner.keep_completed))
-            .arg(keep(options.remove_on_fail, &self.inner.keep_failed));
+            .arg(keep(options.remove_on_complete))
+            .arg(keep(options.remove_on_fail));
         Ok(())
     }
 

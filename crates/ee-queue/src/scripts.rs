@@ -68,8 +68,9 @@ fn script(body: &str) -> Script {
 }
 
 /// Adds jobs. ARGV: base, events maxlen, n, then per job: custom id (or
-/// ''), name, data, options JSON, priority, delay ms, traceparent, keep
-/// completed, keep failed. Returns id, 1 if new / 0 if it existed, per job.
+/// ''), name, data, options JSON (or ''), priority, delay ms, traceparent
+/// (or ''), keep completed and keep failed (or '' for the queue's, which
+/// FINISH is given). Returns id, 1 if new / 0 if it existed, per job.
 pub(crate) static ADD: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -100,8 +101,15 @@ for i = 0, n - 1 do
   if fresh == 1 then
     local pri = tonumber(ARGV[o + 4])
     local delay = tonumber(ARGV[o + 5])
-    redis.call('HSET', key, 'name', ARGV[o + 1], 'data', ARGV[o + 2], 'opts', ARGV[o + 3],
-      'ts', now, 'pri', pri, 'att', 0, 'tp', ARGV[o + 6], 'kc', ARGV[o + 7], 'kf', ARGV[o + 8])
+    -- Only what differs from the defaults is stored: a job with default
+    -- options is three fields.
+    local fields = {'name', ARGV[o + 1], 'data', ARGV[o + 2], 'ts', now}
+    if ARGV[o + 3] ~= '' then fields[#fields + 1] = 'opts'; fields[#fields + 1] = ARGV[o + 3] end
+    if pri > 0 then fields[#fields + 1] = 'pri'; fields[#fields + 1] = pri end
+    if ARGV[o + 6] ~= '' then fields[#fields + 1] = 'tp'; fields[#fields + 1] = ARGV[o + 6] end
+    if ARGV[o + 7] ~= '' then fields[#fields + 1] = 'kc'; fields[#fields + 1] = ARGV[o + 7] end
+    if ARGV[o + 8] ~= '' then fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[o + 8] end
+    redis.call('HSET', key, unpack(fields))
     if delay > 0 then
       redis.call('ZADD', base .. 'delayed', now + delay, id)
       emit(ev, 'event', 'delayed', 'id', id, 'delay', delay)
@@ -137,9 +145,9 @@ local rlms = tonumber(ARGV[7])
 local due = redis.call('ZRANGEBYSCORE', base .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
   for _, id in ipairs(due) do
-    local pri = redis.call('HGET', base .. 'job:' .. id, 'pri')
-    if pri then
-      ready(id, tonumber(pri))
+    local f = redis.call('HMGET', base .. 'job:' .. id, 'ts', 'pri')
+    if f[1] then
+      ready(id, tonumber(f[2] or '0'))
       emit(ev, 'event', 'waiting', 'id', id)
     end
   end
@@ -176,7 +184,7 @@ for _, id in ipairs(ids) do
   if f[1] then
     redis.call('HSET', key, 'tok', tok, 'pon', now)
     redis.call('ZADD', base .. 'active', deadline, id)
-    jobs[#jobs + 1] = {id, f[1], f[2], f[3], f[4], f[5] or '', f[6]}
+    jobs[#jobs + 1] = {id, f[1], f[2], f[3] or '0', f[4], f[5] or '', f[6] or ''}
     emit(ev, 'event', 'active', 'id', id)
   end
 end
@@ -197,7 +205,8 @@ return {jobs, nxt, 0, 0, now}
     )
 });
 
-/// Finishes jobs. ARGV: base, events maxlen, n, then per job: id, the
+/// Finishes jobs. ARGV: base, events maxlen, n, the queue's retention of
+/// completed and of failed jobs (for jobs without their own), then per job: id, the
 /// token it was taken with, kind (`c` completed, `r` retry, `f` failed for
 /// good, `l` released unstarted), value (the result JSON, or the error), retry delay ms. Returns the ids
 /// whose lease was lost (another worker has them, or they were removed).
@@ -206,16 +215,20 @@ pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
         r"
 local ev = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local keep_c = ARGV[4]
+local keep_f = ARGV[5]
 local lost = {}
 local trims = {}
 local woke = false
 for i = 0, n - 1 do
-  local o = 4 + i * 5
+  local o = 6 + i * 5
   local id = ARGV[o]
   local tok = ARGV[o + 1]
   local kind = ARGV[o + 2]
   local key = base .. 'job:' .. id
   local f = redis.call('HMGET', key, 'tok', 'kc', 'kf', 'pri')
+  f[2] = f[2] or keep_c
+  f[3] = f[3] or keep_f
   if f[1] ~= tok then
     lost[#lost + 1] = id
   else

@@ -501,7 +501,9 @@ impl Shared {
         call.key(&q.meta)
             .arg(&q.base)
             .arg(q.config.events_max_len)
-            .arg(batch.len());
+            .arg(batch.len())
+            .arg(&q.keep_completed)
+            .arg(&q.keep_failed);
         for ack in batch {
             call.arg(&ack.id).arg(&*ack.token);
             match &ack.outcome {
