@@ -68,6 +68,9 @@ pub struct WorkerConfig {
     /// lease like running ones; on shutdown the unstarted ones go back to
     /// the front of the queue at once.
     pub prefetch: Option<usize>,
+    /// Whether this worker also schedules the queue's repeatable jobs
+    /// (default true; any number of schedulers add each tick once).
+    pub schedule_repeats: bool,
 }
 
 impl Default for WorkerConfig {
@@ -82,6 +85,7 @@ impl Default for WorkerConfig {
             block_ms: 5000,
             finish_batch: 500,
             prefetch: None,
+            schedule_repeats: true,
         }
     }
 }

@@ -5,6 +5,7 @@ mod error;
 mod job;
 pub mod metrics;
 mod queue;
+mod repeat;
 mod scripts;
 mod worker;
 
@@ -12,4 +13,5 @@ pub use config::{QueueConfig, WorkerConfig};
 pub use error::QueueError;
 pub use job::{Backoff, JobInfo, JobOptions, JobState, Keep, MAX_PRIORITY};
 pub use queue::{Counts, NewJob, Queue, QueueEvent};
+pub use repeat::{Repeat, Schedule, Scheduler};
 pub use worker::{Job, ShutdownReport, Worker, WorkerHandle};

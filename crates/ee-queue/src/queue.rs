@@ -242,6 +242,20 @@ impl Queue {
         options: &JobOptions,
         traceparent: &str,
     ) -> Result<(), QueueError> {
+        self.push_job_at(call, name, data, options, traceparent, None)
+    }
+
+    /// The ADD arguments of one job; `due_ms`: at that time instead of
+    /// after `options.delay` (and not at all once it is past).
+    pub(crate) fn push_job_at<T: Serialize + ?Sized>(
+        &self,
+        call: &mut ee_core::redis::ScriptCall<'_>,
+        name: &str,
+        data: &T,
+        options: &JobOptions,
+        traceparent: &str,
+        due_ms: Option<u64>,
+    ) -> Result<(), QueueError> {
         check_name(name)?;
         options.check()?;
         let bytes = serde_json::to_vec(data).map_err(|e| QueueError::Serialize(e.to_string()))?;
@@ -263,7 +277,10 @@ impl Queue {
             .arg(bytes)
             .arg(opts)
             .arg(options.priority)
-            .arg(options.delay.map_or(0, crate::job::millis))
+            .arg(due_ms.map_or_else(
+                || options.delay.map_or(0, crate::job::millis).to_string(),
+                |due| format!("@{due}"),
+            ))
             .arg(traceparent)
             .arg(keep(options.remove_on_complete))
             .arg(keep(options.remove_on_fail));

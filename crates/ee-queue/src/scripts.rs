@@ -68,7 +68,7 @@ fn script(body: &str) -> Script {
 }
 
 /// Adds jobs. ARGV: base, events maxlen, n, then per job: custom id (or
-/// ''), name, data, options JSON (or ''), priority, delay ms, traceparent
+/// ''), name, data, options JSON (or ''), priority, delay ms (or `@<due ms>`), traceparent
 /// (or ''), keep completed and keep failed (or '' for the queue's, which
 /// FINISH is given). Returns id, 1 if new / 0 if it existed, per job.
 pub(crate) static ADD: LazyLock<Script> = LazyLock::new(|| {
@@ -98,9 +98,18 @@ for i = 0, n - 1 do
     key = base .. 'job:' .. id
     if redis.call('EXISTS', key) == 1 then fresh = 0 end
   end
+  -- `@<ms>`: due at that time, and not added at all once it is past (a
+  -- repeat's tick that another scheduler's job already ran).
+  local due = 0
+  local when = ARGV[o + 5]
+  if string.sub(when, 1, 1) == '@' then
+    due = tonumber(string.sub(when, 2))
+    if due <= now then fresh = 0 end
+  elseif tonumber(when) > 0 then
+    due = now + tonumber(when)
+  end
   if fresh == 1 then
     local pri = tonumber(ARGV[o + 4])
-    local delay = tonumber(ARGV[o + 5])
     -- Only what differs from the defaults is stored: a job with default
     -- options is three fields.
     local fields = {'name', ARGV[o + 1], 'data', ARGV[o + 2], 'ts', now}
@@ -110,9 +119,9 @@ for i = 0, n - 1 do
     if ARGV[o + 7] ~= '' then fields[#fields + 1] = 'kc'; fields[#fields + 1] = ARGV[o + 7] end
     if ARGV[o + 8] ~= '' then fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[o + 8] end
     redis.call('HSET', key, unpack(fields))
-    if delay > 0 then
-      redis.call('ZADD', base .. 'delayed', now + delay, id)
-      emit(ev, 'event', 'delayed', 'id', id, 'delay', delay)
+    if due > 0 then
+      redis.call('ZADD', base .. 'delayed', due, id)
+      emit(ev, 'event', 'delayed', 'id', id, 'delay', due - now)
     else
       ready(id, pri)
       woke = true

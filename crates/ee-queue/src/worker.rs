@@ -205,6 +205,12 @@ where
                 flush_now.clone(),
             ))),
             keeper: tokio::spawn(keeper(shared.clone())),
+            scheduler: self.config.schedule_repeats.then(|| {
+                let queue = self.queue.clone();
+                tokio::spawn(
+                    async move { crate::repeat::run(&queue, Duration::from_secs(1)).await },
+                )
+            }),
         };
         let mut jobs = tokio::task::JoinSet::new();
         let mut blocker: Option<RedisConn> = None;
@@ -330,11 +336,15 @@ where
 struct Helpers {
     acker: Option<tokio::task::JoinHandle<()>>,
     keeper: tokio::task::JoinHandle<()>,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Helpers {
     fn drop(&mut self) {
         self.keeper.abort();
+        if let Some(s) = &self.scheduler {
+            s.abort();
+        }
         if let Some(acker) = &self.acker {
             acker.abort();
         }

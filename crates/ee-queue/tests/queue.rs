@@ -918,3 +918,74 @@ async fn the_queue_works_on_a_redis_cluster() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_schedulers_add_one_job_per_tick() {
+    let server = RedisServer::start();
+    let queue = open(&server, "cron").await;
+    queue
+        .repeat(
+            "digest",
+            ee_queue::Schedule::every(Duration::from_secs(1)).unwrap(),
+            "send-digest",
+            &email("ops@example.com"),
+            JobOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(queue.repeats().await.unwrap().len(), 1);
+    let schedulers: Vec<_> = (0..3)
+        .map(|_| ee_queue::Scheduler::start(queue.clone()))
+        .collect();
+    let (seen, service) = recorder();
+    let worker = Worker::new(queue.clone(), service)
+        .config(WorkerConfig {
+            schedule_repeats: false,
+            ..quick()
+        })
+        .start();
+    until("four ticks ran", || async {
+        seen.lock().unwrap().len() >= 4
+    })
+    .await;
+    assert!(queue.remove_repeat("digest").await.unwrap());
+    for s in schedulers {
+        s.stop();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.shutdown(Duration::from_secs(5)).await;
+
+    let done = queue.jobs(JobState::Completed, 0, 100).await.unwrap();
+    let mut ticks: Vec<u64> = done
+        .iter()
+        .map(|j| j.id.strip_prefix("rpt:digest:").unwrap().parse().unwrap())
+        .collect();
+    ticks.sort_unstable();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        ticks.len(),
+        "each tick ran once"
+    );
+    assert!(
+        ticks.windows(2).all(|w| w[1] - w[0] == 1000),
+        "one job per tick: {ticks:?}"
+    );
+    assert!(ticks.iter().all(|t| t % 1000 == 0));
+    // Removed: no pending tick is left, and no scheduler adds one.
+    assert_eq!(queue.counts().await.unwrap().delayed, 0);
+    assert!(queue.repeats().await.unwrap().is_empty());
+    let bad = queue
+        .repeat(
+            "x",
+            ee_queue::Schedule::Cron {
+                pattern: "nonsense".into(),
+                tz: "UTC".into(),
+            },
+            "x",
+            &1,
+            JobOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.to_problem().status(), 400, "{bad}");
+}
