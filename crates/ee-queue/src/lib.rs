@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "axum")]
+pub mod admin;
 mod config;
 mod error;
 mod job;

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+#[cfg(feature = "browser")]
+mod browser;
 mod clock;
 mod metrics;
 #[cfg(feature = "postgres")]
@@ -10,6 +12,8 @@ mod redis;
 mod service;
 pub mod wire;
 
+#[cfg(feature = "browser")]
+pub use browser::Browser;
 pub use clock::ManualClock;
 pub use metrics::{Counters, counters};
 #[cfg(feature = "postgres")]
