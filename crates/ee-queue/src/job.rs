@@ -272,7 +272,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), QueueError> {
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum JobState {
     /// Ready to run, without priority.
     Waiting,
@@ -286,20 +286,23 @@ pub enum JobState {
     Completed,
     /// Failed for good: the dead-letter set, until retried or removed.
     Failed,
+    /// A flow's parent, waiting for its children to complete.
+    WaitingChildren,
 }
 
 impl JobState {
     /// Every state, in the order the board shows them.
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
         JobState::Waiting,
         JobState::Prioritized,
         JobState::Delayed,
+        JobState::WaitingChildren,
         JobState::Active,
         JobState::Completed,
         JobState::Failed,
     ];
 
-    /// The lower-case name (`"waiting"`, …).
+    /// The name (`"waiting"`, …, `"waiting-children"`).
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Waiting => "waiting",
@@ -308,6 +311,7 @@ impl JobState {
             JobState::Active => "active",
             JobState::Completed => "completed",
             JobState::Failed => "failed",
+            JobState::WaitingChildren => "waiting-children",
         }
     }
 
@@ -325,6 +329,7 @@ impl JobState {
             JobState::Active => "active",
             JobState::Completed => "completed",
             JobState::Failed => "failed",
+            JobState::WaitingChildren => "wchild",
         }
     }
 }

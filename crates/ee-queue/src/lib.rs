@@ -4,6 +4,7 @@
 pub mod admin;
 mod config;
 mod error;
+mod flow;
 mod job;
 pub mod metrics;
 mod queue;
@@ -13,6 +14,7 @@ mod worker;
 
 pub use config::{QueueConfig, WorkerConfig};
 pub use error::QueueError;
+pub use flow::{FlowIds, FlowJob};
 pub use job::{Backoff, JobInfo, JobOptions, JobState, Keep, MAX_PRIORITY};
 pub use queue::{Counts, NewJob, Queue, QueueEvent};
 pub use repeat::{Repeat, Schedule, Scheduler};

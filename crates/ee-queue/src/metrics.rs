@@ -26,7 +26,7 @@ pub(crate) struct Meters {
     pub(crate) wait: Histogram,
     pub(crate) processing: Histogram,
     pub(crate) backend_errors: Counter,
-    depth: [Gauge; 6],
+    depth: [Gauge; 7],
 }
 
 impl Meters {

@@ -41,6 +41,29 @@ impl<T> NewJob<T> {
     }
 }
 
+/// Where a job goes besides its options say: its trace context, a fixed
+/// due time (a repeat's tick), its place in a flow.
+pub(crate) struct Placement<'a> {
+    pub(crate) traceparent: &'a str,
+    /// Due at this time (ms), and not added once it is past.
+    pub(crate) due_ms: Option<u64>,
+    /// The position of its parent in the same ADD call.
+    pub(crate) parent: Option<usize>,
+    /// How many children it waits for.
+    pub(crate) children: usize,
+}
+
+impl<'a> Placement<'a> {
+    pub(crate) fn now(traceparent: &'a str) -> Self {
+        Self {
+            traceparent,
+            due_ms: None,
+            parent: None,
+            children: 0,
+        }
+    }
+}
+
 /// How many jobs are in each state, and whether the queue is paused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -56,6 +79,9 @@ pub struct Counts {
     pub completed: u64,
     /// Failed for good (the dead-letter set).
     pub failed: u64,
+    /// Flow parents waiting for their children.
+    #[serde(rename = "waiting-children")]
+    pub waiting_children: u64,
     /// Whether workers are told to take nothing.
     pub paused: bool,
 }
@@ -70,6 +96,7 @@ impl Counts {
             JobState::Active => self.active,
             JobState::Completed => self.completed,
             JobState::Failed => self.failed,
+            JobState::WaitingChildren => self.waiting_children,
         }
     }
 }
@@ -242,19 +269,17 @@ impl Queue {
         options: &JobOptions,
         traceparent: &str,
     ) -> Result<(), QueueError> {
-        self.push_job_at(call, name, data, options, traceparent, None)
+        self.push_job_at(call, name, data, options, Placement::now(traceparent))
     }
 
-    /// The ADD arguments of one job; `due_ms`: at that time instead of
-    /// after `options.delay` (and not at all once it is past).
+    /// The ADD arguments of one job, placed as `at` says.
     pub(crate) fn push_job_at<T: Serialize + ?Sized>(
         &self,
         call: &mut ee_core::redis::ScriptCall<'_>,
         name: &str,
         data: &T,
         options: &JobOptions,
-        traceparent: &str,
-        due_ms: Option<u64>,
+        at: Placement<'_>,
     ) -> Result<(), QueueError> {
         check_name(name)?;
         options.check()?;
@@ -277,13 +302,15 @@ impl Queue {
             .arg(bytes)
             .arg(opts)
             .arg(options.priority)
-            .arg(due_ms.map_or_else(
+            .arg(at.due_ms.map_or_else(
                 || options.delay.map_or(0, crate::job::millis).to_string(),
                 |due| format!("@{due}"),
             ))
-            .arg(traceparent)
+            .arg(at.traceparent)
             .arg(keep(options.remove_on_complete))
-            .arg(keep(options.remove_on_fail));
+            .arg(keep(options.remove_on_fail))
+            .arg(at.parent.map_or_else(String::new, |p| p.to_string()))
+            .arg(at.children);
         Ok(())
     }
 
@@ -318,11 +345,12 @@ impl Queue {
         let b = &self.inner.base;
         let mut pipe = redis::pipe();
         pipe.cmd("LLEN").arg(format!("{b}wait"));
-        for set in ["prio", "delayed", "active", "completed", "failed"] {
+        for set in ["prio", "delayed", "active", "completed", "failed", "wchild"] {
             pipe.cmd("ZCARD").arg(format!("{b}{set}"));
         }
         pipe.cmd("HEXISTS").arg(&self.inner.meta).arg("paused");
-        let (waiting, prioritized, delayed, active, completed, failed, paused): (
+        let (waiting, prioritized, delayed, active, completed, failed, waiting_children, paused): (
+            u64,
             u64,
             u64,
             u64,
@@ -338,6 +366,7 @@ impl Queue {
             active,
             completed,
             failed,
+            waiting_children,
             paused,
         };
         self.inner.meters.publish_depth(&counts);
@@ -516,7 +545,7 @@ impl Queue {
 
 /// The `traceparent` of the code adding a job: a child of the current
 /// request's span (ee-logging), or none.
-fn current_traceparent() -> String {
+pub(crate) fn current_traceparent() -> String {
     ee_logging::TraceContext::current().map_or_else(String::new, |c| c.child().traceparent())
 }
 

@@ -225,8 +225,10 @@ impl Queue {
                 &repeat.name,
                 &repeat.data,
                 &options,
-                &traceparent,
-                Some(*next),
+                crate::queue::Placement {
+                    due_ms: Some(*next),
+                    ..crate::queue::Placement::now(&traceparent)
+                },
             )?;
             n += 1;
         }

@@ -39,6 +39,16 @@ end
 local function wake()
   redis.call('ZADD', base .. 'marker', 0, '0')
 end
+-- A child that failed for good fails its parent (still waiting for it).
+local function child_failed(ev, par, id, reason)
+  if redis.call('ZREM', base .. 'wchild', par) == 1 then
+    local pk = base .. 'job:' .. par
+    local why = 'child ' .. id .. ' failed: ' .. reason
+    redis.call('HSET', pk, 'fon', now, 'err', why)
+    redis.call('ZADD', base .. 'failed', now, par)
+    emit(ev, 'event', 'failed', 'id', par, 'reason', why, 'retry', 0)
+  end
+end
 local function trim(set, spec)
   local c, a = string.match(spec or '', '^(%-?%d+):(%-?%d+)$')
   c = tonumber(c)
@@ -70,13 +80,14 @@ fn script(body: &str) -> Script {
 /// Adds jobs. ARGV: base, events maxlen, n, then per job: custom id (or
 /// ''), name, data, options JSON (or ''), priority, delay ms (or `@<due ms>`), traceparent
 /// (or ''), keep completed and keep failed (or '' for the queue's, which
-/// FINISH is given). Returns id, 1 if new / 0 if it existed, per job.
+/// FINISH is given), the position in this call of its parent (or ''), how
+/// many children it waits for. Returns id, 1 if new / 0 if it existed, per job.
 pub(crate) static ADD: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local ev = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
-local W = 9
+local W = 11
 local auto = 0
 for i = 0, n - 1 do
   if ARGV[4 + i * W] == '' then auto = auto + 1 end
@@ -118,8 +129,18 @@ for i = 0, n - 1 do
     if ARGV[o + 6] ~= '' then fields[#fields + 1] = 'tp'; fields[#fields + 1] = ARGV[o + 6] end
     if ARGV[o + 7] ~= '' then fields[#fields + 1] = 'kc'; fields[#fields + 1] = ARGV[o + 7] end
     if ARGV[o + 8] ~= '' then fields[#fields + 1] = 'kf'; fields[#fields + 1] = ARGV[o + 8] end
+    -- A flow: the parent is the job at that position of this call.
+    if ARGV[o + 9] ~= '' then
+      fields[#fields + 1] = 'parent'
+      fields[#fields + 1] = out[tonumber(ARGV[o + 9]) * 2 + 1]
+    end
+    local kids = tonumber(ARGV[o + 10])
+    if kids > 0 then fields[#fields + 1] = 'pending'; fields[#fields + 1] = kids end
     redis.call('HSET', key, unpack(fields))
-    if due > 0 then
+    if kids > 0 then
+      redis.call('ZADD', base .. 'wchild', now, id)
+      emit(ev, 'event', 'waiting-children', 'id', id, 'children', kids)
+    elseif due > 0 then
       redis.call('ZADD', base .. 'delayed', due, id)
       emit(ev, 'event', 'delayed', 'id', id, 'delay', due - now)
     else
@@ -229,13 +250,25 @@ local keep_f = ARGV[5]
 local lost = {}
 local trims = {}
 local woke = false
+-- A child's result goes into its parent; the last one makes the parent ready.
+local function child_done(par, id, value)
+  local pk = base .. 'job:' .. par
+  if redis.call('EXISTS', pk) == 0 then return end
+  redis.call('HSET', pk, 'kid:' .. id, value)
+  if redis.call('HINCRBY', pk, 'pending', -1) <= 0
+      and redis.call('ZREM', base .. 'wchild', par) == 1 then
+    ready(par, tonumber(redis.call('HGET', pk, 'pri') or '0'))
+    woke = true
+    emit(ev, 'event', 'waiting', 'id', par)
+  end
+end
 for i = 0, n - 1 do
   local o = 6 + i * 5
   local id = ARGV[o]
   local tok = ARGV[o + 1]
   local kind = ARGV[o + 2]
   local key = base .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'tok', 'kc', 'kf', 'pri')
+  local f = redis.call('HMGET', key, 'tok', 'kc', 'kf', 'pri', 'parent')
   f[2] = f[2] or keep_c
   f[3] = f[3] or keep_f
   if f[1] ~= tok then
@@ -261,6 +294,7 @@ for i = 0, n - 1 do
         trims['completed|' .. (f[2] or '')] = true
       end
       emit(ev, 'event', 'completed', 'id', id)
+      if f[5] then child_done(f[5], id, ARGV[o + 3]) end
     elseif kind == 'r' then
       redis.call('HSET', key, 'err', ARGV[o + 3])
       redis.call('HDEL', key, 'tok')
@@ -284,6 +318,7 @@ for i = 0, n - 1 do
         trims['failed|' .. (f[3] or '')] = true
       end
       emit(ev, 'event', 'failed', 'id', id, 'attempts', att, 'reason', ARGV[o + 3], 'retry', 0)
+      if f[5] then child_failed(ev, f[5], id, ARGV[o + 3]) end
     end
   end
 end
@@ -341,6 +376,8 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', base .. 'failed', now, id)
       failed[#failed + 1] = id
       emit(ev, 'event', 'failed', 'id', id, 'reason', reason, 'retry', 0)
+      local par = redis.call('HGET', key, 'parent')
+      if par then child_failed(ev, par, id, reason) end
     else
       local pri = tonumber(redis.call('HGET', key, 'pri') or '0')
       if pri > 0 then
@@ -387,6 +424,7 @@ elseif redis.call('ZSCORE', base .. 'delayed', id) then state = 'delayed'
 elseif redis.call('ZSCORE', base .. 'prio', id) then state = 'prioritized'
 elseif redis.call('ZSCORE', base .. 'completed', id) then state = 'completed'
 elseif redis.call('ZSCORE', base .. 'failed', id) then state = 'failed'
+elseif redis.call('ZSCORE', base .. 'wchild', id) then state = 'waiting-children'
 end
 table.insert(fields, 1, state)
 return fields
@@ -427,7 +465,7 @@ elseif action == 'promote' then
   return 'ok'
 elseif action == 'remove' then
   redis.call('LREM', base .. 'wait', 0, id)
-  for _, set in ipairs({'prio', 'delayed', 'completed', 'failed'}) do
+  for _, set in ipairs({'prio', 'delayed', 'completed', 'failed', 'wchild'}) do
     redis.call('ZREM', base .. set, id)
   end
   redis.call('DEL', key)
@@ -451,7 +489,7 @@ for _, id in ipairs(ids) do redis.call('DEL', base .. 'job:' .. id) end
 if #ids > 0 then redis.call('LTRIM', base .. 'wait', #ids, -1) end
 deleted = deleted + #ids
 left = left - #ids
-for _, set in ipairs({'prio', 'delayed', 'active', 'completed', 'failed'}) do
+for _, set in ipairs({'prio', 'delayed', 'active', 'completed', 'failed', 'wchild'}) do
   if left > 0 then
     local zs = redis.call('ZRANGE', base .. set, 0, left - 1)
     for _, id in ipairs(zs) do redis.call('DEL', base .. 'job:' .. id) end
@@ -462,7 +500,7 @@ for _, set in ipairs({'prio', 'delayed', 'active', 'completed', 'failed'}) do
 end
 if deleted == 0 then
   for _, k in ipairs({'id', 'pc', 'wait', 'prio', 'delayed', 'active', 'completed', 'failed',
-                      'meta', 'limiter', 'marker', 'events'}) do
+                      'wchild', 'repeat', 'meta', 'limiter', 'marker', 'events'}) do
     redis.call('DEL', base .. k)
   end
 end

@@ -44,6 +44,12 @@ struct JobHandle {
 }
 
 impl<T> Job<T> {
+    /// The results of this job's completed children (a flow's parent), by
+    /// child id.
+    pub async fn children<R: DeserializeOwned>(&self) -> Result<HashMap<String, R>, QueueError> {
+        self.handle.queue.children_results(&self.id).await
+    }
+
     /// Records the job's progress (any JSON value; a percentage, a step
     /// name) and publishes a `progress` event. Fails with
     /// [`QueueError::WrongState`] when this worker no longer holds the job.

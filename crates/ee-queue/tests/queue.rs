@@ -989,3 +989,91 @@ async fn three_schedulers_add_one_job_per_tick() {
         .unwrap_err();
     assert_eq!(bad.to_problem().status(), 400, "{bad}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_parent_runs_after_its_children_with_their_results() {
+    use ee_queue::FlowJob;
+    let server = RedisServer::start();
+    let queue = open(&server, "flow").await;
+    // ship ← (pick ← label), invoice
+    let flow = FlowJob::new("ship", &email("ship"))
+        .unwrap()
+        .child(
+            FlowJob::new("pick", &email("pick"))
+                .unwrap()
+                .child(FlowJob::new("label", &email("label")).unwrap()),
+        )
+        .child(FlowJob::new("invoice", &email("invoice")).unwrap());
+    let ids = queue.add_flow(flow).await.unwrap();
+    assert_eq!(ids.children.len(), 2);
+    assert_eq!(ids.children[0].children.len(), 1);
+    assert_eq!(
+        state(&queue, &ids.id).await,
+        Some(JobState::WaitingChildren)
+    );
+    assert_eq!(
+        state(&queue, &ids.children[0].id).await,
+        Some(JobState::WaitingChildren)
+    );
+    assert_eq!(queue.counts().await.unwrap().waiting_children, 2);
+
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let log = order.clone();
+    let service = tower::service_fn(move |job: Job<Email>| {
+        let log = log.clone();
+        async move {
+            let kids: HashMap<String, String> = job.children().await.unwrap();
+            let mut kids: Vec<String> = kids.into_values().collect();
+            kids.sort();
+            log.lock().unwrap().push((job.data.to.clone(), kids));
+            Ok::<_, Infallible>(format!("{} done", job.data.to))
+        }
+    });
+    let worker = Worker::new(queue.clone(), service)
+        .config(quick())
+        .concurrency(4)
+        .start();
+    until("the parent completed", || async {
+        state(&queue, &ids.id).await == Some(JobState::Completed)
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    let order = order.lock().unwrap().clone();
+    let at = |name: &str| order.iter().position(|(n, _)| n == name).unwrap();
+    assert!(at("label") < at("pick") && at("pick") < at("ship") && at("invoice") < at("ship"));
+    let ship = &order[at("ship")].1;
+    assert_eq!(ship, &["invoice done", "pick done"]);
+
+    // A child that fails for good fails its parent.
+    let flow = FlowJob::new("ship", &email("ship"))
+        .unwrap()
+        .child(FlowJob::new("pick", &email("broken")).unwrap());
+    let ids = queue.add_flow(flow).await.unwrap();
+    let failing = tower::service_fn(|job: Job<Email>| async move {
+        if job.data.to == "broken" {
+            Err("out of stock")
+        } else {
+            Ok(())
+        }
+    });
+    let worker = Worker::new(queue.clone(), failing).config(quick()).start();
+    until("the parent failed", || async {
+        state(&queue, &ids.id).await == Some(JobState::Failed)
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    let parent = queue.job(&ids.id).await.unwrap().unwrap();
+    assert_eq!(
+        parent.failed_reason.unwrap(),
+        format!("child {} failed: out of stock", ids.children[0].id)
+    );
+    let bad = FlowJob::new("x", &1).unwrap().child(
+        FlowJob::new("y", &2)
+            .unwrap()
+            .options(JobOptions::default().job_id("mine")),
+    );
+    assert_eq!(
+        queue.add_flow(bad).await.unwrap_err().to_problem().status(),
+        400
+    );
+}
