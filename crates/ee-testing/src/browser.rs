@@ -242,10 +242,12 @@ impl Drop for Browser {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                 let _ = write!(
                     s,
-                    "DELETE /session/{} HTTP/1.1\r\nhost: driver\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
-                    self.session
+                    "DELETE /session/{} HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\n\r\n",
+                    self.session, self.addr
                 );
-                let _ = s.read_to_end(&mut Vec::new());
+                // The driver answers once the browser has quit (it may keep
+                // the connection open: read the status line only).
+                let _ = s.read(&mut [0u8; 64]);
             }
         }
         let _ = self.driver.kill();
