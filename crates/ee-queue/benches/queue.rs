@@ -37,7 +37,11 @@ static DONE: AtomicUsize = AtomicUsize::new(0);
 /// Latency phases: who waits for which job.
 static WAITERS: LazyLock<Mutex<HashMap<u64, oneshot::Sender<()>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
-static SEQ: AtomicU64 = AtomicU64::new(0);
+/// Latency jobs' numbers: far above the throughput runs' (0..n), so a late
+/// job of an earlier run never answers a latency waiter.
+static SEQ: AtomicU64 = AtomicU64::new(1 << 40);
+/// Worker names.
+static NAMES: AtomicU64 = AtomicU64::new(0);
 
 fn handled(seq: u64) {
     DONE.fetch_add(1, Ordering::Relaxed);
@@ -169,7 +173,7 @@ async fn process_apalis(b: &Bench, n: u64, concurrency: usize) -> f64 {
     DONE.store(0, Ordering::Relaxed);
     let worker = WorkerBuilder::new(format!(
         "bench-{concurrency}-{}",
-        SEQ.fetch_add(1, Ordering::Relaxed)
+        NAMES.fetch_add(1, Ordering::Relaxed)
     ))
     .backend(s)
     .concurrency(concurrency)
@@ -220,7 +224,12 @@ return #ids";
 
 /// `concurrency` tasks, each adding one job and waiting until the handler
 /// has run it, for `per_task` jobs; returns p50 and p99 in µs.
-async fn latency<F, Fut>(concurrency: usize, per_task: usize, add: F) -> (f64, f64)
+async fn latency<F, Fut>(
+    side: &'static str,
+    concurrency: usize,
+    per_task: usize,
+    add: F,
+) -> (f64, f64)
 where
     F: Fn(Mail) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
@@ -240,7 +249,7 @@ where
                     add(mail(seq)).await;
                     tokio::time::timeout(Duration::from_secs(30), rx)
                         .await
-                        .expect("a job did not run within 30 s")
+                        .unwrap_or_else(|_| panic!("{side}: job {seq} did not run within 30 s"))
                         .unwrap();
                     mine.push(start.elapsed().as_secs_f64() * 1e6);
                 }
@@ -263,7 +272,7 @@ async fn latency_ours(b: &Bench, concurrency: usize, per_task: usize) -> (f64, f
     let worker = Worker::new(q.clone(), ours_noop())
         .concurrency(concurrency)
         .start();
-    let r = latency(concurrency, per_task, move |m| {
+    let r = latency("ee-queue", concurrency, per_task, move |m| {
         let q = q.clone();
         async move {
             q.add("mail", &m, ee_queue::JobOptions::default())
@@ -281,13 +290,13 @@ async fn latency_apalis(b: &Bench, concurrency: usize, per_task: usize) -> (f64,
     let s = b.apalis().await;
     let worker = WorkerBuilder::new(format!(
         "lat-{concurrency}-{}",
-        SEQ.fetch_add(1, Ordering::Relaxed)
+        NAMES.fetch_add(1, Ordering::Relaxed)
     ))
     .backend(s.clone())
     .concurrency(concurrency)
     .build(apalis_noop);
     let running = tokio::spawn(worker.run());
-    let r = latency(concurrency, per_task, move |m| {
+    let r = latency("apalis", concurrency, per_task, move |m| {
         let mut s = s.clone();
         async move {
             s.push(m).await.unwrap();
@@ -328,9 +337,11 @@ fn main() {
             let theirs = process_apalis(&b, jobs, c).await;
             println!("| no-op processing, concurrency {c}, jobs/s | {ours:.0} | {theirs:.0} | {:.2}× |", ours / theirs);
         }
-        for c in [1usize, 10, 50] {
+        for c in [1usize, 10, 50].into_iter().filter(|c| only.is_none_or(|o| o == *c)) {
             let per = if quick { 2000 / c } else { 10_000 / c };
+            eprintln!("latency at concurrency {c}: ee-queue");
             let (o50, o99) = latency_ours(&b, c, per).await;
+            eprintln!("latency at concurrency {c}: apalis");
             let (a50, a99) = latency_apalis(&b, c, per).await;
             println!("| add → handled latency, concurrency {c}, p50 / p99 µs | {o50:.0} / {o99:.0} | {a50:.0} / {a99:.0} | {:.2}× / {:.2}× |", a50 / o50, a99 / o99);
         }
