@@ -36,6 +36,12 @@ local function ready(id, pri)
     redis.call('LPUSH', base .. 'wait', id)
   end
 end
+-- `cmd key values…` in calls of at most 1 000 values (Lua's unpack limit).
+local function in_chunks(cmd, key, values)
+  for i = 1, #values, 1000 do
+    redis.call(cmd, key, unpack(values, i, math.min(i + 999, #values)))
+  end
+end
 local function wake()
   redis.call('ZADD', base .. 'marker', 0, '0')
 end
@@ -207,17 +213,20 @@ if #ids < n then
   for i = 1, #p, 2 do ids[#ids + 1] = p[i] end
 end
 local jobs = {}
+local leases = {}
 local deadline = now + lease
 for _, id in ipairs(ids) do
   local key = base .. 'job:' .. id
   local f = redis.call('HMGET', key, 'name', 'data', 'att', 'ts', 'tp', 'opts')
   if f[1] then
     redis.call('HSET', key, 'tok', tok, 'pon', now)
-    redis.call('ZADD', base .. 'active', deadline, id)
+    leases[#leases + 1] = deadline
+    leases[#leases + 1] = id
     jobs[#jobs + 1] = {id, f[1], f[2], f[3] or '0', f[4], f[5] or '', f[6] or ''}
     emit(ev, 'event', 'active', 'id', id)
   end
 end
+in_chunks('ZADD', base .. 'active', leases)
 if rlmax > 0 and #jobs > 0 then
   if redis.call('INCRBY', base .. 'limiter', #jobs) == #jobs then
     redis.call('PEXPIRE', base .. 'limiter', rlms)
@@ -262,24 +271,29 @@ local function child_done(par, id, value)
     emit(ev, 'event', 'waiting', 'id', par)
   end
 end
+-- Set members are written once per call, not once per job.
+local left_active = {}
+local done = {}
+local dead = {}
 for i = 0, n - 1 do
   local o = 6 + i * 5
   local id = ARGV[o]
   local tok = ARGV[o + 1]
   local kind = ARGV[o + 2]
   local key = base .. 'job:' .. id
-  local f = redis.call('HMGET', key, 'tok', 'kc', 'kf', 'pri', 'parent')
+  local f = redis.call('HMGET', key, 'tok', 'kc', 'kf', 'pri', 'parent', 'att')
   f[2] = f[2] or keep_c
   f[3] = f[3] or keep_f
   if f[1] ~= tok then
     lost[#lost + 1] = id
   else
-    redis.call('ZREM', base .. 'active', id)
-    local att = 0
-    if kind ~= 'l' then att = redis.call('HINCRBY', key, 'att', 1) end
+    left_active[#left_active + 1] = id
+    local att = tonumber(f[6] or '0')
+    if kind ~= 'l' then att = att + 1 end
+    -- `tok` emptied (not deleted): one write per job.
     if kind == 'l' then
       -- Never started: back to the front of the queue, no attempt counted.
-      redis.call('HDEL', key, 'tok')
+      redis.call('HSET', key, 'tok', '')
       local pri = tonumber(f[4] or '0')
       if pri > 0 then ready(id, pri) else redis.call('RPUSH', base .. 'wait', id) end
       woke = true
@@ -288,16 +302,15 @@ for i = 0, n - 1 do
       if f[2] == '0:-1' then
         redis.call('DEL', key)
       else
-        redis.call('HSET', key, 'fon', now, 'ret', ARGV[o + 3])
-        redis.call('HDEL', key, 'tok')
-        redis.call('ZADD', base .. 'completed', now, id)
+        redis.call('HSET', key, 'att', att, 'fon', now, 'ret', ARGV[o + 3], 'tok', '')
+        done[#done + 1] = now
+        done[#done + 1] = id
         trims['completed|' .. (f[2] or '')] = true
       end
       emit(ev, 'event', 'completed', 'id', id)
       if f[5] then child_done(f[5], id, ARGV[o + 3]) end
     elseif kind == 'r' then
-      redis.call('HSET', key, 'err', ARGV[o + 3])
-      redis.call('HDEL', key, 'tok')
+      redis.call('HSET', key, 'att', att, 'err', ARGV[o + 3], 'tok', '')
       local delay = tonumber(ARGV[o + 4])
       emit(ev, 'event', 'failed', 'id', id, 'attempts', att, 'reason', ARGV[o + 3], 'retry', 1)
       if delay > 0 then
@@ -312,9 +325,9 @@ for i = 0, n - 1 do
       if f[3] == '0:-1' then
         redis.call('DEL', key)
       else
-        redis.call('HSET', key, 'fon', now, 'err', ARGV[o + 3])
-        redis.call('HDEL', key, 'tok')
-        redis.call('ZADD', base .. 'failed', now, id)
+        redis.call('HSET', key, 'att', att, 'fon', now, 'err', ARGV[o + 3], 'tok', '')
+        dead[#dead + 1] = now
+        dead[#dead + 1] = id
         trims['failed|' .. (f[3] or '')] = true
       end
       emit(ev, 'event', 'failed', 'id', id, 'attempts', att, 'reason', ARGV[o + 3], 'retry', 0)
@@ -322,6 +335,9 @@ for i = 0, n - 1 do
     end
   end
 end
+in_chunks('ZREM', base .. 'active', left_active)
+in_chunks('ZADD', base .. 'completed', done)
+in_chunks('ZADD', base .. 'failed', dead)
 for k, _ in pairs(trims) do
   local set, spec = string.match(k, '^(%a+)|(.*)$')
   trim(set, spec)
