@@ -339,6 +339,26 @@ impl Queue {
         Ok(())
     }
 
+    /// Moves this queue's clock forward by `by` (for tests: delays, retry
+    /// backoff, leases and repeats then behave as if that much time had
+    /// passed, without sleeping). Every operation adds the shift to Redis'
+    /// time; it is stored in the queue's `meta` hash, so every worker sees it.
+    pub async fn advance_clock(&self, by: std::time::Duration) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HINCRBY")
+            .arg(&self.inner.meta)
+            .arg("clock")
+            .arg(i64::try_from(crate::job::millis(by)).unwrap_or(i64::MAX))
+            .ignore();
+        pipe.cmd("ZADD")
+            .arg(format!("{}marker", self.inner.base))
+            .arg(0)
+            .arg("0")
+            .ignore();
+        self.inner.conn.query_pipeline::<()>(&pipe).await?;
+        Ok(())
+    }
+
     /// How many jobs are in each state (one round trip); also publishes the
     /// `ee_queue_depth` gauges.
     pub async fn counts(&self) -> Result<Counts, QueueError> {

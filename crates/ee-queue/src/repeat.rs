@@ -184,12 +184,13 @@ impl Queue {
         let mut pipe = redis::pipe();
         pipe.cmd("HGETALL").arg(self.repeat_key());
         pipe.cmd("TIME");
-        let (all, (secs, micros)): (HashMap<String, String>, (u64, u64)) =
+        pipe.cmd("HGET").arg(&self.inner.meta).arg("clock");
+        let (all, (secs, micros), shift): (HashMap<String, String>, (u64, u64), Option<u64>) =
             self.inner.conn.query_pipeline(&pipe).await?;
         if all.is_empty() {
             return Ok(0);
         }
-        let now = secs * 1000 + micros / 1000;
+        let now = secs * 1000 + micros / 1000 + shift.unwrap_or(0);
         let mut call = crate::scripts::ADD.call();
         let mut n = 0usize;
         let traceparent = String::new();

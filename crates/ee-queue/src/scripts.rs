@@ -12,7 +12,8 @@
 //! blocked worker waits on), `events` (stream, capped).
 //!
 //! Time is Redis' (`TIME`), so hosts with skewed clocks agree on delays,
-//! leases and retention.
+//! leases and retention (plus the queue's `clock` shift, which only
+//! `Queue::advance_clock` sets, for tests).
 
 use std::sync::LazyLock;
 
@@ -23,6 +24,9 @@ const PRELUDE: &str = r"
 local base = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- `Queue::advance_clock` (tests): the queue's clock runs ahead of Redis'.
+local shift = redis.call('HGET', base .. 'meta', 'clock')
+if shift then now = now + tonumber(shift) end
 local function emit(maxlen, ...)
   if maxlen > 0 then
     redis.call('XADD', base .. 'events', 'MAXLEN', '~', maxlen, '*', ...)

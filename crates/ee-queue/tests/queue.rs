@@ -1077,3 +1077,77 @@ async fn a_flow_parent_runs_after_its_children_with_their_results() {
         400
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backoff_waits_exactly_its_delay_on_the_queues_clock() {
+    let server = RedisServer::start();
+    let queue = open(&server, "backoff").await;
+    let runs = Arc::new(Mutex::new(0u32));
+    let counted = runs.clone();
+    let service = tower::service_fn(move |_job: Job<Email>| {
+        let counted = counted.clone();
+        async move {
+            *counted.lock().unwrap() += 1;
+            Err::<(), _>("still down")
+        }
+    });
+    let hour = Duration::from_secs(3600);
+    let id = queue
+        .add(
+            "x",
+            &email("b"),
+            JobOptions::default().attempts(3, Backoff::exponential(hour)),
+        )
+        .await
+        .unwrap();
+    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let ran = |n: u32| {
+        let runs = runs.clone();
+        let queue = queue.clone();
+        let id = id.clone();
+        async move {
+            *runs.lock().unwrap() == n && queue.job(&id).await.unwrap().unwrap().attempts_made == n
+        }
+    };
+    until("the first attempt failed", || ran(1)).await;
+    assert_eq!(state(&queue, &id).await, Some(JobState::Delayed));
+
+    // 59 minutes later the retry is not due; at 61 it runs.
+    queue
+        .advance_clock(Duration::from_secs(59 * 60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(*runs.lock().unwrap(), 1);
+    queue
+        .advance_clock(Duration::from_secs(2 * 60))
+        .await
+        .unwrap();
+    until("the second attempt failed", || ran(2)).await;
+    // The next backoff is two hours.
+    queue
+        .advance_clock(hour + Duration::from_secs(59 * 60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(*runs.lock().unwrap(), 2);
+    queue
+        .advance_clock(Duration::from_secs(2 * 60))
+        .await
+        .unwrap();
+    until("the job failed for good", || async {
+        state(&queue, &id).await == Some(JobState::Failed)
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(*runs.lock().unwrap(), 3);
+    let delays: Vec<String> = queue
+        .events("0", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "delayed")
+        .filter_map(|e| e.fields.get("delay").cloned())
+        .collect();
+    assert_eq!(delays, ["3600000", "7200000"]);
+}
