@@ -330,13 +330,7 @@ impl Queue {
             .arg(&self.inner.meta)
             .arg("paused")
             .ignore();
-        pipe.cmd("ZADD")
-            .arg(format!("{}marker", self.inner.base))
-            .arg(0)
-            .arg("0")
-            .ignore();
-        self.inner.conn.query_pipeline::<()>(&pipe).await?;
-        Ok(())
+        self.then_wake(pipe).await
     }
 
     /// Moves this queue's clock forward by `by` (for tests: delays, retry
@@ -350,6 +344,12 @@ impl Queue {
             .arg("clock")
             .arg(i64::try_from(crate::job::millis(by)).unwrap_or(i64::MAX))
             .ignore();
+        self.then_wake(pipe).await
+    }
+
+    /// Runs `pipe`, then wakes the workers blocked on the queue's marker
+    /// (one round trip), so they look again at once.
+    async fn then_wake(&self, mut pipe: redis::Pipeline) -> Result<(), QueueError> {
         pipe.cmd("ZADD")
             .arg(format!("{}marker", self.inner.base))
             .arg(0)

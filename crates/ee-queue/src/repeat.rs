@@ -149,14 +149,37 @@ impl Queue {
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(self.repeat_key()).arg(key);
         let removed: u64 = self.inner.conn.query(&cmd).await?;
-        let prefix = format!("rpt:{key}:");
-        for job in self.jobs(crate::JobState::Delayed, 0, 10_000).await? {
-            if job.id.starts_with(&prefix) {
-                match self.remove(&job.id).await {
+        // Its pending tick: delayed ids matching `rpt:<key>:*`, found by
+        // the server (ZSCAN), not by reading every delayed job.
+        let escaped: String = key
+            .chars()
+            .flat_map(|c| match c {
+                '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let pattern = format!("rpt:{escaped}:*");
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("ZSCAN");
+            scan.arg(format!("{}delayed", self.inner.base))
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, found): (u64, Vec<String>) = self.inner.conn.query(&scan).await?;
+            // Members and scores alternate.
+            for id in found.iter().step_by(2) {
+                match self.remove(id).await {
                     Ok(()) | Err(QueueError::NotFound(_) | QueueError::WrongState { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
         Ok(removed == 1)
     }

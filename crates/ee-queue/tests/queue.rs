@@ -644,29 +644,25 @@ async fn shutdown_lets_running_jobs_finish_up_to_the_deadline() {
         tokio::time::sleep(Duration::from_millis(job.data)).await;
         Ok::<_, Infallible>(())
     });
-    let short = queue
-        .add("x", &300u64, JobOptions::default())
-        .await
-        .unwrap();
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
-    until("active", || async {
-        state(&queue, &short).await == Some(JobState::Active)
-    })
-    .await;
-    let report = worker.shutdown(Duration::from_secs(5)).await;
+    // Adds a job sleeping `ms`, starts a worker, and shuts it down with
+    // `deadline` once the job runs.
+    let run = |ms: u64, deadline: Duration| {
+        let queue = queue.clone();
+        async move {
+            let id = queue.add("x", &ms, JobOptions::default()).await.unwrap();
+            let worker = Worker::new(queue.clone(), service).config(quick()).start();
+            until("active", || async {
+                state(&queue, &id).await == Some(JobState::Active)
+            })
+            .await;
+            (id, worker.shutdown(deadline).await)
+        }
+    };
+    let (short, report) = run(300, Duration::from_secs(5)).await;
     assert_eq!(report.abandoned, 0);
     assert_eq!(state(&queue, &short).await, Some(JobState::Completed));
 
-    let long = queue
-        .add("x", &60_000u64, JobOptions::default())
-        .await
-        .unwrap();
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
-    until("active", || async {
-        state(&queue, &long).await == Some(JobState::Active)
-    })
-    .await;
-    let report = worker.shutdown(Duration::from_millis(200)).await;
+    let (long, report) = run(60_000, Duration::from_millis(200)).await;
     assert_eq!(report.abandoned, 1);
     // Left active with its lease, for the stalled-job checker.
     assert_eq!(state(&queue, &long).await, Some(JobState::Active));
