@@ -12,8 +12,10 @@ use crate::Keep;
 pub struct QueueConfig {
     /// The largest payload `add` accepts, in bytes of JSON (default 512 KiB).
     pub max_payload_bytes: usize,
-    /// About how many lifecycle events the queue's stream keeps (default
-    /// 10 000, as BullMQ); 0 turns events off.
+    /// About how many entries the queue's lifecycle event stream keeps
+    /// (default 10 000, as BullMQ); 0 turns events off. One entry holds the
+    /// same event of every job of a batch (see `Queue::events`), so it can
+    /// hold more events than this.
     pub events_max_len: u64,
     /// Retention of completed jobs unless a job says otherwise (default:
     /// the newest 1 000, none older than a day).

@@ -532,8 +532,14 @@ impl Queue {
         }
     }
 
-    /// Up to `count` lifecycle events after stream id `after` (`"0"` for the
-    /// oldest kept). The stream keeps about `events_max_len` entries.
+    /// The lifecycle events of up to `count` stream entries after stream id
+    /// `after` (`"0"` for the oldest kept). The stream keeps about
+    /// `events_max_len` entries.
+    ///
+    /// Jobs that had the same plain event (`waiting`, `active`, `completed`,
+    /// `stalled`, `removed`) in one batch share one entry, so this can return
+    /// more than `count` events; they come one per job, in order, each with
+    /// its entry's `stream_id`. Read on from the last one's `stream_id`.
     pub async fn events(&self, after: &str, count: usize) -> Result<Vec<QueueEvent>, QueueError> {
         // `(` makes the start exclusive; `-` is the oldest entry.
         let start = if after == "0" {
@@ -548,18 +554,30 @@ impl Queue {
             .arg("COUNT")
             .arg(count);
         let entries: Vec<(String, Vec<(String, String)>)> = self.inner.conn.query(&cmd).await?;
-        Ok(entries
-            .into_iter()
-            .map(|(stream_id, pairs)| {
-                let mut fields: HashMap<String, String> = pairs.into_iter().collect();
-                QueueEvent {
-                    stream_id,
-                    event: fields.remove("event").unwrap_or_default(),
-                    job_id: fields.remove("id").unwrap_or_default(),
-                    fields,
+        let mut events = Vec::with_capacity(entries.len());
+        for (stream_id, pairs) in entries {
+            // An entry names one job, or several (`id` repeated) that had
+            // the same event in one script call.
+            let mut ids = Vec::with_capacity(1);
+            let mut fields = HashMap::new();
+            for (k, v) in pairs {
+                if k == "id" {
+                    ids.push(v);
+                } else {
+                    fields.insert(k, v);
                 }
-            })
-            .collect())
+            }
+            let event = fields.remove("event").unwrap_or_default();
+            for job_id in ids {
+                events.push(QueueEvent {
+                    stream_id: stream_id.clone(),
+                    event: event.clone(),
+                    job_id,
+                    fields: fields.clone(),
+                });
+            }
+        }
+        Ok(events)
     }
 }
 

@@ -27,9 +27,36 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- `Queue::advance_clock` (tests): the queue's clock runs ahead of Redis'.
 local shift = redis.call('HGET', base .. 'meta', 'clock')
 if shift then now = now + tonumber(shift) end
+-- Events: the same plain event of several jobs in a row (`note`) goes into
+-- one stream entry, `event <e> id <a> id <b> …`, written when another event
+-- comes or the script ends; `Queue::events` gives one event per id. Order
+-- is kept.
+local pend_event, pend_max, pend = nil, 0, {}
+local function flush()
+  for i = 1, #pend, 1000 do
+    local args = {'event', pend_event}
+    for j = i, math.min(i + 999, #pend) do
+      args[#args + 1] = 'id'
+      args[#args + 1] = pend[j]
+    end
+    redis.call('XADD', base .. 'events', 'MAXLEN', '~', pend_max, '*', unpack(args))
+  end
+  pend = {}
+end
 local function emit(maxlen, ...)
   if maxlen > 0 then
+    flush()
     redis.call('XADD', base .. 'events', 'MAXLEN', '~', maxlen, '*', ...)
+  end
+end
+local function note(maxlen, event, id)
+  if maxlen > 0 then
+    if pend_event ~= event then
+      flush()
+      pend_event = event
+      pend_max = maxlen
+    end
+    pend[#pend + 1] = id
   end
 end
 local function ready(id, pri)
@@ -84,7 +111,11 @@ end
 ";
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    // The body runs as a function so that pending events are written
+    // whichever way it returns.
+    Script::new(&format!(
+        "{PRELUDE}\nlocal function main()\n{body}\nend\nlocal out = main()\nflush()\nreturn out"
+    ))
 }
 
 /// Adds jobs. ARGV: base, events maxlen, n, then per job: custom id (or
@@ -156,7 +187,7 @@ for i = 0, n - 1 do
     else
       ready(id, pri)
       woke = true
-      emit(ev, 'event', 'waiting', 'id', id)
+      note(ev, 'waiting', id)
     end
   end
   out[#out + 1] = id
@@ -188,7 +219,7 @@ if #due > 0 then
     local f = redis.call('HMGET', base .. 'job:' .. id, 'ts', 'pri')
     if f[1] then
       ready(id, tonumber(f[2] or '0'))
-      emit(ev, 'event', 'waiting', 'id', id)
+      note(ev, 'waiting', id)
     end
   end
   redis.call('ZREM', base .. 'delayed', unpack(due))
@@ -227,7 +258,7 @@ for _, id in ipairs(ids) do
     leases[#leases + 1] = deadline
     leases[#leases + 1] = id
     jobs[#jobs + 1] = {id, f[1], f[2], f[3] or '0', f[4], f[5] or '', f[6] or ''}
-    emit(ev, 'event', 'active', 'id', id)
+    note(ev, 'active', id)
   end
 end
 in_chunks('ZADD', base .. 'active', leases)
@@ -272,7 +303,7 @@ local function child_done(par, id, value)
       and redis.call('ZREM', base .. 'wchild', par) == 1 then
     ready(par, tonumber(redis.call('HGET', pk, 'pri') or '0'))
     woke = true
-    emit(ev, 'event', 'waiting', 'id', par)
+    note(ev, 'waiting', par)
   end
 end
 -- Set members are written once per call, not once per job.
@@ -311,7 +342,7 @@ for i = 0, n - 1 do
         done[#done + 1] = id
         trims['completed|' .. (f[2] or '')] = true
       end
-      emit(ev, 'event', 'completed', 'id', id)
+      note(ev, 'completed', id)
       if f[5] then child_done(f[5], id, ARGV[o + 3]) end
     elseif kind == 'r' then
       redis.call('HSET', key, 'att', att, 'err', ARGV[o + 3], 'tok', '')
@@ -323,7 +354,7 @@ for i = 0, n - 1 do
       else
         ready(id, tonumber(f[4] or '0'))
         woke = true
-        emit(ev, 'event', 'waiting', 'id', id)
+        note(ev, 'waiting', id)
       end
     else
       if f[3] == '0:-1' then
@@ -406,7 +437,7 @@ for _, id in ipairs(ids) do
         redis.call('RPUSH', base .. 'wait', id)
       end
       back[#back + 1] = id
-      emit(ev, 'event', 'stalled', 'id', id)
+      note(ev, 'stalled', id)
     end
   end
 end
@@ -489,7 +520,7 @@ elseif action == 'remove' then
     redis.call('ZREM', base .. set, id)
   end
   redis.call('DEL', key)
-  emit(ev, 'event', 'removed', 'id', id)
+  note(ev, 'removed', id)
   return 'ok'
 end
 return 'unknown action'

@@ -148,6 +148,48 @@ async fn bulk_add_keeps_order_and_a_job_id_deduplicates() {
     let numbers: Vec<u64> = ids.iter().map(|id| id.parse().unwrap()).collect();
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
     assert_eq!(queue.counts().await.unwrap().waiting, 100);
+    // One stream entry holds the batch's 100 `waiting` events, in order; a
+    // mixed batch keeps each job's event in place.
+    let events = queue.events("0", 1).await.unwrap();
+    assert_eq!(events.len(), 100);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event == "waiting" && e.stream_id == events[0].stream_id)
+    );
+    assert_eq!(
+        events.iter().map(|e| e.job_id.clone()).collect::<Vec<_>>(),
+        ids
+    );
+    let mixed = queue
+        .add_bulk([
+            NewJob::new("n", 1),
+            NewJob::new("n", 2).options(JobOptions::default().delay(Duration::from_secs(60))),
+            NewJob::new("n", 3),
+            NewJob::new("n", 4),
+        ])
+        .await
+        .unwrap();
+    let events = queue.events(&events[0].stream_id, 10).await.unwrap();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.job_id.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("waiting", mixed[0].as_str()),
+            ("delayed", mixed[1].as_str()),
+            ("waiting", mixed[2].as_str()),
+            ("waiting", mixed[3].as_str()),
+        ]
+    );
+    assert_eq!(events[2].stream_id, events[3].stream_id);
+    assert_ne!(events[0].stream_id, events[2].stream_id);
+    queue.remove(&mixed[1]).await.unwrap();
+    for id in [&mixed[0], &mixed[2], &mixed[3]] {
+        queue.remove(id).await.unwrap();
+    }
 
     let first = queue
         .add("charge", &1, JobOptions::default().job_id("order-7"))
@@ -164,7 +206,7 @@ async fn bulk_add_keeps_order_and_a_job_id_deduplicates() {
 
     // The next numbered id is still free of the custom one.
     let next = queue.add("n", &0, JobOptions::default()).await.unwrap();
-    assert_eq!(next, "101");
+    assert_eq!(next, "105");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
