@@ -1,5 +1,8 @@
 //! What a store keeps per key, and its byte encoding for Redis.
 
+// The byte encoding is used by the Redis store only.
+#![cfg_attr(not(feature = "redis"), allow(dead_code))]
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ee_serialize::ZstdCodec;

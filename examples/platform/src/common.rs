@@ -1,0 +1,110 @@
+//! What every service shares: its dependencies, the deployed shape of its
+//! router, ids and time.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use ee_core::Problem;
+use ee_core::redis::RedisConn;
+use ee_db::Database;
+
+use crate::PlatformConfig;
+use crate::upstream::Upstreams;
+
+/// A service's dependencies.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    /// Its database (one SQLite file in embedded mode, PostgreSQL otherwise).
+    pub db: Database,
+    /// The other services.
+    pub upstreams: Upstreams,
+    /// Redis, in distributed mode (or when `redis_url` is set).
+    pub redis: Option<Redis>,
+    /// The platform's configuration.
+    pub config: Arc<PlatformConfig>,
+}
+
+/// A Redis connection and the configuration it came from (pub/sub and
+/// queues open their own connections).
+#[derive(Clone)]
+pub struct Redis {
+    /// The shared multiplexed connection.
+    pub conn: RedisConn,
+    /// Where it points.
+    pub config: ee_core::redis::RedisConfig,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &self.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The platform's problem types: `https://ee.rs/problems/platform/<kind>`.
+pub fn problem(
+    status: StatusCode,
+    kind: &str,
+    title: &'static str,
+    detail: impl Into<std::borrow::Cow<'static, str>>,
+) -> Problem {
+    Problem::ee(status, "platform", kind)
+        .with_title(title)
+        .with_detail(detail)
+}
+
+/// A new id: `<prefix>_` and 16 hex digits of randomness.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{:016x}", rand::random::<u64>())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A service as deployed: `api` under `/v1` (ee-versioning; other versions
+/// answer 400 listing the supported one), the probes (`/livez`, `/readyz`,
+/// `/healthz`) and `/metrics` version-neutral, unknown routes a 404 problem,
+/// a JSON log line and RED metrics per request.
+pub fn deploy(
+    api: Router,
+    health: &ee_health::Health,
+    prometheus: Option<&ee_metrics::Prometheus>,
+) -> Router {
+    let mut neutral = health.router();
+    if let Some(p) = prometheus {
+        neutral = neutral.merge(p.router());
+    }
+    ee_versioning::VersionedRouter::new()
+        .version(1, api.fallback(not_found))
+        .neutral(neutral)
+        .into_router()
+        .layer(ee_logging::RequestLogLayer::new())
+        .layer(ee_metrics::MetricsLayer::new())
+}
+
+/// 404 for a path no route matches.
+pub async fn not_found(req: Request) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND)
+        .with_detail(format!(
+            "no route for {} {}",
+            req.method(),
+            req.uri().path()
+        ))
+        .with_instance(req.uri().path().to_owned())
+}
+
+/// A readiness check of the database: one `SELECT 1`.
+pub fn db_check(db: Database) -> impl ee_health::HealthCheck {
+    ee_health::check_fn(move || {
+        let db = db.clone();
+        async move { db.query_one("SELECT 1", &[]).await.map(|_| ()) }
+    })
+}

@@ -1,0 +1,418 @@
+//! The ee reference e-commerce platform: user, product, order, payment and
+//! notification services and an API gateway, each an axum app built from ee
+//! crates. See `docs/platform.md` for the architecture.
+//!
+//! - [`Platform::start`] runs all six in one process (embedded mode: SQLite
+//!   in `data_dir`, in-memory rate limits, idempotency records and caches),
+//!   or on Redis and PostgreSQL when `redis_url` / `database_url` are set.
+//! - [`serve`] runs one service per process (distributed mode); the gateway
+//!   reaches the instances listed in `upstreams`.
+
+pub mod common;
+pub mod gateway;
+pub mod openapi;
+pub mod services;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::common::{Deps, Redis, db_check, deploy};
+use crate::gateway::RateLimitSettings;
+use crate::services::notification::{self, Notifier};
+use crate::services::{order, payment, product, user};
+use crate::upstream::{UpstreamTable, Upstreams};
+
+/// The services, in start order (the gateway last).
+pub const SERVICES: [&str; 6] = [
+    "user",
+    "product",
+    "payment",
+    "notification",
+    "order",
+    "gateway",
+];
+
+/// The simulated payment provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// How long a charge takes, in ms (default 5).
+    pub latency_ms: u64,
+    /// The share of charges declined at random, 0.0-1.0 (default 0).
+    pub failure_rate: f64,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            latency_ms: 5,
+            failure_rate: 0.0,
+        }
+    }
+}
+
+/// The platform's configuration (`platform.toml`, then `EE_*` variables:
+/// `EE_DATABASE_URL`, `EE_REDIS_URL`, `EE_LISTEN`, `EE_PAYMENT__FAILURE_RATE`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Where the gateway listens (embedded mode), or the service being
+    /// served (distributed mode). Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// The SQLite file's directory when `database_url` is empty (default `data`).
+    pub data_dir: PathBuf,
+    /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://…`); empty: SQLite in `data_dir`.
+    pub database_url: String,
+    /// Redis for rate limits, idempotency records, the product cache's L2 and
+    /// the notification queue; empty: in memory (notifications called directly).
+    pub redis_url: String,
+    /// Distributed mode: each service's instances (`http://host:port`).
+    pub upstreams: UpstreamTable,
+    /// How long a call to a service may take, in ms (default 5 000).
+    pub upstream_timeout_ms: u64,
+    /// The gateway's per-client rate limit.
+    pub rate_limit: RateLimitSettings,
+    /// The simulated payment provider.
+    pub payment: PaymentSettings,
+    /// Add the demo catalogue to an empty database (default true).
+    pub seed: bool,
+    /// How long in-flight requests may finish at shutdown, in ms (default 10 000).
+    pub drain_ms: u64,
+    /// Logging (ee-logging).
+    pub logging: ee_logging::LogConfig,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("data"),
+            database_url: String::new(),
+            redis_url: String::new(),
+            upstreams: HashMap::new(),
+            upstream_timeout_ms: 5_000,
+            rate_limit: RateLimitSettings::default(),
+            payment: PaymentSettings::default(),
+            seed: true,
+            drain_ms: 10_000,
+            logging: ee_logging::LogConfig::default(),
+        }
+    }
+}
+
+/// Why the platform could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn fail(what: &str) -> impl FnOnce(String) -> StartError + '_ {
+    move |e| StartError(format!("{what}: {e}"))
+}
+
+/// The database and Redis named by `config`, migrated (and seeded).
+async fn open_stores(
+    config: &PlatformConfig,
+) -> Result<(ee_db::Database, Option<Redis>), StartError> {
+    let url = if config.database_url.is_empty() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError(format!("data dir {}: {e}", config.data_dir.display())))?;
+        format!("sqlite://{}/platform.db", config.data_dir.display())
+    } else {
+        config.database_url.clone()
+    };
+    let db = ee_db::Database::open(&url)
+        .await
+        .map_err(|e| StartError(format!("database {url}: {e}")))?;
+    let migrations = ee_db::embed_migrations!("migrations/0001_platform.sql")
+        .map_err(|e| StartError(format!("migrations: {e}")))?;
+    db.migrate(&migrations)
+        .await
+        .map_err(|e| StartError(format!("migrations: {e}")))?;
+    if config.seed {
+        product::seed(&db)
+            .await
+            .map_err(|e| StartError(format!("seeding the catalogue: {e}")))?;
+    }
+    let redis = if config.redis_url.is_empty() {
+        None
+    } else {
+        let rc = ee_core::redis::RedisConfig::standalone(config.redis_url.clone());
+        let conn = ee_core::redis::RedisConn::connect(&rc)
+            .await
+            .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?;
+        Some(Redis { conn, config: rc })
+    };
+    Ok((db, redis))
+}
+
+/// One service's router and what runs beside it.
+struct Built {
+    router: Router,
+    worker: Option<ee_queue::WorkerHandle>,
+}
+
+async fn build(
+    name: &str,
+    deps: &Deps,
+    prometheus: Option<&ee_metrics::Prometheus>,
+) -> Result<Built, StartError> {
+    let mut health = ee_health::Health::builder()
+        .timeout(Duration::from_secs(2))
+        .cache_for(Duration::from_secs(1));
+    if name != "gateway" {
+        health = health.critical("database", db_check(deps.db.clone()));
+    }
+    if let Some(r) = &deps.redis {
+        health = health.critical("redis", ee_health::RedisCheck(r.conn.clone()));
+    }
+    let health = health.build();
+    let mut worker = None;
+    let api = match name {
+        "user" => user::api(deps.clone()),
+        "product" => product::api(deps.clone())
+            .await
+            .map_err(fail("product cache"))?,
+        "payment" => payment::api(deps.clone()),
+        "notification" => {
+            if let Some(r) = &deps.redis {
+                let q = ee_queue::Queue::connect(r.config.clone(), notification::QUEUE)
+                    .await
+                    .map_err(|e| StartError(format!("notification queue: {e}")))?;
+                worker = Some(notification::start_worker(q, deps.db.clone()));
+            }
+            notification::api(deps.clone())
+        }
+        "order" => {
+            let notifier = match &deps.redis {
+                Some(r) => Notifier::Queue(
+                    ee_queue::Queue::connect(r.config.clone(), notification::QUEUE)
+                        .await
+                        .map_err(|e| StartError(format!("notification queue: {e}")))?,
+                ),
+                None => Notifier::Direct(deps.upstreams.clone()),
+            };
+            order::api(deps.clone(), notifier)
+        }
+        "gateway" => {
+            let router = gateway::app(
+                deps.upstreams.clone(),
+                &deps.config.rate_limit,
+                deps.redis.as_ref(),
+                &health,
+                prometheus,
+            );
+            return Ok(Built { router, worker });
+        }
+        other => {
+            return Err(StartError(format!(
+                "unknown service {other:?}; one of {}",
+                SERVICES.join(", ")
+            )));
+        }
+    };
+    Ok(Built {
+        router: deploy(api, &health, prometheus),
+        worker,
+    })
+}
+
+/// A running platform (embedded mode).
+pub struct Platform {
+    /// The gateway's base URL.
+    pub gateway: String,
+    /// Each service's base URL (loopback, ephemeral ports).
+    pub services: HashMap<String, String>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    workers: Vec<ee_queue::WorkerHandle>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("gateway", &self.gateway)
+            .field("services", &self.services)
+            .finish_non_exhaustive()
+    }
+}
+
+fn serve_on(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    })
+}
+
+impl Platform {
+    /// Starts the five services and the gateway in this process: each
+    /// service on a loopback port of its own, the gateway on
+    /// `config.listen`, all calls between them over HTTP as in distributed
+    /// mode.
+    ///
+    /// # Errors
+    /// A store that cannot be opened, a port that cannot be bound.
+    pub async fn start(
+        config: PlatformConfig,
+        prometheus: Option<&ee_metrics::Prometheus>,
+    ) -> Result<Self, StartError> {
+        let (db, redis) = open_stores(&config).await?;
+        let mut listeners = Vec::new();
+        let mut services = HashMap::new();
+        let mut table = UpstreamTable::new();
+        for name in SERVICES {
+            let addr = if name == "gateway" {
+                config.listen.as_str()
+            } else {
+                "127.0.0.1:0"
+            };
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError(format!("{name}: cannot listen on {addr}: {e}")))?;
+            let url = format!(
+                "http://{}",
+                listener
+                    .local_addr()
+                    .map_err(|e| StartError(e.to_string()))?
+            );
+            if name != "gateway" {
+                table.insert(name.to_owned(), vec![url.clone()]);
+            }
+            services.insert(name.to_owned(), url);
+            listeners.push((name, listener));
+        }
+        let upstreams = Upstreams::new(&table, Duration::from_millis(config.upstream_timeout_ms))
+            .map_err(StartError)?;
+        let deps = Deps {
+            db,
+            upstreams,
+            redis,
+            config: Arc::new(config),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut workers = Vec::new();
+        for (name, listener) in listeners {
+            let built = build(name, &deps, prometheus).await?;
+            workers.extend(built.worker);
+            tasks.push(serve_on(listener, built.router, stopped.clone()));
+        }
+        Ok(Self {
+            gateway: services["gateway"].clone(),
+            services,
+            stop,
+            tasks,
+            workers,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests and jobs finish (up to
+    /// `drain`), and returns.
+    pub async fn shutdown(self, drain: Duration) {
+        let _ = self.stop.send(true);
+        for w in self.workers {
+            w.shutdown(drain).await;
+        }
+        let all = futures_join(self.tasks);
+        let _ = tokio::time::timeout(drain, all).await;
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Distributed mode: serves the one service `name` on `config.listen` until
+/// SIGTERM or Ctrl-C, then lets in-flight requests and jobs finish (up to
+/// `drain_ms`).
+///
+/// # Errors
+/// As [`Platform::start`].
+pub async fn serve(
+    name: &str,
+    config: PlatformConfig,
+    prometheus: Option<&ee_metrics::Prometheus>,
+) -> Result<(), StartError> {
+    if !SERVICES.contains(&name) {
+        return Err(StartError(format!(
+            "unknown service {name:?}; one of {}",
+            SERVICES.join(", ")
+        )));
+    }
+    let (db, redis) = open_stores(&config).await?;
+    let upstreams = Upstreams::new(
+        &config.upstreams,
+        Duration::from_millis(config.upstream_timeout_ms),
+    )
+    .map_err(StartError)?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| StartError(format!("{name}: cannot listen on {}: {e}", config.listen)))?;
+    let drain = Duration::from_millis(config.drain_ms);
+    let deps = Deps {
+        db,
+        upstreams,
+        redis,
+        config: Arc::new(config),
+    };
+    let built = build(name, &deps, prometheus).await?;
+    eprintln!(
+        "{name}: listening on http://{}",
+        listener
+            .local_addr()
+            .map_err(|e| StartError(e.to_string()))?
+    );
+    let (stop, stopped) = watch::channel(false);
+    let server = serve_on(listener, built.router, stopped);
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    if let Some(w) = built.worker {
+        w.shutdown(drain).await;
+    }
+    let _ = tokio::time::timeout(drain, server).await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

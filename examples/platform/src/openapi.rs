@@ -1,0 +1,281 @@
+//! The gateway's public API as OpenAPI 3.1: the operations are listed here,
+//! every body schema is generated from the Rust types the services decode
+//! and encode (schemars, JSON Schema 2020-12, which OpenAPI 3.1 uses), and
+//! every error answer is documented as `application/problem+json`.
+//!
+//! `GET /openapi.json` serves it, `GET /docs` a page that renders it (no
+//! script from elsewhere).
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use schemars::JsonSchema;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value, json};
+
+use crate::services::notification::Notification;
+use crate::services::order::{Order, PlaceOrder};
+use crate::services::product::{Product, ProductPage};
+use crate::services::user::{Register, User};
+
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    body: Option<fn(&mut SchemaGenerator) -> Value>,
+    ok: (u16, fn(&mut SchemaGenerator) -> Value),
+    errors: &'static [(u16, &'static str)],
+    params: &'static [(&'static str, &'static str, bool)],
+    idempotent_key: bool,
+}
+
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    g.subschema_for::<T>().to_value()
+}
+
+fn list_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    g.subschema_for::<Vec<T>>().to_value()
+}
+
+const COMMON_ERRORS: &[(u16, &str)] = &[
+    (400, "Malformed request (version, headers, query)"),
+    (
+        429,
+        "Rate limited; see RateLimit, RateLimit-Policy and Retry-After",
+    ),
+    (502, "The service behind the gateway could not be reached"),
+    (504, "The service behind the gateway did not answer in time"),
+];
+
+fn operations() -> Vec<Op> {
+    vec![
+        Op {
+            method: "post",
+            path: "/v1/users",
+            summary: "Register a user",
+            body: Some(schema::<Register>),
+            ok: (201, schema::<User>),
+            errors: &[
+                (409, "Email already registered"),
+                (422, "Invalid body (a pointer per violation)"),
+            ],
+            params: &[],
+            idempotent_key: false,
+        },
+        Op {
+            method: "get",
+            path: "/v1/users/{id}",
+            summary: "Look a user up",
+            body: None,
+            ok: (200, schema::<User>),
+            errors: &[(404, "No such user")],
+            params: &[("id", "path", true)],
+            idempotent_key: false,
+        },
+        Op {
+            method: "get",
+            path: "/v1/products",
+            summary: "Browse the catalogue",
+            body: None,
+            ok: (200, schema::<ProductPage>),
+            errors: &[],
+            params: &[("page", "query", false), ("per_page", "query", false)],
+            idempotent_key: false,
+        },
+        Op {
+            method: "get",
+            path: "/v1/products/{sku}",
+            summary: "One product, with its stock",
+            body: None,
+            ok: (200, schema::<Product>),
+            errors: &[(404, "No such product")],
+            params: &[("sku", "path", true)],
+            idempotent_key: false,
+        },
+        Op {
+            method: "post",
+            path: "/v1/orders",
+            summary: "Place an order: reserve stock, charge, confirm",
+            body: Some(schema::<PlaceOrder>),
+            ok: (201, schema::<Order>),
+            errors: &[
+                (402, "Payment declined; the stock was released"),
+                (
+                    409,
+                    "Out of stock, or a request with this Idempotency-Key is still running",
+                ),
+                (
+                    422,
+                    "Invalid body, unknown user or product, or the key reused with another body",
+                ),
+                (503, "Payment unavailable; nothing was charged"),
+            ],
+            params: &[],
+            idempotent_key: true,
+        },
+        Op {
+            method: "get",
+            path: "/v1/orders/{id}",
+            summary: "An order and its status",
+            body: None,
+            ok: (200, schema::<Order>),
+            errors: &[(404, "No such order")],
+            params: &[("id", "path", true)],
+            idempotent_key: false,
+        },
+        Op {
+            method: "get",
+            path: "/v1/notifications",
+            summary: "What was sent for an order",
+            body: None,
+            ok: (200, list_of::<Notification>),
+            errors: &[],
+            params: &[("order_id", "query", true)],
+            idempotent_key: false,
+        },
+    ]
+}
+
+/// The OpenAPI 3.1 document.
+pub fn document() -> Value {
+    let mut g = SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas".into())
+        .into_generator();
+    let problem = json!({"$ref": "#/components/schemas/Problem"});
+    let mut paths = Map::new();
+    for op in operations() {
+        let mut responses = Map::new();
+        responses.insert(
+            op.ok.0.to_string(),
+            json!({
+                "description": "Success",
+                "content": {"application/json": {"schema": (op.ok.1)(&mut g)}}
+            }),
+        );
+        for (status, why) in op.errors.iter().chain(COMMON_ERRORS) {
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": why,
+                    "content": {"application/problem+json": {"schema": problem}}
+                }),
+            );
+        }
+        let mut params: Vec<Value> = op
+            .params
+            .iter()
+            .map(|(name, at, required)| {
+                json!({"name": name, "in": at, "required": required, "schema": {"type": "string"}})
+            })
+            .collect();
+        if op.idempotent_key {
+            params.push(json!({
+                "name": "Idempotency-Key", "in": "header", "required": true,
+                "description": "A structured-field string, e.g. \"8e03978e-40d5\"; a retry with the same key and body gets the first answer (Idempotent-Replayed: true)",
+                "schema": {"type": "string", "maxLength": 255}
+            }));
+        }
+        let mut operation = json!({
+            "summary": op.summary,
+            "parameters": params,
+            "responses": responses,
+        });
+        if let Some(body) = op.body {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": body(&mut g)}}
+            });
+        }
+        paths
+            .entry(op.path)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("an object")
+            .insert(op.method.to_owned(), operation);
+    }
+    let mut schemas: Map<String, Value> = g.take_definitions(true).into_iter().collect();
+    schemas.insert(
+        "Problem".to_owned(),
+        json!({
+            "description": "RFC 9457 problem details",
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "format": "uri-reference"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "instance": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "description": "Validation failures: one per violation, with a JSON pointer",
+                    "items": {"type": "object", "properties": {
+                        "pointer": {"type": "string"}, "detail": {"type": "string"}
+                    }}
+                }
+            },
+            "additionalProperties": true
+        }),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ee reference shop",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The public API of the ee reference platform, through its gateway. Money is in integer minor units."
+        },
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_string());
+
+/// `GET /openapi.json` and `GET /docs`.
+pub fn router() -> Router {
+    Router::new()
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    DOCUMENT.as_str(),
+                )
+                    .into_response()
+            }),
+        )
+        .route("/docs", get(|| async { Html(DOCS_PAGE) }))
+}
+
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ee reference shop: API</title>
+<style>
+body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+h2{margin-top:2rem;border-bottom:1px solid #ddd}.m{display:inline-block;min-width:4rem;font-weight:bold;text-transform:uppercase}
+.get{color:#075}.post{color:#a50}code,pre{background:#f5f5f5;padding:.1rem .3rem}pre{padding:.6rem;overflow:auto;font-size:13px}
+details{margin:.3rem 0 1rem 4rem}
+</style></head><body>
+<h1>ee reference shop: API</h1>
+<p>Generated from <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Errors are <code>application/problem+json</code> (RFC 9457).</p>
+<div id="ops">Loading…</div>
+<script>
+fetch('/openapi.json').then(r => r.json()).then(doc => {
+  const ops = document.getElementById('ops'); ops.textContent = '';
+  const esc = s => String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
+  for (const [path, item] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(item)) {
+      const div = document.createElement('div');
+      const codes = Object.entries(op.responses).map(([c, r]) => `<li><b>${c}</b> ${esc(r.description)}</li>`).join('');
+      const body = op.requestBody ? `<pre>${esc(JSON.stringify(op.requestBody.content['application/json'].schema, null, 1))}</pre>` : '';
+      div.innerHTML = `<h2><span class="m ${method}">${method}</span> <code>${esc(path)}</code></h2><p>${esc(op.summary)}</p>
+        <details><summary>Request and responses</summary>${body}<ul>${codes}</ul></details>`;
+      ops.appendChild(div);
+    }
+  }
+  const s = document.createElement('details');
+  s.innerHTML = `<summary>Schemas</summary><pre>${esc(JSON.stringify(doc.components.schemas, null, 1))}</pre>`;
+  ops.appendChild(s);
+});
+</script></body></html>"#;

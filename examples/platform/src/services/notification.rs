@@ -1,0 +1,172 @@
+//! The notification service: sends order confirmations and records what it
+//! "sent".
+//!
+//! - A worker of the `notifications` ee-queue queue (Redis) runs each
+//!   `order-confirmation` job: at least once, retried with backoff, recorded
+//!   once per order (the row's key is the order and the kind).
+//! - `POST /v1/notifications` (internal): the same, synchronously; what the
+//!   order service calls when the platform runs without Redis (ee-queue
+//!   needs Redis).
+//! - `GET /v1/notifications?order_id=` → what was sent for an order.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use ee_core::Problem;
+use ee_db::{Database, DbError, params};
+use ee_queue::{Backoff, Job, JobOptions, Queue, Worker, WorkerHandle};
+use ee_validate::Valid;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Deps, now_ms};
+use crate::upstream::Upstreams;
+
+/// The queue's name.
+pub const QUEUE: &str = "notifications";
+
+/// An order confirmation to send.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// The order.
+    #[schemars(length(min = 1, max = 64))]
+    pub order_id: String,
+    /// Who to send it to.
+    #[schemars(length(min = 3, max = 254))]
+    pub email: String,
+    /// The amount charged, in minor units.
+    pub total_minor: i64,
+    /// Its currency.
+    #[schemars(length(min = 3, max = 3))]
+    pub currency: String,
+}
+
+/// A sent notification.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub struct Notification {
+    /// The order.
+    pub order_id: String,
+    /// `order-confirmation`.
+    pub kind: String,
+    /// Where it went.
+    pub recipient: String,
+    /// What it said.
+    pub body: String,
+    /// When, ms since the Unix epoch.
+    pub sent_ms: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ByOrder {
+    order_id: String,
+}
+
+/// How the order service hands a confirmation over.
+#[derive(Clone, Debug)]
+pub enum Notifier {
+    /// Through the `notifications` queue (Redis): durable, retried.
+    Queue(Queue),
+    /// A call to the notification service (no Redis).
+    Direct(Upstreams),
+}
+
+impl Notifier {
+    /// Hands `c` over. On the queue, the job id is the order's, so a retried
+    /// order adds no second job.
+    ///
+    /// # Errors
+    /// The queue or the notification service is unavailable.
+    pub async fn order_confirmed(&self, c: &Confirmation) -> Result<(), Problem> {
+        match self {
+            Notifier::Queue(q) => q
+                .add(
+                    "order-confirmation",
+                    c,
+                    JobOptions::default()
+                        .job_id(format!("confirm-{}", c.order_id))
+                        .attempts(
+                            5,
+                            Backoff::exponential(Duration::from_millis(200)).with_jitter(0.2),
+                        ),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_problem()),
+            Notifier::Direct(up) => up
+                .call::<_, Notification>(
+                    "notification",
+                    axum::http::Method::POST,
+                    "/v1/notifications",
+                    Some(c),
+                    &[],
+                )
+                .await
+                .map(|_| ()),
+        }
+    }
+}
+
+/// The service's API (mounted under `/v1`).
+pub fn api(deps: Deps) -> Router {
+    Router::new()
+        .route("/notifications", get(list).post(send_now))
+        .with_state(deps)
+}
+
+/// Starts the queue's worker (10 at once).
+pub fn start_worker(queue: Queue, db: Database) -> WorkerHandle {
+    let service = tower::service_fn(move |job: Job<Confirmation>| {
+        let db = db.clone();
+        async move { send(&db, &job.data).await.map_err(|e| e.to_string()) }
+    });
+    Worker::new(queue, service).concurrency(10).start()
+}
+
+/// "Sends" `c`: records it, once per order.
+async fn send(db: &Database, c: &Confirmation) -> Result<Notification, DbError> {
+    let n = Notification {
+        order_id: c.order_id.clone(),
+        kind: "order-confirmation".to_owned(),
+        recipient: c.email.clone(),
+        body: format!(
+            "Thank you for your order {}: {}.{:02} {} charged.",
+            c.order_id,
+            c.total_minor / 100,
+            c.total_minor % 100,
+            c.currency
+        ),
+        sent_ms: now_ms(),
+    };
+    db.execute(
+        "INSERT INTO notifications (order_id, kind, recipient, body, sent_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, kind) DO NOTHING",
+        params![n.order_id.clone(), n.kind.clone(), n.recipient.clone(), n.body.clone(), n.sent_ms],
+    )
+    .await?;
+    Ok(n)
+}
+
+async fn send_now(
+    State(deps): State<Deps>,
+    Valid(c): Valid<Confirmation>,
+) -> Result<(StatusCode, Json<Notification>), Problem> {
+    let n = send(&deps.db, &c).await.map_err(|e| e.to_problem())?;
+    Ok((StatusCode::CREATED, Json(n)))
+}
+
+async fn list(
+    State(deps): State<Deps>,
+    Query(q): Query<ByOrder>,
+) -> Result<Json<Vec<Notification>>, Problem> {
+    deps.db
+        .query_as::<Notification>(
+            "SELECT order_id, kind, recipient, body, sent_ms FROM notifications WHERE order_id = $1 ORDER BY sent_ms",
+            params![q.order_id],
+        )
+        .await
+        .map(Json)
+        .map_err(|e| e.to_problem())
+}

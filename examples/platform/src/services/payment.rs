@@ -1,0 +1,179 @@
+//! The payment service: charges through a simulated provider.
+//!
+//! - `POST /v1/payments` `{"order_id", "amount_minor", "currency", "token"}`
+//!   (internal, called by the order service; `Idempotency-Key` required) →
+//!   201 the payment, `status` `captured` or `declined`. The provider takes
+//!   `payment.latency_ms` and declines `payment.failure_rate` of charges at
+//!   random, and always the test token `tok_declined`. One payment per
+//!   order: a second charge of the same order returns the first.
+//! - `GET /v1/payments/{id}` → the payment.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ee_core::Problem;
+use ee_db::{DbError, params};
+use ee_idempotency::{IdempotencyConfig, IdempotencyLayer};
+use ee_validate::Valid;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Deps, new_id, now_ms, problem};
+
+/// The token the simulated provider always declines.
+pub const DECLINED_TOKEN: &str = "tok_declined";
+
+/// The body of `POST /v1/payments`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Charge {
+    /// The order paid for.
+    #[schemars(length(min = 1, max = 64))]
+    pub order_id: String,
+    /// Amount in minor units.
+    #[schemars(range(min = 1))]
+    pub amount_minor: i64,
+    /// ISO 4217 currency.
+    #[schemars(regex(pattern = "^[A-Z]{3}$"))]
+    pub currency: String,
+    /// The card token from the client.
+    #[schemars(length(min = 1, max = 64))]
+    pub token: String,
+}
+
+/// A payment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub struct Payment {
+    /// `pay_…`
+    pub id: String,
+    /// The order.
+    pub order_id: String,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// `captured` or `declined`.
+    pub status: String,
+    /// Why it was declined.
+    pub reason: Option<String>,
+    /// When, ms since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// The service's API (mounted under `/v1`).
+pub fn api(deps: Deps) -> Router {
+    let idempotency = IdempotencyConfig {
+        required: true,
+        ..IdempotencyConfig::default()
+    };
+    let charges = Router::new().route("/payments", post(charge));
+    let charges = match &deps.redis {
+        None => charges.layer(IdempotencyLayer::with_config(
+            ee_idempotency::MemoryStore::new(),
+            idempotency,
+        )),
+        Some(redis) => charges.layer(IdempotencyLayer::with_config(
+            ee_idempotency::RedisStore::new(redis.conn.clone()),
+            idempotency,
+        )),
+    };
+    charges.route("/payments/{id}", get(find)).with_state(deps)
+}
+
+const COLUMNS: &str = "id, order_id, amount_minor, currency, status, reason, created_ms";
+
+async fn charge(
+    State(deps): State<Deps>,
+    Valid(body): Valid<Charge>,
+) -> Result<(StatusCode, Json<Payment>), Problem> {
+    if let Some(first) = by_order(&deps, &body.order_id).await? {
+        return Ok((StatusCode::OK, Json(first)));
+    }
+    let settings = &deps.config.payment;
+    tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
+    let reason = if body.token == DECLINED_TOKEN {
+        Some("card declined (test token)".to_owned())
+    } else if rand::random::<f64>() < settings.failure_rate {
+        Some("card declined by the issuer".to_owned())
+    } else {
+        None
+    };
+    let payment = Payment {
+        id: new_id("pay"),
+        order_id: body.order_id,
+        amount_minor: body.amount_minor,
+        currency: body.currency,
+        status: if reason.is_some() {
+            "declined"
+        } else {
+            "captured"
+        }
+        .to_owned(),
+        reason,
+        created_ms: now_ms(),
+    };
+    let inserted = deps
+        .db
+        .execute(
+            &format!("INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            params![
+                payment.id.clone(),
+                payment.order_id.clone(),
+                payment.amount_minor,
+                payment.currency.clone(),
+                payment.status.clone(),
+                payment.reason.clone(),
+                payment.created_ms
+            ],
+        )
+        .await;
+    match inserted {
+        Ok(_) => Ok((StatusCode::CREATED, Json(payment))),
+        // Another charge of this order won the race: it is the payment.
+        Err(e) if e.status() == StatusCode::CONFLICT => {
+            match by_order(&deps, &payment.order_id).await? {
+                Some(first) => Ok((StatusCode::OK, Json(first))),
+                None => Err(e.to_problem()),
+            }
+        }
+        Err(e) => Err(e.to_problem()),
+    }
+}
+
+async fn by_order(deps: &Deps, order_id: &str) -> Result<Option<Payment>, Problem> {
+    match deps
+        .db
+        .query_one_as::<Payment>(
+            &format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1"),
+            params![order_id.to_owned()],
+        )
+        .await
+    {
+        Ok(p) => Ok(Some(p)),
+        Err(DbError::NotFound) => Ok(None),
+        Err(e) => Err(e.to_problem()),
+    }
+}
+
+async fn find(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Json<Payment>, Problem> {
+    match deps
+        .db
+        .query_one_as::<Payment>(
+            &format!("SELECT {COLUMNS} FROM payments WHERE id = $1"),
+            params![id.clone()],
+        )
+        .await
+    {
+        Ok(p) => Ok(Json(p)),
+        Err(DbError::NotFound) => Err(problem(
+            StatusCode::NOT_FOUND,
+            "payment-not-found",
+            "No such payment",
+            format!("there is no payment {id}"),
+        )),
+        Err(e) => Err(e.to_problem()),
+    }
+}

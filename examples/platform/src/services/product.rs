@@ -1,0 +1,421 @@
+//! The product service: the catalogue and its stock.
+//!
+//! - `GET /v1/products?page=&per_page=` → a page of products.
+//! - `GET /v1/products/{sku}` → one product, read through ee-cache
+//!   (single-flight; in memory, or L1 + Redis with cross-instance
+//!   invalidation in distributed mode); every stock change drops its entry.
+//! - `POST /v1/reservations` `{"order_id", "lines": [{"sku", "quantity"}]}`
+//!   (internal, called by the order service) → 201 the priced lines, taken
+//!   from stock in one transaction; 409 problem when a line is out of stock
+//!   (nothing is taken), 422 for an unknown SKU. Repeating it for the same
+//!   order returns the first reservation.
+//! - `DELETE /v1/reservations/{order_id}` (internal) → 204, the stock put
+//!   back; repeating it is harmless.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use ee_cache::{Cache, MemoryStore, RedisStore, TieredStore};
+use ee_core::Problem;
+use ee_db::{DbError, params};
+use ee_validate::Valid;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Deps, problem};
+
+/// A product.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub struct Product {
+    /// Stock-keeping unit, the product's id.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Price in minor units (cents).
+    pub price_minor: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// Units in stock.
+    pub stock: i64,
+}
+
+/// A page of products.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ProductPage {
+    /// 1-based page number.
+    pub page: u32,
+    /// Page size.
+    pub per_page: u32,
+    /// The products, by SKU.
+    pub products: Vec<Product>,
+}
+
+/// `?page=&per_page=`
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+/// A line to reserve.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    /// The product.
+    #[schemars(length(min = 1, max = 64))]
+    pub sku: String,
+    /// How many.
+    #[schemars(range(min = 1, max = 1000))]
+    pub quantity: u32,
+}
+
+/// The body of `POST /v1/reservations`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reserve {
+    /// The order the stock is for.
+    #[schemars(length(min = 1, max = 64))]
+    pub order_id: String,
+    /// What to take.
+    #[schemars(length(min = 1, max = 50))]
+    pub lines: Vec<LineRequest>,
+}
+
+/// A reserved, priced line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub struct PricedLine {
+    /// The product.
+    pub sku: String,
+    /// How many.
+    pub quantity: i64,
+    /// Unit price in minor units.
+    pub price_minor: i64,
+}
+
+/// A reservation: what was taken and what it costs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reservation {
+    /// The order.
+    pub order_id: String,
+    /// The lines, by SKU.
+    pub lines: Vec<PricedLine>,
+    /// Sum of quantity × price.
+    pub total_minor: i64,
+    /// The currency of every line.
+    pub currency: String,
+}
+
+/// Product detail reads: in memory, or an L1 in front of Redis.
+#[derive(Clone)]
+enum Products {
+    Memory(Cache<str, Product>),
+    Tiered(Cache<str, Product, TieredStore<Product>>),
+}
+
+impl Products {
+    async fn get(&self, db: &ee_db::Database, sku: &str) -> Result<Option<Product>, Problem> {
+        let db = db.clone();
+        let owned = sku.to_owned();
+        let load = move || async move {
+            match db
+                .query_one_as::<Product>(
+                    "SELECT sku, name, description, price_minor, currency, stock FROM products WHERE sku = $1",
+                    params![owned],
+                )
+                .await
+            {
+                Ok(p) => Ok(Some(p)),
+                Err(DbError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let result = match self {
+            Products::Memory(c) => c.get_or_load(sku, load).await,
+            Products::Tiered(c) => c.get_or_load(sku, load).await,
+        };
+        result.map_err(|e| e.to_problem())
+    }
+
+    async fn forget(&self, sku: &str) {
+        let result = match self {
+            Products::Memory(c) => c.delete(sku).await,
+            Products::Tiered(c) => c.delete(sku).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(sku, error = %e, "could not drop a cached product");
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ProductState {
+    deps: Deps,
+    products: Products,
+}
+
+/// The service's API (mounted under `/v1`).
+///
+/// # Errors
+/// The cache could not be set up (Redis pub/sub unreachable).
+pub async fn api(deps: Deps) -> Result<Router, String> {
+    let builder = Cache::builder("products").ttl(Duration::from_secs(60));
+    let products = match &deps.redis {
+        None => Products::Memory(
+            builder
+                .build(MemoryStore::new())
+                .map_err(|e| e.to_string())?,
+        ),
+        Some(redis) => {
+            let tiered = TieredStore::connect(
+                MemoryStore::new(),
+                RedisStore::new(redis.conn.clone()),
+                &redis.config,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Products::Tiered(builder.build(tiered).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(Router::new()
+        .route("/products", get(list))
+        .route("/products/{sku}", get(detail))
+        .route("/reservations", post(reserve))
+        .route("/reservations/{order_id}", delete(release))
+        .with_state(ProductState { deps, products }))
+}
+
+async fn list(
+    State(s): State<ProductState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<ProductPage>, Problem> {
+    let page = q.page.unwrap_or(1).max(1);
+    let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
+    let products = s
+        .deps
+        .db
+        .query_as::<Product>(
+            "SELECT sku, name, description, price_minor, currency, stock FROM products ORDER BY sku LIMIT $1 OFFSET $2",
+            params![i64::from(per_page), i64::from((page - 1) * per_page)],
+        )
+        .await
+        .map_err(|e| e.to_problem())?;
+    Ok(Json(ProductPage {
+        page,
+        per_page,
+        products,
+    }))
+}
+
+async fn detail(
+    State(s): State<ProductState>,
+    Path(sku): Path<String>,
+) -> Result<Json<Product>, Problem> {
+    match s.products.get(&s.deps.db, &sku).await? {
+        Some(p) => Ok(Json(p)),
+        None => Err(problem(
+            StatusCode::NOT_FOUND,
+            "product-not-found",
+            "No such product",
+            format!("there is no product {sku}"),
+        )),
+    }
+}
+
+async fn reserve(
+    State(s): State<ProductState>,
+    Valid(body): Valid<Reserve>,
+) -> Result<(StatusCode, Json<Reservation>), Problem> {
+    let db = &s.deps.db;
+    // One line per SKU, taken in SKU order so two orders never wait on each
+    // other's rows (no deadlock on PostgreSQL).
+    let mut lines: Vec<(String, i64)> = Vec::new();
+    for l in &body.lines {
+        match lines.iter_mut().find(|(sku, _)| *sku == l.sku) {
+            Some(line) => line.1 += i64::from(l.quantity),
+            None => lines.push((l.sku.clone(), i64::from(l.quantity))),
+        }
+    }
+    lines.sort();
+    let mut tx = db.begin().await.map_err(|e| e.to_problem())?;
+    let existing = tx
+        .query_as::<(String, i64, i64, String)>(
+            "SELECT r.sku, r.quantity, p.price_minor, p.currency FROM reservations r JOIN products p ON p.sku = r.sku WHERE r.order_id = $1 ORDER BY r.sku",
+            params![body.order_id.clone()],
+        )
+        .await
+        .map_err(|e| e.to_problem())?;
+    if let Some((_, _, _, currency)) = existing.first() {
+        let currency = currency.clone();
+        drop(tx);
+        let lines = existing
+            .into_iter()
+            .map(|(sku, quantity, price_minor, _)| PricedLine {
+                sku,
+                quantity,
+                price_minor,
+            })
+            .collect();
+        return Ok((
+            StatusCode::OK,
+            Json(priced(body.order_id, lines, &currency)),
+        ));
+    }
+    let mut priced_lines = Vec::with_capacity(lines.len());
+    let mut currency: Option<String> = None;
+    for (sku, quantity) in &lines {
+        let taken = tx
+            .execute(
+                "UPDATE products SET stock = stock - $1 WHERE sku = $2 AND stock >= $1",
+                params![*quantity, sku.clone()],
+            )
+            .await
+            .map_err(|e| e.to_problem())?;
+        let row = tx
+            .query_opt(
+                "SELECT price_minor, currency, stock FROM products WHERE sku = $1",
+                params![sku.clone()],
+            )
+            .await
+            .map_err(|e| e.to_problem())?;
+        let Some(row) = row else {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-product",
+                "Unknown product",
+                format!("there is no product {sku}"),
+            )
+            .with_extension("sku", sku.clone()));
+        };
+        if taken == 0 {
+            let stock: i64 = row.get("stock").map_err(|e| e.to_problem())?;
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "out-of-stock",
+                "Out of stock",
+                format!("{sku}: {quantity} wanted, {stock} in stock"),
+            )
+            .with_extension("sku", sku.clone())
+            .with_extension("in_stock", stock));
+        }
+        let price: i64 = row.get("price_minor").map_err(|e| e.to_problem())?;
+        let cur: String = row.get("currency").map_err(|e| e.to_problem())?;
+        if currency.get_or_insert_with(|| cur.clone()) != &cur {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "mixed-currencies",
+                "Mixed currencies",
+                "every line of an order must be in one currency",
+            ));
+        }
+        tx.execute(
+            "INSERT INTO reservations (order_id, sku, quantity) VALUES ($1, $2, $3)",
+            params![body.order_id.clone(), sku.clone(), *quantity],
+        )
+        .await
+        .map_err(|e| e.to_problem())?;
+        priced_lines.push(PricedLine {
+            sku: sku.clone(),
+            quantity: *quantity,
+            price_minor: price,
+        });
+    }
+    tx.commit().await.map_err(|e| e.to_problem())?;
+    for (sku, _) in &lines {
+        s.products.forget(sku).await;
+    }
+    let currency = currency.unwrap_or_else(|| "EUR".to_owned());
+    Ok((
+        StatusCode::CREATED,
+        Json(priced(body.order_id, priced_lines, &currency)),
+    ))
+}
+
+fn priced(order_id: String, lines: Vec<PricedLine>, currency: &str) -> Reservation {
+    Reservation {
+        order_id,
+        total_minor: lines.iter().map(|l| l.quantity * l.price_minor).sum(),
+        lines,
+        currency: currency.to_owned(),
+    }
+}
+
+async fn release(
+    State(s): State<ProductState>,
+    Path(order_id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let mut tx = s.deps.db.begin().await.map_err(|e| e.to_problem())?;
+    let lines = tx
+        .query_as::<(String, i64)>(
+            "SELECT sku, quantity FROM reservations WHERE order_id = $1 ORDER BY sku",
+            params![order_id.clone()],
+        )
+        .await
+        .map_err(|e| e.to_problem())?;
+    for (sku, quantity) in &lines {
+        tx.execute(
+            "UPDATE products SET stock = stock + $1 WHERE sku = $2",
+            params![*quantity, sku.clone()],
+        )
+        .await
+        .map_err(|e| e.to_problem())?;
+    }
+    tx.execute(
+        "DELETE FROM reservations WHERE order_id = $1",
+        params![order_id],
+    )
+    .await
+    .map_err(|e| e.to_problem())?;
+    tx.commit().await.map_err(|e| e.to_problem())?;
+    for (sku, _) in &lines {
+        s.products.forget(sku).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Demo data: 50 products, 100 of each in stock, unless the catalogue has
+/// products already.
+///
+/// # Errors
+/// The database's.
+pub async fn seed(db: &ee_db::Database) -> Result<u64, DbError> {
+    let have: i64 = db
+        .query_one("SELECT COUNT(*) FROM products", &[])
+        .await?
+        .get(0)?;
+    if have > 0 {
+        return Ok(0);
+    }
+    const KINDS: [&str; 10] = [
+        "Water bottle",
+        "Coffee mug",
+        "Notebook",
+        "Backpack",
+        "Desk lamp",
+        "Headphones",
+        "Keyboard",
+        "Plant pot",
+        "Tea towel",
+        "Umbrella",
+    ];
+    let mut tx = db.begin().await?;
+    for i in 0..50_i64 {
+        let kind = KINDS[usize::try_from(i).unwrap_or(0) % KINDS.len()];
+        tx.execute(
+            "INSERT INTO products (sku, name, description, price_minor, currency, stock) VALUES ($1, $2, $3, $4, 'EUR', 100)",
+            params![
+                format!("SKU-{:04}", i + 1),
+                format!("{kind} no. {}", i / 10 + 1),
+                format!("A {} for the demo shop.", kind.to_ascii_lowercase()),
+                499 + (i * 137) % 9_000,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(50)
+}

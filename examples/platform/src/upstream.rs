@@ -1,0 +1,257 @@
+//! Calls between services and from the gateway: a static table of instances
+//! per service, round robin, a per-call timeout, and problem+json answers
+//! when no instance answers (502) or the one asked is too slow (504).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
+use ee_core::Problem;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The instances of each service, by name (`user`, `product`, …), each a
+/// base URL such as `http://127.0.0.1:8101`.
+pub type UpstreamTable = HashMap<String, Vec<String>>;
+
+struct Pool {
+    bases: Vec<(http::uri::Scheme, http::uri::Authority)>,
+    next: AtomicUsize,
+}
+
+/// A client over an [`UpstreamTable`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Upstreams {
+    pools: Arc<HashMap<String, Pool>>,
+    client: Client<HttpConnector, Body>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams")
+            .field("services", &self.pools.keys().collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstreams {
+    /// A client of `table`; each call waits `timeout` at most for the
+    /// response head.
+    ///
+    /// # Errors
+    /// A base URL that is not `http://host:port`.
+    pub fn new(table: &UpstreamTable, timeout: Duration) -> Result<Self, String> {
+        let mut pools = HashMap::new();
+        for (service, urls) in table {
+            let mut bases = Vec::with_capacity(urls.len());
+            for url in urls {
+                let uri: Uri = url
+                    .parse()
+                    .map_err(|e| format!("upstream {service}: {url:?} is not a URL ({e})"))?;
+                match (uri.scheme(), uri.authority()) {
+                    (Some(s), Some(a)) if s == &http::uri::Scheme::HTTP => {
+                        bases.push((s.clone(), a.clone()));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "upstream {service}: {url:?} is not http://host:port"
+                        ));
+                    }
+                }
+            }
+            pools.insert(
+                service.clone(),
+                Pool {
+                    bases,
+                    next: AtomicUsize::new(0),
+                },
+            );
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Self {
+            pools: Arc::new(pools),
+            client,
+            timeout,
+        })
+    }
+
+    /// Sends `req` (its path and query kept) to an instance of `service`,
+    /// round robin. An instance that refuses the connection is skipped for
+    /// the next one, since nothing reached it; once the request is sent, its
+    /// answer (or its timeout, 504) is final.
+    pub async fn forward(&self, service: &str, req: Request<Body>) -> Response<Body> {
+        let Some(pool) = self.pools.get(service).filter(|p| !p.bases.is_empty()) else {
+            return bad_gateway(service, "no instance is configured").into_response();
+        };
+        let (mut parts, body) = req.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        // A body can be sent once; keep it whole so that a refused connection
+        // can be tried on the next instance.
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return Problem::new(StatusCode::BAD_REQUEST)
+                    .with_detail(format!("the request body could not be read: {e}"))
+                    .into_response();
+            }
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        let first = pool.next.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = String::new();
+        for i in 0..pool.bases.len() {
+            let (scheme, authority) = &pool.bases[(first + i) % pool.bases.len()];
+            let uri = Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(path.clone())
+                .build()
+                .expect("scheme, authority and path from valid URIs");
+            let mut out = Request::new(Body::from(body.clone()));
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.headers_mut() = parts.headers.clone();
+            match tokio::time::timeout(self.timeout, self.client.request(out)).await {
+                Err(_) => {
+                    tracing::warn!(service, instance = %authority, "upstream timed out");
+                    return Problem::ee(StatusCode::GATEWAY_TIMEOUT, "gateway", "upstream-timeout")
+                        .with_title("Upstream timed out")
+                        .with_detail(format!(
+                            "the {service} service did not answer within {} ms",
+                            self.timeout.as_millis()
+                        ))
+                        .into_response();
+                }
+                Ok(Ok(resp)) => {
+                    let (mut head, incoming) = resp.into_parts();
+                    strip_hop_by_hop(&mut head.headers);
+                    return Response::from_parts(head, Body::new(incoming));
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::warn!(service, instance = %authority, error = %e, "upstream refused; trying the next instance");
+                    last_error = e.to_string();
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(service, instance = %authority, error = %e, "upstream failed");
+                    return bad_gateway(service, &format!("the instance failed: {e}"))
+                        .into_response();
+                }
+            }
+        }
+        bad_gateway(
+            service,
+            &format!("no instance could be reached (last: {last_error})"),
+        )
+        .into_response()
+    }
+
+    /// A JSON call to `service`: `method path` with `body` and `headers`.
+    /// Returns the status and the body decoded as `T` for 2xx; any other
+    /// answer comes back as the problem it carried (or a 502 if it was not
+    /// one).
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        service: &str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        headers: &[(&'static str, String)],
+    ) -> Result<(StatusCode, T), Problem> {
+        let mut req = Request::builder().method(method).uri(path);
+        // The caller's trace goes on in the callee.
+        if let Some(trace) = ee_logging::TraceContext::current() {
+            req = req.header("traceparent", trace.child().traceparent());
+        }
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    serde_json::to_vec(b).expect("a serializable body"),
+                )),
+            None => req.body(Body::empty()),
+        }
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(e.to_string()))?;
+        let resp = self.forward(service, req).await;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| bad_gateway(service, &format!("the answer could not be read: {e}")))?
+            .to_bytes();
+        if status.is_success() {
+            // No body (204) reads as `null`.
+            let json: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            let value = serde_json::from_slice(json).map_err(|e| {
+                bad_gateway(
+                    service,
+                    &format!("the answer was not the expected JSON: {e}"),
+                )
+            })?;
+            Ok((status, value))
+        } else {
+            Err(
+                serde_json::from_slice::<Problem>(&bytes).unwrap_or_else(|_| {
+                    bad_gateway(
+                        service,
+                        &format!("it answered {status} without a problem body"),
+                    )
+                }),
+            )
+        }
+    }
+}
+
+/// 502 from the gateway (or a service calling another).
+fn bad_gateway(service: &str, detail: &str) -> Problem {
+    Problem::ee(StatusCode::BAD_GATEWAY, "gateway", "upstream-unavailable")
+        .with_title("Upstream unavailable")
+        .with_detail(format!("the {service} service: {detail}"))
+}
+
+/// RFC 9110 §7.6.1: connection-specific fields are not forwarded.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+    // `host` is set from the upstream's URI.
+    headers.remove(header::HOST);
+}

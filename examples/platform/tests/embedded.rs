@@ -1,0 +1,446 @@
+//! End to end through the gateway, embedded mode: all six in this process on
+//! a SQLite file in a temp directory, over real HTTP.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use ee_platform::gateway::RateLimitSettings;
+use ee_platform::upstream::{UpstreamTable, Upstreams};
+use ee_platform::{PaymentSettings, Platform, PlatformConfig};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+fn config() -> PlatformConfig {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ee-platform-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    PlatformConfig {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir,
+        payment: PaymentSettings {
+            latency_ms: 1,
+            failure_rate: 0.0,
+        },
+        ..PlatformConfig::default()
+    }
+}
+
+struct Shop {
+    platform: Platform,
+    client: Client<HttpConnector, Body>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Shop {
+    async fn start(config: PlatformConfig) -> Self {
+        Self {
+            platform: Platform::start(config, None).await.unwrap(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.platform.gateway));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.client.request(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, &[], None).await
+    }
+
+    async fn register(&self, email: &str) -> String {
+        let a = self
+            .send(
+                Method::POST,
+                "/v1/users",
+                &[],
+                Some(json!({"email": email, "name": "Ada"})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn stock(&self, sku: &str) -> i64 {
+        let a = self.get(&format!("/v1/products/{sku}")).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.body["stock"].as_i64().unwrap()
+    }
+
+    async fn order(&self, key: &str, user: &str, sku: &str, quantity: u32, token: &str) -> Answer {
+        let key = format!("\"{key}\"");
+        self.send(
+            Method::POST,
+            "/v1/orders",
+            &[("idempotency-key", &key)],
+            Some(json!({"user_id": user, "lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})),
+        )
+        .await
+    }
+
+    async fn stop(self) {
+        self.platform.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+fn is_problem(a: &Answer) -> bool {
+    a.headers.get("content-type").is_some_and(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .starts_with("application/problem+json")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_reserves_stock_charges_confirms_and_notifies() {
+    let shop = Shop::start(config()).await;
+    let page = shop.get("/v1/products?per_page=5").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.body["products"].as_array().unwrap().len(), 5);
+    let sku = page.body["products"][0]["sku"].as_str().unwrap().to_owned();
+    let price = page.body["products"][0]["price_minor"].as_i64().unwrap();
+    let before = shop.stock(&sku).await;
+
+    let user = shop.register("ada@example.com").await;
+    let found = shop.get(&format!("/v1/users/{user}")).await;
+    assert_eq!(found.body["email"], "ada@example.com");
+
+    let placed = shop.order("k-happy", &user, &sku, 3, "tok_visa").await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    assert_eq!(placed.body["status"], "confirmed");
+    assert_eq!(placed.body["total_minor"].as_i64().unwrap(), 3 * price);
+    assert!(
+        placed.body["payment_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pay_")
+    );
+    let id = placed.body["id"].as_str().unwrap().to_owned();
+
+    // The cached product detail was dropped when the stock moved.
+    assert_eq!(shop.stock(&sku).await, before - 3);
+    let status = shop.get(&format!("/v1/orders/{id}")).await;
+    assert_eq!(status.body["status"], "confirmed");
+    let sent = shop.get(&format!("/v1/notifications?order_id={id}")).await;
+    assert_eq!(sent.status, StatusCode::OK);
+    let sent = sent.body.as_array().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["recipient"], "ada@example.com");
+    assert!(sent[0]["body"].as_str().unwrap().contains(&id));
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_payment_releases_the_stock() {
+    let shop = Shop::start(config()).await;
+    let user = shop.register("bob@example.com").await;
+    let before = shop.stock("SKU-0002").await;
+    let a = shop
+        .order("k-declined", &user, "SKU-0002", 4, "tok_declined")
+        .await;
+    assert_eq!(a.status, StatusCode::PAYMENT_REQUIRED, "{}", a.body);
+    assert!(is_problem(&a));
+    assert_eq!(
+        a.body["type"],
+        "https://ee.rs/problems/platform/payment-declined"
+    );
+    let id = a.body["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(shop.stock("SKU-0002").await, before);
+    let order = shop.get(&format!("/v1/orders/{id}")).await;
+    assert_eq!(order.body["status"], "payment_failed");
+    assert!(
+        shop.get(&format!("/v1/notifications?order_id={id}"))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_twice_places_and_charges_once() {
+    let shop = Shop::start(config()).await;
+    let user = shop.register("cy@example.com").await;
+    let before = shop.stock("SKU-0003").await;
+    let first = shop
+        .order("k-twice", &user, "SKU-0003", 2, "tok_visa")
+        .await;
+    let again = shop
+        .order("k-twice", &user, "SKU-0003", 2, "tok_visa")
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(first.body, again.body);
+    assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(shop.stock("SKU-0003").await, before - 2);
+    // The same key with another body is refused.
+    let other = shop
+        .order("k-twice", &user, "SKU-0003", 5, "tok_visa")
+        .await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(is_problem(&other));
+    // A missing key is refused before anything happens.
+    let none = shop
+        .send(Method::POST, "/v1/orders", &[], Some(json!({"user_id": user, "lines": [{"sku": "SKU-0003", "quantity": 1}], "payment_token": "tok_visa"})))
+        .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    assert!(is_problem(&none));
+    assert_eq!(shop.stock("SKU-0003").await, before - 2);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_orders_for_the_last_ten_items_sell_exactly_ten() {
+    let shop = std::sync::Arc::new(Shop::start(config()).await);
+    let user = shop.register("dee@example.com").await;
+    // Leave 10 of SKU-0004 (100 at the start).
+    let first = shop
+        .order("k-bulk", &user, "SKU-0004", 90, "tok_visa")
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(shop.stock("SKU-0004").await, 10);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let shop = shop.clone();
+            let user = user.clone();
+            tokio::spawn(async move {
+                shop.order(&format!("k-race-{i}"), &user, "SKU-0004", 1, "tok_visa")
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut by_status: HashMap<u16, usize> = HashMap::new();
+    for t in tasks {
+        *by_status.entry(t.await.unwrap().as_u16()).or_default() += 1;
+    }
+    assert_eq!(by_status.get(&201), Some(&10), "{by_status:?}");
+    assert_eq!(by_status.get(&409), Some(&90), "{by_status:?}");
+    assert_eq!(shop.stock("SKU-0004").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_problems_with_pointers() {
+    let shop = Shop::start(config()).await;
+    let bad = shop
+        .send(
+            Method::POST,
+            "/v1/users",
+            &[],
+            Some(json!({"email": "not-an-email", "name": ""})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(is_problem(&bad));
+    let pointers: Vec<&str> = bad.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["pointer"].as_str())
+        .collect();
+    assert!(
+        pointers.contains(&"/email") && pointers.contains(&"/name"),
+        "{}",
+        bad.body
+    );
+
+    let user = shop.register("eve@example.com").await;
+    let dup = shop
+        .send(
+            Method::POST,
+            "/v1/users",
+            &[],
+            Some(json!({"email": "EVE@example.com", "name": "Eve"})),
+        )
+        .await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+    let quantity = shop
+        .send(
+            Method::POST,
+            "/v1/orders",
+            &[("idempotency-key", "\"k-q\"")],
+            Some(json!({"user_id": user, "lines": [{"sku": "SKU-0001", "quantity": 0}], "payment_token": "t"})),
+        )
+        .await;
+    assert_eq!(quantity.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(quantity.body["errors"][0]["pointer"], "/lines/0/quantity");
+    let unknown = shop
+        .order("k-u", "usr_nobody", "SKU-0001", 1, "tok_visa")
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        unknown.body["type"],
+        "https://ee.rs/problems/platform/unknown-user"
+    );
+    let malformed = shop
+        .send(
+            Method::POST,
+            "/v1/users",
+            &[("content-type", "application/json")],
+            None,
+        )
+        .await;
+    assert!(malformed.status.is_client_error() && is_problem(&malformed));
+
+    // Internal routes are not reachable through the gateway; unknown paths are problems.
+    for path in ["/v1/payments", "/v1/reservations", "/nope"] {
+        let a = shop.send(Method::POST, path, &[], Some(json!({}))).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(is_problem(&a), "{path}");
+    }
+    assert_eq!(
+        shop.get("/v1/orders/ord_missing").await.status,
+        StatusCode::NOT_FOUND
+    );
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_rate_limits_per_client_with_headers() {
+    let shop = Shop::start(PlatformConfig {
+        rate_limit: RateLimitSettings {
+            per_second: 1,
+            burst: 3,
+        },
+        ..config()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..6 {
+        let a = shop.get("/v1/products?per_page=1").await;
+        statuses.push(a.status.as_u16());
+        last = Some(a);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() >= 3,
+        "{statuses:?}"
+    );
+    assert!(is_problem(&last));
+    assert!(last.headers.contains_key("retry-after"));
+    assert!(last.headers.contains_key("ratelimit-policy"));
+    assert!(last.headers.contains_key("ratelimit"));
+    // Probes are not rate limited.
+    assert_eq!(shop.get("/livez").await.status, StatusCode::OK);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_openapi_and_health() {
+    let shop = Shop::start(config()).await;
+    let doc = shop.get("/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    let order = &doc.body["paths"]["/v1/orders"]["post"];
+    for code in ["201", "402", "409", "422", "429", "502", "504"] {
+        assert!(order["responses"][code].is_object(), "{code}");
+    }
+    assert!(order["responses"]["409"]["content"]["application/problem+json"].is_object());
+    let body_ref = order["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap();
+    let name = body_ref.rsplit('/').next().unwrap();
+    assert!(doc.body["components"]["schemas"][name]["properties"]["lines"].is_object());
+    let docs = shop.get("/docs").await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.body.as_str().unwrap().contains("/openapi.json"));
+    let ready = shop.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    for url in shop.platform.services.values() {
+        let r = shop
+            .client
+            .get(format!("{url}/readyz").parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
+    }
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instance_is_skipped_and_none_left_is_a_502_problem() {
+    // One live instance (a tiny axum app) and one port nobody listens on.
+    let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live_url = format!("http://{}", live.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            live,
+            axum::Router::new().route("/v1/ping", axum::routing::get(|| async { "pong" })),
+        )
+        .await
+        .unwrap();
+    });
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let mut table = UpstreamTable::new();
+    table.insert("svc".into(), vec![dead.clone(), live_url]);
+    table.insert("gone".into(), vec![dead]);
+    let up = Upstreams::new(&table, Duration::from_secs(2)).unwrap();
+    for _ in 0..4 {
+        let r = up
+            .forward("svc", Request::get("/v1/ping").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = up
+        .forward(
+            "gone",
+            Request::get("/v1/ping").body(Body::empty()).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
