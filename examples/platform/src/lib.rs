@@ -348,54 +348,113 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
+/// One running instance of one service (distributed mode).
+pub struct Instance {
+    /// The service.
+    pub name: String,
+    /// Its base URL.
+    pub url: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    worker: Option<ee_queue::WorkerHandle>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    /// Starts service `name` on `listener` with its own database pool and
+    /// Redis connection, reaching the others through `config.upstreams`.
+    ///
+    /// # Errors
+    /// An unknown service, a store that cannot be opened.
+    pub async fn start(
+        name: &str,
+        config: PlatformConfig,
+        listener: TcpListener,
+        prometheus: Option<&ee_metrics::Prometheus>,
+    ) -> Result<Self, StartError> {
+        if !SERVICES.contains(&name) {
+            return Err(StartError(format!(
+                "unknown service {name:?}; one of {}",
+                SERVICES.join(", ")
+            )));
+        }
+        let (db, redis) = open_stores(&config).await?;
+        let upstreams = Upstreams::new(
+            &config.upstreams,
+            Duration::from_millis(config.upstream_timeout_ms),
+        )
+        .map_err(StartError)?;
+        let url = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map_err(|e| StartError(e.to_string()))?
+        );
+        let deps = Deps {
+            db,
+            upstreams,
+            redis,
+            config: Arc::new(config),
+        };
+        let built = build(name, &deps, prometheus).await?;
+        let (stop, stopped) = watch::channel(false);
+        let task = serve_on(listener, built.router, stopped);
+        Ok(Self {
+            name: name.to_owned(),
+            url,
+            stop,
+            task,
+            worker: built.worker,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests and jobs finish (up to
+    /// `drain`), and returns.
+    pub async fn shutdown(self, drain: Duration) {
+        let _ = self.stop.send(true);
+        if let Some(w) = self.worker {
+            w.shutdown(drain).await;
+        }
+        let _ = tokio::time::timeout(drain, self.task).await;
+    }
+
+    /// Stops at once, as a crashed process would: open connections are
+    /// dropped, running jobs are left to the queue's stalled-job checker.
+    pub fn kill(self) {
+        self.task.abort();
+        if let Some(w) = self.worker {
+            w.abort();
+        }
+    }
+}
+
 /// Distributed mode: serves the one service `name` on `config.listen` until
 /// SIGTERM or Ctrl-C, then lets in-flight requests and jobs finish (up to
 /// `drain_ms`).
 ///
 /// # Errors
-/// As [`Platform::start`].
+/// As [`Instance::start`], or the address cannot be bound.
 pub async fn serve(
     name: &str,
     config: PlatformConfig,
     prometheus: Option<&ee_metrics::Prometheus>,
 ) -> Result<(), StartError> {
-    if !SERVICES.contains(&name) {
-        return Err(StartError(format!(
-            "unknown service {name:?}; one of {}",
-            SERVICES.join(", ")
-        )));
-    }
-    let (db, redis) = open_stores(&config).await?;
-    let upstreams = Upstreams::new(
-        &config.upstreams,
-        Duration::from_millis(config.upstream_timeout_ms),
-    )
-    .map_err(StartError)?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| StartError(format!("{name}: cannot listen on {}: {e}", config.listen)))?;
     let drain = Duration::from_millis(config.drain_ms);
-    let deps = Deps {
-        db,
-        upstreams,
-        redis,
-        config: Arc::new(config),
-    };
-    let built = build(name, &deps, prometheus).await?;
-    eprintln!(
-        "{name}: listening on http://{}",
-        listener
-            .local_addr()
-            .map_err(|e| StartError(e.to_string()))?
-    );
-    let (stop, stopped) = watch::channel(false);
-    let server = serve_on(listener, built.router, stopped);
+    let instance = Instance::start(name, config, listener, prometheus).await?;
+    eprintln!("{name}: listening on {}", instance.url);
     shutdown_signal().await;
-    let _ = stop.send(true);
-    if let Some(w) = built.worker {
-        w.shutdown(drain).await;
-    }
-    let _ = tokio::time::timeout(drain, server).await;
+    instance.shutdown(drain).await;
     Ok(())
 }
 

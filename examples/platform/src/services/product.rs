@@ -378,7 +378,8 @@ async fn release(
 }
 
 /// Demo data: 50 products, 100 of each in stock, unless the catalogue has
-/// products already.
+/// products already. Instances starting together may all run it: a
+/// product another one added is left alone.
 ///
 /// # Errors
 /// The database's.
@@ -406,7 +407,7 @@ pub async fn seed(db: &ee_db::Database) -> Result<u64, DbError> {
     for i in 0..50_i64 {
         let kind = KINDS[usize::try_from(i).unwrap_or(0) % KINDS.len()];
         tx.execute(
-            "INSERT INTO products (sku, name, description, price_minor, currency, stock) VALUES ($1, $2, $3, $4, 'EUR', 100)",
+            "INSERT INTO products (sku, name, description, price_minor, currency, stock) VALUES ($1, $2, $3, $4, 'EUR', 100) ON CONFLICT (sku) DO NOTHING",
             params![
                 format!("SKU-{:04}", i + 1),
                 format!("{kind} no. {}", i / 10 + 1),

@@ -1,0 +1,372 @@
+//! End to end through the gateway, distributed mode: `ee-platform serve`
+//! processes (two instances of each service and a gateway) on a throwaway
+//! Redis and the machine's PostgreSQL (a schema of this test's own, reached
+//! through a proxy the test can cut).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use ee_testing::{Postgres, RedisServer, TcpProxy};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+const SERVICES: [&str; 5] = ["user", "product", "payment", "notification", "order"];
+
+struct Proc {
+    name: String,
+    url: String,
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Cluster {
+    procs: Vec<Proc>,
+    gateway: String,
+    client: Client<HttpConnector, Body>,
+    proxy: TcpProxy,
+    _pg: Postgres,
+    _redis: RedisServer,
+    dir: std::path::PathBuf,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let redis = RedisServer::start();
+        let pg = Postgres::connect().await;
+        let pg_config = pg.config();
+        let host = match &pg_config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            other => panic!("the test needs PostgreSQL over TCP, not {other:?}"),
+        };
+        let port = pg_config.get_ports().first().copied().unwrap_or(5432);
+        let target = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+        let proxy = TcpProxy::start(target).await;
+        let db_url = pg
+            .url()
+            .replacen(&format!("{host}:{port}"), &proxy.addr().to_string(), 1);
+        assert_ne!(db_url, pg.url(), "the URL names {host}:{port}");
+
+        let mut addrs: Vec<(String, String)> = Vec::new();
+        for name in SERVICES {
+            for _ in 0..2 {
+                addrs.push((name.to_owned(), free_addr()));
+            }
+        }
+        let gateway_addr = free_addr();
+        let mut toml = format!(
+            "database_url = {db_url:?}\nredis_url = {:?}\nupstream_timeout_ms = 3000\n\n[payment]\nlatency_ms = 1\n\n[rate_limit]\nper_second = 100000\nburst = 100000\n\n[logging]\nfilter = \"warn\"\n\n[upstreams]\n",
+            redis.url()
+        );
+        for name in SERVICES {
+            let urls: Vec<String> = addrs
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, a)| format!("\"http://{a}\""))
+                .collect();
+            toml.push_str(&format!("{name} = [{}]\n", urls.join(", ")));
+        }
+        let dir = std::env::temp_dir().join(format!("ee-platform-dist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("platform.toml");
+        std::fs::write(&config, toml).unwrap();
+
+        let spawn = |name: &str, addr: &str| Proc {
+            name: name.to_owned(),
+            url: format!("http://{addr}"),
+            child: Command::new(env!("CARGO_BIN_EXE_ee-platform"))
+                .args(["serve", name, "--config"])
+                .arg(&config)
+                .env("EE_LISTEN", addr)
+                .env_remove("EE_DATABASE_URL")
+                .env_remove("EE_REDIS_URL")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("ee-platform runs"),
+        };
+        let mut procs: Vec<Proc> = addrs.iter().map(|(n, a)| spawn(n, a)).collect();
+        procs.push(spawn("gateway", &gateway_addr));
+        let cluster = Self {
+            procs,
+            gateway: format!("http://{gateway_addr}"),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            proxy,
+            _pg: pg,
+            _redis: redis,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for p in &cluster.procs {
+            loop {
+                let up = cluster
+                    .client
+                    .get(format!("{}/livez", p.url).parse().unwrap())
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::OK);
+                if up {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} at {} did not start",
+                    p.name,
+                    p.url
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        cluster
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.client.request(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, &format!("{}{path}", self.gateway), &[], None)
+            .await
+    }
+
+    async fn order(&self, key: &str, user: &str, sku: &str, quantity: u32, token: &str) -> Answer {
+        let key = format!("\"{key}\"");
+        self.send(
+            Method::POST,
+            &format!("{}/v1/orders", self.gateway),
+            &[("idempotency-key", &key)],
+            Some(json!({"user_id": user, "lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})),
+        )
+        .await
+    }
+
+    /// The stock, once every instance's cache agrees (invalidation crosses
+    /// instances through Redis pub/sub within milliseconds).
+    async fn stock_becomes(&self, sku: &str, want: i64) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let got = self.get(&format!("/v1/products/{sku}")).await.body["stock"].as_i64();
+            if got == Some(want) {
+                // Both instances (round robin) say so.
+                let again = self.get(&format!("/v1/products/{sku}")).await.body["stock"].as_i64();
+                if again == Some(want) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sku}: stock {got:?}, want {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill(&mut self, name: &str) {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == name)
+            .expect("a live instance");
+        let mut p = self.procs.remove(i);
+        p.child.kill().unwrap(); // SIGKILL
+        let _ = p.child.wait();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_mode_on_redis_and_postgres() {
+    let c = Cluster::start().await;
+
+    // The happy path, the confirmation through the Redis queue.
+    let user = c
+        .send(
+            Method::POST,
+            &format!("{}/v1/users", c.gateway),
+            &[],
+            Some(json!({"email": "ada@example.com", "name": "Ada"})),
+        )
+        .await;
+    assert_eq!(user.status, StatusCode::CREATED, "{}", user.body);
+    let user = user.body["id"].as_str().unwrap().to_owned();
+    c.stock_becomes("SKU-0001", 100).await;
+    let placed = c.order("d-happy", &user, "SKU-0001", 3, "tok_visa").await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    assert_eq!(placed.body["status"], "confirmed");
+    let id = placed.body["id"].as_str().unwrap().to_owned();
+    c.stock_becomes("SKU-0001", 97).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent = c.get(&format!("/v1/notifications?order_id={id}")).await;
+        if sent.body.as_array().is_some_and(|a| a.len() == 1) {
+            assert_eq!(sent.body[0]["recipient"], "ada@example.com");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no confirmation sent: {}",
+            sent.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The same key twice (the two attempts may reach different order
+    // instances: the record is in Redis): one order, one charge.
+    let again = c.order("d-happy", &user, "SKU-0001", 3, "tok_visa").await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body["id"], placed.body["id"]);
+    assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    c.stock_becomes("SKU-0001", 97).await;
+
+    // A declined payment puts the stock back.
+    let declined = c
+        .order("d-declined", &user, "SKU-0001", 5, "tok_declined")
+        .await;
+    assert_eq!(
+        declined.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        declined.body
+    );
+    c.stock_becomes("SKU-0001", 97).await;
+    let failed = c
+        .get(&format!(
+            "/v1/orders/{}",
+            declined.body["order_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(failed.body["status"], "payment_failed");
+
+    // 100 concurrent orders for the last 10 items, across both order and
+    // product instances: exactly 10 sell.
+    let bulk = c.order("d-bulk", &user, "SKU-0002", 90, "tok_visa").await;
+    assert_eq!(bulk.status, StatusCode::CREATED, "{}", bulk.body);
+    let c = Arc::new(c);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let c = c.clone();
+            let user = user.clone();
+            tokio::spawn(async move {
+                c.order(&format!("d-race-{i}"), &user, "SKU-0002", 1, "tok_visa")
+                    .await
+                    .status
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut by_status: HashMap<u16, usize> = HashMap::new();
+    for t in tasks {
+        *by_status.entry(t.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(by_status.get(&201), Some(&10), "{by_status:?}");
+    assert_eq!(by_status.get(&409), Some(&90), "{by_status:?}");
+    c.stock_becomes("SKU-0002", 0).await;
+    let mut c = Arc::into_inner(c).expect("the tasks are done");
+
+    // /readyz goes red when PostgreSQL is unreachable, and green again.
+    let user_instance = c
+        .procs
+        .iter()
+        .find(|p| p.name == "user")
+        .unwrap()
+        .url
+        .clone();
+    let ready = |c: &Cluster| {
+        let url = format!("{user_instance}/readyz");
+        let client = c.client.clone();
+        async move { client.get(url.parse().unwrap()).await.unwrap().status() }
+    };
+    assert_eq!(ready(&c).await, StatusCode::OK);
+    c.proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&c).await != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(
+            Instant::now() < deadline,
+            "readyz stayed green without PostgreSQL"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&c).await != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "readyz stayed red after PostgreSQL came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A killed product instance: the gateway uses the other one.
+    c.kill("product");
+    for _ in 0..10 {
+        let a = c.get("/v1/products/SKU-0003").await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    // None left: 502 problem+json.
+    c.kill("product");
+    let a = c.get("/v1/products/SKU-0003").await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.body);
+    assert_eq!(a.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        a.body["type"],
+        "https://ee.rs/problems/gateway/upstream-unavailable"
+    );
+}
