@@ -37,17 +37,24 @@ pub struct Job<T> {
     handle: JobHandle,
 }
 
+/// Where a running job's progress and children live.
 #[derive(Debug, Clone)]
-struct JobHandle {
-    queue: Queue,
-    token: Arc<str>,
+pub(crate) enum JobHandle {
+    /// A Redis queue, and the token the job was taken with.
+    Redis { queue: Queue, token: Arc<str> },
+    /// An in-process queue.
+    Memory(crate::memory::MemoryQueue),
 }
 
 impl<T> Job<T> {
     /// The results of this job's completed children (a flow's parent), by
     /// child id.
     pub async fn children<R: DeserializeOwned>(&self) -> Result<HashMap<String, R>, QueueError> {
-        self.handle.queue.children_results(&self.id).await
+        match &self.handle {
+            JobHandle::Redis { queue, .. } => queue.children_results(&self.id).await,
+            // Flows need Redis: an in-process job has no children.
+            JobHandle::Memory(_) => Ok(HashMap::new()),
+        }
     }
 
     /// Records the job's progress (any JSON value; a percentage, a step
@@ -56,12 +63,16 @@ impl<T> Job<T> {
     pub async fn progress<P: Serialize + ?Sized>(&self, progress: &P) -> Result<(), QueueError> {
         let value =
             serde_json::to_string(progress).map_err(|e| QueueError::Serialize(e.to_string()))?;
-        let q = &self.handle.queue.inner;
+        let (queue, token) = match &self.handle {
+            JobHandle::Redis { queue, token } => (queue, token),
+            JobHandle::Memory(q) => return q.set_progress(&self.id, value),
+        };
+        let q = &queue.inner;
         let mut call = scripts::PROGRESS.call();
         call.key(&q.meta)
             .arg(&q.base)
             .arg(q.config.events_max_len)
-            .arg(&*self.handle.token)
+            .arg(&**token)
             .arg(&self.id)
             .arg(value);
         let held: u8 = q.conn.invoke(&call).await?;
@@ -114,8 +125,8 @@ pub struct ShutdownReport {
 /// A running worker.
 #[derive(Debug)]
 pub struct WorkerHandle {
-    stop: watch::Sender<Option<Instant>>,
-    task: tokio::task::JoinHandle<ShutdownReport>,
+    pub(crate) stop: watch::Sender<Option<Instant>>,
+    pub(crate) task: tokio::task::JoinHandle<ShutdownReport>,
 }
 
 impl WorkerHandle {
@@ -377,14 +388,14 @@ struct Taken1 {
     slot: OwnedSemaphorePermit,
 }
 
-struct RawJob {
-    id: String,
-    name: String,
-    data: String,
-    attempts_made: u32,
-    created_ms: u64,
-    traceparent: String,
-    options: String,
+pub(crate) struct RawJob {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) data: String,
+    pub(crate) attempts_made: u32,
+    pub(crate) created_ms: u64,
+    pub(crate) traceparent: String,
+    pub(crate) options: String,
 }
 
 struct Taken {
@@ -399,7 +410,7 @@ enum Wait {
     Block(Duration),
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Completed(String),
     Retry(String, u64),
     Failed(String),
@@ -578,6 +589,32 @@ async fn process<T, S>(
         token,
         slot: permit,
     } = taken;
+    let id = raw.id.clone();
+    let handle = JobHandle::Redis {
+        queue: shared.queue.clone(),
+        token: token.clone(),
+    };
+    let outcome = execute(raw, handle, service, shared.meters()).await;
+    send(acks, id, token, outcome);
+    drop(permit);
+}
+
+/// Runs one taken job through `service` (decoded, in its producer's trace,
+/// under its timeout, a panic caught) and says what to record: completed,
+/// retried after the backoff, or failed for good.
+pub(crate) async fn execute<T, S>(
+    raw: RawJob,
+    handle: JobHandle,
+    service: S,
+    meters: &crate::metrics::Meters,
+) -> Outcome
+where
+    T: DeserializeOwned + Send + 'static,
+    S: Service<Job<T>> + Send + 'static,
+    S::Future: Send,
+    S::Response: Serialize + Send,
+    S::Error: Display + Send,
+{
     let options: JobOptions = if raw.options.is_empty() {
         JobOptions::default()
     } else {
@@ -588,10 +625,9 @@ async fn process<T, S>(
     let result: Result<String, String> = match serde_json::from_str::<T>(&raw.data) {
         Err(e) => {
             // Decoding will not succeed on a retry: fail for good.
-            let reason = format!("the payload does not decode as this worker's job type: {e}");
-            send(acks, raw.id, token, Outcome::Failed(reason));
-            drop(permit);
-            return;
+            return Outcome::Failed(format!(
+                "the payload does not decode as this worker's job type: {e}"
+            ));
         }
         Ok(data) => {
             let traceparent = (!raw.traceparent.is_empty()).then_some(raw.traceparent);
@@ -600,16 +636,13 @@ async fn process<T, S>(
                 .and_then(|tp| ee_logging::TraceContext::parse(tp, None))
                 .map(|c| c.child());
             let job = Job {
-                id: raw.id.clone(),
+                id: raw.id,
                 name: raw.name,
                 data,
                 attempt,
                 created_ms: raw.created_ms,
                 traceparent,
-                handle: JobHandle {
-                    queue: shared.queue.clone(),
-                    token: token.clone(),
-                },
+                handle,
             };
             let call = async move {
                 let mut service = service;
@@ -642,11 +675,8 @@ async fn process<T, S>(
             }
         }
     };
-    shared
-        .meters()
-        .processing
-        .record(started.elapsed().as_secs_f64());
-    let outcome = match result {
+    meters.processing.record(started.elapsed().as_secs_f64());
+    match result {
         Ok(value) => Outcome::Completed(value),
         Err(reason) if attempt < options.attempts.unwrap_or(1) => {
             let delay = options.backoff.map_or(0, |b| {
@@ -655,9 +685,7 @@ async fn process<T, S>(
             Outcome::Retry(reason, delay)
         }
         Err(reason) => Outcome::Failed(reason),
-    };
-    send(acks, raw.id, token, outcome);
-    drop(permit);
+    }
 }
 
 fn send(acks: &mpsc::UnboundedSender<Ack>, id: String, token: Arc<str>, outcome: Outcome) {

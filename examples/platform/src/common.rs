@@ -23,6 +23,9 @@ pub struct Deps {
     pub upstreams: Upstreams,
     /// Redis, in distributed mode (or when `redis_url` is set).
     pub redis: Option<Redis>,
+    /// Embedded mode without Redis: the process's notification queue,
+    /// shared by the order and notification services.
+    pub local_queue: Option<ee_queue::MemoryQueue>,
     /// The platform's configuration.
     pub config: Arc<PlatformConfig>,
 }

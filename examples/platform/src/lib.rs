@@ -74,7 +74,8 @@ pub struct PlatformConfig {
     /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://…`); empty: SQLite in `data_dir`.
     pub database_url: String,
     /// Redis for rate limits, idempotency records, the product cache's L2 and
-    /// the notification queue; empty: in memory (notifications called directly).
+    /// the notification queue; empty: all in this process's memory (embedded
+    /// mode only).
     pub redis_url: String,
     /// Distributed mode: each service's instances (`http://host:port`).
     pub upstreams: UpstreamTable,
@@ -162,6 +163,21 @@ async fn open_stores(
     Ok((db, redis))
 }
 
+/// The notification queue: on Redis, or the process's own (embedded mode).
+async fn notifier(deps: &Deps) -> Result<Notifier, StartError> {
+    match (&deps.redis, &deps.local_queue) {
+        (Some(r), _) => ee_queue::Queue::connect(r.config.clone(), notification::QUEUE)
+            .await
+            .map(Notifier::Queue)
+            .map_err(|e| StartError(format!("notification queue: {e}"))),
+        (None, Some(q)) => Ok(Notifier::Memory(q.clone())),
+        (None, None) => Err(StartError(
+            "a service per process needs Redis for the notification queue: set redis_url (EE_REDIS_URL)"
+                .to_owned(),
+        )),
+    }
+}
+
 /// One service's router and what runs beside it.
 struct Built {
     router: Router,
@@ -191,25 +207,10 @@ async fn build(
             .map_err(fail("product cache"))?,
         "payment" => payment::api(deps.clone()),
         "notification" => {
-            if let Some(r) = &deps.redis {
-                let q = ee_queue::Queue::connect(r.config.clone(), notification::QUEUE)
-                    .await
-                    .map_err(|e| StartError(format!("notification queue: {e}")))?;
-                worker = Some(notification::start_worker(q, deps.db.clone()));
-            }
+            worker = Some(notifier(deps).await?.start_worker(deps.db.clone()));
             notification::api(deps.clone())
         }
-        "order" => {
-            let notifier = match &deps.redis {
-                Some(r) => Notifier::Queue(
-                    ee_queue::Queue::connect(r.config.clone(), notification::QUEUE)
-                        .await
-                        .map_err(|e| StartError(format!("notification queue: {e}")))?,
-                ),
-                None => Notifier::Direct(deps.upstreams.clone()),
-            };
-            order::api(deps.clone(), notifier)
-        }
+        "order" => order::api(deps.clone(), notifier(deps).await?),
         "gateway" => {
             let router = gateway::app(
                 deps.upstreams.clone(),
@@ -307,10 +308,14 @@ impl Platform {
         }
         let upstreams = Upstreams::new(&table, Duration::from_millis(config.upstream_timeout_ms))
             .map_err(StartError)?;
+        let local_queue = redis
+            .is_none()
+            .then(|| ee_queue::MemoryQueue::new(notification::QUEUE));
         let deps = Deps {
             db,
             upstreams,
             redis,
+            local_queue,
             config: Arc::new(config),
         };
         let (stop, stopped) = watch::channel(false);
@@ -334,17 +339,19 @@ impl Platform {
     /// `drain`), and returns.
     pub async fn shutdown(self, drain: Duration) {
         let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + drain;
+        let servers = async {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, servers).await;
+        // The orders taken before the stop have handed their confirmations
+        // over; the worker sends what it can before the deadline.
         for w in self.workers {
-            w.shutdown(drain).await;
+            w.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
         }
-        let all = futures_join(self.tasks);
-        let _ = tokio::time::timeout(drain, all).await;
-    }
-}
-
-async fn futures_join(tasks: Vec<JoinHandle<()>>) {
-    for t in tasks {
-        let _ = t.await;
     }
 }
 
@@ -402,6 +409,7 @@ impl Instance {
             db,
             upstreams,
             redis,
+            local_queue: None,
             config: Arc::new(config),
         };
         let built = build(name, &deps, prometheus).await?;

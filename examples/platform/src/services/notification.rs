@@ -1,29 +1,24 @@
 //! The notification service: sends order confirmations and records what it
 //! "sent".
 //!
-//! - A worker of the `notifications` ee-queue queue (Redis) runs each
+//! - A worker of the `notifications` ee-queue queue runs each
 //!   `order-confirmation` job: at least once, retried with backoff, recorded
-//!   once per order (the row's key is the order and the kind).
-//! - `POST /v1/notifications` (internal): the same, synchronously; what the
-//!   order service calls when the platform runs without Redis (ee-queue
-//!   needs Redis).
+//!   once per order (the row's key is the order and the kind). The queue is
+//!   on Redis in distributed mode and in this process in embedded mode.
 //! - `GET /v1/notifications?order_id=` → what was sent for an order.
 
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use ee_core::Problem;
 use ee_db::{Database, DbError, params};
-use ee_queue::{Backoff, Job, JobOptions, Queue, Worker, WorkerHandle};
-use ee_validate::Valid;
+use ee_queue::{Backoff, Job, JobOptions, MemoryQueue, MemoryWorker, Queue, Worker, WorkerHandle};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Deps, now_ms};
-use crate::upstream::Upstreams;
 
 /// The queue's name.
 pub const QUEUE: &str = "notifications";
@@ -65,47 +60,47 @@ struct ByOrder {
     order_id: String,
 }
 
-/// How the order service hands a confirmation over.
+/// How the order service hands a confirmation over: the `notifications`
+/// queue, on Redis (distributed mode) or in this process (embedded mode).
 #[derive(Clone, Debug)]
 pub enum Notifier {
-    /// Through the `notifications` queue (Redis): durable, retried.
+    /// On Redis: durable, seen by every notification instance.
     Queue(Queue),
-    /// A call to the notification service (no Redis).
-    Direct(Upstreams),
+    /// In this process (embedded mode: no Redis).
+    Memory(MemoryQueue),
 }
 
 impl Notifier {
-    /// Hands `c` over. On the queue, the job id is the order's, so a retried
-    /// order adds no second job.
+    /// Hands `c` over. The job id is the order's, so a retried order adds no
+    /// second job.
     ///
     /// # Errors
-    /// The queue or the notification service is unavailable.
+    /// The queue is unavailable.
     pub async fn order_confirmed(&self, c: &Confirmation) -> Result<(), Problem> {
+        let options = JobOptions::default()
+            .job_id(format!("confirm-{}", c.order_id))
+            .attempts(
+                5,
+                Backoff::exponential(Duration::from_millis(200)).with_jitter(0.2),
+            );
+        let added = match self {
+            Notifier::Queue(q) => q.add("order-confirmation", c, options).await,
+            Notifier::Memory(q) => q.add("order-confirmation", c, options),
+        };
+        added.map(|_| ()).map_err(|e| e.to_problem())
+    }
+
+    /// Starts the worker that sends confirmations (10 at once).
+    pub fn start_worker(&self, db: Database) -> WorkerHandle {
+        let service = tower::service_fn(move |job: Job<Confirmation>| {
+            let db = db.clone();
+            async move { send(&db, &job.data).await.map_err(|e| e.to_string()) }
+        });
         match self {
-            Notifier::Queue(q) => q
-                .add(
-                    "order-confirmation",
-                    c,
-                    JobOptions::default()
-                        .job_id(format!("confirm-{}", c.order_id))
-                        .attempts(
-                            5,
-                            Backoff::exponential(Duration::from_millis(200)).with_jitter(0.2),
-                        ),
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_problem()),
-            Notifier::Direct(up) => up
-                .call::<_, Notification>(
-                    "notification",
-                    axum::http::Method::POST,
-                    "/v1/notifications",
-                    Some(c),
-                    &[],
-                )
-                .await
-                .map(|_| ()),
+            Notifier::Queue(q) => Worker::new(q.clone(), service).concurrency(10).start(),
+            Notifier::Memory(q) => MemoryWorker::new(q.clone(), service)
+                .concurrency(10)
+                .start(),
         }
     }
 }
@@ -113,17 +108,8 @@ impl Notifier {
 /// The service's API (mounted under `/v1`).
 pub fn api(deps: Deps) -> Router {
     Router::new()
-        .route("/notifications", get(list).post(send_now))
+        .route("/notifications", get(list))
         .with_state(deps)
-}
-
-/// Starts the queue's worker (10 at once).
-pub fn start_worker(queue: Queue, db: Database) -> WorkerHandle {
-    let service = tower::service_fn(move |job: Job<Confirmation>| {
-        let db = db.clone();
-        async move { send(&db, &job.data).await.map_err(|e| e.to_string()) }
-    });
-    Worker::new(queue, service).concurrency(10).start()
 }
 
 /// "Sends" `c`: records it, once per order.
@@ -147,14 +133,6 @@ async fn send(db: &Database, c: &Confirmation) -> Result<Notification, DbError> 
     )
     .await?;
     Ok(n)
-}
-
-async fn send_now(
-    State(deps): State<Deps>,
-    Valid(c): Valid<Confirmation>,
-) -> Result<(StatusCode, Json<Notification>), Problem> {
-    let n = send(&deps.db, &c).await.map_err(|e| e.to_problem())?;
-    Ok((StatusCode::CREATED, Json(n)))
 }
 
 async fn list(
