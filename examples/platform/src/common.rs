@@ -76,17 +76,29 @@ pub fn now_ms() -> i64 {
 /// answer 400 listing the supported one), the probes (`/livez`, `/readyz`,
 /// `/healthz`) and `/metrics` version-neutral, unknown routes a 404 problem,
 /// a JSON log line and RED metrics per request.
+///
+/// Each instance also sheds load: past `max_in_flight` requests at once
+/// (ee-ratelimit's concurrency limit) it answers 429 with `Retry-After`
+/// rather than queueing without bound.
 pub fn deploy(
     api: Router,
     health: &ee_health::Health,
     prometheus: Option<&ee_metrics::Prometheus>,
+    max_in_flight: u32,
 ) -> Router {
     let mut neutral = health.router();
     if let Some(p) = prometheus {
         neutral = neutral.merge(p.router());
     }
+    let shed = ee_ratelimit::RateLimitLayer::builder(ee_ratelimit::MemoryStore::new())
+        .policy(
+            ee_ratelimit::Policy::new("in-flight", ee_ratelimit::Rule::concurrency(max_in_flight))
+                .key(ee_core::key::key_fn(|_| Ok(ee_core::Key::text("instance")))),
+        )
+        .build()
+        .expect("a valid policy");
     ee_versioning::VersionedRouter::new()
-        .version(1, api.fallback(not_found))
+        .version(1, api.fallback(not_found).layer(shed))
         .neutral(neutral)
         .into_router()
         .layer(ee_logging::RequestLogLayer::new())

@@ -83,6 +83,8 @@ pub struct PlatformConfig {
     pub upstream_timeout_ms: u64,
     /// The gateway's per-client rate limit.
     pub rate_limit: RateLimitSettings,
+    /// Requests one service instance runs at once; past it, 429 (default 1 024).
+    pub max_in_flight: u32,
     /// The simulated payment provider.
     pub payment: PaymentSettings,
     /// Add the demo catalogue to an empty database (default true).
@@ -103,6 +105,7 @@ impl Default for PlatformConfig {
             upstreams: HashMap::new(),
             upstream_timeout_ms: 5_000,
             rate_limit: RateLimitSettings::default(),
+            max_in_flight: 1_024,
             payment: PaymentSettings::default(),
             seed: true,
             drain_ms: 10_000,
@@ -229,7 +232,7 @@ async fn build(
         }
     };
     Ok(Built {
-        router: deploy(api, &health, prometheus),
+        router: deploy(api, &health, prometheus, deps.config.max_in_flight),
         worker,
     })
 }

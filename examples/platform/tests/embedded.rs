@@ -453,3 +453,55 @@ async fn a_dead_instance_is_skipped_and_none_left_is_a_502_problem() {
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_past_its_in_flight_limit_sheds_load_with_429() {
+    let shop = std::sync::Arc::new(
+        Shop::start(PlatformConfig {
+            max_in_flight: 1,
+            payment: PaymentSettings {
+                latency_ms: 300,
+                failure_rate: 0.0,
+            },
+            ..config()
+        })
+        .await,
+    );
+    let user = shop.register("flo@example.com").await;
+    let tasks: Vec<_> = (0..3)
+        .map(|i| {
+            let shop = shop.clone();
+            let user = user.clone();
+            tokio::spawn(async move {
+                shop.order(&format!("k-shed-{i}"), &user, "SKU-0005", 1, "tok_visa")
+                    .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let ok = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .count();
+    let shed: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(
+        ok >= 1,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert!(
+        !shed.is_empty(),
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert!(
+        shed.iter()
+            .all(|a| is_problem(a) && a.headers.contains_key("retry-after"))
+    );
+}

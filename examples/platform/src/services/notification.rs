@@ -9,12 +9,13 @@
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use axum::{Json, Router};
 use ee_core::Problem;
 use ee_db::{Database, DbError, params};
 use ee_queue::{Backoff, Job, JobOptions, MemoryQueue, MemoryWorker, Queue, Worker, WorkerHandle};
+use ee_serialize::FastJson;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -138,13 +139,13 @@ async fn send(db: &Database, c: &Confirmation) -> Result<Notification, DbError> 
 async fn list(
     State(deps): State<Deps>,
     Query(q): Query<ByOrder>,
-) -> Result<Json<Vec<Notification>>, Problem> {
+) -> Result<FastJson<Vec<Notification>>, Problem> {
     deps.db
         .query_as::<Notification>(
             "SELECT order_id, kind, recipient, body, sent_ms FROM notifications WHERE order_id = $1 ORDER BY sent_ms",
             params![q.order_id],
         )
         .await
-        .map(Json)
+        .map(FastJson)
         .map_err(|e| e.to_problem())
 }

@@ -14,13 +14,14 @@
 //!   5. 201 the order, `confirmed`.
 //! - `GET /v1/orders/{id}` → the order and its status.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use ee_core::Problem;
 use ee_db::{DbError, params};
 use ee_idempotency::{IdempotencyConfig, IdempotencyLayer};
+use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -116,7 +117,7 @@ pub fn api(deps: Deps, notifier: Notifier) -> Router {
 async fn place(
     State(s): State<OrderState>,
     Valid(body): Valid<PlaceOrder>,
-) -> Result<(StatusCode, Json<Order>), Problem> {
+) -> Result<(StatusCode, FastJson<Order>), Problem> {
     let up = &s.deps.upstreams;
     let user: User = match up
         .call::<(), User>(
@@ -263,7 +264,7 @@ async fn place(
         // The order stands; the confirmation is logged as not handed over.
         tracing::error!(order = %order.id, problem = ?p.detail(), "order confirmation not enqueued");
     }
-    Ok((StatusCode::CREATED, Json(order)))
+    Ok((StatusCode::CREATED, FastJson(order)))
 }
 
 async fn insert(deps: &Deps, o: &Order) -> Result<(), Problem> {
@@ -308,7 +309,10 @@ async fn update(deps: &Deps, o: &Order) -> Result<(), Problem> {
         .map_err(|e| e.to_problem())
 }
 
-async fn find(State(s): State<OrderState>, Path(id): Path<String>) -> Result<Json<Order>, Problem> {
+async fn find(
+    State(s): State<OrderState>,
+    Path(id): Path<String>,
+) -> Result<FastJson<Order>, Problem> {
     let row = match s
         .deps
         .db
@@ -329,7 +333,7 @@ async fn find(State(s): State<OrderState>, Path(id): Path<String>) -> Result<Jso
         }
         Err(e) => return Err(e.to_problem()),
     };
-    Ok(Json(Order {
+    Ok(FastJson(Order {
         lines: serde_json::from_str(&row.lines).unwrap_or_default(),
         id: row.id,
         user_id: row.user_id,

@@ -10,13 +10,14 @@
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use ee_core::Problem;
 use ee_db::{DbError, params};
 use ee_idempotency::{IdempotencyConfig, IdempotencyLayer};
+use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -88,9 +89,9 @@ const COLUMNS: &str = "id, order_id, amount_minor, currency, status, reason, cre
 async fn charge(
     State(deps): State<Deps>,
     Valid(body): Valid<Charge>,
-) -> Result<(StatusCode, Json<Payment>), Problem> {
+) -> Result<(StatusCode, FastJson<Payment>), Problem> {
     if let Some(first) = by_order(&deps, &body.order_id).await? {
-        return Ok((StatusCode::OK, Json(first)));
+        return Ok((StatusCode::OK, FastJson(first)));
     }
     let settings = &deps.config.payment;
     tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
@@ -131,11 +132,11 @@ async fn charge(
         )
         .await;
     match inserted {
-        Ok(_) => Ok((StatusCode::CREATED, Json(payment))),
+        Ok(_) => Ok((StatusCode::CREATED, FastJson(payment))),
         // Another charge of this order won the race: it is the payment.
         Err(e) if e.status() == StatusCode::CONFLICT => {
             match by_order(&deps, &payment.order_id).await? {
-                Some(first) => Ok((StatusCode::OK, Json(first))),
+                Some(first) => Ok((StatusCode::OK, FastJson(first))),
                 None => Err(e.to_problem()),
             }
         }
@@ -158,7 +159,10 @@ async fn by_order(deps: &Deps, order_id: &str) -> Result<Option<Payment>, Proble
     }
 }
 
-async fn find(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Json<Payment>, Problem> {
+async fn find(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+) -> Result<FastJson<Payment>, Problem> {
     match deps
         .db
         .query_one_as::<Payment>(
@@ -167,7 +171,7 @@ async fn find(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Json<P
         )
         .await
     {
-        Ok(p) => Ok(Json(p)),
+        Ok(p) => Ok(FastJson(p)),
         Err(DbError::NotFound) => Err(problem(
             StatusCode::NOT_FOUND,
             "payment-not-found",

@@ -14,13 +14,14 @@
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use ee_cache::{Cache, MemoryStore, RedisStore, TieredStore};
 use ee_core::Problem;
 use ee_db::{DbError, params};
+use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -192,7 +193,7 @@ pub async fn api(deps: Deps) -> Result<Router, String> {
 async fn list(
     State(s): State<ProductState>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<ProductPage>, Problem> {
+) -> Result<FastJson<ProductPage>, Problem> {
     let page = q.page.unwrap_or(1).max(1);
     let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
     let products = s
@@ -204,7 +205,7 @@ async fn list(
         )
         .await
         .map_err(|e| e.to_problem())?;
-    Ok(Json(ProductPage {
+    Ok(FastJson(ProductPage {
         page,
         per_page,
         products,
@@ -214,9 +215,9 @@ async fn list(
 async fn detail(
     State(s): State<ProductState>,
     Path(sku): Path<String>,
-) -> Result<Json<Product>, Problem> {
+) -> Result<FastJson<Product>, Problem> {
     match s.products.get(&s.deps.db, &sku).await? {
-        Some(p) => Ok(Json(p)),
+        Some(p) => Ok(FastJson(p)),
         None => Err(problem(
             StatusCode::NOT_FOUND,
             "product-not-found",
@@ -229,7 +230,7 @@ async fn detail(
 async fn reserve(
     State(s): State<ProductState>,
     Valid(body): Valid<Reserve>,
-) -> Result<(StatusCode, Json<Reservation>), Problem> {
+) -> Result<(StatusCode, FastJson<Reservation>), Problem> {
     let db = &s.deps.db;
     // One line per SKU, taken in SKU order so two orders never wait on each
     // other's rows (no deadlock on PostgreSQL).
@@ -262,7 +263,7 @@ async fn reserve(
             .collect();
         return Ok((
             StatusCode::OK,
-            Json(priced(body.order_id, lines, &currency)),
+            FastJson(priced(body.order_id, lines, &currency)),
         ));
     }
     let mut priced_lines = Vec::with_capacity(lines.len());
@@ -331,7 +332,7 @@ async fn reserve(
     let currency = currency.unwrap_or_else(|| "EUR".to_owned());
     Ok((
         StatusCode::CREATED,
-        Json(priced(body.order_id, priced_lines, &currency)),
+        FastJson(priced(body.order_id, priced_lines, &currency)),
     ))
 }
 

@@ -4,11 +4,12 @@
 //!   registered → 409 problem; a bad body → 422 with a pointer per violation.
 //! - `GET /v1/users/{id}` → the user, or 404 problem.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use ee_db::{DbError, params};
+use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,7 @@ pub fn api(deps: Deps) -> Router {
 async fn register(
     State(deps): State<Deps>,
     Valid(body): Valid<Register>,
-) -> Result<(StatusCode, Json<User>), ee_core::Problem> {
+) -> Result<(StatusCode, FastJson<User>), ee_core::Problem> {
     let user = User {
         id: new_id("usr"),
         email: body.email.to_ascii_lowercase(),
@@ -71,7 +72,7 @@ async fn register(
         )
         .await;
     match inserted {
-        Ok(_) => Ok((StatusCode::CREATED, Json(user))),
+        Ok(_) => Ok((StatusCode::CREATED, FastJson(user))),
         Err(e) if e.status() == StatusCode::CONFLICT => Err(problem(
             StatusCode::CONFLICT,
             "email-taken",
@@ -85,7 +86,7 @@ async fn register(
 async fn find(
     State(deps): State<Deps>,
     Path(id): Path<String>,
-) -> Result<Json<User>, ee_core::Problem> {
+) -> Result<FastJson<User>, ee_core::Problem> {
     match deps
         .db
         .query_one_as::<User>(
@@ -94,7 +95,7 @@ async fn find(
         )
         .await
     {
-        Ok(user) => Ok(Json(user)),
+        Ok(user) => Ok(FastJson(user)),
         Err(DbError::NotFound) => Err(problem(
             StatusCode::NOT_FOUND,
             "user-not-found",
