@@ -89,6 +89,8 @@ pub struct PlatformConfig {
     pub payment: PaymentSettings,
     /// Add the demo catalogue to an empty database (default true).
     pub seed: bool,
+    /// Units of each demo product in stock (default 100).
+    pub seed_stock: i64,
     /// How long in-flight requests may finish at shutdown, in ms (default 10 000).
     pub drain_ms: u64,
     /// Logging (ee-logging).
@@ -108,6 +110,7 @@ impl Default for PlatformConfig {
             max_in_flight: 1_024,
             payment: PaymentSettings::default(),
             seed: true,
+            seed_stock: 100,
             drain_ms: 10_000,
             logging: ee_logging::LogConfig::default(),
         }
@@ -150,7 +153,7 @@ async fn open_stores(
         .await
         .map_err(|e| StartError(format!("migrations: {e}")))?;
     if config.seed {
-        product::seed(&db)
+        product::seed(&db, config.seed_stock)
             .await
             .map_err(|e| StartError(format!("seeding the catalogue: {e}")))?;
     }

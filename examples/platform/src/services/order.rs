@@ -18,6 +18,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
+use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
 use ee_db::{DbError, params};
 use ee_idempotency::{IdempotencyConfig, IdempotencyLayer};
@@ -90,6 +91,9 @@ struct OrderRow {
 struct OrderState {
     deps: Deps,
     notifier: Notifier,
+    /// Users as the user service answered them (users do not change; a
+    /// minute bounds how long a deleted one could still order).
+    users: Cache<str, User>,
 }
 
 /// The service's API (mounted under `/v1`).
@@ -109,9 +113,17 @@ pub fn api(deps: Deps, notifier: Notifier) -> Router {
             idempotency,
         )),
     };
+    let users = Cache::builder("order-users")
+        .ttl(std::time::Duration::from_secs(60))
+        .build(MemoryStore::new())
+        .expect("a valid cache");
     place
         .route("/orders/{id}", get(find))
-        .with_state(OrderState { deps, notifier })
+        .with_state(OrderState {
+            deps,
+            notifier,
+            users,
+        })
 }
 
 async fn place(
@@ -119,18 +131,23 @@ async fn place(
     Valid(body): Valid<PlaceOrder>,
 ) -> Result<(StatusCode, FastJson<Order>), Problem> {
     let up = &s.deps.upstreams;
-    let user: User = match up
-        .call::<(), User>(
-            "user",
-            Method::GET,
-            &format!("/v1/users/{}", body.user_id),
-            None,
-            &[],
-        )
-        .await
-    {
-        Ok((_, u)) => u,
-        Err(p) if p.status() == StatusCode::NOT_FOUND => {
+    let lookup = {
+        let up = up.clone();
+        let id = body.user_id.clone();
+        move || async move {
+            match up
+                .call::<(), User>("user", Method::GET, &format!("/v1/users/{id}"), None, &[])
+                .await
+            {
+                Ok((_, u)) => Ok(Some(u)),
+                Err(p) if p.status() == StatusCode::NOT_FOUND => Ok(None),
+                Err(p) => Err(p),
+            }
+        }
+    };
+    let user: User = match s.users.get_or_load(&body.user_id, lookup).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
             return Err(problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown-user",
@@ -139,7 +156,7 @@ async fn place(
             )
             .with_extension("pointer", "/user_id"));
         }
-        Err(p) => return Err(p),
+        Err(p) => return Err((*p).clone()),
     };
     let now = now_ms();
     let mut order = Order {
@@ -253,14 +270,19 @@ async fn place(
 
     order.status = "confirmed".to_owned();
     order.updated_ms = now_ms();
-    update(&s.deps, &order).await?;
     let confirmation = Confirmation {
         order_id: order.id.clone(),
         email: user.email,
         total_minor: order.total_minor,
         currency: order.currency.clone(),
     };
-    if let Err(p) = s.notifier.order_confirmed(&confirmation).await {
+    // The order is paid: its record and its confirmation go together.
+    let (updated, handed) = tokio::join!(
+        update(&s.deps, &order),
+        s.notifier.order_confirmed(&confirmation)
+    );
+    updated?;
+    if let Err(p) = handed {
         // The order stands; the confirmation is logged as not handed over.
         tracing::error!(order = %order.id, problem = ?p.detail(), "order confirmation not enqueued");
     }

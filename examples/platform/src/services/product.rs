@@ -269,40 +269,44 @@ async fn reserve(
     let mut priced_lines = Vec::with_capacity(lines.len());
     let mut currency: Option<String> = None;
     for (sku, quantity) in &lines {
+        // Taken and priced in one statement (both engines have RETURNING).
         let taken = tx
-            .execute(
-                "UPDATE products SET stock = stock - $1 WHERE sku = $2 AND stock >= $1",
+            .query_opt(
+                "UPDATE products SET stock = stock - $1 WHERE sku = $2 AND stock >= $1 RETURNING price_minor, currency",
                 params![*quantity, sku.clone()],
             )
             .await
             .map_err(|e| e.to_problem())?;
-        let row = tx
-            .query_opt(
-                "SELECT price_minor, currency, stock FROM products WHERE sku = $1",
-                params![sku.clone()],
-            )
-            .await
-            .map_err(|e| e.to_problem())?;
-        let Some(row) = row else {
-            return Err(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-product",
-                "Unknown product",
-                format!("there is no product {sku}"),
-            )
-            .with_extension("sku", sku.clone()));
+        let Some(row) = taken else {
+            // Not taken: out of stock, or no such product.
+            let stock = tx
+                .query_opt(
+                    "SELECT stock FROM products WHERE sku = $1",
+                    params![sku.clone()],
+                )
+                .await
+                .map_err(|e| e.to_problem())?;
+            return Err(match stock {
+                None => problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown-product",
+                    "Unknown product",
+                    format!("there is no product {sku}"),
+                )
+                .with_extension("sku", sku.clone()),
+                Some(row) => {
+                    let stock: i64 = row.get("stock").map_err(|e| e.to_problem())?;
+                    problem(
+                        StatusCode::CONFLICT,
+                        "out-of-stock",
+                        "Out of stock",
+                        format!("{sku}: {quantity} wanted, {stock} in stock"),
+                    )
+                    .with_extension("sku", sku.clone())
+                    .with_extension("in_stock", stock)
+                }
+            });
         };
-        if taken == 0 {
-            let stock: i64 = row.get("stock").map_err(|e| e.to_problem())?;
-            return Err(problem(
-                StatusCode::CONFLICT,
-                "out-of-stock",
-                "Out of stock",
-                format!("{sku}: {quantity} wanted, {stock} in stock"),
-            )
-            .with_extension("sku", sku.clone())
-            .with_extension("in_stock", stock));
-        }
         let price: i64 = row.get("price_minor").map_err(|e| e.to_problem())?;
         let cur: String = row.get("currency").map_err(|e| e.to_problem())?;
         if currency.get_or_insert_with(|| cur.clone()) != &cur {
@@ -378,13 +382,13 @@ async fn release(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Demo data: 50 products, 100 of each in stock, unless the catalogue has
+/// Demo data: 50 products, `stock` of each, unless the catalogue has
 /// products already. Instances starting together may all run it: a
 /// product another one added is left alone.
 ///
 /// # Errors
 /// The database's.
-pub async fn seed(db: &ee_db::Database) -> Result<u64, DbError> {
+pub async fn seed(db: &ee_db::Database, stock: i64) -> Result<u64, DbError> {
     let have: i64 = db
         .query_one("SELECT COUNT(*) FROM products", &[])
         .await?
@@ -408,12 +412,13 @@ pub async fn seed(db: &ee_db::Database) -> Result<u64, DbError> {
     for i in 0..50_i64 {
         let kind = KINDS[usize::try_from(i).unwrap_or(0) % KINDS.len()];
         tx.execute(
-            "INSERT INTO products (sku, name, description, price_minor, currency, stock) VALUES ($1, $2, $3, $4, 'EUR', 100) ON CONFLICT (sku) DO NOTHING",
+            "INSERT INTO products (sku, name, description, price_minor, currency, stock) VALUES ($1, $2, $3, $4, 'EUR', $5) ON CONFLICT (sku) DO NOTHING",
             params![
                 format!("SKU-{:04}", i + 1),
                 format!("{kind} no. {}", i / 10 + 1),
                 format!("A {} for the demo shop.", kind.to_ascii_lowercase()),
                 499 + (i * 137) % 9_000,
+                stock,
             ],
         )
         .await?;

@@ -1,0 +1,399 @@
+//! `ee-platform-load`: a load test of the platform through its gateway.
+//!
+//! ```text
+//! ee-platform-load [--url http://127.0.0.1:8080] [--duration 20] [--connections 32]
+//!                  [--rate N] [--pids 123,456] [--store-pids 789] [--warmup 3]
+//! ```
+//!
+//! Scenario mix: browse 70 % (`GET /v1/products?page=&per_page=20`), product
+//! detail 20 % (`GET /v1/products/{sku}`), place an order 10 % (`POST
+//! /v1/orders`, a fresh `Idempotency-Key`, one unit). Without `--rate` each
+//! connection sends its next request when the last one is answered (the
+//! highest throughput); with `--rate N` requests start on a fixed schedule of
+//! N per second in all, and a request that had to wait for its connection's
+//! previous answer counts its latency from its scheduled start, so a slow
+//! answer is not hidden by the requests it delayed. Any answer other than
+//! 2xx is an error. With `--pids`, the CPU time of those processes (the
+//! platform) and of this one over the run is reported, and with
+//! `--store-pids` that of the stores (redis-server, postgres).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+struct Args {
+    url: String,
+    duration: Duration,
+    warmup: Duration,
+    connections: usize,
+    rate: Option<f64>,
+    pids: Vec<u32>,
+    store_pids: Vec<u32>,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        url: "http://127.0.0.1:8080".into(),
+        duration: Duration::from_secs(20),
+        warmup: Duration::from_secs(3),
+        connections: 32,
+        rate: None,
+        pids: Vec::new(),
+        store_pids: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => a.url = value()?,
+            "--duration" => {
+                a.duration = Duration::from_secs_f64(
+                    value()?.parse().map_err(|e| format!("--duration: {e}"))?,
+                )
+            }
+            "--warmup" => {
+                a.warmup =
+                    Duration::from_secs_f64(value()?.parse().map_err(|e| format!("--warmup: {e}"))?)
+            }
+            "--connections" => {
+                a.connections = value()?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?
+            }
+            "--rate" => a.rate = Some(value()?.parse().map_err(|e| format!("--rate: {e}"))?),
+            "--pids" => a.pids = pid_list(&value()?)?,
+            "--store-pids" => a.store_pids = pid_list(&value()?)?,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    a.connections = a.connections.max(1);
+    Ok(a)
+}
+
+fn pid_list(s: &str) -> Result<Vec<u32>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.trim().parse().map_err(|e| format!("pid {p:?}: {e}")))
+        .collect()
+}
+
+/// utime + stime of a process, in seconds (Linux `/proc`).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    per_kind_us: [Vec<u32>; 3],
+    errors: u64,
+    by_kind: [u64; 3],
+    first_errors: Vec<String>,
+}
+
+static KEYS: AtomicU64 = AtomicU64::new(0);
+
+async fn one(
+    client: &Client<HttpConnector, Body>,
+    url: &str,
+    user: &str,
+    rng: &mut u64,
+) -> (usize, Result<(), String>) {
+    // xorshift: cheap and good enough to pick a scenario and a product.
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let roll = *rng % 100;
+    let sku = format!("SKU-{:04}", (*rng >> 8) % 50 + 1);
+    let (kind, req) = if roll < 70 {
+        let page = (*rng >> 16) % 3 + 1;
+        (
+            0,
+            Request::get(format!("{url}/v1/products?page={page}&per_page=20")).body(Body::empty()),
+        )
+    } else if roll < 90 {
+        (
+            1,
+            Request::get(format!("{url}/v1/products/{sku}")).body(Body::empty()),
+        )
+    } else {
+        let key = KEYS.fetch_add(1, Ordering::Relaxed);
+        let body = format!(
+            r#"{{"user_id":"{user}","lines":[{{"sku":"{sku}","quantity":1}}],"payment_token":"tok_visa"}}"#
+        );
+        (
+            2,
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("{url}/v1/orders"))
+                .header("content-type", "application/json")
+                .header(
+                    "idempotency-key",
+                    format!("\"load-{}-{key}\"", std::process::id()),
+                )
+                .body(Body::from(body)),
+        )
+    };
+    let req = req.expect("a valid request");
+    let result = match client.request(req).await {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+            match body {
+                Ok(_) if status.is_success() => Ok(()),
+                Ok(b) => Err(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&b)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                )),
+                Err(e) => Err(format!("{status}, body: {e}")),
+            }
+        }
+        Err(e) => Err(format!("request failed: {e}")),
+    };
+    (kind, result)
+}
+
+async fn register(
+    client: &Client<HttpConnector, Body>,
+    url: &str,
+    n: usize,
+) -> Result<String, String> {
+    let body = format!(
+        r#"{{"email":"load-{}-{n}@example.com","name":"Load {n}"}}"#,
+        std::process::id()
+    );
+    let req = Request::post(format!("{url}/v1/users"))
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("registering a user: {status} {v}"));
+    }
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no id in {v}"))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("ee-platform-load: {e}");
+            }
+            eprintln!(
+                "usage: ee-platform-load [--url URL] [--duration S] [--warmup S] [--connections N] [--rate RPS] [--pids P,Q] [--store-pids R,S]"
+            );
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.connections)
+        .build(connector);
+    let mut users = Vec::new();
+    for n in 0..args.connections {
+        match register(&client, &args.url, n).await {
+            Ok(u) => users.push(u),
+            Err(e) => {
+                eprintln!("ee-platform-load: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let args = Arc::new(args);
+    let per_conn_interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(0.001)));
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
+    let end = measure_from + args.duration;
+    let mut cpu_before: Option<(f64, f64, f64)> = None;
+    let tasks: Vec<_> = users
+        .into_iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let client = client.clone();
+            let args = args.clone();
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut rng =
+                    0x9E37_79B9_7F4A_7C15_u64 ^ (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
+                // Spread the connections' schedules over one interval.
+                let mut next = start
+                    + per_conn_interval.map_or(Duration::ZERO, |d| {
+                        d.mul_f64(i as f64 / args.connections as f64)
+                    });
+                loop {
+                    // Latency counts from the scheduled start when the
+                    // connection was still busy with the previous request
+                    // (so queueing is not hidden), and from the wake-up
+                    // otherwise (the timer's own lateness is not the
+                    // platform's).
+                    let mut began = next;
+                    if per_conn_interval.is_some() {
+                        if Instant::now() < next {
+                            tokio::time::sleep_until(next.into()).await;
+                            began = Instant::now();
+                        }
+                    } else {
+                        next = Instant::now();
+                        began = next;
+                    }
+                    if next >= end {
+                        break;
+                    }
+                    let (kind, result) = one(&client, &args.url, &user, &mut rng).await;
+                    let took = began.elapsed();
+                    if next >= measure_from {
+                        tally.by_kind[kind] += 1;
+                        let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+                        tally.latencies_us.push(us);
+                        tally.per_kind_us[kind].push(us);
+                        if let Err(e) = result {
+                            tally.errors += 1;
+                            if tally.first_errors.len() < 3 {
+                                tally.first_errors.push(e);
+                            }
+                        }
+                    }
+                    if let Some(d) = per_conn_interval {
+                        next += d;
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(measure_from.into()).await;
+    let platform_pids: Vec<String> = args.pids.iter().map(u32::to_string).collect();
+    let store_pids: Vec<String> = args.store_pids.iter().map(u32::to_string).collect();
+    let sample = || {
+        let sum = |pids: &[String]| pids.iter().filter_map(|p| cpu_seconds(p)).sum::<f64>();
+        let me = cpu_seconds("self").unwrap_or(0.0);
+        (sum(&platform_pids), me, sum(&store_pids))
+    };
+    if !platform_pids.is_empty() {
+        cpu_before = Some(sample());
+    }
+    tokio::time::sleep_until(end.into()).await;
+    let cpu_after = (!platform_pids.is_empty()).then(sample);
+    let mut all = Tally::default();
+    for t in tasks {
+        let t = t.await.expect("a load task");
+        all.latencies_us.extend(t.latencies_us);
+        all.errors += t.errors;
+        for (k, v) in t.per_kind_us.into_iter().enumerate() {
+            all.by_kind[k] += t.by_kind[k];
+            all.per_kind_us[k].extend(v);
+        }
+        for e in t.first_errors {
+            if all.first_errors.len() < 5 {
+                all.first_errors.push(e);
+            }
+        }
+    }
+    let n = all.latencies_us.len();
+    all.latencies_us.sort_unstable();
+    for v in &mut all.per_kind_us {
+        v.sort_unstable();
+    }
+    let at = |v: &[u32], p: f64| {
+        if v.is_empty() {
+            0.0
+        } else {
+            f64::from(v[((v.len() as f64 * p) as usize).min(v.len() - 1)]) / 1000.0
+        }
+    };
+    let pct = |p: f64| at(&all.latencies_us, p);
+    let secs = args.duration.as_secs_f64();
+    println!(
+        "target {}  connections {}  {}  {:.0} s measured after {:.0} s warm-up",
+        args.url,
+        args.connections,
+        args.rate
+            .map_or("closed loop (as fast as answered)".to_owned(), |r| format!(
+                "open loop at {r:.0} req/s"
+            )),
+        secs,
+        args.warmup.as_secs_f64()
+    );
+    println!(
+        "requests {n}  ({:.0} req/s)  browse {} / detail {} / order {}",
+        n as f64 / secs,
+        all.by_kind[0],
+        all.by_kind[1],
+        all.by_kind[2]
+    );
+    println!(
+        "latency ms  p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0)
+    );
+    for (name, v) in ["browse", "detail", "order"].iter().zip(&all.per_kind_us) {
+        println!(
+            "  {name:<7} p50 {:.2}  p95 {:.2}  p99 {:.2}",
+            at(v, 0.50),
+            at(v, 0.95),
+            at(v, 0.99)
+        );
+    }
+    println!(
+        "errors {}  ({:.3} %)",
+        all.errors,
+        100.0 * all.errors as f64 / (n.max(1) as f64)
+    );
+    for e in &all.first_errors {
+        println!("  e.g. {e}");
+    }
+    if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+        let stores = if store_pids.is_empty() {
+            String::new()
+        } else {
+            format!(", Redis + PostgreSQL {:.0} %", 100.0 * (a.2 - b.2) / secs)
+        };
+        println!(
+            "cpu over the run (of one core): platform {:.0} %, load generator {:.0} %{stores}",
+            100.0 * (a.0 - b.0) / secs,
+            100.0 * (a.1 - b.1) / secs
+        );
+    }
+    if all.errors > 0 {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
