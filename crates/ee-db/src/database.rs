@@ -777,18 +777,20 @@ pub(crate) fn redact(url: &str) -> String {
 
 impl Pool {
     pub(crate) fn state(&self) -> PoolState {
-        let s = match self {
+        match self {
             #[cfg(feature = "postgres")]
-            Pool::Pg(p) => p.state(),
+            Pool::Pg(p) => {
+                let s = p.state();
+                PoolState {
+                    connections: s.connections,
+                    idle: s.idle_connections,
+                }
+            }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => {
                 let (connections, idle) = p.state();
-                return PoolState { connections, idle };
+                PoolState { connections, idle }
             }
-        };
-        PoolState {
-            connections: s.connections,
-            idle: s.idle_connections,
         }
     }
 

@@ -80,6 +80,13 @@ impl SqliteManager {
         // stays in its own journal mode.)
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        if !self.memory {
+            // Checkpoints run on the pool's own thread (`checkpointer`), not
+            // inside whichever commit crosses the WAL threshold: that commit
+            // runs on an async runtime thread, and a checkpoint writes and
+            // syncs the database file.
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        }
         conn.set_prepared_statement_cache_capacity(self.statement_cache);
         Ok(SqliteConn {
             conn,
@@ -381,6 +388,34 @@ pub(crate) struct SqlitePool {
     /// Tasks in `get` waiting for a connection (a return notifies only then).
     waiting: std::sync::atomic::AtomicUsize,
     timeout: std::time::Duration,
+    /// The checkpoint thread (file databases), woken to stop on drop.
+    checkpointer: Option<std::thread::Thread>,
+}
+
+impl Drop for SqlitePool {
+    fn drop(&mut self) {
+        if let Some(t) = &self.checkpointer {
+            t.unpark();
+        }
+    }
+}
+
+/// How often the checkpoint thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` (never waits for readers or the
+/// writer) every [`CHECKPOINT_EVERY`] on a connection of its own, until the
+/// pool is gone.
+fn checkpointer(conn: Connection, pool: std::sync::Weak<SqlitePool>) {
+    loop {
+        std::thread::park_timeout(CHECKPOINT_EVERY);
+        if pool.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+        }
+    }
 }
 
 struct Slots {
@@ -417,19 +452,37 @@ impl SqlitePool {
         } else {
             None
         };
-        Ok(Arc::new(Self {
-            _anchor: anchor,
-            writer: Arc::new(tokio::sync::Semaphore::new(1)),
-            manager,
-            state: std::sync::Mutex::new(Slots {
-                open: idle.len() as u32,
-                idle,
-            }),
-            max,
-            available: tokio::sync::Notify::new(),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
-            timeout,
-        }))
+        let spare = if manager.memory {
+            None
+        } else {
+            Some(manager.open()?.conn)
+        };
+        let pool = Arc::new_cyclic(|weak: &std::sync::Weak<SqlitePool>| {
+            let checkpointer = spare.and_then(|conn| {
+                let weak = weak.clone();
+                std::thread::Builder::new()
+                    .name("ee-db-checkpoint".into())
+                    .spawn(move || checkpointer(conn, weak))
+                    .map(|h| h.thread().clone())
+                    .map_err(|e| tracing::warn!(error = %e, "no SQLite checkpoint thread; the WAL will grow"))
+                    .ok()
+            });
+            Self {
+                _anchor: anchor,
+                writer: Arc::new(tokio::sync::Semaphore::new(1)),
+                manager,
+                state: std::sync::Mutex::new(Slots {
+                    open: idle.len() as u32,
+                    idle,
+                }),
+                max,
+                available: tokio::sync::Notify::new(),
+                waiting: std::sync::atomic::AtomicUsize::new(0),
+                timeout,
+                checkpointer,
+            }
+        });
+        Ok(pool)
     }
 
     /// A connection now (idle, or newly opened under `max_size`), or `None`

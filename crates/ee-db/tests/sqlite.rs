@@ -345,3 +345,40 @@ async fn impossible_settings_are_reported_together() {
     .unwrap_err();
     assert!(matches!(e, DbError::BadConfig(_)), "{e}");
 }
+
+#[tokio::test]
+async fn the_wal_is_checkpointed_off_the_runtime_threads() {
+    let url = temp_db("checkpoint");
+    let path = std::path::PathBuf::from(url.strip_prefix("sqlite://").unwrap());
+    let db = Database::open(&url).await.unwrap();
+    // Commits never checkpoint (that would write and sync the database file
+    // on a runtime thread) …
+    let auto: i64 = db
+        .query_one("PRAGMA wal_autocheckpoint", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(auto, 0);
+    db.batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .await
+        .unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for i in 0..500_i64 {
+        db.execute(
+            "INSERT INTO t (id, body) VALUES ($1, $2)",
+            params![i, "x".repeat(200)],
+        )
+        .await
+        .unwrap();
+    }
+    // … the pool's own thread copies the WAL into the file within a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::fs::metadata(&path).unwrap().len() < before + 100_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file did not grow: no checkpoint ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -297,7 +297,7 @@ impl Health {
 
     /// Serves `app` on `listener` until the shutdown begins, then stops
     /// accepting, lets in-flight requests finish for at most `drain`, and
-    /// returns (the process can exit).
+    /// returns (the process can exit). Accepted connections get `TCP_NODELAY`.
     ///
     /// # Errors
     /// The listener's I/O error.
@@ -307,8 +307,16 @@ impl Health {
         app: axum::Router,
         drain: Duration,
     ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
         let signal = self.clone().shutdown_signal();
         let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+        // TCP_NODELAY: a response written in two segments (head, then a
+        // streamed body) must not wait for the client's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             signal.await;
             let _ = begun_tx.send(());

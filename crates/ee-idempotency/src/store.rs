@@ -1,5 +1,8 @@
 //! The backend seam, and the record kept per key.
 
+// The records' byte layout is used by stores that keep bytes (Redis).
+#![cfg_attr(not(feature = "redis"), allow(dead_code))]
+
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

@@ -261,6 +261,15 @@ impl std::fmt::Debug for Platform {
 }
 
 fn serve_on(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY a response written in two segments (head, then a
+    // streamed body: every answer the gateway relays) waits for the peer's
+    // delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     tokio::spawn(async move {
         let server = axum::serve(
             listener,

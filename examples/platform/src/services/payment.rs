@@ -94,7 +94,10 @@ async fn charge(
         return Ok((StatusCode::OK, FastJson(first)));
     }
     let settings = &deps.config.payment;
-    tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
+    if settings.latency_ms > 0 {
+        // (A zero sleep would still wait for the timer's next tick, ~1 ms.)
+        tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
+    }
     let reason = if body.token == DECLINED_TOKEN {
         Some("card declined (test token)".to_owned())
     } else if rand::random::<f64>() < settings.failure_rate {
