@@ -505,3 +505,52 @@ async fn an_instance_past_its_in_flight_limit_sheds_load_with_429() {
             .all(|a| is_problem(a) && a.headers.contains_key("retry-after"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_is_served_and_every_error_is_a_problem() {
+    let shop = Shop::start(config()).await;
+    let doc = shop.get("/openapi.json").await.body;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let concrete = path
+                .replace("{id}", "x_missing")
+                .replace("{sku}", "SKU-0001");
+            let query = if path == "/v1/notifications" {
+                "?order_id=x"
+            } else {
+                ""
+            };
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let body = op.get("requestBody").map(|_| json!({}));
+            let a = shop
+                .send(
+                    method.clone(),
+                    &format!("{concrete}{query}"),
+                    &[("idempotency-key", "\"k-doc\"")],
+                    body,
+                )
+                .await;
+            // Routed and handled: not the router's "no route" 404, nor 405.
+            let detail = a.body["detail"].as_str().unwrap_or("");
+            assert!(
+                !detail.starts_with("no route"),
+                "{method} {path}: {}",
+                a.body
+            );
+            assert_ne!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            // Whatever it answered is documented, and errors are problems.
+            let code = a.status.as_u16().to_string();
+            assert!(
+                op["responses"][&code].is_object(),
+                "{method} {path} answered {code}, not documented"
+            );
+            if !a.status.is_success() {
+                assert!(is_problem(&a), "{method} {path} {code}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 7);
+    shop.stop().await;
+}
