@@ -188,6 +188,8 @@ async fn notifier(deps: &Deps) -> Result<Notifier, StartError> {
 struct Built {
     router: Router,
     worker: Option<ee_queue::WorkerHandle>,
+    /// Told first at shutdown, so readiness fails while requests drain.
+    health: ee_health::Health,
 }
 
 async fn build(
@@ -225,7 +227,11 @@ async fn build(
                 &health,
                 prometheus,
             );
-            return Ok(Built { router, worker });
+            return Ok(Built {
+                router,
+                worker,
+                health,
+            });
         }
         other => {
             return Err(StartError(format!(
@@ -237,6 +243,7 @@ async fn build(
     Ok(Built {
         router: deploy(api, &health, prometheus, deps.config.max_in_flight),
         worker,
+        health,
     })
 }
 
@@ -249,6 +256,7 @@ pub struct Platform {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     workers: Vec<ee_queue::WorkerHandle>,
+    health: Vec<ee_health::Health>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -336,9 +344,11 @@ impl Platform {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut workers = Vec::new();
+        let mut health = Vec::new();
         for (name, listener) in listeners {
             let built = build(name, &deps, prometheus).await?;
             workers.extend(built.worker);
+            health.push(built.health);
             tasks.push(serve_on(listener, built.router, stopped.clone()));
         }
         Ok(Self {
@@ -347,12 +357,16 @@ impl Platform {
             stop,
             tasks,
             workers,
+            health,
         })
     }
 
     /// Stops accepting, lets in-flight requests and jobs finish (up to
     /// `drain`), and returns.
     pub async fn shutdown(self, drain: Duration) {
+        for h in &self.health {
+            h.begin_shutdown();
+        }
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + drain;
         let servers = async {
@@ -379,6 +393,7 @@ pub struct Instance {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     worker: Option<ee_queue::WorkerHandle>,
+    health: ee_health::Health,
 }
 
 impl std::fmt::Debug for Instance {
@@ -436,12 +451,14 @@ impl Instance {
             stop,
             task,
             worker: built.worker,
+            health: built.health,
         })
     }
 
     /// Stops accepting, lets in-flight requests and jobs finish (up to
     /// `drain`), and returns.
     pub async fn shutdown(self, drain: Duration) {
+        self.health.begin_shutdown();
         let _ = self.stop.send(true);
         if let Some(w) = self.worker {
             w.shutdown(drain).await;
