@@ -219,6 +219,7 @@ impl VersionedRouter {
                 }
                 GateLayer {
                     version,
+                    open: lifecycle.deprecated_at.is_none() && lifecycle.sunset_at.is_none(),
                     lifecycle: lifecycle.clone(),
                     headers: headers.into(),
                     supported: supported.clone(),
@@ -283,12 +284,10 @@ impl VersionedRouter {
         for (path, versions) in by_path {
             let selector = Selector {
                 shared: shared.clone(),
-                versions: Arc::new(
-                    versions
-                        .iter()
-                        .map(|(v, (h, g))| (*v, (std::sync::Mutex::new(h.clone()), g.clone())))
-                        .collect(),
-                ),
+                versions: versions
+                    .iter()
+                    .map(|(v, (h, g))| (*v, std::sync::Mutex::new(h.clone()), g.clone()))
+                    .collect(),
             };
             // The default version's handler is the route itself (plain axum
             // routing); a request that names another version is handed to
@@ -517,7 +516,9 @@ struct Selector {
     /// The handler is behind a mutex: calling it only builds its future
     /// (held for that instant), which is cheaper than cloning the
     /// `MethodRouter` for every request.
-    versions: Arc<BTreeMap<Version, (std::sync::Mutex<MethodRouter>, GateLayer)>>,
+    /// A short list (a handful of versions), searched in order: cheaper
+    /// than a map lookup at this size.
+    versions: Arc<[(Version, std::sync::Mutex<MethodRouter>, GateLayer)]>,
 }
 
 impl Service<Request<Body>> for Selector {
@@ -549,10 +550,10 @@ impl Selector {
     ) -> <Self as Service<Request<Body>>>::Future {
         use futures_util::future::Either;
         match picked {
-            Ok((version, false)) => match self.versions.get(&version) {
+            Ok((version, false)) => match self.versions.iter().find(|(v, ..)| *v == version) {
                 // `MethodRouter` is always ready; `call` clones the matching
                 // route into the future it returns.
-                Some((handler, gate)) => Either::Left(
+                Some((_, handler, gate)) => Either::Left(
                     gate.wrap(req, |req| handler.lock().expect("not poisoned").call(req)),
                 ),
                 None => Either::Right(Box::pin(
@@ -603,19 +604,16 @@ struct DefaultVersion<S> {
     layer: DefaultLayer,
 }
 
-impl<S> Service<Request<Body>> for DefaultVersion<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible>,
-{
+/// Only over axum's `Route` (what `MethodRouter::layer` wraps): the default
+/// handler's future and another version's handler's future are then the
+/// same type, and the two paths share one future type without nesting.
+impl Service<Request<Body>> for DefaultVersion<axum::routing::Route> {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures_util::future::Either<
-        GateFuture<S::Future>,
-        <Selector as Service<Request<Body>>>::Future,
-    >;
+    type Future = <Selector as Service<Request<Body>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+        Service::<Request<Body>>::poll_ready(&mut self.inner, cx)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
@@ -626,7 +624,7 @@ where
                 let inner = &mut self.inner;
                 Either::Left(l.gate.wrap(req, |req| inner.call(req)))
             }
-            other => Either::Right(l.selector.call_picked(other, req)),
+            other => l.selector.call_picked(other, req),
         }
     }
 }
@@ -636,6 +634,8 @@ where
 #[derive(Clone)]
 struct GateLayer {
     version: Version,
+    /// No deprecation or sunset date: nothing to check per request.
+    open: bool,
     lifecycle: Arc<Lifecycle>,
     headers: Arc<[(http::HeaderName, HeaderValue)]>,
     supported: Arc<str>,
@@ -682,7 +682,9 @@ impl GateLayer {
     /// `call(req)` behind this gate: the sunset check and the deprecation
     /// count first, the lifecycle headers on the response.
     fn wrap<F>(&self, req: Request<Body>, call: impl FnOnce(Request<Body>) -> F) -> GateFuture<F> {
-        match self.admit(&req) {
+        // Most versions have no dates: no call at all then.
+        let admitted = if self.open { Ok(()) } else { self.admit(&req) };
+        match admitted {
             Ok(()) => GateFuture::Inner {
                 inner: call(req),
                 headers: self.headers.clone(),
@@ -696,9 +698,6 @@ impl GateLayer {
     /// The sunset check (a 410) and the deprecation count.
     fn admit<B>(&self, req: &Request<B>) -> Result<(), Box<Response>> {
         let lifecycle = &self.lifecycle;
-        if lifecycle.deprecated_at.is_none() && lifecycle.sunset_at.is_none() {
-            return Ok(());
-        }
         let now = (self.now)();
         if lifecycle.is_sunset(now) {
             let mut problem = Problem::ee(StatusCode::GONE, "versioning", "sunset")

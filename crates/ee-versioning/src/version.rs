@@ -10,12 +10,20 @@ impl Version {
     /// Parses `2`, `v2` or `V2` (nothing else: `v2.1`, `v02`, `v0` and
     /// `v70000` are not versions).
     pub fn parse(text: &str) -> Option<Self> {
-        let digits = text.strip_prefix(['v', 'V']).unwrap_or(text);
-        if digits.is_empty() || digits.len() > 5 || digits.starts_with('0') {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// [`parse`](Self::parse) over bytes (a header value as it came).
+    fn parse_bytes(text: &[u8]) -> Option<Self> {
+        let digits = match text {
+            [b'v' | b'V', rest @ ..] => rest,
+            _ => text,
+        };
+        if digits.is_empty() || digits.len() > 5 || digits[0] == b'0' {
             return None;
         }
         let mut n: u32 = 0;
-        for b in digits.bytes() {
+        for &b in digits {
             if !b.is_ascii_digit() {
                 return None;
             }
@@ -75,7 +83,9 @@ impl Source {
             }
             Source::Header(name) => match req.headers().get(name) {
                 None => Found::Absent,
-                Some(v) => match v.to_str().ok().and_then(|s| Version::parse(s.trim())) {
+                // Bytes, not `to_str`: a version is ASCII digits, and
+                // anything else is malformed either way.
+                Some(v) => match Version::parse_bytes(v.as_bytes().trim_ascii()) {
                     Some(version) => Found::Version(version),
                     None => Found::Malformed(String::from_utf8_lossy(v.as_bytes()).into_owned()),
                 },
