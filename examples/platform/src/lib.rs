@@ -81,6 +81,8 @@ pub struct PlatformConfig {
     pub upstreams: UpstreamTable,
     /// How long a call to a service may take, in ms (default 5 000).
     pub upstream_timeout_ms: u64,
+    /// Per service, instead of `upstream_timeout_ms` (`payment = 2000`).
+    pub upstream_timeouts_ms: HashMap<String, u64>,
     /// The gateway's per-client rate limit.
     pub rate_limit: RateLimitSettings,
     /// Requests one service instance runs at once; past it, 429 (default 1 024).
@@ -106,6 +108,7 @@ impl Default for PlatformConfig {
             redis_url: String::new(),
             upstreams: HashMap::new(),
             upstream_timeout_ms: 5_000,
+            upstream_timeouts_ms: HashMap::new(),
             rate_limit: RateLimitSettings::default(),
             max_in_flight: 1_024,
             payment: PaymentSettings::default(),
@@ -330,6 +333,7 @@ impl Platform {
             listeners.push((name, listener));
         }
         let upstreams = Upstreams::new(&table, Duration::from_millis(config.upstream_timeout_ms))
+            .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
             .map_err(StartError)?;
         let local_queue = redis
             .is_none()
@@ -428,6 +432,7 @@ impl Instance {
             &config.upstreams,
             Duration::from_millis(config.upstream_timeout_ms),
         )
+        .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
         .map_err(StartError)?;
         let url = format!(
             "http://{}",

@@ -24,6 +24,8 @@ pub type UpstreamTable = HashMap<String, Vec<String>>;
 struct Pool {
     bases: Vec<(http::uri::Scheme, http::uri::Authority)>,
     next: AtomicUsize,
+    /// How long a call to this service may take for its response head.
+    timeout: Duration,
 }
 
 /// A client over an [`UpstreamTable`]. Cheap to clone.
@@ -73,6 +75,7 @@ impl Upstreams {
                 Pool {
                     bases,
                     next: AtomicUsize::new(0),
+                    timeout,
                 },
             );
         }
@@ -87,6 +90,22 @@ impl Upstreams {
             client,
             timeout,
         })
+    }
+
+    /// Gives the services named in `timeouts` a timeout of their own (ms),
+    /// instead of the one given to [`new`](Self::new).
+    ///
+    /// # Errors
+    /// A service that is not in the table.
+    pub fn with_timeouts(mut self, timeouts: &HashMap<String, u64>) -> Result<Self, String> {
+        let pools = Arc::get_mut(&mut self.pools).expect("not shared yet");
+        for (service, ms) in timeouts {
+            let pool = pools
+                .get_mut(service)
+                .ok_or_else(|| format!("a timeout for {service:?}, which has no upstreams"))?;
+            pool.timeout = Duration::from_millis(*ms);
+        }
+        Ok(self)
     }
 
     /// Sends `req` (its path and query kept) to an instance of `service`,
@@ -128,14 +147,14 @@ impl Upstreams {
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.headers_mut() = parts.headers.clone();
-            match tokio::time::timeout(self.timeout, self.client.request(out)).await {
+            match tokio::time::timeout(pool.timeout, self.client.request(out)).await {
                 Err(_) => {
                     tracing::warn!(service, instance = %authority, "upstream timed out");
                     return Problem::ee(StatusCode::GATEWAY_TIMEOUT, "gateway", "upstream-timeout")
                         .with_title("Upstream timed out")
                         .with_detail(format!(
                             "the {service} service did not answer within {} ms",
-                            self.timeout.as_millis()
+                            pool.timeout.as_millis()
                         ))
                         .into_response();
                 }

@@ -554,3 +554,59 @@ async fn every_documented_operation_is_served_and_every_error_is_a_problem() {
     assert_eq!(checked, 7);
     shop.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_is_a_504_problem_after_its_own_timeout() {
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}", slow.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/v1/ping",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        axum::serve(slow, app).await.unwrap();
+    });
+    let mut table = UpstreamTable::new();
+    table.insert("slow".into(), vec![slow_url.clone()]);
+    table.insert("patient".into(), vec![slow_url]);
+    let timeouts = HashMap::from([("slow".to_owned(), 100_u64)]);
+    let up = Upstreams::new(&table, Duration::from_secs(30))
+        .unwrap()
+        .with_timeouts(&timeouts)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = up
+        .forward(
+            "slow",
+            Request::get("/v1/ping").body(Body::empty()).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value =
+        serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["type"],
+        "https://ee.rs/problems/gateway/upstream-timeout"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("100 ms"),
+        "{body}"
+    );
+    // A timeout for a service without upstreams is a configuration error.
+    let unknown = HashMap::from([("nobody".to_owned(), 1_u64)]);
+    assert!(
+        Upstreams::new(&table, Duration::from_secs(1))
+            .unwrap()
+            .with_timeouts(&unknown)
+            .is_err()
+    );
+}
