@@ -388,13 +388,15 @@ pub(crate) struct SqlitePool {
     /// Tasks in `get` waiting for a connection (a return notifies only then).
     waiting: std::sync::atomic::AtomicUsize,
     timeout: std::time::Duration,
-    /// The checkpoint thread (file databases), woken to stop on drop.
-    checkpointer: Option<std::thread::Thread>,
+    /// The checkpoint thread (file databases) and its stop flag, set and
+    /// the thread woken on drop.
+    checkpointer: Option<(std::thread::Thread, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 impl Drop for SqlitePool {
     fn drop(&mut self) {
-        if let Some(t) = &self.checkpointer {
+        if let Some((t, stop)) = &self.checkpointer {
+            stop.store(true, Ordering::Release);
             t.unpark();
         }
     }
@@ -405,11 +407,11 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)` (never waits for readers or the
 /// writer) every [`CHECKPOINT_EVERY`] on a connection of its own, until the
-/// pool is gone.
-fn checkpointer(conn: Connection, pool: std::sync::Weak<SqlitePool>) {
+/// pool is dropped.
+fn checkpointer(conn: Connection, stop: &std::sync::atomic::AtomicBool) {
     loop {
         std::thread::park_timeout(CHECKPOINT_EVERY);
-        if pool.strong_count() == 0 {
+        if stop.load(Ordering::Acquire) {
             return;
         }
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -457,30 +459,37 @@ impl SqlitePool {
         } else {
             Some(manager.open()?.conn)
         };
-        let pool = Arc::new_cyclic(|weak: &std::sync::Weak<SqlitePool>| {
-            let checkpointer = spare.and_then(|conn| {
-                let weak = weak.clone();
-                std::thread::Builder::new()
+        let checkpointer = match spare {
+            None => None,
+            Some(conn) => {
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let flag = stop.clone();
+                // Without it every connection has auto-checkpoints off and
+                // the WAL would grow without bound: fail the pool instead.
+                let thread = std::thread::Builder::new()
                     .name("ee-db-checkpoint".into())
-                    .spawn(move || checkpointer(conn, weak))
-                    .map(|h| h.thread().clone())
-                    .map_err(|e| tracing::warn!(error = %e, "no SQLite checkpoint thread; the WAL will grow"))
-                    .ok()
-            });
-            Self {
-                _anchor: anchor,
-                writer: Arc::new(tokio::sync::Semaphore::new(1)),
-                manager,
-                state: std::sync::Mutex::new(Slots {
-                    open: idle.len() as u32,
-                    idle,
-                }),
-                max,
-                available: tokio::sync::Notify::new(),
-                waiting: std::sync::atomic::AtomicUsize::new(0),
-                timeout,
-                checkpointer,
+                    .spawn(move || checkpointer(conn, &flag))
+                    .map_err(|e| {
+                        DbError::Unavailable(format!(
+                            "cannot start the SQLite checkpoint thread: {e}"
+                        ))
+                    })?;
+                Some((thread.thread().clone(), stop))
             }
+        };
+        let pool = Arc::new(Self {
+            _anchor: anchor,
+            writer: Arc::new(tokio::sync::Semaphore::new(1)),
+            manager,
+            state: std::sync::Mutex::new(Slots {
+                open: idle.len() as u32,
+                idle,
+            }),
+            max,
+            available: tokio::sync::Notify::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            timeout,
+            checkpointer,
         });
         Ok(pool)
     }

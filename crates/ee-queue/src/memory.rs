@@ -6,8 +6,13 @@
 //! delays, priorities (BullMQ order), attempts with backoff, per-attempt
 //! timeouts, undecodable payloads / panics / timeouts failing the job (never
 //! the worker), retention of completed and failed jobs, the failed set with
-//! `retry` and `remove`, pause/resume, progress, graceful shutdown, the
-//! producer's trace context, the `ee_queue_*` metrics.
+//! `retry` and `remove`, pause/resume, progress, the producer's trace
+//! context, the `ee_queue_*` metrics, and a graceful shutdown suited to a
+//! queue that lives in the process: queued jobs still run until none is
+//! ready or the deadline passes, and runs cut off at the deadline go back to
+//! the front of the queue. Dropping the [`WorkerHandle`] leaves the worker
+//! running, detached; [`WorkerHandle::abort`] stops it at once and leaves its
+//! running jobs `active` (there is no stalled-job checker to take them back).
 //!
 //! What it does not have: durability (jobs live in this process's memory and
 //! are gone when it exits), other processes (only workers of this process
@@ -576,12 +581,21 @@ where
         let inflight: Arc<Mutex<Vec<String>>> = Arc::default();
         let q = self.queue;
         loop {
-            if stop.borrow().is_some() {
+            // After `shutdown`: the queue's jobs still run (they live only in
+            // this process) until none is ready or the deadline passes.
+            let draining = *stop.borrow();
+            if draining.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => p.expect("never closed"),
-                _ = stop.changed() => continue,
+            let permit = match draining {
+                None => tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("never closed"),
+                    () = crate::worker::stopped(&mut stop) => continue,
+                },
+                Some(d) => tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("never closed"),
+                    () = tokio::time::sleep_until(d.into()) => break,
+                },
             };
             // Register for a wake-up before looking, so none is missed.
             let ready = q.inner.ready.notified();
@@ -597,10 +611,28 @@ where
             let Some(raw) = job else {
                 drop(permit);
                 let nap = Duration::from_millis(next_due.unwrap_or(1_000).max(1));
-                tokio::select! {
-                    () = ready => {}
-                    () = tokio::time::sleep(nap) => {}
-                    _ = stop.changed() => {}
+                match draining {
+                    None => tokio::select! {
+                        () = ready => {}
+                        () = tokio::time::sleep(nap) => {}
+                        () = crate::worker::stopped(&mut stop) => {}
+                    },
+                    Some(d) => {
+                        // Nothing ready: done, unless a running job may
+                        // still queue a retry or a delayed one falls due
+                        // before the deadline.
+                        while running.try_join_next().is_some() {}
+                        let due_in_time = next_due
+                            .is_some_and(|ms| Instant::now() + Duration::from_millis(ms) < d);
+                        if running.is_empty() && !due_in_time {
+                            break;
+                        }
+                        tokio::select! {
+                            () = ready => {}
+                            () = tokio::time::sleep(nap) => {}
+                            () = tokio::time::sleep_until(d.into()) => {}
+                        }
+                    }
                 }
                 continue;
             };
@@ -629,6 +661,13 @@ where
             });
         }
         let deadline = stop.borrow().unwrap_or_else(Instant::now);
+        let left = {
+            let c = q.counts();
+            c.waiting + c.prioritized + c.delayed
+        };
+        if left > 0 {
+            tracing::warn!(queue = %q.inner.name, jobs = left, "jobs still queued at the shutdown deadline stay in memory: lost if the process exits");
+        }
         let drained = tokio::time::timeout_at(deadline.into(), async {
             while running.join_next().await.is_some() {}
         })

@@ -858,7 +858,7 @@ async fn sleep_or_stop(stop: &mut watch::Receiver<Option<Instant>>, d: Duration)
 
 /// Resolves once a shutdown is asked for; never when the handle was dropped
 /// without asking (the worker then runs on, detached).
-async fn stopped(stop: &mut watch::Receiver<Option<Instant>>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<Option<Instant>>) {
     loop {
         if stop.borrow_and_update().is_some() {
             return;

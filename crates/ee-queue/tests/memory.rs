@@ -251,3 +251,35 @@ async fn pause_progress_and_shutdown_put_cut_off_jobs_back() {
     assert_eq!(job.state, JobState::Waiting, "back in the queue");
     assert_eq!(q.counts().active, 0);
 }
+
+#[tokio::test]
+async fn shutdown_runs_the_queued_jobs_and_a_dropped_handle_leaves_the_worker_running() {
+    let q = MemoryQueue::new("drain");
+    let done = Arc::new(Mutex::new(0_u32));
+    let d = done.clone();
+    let service = tower::service_fn(move |_job: Job<Mail>| {
+        let d = d.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            *d.lock().unwrap() += 1;
+            Ok::<_, String>(())
+        }
+    });
+    for i in 0..20 {
+        q.add("x", &mail(&format!("{i}")), JobOptions::default())
+            .unwrap();
+    }
+    let worker = MemoryWorker::new(q.clone(), service.clone())
+        .concurrency(2)
+        .start();
+    // Shut down at once: the queue lives only here, so its jobs still run.
+    let report = worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(*done.lock().unwrap(), 20);
+    assert_eq!(q.counts().completed, 20);
+
+    // A handle dropped without `shutdown`: the worker goes on, detached.
+    drop(MemoryWorker::new(q.clone(), service).start());
+    q.add("x", &mail("late"), JobOptions::default()).unwrap();
+    until("the detached worker ran it", || *done.lock().unwrap() == 21).await;
+}

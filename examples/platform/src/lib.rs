@@ -256,11 +256,20 @@ pub struct Platform {
     pub gateway: String,
     /// Each service's base URL (loopback, ephemeral ports).
     pub services: HashMap<String, String>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Per service: its stop signal and its server task.
+    servers: Vec<(&'static str, watch::Sender<bool>, JoinHandle<()>)>,
     workers: Vec<ee_queue::WorkerHandle>,
     health: Vec<ee_health::Health>,
 }
+
+/// Shutdown order: the entry point first, then the service that calls the
+/// others, then the rest, so no request in flight finds a service it calls
+/// already gone.
+const STOP_ORDER: [&[&str]; 3] = [
+    &["gateway"],
+    &["order"],
+    &["user", "product", "payment", "notification"],
+];
 
 impl std::fmt::Debug for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -345,21 +354,35 @@ impl Platform {
             local_queue,
             config: Arc::new(config),
         };
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut built: Vec<(&str, TcpListener, Built)> = Vec::new();
+        for (name, listener) in listeners {
+            match build(name, &deps, prometheus).await {
+                Ok(b) => built.push((name, listener, b)),
+                Err(e) => {
+                    for (_, _, b) in built {
+                        if let Some(w) = b.worker {
+                            w.abort();
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        // Nothing is served until every service is built: a failed start
+        // leaves nothing running.
+        let mut servers = Vec::new();
         let mut workers = Vec::new();
         let mut health = Vec::new();
-        for (name, listener) in listeners {
-            let built = build(name, &deps, prometheus).await?;
-            workers.extend(built.worker);
-            health.push(built.health);
-            tasks.push(serve_on(listener, built.router, stopped.clone()));
+        for (name, listener, b) in built {
+            let (stop, stopped) = watch::channel(false);
+            workers.extend(b.worker);
+            health.push(b.health);
+            servers.push((name, stop, serve_on(listener, b.router, stopped)));
         }
         Ok(Self {
             gateway: services["gateway"].clone(),
             services,
-            stop,
-            tasks,
+            servers,
             workers,
             health,
         })
@@ -371,14 +394,23 @@ impl Platform {
         for h in &self.health {
             h.begin_shutdown();
         }
-        let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + drain;
-        let servers = async {
-            for t in self.tasks {
-                let _ = t.await;
+        let mut servers = self.servers;
+        for group in STOP_ORDER {
+            let (stopping, rest): (Vec<_>, Vec<_>) = servers
+                .into_iter()
+                .partition(|(name, ..)| group.contains(name));
+            servers = rest;
+            for (_, stop, _) in &stopping {
+                let _ = stop.send(true);
             }
-        };
-        let _ = tokio::time::timeout_at(deadline, servers).await;
+            let _ = tokio::time::timeout_at(deadline, async {
+                for (_, _, task) in stopping {
+                    let _ = task.await;
+                }
+            })
+            .await;
+        }
         // The orders taken before the stop have handed their confirmations
         // over; the worker sends what it can before the deadline.
         for w in self.workers {
@@ -465,10 +497,16 @@ impl Instance {
     pub async fn shutdown(self, drain: Duration) {
         self.health.begin_shutdown();
         let _ = self.stop.send(true);
-        if let Some(w) = self.worker {
-            w.shutdown(drain).await;
-        }
-        let _ = tokio::time::timeout(drain, self.task).await;
+        // Requests and jobs drain together, within the one deadline.
+        let worker = async {
+            if let Some(w) = self.worker {
+                w.shutdown(drain).await;
+            }
+        };
+        let server = async {
+            let _ = tokio::time::timeout(drain, self.task).await;
+        };
+        tokio::join!(worker, server);
     }
 
     /// Stops at once, as a crashed process would: open connections are

@@ -111,7 +111,10 @@ fn operations() -> Vec<Op> {
                     422,
                     "Invalid body, unknown user or product, or the key reused with another body",
                 ),
-                (503, "Payment unavailable; nothing was charged"),
+                (
+                    503,
+                    "A step's outcome is unknown (a service timed out or failed); the order is kept pending and nothing is undone: send the same request with the same Idempotency-Key again",
+                ),
             ],
             params: &[],
             idempotent_key: true,

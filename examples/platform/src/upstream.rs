@@ -17,6 +17,15 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The largest request body passed on (it is held whole, so that a refused
+/// connection can be retried on the next instance).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The longest wait for a connection to an instance: an instance that is
+/// down without refusing (no RST) is given up on this soon, and the next one
+/// tried, within the call's own timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The instances of each service, by name (`user`, `product`, …), each a
 /// base URL such as `http://127.0.0.1:8101`.
 pub type UpstreamTable = HashMap<String, Vec<String>>;
@@ -81,7 +90,7 @@ impl Upstreams {
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+        connector.set_connect_timeout(Some(timeout.min(CONNECT_TIMEOUT)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -124,8 +133,13 @@ impl Upstreams {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         // A body can be sent once; keep it whole so that a refused connection
         // can be tried on the next instance.
-        let body = match body.collect().await {
+        let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+                    .with_detail(format!("the request body is over {MAX_BODY} bytes"))
+                    .into_response();
+            }
             Err(e) => {
                 return Problem::new(StatusCode::BAD_REQUEST)
                     .with_detail(format!("the request body could not be read: {e}"))

@@ -610,3 +610,60 @@ async fn a_slow_upstream_is_a_504_problem_after_its_own_timeout() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_payment_outcome_keeps_the_order_pending_and_retries_take_stock_once() {
+    // The payment service answers after 400 ms; the order service waits 100.
+    let shop = Shop::start(PlatformConfig {
+        payment: PaymentSettings {
+            latency_ms: 400,
+            failure_rate: 0.0,
+        },
+        upstream_timeouts_ms: HashMap::from([("payment".to_owned(), 100)]),
+        ..config()
+    })
+    .await;
+    let user = shop.register("gus@example.com").await;
+    let before = shop.stock("SKU-0006").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let a = shop
+            .order("k-unknown", &user, "SKU-0006", 2, "tok_visa")
+            .await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+        assert!(is_problem(&a) && a.headers.contains_key("retry-after"));
+        assert_eq!(
+            a.body["type"],
+            "https://ee.rs/problems/platform/order-incomplete"
+        );
+        ids.push(a.body["order_id"].as_str().unwrap().to_owned());
+    }
+    // Every retry resumed the same order; the stock was taken once and kept.
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(shop.stock("SKU-0006").await, before - 2);
+    let order = shop.get(&format!("/v1/orders/{}", ids[0])).await;
+    assert_eq!(order.body["status"], "pending");
+    // Another key is another order.
+    let other = shop
+        .order("k-unknown-2", &user, "SKU-0006", 1, "tok_visa")
+        .await;
+    assert_ne!(other.body["order_id"], ids[0]);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_a_413_problem_at_the_gateway() {
+    let shop = Shop::start(config()).await;
+    let big = "x".repeat(ee_platform::upstream::MAX_BODY + 1);
+    let a = shop
+        .send(
+            Method::POST,
+            "/v1/users",
+            &[],
+            Some(json!({ "email": "a@example.com", "name": big })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(is_problem(&a));
+    shop.stop().await;
+}

@@ -13,7 +13,9 @@
 //! N per second in all, and a request that had to wait for its connection's
 //! previous answer counts its latency from its scheduled start, so a slow
 //! answer is not hidden by the requests it delayed. Any answer other than
-//! 2xx is an error. With `--pids`, the CPU time of those processes (the
+//! 2xx is an error (so give the platform enough stock, `EE_SEED_STOCK`, as
+//! `scripts/platform-load` does: the demo's 100 units of 50 products last
+//! about 5 000 orders, after which orders get 409). With `--pids`, the CPU time of those processes (the
 //! platform) and of this one over the run is reported, and with
 //! `--store-pids` that of the stores (redis-server, postgres).
 

@@ -3,20 +3,28 @@
 //! - `POST /v1/orders` `{"user_id", "lines": [{"sku", "quantity"}],
 //!   "payment_token"}` with an `Idempotency-Key` (required; a retry gets the
 //!   first answer back, `Idempotent-Replayed: true`):
-//!   1. the user is looked up (user service; unknown → 422 problem);
-//!   2. the stock is reserved (product service; not enough → 409 problem,
+//!   1. the user is looked up (user service, cached; unknown → 422 problem);
+//!   2. the order is recorded `pending`, under an id derived from the user
+//!      and the `Idempotency-Key`;
+//!   3. the stock is reserved (product service; not enough → 409 problem,
 //!      the order `rejected`);
-//!   3. the payment is charged (payment service, with the order as its
-//!      idempotency key; declined → 402 problem, the stock released, the
-//!      order `payment_failed`; payment unreachable → the stock released,
-//!      the order `failed`, 503 problem);
-//!   4. a confirmation is handed to the notification service (ee-queue);
-//!   5. 201 the order, `confirmed`.
+//!   4. the payment is charged (payment service, with the order as its
+//!      idempotency key; declined → the stock released, the order
+//!      `payment_failed`, 402 problem);
+//!   5. `confirmed`, a confirmation handed to the notification queue, 201.
+//!
+//!   When a step's outcome is unknown (a service timed out, failed or was
+//!   unreachable after the request may have reached it), nothing is undone
+//!   on a guess: the order stays `pending` and the answer is a 503 problem
+//!   saying to retry with the same `Idempotency-Key`. That retry resumes the
+//!   same order (same id), and every step is safe to repeat: the reservation
+//!   and the payment are kept once per order, the confirmation job once per
+//!   order. A card is never charged twice for one key.
 //! - `GET /v1/orders/{id}` → the order and its status.
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{get, post};
 use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
@@ -27,7 +35,7 @@ use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, new_id, now_ms, problem};
+use crate::common::{Deps, now_ms, problem};
 use crate::services::notification::{Confirmation, Notifier};
 use crate::services::payment::Payment;
 use crate::services::product::{LineRequest, PricedLine, Reservation};
@@ -126,8 +134,63 @@ pub fn api(deps: Deps, notifier: Notifier) -> Router {
         })
 }
 
+/// The order's id: the same for every retry of one request (the user and
+/// its `Idempotency-Key`), so a retry resumes the order instead of placing
+/// another.
+fn order_id(user: &str, key: &[u8]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(user.as_bytes());
+    h.update([0]);
+    h.update(key);
+    let digest = h.finalize();
+    let mut id = String::from("ord_");
+    for b in &digest[..12] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+/// 503: the step's outcome is not known; the same request again resumes.
+fn retry_later(order: &Order, what: &str, why: Option<&str>) -> Problem {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "order-incomplete",
+        "Order not finished",
+        format!(
+            "{what} did not answer clearly ({}); the order is kept pending and nothing is undone: send the same request with the same Idempotency-Key again",
+            why.unwrap_or("no detail")
+        ),
+    )
+    .with_extension("order_id", order.id.clone())
+    .with_header(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    )
+}
+
+/// The answer for an order that already ended without being confirmed.
+fn ended(order: &Order) -> Problem {
+    let (status, kind, title) = match order.status.as_str() {
+        "payment_failed" => (
+            StatusCode::PAYMENT_REQUIRED,
+            "payment-declined",
+            "Payment declined",
+        ),
+        _ => (StatusCode::CONFLICT, "order-rejected", "Order rejected"),
+    };
+    problem(
+        status,
+        kind,
+        title,
+        order.failure.clone().unwrap_or_default(),
+    )
+    .with_extension("order_id", order.id.clone())
+}
+
 async fn place(
     State(s): State<OrderState>,
+    headers: HeaderMap,
     Valid(body): Valid<PlaceOrder>,
 ) -> Result<(StatusCode, FastJson<Order>), Problem> {
     let up = &s.deps.upstreams;
@@ -158,9 +221,14 @@ async fn place(
         }
         Err(p) => return Err((*p).clone()),
     };
+    // The idempotency layer has already refused a request without a key.
+    let key = headers
+        .get("idempotency-key")
+        .map_or(&[][..], |v| v.as_bytes());
+    let id = order_id(&user.id, key);
     let now = now_ms();
-    let mut order = Order {
-        id: new_id("ord"),
+    let fresh = Order {
+        id: id.clone(),
         user_id: user.id.clone(),
         status: "pending".to_owned(),
         lines: body
@@ -179,8 +247,19 @@ async fn place(
         created_ms: now,
         updated_ms: now,
     };
-    insert(&s.deps, &order).await?;
+    let mut order = match insert(&s.deps, &fresh).await {
+        Ok(()) => fresh,
+        // A retry: resume the order the first attempt recorded.
+        Err(p) if p.status() == StatusCode::CONFLICT => find_order(&s.deps, &id).await?,
+        Err(p) => return Err(p),
+    };
+    match order.status.as_str() {
+        "pending" => {}
+        "confirmed" => return Ok((StatusCode::CREATED, FastJson(order))),
+        _ => return Err(ended(&order)),
+    }
 
+    // Reserve (the product service keeps one reservation per order).
     let reserve = serde_json::json!({ "order_id": order.id, "lines": body.lines });
     let reservation: Reservation = match up
         .call(
@@ -193,17 +272,26 @@ async fn place(
         .await
     {
         Ok((_, r)) => r,
-        Err(p) => {
+        // A definite no (out of stock, unknown product): nothing was taken.
+        Err(p)
+            if matches!(
+                p.status(),
+                StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
+            ) =>
+        {
             order.status = "rejected".to_owned();
             order.failure = p.detail().map(str::to_owned);
+            order.updated_ms = now_ms();
             update(&s.deps, &order).await?;
             return Err(p.with_extension("order_id", order.id.clone()));
         }
+        Err(p) => return Err(retry_later(&order, "the product service", p.detail())),
     };
     order.lines = reservation.lines;
     order.total_minor = reservation.total_minor;
     order.currency = reservation.currency;
 
+    // Charge (the payment service keeps one payment per order).
     let charge = serde_json::json!({
         "order_id": order.id,
         "amount_minor": order.total_minor,
@@ -211,7 +299,7 @@ async fn place(
         "token": body.payment_token,
     });
     let key = format!("\"order-{}\"", order.id);
-    let paid = up
+    let payment = match up
         .call::<_, Payment>(
             "payment",
             Method::POST,
@@ -219,53 +307,36 @@ async fn place(
             Some(&charge),
             &[("idempotency-key", key)],
         )
-        .await;
-    let failed = match paid {
-        Ok((_, payment)) if payment.status == "captured" => {
-            order.payment_id = Some(payment.id);
-            None
-        }
-        Ok((_, payment)) => {
-            order.payment_id = Some(payment.id);
-            let why = payment.reason.unwrap_or_else(|| "declined".to_owned());
-            Some((
-                "payment_failed",
-                problem(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "payment-declined",
-                    "Payment declined",
-                    why,
-                ),
-            ))
-        }
-        Err(p) => Some((
-            "failed",
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "payment-unavailable",
-                "Payment unavailable",
-                format!(
-                    "the payment could not be made ({}); nothing was charged, try again",
-                    p.detail().unwrap_or_default()
-                ),
-            ),
-        )),
+        .await
+    {
+        Ok((_, payment)) => payment,
+        // Anything else (a timeout, a 5xx, 409 "the first attempt is still
+        // running"): the card may have been charged. Keep the stock and ask
+        // for a retry, which asks the payment service again.
+        Err(p) => return Err(retry_later(&order, "the payment service", p.detail())),
     };
-    if let Some((status, p)) = failed {
-        // The stock goes back before the order says it failed.
-        up.call::<(), serde_json::Value>(
-            "product",
-            Method::DELETE,
-            &format!("/v1/reservations/{}", order.id),
-            None,
-            &[],
-        )
-        .await?;
-        order.status = status.to_owned();
-        order.failure = p.detail().map(str::to_owned);
+    order.payment_id = Some(payment.id.clone());
+    if payment.status != "captured" {
+        // Declined: the stock goes back before the order says so. If the
+        // stock cannot be put back now, the order stays pending and a retry
+        // puts it back (releasing is safe to repeat).
+        if let Err(p) = up
+            .call::<(), serde_json::Value>(
+                "product",
+                Method::DELETE,
+                &format!("/v1/reservations/{}", order.id),
+                None,
+                &[],
+            )
+            .await
+        {
+            return Err(retry_later(&order, "releasing the stock", p.detail()));
+        }
+        order.status = "payment_failed".to_owned();
+        order.failure = Some(payment.reason.unwrap_or_else(|| "declined".to_owned()));
         order.updated_ms = now_ms();
         update(&s.deps, &order).await?;
-        return Err(p.with_extension("order_id", order.id));
+        return Err(ended(&order));
     }
 
     order.status = "confirmed".to_owned();
@@ -276,15 +347,22 @@ async fn place(
         total_minor: order.total_minor,
         currency: order.currency.clone(),
     };
-    // The order is paid: its record and its confirmation go together.
+    // The order is paid: its record and its confirmation go together. If
+    // either fails the answer is an error and a retry does both again (the
+    // confirmation job's id is the order's: added once).
     let (updated, handed) = tokio::join!(
         update(&s.deps, &order),
         s.notifier.order_confirmed(&confirmation)
     );
-    updated?;
+    if let Err(p) = updated {
+        return Err(retry_later(
+            &order,
+            "recording the confirmed order",
+            p.detail(),
+        ));
+    }
     if let Err(p) = handed {
-        // The order stands; the confirmation is logged as not handed over.
-        tracing::error!(order = %order.id, problem = ?p.detail(), "order confirmation not enqueued");
+        return Err(retry_later(&order, "the notification queue", p.detail()));
     }
     Ok((StatusCode::CREATED, FastJson(order)))
 }
@@ -335,12 +413,15 @@ async fn find(
     State(s): State<OrderState>,
     Path(id): Path<String>,
 ) -> Result<FastJson<Order>, Problem> {
-    let row = match s
-        .deps
+    find_order(&s.deps, &id).await.map(FastJson)
+}
+
+async fn find_order(deps: &Deps, id: &str) -> Result<Order, Problem> {
+    let row = match deps
         .db
         .query_one_as::<OrderRow>(
             "SELECT id, user_id, status, lines, total_minor, currency, payment_id, failure, created_ms, updated_ms FROM orders WHERE id = $1",
-            params![id.clone()],
+            params![id.to_owned()],
         )
         .await
     {
@@ -355,7 +436,7 @@ async fn find(
         }
         Err(e) => return Err(e.to_problem()),
     };
-    Ok(FastJson(Order {
+    Ok(Order {
         lines: serde_json::from_str(&row.lines).unwrap_or_default(),
         id: row.id,
         user_id: row.user_id,
@@ -366,5 +447,5 @@ async fn find(
         failure: row.failure,
         created_ms: row.created_ms,
         updated_ms: row.updated_ms,
-    }))
+    })
 }
