@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;
+pub mod hop;
 pub mod key;
 pub mod keyspace;
 pub mod problem;

@@ -99,6 +99,30 @@ impl Problem {
         self
     }
 
+    /// 404 for a request no route matched (`no route for GET /x`, the path
+    /// as `instance`): a router's fallback.
+    pub fn no_route<B>(req: &http::Request<B>) -> Self {
+        Self::new(StatusCode::NOT_FOUND)
+            .with_detail(format!(
+                "no route for {} {}",
+                req.method(),
+                req.uri().path()
+            ))
+            .with_instance(req.uri().path().to_owned())
+    }
+
+    /// 405 for a method a matched route does not serve (`PUT is not
+    /// allowed on /x`): a router's method-not-allowed fallback.
+    pub fn method_not_allowed<B>(req: &http::Request<B>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED)
+            .with_detail(format!(
+                "{} is not allowed on {}",
+                req.method(),
+                req.uri().path()
+            ))
+            .with_instance(req.uri().path().to_owned())
+    }
+
     /// Sets the URI reference identifying this occurrence (often the request path).
     pub fn with_instance(mut self, instance: impl Into<Cow<'static, str>>) -> Self {
         self.instance = Some(instance.into());

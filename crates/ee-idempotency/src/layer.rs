@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use ee_core::key::KeyExtractor;
 use ee_core::{KeySpace, Problem, RequestHead};
-use http::header::{self, HeaderName};
+use http::header;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
@@ -287,35 +287,12 @@ impl Drop for Heartbeat {
     }
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// The headers worth replaying: without hop-by-hop fields (the fixed list and
-/// any named in `Connection`, RFC 9110 §7.6.1) and `Content-Length`.
+/// The headers worth replaying: without hop-by-hop fields (ee-core's list
+/// and any named in `Connection`, RFC 9110 §7.6.1) and `Content-Length`.
 fn storable_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = headers.clone();
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP
-        .iter()
-        .chain([&header::CONTENT_LENGTH])
-        .chain(&named)
-    {
-        kept.remove(name);
-    }
+    ee_core::hop::remove_hop_by_hop(&mut kept);
+    kept.remove(header::CONTENT_LENGTH);
     kept
 }
 

@@ -107,13 +107,7 @@ pub fn deploy(
 
 /// 404 for a path no route matches.
 pub async fn not_found(req: Request) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND)
-        .with_detail(format!(
-            "no route for {} {}",
-            req.method(),
-            req.uri().path()
-        ))
-        .with_instance(req.uri().path().to_owned())
+    Problem::no_route(&req)
 }
 
 /// A readiness check of the database: one `SELECT 1`.

@@ -262,29 +262,9 @@ fn bad_gateway(service: &str, detail: &str) -> Problem {
         .with_detail(format!("the {service} service: {detail}"))
 }
 
-/// RFC 9110 §7.6.1: connection-specific fields are not forwarded.
+/// Connection-specific fields are not forwarded (RFC 9110 §7.6.1), and
+/// `Host` comes from the upstream's URI.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .collect();
-    for name in named {
-        headers.remove(name.as_str());
-    }
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        headers.remove(name);
-    }
-    // `host` is set from the upstream's URI.
+    ee_core::hop::remove_hop_by_hop(headers);
     headers.remove(header::HOST);
 }

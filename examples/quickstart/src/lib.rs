@@ -200,21 +200,9 @@ async fn visit(State(state): State<AppState>, req: Request) -> Result<Json<Value
 }
 
 async fn method_not_allowed(req: Request) -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED)
-        .with_detail(format!(
-            "{} is not allowed on {}",
-            req.method(),
-            req.uri().path()
-        ))
-        .with_instance(req.uri().path().to_owned())
+    Problem::method_not_allowed(&req)
 }
 
 async fn not_found(req: Request) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND)
-        .with_detail(format!(
-            "no route for {} {}",
-            req.method(),
-            req.uri().path()
-        ))
-        .with_instance(req.uri().path().to_owned())
+    Problem::no_route(&req)
 }

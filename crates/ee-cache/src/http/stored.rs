@@ -12,21 +12,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::entry::now_ms;
 
-/// Headers never stored: hop-by-hop ones (RFC 9110 §7.6.1), and ours, which
-/// are set per answer.
-const NOT_STORED: [&str; 11] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "age",
-    "x-cache",
-    "set-cookie",
-];
+/// Headers never stored besides the hop-by-hop ones (ee-core's list, with
+/// the proxy credentials, and those `Connection` names): ours, which are set
+/// per answer, and cookies.
+const NOT_STORED: [&str; 3] = ["age", "x-cache", "set-cookie"];
 
 /// One stored response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,16 +45,11 @@ impl StoredResponse {
         stale: Duration,
     ) -> Self {
         let mut headers = HeaderMap::with_capacity(head.headers.len());
-        let connection_named: Vec<String> = head
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
-            .collect();
+        let connection_named = ee_core::hop::connection_named(&head.headers);
         for (name, value) in &head.headers {
-            let n = name.as_str();
-            if !NOT_STORED.contains(&n) && !connection_named.iter().any(|c| c == n) {
+            if !NOT_STORED.contains(&name.as_str())
+                && !ee_core::hop::is_hop_by_hop(name, &connection_named)
+            {
                 headers.append(name.clone(), value.clone());
             }
         }
