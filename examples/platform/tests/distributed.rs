@@ -3,18 +3,16 @@
 //! Redis and the machine's PostgreSQL (a schema of this test's own, reached
 //! through a proxy the test can cut).
 
+mod common;
+
+use common::{Answer, HttpClient, send};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use ee_testing::{Postgres, RedisServer, TcpProxy};
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 const SERVICES: [&str; 5] = ["user", "product", "payment", "notification", "order"];
@@ -35,17 +33,11 @@ impl Drop for Proc {
 struct Cluster {
     procs: Vec<Proc>,
     gateway: String,
-    client: Client<HttpConnector, Body>,
+    client: HttpClient,
     proxy: TcpProxy,
     _pg: Postgres,
     _redis: RedisServer,
     dir: std::path::PathBuf,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
 }
 
 fn free_addr() -> String {
@@ -118,7 +110,7 @@ impl Cluster {
         let cluster = Self {
             procs,
             gateway: format!("http://{gateway_addr}"),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: common::client(),
             proxy,
             _pg: pg,
             _redis: redis,
@@ -147,34 +139,19 @@ impl Cluster {
         cluster
     }
 
+    /// Calls here take whole URLs (the gateway's or an instance's).
+    fn url(&self, url: &str) -> String {
+        url.to_owned()
+    }
+
     async fn send(
         &self,
         method: Method,
-        url: &str,
+        path: &str,
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Answer {
-        let mut req = Request::builder().method(method).uri(url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.client.request(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        send(&self.client, method, &self.url(path), headers, body).await
     }
 
     async fn get(&self, path: &str) -> Answer {

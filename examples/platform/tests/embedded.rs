@@ -1,19 +1,19 @@
 //! End to end through the gateway, embedded mode: all six in this process on
 //! a SQLite file in a temp directory, over real HTTP.
 
+mod common;
+
+use common::{Answer, HttpClient, send};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use ee_platform::gateway::RateLimitSettings;
 use ee_platform::upstream::{UpstreamTable, Upstreams};
 use ee_platform::{PaymentSettings, Platform, PlatformConfig};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 fn config() -> PlatformConfig {
@@ -37,21 +37,19 @@ fn config() -> PlatformConfig {
 
 struct Shop {
     platform: Platform,
-    client: Client<HttpConnector, Body>,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
+    client: HttpClient,
 }
 
 impl Shop {
     async fn start(config: PlatformConfig) -> Self {
         Self {
             platform: Platform::start(config, None).await.unwrap(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: common::client(),
         }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.platform.gateway)
     }
 
     async fn send(
@@ -61,34 +59,7 @@ impl Shop {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Answer {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.platform.gateway));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.client.request(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        send(&self.client, method, &self.url(path), headers, body).await
     }
 
     async fn get(&self, path: &str) -> Answer {

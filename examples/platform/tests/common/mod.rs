@@ -1,0 +1,74 @@
+//! What the platform's end-to-end tests share: an HTTP client and its answers.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// A plain HTTP/1 client.
+pub type HttpClient = Client<HttpConnector, Body>;
+
+/// A new client.
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An answer: status, headers, and the body as JSON (a string when it is
+/// not JSON, `null` when empty).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Whether it is an RFC 9457 problem.
+    pub fn is_problem(&self) -> bool {
+        self.headers.get("content-type").is_some_and(|v| {
+            v.to_str()
+                .unwrap_or("")
+                .starts_with("application/problem+json")
+        })
+    }
+}
+
+/// `method url` with `headers` and a JSON `body`.
+pub async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
