@@ -117,3 +117,44 @@ pub fn db_check(db: Database) -> impl ee_health::HealthCheck {
         async move { db.query_one("SELECT 1", &[]).await.map(|_| ()) }
     })
 }
+
+/// `router` behind ee-idempotency with a required `Idempotency-Key`: records
+/// in Redis when there is one (shared by every instance), in memory
+/// otherwise.
+pub fn requiring_idempotency_key<S>(router: Router<S>, redis: Option<&Redis>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let config = ee_idempotency::IdempotencyConfig {
+        required: true,
+        ..ee_idempotency::IdempotencyConfig::default()
+    };
+    match redis {
+        None => router.layer(ee_idempotency::IdempotencyLayer::with_config(
+            ee_idempotency::MemoryStore::new(),
+            config,
+        )),
+        Some(r) => router.layer(ee_idempotency::IdempotencyLayer::with_config(
+            ee_idempotency::RedisStore::new(r.conn.clone()),
+            config,
+        )),
+    }
+}
+
+/// A lookup's result, with "no such row" as a 404 problem of `kind`.
+#[allow(
+    clippy::result_large_err,
+    reason = "the problem is the handler's answer, returned as is"
+)]
+pub fn found<T>(
+    result: Result<T, ee_db::DbError>,
+    kind: &str,
+    title: &'static str,
+    detail: impl FnOnce() -> String,
+) -> Result<T, Problem> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(ee_db::DbError::NotFound) => Err(problem(StatusCode::NOT_FOUND, kind, title, detail())),
+        Err(e) => Err(e.to_problem()),
+    }
+}

@@ -28,14 +28,13 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{get, post};
 use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
-use ee_db::{DbError, params};
-use ee_idempotency::{IdempotencyConfig, IdempotencyLayer};
+use ee_db::params;
 use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, now_ms, problem};
+use crate::common::{Deps, found, now_ms, problem, requiring_idempotency_key};
 use crate::services::notification::{Confirmation, Notifier};
 use crate::services::payment::Payment;
 use crate::services::product::{LineRequest, PricedLine, Reservation};
@@ -106,21 +105,10 @@ struct OrderState {
 
 /// The service's API (mounted under `/v1`).
 pub fn api(deps: Deps, notifier: Notifier) -> Router {
-    let idempotency = IdempotencyConfig {
-        required: true,
-        ..IdempotencyConfig::default()
-    };
-    let place = Router::new().route("/orders", post(place));
-    let place = match &deps.redis {
-        None => place.layer(IdempotencyLayer::with_config(
-            ee_idempotency::MemoryStore::new(),
-            idempotency,
-        )),
-        Some(redis) => place.layer(IdempotencyLayer::with_config(
-            ee_idempotency::RedisStore::new(redis.conn.clone()),
-            idempotency,
-        )),
-    };
+    let place = requiring_idempotency_key(
+        Router::new().route("/orders", post(place)),
+        deps.redis.as_ref(),
+    );
     let users = Cache::builder("order-users")
         .ttl(std::time::Duration::from_secs(60))
         .build(MemoryStore::new())
@@ -417,25 +405,16 @@ async fn find(
 }
 
 async fn find_order(deps: &Deps, id: &str) -> Result<Order, Problem> {
-    let row = match deps
+    let row = deps
         .db
         .query_one_as::<OrderRow>(
             "SELECT id, user_id, status, lines, total_minor, currency, payment_id, failure, created_ms, updated_ms FROM orders WHERE id = $1",
             params![id.to_owned()],
         )
-        .await
-    {
-        Ok(r) => r,
-        Err(DbError::NotFound) => {
-            return Err(problem(
-                StatusCode::NOT_FOUND,
-                "order-not-found",
-                "No such order",
-                format!("there is no order {id}"),
-            ));
-        }
-        Err(e) => return Err(e.to_problem()),
-    };
+        .await;
+    let row = found(row, "order-not-found", "No such order", || {
+        format!("there is no order {id}")
+    })?;
     Ok(Order {
         lines: serde_json::from_str(&row.lines).unwrap_or_default(),
         id: row.id,

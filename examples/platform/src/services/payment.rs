@@ -16,13 +16,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ee_core::Problem;
 use ee_db::{DbError, params};
-use ee_idempotency::{IdempotencyConfig, IdempotencyLayer};
 use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, new_id, now_ms, problem};
+use crate::common::{Deps, found, new_id, now_ms, requiring_idempotency_key};
 
 /// The token the simulated provider always declines.
 pub const DECLINED_TOKEN: &str = "tok_declined";
@@ -66,21 +65,10 @@ pub struct Payment {
 
 /// The service's API (mounted under `/v1`).
 pub fn api(deps: Deps) -> Router {
-    let idempotency = IdempotencyConfig {
-        required: true,
-        ..IdempotencyConfig::default()
-    };
-    let charges = Router::new().route("/payments", post(charge));
-    let charges = match &deps.redis {
-        None => charges.layer(IdempotencyLayer::with_config(
-            ee_idempotency::MemoryStore::new(),
-            idempotency,
-        )),
-        Some(redis) => charges.layer(IdempotencyLayer::with_config(
-            ee_idempotency::RedisStore::new(redis.conn.clone()),
-            idempotency,
-        )),
-    };
+    let charges = requiring_idempotency_key(
+        Router::new().route("/payments", post(charge)),
+        deps.redis.as_ref(),
+    );
     charges.route("/payments/{id}", get(find)).with_state(deps)
 }
 
@@ -166,21 +154,15 @@ async fn find(
     State(deps): State<Deps>,
     Path(id): Path<String>,
 ) -> Result<FastJson<Payment>, Problem> {
-    match deps
+    let payment = deps
         .db
         .query_one_as::<Payment>(
             &format!("SELECT {COLUMNS} FROM payments WHERE id = $1"),
             params![id.clone()],
         )
-        .await
-    {
-        Ok(p) => Ok(FastJson(p)),
-        Err(DbError::NotFound) => Err(problem(
-            StatusCode::NOT_FOUND,
-            "payment-not-found",
-            "No such payment",
-            format!("there is no payment {id}"),
-        )),
-        Err(e) => Err(e.to_problem()),
-    }
+        .await;
+    found(payment, "payment-not-found", "No such payment", || {
+        format!("there is no payment {id}")
+    })
+    .map(FastJson)
 }

@@ -8,13 +8,13 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use ee_db::{DbError, params};
+use ee_db::params;
 use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, new_id, now_ms, problem};
+use crate::common::{Deps, found, new_id, now_ms, problem};
 
 /// The body of `POST /v1/users`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -87,21 +87,15 @@ async fn find(
     State(deps): State<Deps>,
     Path(id): Path<String>,
 ) -> Result<FastJson<User>, ee_core::Problem> {
-    match deps
+    let user = deps
         .db
         .query_one_as::<User>(
             "SELECT id, email, name, created_ms FROM users WHERE id = $1",
             params![id.clone()],
         )
-        .await
-    {
-        Ok(user) => Ok(FastJson(user)),
-        Err(DbError::NotFound) => Err(problem(
-            StatusCode::NOT_FOUND,
-            "user-not-found",
-            "No such user",
-            format!("there is no user {id}"),
-        )),
-        Err(e) => Err(e.to_problem()),
-    }
+        .await;
+    found(user, "user-not-found", "No such user", || {
+        format!("there is no user {id}")
+    })
+    .map(FastJson)
 }
