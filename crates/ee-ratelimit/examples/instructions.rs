@@ -5,11 +5,15 @@
 //! ```sh
 //! cargo build --release -p ee-ratelimit --features axum --example instructions
 //! for v in none governor governor-headers ee ee-legacy ee-headers; do
-//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$v target/release/examples/instructions $v 100000
+//!   valgrind --tool=callgrind --toggle-collect='instructions::run*' \
+//!     --callgrind-out-file=/tmp/cg.$v target/release/examples/instructions $v 50000
 //! done
 //! ```
 //!
-//! `none` is the no-op service alone (the baseline to subtract).
+//! `none` is the no-op service alone (the baseline to subtract); divide the
+//! difference by the request count. Services are built outside `run`, so
+//! the counts are the requests' alone (governor's clock calibration, which
+//! varies from run to run, is left out).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -22,6 +26,15 @@ use tower::{Layer, Service, ServiceExt};
 #[path = "../benches/support/mod.rs"]
 mod support;
 use support::{BURST, noop, request};
+
+/// Sends `n` requests through `svc`; the one function the profile counts.
+#[inline(never)]
+fn run<S>(rt: &tokio::runtime::Runtime, (svc, n): (S, usize))
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    rt.block_on(drive(svc, n))
+}
 
 async fn drive<S>(svc: S, n: usize)
 where
@@ -57,46 +70,47 @@ fn main() {
             .build()
             .unwrap()
     };
-    rt.block_on(async {
-        match variant.as_str() {
-            "none" => drive(noop(), n).await,
-            "governor" => {
-                let config = tower_governor::governor::GovernorConfigBuilder::default()
-                    .per_nanosecond(1)
-                    .burst_size(BURST)
-                    .finish()
-                    .unwrap();
-                drive(tower_governor::GovernorLayer::new(config).layer(noop()), n).await
-            }
-            "governor-headers" => {
-                let config = tower_governor::governor::GovernorConfigBuilder::default()
-                    .per_nanosecond(1)
-                    .burst_size(BURST)
-                    .use_headers()
-                    .finish()
-                    .unwrap();
-                drive(tower_governor::GovernorLayer::new(config).layer(noop()), n).await
-            }
-            "ee-legacy" => {
-                let headers = HeaderConfig {
-                    draft: false,
-                    legacy: true,
-                };
-                drive(ee(headers).layer(noop()), n).await
-            }
-            "ee" => {
-                drive(
-                    ee(HeaderConfig {
-                        draft: false,
-                        legacy: false,
-                    })
-                    .layer(noop()),
-                    n,
-                )
-                .await
-            }
-            "ee-headers" => drive(ee(HeaderConfig::default()).layer(noop()), n).await,
-            other => panic!("unknown variant {other}"),
+    // Services are built before `run`, so that a profile restricted to
+    // it (`--toggle-collect='instructions::run*'`) counts the requests alone, not
+    // the clock calibration or the runtime's start.
+    match variant.as_str() {
+        "none" => run(&rt, (noop(), n)),
+        "governor" => {
+            let config = tower_governor::governor::GovernorConfigBuilder::default()
+                .per_nanosecond(1)
+                .burst_size(BURST)
+                .finish()
+                .unwrap();
+            let svc = tower_governor::GovernorLayer::new(config).layer(noop());
+            run(&rt, (svc, n))
         }
-    });
+        "governor-headers" => {
+            let config = tower_governor::governor::GovernorConfigBuilder::default()
+                .per_nanosecond(1)
+                .burst_size(BURST)
+                .use_headers()
+                .finish()
+                .unwrap();
+            let svc = tower_governor::GovernorLayer::new(config).layer(noop());
+            run(&rt, (svc, n))
+        }
+        "ee-legacy" => {
+            let svc = ee(HeaderConfig {
+                draft: false,
+                legacy: true,
+            })
+            .layer(noop());
+            run(&rt, (svc, n))
+        }
+        "ee" => {
+            let svc = ee(HeaderConfig {
+                draft: false,
+                legacy: false,
+            })
+            .layer(noop());
+            run(&rt, (svc, n))
+        }
+        "ee-headers" => run(&rt, (ee(HeaderConfig::default()).layer(noop()), n)),
+        other => panic!("unknown variant {other}"),
+    }
 }

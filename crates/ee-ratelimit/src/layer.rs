@@ -74,6 +74,17 @@ pub(crate) enum Cost {
     Dynamic(Arc<CostFn>),
 }
 
+impl Cost {
+    /// What `head` costs.
+    #[inline(always)]
+    pub(crate) fn of(&self, head: &RequestHead<'_>) -> u32 {
+        match self {
+            Cost::Fixed(n) => *n,
+            Cost::Dynamic(f) => f(head),
+        }
+    }
+}
+
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
@@ -203,6 +214,10 @@ pub(crate) struct Shared<L> {
     /// Synchronous, no headers to write and no concurrency slot to give
     /// back: the response future is the inner service's, untouched.
     pub(crate) lean: bool,
+    /// Lean, and every policy keyed by peer IP at a fixed cost, with no
+    /// exemption: the costs, one per policy. That path makes no dynamic
+    /// call with the request, so the compiler can hand it on uncopied.
+    pub(crate) peer_ip_costs: Option<Box<[u32]>>,
     pub(crate) outage: OutageLog,
 }
 
@@ -302,10 +317,22 @@ impl<S: RateLimitStore> RateLimitBuilder<S> {
             && !policies
                 .iter()
                 .any(|p| matches!(p.policy.rule, Rule::Concurrency { .. }));
+        let peer_ip_costs = if lean && self.exempt.is_none() {
+            policies
+                .iter()
+                .map(|p| match (&p.policy.key, &p.policy.cost) {
+                    (PolicyKey::PeerIp, Cost::Fixed(n)) => Some(*n),
+                    _ => None,
+                })
+                .collect::<Option<Box<[u32]>>>()
+        } else {
+            None
+        };
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
                 synchronous,
                 lean,
+                peer_ip_costs,
                 policies,
                 exempt: self.exempt,
                 on_backend_error: self.on_backend_error,

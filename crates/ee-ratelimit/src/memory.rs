@@ -237,13 +237,6 @@ impl<C: Clock> MemoryLimiter<C> {
     /// Decides synchronously (the in-memory path never waits).
     #[inline(always)]
     pub fn decide(&self, key: &Key, cost: u32) -> Decision {
-        self.decide_with::<true>(key, cost)
-    }
-
-    /// [`MemoryLimiter::decide`]; with `DETAIL` false an allowed GCRA
-    /// decision leaves `remaining` and `reset` at zero (no header shows them).
-    #[inline(always)]
-    fn decide_with<const DETAIL: bool>(&self, key: &Key, cost: u32) -> Decision {
         // The hot path, inlined into the layer: GCRA on governor's clock;
         // ours is read only for a sweep, about once in 4096 decisions.
         if let State::Gcra {
@@ -252,13 +245,34 @@ impl<C: Clock> MemoryLimiter<C> {
             burst,
         } = &self.state
         {
-            let decision = gcra::<_, DETAIL>(l, *emission_ns, *burst, key, cost.max(1));
+            let decision = gcra(l, *emission_ns, *burst, key, cost.max(1));
             if sweep_due() {
                 self.sweep_gcra();
             }
             return decision;
         }
         self.decide_other(key, cost.max(1))
+    }
+
+    /// Whether the request is allowed (and counted), without the detail a
+    /// header needs: on GCRA a bare `check_key`.
+    #[inline(always)]
+    fn admit(&self, key: &Key, cost: u32) -> bool {
+        if let State::Gcra {
+            limiter: GcraLimiter::Fast(l),
+            ..
+        } = &self.state
+        {
+            let allowed = match NonZeroU32::new(cost).filter(|n| n.get() > 1) {
+                None => l.check_key(key).is_ok(),
+                Some(n) => matches!(l.check_key_n(key, n), Ok(Ok(_))),
+            };
+            if sweep_due() {
+                self.sweep_gcra();
+            }
+            return allowed;
+        }
+        self.decide_other(key, cost.max(1)).allowed
     }
 
     #[inline(never)]
@@ -275,7 +289,7 @@ impl<C: Clock> MemoryLimiter<C> {
             burst,
         } = &self.state
         {
-            let decision = gcra::<_, true>(l, *emission_ns, *burst, key, cost);
+            let decision = gcra(l, *emission_ns, *burst, key, cost);
             if sweep_due() {
                 self.sweep_gcra();
             }
@@ -414,8 +428,8 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
     }
 
     #[inline(always)]
-    fn admit_now(&self, key: &Key, cost: u32) -> Option<Result<Decision, StoreError>> {
-        Some(Ok(self.decide_with::<false>(key, cost)))
+    fn admit_now(&self, key: &Key, cost: u32) -> bool {
+        self.admit(key, cost)
     }
 
     fn release(&self, key: &Key, cost: u32, _ticket: u64) {
@@ -429,13 +443,7 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
 }
 
 #[inline(always)]
-fn gcra<Clk, const DETAIL: bool>(
-    limiter: &Gcra<Clk>,
-    emission_ns: u64,
-    burst: u32,
-    key: &Key,
-    cost: u32,
-) -> Decision
+fn gcra<Clk>(limiter: &Gcra<Clk>, emission_ns: u64, burst: u32, key: &Key, cost: u32) -> Decision
 where
     Clk: governor::clock::Clock,
     Clk::Instant: Reference,
@@ -447,13 +455,6 @@ where
         limiter.check_key_n(key, NonZeroU32::new(cost).expect("cost >= 1"))
     };
     match outcome {
-        Ok(Ok(_)) if !DETAIL => Decision {
-            allowed: true,
-            remaining: 0,
-            reset: Duration::ZERO,
-            retry_after: None,
-            ticket: 0,
-        },
         Ok(Ok(snapshot)) => {
             let remaining = snapshot.remaining_burst_capacity();
             Decision {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ee_core::key::KeyError;
+use ee_core::key::{KeyError, KeyExtractor, PeerIp};
 use ee_core::{Key, Problem, RequestHead};
 use http::{Request, Response};
 use tower::Service;
@@ -20,7 +20,7 @@ use crate::config::OnBackendError;
 use crate::error::RateLimitError;
 use crate::future::ResponseFuture;
 use crate::headers::{HeaderBuilder, HeaderSet};
-use crate::layer::{Cost, Shared};
+use crate::layer::Shared;
 use crate::store::{Decision, Limiter, StoreError};
 
 /// The service [`RateLimitLayer`](crate::RateLimitLayer) wraps around yours.
@@ -64,63 +64,128 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = &self.shared;
-
-        if shared.lean {
-            // The allowed path touches nothing but the key, the limiter and
-            // a counter; a refusal or a store error goes through `Run`.
-            let head = RequestHead::from(&req);
-            if !is_exempt(shared, &head) {
-                for (i, p) in shared.policies.iter().enumerate() {
-                    let (key, cost) = match key_and_cost(shared, i, &head) {
-                        Ok(Some(kc)) => kc,
-                        Ok(None) => continue,
-                        Err(e) => return ResponseFuture::ready(refused_key(e)),
-                    };
-                    match p.limiter.admit_now(&key, cost) {
-                        Some(Ok(decision)) if decision.allowed => p.metrics.allowed.increment(1),
-                        result => {
-                            let result = result.expect("a synchronous store decides now");
-                            if let ControlFlow::Break(response) =
-                                Run::new(shared).step(i, key, cost, result)
-                            {
-                                return ResponseFuture::ready(response);
-                            }
-                        }
-                    }
-                }
+        let Some(costs) = &shared.peer_ip_costs else {
+            // Each other path is a function of its own: this one then lends
+            // the request to nothing opaque, and hands it on uncopied.
+            return if shared.lean {
+                self.call_lean(req)
+            } else if shared.synchronous {
+                self.call_synchronous(req)
+            } else {
+                self.call_waiting(req)
+            };
+        };
+        // The default policy shape (peer IP, fixed cost, no exemption, in
+        // memory, no headers): the allowed path touches nothing but the key,
+        // the limiter and a counter; a refusal goes through `Run`.
+        let head = RequestHead::from(&req);
+        for (i, (p, &cost)) in shared.policies.iter().zip(costs.iter()).enumerate() {
+            if cost == 0 {
+                continue;
             }
-            return ResponseFuture::plain(self.inner.call(req));
+            let key = match PeerIp.extract(&head) {
+                Ok(key) => key,
+                Err(e) => return ResponseFuture::ready(refused_key(e)),
+            };
+            if p.limiter.admit_now(&key, cost) {
+                p.metrics.allowed.increment(1);
+            } else if let Some(response) = refused_lean(shared, i, key, cost) {
+                return ResponseFuture::ready(response);
+            }
         }
+        ResponseFuture::plain(self.inner.call(req))
+    }
+}
 
-        if shared.synchronous {
-            let mut run = Run::new(shared);
-            let head = RequestHead::from(&req);
-            if is_exempt(shared, &head) {
-                return ResponseFuture::inner(self.inner.call(req), HeaderSet::default(), None);
-            }
-            for i in 0..shared.policies.len() {
-                let (key, cost) = match key_and_cost(shared, i, &head) {
-                    Ok(Some(kc)) => kc,
-                    Ok(None) => continue,
+impl<S, L: Limiter> RateLimit<S, L> {
+    /// In memory, no headers, no concurrency slot, any key, cost or
+    /// exemption: the inner service's future untouched.
+    #[inline(never)]
+    fn call_lean<B, ResB>(
+        &mut self,
+        req: Request<B>,
+    ) -> ResponseFuture<S::Future, ResB, S::Error, L>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+        ResB: From<Bytes> + Send + 'static,
+    {
+        let shared = &self.shared;
+        let head = RequestHead::from(&req);
+        if !is_exempt(shared, &head) {
+            for (i, p) in shared.policies.iter().enumerate() {
+                let cost = p.policy.cost.of(&head);
+                if cost == 0 {
+                    continue;
+                }
+                let key = match p.policy.key.extract(&head) {
+                    Ok(key) => key,
                     Err(e) => return ResponseFuture::ready(refused_key(e)),
                 };
-                let result = shared.policies[i]
-                    .limiter
-                    .check_now(&key, cost)
-                    .expect("a synchronous store decides now");
-                if let ControlFlow::Break(response) = run.step(i, key, cost, result) {
+                if p.limiter.admit_now(&key, cost) {
+                    p.metrics.allowed.increment(1);
+                } else if let Some(response) = refused_lean(shared, i, key, cost) {
                     return ResponseFuture::ready(response);
                 }
             }
-            let (headers, held) = run.finish();
-            return ResponseFuture::inner(self.inner.call(req), headers, held);
         }
+        ResponseFuture::plain(self.inner.call(req))
+    }
 
-        // The decision waits: call, later, the clone that was polled ready,
-        // and leave a fresh clone behind.
+    /// Stores that decide at once, with headers or concurrency slots.
+    #[inline(never)]
+    fn call_synchronous<B, ResB>(
+        &mut self,
+        req: Request<B>,
+    ) -> ResponseFuture<S::Future, ResB, S::Error, L>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+        ResB: From<Bytes> + Send + 'static,
+    {
+        let shared = &self.shared;
+        let mut run = Run::new(shared);
+        let head = RequestHead::from(&req);
+        if is_exempt(shared, &head) {
+            return ResponseFuture::inner(self.inner.call(req), HeaderSet::default(), None);
+        }
+        for i in 0..shared.policies.len() {
+            let (key, cost) = match key_and_cost(shared, i, &head) {
+                Ok(Some(kc)) => kc,
+                Ok(None) => continue,
+                Err(e) => return ResponseFuture::ready(refused_key(e)),
+            };
+            let result = shared.policies[i]
+                .limiter
+                .check_now(&key, cost)
+                .expect("a synchronous store decides now");
+            if let ControlFlow::Break(response) = run.step(i, key, cost, result) {
+                return ResponseFuture::ready(response);
+            }
+        }
+        let (headers, held) = run.finish();
+        ResponseFuture::inner(self.inner.call(req), headers, held)
+    }
+
+    /// Stores whose decision waits (Redis): the steps in a boxed future.
+    #[inline(never)]
+    fn call_waiting<B, ResB>(
+        &mut self,
+        req: Request<B>,
+    ) -> ResponseFuture<S::Future, ResB, S::Error, L>
+    where
+        S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+        ResB: From<Bytes> + Send + 'static,
+    {
+        // Call, later, the clone that was polled ready, and leave a fresh
+        // clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = shared.clone();
+        let shared = self.shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
             let mut run = Run::new(&shared);
             {
@@ -152,6 +217,26 @@ where
     }
 }
 
+/// The lean path's policy `i` did not admit the request: the full decision,
+/// and the response that refuses it (429, or 503 failing closed), if any.
+#[cold]
+#[inline(never)]
+fn refused_lean<L: Limiter, ResB: From<Bytes>>(
+    shared: &Arc<Shared<L>>,
+    i: usize,
+    key: Key,
+    cost: u32,
+) -> Option<Response<ResB>> {
+    let result = shared.policies[i]
+        .limiter
+        .check_now(&key, cost)
+        .expect("a synchronous store decides now");
+    match Run::new(shared).step(i, key, cost, result) {
+        ControlFlow::Break(response) => Some(response),
+        ControlFlow::Continue(()) => None,
+    }
+}
+
 fn is_exempt<L>(shared: &Shared<L>, head: &RequestHead<'_>) -> bool {
     shared.exempt.as_ref().is_some_and(|exempt| exempt(head))
 }
@@ -165,10 +250,7 @@ fn key_and_cost<L>(
     head: &RequestHead<'_>,
 ) -> Result<Option<(Key, u32)>, KeyError> {
     let policy = &shared.policies[i].policy;
-    let cost = match &policy.cost {
-        Cost::Fixed(n) => *n,
-        Cost::Dynamic(f) => f(head),
-    };
+    let cost = policy.cost.of(head);
     if cost == 0 {
         return Ok(None);
     }

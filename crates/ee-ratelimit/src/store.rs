@@ -69,11 +69,15 @@ pub trait Limiter: Send + Sync + 'static {
         None
     }
 
-    /// [`Limiter::check_now`] for a caller that writes no rate-limit header:
-    /// an allowed decision may leave `remaining` and `reset` at zero. The
-    /// layer calls it when its headers are off. Defaults to `check_now`.
-    fn admit_now(&self, key: &Key, cost: u32) -> Option<Result<Decision, StoreError>> {
-        self.check_now(key, cost)
+    /// Admits the request without waiting when it can: `true` means it was
+    /// allowed and counted. `false` means "not admitted here": the layer then
+    /// asks [`Limiter::check_now`] for the full decision (a refusal, a store
+    /// error, or a store that cannot decide now). Since a denied request is
+    /// not counted, asking again counts nothing twice. The layer calls it when
+    /// it writes no rate-limit header, so it needs no `remaining` or `reset`.
+    /// Defaults to `check_now` and its `allowed`.
+    fn admit_now(&self, key: &Key, cost: u32) -> bool {
+        matches!(self.check_now(key, cost), Some(Ok(decision)) if decision.allowed)
     }
 
     /// Concurrency limits: gives back the slot an allowed [`Limiter::check`]

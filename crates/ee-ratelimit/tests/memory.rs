@@ -548,3 +548,95 @@ async fn without_headers_the_allowed_response_is_untouched_and_the_429_still_com
     assert_eq!(get("api", "limited"), Some(1), "{counts:?}");
     assert_eq!(get("writes", "allowed"), Some(3), "{counts:?}");
 }
+
+/// The default policy shape with headers off (peer-IP keys, fixed costs, no
+/// exemption) has a path of its own: the same counts, refusals and problems.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_ip_policies_without_headers_count_exactly_and_refuse_completely() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let no_headers = HeaderConfig {
+        draft: false,
+        legacy: false,
+    };
+    let layer = metrics::with_local_recorder(&recorder, || {
+        RateLimitLayer::builder(MemoryStore::new())
+            .policy(Policy::new(
+                "burst",
+                Rule::gcra(3, Duration::from_secs(60), 3),
+            ))
+            .policy(Policy::new("heavy", Rule::fixed_window(10, Duration::from_secs(60))).cost(4))
+            // Cost 0: never consulted, so its 1-unit window never refuses.
+            .policy(Policy::new("off", Rule::fixed_window(1, Duration::from_secs(60))).cost(0))
+            .headers(no_headers)
+            .build()
+            .unwrap()
+    });
+    // 1 and 2 pass both; 3 passes `burst` but needs 12 of `heavy`'s 10;
+    // 4 finds `burst` empty (3's unit stays taken, as documented).
+    let statuses = [
+        send(&layer, from_ip("192.0.2.1")).await,
+        send(&layer, from_ip("192.0.2.1")).await,
+        send(&layer, from_ip("192.0.2.1")).await,
+        send(&layer, from_ip("192.0.2.1")).await,
+    ];
+    assert_eq!(statuses[0].status, StatusCode::OK);
+    assert_eq!(statuses[1].status, StatusCode::OK);
+    assert!(statuses[0].header("ratelimit").is_none());
+    for (refused, policy) in [(&statuses[2], "heavy"), (&statuses[3], "burst")] {
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            refused.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(refused.problem().extension("policy").unwrap(), policy);
+        let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{policy}: {retry}");
+    }
+    // IPv4-mapped IPv6 is the same client.
+    assert_eq!(
+        send(&layer, from_ip("[::ffff:192.0.2.1]")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // 200 concurrent requests of one new client on two threads: exactly the
+    // burst of 3 (then `burst` refuses the rest) passes.
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let layer = layer.clone();
+            tokio::spawn(async move { send(&layer, from_ip("198.51.100.7")).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 2, "heavy lets 2 of cost 4 into 10, burst would let 3");
+
+    // No peer address: a 500 problem naming the set-up error, nothing counted.
+    let res = layer
+        .layer(common::ok_service())
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let res = ee_testing::TestResponse::from_response(res).await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.header("content-type"), Some("application/problem+json"));
+
+    let counts = ee_testing::counters(&snapshotter);
+    let get = |policy: &str, outcome: &str| {
+        counts.get(&format!(
+            "ee_ratelimit_decisions_total{{policy={policy},outcome={outcome}}}"
+        ))
+    };
+    // 192.0.2.1: 3 allowed by burst, 1 refused by burst after that, and the
+    // mapped address refused too; 198.51.100.7: 3 by burst, then 197 refused.
+    assert_eq!(get("burst", "allowed"), Some(6), "{counts:?}");
+    assert_eq!(get("burst", "limited"), Some(2 + 197), "{counts:?}");
+    assert_eq!(get("heavy", "allowed"), Some(4), "{counts:?}");
+    assert_eq!(get("heavy", "limited"), Some(2), "{counts:?}");
+    assert_eq!(get("off", "allowed"), Some(0), "{counts:?}");
+    assert_eq!(get("off", "limited"), Some(0), "{counts:?}");
+}
