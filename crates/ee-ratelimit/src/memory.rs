@@ -1,6 +1,7 @@
 //! In-process limits: the embedded default, and the fallback when Redis is down.
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,8 @@ use ee_core::{Clock, Key, SystemClock};
 use foldhash::fast::RandomState;
 use governor::clock::{DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::Rule;
@@ -104,13 +106,99 @@ impl<C: Clock> governor::clock::Clock for GovernorClock<C> {
 /// attacker who picks keys cannot predict collisions without the seed.
 type DashMap<K, V> = dashmap::DashMap<K, V, RandomState>;
 
-type Gcra<Clk> =
-    RateLimiter<Key, DashMapStateStore<Key, RandomState>, Clk, StateInformationMiddleware>;
+/// GCRA state per key: governor's theoretical arrival time (nanoseconds
+/// since the limiter's start; 0 = never seen), as its own keyed store keeps
+/// it, in a map of ours behind governor's `StateStore` seam: the
+/// compare-and-swap then inlines into the layer, and the sweep reads the map.
+#[derive(Clone, Default)]
+struct GcraCells(Arc<DashMap<Key, AtomicU64>>);
+
+impl StateStore for GcraCells {
+    type Key = Key;
+
+    #[inline(always)]
+    fn measure_and_replace<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        if let Some(cell) = self.0.get(key) {
+            return measure(&cell, f);
+        }
+        self.insert_and_measure(key, f)
+    }
+}
+
+impl GcraCells {
+    #[cold]
+    #[inline(never)]
+    fn insert_and_measure<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let cell = self.0.entry(key.clone()).or_default();
+        measure(&cell, f)
+    }
+}
+
+/// governor's update of one cell: decide on the arrival time read, write the
+/// next one only if no other decision wrote in between, else decide again.
+#[inline(always)]
+fn measure<T, E>(
+    cell: &AtomicU64,
+    f: impl Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+) -> Result<T, E> {
+    let mut prev = cell.load(Ordering::Acquire);
+    loop {
+        let (result, next) = f(NonZeroU64::new(prev).map(|n| Nanos::from(n.get())))?;
+        match cell.compare_exchange_weak(prev, next.into(), Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return Ok(result),
+            Err(actual) => prev = actual,
+        }
+    }
+}
+
+type Gcra<Clk> = RateLimiter<Key, GcraCells, Clk, StateInformationMiddleware>;
+
+/// A governor limiter, its cells and (about) its start.
+struct GcraOn<Clk: governor::clock::Clock> {
+    limiter: Gcra<Clk>,
+    cells: GcraCells,
+    /// Read just before the limiter reads its own start: not later than it.
+    start: Clk::Instant,
+}
+
+impl<Clk: governor::clock::Clock> GcraOn<Clk>
+where
+    Clk::Instant: Reference,
+{
+    fn new(quota: Quota, clock: Clk) -> Self {
+        let cells = GcraCells::default();
+        let start = clock.now();
+        let limiter: Gcra<Clk> = RateLimiter::new(quota, cells.clone(), clock);
+        Self {
+            limiter,
+            cells,
+            start,
+        }
+    }
+
+    /// Drops the keys whose arrival time has passed: they are back to a full
+    /// burst, the same as never seen. The 1 ms margin covers the gap between
+    /// our start and the limiter's.
+    fn sweep(&self) {
+        let now = u64::from(self.limiter.clock().now().duration_since(self.start));
+        let cutoff = now.saturating_sub(1_000_000);
+        self.cells
+            .0
+            .retain(|_, tat| tat.load(Ordering::Relaxed) > cutoff);
+        self.cells.0.shrink_to_fit();
+    }
+}
 
 /// governor on its default (quanta) clock, or on the store's clock.
 enum GcraLimiter<C: Clock> {
-    Fast(Box<Gcra<DefaultClock>>),
-    Given(Box<Gcra<GovernorClock<C>>>),
+    Fast(Box<GcraOn<DefaultClock>>),
+    Given(Box<GcraOn<GovernorClock<C>>>),
 }
 
 /// One policy's in-process state.
@@ -184,23 +272,9 @@ impl<C: Clock> MemoryLimiter<C> {
                     .expect("the emission interval is at least 1 ns")
                     .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
                 let limiter = if fast_clock {
-                    GcraLimiter::Fast(Box::new(
-                        RateLimiter::dashmap_with_clock_and_hasher(
-                            quota,
-                            DefaultClock::default(),
-                            RandomState::default(),
-                        )
-                        .with_middleware::<StateInformationMiddleware>(),
-                    ))
+                    GcraLimiter::Fast(Box::new(GcraOn::new(quota, DefaultClock::default())))
                 } else {
-                    GcraLimiter::Given(Box::new(
-                        RateLimiter::dashmap_with_clock_and_hasher(
-                            quota,
-                            GovernorClock(clock.clone()),
-                            RandomState::default(),
-                        )
-                        .with_middleware::<StateInformationMiddleware>(),
-                    ))
+                    GcraLimiter::Given(Box::new(GcraOn::new(quota, GovernorClock(clock.clone()))))
                 };
                 State::Gcra {
                     limiter,
@@ -245,7 +319,7 @@ impl<C: Clock> MemoryLimiter<C> {
             burst,
         } = &self.state
         {
-            let decision = gcra(l, *emission_ns, *burst, key, cost.max(1));
+            let decision = gcra(&l.limiter, *emission_ns, *burst, key, cost.max(1));
             if sweep_due() {
                 self.sweep_gcra();
             }
@@ -264,8 +338,8 @@ impl<C: Clock> MemoryLimiter<C> {
         } = &self.state
         {
             let allowed = match NonZeroU32::new(cost).filter(|n| n.get() > 1) {
-                None => l.check_key(key).is_ok(),
-                Some(n) => matches!(l.check_key_n(key, n), Ok(Ok(_))),
+                None => l.limiter.check_key(key).is_ok(),
+                Some(n) => matches!(l.limiter.check_key_n(key, n), Ok(Ok(_))),
             };
             if sweep_due() {
                 self.sweep_gcra();
@@ -289,7 +363,7 @@ impl<C: Clock> MemoryLimiter<C> {
             burst,
         } = &self.state
         {
-            let decision = gcra(l, *emission_ns, *burst, key, cost);
+            let decision = gcra(&l.limiter, *emission_ns, *burst, key, cost);
             if sweep_due() {
                 self.sweep_gcra();
             }
@@ -358,14 +432,8 @@ impl<C: Clock> MemoryLimiter<C> {
         }
         match (&self.state, self.rule) {
             (State::Gcra { limiter, .. }, _) => match limiter {
-                GcraLimiter::Fast(l) => {
-                    l.retain_recent();
-                    l.shrink_to_fit();
-                }
-                GcraLimiter::Given(l) => {
-                    l.retain_recent();
-                    l.shrink_to_fit();
-                }
+                GcraLimiter::Fast(l) => l.sweep(),
+                GcraLimiter::Given(l) => l.sweep(),
             },
             (State::Window(map), Rule::FixedWindow { window_ms, .. }) => {
                 let index = now / window_ms;
@@ -394,8 +462,8 @@ impl<C: Clock> MemoryLimiter<C> {
     pub fn len(&self) -> usize {
         match &self.state {
             State::Gcra { limiter, .. } => match limiter {
-                GcraLimiter::Fast(l) => l.len(),
-                GcraLimiter::Given(l) => l.len(),
+                GcraLimiter::Fast(l) => l.cells.0.len(),
+                GcraLimiter::Given(l) => l.cells.0.len(),
             },
             State::Window(map) => map.len(),
             State::Bucket(map) => map.len(),

@@ -640,3 +640,36 @@ async fn peer_ip_policies_without_headers_count_exactly_and_refuse_completely() 
     assert_eq!(get("off", "allowed"), Some(0), "{counts:?}");
     assert_eq!(get("off", "limited"), Some(0), "{counts:?}");
 }
+
+/// GCRA cells are updated by compare-and-swap: decisions racing on one key
+/// from several threads let exactly the burst through, on governor's clock
+/// and on a given one.
+#[test]
+fn gcra_decisions_racing_on_threads_let_exactly_the_burst_through() {
+    use ee_core::Key;
+    use ee_ratelimit::memory::MemoryLimiter;
+
+    let rule = Rule::gcra(1, Duration::from_secs(3600), 1000);
+    let fast = Arc::new(MemoryLimiter::system(rule));
+    let given = Arc::new(MemoryLimiter::new(rule, ManualClock::new()));
+    let race = |decide: Arc<dyn Fn(&Key) -> bool + Send + Sync>| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let decide = decide.clone();
+                std::thread::spawn(move || {
+                    let key = Key::from(std::net::IpAddr::from([192, 0, 2, 1]));
+                    (0..5_000).filter(|_| decide(&key)).count()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum::<usize>()
+    };
+    let l = fast.clone();
+    assert_eq!(race(Arc::new(move |k| l.decide(k, 1).allowed)), 1000);
+    let l = given.clone();
+    assert_eq!(race(Arc::new(move |k| l.decide(k, 1).allowed)), 1000);
+    assert_eq!((fast.len(), given.len()), (1, 1));
+}
