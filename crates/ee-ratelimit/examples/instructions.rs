@@ -10,6 +10,10 @@
 //! done
 //! ```
 //!
+//! `interleaved N` times the same two layers (tower_governor and ours, no
+//! headers) in turns of N requests, 400 rounds, for a wall-clock ratio that
+//! the machine's drift affects equally (run it without valgrind).
+//!
 //! `none` is the no-op service alone (the baseline to subtract); divide the
 //! difference by the request count. Services are built outside `run`, so
 //! the counts are the requests' alone (governor's clock calibration, which
@@ -51,6 +55,58 @@ where
             .unwrap();
         assert_eq!(res.status(), 200);
     }
+}
+
+/// Wall-clock time on a noisy shared machine: rounds of `batch` requests,
+/// tower_governor and ours taking turns, so both see the same drift; prints
+/// the median and the fastest round of each (ns per request) and the ratios.
+fn interleaved(
+    rt: &tokio::runtime::Runtime,
+    batch: usize,
+    ee: &dyn Fn(HeaderConfig) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter>,
+) {
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(BURST)
+        .finish()
+        .unwrap();
+    let governor = tower_governor::GovernorLayer::new(config).layer(noop());
+    let ours = ee(HeaderConfig {
+        draft: false,
+        legacy: false,
+    })
+    .layer(noop());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let time = |f: &mut dyn FnMut()| {
+        let start = std::time::Instant::now();
+        f();
+        start.elapsed().as_nanos() as f64 / batch as f64
+    };
+    for round in 0..400 {
+        let (g, e) = (governor.clone(), ours.clone());
+        let mut run_g = || rt.block_on(drive(g.clone(), batch));
+        let mut run_e = || rt.block_on(drive(e.clone(), batch));
+        // Alternate which goes first, so neither always follows the other.
+        if round % 2 == 0 {
+            a.push(time(&mut run_g));
+            b.push(time(&mut run_e));
+        } else {
+            b.push(time(&mut run_e));
+            a.push(time(&mut run_g));
+        }
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0])
+    };
+    let ((gm, gmin), (em, emin)) = (stats(&mut a), stats(&mut b));
+    println!("tower_governor: median {gm:.1} ns, fastest {gmin:.1} ns");
+    println!("ee, no headers: median {em:.1} ns, fastest {emin:.1} ns");
+    println!(
+        "ratio (ours / anchor): median {:.3}, fastest {:.3}",
+        em / gm,
+        emin / gmin
+    );
 }
 
 fn main() {
@@ -110,6 +166,7 @@ fn main() {
             .layer(noop());
             run(&rt, (svc, n))
         }
+        "interleaved" => interleaved(&rt, n, &ee),
         "ee-headers" => run(&rt, (ee(HeaderConfig::default()).layer(noop()), n)),
         other => panic!("unknown variant {other}"),
     }

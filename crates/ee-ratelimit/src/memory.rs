@@ -1,7 +1,6 @@
 //! In-process limits: the embedded default, and the fallback when Redis is down.
 
 use std::num::{NonZeroU32, NonZeroU64};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use governor::clock::{DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
+use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::Rule;
@@ -108,10 +108,10 @@ type DashMap<K, V> = dashmap::DashMap<K, V, RandomState>;
 
 /// GCRA state per key: governor's theoretical arrival time (nanoseconds
 /// since the limiter's start; 0 = never seen), as its own keyed store keeps
-/// it, in a map of ours behind governor's `StateStore` seam: the
-/// compare-and-swap then inlines into the layer, and the sweep reads the map.
-#[derive(Clone, Default)]
-struct GcraCells(Arc<DashMap<Key, AtomicU64>>);
+/// it, in a map of ours behind governor's `StateStore` seam, so that the
+/// compare-and-swap inlines into the layer.
+#[derive(Default)]
+struct GcraCells(DashMap<Key, AtomicU64>);
 
 impl StateStore for GcraCells {
     type Key = Key;
@@ -125,6 +125,26 @@ impl StateStore for GcraCells {
             return measure(&cell, f);
         }
         self.insert_and_measure(key, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<Key> for GcraCells {
+    fn retain_recent(&self, drop_below: Nanos) {
+        let drop_below = u64::from(drop_below);
+        self.0
+            .retain(|_, tat| tat.load(Ordering::Relaxed) > drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.0.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -159,46 +179,10 @@ fn measure<T, E>(
 
 type Gcra<Clk> = RateLimiter<Key, GcraCells, Clk, StateInformationMiddleware>;
 
-/// A governor limiter, its cells and (about) its start.
-struct GcraOn<Clk: governor::clock::Clock> {
-    limiter: Gcra<Clk>,
-    cells: GcraCells,
-    /// Read just before the limiter reads its own start: not later than it.
-    start: Clk::Instant,
-}
-
-impl<Clk: governor::clock::Clock> GcraOn<Clk>
-where
-    Clk::Instant: Reference,
-{
-    fn new(quota: Quota, clock: Clk) -> Self {
-        let cells = GcraCells::default();
-        let start = clock.now();
-        let limiter: Gcra<Clk> = RateLimiter::new(quota, cells.clone(), clock);
-        Self {
-            limiter,
-            cells,
-            start,
-        }
-    }
-
-    /// Drops the keys whose arrival time has passed: they are back to a full
-    /// burst, the same as never seen. The 1 ms margin covers the gap between
-    /// our start and the limiter's.
-    fn sweep(&self) {
-        let now = u64::from(self.limiter.clock().now().duration_since(self.start));
-        let cutoff = now.saturating_sub(1_000_000);
-        self.cells
-            .0
-            .retain(|_, tat| tat.load(Ordering::Relaxed) > cutoff);
-        self.cells.0.shrink_to_fit();
-    }
-}
-
 /// governor on its default (quanta) clock, or on the store's clock.
 enum GcraLimiter<C: Clock> {
-    Fast(Box<GcraOn<DefaultClock>>),
-    Given(Box<GcraOn<GovernorClock<C>>>),
+    Fast(Gcra<DefaultClock>),
+    Given(Box<Gcra<GovernorClock<C>>>),
 }
 
 /// One policy's in-process state.
@@ -272,9 +256,17 @@ impl<C: Clock> MemoryLimiter<C> {
                     .expect("the emission interval is at least 1 ns")
                     .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
                 let limiter = if fast_clock {
-                    GcraLimiter::Fast(Box::new(GcraOn::new(quota, DefaultClock::default())))
+                    GcraLimiter::Fast(RateLimiter::new(
+                        quota,
+                        GcraCells::default(),
+                        DefaultClock::default(),
+                    ))
                 } else {
-                    GcraLimiter::Given(Box::new(GcraOn::new(quota, GovernorClock(clock.clone()))))
+                    GcraLimiter::Given(Box::new(RateLimiter::new(
+                        quota,
+                        GcraCells::default(),
+                        GovernorClock(clock.clone()),
+                    )))
                 };
                 State::Gcra {
                     limiter,
@@ -319,7 +311,7 @@ impl<C: Clock> MemoryLimiter<C> {
             burst,
         } = &self.state
         {
-            let decision = gcra(&l.limiter, *emission_ns, *burst, key, cost.max(1));
+            let decision = gcra(l, *emission_ns, *burst, key, cost.max(1));
             if sweep_due() {
                 self.sweep_gcra();
             }
@@ -338,8 +330,8 @@ impl<C: Clock> MemoryLimiter<C> {
         } = &self.state
         {
             let allowed = match NonZeroU32::new(cost).filter(|n| n.get() > 1) {
-                None => l.limiter.check_key(key).is_ok(),
-                Some(n) => matches!(l.limiter.check_key_n(key, n), Ok(Ok(_))),
+                None => l.check_key(key).is_ok(),
+                Some(n) => matches!(l.check_key_n(key, n), Ok(Ok(_))),
             };
             if sweep_due() {
                 self.sweep_gcra();
@@ -363,7 +355,7 @@ impl<C: Clock> MemoryLimiter<C> {
             burst,
         } = &self.state
         {
-            let decision = gcra(&l.limiter, *emission_ns, *burst, key, cost);
+            let decision = gcra(l, *emission_ns, *burst, key, cost);
             if sweep_due() {
                 self.sweep_gcra();
             }
@@ -432,8 +424,14 @@ impl<C: Clock> MemoryLimiter<C> {
         }
         match (&self.state, self.rule) {
             (State::Gcra { limiter, .. }, _) => match limiter {
-                GcraLimiter::Fast(l) => l.sweep(),
-                GcraLimiter::Given(l) => l.sweep(),
+                GcraLimiter::Fast(l) => {
+                    l.retain_recent();
+                    l.shrink_to_fit();
+                }
+                GcraLimiter::Given(l) => {
+                    l.retain_recent();
+                    l.shrink_to_fit();
+                }
             },
             (State::Window(map), Rule::FixedWindow { window_ms, .. }) => {
                 let index = now / window_ms;
@@ -462,8 +460,8 @@ impl<C: Clock> MemoryLimiter<C> {
     pub fn len(&self) -> usize {
         match &self.state {
             State::Gcra { limiter, .. } => match limiter {
-                GcraLimiter::Fast(l) => l.cells.0.len(),
-                GcraLimiter::Given(l) => l.cells.0.len(),
+                GcraLimiter::Fast(l) => l.len(),
+                GcraLimiter::Given(l) => l.len(),
             },
             State::Window(map) => map.len(),
             State::Bucket(map) => map.len(),
