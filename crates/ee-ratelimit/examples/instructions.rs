@@ -14,6 +14,9 @@
 //! headers) in turns of N requests, 400 rounds, for a wall-clock ratio that
 //! the machine's drift affects equally (run it without valgrind).
 //!
+//! `redis-interleaved N` does the same for Redis decisions (50 tasks, turns of
+//! N decisions, 60 rounds) on a throwaway `redis-server`.
+//!
 //! `none` is the no-op service alone (the baseline to subtract); divide the
 //! difference by the request count. Services are built outside `run`, so
 //! the counts are the requests' alone (governor's clock calibration, which
@@ -109,6 +112,80 @@ fn interleaved(
     );
 }
 
+/// Redis GCRA decisions with 50 concurrent tasks on a throwaway
+/// `redis-server`: raw redis-rs `EVALSHA` of the same script and our
+/// `RedisLimiter::check` in turns of `batch` decisions, 60 rounds; prints the
+/// median throughput of each and the ratio.
+fn redis_interleaved(batch: u64) {
+    use std::sync::Arc;
+
+    use ee_core::Key;
+    use ee_ratelimit::{Limiter, RateLimitStore, RedisStore};
+
+    let server = ee_testing::RedisServer::start();
+    let rt = ee_testing::bench::runtime();
+    let (conn, raw) = rt.block_on(ee_testing::bench::redis_pair(&server.url()));
+    let limiter = Arc::new(
+        RedisStore::new(conn).limiter("api", &Rule::gcra(BURST, Duration::from_secs(1), BURST)),
+    );
+    let script = Arc::new(redis::Script::new(limiter.script().code()));
+    let args: Arc<Vec<String>> = Arc::new(limiter.args().to_vec());
+    let keys: Arc<Vec<(Key, String)>> = Arc::new(
+        (0..support::KEYS)
+            .map(|i| {
+                let key = Key::Ip(support::ip(i));
+                let redis_key = limiter.redis_key(&key, None);
+                (key, redis_key)
+            })
+            .collect(),
+    );
+    let raw_round = || {
+        let (raw, script, args, keys) = (raw.clone(), script.clone(), args.clone(), keys.clone());
+        ee_testing::bench::spread(rt, 50, batch, move |n| {
+            let (mut raw, script, args, keys) =
+                (raw.clone(), script.clone(), args.clone(), keys.clone());
+            async move {
+                let mut inv = script.key(&keys[n as usize % support::KEYS].1);
+                for a in args.iter() {
+                    inv.arg(a);
+                }
+                inv.arg(1);
+                let v: Vec<i64> = inv.invoke_async(&mut raw).await.unwrap();
+                assert_eq!(v[0], 1);
+            }
+        })
+    };
+    let ee_round = || {
+        let (limiter, keys) = (limiter.clone(), keys.clone());
+        ee_testing::bench::spread(rt, 50, batch, move |n| {
+            let (limiter, keys) = (limiter.clone(), keys.clone());
+            async move {
+                let key = &keys[n as usize % support::KEYS].0;
+                assert!(limiter.check(key, 1).await.unwrap().allowed);
+            }
+        })
+    };
+    let per_sec = |d: Duration| batch as f64 / d.as_secs_f64();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..60 {
+        if round % 2 == 0 {
+            a.push(per_sec(raw_round()));
+            b.push(per_sec(ee_round()));
+        } else {
+            b.push(per_sec(ee_round()));
+            a.push(per_sec(raw_round()));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (raw_m, ee_m) = (median(&mut a), median(&mut b));
+    println!("raw EVALSHA: median {raw_m:.0} decisions/s");
+    println!("ee RedisLimiter::check: median {ee_m:.0} decisions/s");
+    println!("ratio (ours / anchor): {:.3}", ee_m / raw_m);
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let variant = args.next().unwrap_or_else(|| "ee".into());
@@ -167,6 +244,7 @@ fn main() {
             run(&rt, (svc, n))
         }
         "interleaved" => interleaved(&rt, n, &ee),
+        "redis-interleaved" => redis_interleaved(n as u64),
         "ee-headers" => run(&rt, (ee(HeaderConfig::default()).layer(noop()), n)),
         other => panic!("unknown variant {other}"),
     }
