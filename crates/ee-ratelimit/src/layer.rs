@@ -400,3 +400,57 @@ impl<S, L> Layer<S> for RateLimitLayer<L> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ee_core::key::HeaderKey;
+
+    use super::*;
+    use crate::MemoryStore;
+
+    fn shape(
+        build: impl FnOnce(RateLimitBuilder<MemoryStore>) -> RateLimitBuilder<MemoryStore>,
+    ) -> (bool, bool) {
+        let rule = Rule::gcra(10, Duration::from_secs(1), 10);
+        let builder = RateLimitLayer::builder(MemoryStore::new())
+            .policy(Policy::new("a", rule))
+            .policy(Policy::new("b", rule).cost(3));
+        let layer = build(builder).build().unwrap();
+        (layer.shared.lean, layer.shared.peer_ip_costs.is_some())
+    }
+
+    #[test]
+    fn only_the_default_shape_takes_the_peer_ip_path() {
+        let off = HeaderConfig {
+            draft: false,
+            legacy: false,
+        };
+        assert_eq!(shape(|b| b.headers(off)), (true, true));
+        assert_eq!(shape(|b| b), (false, false), "headers on");
+        assert_eq!(shape(|b| b.headers(off).exempt(|_| false)), (true, false));
+        assert_eq!(
+            shape(|b| b
+                .headers(off)
+                .policy(Policy::new("c", Rule::per_hour(5)).cost_fn(|_| 1))),
+            (true, false),
+            "a cost closure"
+        );
+        assert_eq!(
+            shape(|b| b.headers(off).policy(
+                Policy::new("c", Rule::per_hour(5))
+                    .key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
+            )),
+            (true, false),
+            "another key"
+        );
+        assert_eq!(
+            shape(|b| b
+                .headers(off)
+                .policy(Policy::new("c", Rule::concurrency(5)))),
+            (false, false),
+            "a concurrency limit"
+        );
+    }
+}

@@ -19,4 +19,4 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use service::RateLimit;
-pub use store::{Decision, Limiter, RateLimitStore, StoreError};
+pub use store::{Admission, Decision, Limiter, RateLimitStore, StoreError};

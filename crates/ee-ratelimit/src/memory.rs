@@ -14,7 +14,7 @@ use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::Rule;
-use crate::store::{Decision, Limiter, RateLimitStore, StoreError};
+use crate::store::{Admission, Decision, Limiter, RateLimitStore, StoreError};
 
 /// Limits kept in this process: GCRA on `governor`, the other rules on a
 /// sharded map. Each instance of a service counts on its own; use
@@ -321,24 +321,37 @@ impl<C: Clock> MemoryLimiter<C> {
     }
 
     /// Whether the request is allowed (and counted), without the detail a
-    /// header needs: on GCRA a bare `check_key`.
+    /// header needs: on GCRA a bare `check_key`; a refusal is decided in full.
     #[inline(always)]
-    fn admit(&self, key: &Key, cost: u32) -> bool {
+    fn admit(&self, key: &Key, cost: u32) -> Admission {
         if let State::Gcra {
             limiter: GcraLimiter::Fast(l),
-            ..
+            emission_ns,
+            burst,
         } = &self.state
         {
-            let allowed = match NonZeroU32::new(cost).filter(|n| n.get() > 1) {
-                None => l.check_key(key).is_ok(),
-                Some(n) => matches!(l.check_key_n(key, n), Ok(Ok(_))),
+            let outcome = match NonZeroU32::new(cost).filter(|n| n.get() > 1) {
+                None => Ok(l.check_key(key).map(drop)),
+                Some(n) => l.check_key_n(key, n).map(|r| r.map(drop)),
             };
             if sweep_due() {
                 self.sweep_gcra();
             }
-            return allowed;
+            return match outcome {
+                Ok(Ok(())) => Admission::Allowed,
+                refused => Admission::Decided(Ok(gcra_refusal(
+                    l,
+                    *emission_ns,
+                    *burst,
+                    cost.max(1),
+                    refused.map(|r| r.err()).ok().flatten(),
+                ))),
+            };
         }
-        self.decide_other(key, cost.max(1)).allowed
+        match self.decide_other(key, cost.max(1)) {
+            decision if decision.allowed => Admission::Allowed,
+            decision => Admission::Decided(Ok(decision)),
+        }
     }
 
     #[inline(never)]
@@ -494,7 +507,7 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
     }
 
     #[inline(always)]
-    fn admit_now(&self, key: &Key, cost: u32) -> bool {
+    fn admit_now(&self, key: &Key, cost: u32) -> Admission {
         self.admit(key, cost)
     }
 
@@ -531,7 +544,29 @@ where
                 ticket: 0,
             }
         }
-        Ok(Err(not_until)) => {
+        Ok(Err(not_until)) => gcra_refusal(limiter, emission_ns, burst, cost, Some(not_until)),
+        Err(_insufficient) => gcra_refusal(limiter, emission_ns, burst, cost, None),
+    }
+}
+
+/// A refused GCRA decision: `not_until` when the cost fits the burst once
+/// enough time has passed, `None` when it never can.
+#[cold]
+#[inline(never)]
+fn gcra_refusal<Clk>(
+    limiter: &Gcra<Clk>,
+    emission_ns: u64,
+    burst: u32,
+    cost: u32,
+    not_until: Option<governor::NotUntil<Clk::Instant>>,
+) -> Decision
+where
+    Clk: governor::clock::Clock,
+    Clk::Instant: Reference,
+{
+    let t = |units: u64| Duration::from_nanos(emission_ns.saturating_mul(units));
+    match not_until {
+        Some(not_until) => {
             let wait = not_until.wait_time_from(limiter.clock().now());
             Decision {
                 allowed: false,
@@ -541,7 +576,7 @@ where
                 ticket: 0,
             }
         }
-        Err(_insufficient) => Decision {
+        None => Decision {
             allowed: false,
             remaining: 0,
             reset: t(u64::from(burst)),

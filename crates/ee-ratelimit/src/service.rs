@@ -21,7 +21,7 @@ use crate::error::RateLimitError;
 use crate::future::ResponseFuture;
 use crate::headers::{HeaderBuilder, HeaderSet};
 use crate::layer::Shared;
-use crate::store::{Decision, Limiter, StoreError};
+use crate::store::{Admission, Decision, Limiter, StoreError};
 
 /// The service [`RateLimitLayer`](crate::RateLimitLayer) wraps around yours.
 pub struct RateLimit<S, L> {
@@ -75,9 +75,10 @@ where
                 self.call_waiting(req)
             };
         };
-        // The default policy shape (peer IP, fixed cost, no exemption, in
-        // memory, no headers): the allowed path touches nothing but the key,
-        // the limiter and a counter; a refusal goes through `Run`.
+        // The default policy shape (peer IP, fixed cost, no exemption), a
+        // store that decides at once (memory), no headers, no concurrency
+        // limit: the allowed path touches nothing but the key, the limiter
+        // and a counter; a refusal goes through `Run`.
         let head = RequestHead::from(&req);
         for (i, (p, &cost)) in shared.policies.iter().zip(costs.iter()).enumerate() {
             if cost == 0 {
@@ -87,10 +88,13 @@ where
                 Ok(key) => key,
                 Err(e) => return ResponseFuture::ready(refused_key(e)),
             };
-            if p.limiter.admit_now(&key, cost) {
-                p.metrics.allowed.increment(1);
-            } else if let Some(response) = refused_lean(shared, i, key, cost) {
-                return ResponseFuture::ready(response);
+            match p.limiter.admit_now(&key, cost) {
+                Admission::Allowed => p.metrics.allowed.increment(1),
+                Admission::Decided(result) => {
+                    if let Some(response) = refused_lean(shared, i, key, cost, result) {
+                        return ResponseFuture::ready(response);
+                    }
+                }
             }
         }
         ResponseFuture::plain(self.inner.call(req))
@@ -123,10 +127,13 @@ impl<S, L: Limiter> RateLimit<S, L> {
                     Ok(key) => key,
                     Err(e) => return ResponseFuture::ready(refused_key(e)),
                 };
-                if p.limiter.admit_now(&key, cost) {
-                    p.metrics.allowed.increment(1);
-                } else if let Some(response) = refused_lean(shared, i, key, cost) {
-                    return ResponseFuture::ready(response);
+                match p.limiter.admit_now(&key, cost) {
+                    Admission::Allowed => p.metrics.allowed.increment(1),
+                    Admission::Decided(result) => {
+                        if let Some(response) = refused_lean(shared, i, key, cost, result) {
+                            return ResponseFuture::ready(response);
+                        }
+                    }
                 }
             }
         }
@@ -217,8 +224,9 @@ impl<S, L: Limiter> RateLimit<S, L> {
     }
 }
 
-/// The lean path's policy `i` did not admit the request: the full decision,
-/// and the response that refuses it (429, or 503 failing closed), if any.
+/// The lean path's policy `i` did not admit the request: records the
+/// decision (or the store's error) and gives the response that refuses it
+/// (429, or 503 failing closed), if any.
 #[cold]
 #[inline(never)]
 fn refused_lean<L: Limiter, ResB: From<Bytes>>(
@@ -226,11 +234,8 @@ fn refused_lean<L: Limiter, ResB: From<Bytes>>(
     i: usize,
     key: Key,
     cost: u32,
+    result: Result<Decision, StoreError>,
 ) -> Option<Response<ResB>> {
-    let result = shared.policies[i]
-        .limiter
-        .check_now(&key, cost)
-        .expect("a synchronous store decides now");
     match Run::new(shared).step(i, key, cost, result) {
         ControlFlow::Break(response) => Some(response),
         ControlFlow::Continue(()) => None,

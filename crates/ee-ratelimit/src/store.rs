@@ -22,6 +22,16 @@ pub struct Decision {
     pub ticket: u64,
 }
 
+/// What [`Limiter::admit_now`] answers.
+#[derive(Debug)]
+pub enum Admission {
+    /// Allowed, and counted.
+    Allowed,
+    /// Refused (or, from the default implementation, allowed) with the full
+    /// decision, or the store failed.
+    Decided(Result<Decision, StoreError>),
+}
+
 /// Why a store could not decide.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -69,15 +79,19 @@ pub trait Limiter: Send + Sync + 'static {
         None
     }
 
-    /// Admits the request without waiting when it can: `true` means it was
-    /// allowed and counted. `false` means "not admitted here": the layer then
-    /// asks [`Limiter::check_now`] for the full decision (a refusal, a store
-    /// error, or a store that cannot decide now). Since a denied request is
-    /// not counted, asking again counts nothing twice. The layer calls it when
-    /// it writes no rate-limit header, so it needs no `remaining` or `reset`.
-    /// Defaults to `check_now` and its `allowed`.
-    fn admit_now(&self, key: &Key, cost: u32) -> bool {
-        matches!(self.check_now(key, cost), Some(Ok(decision)) if decision.allowed)
+    /// [`Limiter::check_now`] for a layer that writes no rate-limit header:
+    /// an allowed request is just [`Admission::Allowed`] (counted, no
+    /// `remaining` or `reset` to compute); anything else is the full decision
+    /// or the store's error. Called only when [`Limiter::decides_now`] is
+    /// true. Defaults to `check_now`.
+    fn admit_now(&self, key: &Key, cost: u32) -> Admission {
+        match self.check_now(key, cost) {
+            Some(Ok(decision)) if decision.allowed => Admission::Allowed,
+            Some(result) => Admission::Decided(result),
+            None => Admission::Decided(Err(StoreError::Protocol(
+                "the store says it decides at once but `check_now` gave no decision".into(),
+            ))),
+        }
     }
 
     /// Concurrency limits: gives back the slot an allowed [`Limiter::check`]

@@ -565,7 +565,7 @@ async fn peer_ip_policies_without_headers_count_exactly_and_refuse_completely() 
                 "burst",
                 Rule::gcra(3, Duration::from_secs(60), 3),
             ))
-            .policy(Policy::new("heavy", Rule::fixed_window(10, Duration::from_secs(60))).cost(4))
+            .policy(Policy::new("heavy", Rule::gcra(10, Duration::from_secs(3600), 10)).cost(4))
             // Cost 0: never consulted, so its 1-unit window never refuses.
             .policy(Policy::new("off", Rule::fixed_window(1, Duration::from_secs(60))).cost(0))
             .headers(no_headers)
@@ -583,7 +583,8 @@ async fn peer_ip_policies_without_headers_count_exactly_and_refuse_completely() 
     assert_eq!(statuses[0].status, StatusCode::OK);
     assert_eq!(statuses[1].status, StatusCode::OK);
     assert!(statuses[0].header("ratelimit").is_none());
-    for (refused, policy) in [(&statuses[2], "heavy"), (&statuses[3], "burst")] {
+    // `heavy` refills one unit per 6 min and needs 2 more: 12 min.
+    for (refused, policy, most) in [(&statuses[2], "heavy", 720), (&statuses[3], "burst", 20)] {
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(
             refused.header("content-type"),
@@ -591,7 +592,7 @@ async fn peer_ip_policies_without_headers_count_exactly_and_refuse_completely() 
         );
         assert_eq!(refused.problem().extension("policy").unwrap(), policy);
         let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
-        assert!((1..=60).contains(&retry), "{policy}: {retry}");
+        assert!((1..=most).contains(&retry), "{policy}: {retry}");
     }
     // IPv4-mapped IPv6 is the same client.
     assert_eq!(
@@ -642,8 +643,8 @@ async fn peer_ip_policies_without_headers_count_exactly_and_refuse_completely() 
 }
 
 /// GCRA cells are updated by compare-and-swap: decisions racing on one key
-/// from several threads let exactly the burst through, on governor's clock
-/// and on a given one.
+/// from several threads let exactly the burst through, through `admit_now`
+/// on governor's clock and through `decide` on a given one.
 #[test]
 fn gcra_decisions_racing_on_threads_let_exactly_the_burst_through() {
     use ee_core::Key;
@@ -668,8 +669,57 @@ fn gcra_decisions_racing_on_threads_let_exactly_the_burst_through() {
             .sum::<usize>()
     };
     let l = fast.clone();
-    assert_eq!(race(Arc::new(move |k| l.decide(k, 1).allowed)), 1000);
+    let admit = move |k: &Key| {
+        matches!(
+            ee_ratelimit::Limiter::admit_now(&*l, k, 1),
+            ee_ratelimit::Admission::Allowed
+        )
+    };
+    assert_eq!(race(Arc::new(admit)), 1000);
     let l = given.clone();
     assert_eq!(race(Arc::new(move |k| l.decide(k, 1).allowed)), 1000);
     assert_eq!((fast.len(), given.len()), (1, 1));
+}
+
+/// `admit_now`, the layer's call when it writes no header: an allowed request
+/// is counted, a refusal is decided in full and takes nothing, on every path
+/// of the memory store (GCRA on governor's clock or a given one, costs 1 and
+/// more, a cost above the burst, a counted rule).
+#[test]
+fn admit_now_counts_what_it_allows_and_decides_what_it_refuses() {
+    use ee_core::Key;
+    use ee_ratelimit::memory::MemoryLimiter;
+    use ee_ratelimit::{Admission, Limiter};
+
+    let hour = Duration::from_secs(3600);
+    let check = |limiter: &dyn Fn(u32) -> Admission, name: &str| {
+        assert!(matches!(limiter(2), Admission::Allowed), "{name}");
+        match limiter(2) {
+            Admission::Decided(Ok(d)) => {
+                assert!(!d.allowed, "{name}");
+                assert!(d.retry_after.is_some(), "{name}: 2 fits once time passes");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        // The refusal took nothing: the last unit is still there.
+        assert!(matches!(limiter(1), Admission::Allowed), "{name}");
+        match limiter(4) {
+            Admission::Decided(Ok(d)) => {
+                assert!(!d.allowed, "{name}");
+                assert_eq!(d.retry_after, None, "{name}: 4 never fits in 3");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(
+            matches!(limiter(1), Admission::Decided(Ok(d)) if !d.allowed),
+            "{name}"
+        );
+    };
+    let key = Key::text("client");
+    let fast = MemoryLimiter::system(Rule::gcra(1, hour, 3));
+    check(&|cost| fast.admit_now(&key, cost), "gcra, governor's clock");
+    let given = MemoryLimiter::new(Rule::gcra(1, hour, 3), ManualClock::new());
+    check(&|cost| given.admit_now(&key, cost), "gcra, given clock");
+    let bucket = MemoryLimiter::new(Rule::token_bucket(3, 1, hour), ManualClock::new());
+    check(&|cost| bucket.admit_now(&key, cost), "token bucket");
 }
