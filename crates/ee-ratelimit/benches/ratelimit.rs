@@ -20,9 +20,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ee_core::Key;
 use ee_ratelimit::memory::MemoryLimiter;
-use ee_ratelimit::{
-    HeaderConfig, Limiter, Policy, RateLimitLayer, RateLimitStore, RedisStore, Rule,
-};
+use ee_ratelimit::{HeaderConfig, Limiter, RateLimitStore, RedisStore, Rule};
 use tower::{Layer, Service, ServiceExt};
 
 mod support;
@@ -34,11 +32,7 @@ fn layer_memory(c: &mut Criterion) {
         .unwrap();
     let mut group = c.benchmark_group("layer_memory");
 
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_nanosecond(1)
-        .burst_size(BURST)
-        .finish()
-        .unwrap();
+    let config = support::governor_builder().finish().unwrap();
     // Services are cloned per request, as axum does.
     let governor = tower_governor::GovernorLayer::new(config).layer(noop());
     let mut i = 0;
@@ -57,12 +51,7 @@ fn layer_memory(c: &mut Criterion) {
 
     // The same with headers on both sides: tower_governor's x-ratelimit-* set
     // (`use_headers`) beside our legacy X-RateLimit-* trio.
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_nanosecond(1)
-        .burst_size(BURST)
-        .use_headers()
-        .finish()
-        .unwrap();
+    let config = support::governor_builder().use_headers().finish().unwrap();
     let governor_headers = tower_governor::GovernorLayer::new(config).layer(noop());
     let mut i = 0;
     group.bench_function("tower_governor, headers (anchor)", |b| {
@@ -95,15 +84,7 @@ fn layer_memory(c: &mut Criterion) {
         ),
         ("ee RateLimitLayer, draft headers", HeaderConfig::default()),
     ] {
-        let layer = RateLimitLayer::builder(ee_ratelimit::MemoryStore::new())
-            .policy(Policy::new(
-                "api",
-                Rule::gcra(BURST, Duration::from_secs(1), BURST),
-            ))
-            .headers(headers)
-            .build()
-            .unwrap();
-        let svc = layer.layer(noop());
+        let svc = support::ours(headers);
         let mut i = 0;
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {

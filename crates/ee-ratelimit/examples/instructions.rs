@@ -26,7 +26,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
-use ee_ratelimit::{HeaderConfig, MemoryStore, Policy, RateLimitLayer, Rule};
+use ee_ratelimit::{HeaderConfig, Rule};
 use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
@@ -60,44 +60,46 @@ where
     }
 }
 
+/// `rounds` measurements of `anchor` and of `ours`, taking turns (and
+/// alternating which goes first, so neither always follows the other).
+fn take_turns(
+    rounds: usize,
+    anchor: impl Fn() -> f64,
+    ours: impl Fn() -> f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            a.push(anchor());
+            b.push(ours());
+        } else {
+            b.push(ours());
+            a.push(anchor());
+        }
+    }
+    (a, b)
+}
+
 /// Wall-clock time on a noisy shared machine: rounds of `batch` requests,
 /// tower_governor and ours taking turns, so both see the same drift; prints
 /// the median and the fastest round of each (ns per request) and the ratios.
-fn interleaved(
-    rt: &tokio::runtime::Runtime,
-    batch: usize,
-    ee: &dyn Fn(HeaderConfig) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter>,
-) {
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_nanosecond(1)
-        .burst_size(BURST)
-        .finish()
-        .unwrap();
+fn interleaved(rt: &tokio::runtime::Runtime, batch: usize) {
+    let config = support::governor_builder().finish().unwrap();
     let governor = tower_governor::GovernorLayer::new(config).layer(noop());
-    let ours = ee(HeaderConfig {
+    let ours = support::ours(HeaderConfig {
         draft: false,
         legacy: false,
-    })
-    .layer(noop());
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    let time = |f: &mut dyn FnMut()| {
+    });
+    let time = |f: &dyn Fn()| {
         let start = std::time::Instant::now();
         f();
         start.elapsed().as_nanos() as f64 / batch as f64
     };
-    for round in 0..400 {
-        let (g, e) = (governor.clone(), ours.clone());
-        let mut run_g = || rt.block_on(drive(g.clone(), batch));
-        let mut run_e = || rt.block_on(drive(e.clone(), batch));
-        // Alternate which goes first, so neither always follows the other.
-        if round % 2 == 0 {
-            a.push(time(&mut run_g));
-            b.push(time(&mut run_e));
-        } else {
-            b.push(time(&mut run_e));
-            a.push(time(&mut run_g));
-        }
-    }
+    let (mut a, mut b) = take_turns(
+        400,
+        || time(&|| rt.block_on(drive(governor.clone(), batch))),
+        || time(&|| rt.block_on(drive(ours.clone(), batch))),
+    );
     let stats = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (v[v.len() / 2], v[0])
@@ -166,16 +168,7 @@ fn redis_interleaved(batch: u64) {
         })
     };
     let per_sec = |d: Duration| batch as f64 / d.as_secs_f64();
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for round in 0..60 {
-        if round % 2 == 0 {
-            a.push(per_sec(raw_round()));
-            b.push(per_sec(ee_round()));
-        } else {
-            b.push(per_sec(ee_round()));
-            a.push(per_sec(raw_round()));
-        }
-    }
+    let (mut a, mut b) = take_turns(60, || per_sec(raw_round()), || per_sec(ee_round()));
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -193,59 +186,38 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let ee = |headers| {
-        RateLimitLayer::builder(MemoryStore::new())
-            .policy(Policy::new(
-                "api",
-                Rule::gcra(BURST, Duration::from_secs(1), BURST),
-            ))
-            .headers(headers)
-            .build()
-            .unwrap()
-    };
     // Services are built before `run`, so that a profile restricted to
     // it (`--toggle-collect='instructions::run*'`) counts the requests alone, not
     // the clock calibration or the runtime's start.
     match variant.as_str() {
         "none" => run(&rt, (noop(), n)),
         "governor" => {
-            let config = tower_governor::governor::GovernorConfigBuilder::default()
-                .per_nanosecond(1)
-                .burst_size(BURST)
-                .finish()
-                .unwrap();
+            let config = support::governor_builder().finish().unwrap();
             let svc = tower_governor::GovernorLayer::new(config).layer(noop());
             run(&rt, (svc, n))
         }
         "governor-headers" => {
-            let config = tower_governor::governor::GovernorConfigBuilder::default()
-                .per_nanosecond(1)
-                .burst_size(BURST)
-                .use_headers()
-                .finish()
-                .unwrap();
+            let config = support::governor_builder().use_headers().finish().unwrap();
             let svc = tower_governor::GovernorLayer::new(config).layer(noop());
             run(&rt, (svc, n))
         }
         "ee-legacy" => {
-            let svc = ee(HeaderConfig {
+            let svc = support::ours(HeaderConfig {
                 draft: false,
                 legacy: true,
-            })
-            .layer(noop());
+            });
             run(&rt, (svc, n))
         }
         "ee" => {
-            let svc = ee(HeaderConfig {
+            let svc = support::ours(HeaderConfig {
                 draft: false,
                 legacy: false,
-            })
-            .layer(noop());
+            });
             run(&rt, (svc, n))
         }
-        "interleaved" => interleaved(&rt, n, &ee),
+        "interleaved" => interleaved(&rt, n),
         "redis-interleaved" => redis_interleaved(n as u64),
-        "ee-headers" => run(&rt, (ee(HeaderConfig::default()).layer(noop()), n)),
+        "ee-headers" => run(&rt, (support::ours(HeaderConfig::default()), n)),
         other => panic!("unknown variant {other}"),
     }
 }

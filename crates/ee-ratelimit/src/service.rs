@@ -20,7 +20,7 @@ use crate::config::OnBackendError;
 use crate::error::RateLimitError;
 use crate::future::ResponseFuture;
 use crate::headers::{HeaderBuilder, HeaderSet};
-use crate::layer::Shared;
+use crate::layer::{ActivePolicy, Shared};
 use crate::store::{Admission, Decision, Limiter, StoreError};
 
 /// The service [`RateLimitLayer`](crate::RateLimitLayer) wraps around yours.
@@ -88,13 +88,8 @@ where
                 Ok(key) => key,
                 Err(e) => return ResponseFuture::ready(refused_key(e)),
             };
-            match p.limiter.admit_now(&key, cost) {
-                Admission::Allowed => p.metrics.allowed.increment(1),
-                Admission::Decided(result) => {
-                    if let Some(response) = refused_lean(shared, i, key, cost, result) {
-                        return ResponseFuture::ready(response);
-                    }
-                }
+            if let Some(response) = admit(shared, i, p, key, cost) {
+                return ResponseFuture::ready(response);
             }
         }
         ResponseFuture::plain(self.inner.call(req))
@@ -127,13 +122,8 @@ impl<S, L: Limiter> RateLimit<S, L> {
                     Ok(key) => key,
                     Err(e) => return ResponseFuture::ready(refused_key(e)),
                 };
-                match p.limiter.admit_now(&key, cost) {
-                    Admission::Allowed => p.metrics.allowed.increment(1),
-                    Admission::Decided(result) => {
-                        if let Some(response) = refused_lean(shared, i, key, cost, result) {
-                            return ResponseFuture::ready(response);
-                        }
-                    }
+                if let Some(response) = admit(shared, i, p, key, cost) {
+                    return ResponseFuture::ready(response);
                 }
             }
         }
@@ -221,6 +211,25 @@ impl<S, L: Limiter> RateLimit<S, L> {
             drop(held);
             Ok(response)
         }))
+    }
+}
+
+/// One policy of the lean paths: counts an admitted request; the response
+/// that refuses it otherwise (if the policy refuses).
+#[inline(always)]
+fn admit<L: Limiter, ResB: From<Bytes>>(
+    shared: &Arc<Shared<L>>,
+    i: usize,
+    p: &ActivePolicy<L>,
+    key: Key,
+    cost: u32,
+) -> Option<Response<ResB>> {
+    match p.limiter.admit_now(&key, cost) {
+        Admission::Allowed => {
+            p.metrics.allowed.increment(1);
+            None
+        }
+        Admission::Decided(result) => refused_lean(shared, i, key, cost, result),
     }
 }
 

@@ -38,3 +38,38 @@ pub fn noop()
         Ok::<_, Infallible>(Response::new(Body::empty()))
     })
 }
+
+/// tower_governor's configuration in both files: keyed by peer IP, every
+/// request allowed.
+pub fn governor_builder() -> tower_governor::governor::GovernorConfigBuilder<
+    tower_governor::key_extractor::PeerIpKeyExtractor,
+    governor::middleware::NoOpMiddleware,
+> {
+    let mut builder = tower_governor::governor::GovernorConfigBuilder::default();
+    builder.per_nanosecond(1).burst_size(BURST);
+    builder
+}
+
+/// Our layer around the no-op service: one GCRA policy by peer IP, every
+/// request allowed, with `headers`.
+pub fn ours(
+    headers: ee_ratelimit::HeaderConfig,
+) -> ee_ratelimit::RateLimit<
+    impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static,
+    ee_ratelimit::memory::MemoryLimiter,
+> {
+    use tower::Layer;
+
+    let layer = ee_ratelimit::RateLimitLayer::builder(ee_ratelimit::MemoryStore::new())
+        .policy(ee_ratelimit::Policy::new(
+            "api",
+            ee_ratelimit::Rule::gcra(BURST, std::time::Duration::from_secs(1), BURST),
+        ))
+        .headers(headers)
+        .build()
+        .unwrap();
+    layer.layer(noop())
+}
