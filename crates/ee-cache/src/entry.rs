@@ -3,6 +3,7 @@
 // The byte encoding is used by the Redis store only.
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ee_serialize::ZstdCodec;
@@ -56,12 +57,67 @@ impl<V> Entry<V> {
     }
 }
 
-/// Unix time in milliseconds.
+/// Unix time in milliseconds, as every entry's freshness is judged.
+///
+/// Read on every lookup, so read cheaply: quanta's clock (the CPU's
+/// time-stamp counter where it is invariant, else the monotonic clock) plus
+/// an offset to the system clock, which is read again every
+/// [`SYNC_MS`]: a step of the system clock (NTP, an operator) is followed
+/// within that, and between two reads the error is the counter's drift
+/// against the system clock (parts per million, well under a millisecond).
 #[inline]
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()))
+    UNIX_CLOCK.get_or_init(UnixClock::new).now_ms()
+}
+
+/// How often [`now_ms`] reads the system clock, in milliseconds.
+pub const SYNC_MS: u64 = 1000;
+
+static UNIX_CLOCK: std::sync::OnceLock<UnixClock> = std::sync::OnceLock::new();
+
+struct UnixClock {
+    counter: quanta::Clock,
+    start: u64,
+    /// Unix milliseconds minus the counter's at the last system-clock read
+    /// (wrapping).
+    offset: AtomicU64,
+    /// The counter's millisecond at which to read the system clock again.
+    next_sync: AtomicU64,
+}
+
+impl UnixClock {
+    fn new() -> Self {
+        let counter = quanta::Clock::new();
+        let start = counter.raw();
+        Self {
+            counter,
+            start,
+            offset: AtomicU64::new(0),
+            next_sync: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        let counter_ms = self.counter.delta_as_nanos(self.start, self.counter.raw()) / 1_000_000;
+        if counter_ms >= self.next_sync.load(Ordering::Relaxed) {
+            return self.sync(counter_ms);
+        }
+        counter_ms.wrapping_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sync(&self, counter_ms: u64) -> u64 {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()));
+        self.offset
+            .store(unix_ms.wrapping_sub(counter_ms), Ordering::Relaxed);
+        self.next_sync
+            .store(counter_ms + SYNC_MS, Ordering::Relaxed);
+        unix_ms
+    }
 }
 
 const FORMAT: u8 = 1;
@@ -186,6 +242,37 @@ pub(crate) fn decode<V: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn system_ms() -> u64 {
+        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        d.as_secs() * 1000 + u64::from(d.subsec_millis())
+    }
+
+    /// The counter-based Unix clock agrees with the system clock, across a
+    /// re-read of the system clock too.
+    #[test]
+    fn now_ms_follows_the_system_clock() {
+        for _ in 0..3 {
+            let before = system_ms();
+            let ours = now_ms();
+            let after = system_ms();
+            // A read between two system-clock reads, within the counter's
+            // drift and the millisecond truncation.
+            assert!(
+                ours + 2 >= before && ours <= after + 2,
+                "{before} <= {ours} <= {after}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(SYNC_MS / 2 + 10));
+        }
+        // Many reads between two syncs never go backwards by more than the
+        // re-read's correction.
+        let mut last = now_ms();
+        for _ in 0..100_000 {
+            let now = now_ms();
+            assert!(now + 2 >= last, "{last} -> {now}");
+            last = now;
+        }
+    }
 
     #[test]
     fn entries_round_trip_plain_compressed_and_negative() {
