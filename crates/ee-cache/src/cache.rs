@@ -215,6 +215,24 @@ enum Lookup<V> {
     Miss,
 }
 
+impl<V> Lookup<V> {
+    /// The value a `get` answers: fresh or stale alike.
+    fn value(self) -> Option<V> {
+        match self {
+            Lookup::Fresh(v) | Lookup::Stale(v) => v,
+            Lookup::Miss => None,
+        }
+    }
+}
+
+/// What the store said in place: the lookup, or the full key to ask it
+/// with (it must be awaited), or nothing (the key is over its limit).
+enum InPlace<V> {
+    Answered(Lookup<V>),
+    Ask(String),
+    Failed,
+}
+
 impl<K, V, S> Cache<K, V, S>
 where
     K: CacheKey + ?Sized,
@@ -280,9 +298,12 @@ where
     /// The value under `key`: fresh, or stale within the stale-while-revalidate
     /// window. `None` on a miss, a remembered absence, or a failing store.
     pub async fn get(&self, key: &K) -> Option<V> {
-        match self.lookup(key).await {
-            Ok(Lookup::Fresh(v) | Lookup::Stale(v)) => v,
-            Ok(Lookup::Miss) | Err(_) => None,
+        // An in-process store answers here, without a nested future.
+        let now = now_ms();
+        match self.in_place(key, now) {
+            InPlace::Answered(lookup) => lookup.value(),
+            InPlace::Ask(full) => self.fetch(&full, now).await.ok().and_then(Lookup::value),
+            InPlace::Failed => None,
         }
     }
 
@@ -306,29 +327,25 @@ where
         let now = now_ms();
         found
             .into_iter()
-            .map(|f| match self.classify(f, now) {
-                Lookup::Fresh(v) | Lookup::Stale(v) => v,
-                Lookup::Miss => None,
-            })
+            .map(|f| self.classify(f, now).value())
             .collect()
     }
 
-    async fn lookup(&self, key: &K) -> Result<Lookup<V>, CacheError> {
-        // In-process stores answer in place, on a key built in a reused
-        // buffer; other stores get a copy of it (built once either way).
-        let now = now_ms();
-        let answered = KEY_BUF.with(|buf| {
+    /// Builds the full key in a reused buffer and asks the store in place:
+    /// in-process stores answer, others get a copy of the key to be asked
+    /// with (built once either way).
+    #[inline]
+    fn in_place(&self, key: &K, now: u64) -> InPlace<V> {
+        KEY_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            self.write_key(&mut buf, key)?;
-            Ok::<_, CacheError>(match self.shared.store.get_now(&buf, now) {
-                Some(found) => Ok(found),
-                None => Err(buf.clone()),
-            })
-        })?;
-        match answered {
-            Ok(found) => Ok(self.classify(found, now)),
-            Err(full) => self.fetch(&full, now).await,
-        }
+            if self.write_key(&mut buf, key).is_err() {
+                return InPlace::Failed;
+            }
+            match self.shared.store.get_now(&buf, now) {
+                Some(found) => InPlace::Answered(self.classify(found, now)),
+                None => InPlace::Ask(buf.clone()),
+            }
+        })
     }
 
     async fn lookup_full(&self, full: &str) -> Result<Lookup<V>, CacheError> {
