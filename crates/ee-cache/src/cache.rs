@@ -167,6 +167,8 @@ impl CacheBuilder {
         if self.name.is_empty() {
             return Err(CacheError::Config("the cache name is empty".into()));
         }
+        // Calibrate the clock every lookup reads now, not in the first request.
+        now_ms();
         let keys = KeySpace::new("cache");
         let shared = Arc::new(Shared {
             metrics: CacheMetrics::new(&self.name),
@@ -336,16 +338,23 @@ where
     /// with (built once either way).
     #[inline]
     fn in_place(&self, key: &K, now: u64) -> InPlace<V> {
-        KEY_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            if self.write_key(&mut buf, key).is_err() {
-                return InPlace::Failed;
-            }
-            match self.shared.store.get_now(&buf, now) {
-                Some(found) => InPlace::Answered(self.classify(found, now)),
-                None => InPlace::Ask(buf.clone()),
-            }
+        KEY_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => self.in_place_with(&mut buf, key, now),
+            // A lookup from inside a lookup on this thread (a value's `Drop`,
+            // a metrics recorder): a buffer of its own, no panic.
+            Err(_) => self.in_place_with(&mut String::new(), key, now),
         })
+    }
+
+    #[inline(always)]
+    fn in_place_with(&self, buf: &mut String, key: &K, now: u64) -> InPlace<V> {
+        if self.write_key(buf, key).is_err() {
+            return InPlace::Failed;
+        }
+        match self.shared.store.get_now(buf, now) {
+            Some(found) => InPlace::Answered(self.classify(found, now)),
+            None => InPlace::Ask(buf.clone()),
+        }
     }
 
     async fn lookup_full(&self, full: &str) -> Result<Lookup<V>, CacheError> {
