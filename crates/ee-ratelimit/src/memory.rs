@@ -337,16 +337,13 @@ impl<C: Clock> MemoryLimiter<C> {
             if sweep_due() {
                 self.sweep_gcra();
             }
-            return match outcome {
-                Ok(Ok(())) => Admission::Allowed,
-                refused => Admission::Decided(Ok(gcra_refusal(
-                    l,
-                    *emission_ns,
-                    *burst,
-                    cost.max(1),
-                    refused.map(|r| r.err()).ok().flatten(),
-                ))),
+            let not_until = match outcome {
+                Ok(Ok(())) => return Admission::Allowed,
+                Ok(Err(not_until)) => Some(not_until),
+                Err(_insufficient) => None,
             };
+            let refusal = gcra_refusal(l, *emission_ns, *burst, cost.max(1), not_until);
+            return Admission::Decided(Ok(refusal));
         }
         match self.decide_other(key, cost.max(1)) {
             decision if decision.allowed => Admission::Allowed,

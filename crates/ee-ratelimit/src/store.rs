@@ -27,8 +27,8 @@ pub struct Decision {
 pub enum Admission {
     /// Allowed, and counted.
     Allowed,
-    /// Refused (or, from the default implementation, allowed) with the full
-    /// decision, or the store failed.
+    /// The full decision (a refusal; an allowed one is accepted too), or
+    /// the store's error.
     Decided(Result<Decision, StoreError>),
 }
 
