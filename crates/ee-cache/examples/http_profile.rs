@@ -1,11 +1,15 @@
 //! Runs N requests through `ResponseCacheLayer` (`miss`: every one a stored
-//! miss; `miss-bg`: the same, stored in the background; `hit`; `none`: the
-//! handler alone), for instruction counts under callgrind:
+//! miss, the request saying `no-cache`; `miss-bg`: the same, stored in the
+//! background; `miss-new`: every one a URL not asked before; `hit`; `none`:
+//! the handler alone; `none-new`: alone, on new URLs), for instruction counts under callgrind:
 //!
 //! ```sh
 //! cargo build --release -p ee-cache --features http --example http_profile
-//! valgrind --tool=callgrind target/release/examples/http_profile miss 10000
+//! valgrind --tool=callgrind --toggle-collect='http_profile::run*' \
+//!   target/release/examples/http_profile miss 10000
 //! ```
+//!
+//! Divide by N: only the requests are counted (not building the app).
 
 use axum::Router;
 use axum::body::Body;
@@ -36,7 +40,7 @@ fn main() {
     );
     let cache: Cache<str, Variants> = Cache::builder("http").build(MemoryStore::new()).unwrap();
     let app = match variant.as_str() {
-        "none" => handler,
+        "none" | "none-new" => handler,
         "miss-bg" => handler.layer(ResponseCacheLayer::new(cache).store_in_background()),
         _ => handler.layer(ResponseCacheLayer::new(cache)),
     };
@@ -44,10 +48,38 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let how = match variant.as_str() {
+        "miss-new" | "none-new" => Ask::NewUrl,
+        v if v.starts_with("miss") => Ask::Bypass,
+        _ => Ask::Same,
+    };
+    run(&rt, &app, n, how);
+}
+
+/// What the requests ask for.
+#[derive(Clone, Copy, PartialEq)]
+enum Ask {
+    /// `/products` each time.
+    Same,
+    /// `/products` with `Cache-Control: no-cache`: a stored miss each time,
+    /// the entry replaced.
+    Bypass,
+    /// `/products?page=<i>`: a URL not seen before each time (a new entry).
+    NewUrl,
+}
+
+/// The requests: the one function the profile counts
+/// (`--toggle-collect='http_profile::run*'`).
+#[inline(never)]
+fn run(rt: &tokio::runtime::Runtime, app: &Router, n: usize, how: Ask) {
     rt.block_on(async {
-        for _ in 0..n {
-            let mut req = http::Request::get("/products").header("host", "shop.example");
-            if variant.starts_with("miss") {
+        for i in 0..n {
+            let uri = match how {
+                Ask::NewUrl => format!("/products?page={i}"),
+                _ => "/products".to_owned(),
+            };
+            let mut req = http::Request::get(uri).header("host", "shop.example");
+            if how == Ask::Bypass {
                 req = req.header("cache-control", "no-cache");
             }
             let res = app

@@ -10,6 +10,10 @@
 //! ```
 //!
 //! Divide by N: only the lookups are counted.
+//!
+//! `interleaved N` times raw moka (u64 keys, and the same string keys) and
+//! `Cache::get` in turns of N lookups, 300 rounds, for wall-clock ratios the
+//! machine's drift affects equally (run it without valgrind).
 
 use std::sync::Arc;
 
@@ -39,6 +43,43 @@ fn main() {
         raw_u64.insert(i, v.clone());
         raw_u64_ttl.insert(i, v.clone());
         cache.set(&i, v).now_or_never().unwrap().unwrap();
+    }
+    if variant == "interleaved" {
+        use ee_testing::bench::{ns_per_op, take_turns};
+        let batch = n as usize;
+        let ours = || {
+            ns_per_op(batch, || {
+                assert_eq!(
+                    run(n, |i| cache.get(&i).now_or_never().unwrap().is_some()),
+                    n
+                )
+            })
+        };
+        take_turns(
+            300,
+            || {
+                ns_per_op(batch, || {
+                    assert_eq!(run(n, |i| raw_u64.get(&i).is_some()), n)
+                })
+            },
+            ours,
+        )
+        .print("raw moka, u64 keys", "ee Cache::get", "ns per get");
+        take_turns(
+            300,
+            || {
+                ns_per_op(batch, || {
+                    assert_eq!(run(n, |i| raw.get(full[i as usize].as_str()).is_some()), n)
+                })
+            },
+            ours,
+        )
+        .print(
+            "raw moka, the same string keys",
+            "ee Cache::get",
+            "ns per get",
+        );
+        return;
     }
     let found = match variant.as_str() {
         "raw" => run(n, |i| raw.get(full[i as usize].as_str()).is_some()),

@@ -6,6 +6,12 @@
 //! cargo build --release -p ee-cache --features redis --example l2_profile
 //! valgrind --tool=callgrind target/release/examples/l2_profile ee 2000
 //! ```
+//!
+//! `interleaved N` starts a throwaway `redis-server` and times raw redis-rs
+//! `GET` + `serde_json` and `Cache::get` from 50 tasks in turns of N hits,
+//! 60 rounds, for a wall-clock ratio the machine's drift affects equally;
+//! `interleaved-timeout N` bounds each raw call by the same per-call timeout
+//! (1 s) every `RedisConn` call has, so both sides pay for a timer.
 
 use ee_cache::{Cache, RedisStore};
 use ee_core::redis::{RedisConfig, RedisConn};
@@ -23,6 +29,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let variant = args.next().unwrap_or_else(|| "ee".into());
     let n: u64 = args.next().map_or(2000, |s| s.parse().expect("a count"));
+    if let Some(rest) = variant.strip_prefix("interleaved") {
+        interleaved(n, rest == "-timeout");
+        return;
+    }
     let url = std::env::var("EE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,4 +80,81 @@ fn main() {
             }
         }
     });
+}
+
+fn product(i: u64) -> Product {
+    Product {
+        id: i,
+        sku: format!("SKU-{i}"),
+        name: format!("Product {i}"),
+        price_cents: i,
+    }
+}
+
+/// Raw redis-rs and `Cache::get` on a throwaway server, 50 tasks each, in
+/// turns of `batch` hits; prints the time per hit (the tasks' wall clock over
+/// the hits) and the ratios.
+fn interleaved(batch: u64, bounded: bool) {
+    use std::sync::Arc;
+
+    const KEYS: u64 = 1000;
+    let server = ee_testing::RedisServer::start();
+    let rt = ee_testing::bench::runtime();
+    let (cache, raw) = rt.block_on(async {
+        let (conn, mut raw) = ee_testing::bench::redis_pair(&server.url()).await;
+        let cache: Cache<u64, Product, RedisStore> = Cache::builder("products")
+            .build(RedisStore::new(conn))
+            .unwrap();
+        for i in 0..KEYS {
+            cache.set(&i, product(i)).await.unwrap();
+            let _: () = redis::cmd("SET")
+                .arg(format!("raw:{i}"))
+                .arg(serde_json::to_vec(&product(i)).unwrap())
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+        }
+        (Arc::new(cache), raw)
+    });
+    let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("raw:{i}")).collect());
+    let per_hit = |d: std::time::Duration| d.as_nanos() as f64 / batch as f64;
+    let raw_round = || {
+        let (raw, keys) = (raw.clone(), keys.clone());
+        per_hit(ee_testing::bench::spread(rt, 50, batch, move |n| {
+            let (mut raw, keys) = (raw.clone(), keys.clone());
+            async move {
+                let k = n % KEYS;
+                let cmd = redis::cmd("GET").arg(&keys[k as usize]).to_owned();
+                let bytes: Vec<u8> = if bounded {
+                    // The per-call timeout every `RedisConn` call has (1 s).
+                    tokio::time::timeout(
+                        std::time::Duration::from_secs(1),
+                        cmd.query_async(&mut raw),
+                    )
+                    .await
+                    .unwrap()
+                    .unwrap()
+                } else {
+                    cmd.query_async(&mut raw).await.unwrap()
+                };
+                let p: Product = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(p.id, k);
+            }
+        }))
+    };
+    let ee_round = || {
+        let cache = cache.clone();
+        per_hit(ee_testing::bench::spread(rt, 50, batch, move |n| {
+            let cache = cache.clone();
+            async move {
+                let k = n % KEYS;
+                assert_eq!(cache.get(&k).await.unwrap().id, k);
+            }
+        }))
+    };
+    ee_testing::bench::take_turns(60, raw_round, ee_round).print(
+        "raw redis-rs GET + serde_json",
+        "ee Cache::get (RedisStore)",
+        "ns per hit",
+    );
 }

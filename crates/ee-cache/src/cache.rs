@@ -4,7 +4,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::config::CacheConfig;
 use crate::entry::{Entry, Freshness, now_ms};
 use crate::error::CacheError;
-use crate::key::{CacheKey, push_escaped};
+use crate::key::{CacheKey, KeyWriter, push_escaped};
 use crate::memory::MemoryStore;
 use crate::metrics::CacheMetrics;
 use crate::store::{CacheStore, Found};
@@ -78,6 +78,8 @@ struct Shared<V, S> {
 
 /// The key and tag prefixes of one view (a tenant, a version).
 struct Scope {
+    /// Which view this is, for the thread's key buffer (never 0).
+    id: u64,
     key_prefix: String,
     tag_prefix: String,
 }
@@ -198,16 +200,37 @@ impl Scope {
         // written by every version of the code.
         let mut tag_prefix = shared.keys.key(&[&shared.name, "tag", tenant]);
         tag_prefix.push(':');
+        static SCOPES: AtomicU64 = AtomicU64::new(1);
         Self {
+            id: SCOPES.fetch_add(1, Ordering::Relaxed),
             key_prefix,
             tag_prefix,
         }
     }
 }
 
+/// The full key of a synchronous lookup, built without allocating: it keeps
+/// the prefix of the view that used it last, so a run of lookups in one view
+/// writes only the keys. Sound because keys only append (a [`KeyWriter`]
+/// cannot touch what is before it) and a buffer is cut back to its owner's
+/// prefix before each key.
+struct KeyBuf {
+    /// The [`Scope::id`] whose prefix `buf` starts with; 0: none.
+    owner: u64,
+    buf: String,
+}
+
+impl KeyBuf {
+    const fn new() -> Self {
+        Self {
+            owner: 0,
+            buf: String::new(),
+        }
+    }
+}
+
 thread_local! {
-    /// The full key of a synchronous lookup, built without allocating.
-    static KEY_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static KEY_BUF: std::cell::RefCell<KeyBuf> = const { std::cell::RefCell::new(KeyBuf::new()) };
 }
 
 /// How a lookup came out.
@@ -271,8 +294,25 @@ where
     fn write_key(&self, out: &mut String, key: &K) -> Result<(), CacheError> {
         out.clear();
         out.push_str(&self.scope.key_prefix);
-        key.write_key(out);
+        key.write_key(&mut KeyWriter::new(out));
         self.check_key_len(out)
+    }
+
+    /// [`Cache::write_key`] into the thread's buffer, whose prefix is kept
+    /// when this view wrote last.
+    #[inline(always)]
+    fn write_key_reusing<'b>(&self, buf: &'b mut KeyBuf, key: &K) -> Result<&'b str, CacheError> {
+        let scope = &self.scope;
+        if buf.owner == scope.id {
+            buf.buf.truncate(scope.key_prefix.len());
+        } else {
+            buf.buf.clear();
+            buf.buf.push_str(&scope.key_prefix);
+            buf.owner = scope.id;
+        }
+        key.write_key(&mut KeyWriter::new(&mut buf.buf));
+        self.check_key_len(&buf.buf)?;
+        Ok(&buf.buf)
     }
 
     #[inline]
@@ -342,18 +382,18 @@ where
             Ok(mut buf) => self.in_place_with(&mut buf, key, now),
             // A lookup from inside a lookup on this thread (a value's `Drop`,
             // a metrics recorder): a buffer of its own, no panic.
-            Err(_) => self.in_place_with(&mut String::new(), key, now),
+            Err(_) => self.in_place_with(&mut KeyBuf::new(), key, now),
         })
     }
 
     #[inline(always)]
-    fn in_place_with(&self, buf: &mut String, key: &K, now: u64) -> InPlace<V> {
-        if self.write_key(buf, key).is_err() {
+    fn in_place_with(&self, buf: &mut KeyBuf, key: &K, now: u64) -> InPlace<V> {
+        let Ok(full) = self.write_key_reusing(buf, key) else {
             return InPlace::Failed;
-        }
-        match self.shared.store.get_now(buf, now) {
+        };
+        match self.shared.store.get_now(full, now) {
             Some(found) => InPlace::Answered(self.classify(found, now)),
-            None => InPlace::Ask(buf.clone()),
+            None => InPlace::Ask(full.to_owned()),
         }
     }
 
@@ -377,7 +417,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn classify(&self, found: Option<Found<V>>, now: u64) -> Lookup<V> {
         let metrics = &self.shared.metrics;
         match found {

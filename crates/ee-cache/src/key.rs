@@ -22,7 +22,68 @@ use std::sync::Arc;
 /// ```
 pub trait CacheKey {
     /// Appends this key to `out`.
-    fn write_key(&self, out: &mut String);
+    fn write_key(&self, out: &mut KeyWriter<'_>);
+}
+
+/// Where a [`CacheKey`] writes itself: after the cache's prefix, append-only
+/// (a key can add to the full key but never change the prefix before it).
+///
+/// ```
+/// use ee_cache::{Cache, CacheKey, KeyWriter, MemoryStore};
+/// struct Sku { vendor: u32, code: String }
+/// impl CacheKey for Sku {
+///     fn write_key(&self, out: &mut KeyWriter<'_>) {
+///         self.vendor.write_key(out);
+///         out.push_str("/");
+///         out.push_text(&self.code); // user data: escaped
+///     }
+/// }
+/// let cache: Cache<Sku, u64> = Cache::builder("stock").build(MemoryStore::new()).unwrap();
+/// let key = cache.full_key(&Sku { vendor: 7, code: "a{b}".into() }).unwrap();
+/// assert!(key.ends_with(":7/a%7Bb%7D"));
+/// ```
+#[derive(Debug)]
+pub struct KeyWriter<'a> {
+    out: &'a mut String,
+}
+
+impl<'a> KeyWriter<'a> {
+    /// A writer appending to `out`.
+    pub(crate) fn new(out: &'a mut String) -> Self {
+        Self { out }
+    }
+
+    /// Appends `s` as it is. Only for text you control: user data may hold
+    /// `{...}`, which Redis Cluster reads as a hash tag; write it with
+    /// [`KeyWriter::push_text`].
+    #[inline]
+    pub fn push_str(&mut self, s: &str) {
+        self.out.push_str(s);
+    }
+
+    /// Appends `s` with `%`, `{` and `}` escaped (what `str` keys do).
+    #[inline]
+    pub fn push_text(&mut self, s: &str) {
+        push_escaped(self.out, s, false);
+    }
+
+    /// How long the full key is so far, prefix included.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether nothing is written yet (never, after a cache's prefix).
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+}
+
+impl std::fmt::Write for KeyWriter<'_> {
+    /// Appends `s` as it is (as [`KeyWriter::push_str`]).
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.out.push_str(s);
+        Ok(())
+    }
 }
 
 /// Appends `s` with `%`, `{`, `}` (and `:` when `colon`) escaped.
@@ -45,35 +106,35 @@ pub(crate) fn push_escaped(out: &mut String, s: &str, colon: bool) {
 
 impl CacheKey for str {
     #[inline]
-    fn write_key(&self, out: &mut String) {
-        push_escaped(out, self, false);
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        out.push_text(self);
     }
 }
 
 impl CacheKey for String {
     #[inline]
-    fn write_key(&self, out: &mut String) {
-        push_escaped(out, self, false);
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        out.push_text(self);
     }
 }
 
 impl<T: CacheKey + ?Sized> CacheKey for &T {
     #[inline]
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
         (**self).write_key(out);
     }
 }
 
 impl<T: CacheKey + ?Sized> CacheKey for Box<T> {
     #[inline]
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
         (**self).write_key(out);
     }
 }
 
 impl<T: CacheKey + ?Sized> CacheKey for Arc<T> {
     #[inline]
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
         (**self).write_key(out);
     }
 }
@@ -82,7 +143,7 @@ macro_rules! integer_keys {
     ($($t:ty),*) => {$(
         impl CacheKey for $t {
             #[inline]
-            fn write_key(&self, out: &mut String) {
+            fn write_key(&self, out: &mut KeyWriter<'_>) {
                 out.push_str(itoa::Buffer::new().format(*self));
             }
         }
@@ -95,9 +156,9 @@ integer_keys!(
 
 /// One part of a composite key, with `%` and `:` escaped again, so that
 /// nested composites cannot collide either.
-fn write_part<T: CacheKey + ?Sized>(part: &T, out: &mut String) {
+fn write_part<T: CacheKey + ?Sized>(part: &T, out: &mut KeyWriter<'_>) {
     let mut tmp = String::new();
-    part.write_key(&mut tmp);
+    part.write_key(&mut KeyWriter::new(&mut tmp));
     if tmp.contains([':', '%']) {
         out.push_str(&tmp.replace('%', "%25").replace(':', "%3A"));
     } else {
@@ -106,19 +167,19 @@ fn write_part<T: CacheKey + ?Sized>(part: &T, out: &mut String) {
 }
 
 impl<A: CacheKey, B: CacheKey + ?Sized> CacheKey for (A, B) {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
         write_part(&self.0, out);
-        out.push(':');
+        out.push_str(":");
         write_part(&self.1, out);
     }
 }
 
 impl<A: CacheKey, B: CacheKey, C: CacheKey + ?Sized> CacheKey for (A, B, C) {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
         write_part(&self.0, out);
-        out.push(':');
+        out.push_str(":");
         write_part(&self.1, out);
-        out.push(':');
+        out.push_str(":");
         write_part(&self.2, out);
     }
 }
@@ -128,10 +189,10 @@ impl<A: CacheKey, B: CacheKey, C: CacheKey + ?Sized> CacheKey for (A, B, C) {
 pub struct Shown<T>(pub T);
 
 impl<T: std::fmt::Display> CacheKey for Shown<T> {
-    fn write_key(&self, out: &mut String) {
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
         let mut tmp = String::new();
         let _ = write!(tmp, "{}", self.0);
-        push_escaped(out, &tmp, false);
+        out.push_text(&tmp);
     }
 }
 
@@ -141,7 +202,7 @@ mod tests {
 
     fn key<K: CacheKey + ?Sized>(k: &K) -> String {
         let mut out = String::new();
-        k.write_key(&mut out);
+        k.write_key(&mut KeyWriter::new(&mut out));
         out
     }
 

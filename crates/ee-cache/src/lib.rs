@@ -19,7 +19,7 @@ pub use cache::{Cache, CacheBuilder};
 pub use config::CacheConfig;
 pub use entry::{Entry, Freshness};
 pub use error::CacheError;
-pub use key::{CacheKey, Shown};
+pub use key::{CacheKey, KeyWriter, Shown};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;

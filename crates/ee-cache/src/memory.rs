@@ -197,7 +197,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     }
 
     /// [`MemoryStore::lookup`] at `now` (Unix ms).
-    #[inline]
+    #[inline(always)]
     pub fn lookup_at(&self, key: &str, now: u64) -> Option<Entry<V>> {
         let entry = self.map.get(key)?.entry;
         if entry.stale_until <= now {
@@ -341,7 +341,7 @@ impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_now(&self, key: &str, now: u64) -> Option<Option<Found<V>>> {
         Some(self.lookup_at(key, now).map(|entry| Found {
             entry,

@@ -199,6 +199,45 @@ async fn tags_invalidate_exactly_their_entries() {
     assert_eq!(cache.get("other").await.as_deref(), Some("x"));
 }
 
+/// A key that writes a lot, then a few bytes: the thread's key buffer keeps
+/// one view's prefix between lookups and must cut back each key exactly.
+struct Long(usize);
+
+impl ee_cache::CacheKey for Long {
+    fn write_key(&self, out: &mut ee_cache::KeyWriter<'_>) {
+        for _ in 0..self.0 {
+            out.push_str("x");
+        }
+    }
+}
+
+#[tokio::test]
+async fn lookups_that_alternate_views_and_key_lengths_find_their_own_entries() {
+    let store = MemoryStore::new();
+    let base: Cache<Long, String> = Cache::builder("views").build(store.clone()).unwrap();
+    // Two views of tenant "a": separate prefixes in the buffer, same entries.
+    let views = [
+        ("base", base.clone()),
+        ("a", base.tenant("a")),
+        ("b", base.tenant("b")),
+        ("a", base.tenant("a")),
+    ];
+    for (name, view) in &views[..3] {
+        for len in [0, 1, 40, 3] {
+            view.set(&Long(len), format!("{name} {len}")).await.unwrap();
+        }
+    }
+    for _ in 0..3 {
+        for (name, view) in &views {
+            for len in [40, 0, 3, 1, 40] {
+                let got = view.get(&Long(len)).await;
+                assert_eq!(got, Some(format!("{name} {len}")), "{name}, {len} bytes");
+            }
+        }
+    }
+    assert_eq!(base.tenant("b").get(&Long(2)).await, None);
+}
+
 #[tokio::test]
 async fn tenants_and_versions_never_see_each_others_entries() {
     let cache = cache("users");

@@ -60,26 +60,6 @@ where
     }
 }
 
-/// `rounds` measurements of `anchor` and of `ours`, taking turns (and
-/// alternating which goes first, so neither always follows the other).
-fn take_turns(
-    rounds: usize,
-    anchor: impl Fn() -> f64,
-    ours: impl Fn() -> f64,
-) -> (Vec<f64>, Vec<f64>) {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        if round % 2 == 0 {
-            a.push(anchor());
-            b.push(ours());
-        } else {
-            b.push(ours());
-            a.push(anchor());
-        }
-    }
-    (a, b)
-}
-
 /// Wall-clock time on a noisy shared machine: rounds of `batch` requests,
 /// tower_governor and ours taking turns, so both see the same drift; prints
 /// the median and the fastest round of each (ns per request) and the ratios.
@@ -90,34 +70,18 @@ fn interleaved(rt: &tokio::runtime::Runtime, batch: usize) {
         draft: false,
         legacy: false,
     });
-    let time = |f: &dyn Fn()| {
-        let start = std::time::Instant::now();
-        f();
-        start.elapsed().as_nanos() as f64 / batch as f64
-    };
-    let (mut a, mut b) = take_turns(
+    let turns = ee_testing::bench::take_turns(
         400,
-        || time(&|| rt.block_on(drive(governor.clone(), batch))),
-        || time(&|| rt.block_on(drive(ours.clone(), batch))),
+        || ee_testing::bench::ns_per_op(batch, || rt.block_on(drive(governor.clone(), batch))),
+        || ee_testing::bench::ns_per_op(batch, || rt.block_on(drive(ours.clone(), batch))),
     );
-    let stats = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 2], v[0])
-    };
-    let ((gm, gmin), (em, emin)) = (stats(&mut a), stats(&mut b));
-    println!("tower_governor: median {gm:.1} ns, fastest {gmin:.1} ns");
-    println!("ee, no headers: median {em:.1} ns, fastest {emin:.1} ns");
-    println!(
-        "ratio (ours / anchor): median {:.3}, fastest {:.3}",
-        em / gm,
-        emin / gmin
-    );
+    turns.print("tower_governor", "ee, no headers", "ns per request");
 }
 
 /// Redis GCRA decisions with 50 concurrent tasks on a throwaway
 /// `redis-server`: raw redis-rs `EVALSHA` of the same script and our
 /// `RedisLimiter::check` in turns of `batch` decisions, 60 rounds; prints the
-/// median throughput of each and the ratio.
+/// median time per decision of each (the tasks' wall clock over the decisions) and the ratios.
 fn redis_interleaved(batch: u64) {
     use std::sync::Arc;
 
@@ -167,16 +131,13 @@ fn redis_interleaved(batch: u64) {
             }
         })
     };
-    let per_sec = |d: Duration| batch as f64 / d.as_secs_f64();
-    let (mut a, mut b) = take_turns(60, || per_sec(raw_round()), || per_sec(ee_round()));
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (raw_m, ee_m) = (median(&mut a), median(&mut b));
-    println!("raw EVALSHA: median {raw_m:.0} decisions/s");
-    println!("ee RedisLimiter::check: median {ee_m:.0} decisions/s");
-    println!("ratio (ours / anchor): {:.3}", ee_m / raw_m);
+    let per_decision = |d: Duration| d.as_nanos() as f64 / batch as f64;
+    let turns = ee_testing::bench::take_turns(
+        60,
+        || per_decision(raw_round()),
+        || per_decision(ee_round()),
+    );
+    turns.print("raw EVALSHA", "ee RedisLimiter::check", "ns per decision");
 }
 
 fn main() {

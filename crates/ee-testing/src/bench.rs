@@ -59,3 +59,105 @@ pub async fn redis_pair(url: &str) -> (ee_core::redis::RedisConn, ::redis::aio::
             .expect("connect to Redis");
     (conn, raw)
 }
+
+/// Wall-clock measurements of an anchor and of our layer taken in turns (see
+/// [`take_turns`]): on a shared machine whose speed drifts by tens of percent
+/// from one second to the next, both sides see the same drift, so the ratio
+/// of their medians is fairer than two criterion groups run one after the
+/// other.
+#[derive(Debug, Clone, Default)]
+pub struct Turns {
+    /// The anchor's measurement of each round.
+    pub anchor: Vec<f64>,
+    /// Ours, of each round.
+    pub ours: Vec<f64>,
+}
+
+/// The middle value of `values` (the upper middle for an even count).
+///
+/// # Panics
+///
+/// If `values` is empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+impl Turns {
+    /// The median of the anchor's rounds.
+    pub fn anchor_median(&self) -> f64 {
+        median(&self.anchor)
+    }
+
+    /// The median of our rounds.
+    pub fn ours_median(&self) -> f64 {
+        median(&self.ours)
+    }
+
+    /// Ours over the anchor, of the medians (for times: above 1 is slower).
+    pub fn median_ratio(&self) -> f64 {
+        self.ours_median() / self.anchor_median()
+    }
+
+    /// The median of the per-round ratios ours / anchor: each pair measured
+    /// back to back, so a slow second affects both sides of one ratio.
+    pub fn paired_ratio(&self) -> f64 {
+        let ratios: Vec<f64> = self
+            .anchor
+            .iter()
+            .zip(&self.ours)
+            .map(|(a, o)| o / a)
+            .collect();
+        median(&ratios)
+    }
+
+    /// Prints both medians, the fastest round of each (`unit` names what the
+    /// figures are, e.g. "ns per get") and both ratios.
+    pub fn print(&self, anchor: &str, ours: &str, unit: &str) {
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "{anchor}: median {:.1} {unit}, fastest {:.1}",
+            self.anchor_median(),
+            min(&self.anchor)
+        );
+        println!(
+            "{ours}: median {:.1} {unit}, fastest {:.1}",
+            self.ours_median(),
+            min(&self.ours)
+        );
+        println!(
+            "ratio (ours / anchor): of the medians {:.3}, median of the paired rounds {:.3}, of the fastest {:.3}",
+            self.median_ratio(),
+            self.paired_ratio(),
+            min(&self.ours) / min(&self.anchor)
+        );
+    }
+}
+
+/// `rounds` measurements of `anchor` and of `ours`, taking turns (and
+/// alternating which goes first, so neither always follows the other).
+pub fn take_turns(
+    rounds: usize,
+    mut anchor: impl FnMut() -> f64,
+    mut ours: impl FnMut() -> f64,
+) -> Turns {
+    let mut turns = Turns::default();
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            turns.anchor.push(anchor());
+            turns.ours.push(ours());
+        } else {
+            turns.ours.push(ours());
+            turns.anchor.push(anchor());
+        }
+    }
+    turns
+}
+
+/// Nanoseconds per operation of `batch` operations run by `f`.
+pub fn ns_per_op(batch: usize, f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_nanos() as f64 / batch as f64
+}
