@@ -9,7 +9,9 @@
 //!   and p50/p99 latency are printed.
 //! - `http_2_8_kb`: `ResponseCacheLayer` hits vs the handler (1 ms) alone, and
 //!   the layer's own cost on a miss (a handler answering at once, with and
-//!   without the layer, every request a miss that is stored).
+//!   without the layer): a new URL each time, stored (also in the
+//!   background); a `no-cache` request, stored again; a `private` response,
+//!   not stored.
 //!
 //! Run: `cargo bench -p ee-cache --features redis,http` (needs redis-server).
 
@@ -309,7 +311,7 @@ fn http(c: &mut Criterion) {
             }),
         )
     };
-    let fast = {
+    let answering_at_once = |cache_control: &'static str| {
         let body = body.clone();
         Router::new().route(
             "/products",
@@ -318,7 +320,7 @@ fn http(c: &mut Criterion) {
                 async move {
                     (
                         [
-                            ("cache-control", "max-age=600"),
+                            ("cache-control", cache_control),
                             ("content-type", "application/json"),
                         ],
                         body.as_str().to_owned(),
@@ -327,6 +329,8 @@ fn http(c: &mut Criterion) {
             }),
         )
     };
+    let fast = answering_at_once("max-age=600");
+    let private = answering_at_once("private, max-age=600");
     let layer = || {
         let cache: Cache<str, Variants> = Cache::builder("http").build(MemoryStore::new()).unwrap();
         ResponseCacheLayer::new(cache)
@@ -334,9 +338,21 @@ fn http(c: &mut Criterion) {
     let cached_slow = slow.clone().layer(layer());
     let cached_fast = fast.clone().layer(layer());
     let cached_fast_bg = fast.clone().layer(layer().store_in_background());
-    let request = |miss: bool| {
-        let mut req = http::Request::get("/products").header("host", "shop.example");
-        if miss {
+    let cached_private = private.clone().layer(layer());
+    // A URL not asked before on every request (`?page=<n>`): the miss a
+    // cache sees in use (its store full after the first 10 000, so inserts
+    // evict too).
+    let page = AtomicU64::new(0);
+    let request = |ask: Ask| {
+        let uri = match ask {
+            Ask::New => {
+                let n = page.fetch_add(1, Ordering::Relaxed);
+                format!("/products?page={n}")
+            }
+            _ => "/products".to_owned(),
+        };
+        let mut req = http::Request::get(uri).header("host", "shop.example");
+        if ask == Ask::Bypass {
             // Bypass the stored copy: every request is a miss, stored again.
             req = req.header("cache-control", "no-cache");
         }
@@ -351,26 +367,65 @@ fn http(c: &mut Criterion) {
             .to_bytes()
             .len()
     }
-    rt.block_on(call(&cached_slow, request(false)));
+    rt.block_on(call(&cached_slow, request(Ask::Same)));
 
     let mut group = c.benchmark_group("http_2_8_kb");
     group.sample_size(20);
     group.bench_function("handler taking 1 ms, no layer (anchor)", |b| {
-        b.to_async(rt).iter(|| call(&slow, request(false)))
+        b.to_async(rt).iter(|| call(&slow, request(Ask::Same)))
     });
     group.bench_function("ResponseCacheLayer hit", |b| {
-        b.to_async(rt).iter(|| call(&cached_slow, request(false)))
+        b.to_async(rt)
+            .iter(|| call(&cached_slow, request(Ask::Same)))
     });
-    group.bench_function("handler answering at once, no layer (anchor)", |b| {
-        b.to_async(rt).iter(|| call(&fast, request(true)))
+    group.bench_function(
+        "handler answering at once, new URLs, no layer (anchor)",
+        |b| b.to_async(rt).iter(|| call(&fast, request(Ask::New))),
+    );
+    group.bench_function("ResponseCacheLayer miss, new URL, stored", |b| {
+        b.to_async(rt)
+            .iter(|| call(&cached_fast, request(Ask::New)))
     });
-    group.bench_function("ResponseCacheLayer miss, stored", |b| {
-        b.to_async(rt).iter(|| call(&cached_fast, request(true)))
+    group.bench_function(
+        "ResponseCacheLayer miss, new URL, stored in the background",
+        |b| {
+            b.to_async(rt)
+                .iter(|| call(&cached_fast_bg, request(Ask::New)))
+        },
+    );
+    group.bench_function(
+        "handler answering at once, no-cache request, no layer (anchor)",
+        |b| b.to_async(rt).iter(|| call(&fast, request(Ask::Bypass))),
+    );
+    group.bench_function(
+        "ResponseCacheLayer miss, no-cache request, stored again",
+        |b| {
+            b.to_async(rt)
+                .iter(|| call(&cached_fast, request(Ask::Bypass)))
+        },
+    );
+    group.bench_function("private handler, new URLs, no layer (anchor)", |b| {
+        b.to_async(rt).iter(|| call(&private, request(Ask::New)))
     });
-    group.bench_function("ResponseCacheLayer miss, stored in the background", |b| {
-        b.to_async(rt).iter(|| call(&cached_fast_bg, request(true)))
-    });
+    group.bench_function(
+        "ResponseCacheLayer miss, new URL, private: not stored",
+        |b| {
+            b.to_async(rt)
+                .iter(|| call(&cached_private, request(Ask::New)))
+        },
+    );
     group.finish();
+}
+
+/// What an HTTP benchmark request asks for.
+#[derive(Clone, Copy, PartialEq)]
+enum Ask {
+    /// `/products`.
+    Same,
+    /// `/products` with `Cache-Control: no-cache`.
+    Bypass,
+    /// A URL not asked before.
+    New,
 }
 
 fn rt() -> &'static tokio::runtime::Runtime {

@@ -331,7 +331,7 @@ where
         tags.iter()
             .map(|tag| {
                 let mut full = self.scope.tag_prefix.clone();
-                push_escaped(&mut full, tag, false);
+                push_escaped(&mut full, tag);
                 full
             })
             .collect()

@@ -64,7 +64,7 @@ impl<'a> KeyWriter<'a> {
     /// Appends `s` with `%`, `{` and `}` escaped (what `str` keys do).
     #[inline]
     pub fn push_text(&mut self, s: &str) {
-        push_escaped(self.out, s, false);
+        push_escaped(self.out, s);
     }
 
     /// How long the full key is so far, prefix included.
@@ -86,10 +86,10 @@ impl std::fmt::Write for KeyWriter<'_> {
     }
 }
 
-/// Appends `s` with `%`, `{`, `}` (and `:` when `colon`) escaped.
-pub(crate) fn push_escaped(out: &mut String, s: &str, colon: bool) {
-    let special = |b: u8| matches!(b, b'%' | b'{' | b'}') || (colon && b == b':');
-    if !s.bytes().any(special) {
+/// Appends `s` with `%`, `{` and `}` escaped.
+pub(crate) fn push_escaped(out: &mut String, s: &str) {
+    // The common case, nothing to escape, found by memchr's vectorised scan.
+    if memchr::memchr3(b'%', b'{', b'}', s.as_bytes()).is_none() {
         out.push_str(s);
         return;
     }
@@ -98,7 +98,6 @@ pub(crate) fn push_escaped(out: &mut String, s: &str, colon: bool) {
             '%' => out.push_str("%25"),
             '{' => out.push_str("%7B"),
             '}' => out.push_str("%7D"),
-            ':' if colon => out.push_str("%3A"),
             c => out.push(c),
         }
     }

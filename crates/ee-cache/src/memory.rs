@@ -29,7 +29,12 @@ struct Tagging {
 }
 
 /// tag → key → the insert that listed it.
-type TagIndex = Arc<Mutex<HashMap<String, HashMap<String, u64>>>>;
+type TagIndex = Arc<Mutex<FoldMap<String, FoldMap<String, u64>>>>;
+
+/// A map on foldhash, randomly seeded per map: the hasher of the moka map
+/// that holds the same keys (SipHash cost more than the rest of an index
+/// update).
+type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 static INSERTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -165,7 +170,9 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
                         }
                     },
                     None => {
-                        index.insert(tag.clone(), HashMap::from([(key.to_owned(), seq)]));
+                        let mut keys = FoldMap::default();
+                        keys.insert(key.to_owned(), seq);
+                        index.insert(tag.clone(), keys);
                     }
                 }
             }

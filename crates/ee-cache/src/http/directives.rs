@@ -50,20 +50,29 @@ impl CacheControl {
                     arg.and_then(|a| a.parse::<u64>().ok())
                         .map(|s| s.min(1 << 31))
                 };
-                match name.to_ascii_lowercase().as_str() {
-                    "no-store" => cc.no_store = true,
-                    "no-cache" => cc.no_cache = true,
-                    "private" => cc.private = true,
-                    "public" => cc.public = true,
-                    "must-revalidate" => cc.must_revalidate = true,
-                    "proxy-revalidate" => cc.proxy_revalidate = true,
-                    "max-age" => cc.max_age = seconds().or(cc.max_age),
-                    "s-maxage" => cc.s_maxage = seconds().or(cc.s_maxage),
-                    "stale-while-revalidate" => {
-                        cc.stale_while_revalidate = seconds().or(cc.stale_while_revalidate);
-                    }
-                    "immutable" => cc.immutable = true,
-                    _ => {}
+                // Directive names are case-insensitive; compared in place
+                // (no lowercased copy per directive).
+                let is = |known: &str| name.eq_ignore_ascii_case(known);
+                if is("max-age") {
+                    cc.max_age = seconds().or(cc.max_age);
+                } else if is("s-maxage") {
+                    cc.s_maxage = seconds().or(cc.s_maxage);
+                } else if is("stale-while-revalidate") {
+                    cc.stale_while_revalidate = seconds().or(cc.stale_while_revalidate);
+                } else if is("no-store") {
+                    cc.no_store = true;
+                } else if is("no-cache") {
+                    cc.no_cache = true;
+                } else if is("private") {
+                    cc.private = true;
+                } else if is("public") {
+                    cc.public = true;
+                } else if is("must-revalidate") {
+                    cc.must_revalidate = true;
+                } else if is("proxy-revalidate") {
+                    cc.proxy_revalidate = true;
+                } else if is("immutable") {
+                    cc.immutable = true;
                 }
             }
         }
@@ -103,10 +112,26 @@ pub fn storable(
     if method != Method::GET {
         return Storable::No("method");
     }
+    storable_get(
+        &CacheControl::parse(request),
+        request,
+        status,
+        response,
+        default_ttl,
+    )
+}
+
+/// [`storable`] for a `GET` whose request `Cache-Control` is parsed already.
+pub(crate) fn storable_get(
+    req: &CacheControl,
+    request: &HeaderMap,
+    status: StatusCode,
+    response: &HeaderMap,
+    default_ttl: Option<Duration>,
+) -> Storable {
     if !status_is_cacheable(status) {
         return Storable::No("status");
     }
-    let req = CacheControl::parse(request);
     if req.no_store {
         return Storable::No("request no-store");
     }
@@ -185,7 +210,11 @@ fn expires_in(response: &HeaderMap) -> Option<Duration> {
 /// Whether the request asks not to be answered from the cache (`no-store`,
 /// `no-cache`, `max-age=0`, or `Pragma: no-cache` without `Cache-Control`).
 pub fn request_bypasses(request: &HeaderMap) -> bool {
-    let cc = CacheControl::parse(request);
+    bypasses(&CacheControl::parse(request), request)
+}
+
+/// [`request_bypasses`] with the request's `Cache-Control` parsed already.
+pub(crate) fn bypasses(cc: &CacheControl, request: &HeaderMap) -> bool {
     if cc.no_store || cc.no_cache || cc.max_age == Some(0) {
         return true;
     }

@@ -275,7 +275,8 @@ fn cache_key(parts: &http::request::Parts) -> Option<String> {
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut key = String::with_capacity(host.len() + path.len());
-    key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    key.push_str(host);
+    key.make_ascii_lowercase(); // the host only: the path is case-sensitive
     key.push_str(path);
     Some(key)
 }
@@ -325,7 +326,8 @@ where
         return Ok(mark(res, "MISS"));
     };
     let head = method == Method::HEAD;
-    if !request_bypasses(&parts.headers)
+    let request_cc = CacheControl::parse(&parts.headers);
+    if !directives::bypasses(&request_cc, &parts.headers)
         && let Some(variants) = shared.cache.get(&key).await
         && let Some(stored) = variants.matching(&parts.headers)
     {
@@ -345,7 +347,7 @@ where
     if head {
         return Ok(mark(res, "MISS"));
     }
-    match store(&shared, &key, &tag, &request_headers, res).await {
+    match store(&shared, &key, &tag, &request_cc, &request_headers, res).await {
         // A 304 if the request's validators match what was stored.
         Ok((res, Some(stored))) if not_modified(&stored, &request_headers) => {
             drop(res);
@@ -368,6 +370,7 @@ async fn store<S, ResB>(
     shared: &Arc<Shared<S>>,
     key: &str,
     path_tag: &str,
+    request_cc: &CacheControl,
     request: &HeaderMap,
     res: Response<ResB>,
 ) -> Result<(Response<ResB>, Option<StoredResponse>), Response<ResB>>
@@ -375,8 +378,8 @@ where
     S: CacheStore<Variants>,
     ResB: CacheableBody,
 {
-    let (fresh, stale) = match storable(
-        &Method::GET,
+    let (fresh, stale) = match directives::storable_get(
+        request_cc,
         request,
         res.status(),
         res.headers(),
@@ -510,7 +513,8 @@ fn refresh<S, Inner, ReqB, ResB>(
             .is_ok()
             && let Ok(res) = inner.call(req).await
         {
-            let _ = store(&shared, &key, &tag, &headers, res).await;
+            let cc = CacheControl::parse(&headers);
+            let _ = store(&shared, &key, &tag, &cc, &headers, res).await;
         }
         shared
             .refreshing

@@ -44,15 +44,24 @@ impl StoredResponse {
         fresh: Duration,
         stale: Duration,
     ) -> Self {
-        let mut headers = HeaderMap::with_capacity(head.headers.len());
         let connection_named = ee_core::hop::connection_named(&head.headers);
-        for (name, value) in &head.headers {
-            if !NOT_STORED.contains(&name.as_str())
+        let stored = |name: &HeaderName| {
+            !NOT_STORED.contains(&name.as_str())
                 && !ee_core::hop::is_hop_by_hop(name, &connection_named)
-            {
-                headers.append(name.clone(), value.clone());
+        };
+        // Usually every field is kept: a copy of the map, without rehashing
+        // each name into a new one.
+        let headers = if head.headers.keys().all(stored) {
+            head.headers.clone()
+        } else {
+            let mut headers = HeaderMap::with_capacity(head.headers.len());
+            for (name, value) in &head.headers {
+                if stored(name) {
+                    headers.append(name.clone(), value.clone());
+                }
             }
-        }
+            headers
+        };
         let vary = head
             .headers
             .get_all(http::header::VARY)
@@ -100,7 +109,8 @@ impl Variants {
     /// `existing` with `stored` in place of the variant it replaces, newest
     /// first, at most `max` variants.
     pub(crate) fn with(existing: Option<&Variants>, stored: StoredResponse, max: usize) -> Self {
-        let mut items = Vec::with_capacity(max.min(8));
+        let kept = existing.map_or(0, |e| e.0.len().min(max.saturating_sub(1)));
+        let mut items = Vec::with_capacity(kept + 1);
         if let Some(existing) = existing {
             items.extend(
                 existing
