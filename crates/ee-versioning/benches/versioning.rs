@@ -1,5 +1,5 @@
-//! The versioned router against plain axum routing of the same route
-//! (`cargo bench -p ee-versioning`).
+//! The versions, built with `into_router` and with `into_service`, against
+//! plain axum routing of the same route (`cargo bench -p ee-versioning`).
 
 #![allow(missing_docs)]
 
@@ -17,11 +17,14 @@ fn routing(c: &mut Criterion) {
     let route = || Router::new().route("/orders/{id}", get(|| async { "an order" }));
     let plain = route();
     let flat = || VersionRoutes::new().route("/orders/{id}", get(|| async { "an order" }));
-    let versioned = VersionedRouter::new()
-        .version(1, flat())
-        .version(2, flat())
-        .default_version(2)
-        .into_router();
+    let versions = || {
+        VersionedRouter::new()
+            .version(1, flat())
+            .version(2, flat())
+            .default_version(2)
+    };
+    let versioned = versions().into_router();
+    let service = versions().into_service();
     let nested = VersionedRouter::new()
         .version(1, route())
         .version(2, route())
@@ -39,16 +42,35 @@ fn routing(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                let mut req = http::Request::get(path);
-                if header {
-                    req = req.header("api-version", "1");
-                }
-                let req = req.body(Body::empty()).unwrap();
-                rt.block_on(app.clone().oneshot(req)).unwrap().status()
+                rt.block_on(app.clone().oneshot(request(path, header)))
+                    .unwrap()
+                    .status()
+            })
+        });
+    }
+    for (name, path, header) in [
+        ("service_uri", "/v2/orders/42", false),
+        ("service_default", "/orders/42", false),
+        ("service_header", "/orders/42", true),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(service.clone().oneshot(request(path, header)))
+                    .unwrap()
+                    .status()
             })
         });
     }
     group.finish();
+}
+
+/// `GET path`, with `Api-Version: 1` when `header`.
+fn request(path: &str, header: bool) -> http::Request<Body> {
+    let mut req = http::Request::get(path);
+    if header {
+        req = req.header("api-version", "1");
+    }
+    req.body(Body::empty()).unwrap()
 }
 
 criterion_group!(benches, routing);

@@ -5,5 +5,5 @@ mod router;
 mod version;
 
 pub use lifecycle::{Lifecycle, deprecation_value, sunset_value};
-pub use router::{DEPRECATED_REQUESTS, Routes, VersionRoutes, VersionedRouter};
+pub use router::{DEPRECATED_REQUESTS, Routes, VersionRoutes, VersionedRouter, VersionedService};
 pub use version::{Source, Version};

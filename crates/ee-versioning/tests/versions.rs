@@ -1,5 +1,6 @@
 //! Every version source, malformed versions, lifecycle headers before and
-//! after the sunset with a fixed clock, over real TCP.
+//! after the sunset with a fixed clock, over real TCP; each test on both
+//! builds, `into_router` and `into_service`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,7 +20,30 @@ fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(seconds)
 }
 
-fn app(now: u64) -> Router {
+/// The two ways to build the versions, as a `Router` the test can serve.
+#[derive(Debug, Clone, Copy)]
+enum Build {
+    Router,
+    Service,
+}
+
+const BUILDS: [Build; 2] = [Build::Router, Build::Service];
+
+impl Build {
+    fn of(self, versions: VersionedRouter) -> Router {
+        match self {
+            Build::Router => versions.into_router(),
+            // In front of everything, as it is meant to be served.
+            Build::Service => Router::new().fallback_service(versions.into_service()),
+        }
+    }
+}
+
+fn app(now: u64, build: Build) -> Router {
+    build.of(versions(now))
+}
+
+fn versions(now: u64) -> VersionedRouter {
     // v1 as a finished router (nested), v2 route by route: both kinds.
     let v1 = Router::new().route("/orders/{id}", get(|| async { "v1 order" }));
     let v2 = VersionRoutes::new().route("/orders/{id}", get(|| async { "v2 order" }));
@@ -37,7 +61,6 @@ fn app(now: u64) -> Router {
         .neutral(Router::new().route("/health", get(|| async { "ok" })))
         .client_key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
         .clock(move || at(now))
-        .into_router()
 }
 
 async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> TestResponse {
@@ -46,7 +69,13 @@ async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> Te
 
 #[tokio::test]
 async fn every_source_picks_the_version() {
-    let addr = serve(app(DEPRECATED - 86_400)).await;
+    for build in BUILDS {
+        every_source_picks_the_version_in(build).await;
+    }
+}
+
+async fn every_source_picks_the_version_in(build: Build) {
+    let addr = serve(app(DEPRECATED - 86_400, build)).await;
     for (path, headers, want) in [
         ("/v1/orders/7", vec![], "v1 order"),
         ("/v2/orders/7", vec![], "v2 order"),
@@ -70,19 +99,44 @@ async fn every_source_picks_the_version() {
         ("/v2/orders/7", vec![("api-version", &b"1"[..])], "v2 order"),
     ] {
         let res = get_with(addr, path, &headers).await;
-        assert_eq!(res.status, 200, "{path} {headers:?}: {}", res.text());
-        assert_eq!(res.text(), want, "{path} {headers:?}");
+        assert_eq!(
+            res.status,
+            200,
+            "{build:?} {path} {headers:?}: {}",
+            res.text()
+        );
+        assert_eq!(res.text(), want, "{build:?} {path} {headers:?}");
     }
-    // Version-neutral routes answer without a version.
-    assert_eq!(get_with(addr, "/health", &[]).await.text(), "ok");
+    // Version-neutral routes answer without a version, and whatever
+    // version the request names, even a wrong one.
+    for headers in [
+        vec![],
+        vec![("api-version", &b"1"[..])],
+        vec![("api-version", &b"two"[..])],
+        vec![("api-version", &b"7"[..])],
+    ] {
+        let res = get_with(addr, "/health", &headers).await;
+        assert_eq!(res.text(), "ok", "{build:?} {headers:?}");
+    }
     // A header source varies the response.
     let res = get_with(addr, "/orders/7", &[]).await;
-    assert_eq!(res.header("vary"), Some("api-version, accept"));
+    assert_eq!(res.header("vary"), Some("api-version, accept"), "{build:?}");
+    let res = get_with(addr, "/orders/7", &[("api-version", b"1")]).await;
+    assert_eq!(res.header("vary"), Some("api-version, accept"), "{build:?}");
+    // A URI version does not vary by the other sources.
+    let res = get_with(addr, "/v2/orders/7", &[]).await;
+    assert_eq!(res.header("vary"), None, "{build:?}");
 }
 
 #[tokio::test]
 async fn malformed_and_unknown_versions_are_400_listing_the_supported_ones() {
-    let addr = serve(app(DEPRECATED)).await;
+    for build in BUILDS {
+        let addr = serve(app(DEPRECATED, build)).await;
+        malformed_and_unknown_in(addr, build).await;
+    }
+}
+
+async fn malformed_and_unknown_in(addr: SocketAddr, build: Build) {
     for (path, headers) in [
         ("/v3/orders/7", vec![]),
         ("/v02/orders/7", vec![]),
@@ -96,7 +150,12 @@ async fn malformed_and_unknown_versions_are_400_listing_the_supported_ones() {
         ("/orders/7?api-version=", vec![]),
     ] {
         let res = get_with(addr, path, &headers).await;
-        assert_eq!(res.status, 400, "{path} {headers:?}: {}", res.text());
+        assert_eq!(
+            res.status,
+            400,
+            "{build:?} {path} {headers:?}: {}",
+            res.text()
+        );
         let problem = res.problem();
         assert_eq!(
             problem.type_uri(),
@@ -111,24 +170,34 @@ async fn malformed_and_unknown_versions_are_400_listing_the_supported_ones() {
 
 #[tokio::test]
 async fn a_version_without_default_must_be_named() {
-    let app = VersionedRouter::new()
-        .version(1, Router::new().route("/x", get(|| async { "x" })))
-        .into_router();
-    let addr = serve(app).await;
-    let res = get_with(addr, "/x", &[]).await;
-    assert_eq!(res.status, 400);
-    assert!(
-        res.problem()
-            .detail()
-            .unwrap()
-            .contains("names no API version")
-    );
+    for build in BUILDS {
+        let app =
+            build
+                .of(VersionedRouter::new()
+                    .version(1, Router::new().route("/x", get(|| async { "x" }))));
+        let addr = serve(app).await;
+        let res = get_with(addr, "/x", &[]).await;
+        assert_eq!(res.status, 400, "{build:?}");
+        assert!(
+            res.problem()
+                .detail()
+                .unwrap()
+                .contains("names no API version")
+        );
+        assert_eq!(get_with(addr, "/v1/x", &[]).await.text(), "x", "{build:?}");
+    }
 }
 
 #[tokio::test]
 async fn deprecated_versions_carry_the_lifecycle_headers_then_go() {
+    for build in BUILDS {
+        lifecycle_in(build).await;
+    }
+}
+
+async fn lifecycle_in(build: Build) {
     // Before the deprecation date: announced already (RFC 9745 allows a future date).
-    let before = serve(app(DEPRECATED - 86_400)).await;
+    let before = serve(app(DEPRECATED - 86_400, build)).await;
     let res = get_with(before, "/v1/orders/1", &[]).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.header("deprecation"), Some("@1780272000"));
@@ -150,8 +219,12 @@ async fn deprecated_versions_carry_the_lifecycle_headers_then_go() {
         (None, None, None)
     );
 
+    // By header too.
+    let res = get_with(before, "/orders/1", &[("api-version", b"1")]).await;
+    assert_eq!(res.header("deprecation"), Some("@1780272000"), "{build:?}");
+
     // After the sunset: 410 with the same headers.
-    let after = serve(app(SUNSET)).await;
+    let after = serve(app(SUNSET, build)).await;
     let res = get_with(after, "/v1/orders/1", &[]).await;
     assert_eq!(res.status, 410);
     let problem = res.problem();
@@ -167,13 +240,21 @@ async fn deprecated_versions_carry_the_lifecycle_headers_then_go() {
     );
     assert_eq!(res.header("sunset"), Some("Fri, 01 Jan 2027 00:00:00 GMT"));
     assert_eq!(get_with(after, "/v2/orders/1", &[]).await.status, 200);
+    let res = get_with(after, "/orders/1", &[("api-version", b"1")]).await;
+    assert_eq!(res.status, 410, "{build:?}");
 }
 
 #[test]
 fn deprecated_use_is_counted_per_client() {
+    for build in BUILDS {
+        deprecated_use_counted_in(build);
+    }
+}
+
+fn deprecated_use_counted_in(build: Build) {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let app = app(DEPRECATED + 1);
+    let app = app(DEPRECATED + 1, build);
     metrics::with_local_recorder(&recorder, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -208,14 +289,19 @@ fn deprecated_use_is_counted_per_client() {
 
 #[tokio::test]
 async fn sources_can_be_narrowed() {
-    let app = VersionedRouter::new()
+    for build in BUILDS {
+        narrowed_in(build).await;
+    }
+}
+
+async fn narrowed_in(build: Build) {
+    let app = build.of(VersionedRouter::new()
         .sources(vec![Source::MediaType {
             vendor: "shop".into(),
         }])
         .version(1, Router::new().route("/x", get(|| async { "one" })))
-        .version(2, Router::new().route("/x", get(|| async { "two" })))
-        .default_version(1)
-        .into_router();
+        .version(2, VersionRoutes::new().route("/x", get(|| async { "two" })))
+        .default_version(1));
     let addr = serve(app).await;
     // The URI is not a source now: `/v2/x` is a plain path that no route has.
     assert_eq!(
@@ -228,4 +314,6 @@ async fn sources_can_be_narrowed() {
         get_with(addr, "/x", &[("api-version", b"2")]).await.text(),
         "one"
     );
+    assert_eq!(get_with(addr, "/x", &[]).await.text(), "one", "{build:?}");
+    assert_eq!(get_with(addr, "/v2/x", &[]).await.status, 404, "{build:?}");
 }
