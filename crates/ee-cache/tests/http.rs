@@ -424,6 +424,85 @@ async fn two_instances_share_responses_through_redis() {
     assert_eq!(a_calls.load(Ordering::SeqCst), 2);
 }
 
+#[tokio::test]
+async fn a_requests_max_age_and_min_fresh_bound_what_it_is_served() {
+    let (app, calls) = app(memory_layer());
+    let respond = ("x-respond", "cache-control: max-age=60");
+    assert_eq!(send(&app, "GET", "/r", &[respond]).await.x_cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Stored 1.1 s ago: `Age: 1`, fresh for 58.9 s more.
+    let hit = send(&app, "GET", "/r", &[respond]).await;
+    assert_eq!((hit.x_cache(), hit.header("age")), ("HIT", Some("1")));
+    for (directive, want) in [
+        ("max-age=30", "HIT"),
+        ("max-age=1", "MISS"),
+        ("min-fresh=30", "HIT"),
+        ("min-fresh=59", "MISS"),
+    ] {
+        // Each miss stores a new copy: start from one 1.1 s old again.
+        let res = send(&app, "GET", "/r", &[respond, ("cache-control", directive)]).await;
+        assert_eq!(res.x_cache(), want, "{directive}");
+        if want == "MISS" {
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_every_request_still_gets_its_answer() {
+    let mut redis = ee_testing::RedisServer::start();
+    let config = RedisConfig::standalone(redis.url()).with_timeout(Duration::from_millis(200));
+    let conn = RedisConn::connect(&config).await.unwrap();
+    let cache = Cache::builder("http-outage")
+        .build(RedisStore::new(conn))
+        .unwrap();
+    let (app, calls) = app(ResponseCacheLayer::new(cache));
+    let respond = ("x-respond", "cache-control: max-age=60");
+    assert_eq!(send(&app, "GET", "/r", &[respond]).await.x_cache(), "MISS");
+    assert_eq!(send(&app, "GET", "/r", &[respond]).await.x_cache(), "HIT");
+
+    redis.stop();
+    // The stored copy is out of reach: a miss, answered by the handler
+    // within the Redis timeout, never a 5xx; writes and purges too.
+    for uri in ["/r", "/r?page=2", "/r"] {
+        let started = std::time::Instant::now();
+        let res = send(&app, "GET", uri, &[respond]).await;
+        assert_eq!(
+            (res.status, res.x_cache()),
+            (StatusCode::OK, "MISS"),
+            "{uri}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let written = send(&app, "POST", "/r", &[]).await;
+    assert_eq!(
+        (written.status, written.body.as_str()),
+        (StatusCode::OK, "written")
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+
+    redis.restart();
+    // Back: a response is stored again and served from Redis.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let uri = "/r?after=restart";
+        send(&app, "GET", uri, &[respond]).await;
+        if send(&app, "GET", uri, &[respond]).await.x_cache() == "HIT" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no HIT after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_can_be_stored_in_the_background() {
     let (service, _) = app(memory_layer().store_in_background());

@@ -364,6 +364,49 @@ async fn a_bounded_store_evicts_and_counts_evictions() {
     assert!(misses >= 1 && hits + misses == 2, "{counters:?}");
 }
 
+#[tokio::test]
+async fn a_weight_bound_evicts_by_weight() {
+    // At most 1 000 bytes of values.
+    let weighed = || -> Cache<u32, String> {
+        let store = MemoryStore::builder()
+            .max_weight(1_000, |_key: &str, v: &String| v.len() as u32)
+            .build();
+        Cache::builder("weighed").build(store).unwrap()
+    };
+    // Ten of 200 bytes cannot all stay ...
+    let big = weighed();
+    for i in 0..10 {
+        big.set(&i, "x".repeat(200)).await.unwrap();
+    }
+    let held = big.store().len();
+    assert!((1..=5).contains(&held), "{held} entries of 200 bytes held");
+    // ... fifty of 10 bytes do: the bound is the weight, not a count.
+    let small = weighed();
+    for i in 0..50 {
+        small.set(&i, "y".repeat(10)).await.unwrap();
+    }
+    assert_eq!(small.store().len(), 50);
+}
+
+#[tokio::test]
+async fn an_idle_entry_goes_before_its_ttl_and_a_read_one_stays() {
+    let store = MemoryStore::builder()
+        .time_to_idle(Duration::from_millis(300))
+        .build();
+    let cache: Cache<str, String> = Cache::builder("idle")
+        .ttl(Duration::from_secs(60))
+        .build(store)
+        .unwrap();
+    cache.set("read", "kept".into()).await.unwrap();
+    cache.set("idle", "dropped".into()).await.unwrap();
+    // "read" is read every 100 ms for 900 ms; "idle" is not read at all.
+    for _ in 0..9 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(cache.get("read").await.as_deref(), Some("kept"));
+    }
+    assert_eq!(cache.get("idle").await, None, "idle for 900 ms, TTL 60 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_during_a_load_wins_over_the_loads_older_result() {
     let cache = cache("race");

@@ -91,6 +91,44 @@ async fn redis_store_round_trips_values_lists_and_tags() {
 }
 
 #[tokio::test]
+async fn get_many_is_one_round_trip() {
+    // A server of its own, so its command statistics are this test's.
+    let server = RedisServer::start();
+    let config = RedisConfig::standalone(server.url());
+    let cache: Cache<u64, Product, RedisStore> = Cache::builder("many")
+        .build(RedisStore::new(conn(&config).await))
+        .unwrap();
+    for id in 0..20 {
+        cache.set(&id, product(id, "p")).await.unwrap();
+    }
+    let stats = |conn: RedisConn| async move {
+        let _: () = conn
+            .query(redis::cmd("CONFIG").arg("RESETSTAT"))
+            .await
+            .unwrap();
+        conn
+    };
+    let conn = stats(cache.store().conn().clone()).await;
+    let ids: Vec<u64> = (0..25).collect();
+    let keys: Vec<&u64> = ids.iter().collect();
+    let found = cache.get_many(&keys).await;
+    assert_eq!(found.iter().filter(|f| f.is_some()).count(), 20);
+    let info: String = conn
+        .query(redis::cmd("INFO").arg("commandstats"))
+        .await
+        .unwrap();
+    let calls = |command: &str| {
+        info.lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!(calls("mget"), 1, "{info}");
+    assert_eq!(calls("get"), 0, "{info}");
+}
+
+#[tokio::test]
 async fn large_values_are_compressed_and_oversized_ones_refused() {
     let config = RedisConfig::default();
     let store = RedisStore::new(conn(&config).await).max_value_bytes(64 * 1024);
@@ -174,7 +212,14 @@ async fn corrupt_bytes_read_as_a_miss_and_are_deleted() {
     conn.query::<()>(redis::cmd("SET").arg(&key).arg("not an entry"))
         .await
         .unwrap();
+    let (logs, guard) = ee_testing::logs::capture();
     assert_eq!(cache.get("k").await, None);
+    drop(guard);
+    assert!(
+        logs.contains("WARN") && logs.contains(&key),
+        "a warning naming the key: {}",
+        logs.text()
+    );
     let exists: i64 = conn.query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
     assert_eq!(exists, 0, "the corrupt entry was deleted");
     // The loader fills it again.
@@ -235,6 +280,23 @@ where
     }
 }
 
+/// Reads `id` through `cache` until its L1 keeps a copy (a fill that races
+/// the invalidation message of the write itself is dropped, so it may take a
+/// second read); fails after a second.
+async fn holds_in_l1(cache: &Cache<u64, Product, TieredStore<Product>>, id: u64, want: &Product) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while cache
+        .store()
+        .l1()
+        .lookup(&cache.full_key(&id).unwrap())
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no L1 copy of {id}");
+        assert_eq!(cache.get(&id).await.as_ref(), Some(want));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_instance_is_not_served_stale_by_another_past_200_ms() {
     let config = RedisConfig::default();
@@ -245,14 +307,8 @@ async fn a_write_on_one_instance_is_not_served_stale_by_another_past_200_ms() {
         Cache::builder(&name).build(tiered(&config).await).unwrap();
 
     a.set(&1, product(1, "v1")).await.unwrap();
-    // B fills its L1 from L2 (a fill that races the invalidation message of
-    // A's own write is dropped, so it may take a second read) ...
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while b.store().l1().lookup(&b.full_key(&1).unwrap()).is_none() {
-        assert!(Instant::now() < deadline, "B never kept an L1 copy");
-        assert_eq!(b.get(&1).await, Some(product(1, "v1")));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // B fills its L1 from L2 ...
+    holds_in_l1(&b, 1, &product(1, "v1")).await;
     // ... A writes v2: B must stop serving v1 from its L1 within the bound.
     a.set(&1, product(1, "v2")).await.unwrap();
     let took = converges(Duration::from_millis(200), Some(product(1, "v2")), || {
@@ -279,13 +335,30 @@ async fn tag_invalidation_reaches_both_levels_of_both_instances() {
     a.set_tagged(&43, product(43, "kettle"), &["product:43"])
         .await
         .unwrap();
-    // Both in B's L1 (filled from L2, tags included).
-    assert_eq!(b.get(&42).await, Some(product(42, "teapot")));
-    assert_eq!(b.get(&43).await, Some(product(43, "kettle")));
+    // Both in both L1s (B's filled from L2, tags included).
+    for cache in [&a, &b] {
+        holds_in_l1(cache, 42, &product(42, "teapot")).await;
+        holds_in_l1(cache, 43, &product(43, "kettle")).await;
+    }
 
     b.invalidate_tag("product:42").await;
+    let l1_has = |cache: &Cache<u64, Product, TieredStore<Product>>, id: u64| {
+        cache
+            .store()
+            .l1()
+            .lookup(&cache.full_key(&id).unwrap())
+            .is_some()
+    };
+    assert!(!l1_has(&b, 42), "B's L1");
     assert_eq!(b.get(&42).await, None, "B: both levels");
-    converges(Duration::from_millis(200), None, || a.get(&42)).await;
+    // A's L1 copy goes within the bound, by the invalidation message.
+    let deadline = Instant::now() + Duration::from_millis(200);
+    while l1_has(&a, 42) {
+        assert!(Instant::now() < deadline, "A's L1 kept the tagged entry");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(a.get(&42).await, None, "A: both levels");
+    assert!(l1_has(&a, 43) && l1_has(&b, 43), "other tags untouched");
     let l2_key = a.full_key(&42).unwrap();
     let exists: i64 = a
         .store()

@@ -4,6 +4,7 @@ pub mod bench;
 #[cfg(feature = "browser")]
 mod browser;
 mod clock;
+pub mod logs;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -27,6 +27,8 @@ pub struct CacheControl {
     pub s_maxage: Option<u64>,
     /// `stale-while-revalidate`.
     pub stale_while_revalidate: Option<u64>,
+    /// `min-fresh` (a request's: fresh for at least this long still).
+    pub min_fresh: Option<u64>,
     /// `immutable`.
     pub immutable: bool,
 }
@@ -59,6 +61,8 @@ impl CacheControl {
                     cc.s_maxage = seconds().or(cc.s_maxage);
                 } else if is("stale-while-revalidate") {
                     cc.stale_while_revalidate = seconds().or(cc.stale_while_revalidate);
+                } else if is("min-fresh") {
+                    cc.min_fresh = seconds().or(cc.min_fresh);
                 } else if is("no-store") {
                     cc.no_store = true;
                 } else if is("no-cache") {
@@ -209,8 +213,22 @@ fn expires_in(response: &HeaderMap) -> Option<Duration> {
 
 /// Whether the request asks not to be answered from the cache (`no-store`,
 /// `no-cache`, `max-age=0`, or `Pragma: no-cache` without `Cache-Control`).
+/// A request's `max-age=N` and `min-fresh=N` are checked against each stored
+/// response by [`acceptable`]; `max-stale` is ignored (nothing is served
+/// stale beyond `stale-while-revalidate`).
 pub fn request_bypasses(request: &HeaderMap) -> bool {
     bypasses(&CacheControl::parse(request), request)
+}
+
+/// Whether a stored response `age_ms` old and fresh for `fresh_ms` may answer
+/// a request with these directives (RFC 9111 §5.2.1): not older than its
+/// `max-age`, and fresh for its `min-fresh` still.
+pub fn acceptable(request: &CacheControl, age_ms: u64, fresh_ms: u64) -> bool {
+    let ms = |s: u64| s.saturating_mul(1000);
+    request.max_age.is_none_or(|max| age_ms <= ms(max))
+        && request
+            .min_fresh
+            .is_none_or(|min| fresh_ms.saturating_sub(age_ms) >= ms(min))
 }
 
 /// [`request_bypasses`] with the request's `Cache-Control` parsed already.

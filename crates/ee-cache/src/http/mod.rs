@@ -21,7 +21,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
-pub use directives::{CacheControl, Storable, immutable, request_bypasses, storable};
+pub use directives::{CacheControl, Storable, acceptable, immutable, request_bypasses, storable};
 pub use stored::{StoredResponse, Variants};
 
 use crate::cache::Cache;
@@ -332,10 +332,11 @@ where
         && let Some(stored) = variants.matching(&parts.headers)
     {
         let age_ms = now_ms().saturating_sub(stored.stored_at_ms);
-        if age_ms < stored.fresh_ms {
+        let acceptable = directives::acceptable(&request_cc, age_ms, stored.fresh_ms);
+        if acceptable && age_ms < stored.fresh_ms {
             return Ok(serve(stored, &parts.headers, "HIT", head));
         }
-        if age_ms < stored.fresh_ms.saturating_add(stored.stale_ms) {
+        if acceptable && age_ms < stored.fresh_ms.saturating_add(stored.stale_ms) {
             refresh(&shared, &inner, &key, &parts);
             return Ok(serve(stored, &parts.headers, "STALE", head));
         }
