@@ -46,6 +46,10 @@ async fn write(State(calls): State<Arc<AtomicUsize>>) -> &'static str {
     "written"
 }
 
+async fn fail() -> StatusCode {
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
 async fn tagged(State(calls): State<Arc<AtomicUsize>>) -> impl IntoResponse {
     let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
     (
@@ -65,7 +69,15 @@ fn app(
 ) -> (Router, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let router = Router::new()
-        .route("/r", get(handler).post(write).put(write).delete(write))
+        .route(
+            "/r",
+            get(handler)
+                .post(write)
+                .put(write)
+                .patch(write)
+                .delete(write),
+        )
+        .route("/fail", get(handler).post(fail))
         .route("/tagged", get(tagged))
         .route("/big", get(big))
         .with_state(calls.clone())
@@ -231,7 +243,7 @@ async fn validators_answer_304() {
 
 #[tokio::test]
 async fn a_successful_write_purges_every_query_of_its_path() {
-    for method in ["POST", "PUT", "DELETE"] {
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
         let (app, _) = app(memory_layer());
         let respond = ("x-respond", "cache-control: max-age=60");
         send(&app, "GET", "/r?page=1", &[respond]).await;
@@ -253,6 +265,24 @@ async fn a_successful_write_purges_every_query_of_its_path() {
             "{method}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_failed_write_purges_nothing() {
+    let (app, calls) = app(memory_layer());
+    let respond = ("x-respond", "cache-control: max-age=60");
+    send(&app, "GET", "/fail", &[respond]).await;
+    assert_eq!(
+        send(&app, "GET", "/fail", &[respond]).await.x_cache(),
+        "HIT"
+    );
+    let write = send(&app, "POST", "/fail", &[]).await;
+    assert_eq!(write.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        send(&app, "GET", "/fail", &[respond]).await.x_cache(),
+        "HIT"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -363,6 +393,22 @@ async fn head_is_answered_from_the_get_entry_without_a_body() {
     assert_eq!((head.x_cache(), head.body.as_str()), ("HIT", ""));
     assert_eq!(head.header("content-type"), Some("text/plain"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A HEAD miss goes to the handler and stores nothing (it has no body).
+    let miss = send(&app, "HEAD", "/r?fresh", &[respond]).await;
+    assert_eq!(
+        (miss.status, miss.x_cache(), miss.body.as_str()),
+        (StatusCode::OK, "MISS", "")
+    );
+    assert_eq!(
+        send(&app, "GET", "/r?fresh", &[respond]).await.x_cache(),
+        "MISS"
+    );
+    assert_eq!(
+        send(&app, "HEAD", "/r?fresh", &[respond]).await.x_cache(),
+        "HIT"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

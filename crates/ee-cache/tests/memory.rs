@@ -146,6 +146,34 @@ async fn entries_expire_after_the_ttl_less_at_most_the_jitter() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+#[tokio::test]
+async fn the_jitter_spreads_the_expiry_of_entries_written_together() {
+    let ttl = Duration::from_secs(100);
+    let cache: Cache<u32, String> = Cache::builder("jitter")
+        .ttl(ttl)
+        .build(MemoryStore::new())
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for i in 0..50 {
+        cache.set(&i, "v".into()).await.unwrap();
+    }
+    let until: Vec<u64> = (0..50)
+        .map(|i| {
+            let key = cache.full_key(&i).unwrap();
+            cache.store().lookup(&key).unwrap().fresh_until - now
+        })
+        .collect();
+    // Within the TTL less at most 10 %, and not all alike.
+    for ms in &until {
+        assert!((89_000..=100_500).contains(ms), "{ms} ms");
+    }
+    let (min, max) = (until.iter().min().unwrap(), until.iter().max().unwrap());
+    assert!(max - min > 2_000, "spread {min}..{max} ms");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_entry_is_served_at_once_and_refreshed_once_in_the_background() {
     let cache: Cache<str, String> = Cache::builder("swr")
