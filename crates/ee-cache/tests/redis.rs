@@ -422,6 +422,15 @@ async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
     redis.stop();
     // L1 still answers what it has.
     assert_eq!(cache.get(&1).await, Some(product(1, "cached")));
+    // The store knows it no longer hears invalidations.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.store().is_subscribed() {
+        assert!(
+            Instant::now() < deadline,
+            "the lost subscription went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A miss goes to the loader within the Redis timeout; the write is dropped.
     let started = Instant::now();
     let v = cache
@@ -454,6 +463,12 @@ async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
         assert!(Instant::now() < deadline, "no resubscription after restart");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Invalidations sent while it was away are lost: its L1 was cleared.
+    let key = cache.full_key(&1).unwrap();
+    assert!(
+        cache.store().l1().lookup(&key).is_none(),
+        "L1 kept an entry across the outage"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         cache.set(&4, product(4, "after")).await.unwrap();
