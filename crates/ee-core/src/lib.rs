@@ -6,6 +6,7 @@ pub mod hop;
 pub mod key;
 pub mod keyspace;
 pub mod problem;
+pub mod redact;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod throttle;

@@ -40,8 +40,13 @@ pub use crate::keyspace::KeySpace;
 ///     r#"{ "cluster_nodes": ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"], "timeout_ms": 100 }"#,
 /// ).unwrap();
 /// assert!(!standalone.is_cluster() && cluster.is_cluster());
+/// // Passwords stay out of `Debug` (and so out of logs and panics).
+/// let secret = RedisConfig::standalone("redis://app:s3cret@cache:6379");
+/// assert!(format!("{secret:?}").contains("redis://app:***@cache:6379"));
+/// assert!(!format!("{secret:?}").contains("s3cret"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` shows the URLs without their passwords.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// A standalone server, `redis://[user:password@]host:port[/db]`
@@ -55,6 +60,22 @@ pub struct RedisConfig {
     pub timeout_ms: u64,
     /// Bound on establishing a connection, in milliseconds (default 1000).
     pub connect_timeout_ms: u64,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<_> = self
+            .cluster_nodes
+            .iter()
+            .map(|u| crate::redact::url(u))
+            .collect();
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::redact::url(&self.url))
+            .field("cluster_nodes", &nodes)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for RedisConfig {

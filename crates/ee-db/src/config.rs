@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 /// max_size = 20
 /// connect_timeout_ms = 2000
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` shows the URLs without their passwords.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DbConfig {
     /// `postgres://…` / `postgresql://…`, or `sqlite://path/to/file.db`
@@ -48,6 +50,31 @@ pub struct DbConfig {
     pub max_attempts: u32,
     /// The pool's name in metrics (`pool` label).
     pub name: String,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let replicas: Vec<_> = self
+            .replicas
+            .iter()
+            .map(|u| ee_core::redact::url(u))
+            .collect();
+        f.debug_struct("DbConfig")
+            .field("url", &ee_core::redact::url(&self.url))
+            .field("replicas", &replicas)
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("max_lifetime_ms", &self.max_lifetime_ms)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("checkout_test", &self.checkout_test)
+            .field("statement_cache", &self.statement_cache)
+            .field("slow_query_ms", &self.slow_query_ms)
+            .field("read_your_writes_ms", &self.read_your_writes_ms)
+            .field("max_attempts", &self.max_attempts)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// What a checkout verifies.
@@ -123,5 +150,23 @@ impl DbConfig {
 
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbConfig;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let config = DbConfig {
+            url: "postgres://app:s3cret@primary/shop".into(),
+            replicas: vec!["postgres://app:s3cret@replica/shop".into()],
+            ..DbConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:***@primary/shop"), "{shown}");
+        assert!(shown.contains("postgres://app:***@replica/shop"), "{shown}");
     }
 }
