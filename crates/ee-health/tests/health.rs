@@ -11,7 +11,7 @@ use axum::routing::get;
 use ee_core::redis::{RedisConfig, RedisConn};
 use ee_health::{DiskCheck, Health, HttpCheck, MemoryCheck, PostgresCheck, RedisCheck, check_fn};
 use ee_testing::wire::{exchange, request, serve};
-use ee_testing::{Postgres, RedisServer, TestResponse};
+use ee_testing::{Postgres, RedisCluster, RedisServer, TcpProxy, TestResponse};
 use serde_json::Value;
 
 async fn probe(addr: SocketAddr, path: &str) -> (u16, Value) {
@@ -124,6 +124,83 @@ async fn postgres_up_down_and_slow() {
     assert_eq!(all["checks"]["replica-down"][0]["status"], "fail");
     let slow = all["checks"]["replica-slow"][0]["output"].as_str().unwrap();
     assert!(slow.contains("timed out"), "{slow}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_check_passes_and_fails_with_its_nodes() {
+    let mut cluster = RedisCluster::start(3);
+    let conn = RedisConn::connect(
+        &RedisConfig::cluster(cluster.urls()).with_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let health = Health::builder()
+        .timeout(Duration::from_millis(500))
+        .critical("redis", RedisCheck(conn))
+        .cache_for(Duration::ZERO)
+        .build();
+    let addr = serve(health.router()).await;
+    let (code, body) = probe(addr, "/readyz").await;
+    assert_eq!(
+        (code, body["checks"]["redis"][0]["status"].as_str()),
+        (200, Some("pass")),
+        "{body}"
+    );
+    for node in cluster.nodes_mut() {
+        node.stop();
+    }
+    let (code, body) = probe(addr, "/readyz").await;
+    assert_eq!(
+        (code, body["checks"]["redis"][0]["status"].as_str()),
+        (503, Some("fail")),
+        "{body}"
+    );
+}
+
+/// The real PostgreSQL behind a proxy the test can stall (slow) and cut
+/// (down), as a critical check: readiness follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_postgres_down_or_slow_fails_readiness() {
+    let pg = Postgres::connect().await;
+    let real = pg.config();
+    let port = real.get_ports().first().copied().unwrap_or(5432);
+    let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let mut via = tokio_postgres::Config::new();
+    via.host("127.0.0.1")
+        .port(proxy.addr().port())
+        .user(real.get_user().unwrap_or("postgres"))
+        .dbname(real.get_dbname().unwrap_or("test"));
+    if let Some(password) = real.get_password() {
+        via.password(password);
+    }
+    let health = Health::builder()
+        .timeout(Duration::from_millis(500))
+        .critical("postgres", PostgresCheck(via))
+        .cache_for(Duration::ZERO)
+        .build();
+    let addr = serve(health.router()).await;
+    let status = |body: &Value| body["checks"]["postgres"][0]["status"].clone();
+    let (code, body) = probe(addr, "/readyz").await;
+    assert_eq!((code, status(&body)), (200, "pass".into()), "{body}");
+
+    proxy.stall(); // slow: the connection is never answered
+    let (code, body) = probe(addr, "/readyz").await;
+    assert_eq!((code, status(&body)), (503, "fail".into()), "{body}");
+    let output = body["checks"]["postgres"][0]["output"].as_str().unwrap();
+    assert!(output.contains("timed out"), "{body}");
+    proxy.unstall();
+
+    proxy.cut(); // down: connections refused
+    let (code, body) = probe(addr, "/healthz").await;
+    assert_eq!(
+        (code, body["status"].as_str(), status(&body)),
+        (503, Some("fail"), "fail".into()),
+        "{body}"
+    );
+
+    proxy.restore();
+    let (code, body) = probe(addr, "/readyz").await;
+    assert_eq!((code, status(&body)), (200, "pass".into()), "{body}");
 }
 
 #[tokio::test]

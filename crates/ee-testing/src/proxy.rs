@@ -1,5 +1,5 @@
-//! A TCP proxy a test can cut: the server behind it "goes down" for the
-//! client without touching the real server.
+//! A TCP proxy a test can cut or stall: the server behind it "goes down" or
+//! "goes slow" for the client without touching the real server.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,9 @@ use tokio::task::JoinHandle;
 
 /// Forwards every connection on a free loopback port to `target` until
 /// [`cut`](Self::cut); after [`restore`](Self::restore) it forwards again.
+/// While [`stall`](Self::stall)ed, new connections are accepted but get no
+/// byte from the server (a link that hangs: the client's timeouts fire)
+/// until [`unstall`](Self::unstall).
 ///
 /// ```no_run
 /// # async fn demo() {
@@ -24,6 +27,7 @@ use tokio::task::JoinHandle;
 pub struct TcpProxy {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    stalled: tokio::sync::watch::Sender<bool>,
     accept: JoinHandle<()>,
 }
 
@@ -42,6 +46,7 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("bound");
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
+        let (stalled, stall) = tokio::sync::watch::channel(false);
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let mut state = shared.lock().expect("not poisoned");
@@ -50,7 +55,12 @@ impl TcpProxy {
                     continue;
                 }
                 state.links.retain(|l| !l.is_finished());
+                let mut stall = stall.clone();
                 state.links.push(tokio::spawn(async move {
+                    // Held, unanswered, while stalled.
+                    if stall.wait_for(|stalled| !stalled).await.is_err() {
+                        return;
+                    }
                     if let Ok(mut server) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
@@ -60,6 +70,7 @@ impl TcpProxy {
         Self {
             addr,
             state,
+            stalled,
             accept,
         }
     }
@@ -81,6 +92,17 @@ impl TcpProxy {
     /// Forwards new connections again.
     pub fn restore(&self) {
         self.state.lock().expect("not poisoned").cut = false;
+    }
+
+    /// Holds new connections open without forwarding them (the server
+    /// "goes slow"); connections already open keep flowing.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Forwards the held connections and new ones again.
+    pub fn unstall(&self) {
+        self.stalled.send_replace(false);
     }
 }
 
