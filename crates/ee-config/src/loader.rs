@@ -164,37 +164,59 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
     /// # Errors
     /// [`ConfigError`] listing every problem.
     pub fn load(&self) -> Result<T, ConfigError> {
-        let mut figment = self.figment();
+        let original = self.figment();
+        let mut errors = match original.extract::<T>() {
+            Ok(value) => return Ok(value),
+            Err(errors) => errors,
+        };
         let defaults =
             crate::secret::exposed(|| Figment::from(Serialized::defaults(&self.defaults)));
+        let problem = |e: &figment::Error, key: &str| Problem {
+            // Later passes read a repaired copy: the origin is the original's.
+            source: source_of(
+                original.find_metadata(key).or(e.metadata.as_ref()),
+                key,
+                &self.env_prefix,
+            ),
+            reason: e.kind.to_string(),
+            key: key.to_owned(),
+        };
+        // serde stops at the first bad field of each struct: repair it in a
+        // plain copy of the merged values (an unknown key removed, a bad
+        // value replaced by its default) and try again, until the rest is
+        // clean or nothing can be repaired.
+        let mut data = match original.extract::<Value>() {
+            Ok(data) => data,
+            Err(_) => {
+                let problems = errors
+                    .into_iter()
+                    .map(|e| problem(&e, &e.path.join(".")))
+                    .collect();
+                return Err(ConfigError { problems });
+            }
+        };
         let mut problems = Vec::new();
-        // serde stops at the first bad field: replace it by its default and
-        // try again, until the rest is clean or nothing can be replaced.
         for _ in 0..256 {
-            match figment.extract::<T>() {
-                Ok(value) if problems.is_empty() => return Ok(value),
-                Ok(_) => break,
-                Err(errors) => {
-                    let mut fixed = false;
-                    for e in errors {
-                        let key = e.path.join(".");
-                        problems.push(Problem {
-                            source: source_of(e.metadata.as_ref(), &key, &self.env_prefix),
-                            reason: e.kind.to_string(),
-                            key: key.clone(),
-                        });
-                        if let Ok(default) = defaults.find_value(&key) {
-                            figment = figment.merge(Serialized::global(&key, default));
-                            fixed = true;
-                        }
-                    }
-                    if !fixed {
-                        break;
-                    }
+            let mut repaired = false;
+            for e in errors {
+                let key = e.path.join(".");
+                let found = problem(&e, &key);
+                if !problems.contains(&found) {
+                    problems.push(found);
                 }
+                repaired |= match e.kind {
+                    figment::error::Kind::UnknownField(..) => remove_at(&mut data, &e.path),
+                    _ => reset_to_default(&mut data, &defaults, &e.path),
+                };
+            }
+            if !repaired {
+                break;
+            }
+            match Figment::from(Serialized::defaults(&data)).extract::<T>() {
+                Ok(_) => break,
+                Err(more) => errors = more,
             }
         }
-        problems.dedup();
         Err(ConfigError { problems })
     }
 
@@ -235,6 +257,56 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
                     .collect(),
             })
     }
+}
+
+/// The value at `path` in `data` (dictionary keys, array indices).
+fn value_at<'v>(data: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+    let mut at = data;
+    for part in path {
+        at = match at {
+            Value::Dict(_, dict) => dict.get_mut(part)?,
+            Value::Array(_, items) => items.get_mut(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+/// Removes the key at `path` (an unknown key); whether there was one.
+fn remove_at(data: &mut Value, path: &[String]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    match value_at(data, parent) {
+        Some(Value::Dict(_, dict)) => dict.remove(last).is_some(),
+        _ => false,
+    }
+}
+
+/// Replaces the value at `path`, or the nearest enclosing one that has a
+/// default (an array element's array, say), by that default; whether one
+/// was found.
+fn reset_to_default(data: &mut Value, defaults: &Figment, path: &[String]) -> bool {
+    for len in (1..=path.len()).rev() {
+        let Ok(default) = defaults.find_value(&path[..len].join(".")) else {
+            continue;
+        };
+        let (last, parent) = path[..len].split_last().expect("len >= 1");
+        match value_at(data, parent) {
+            Some(Value::Dict(_, dict)) => {
+                dict.insert(last.clone(), default);
+                return true;
+            }
+            Some(Value::Array(_, items)) => {
+                if let Some(slot) = last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                    *slot = default;
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A readable origin of a value.

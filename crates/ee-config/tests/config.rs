@@ -151,6 +151,82 @@ fn every_bad_key_is_reported_with_its_source() {
     assert!(text.contains("the configuration is invalid"), "{text}");
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Strict {
+    port: u16,
+    name: String,
+    pool: StrictPool,
+    hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictPool {
+    max_size: u32,
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Host {
+    name: String,
+    port: u16,
+}
+
+#[test]
+fn unknown_keys_and_bad_array_items_do_not_hide_the_other_bad_keys() {
+    let strict = Strict {
+        port: 8080,
+        name: "orders".into(),
+        pool: StrictPool {
+            max_size: 10,
+            timeout_ms: 500,
+        },
+        hosts: vec![],
+    };
+    let dir = Dir::new("strict");
+    // A typo first (`prot`), then bad values after it, in a section and in
+    // an array, and one from the environment.
+    let toml = dir.write(
+        "ee.toml",
+        "prot = 8081\nport = \"eighty\"\nname = 12\n\n[pool]\nmax_sise = 3\ntimeout_ms = \"soon\"\n\n\
+         [[hosts]]\nname = \"a\"\nport = 1\n\n[[hosts]]\nname = \"b\"\nport = \"two\"\n",
+    );
+    let err = Loader::new(strict)
+        .file(&toml)
+        .env([("EE_POOL__MAX_SIZE", "lots")])
+        .load()
+        .unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "prot",
+        "port",
+        "name",
+        "pool.max_sise",
+        "pool.max_size",
+        "pool.timeout_ms",
+        "hosts.1.port",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {err}");
+    }
+    let typo = err.problems.iter().find(|p| p.key == "prot").unwrap();
+    assert!(typo.source.contains("ee.toml"), "{typo:?}");
+    assert!(typo.reason.contains("unknown field"), "{typo:?}");
+    let env = err
+        .problems
+        .iter()
+        .find(|p| p.key == "pool.max_size")
+        .unwrap();
+    assert_eq!(env.source, "environment variable EE_POOL__MAX_SIZE");
+    let item = err
+        .problems
+        .iter()
+        .find(|p| p.key == "hosts.1.port")
+        .unwrap();
+    assert!(item.source.contains("ee.toml"), "{item:?}");
+}
+
 #[test]
 fn secrets_come_from_files_and_never_show() {
     let dir = Dir::new("secret");
