@@ -14,6 +14,10 @@ struct Service {
     idempotency: ee_idempotency::IdempotencyConfig,
     ratelimit: Vec<ee_ratelimit::PolicyConfig>,
     db: ee_db::DbConfig,
+    queue: ee_queue::QueueConfig,
+    worker: ee_queue::WorkerConfig,
+    client_ip: ee_core::key::ClientIpConfig,
+    health: ee_health::HealthConfig,
     features: Features,
 }
 
@@ -38,6 +42,22 @@ url = "postgres://app@db.internal/shop"
 replicas = ["postgres://app@replica.internal/shop"]
 checkout_test = "ping"
 
+[queue]
+max_payload_bytes = 65536
+keep_failed = { count = 100 }
+
+[worker]
+concurrency = 4
+lease_ms = 10000
+
+[client_ip]
+trusted_proxies = ["10.0.0.0/8"]
+header = "forwarded"
+
+[health]
+timeout_ms = 500
+drain_ms = 20000
+
 [[ratelimit]]
 name = "api"
 algorithm = "gcra"
@@ -61,6 +81,7 @@ fn one_file_configures_every_crate() {
             ("EE_CACHE__TTL_MS", "30000"),
             ("EE_REDIS__TIMEOUT_MS", "250"),
             ("EE_DB__MAX_SIZE", "32"),
+            ("EE_WORKER__CONCURRENCY", "8"),
         ])
         .load()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -78,6 +99,20 @@ fn one_file_configures_every_crate() {
     assert_eq!(service.db.replicas.len(), 1);
     assert_eq!(service.db.max_size, 32);
     assert_eq!(service.db.checkout_test, ee_db::CheckoutTest::Ping);
+    assert_eq!(service.queue.max_payload_bytes, 65_536);
+    assert_eq!(service.queue.keep_failed.count, Some(100));
+    assert_eq!(
+        (service.worker.concurrency, service.worker.lease_ms),
+        (8, 10_000)
+    );
+    assert_eq!(service.client_ip.trusted_proxies.len(), 1);
+    assert_eq!(
+        service.client_ip.header,
+        ee_core::key::ForwardedHeader::Forwarded
+    );
+    assert_eq!(service.health.timeout_ms, 500);
+    assert_eq!(service.health.drain(), std::time::Duration::from_secs(20));
+    assert_eq!(service.health.cache_ms, 1_000);
 
     // Bad values in two crates' sections: both reported, each with its source.
     let err = Loader::new(Service::default())

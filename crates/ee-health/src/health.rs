@@ -73,6 +73,46 @@ struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
+/// The settings of a [`Health`] a service puts in its configuration file
+/// (serde; an `[health]` section of `ee.toml` through ee-config).
+///
+/// ```
+/// let config: ee_health::HealthConfig =
+///     serde_json::from_str(r#"{ "timeout_ms": 500, "drain_ms": 20000 }"#).unwrap();
+/// assert_eq!(config.cache_ms, 1000); // the default
+/// let health = ee_health::Health::builder().config(&config).build();
+/// # drop(health);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Each check's timeout, in ms (default 2 000).
+    pub timeout_ms: u64,
+    /// How long a report is reused, in ms (default 1 000).
+    pub cache_ms: u64,
+    /// How long [`Health::serve`] lets in-flight requests finish after the
+    /// shutdown begins, in ms (default 30 000): pass
+    /// [`HealthConfig::drain`] to it.
+    pub drain_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 2_000,
+            cache_ms: 1_000,
+            drain_ms: 30_000,
+        }
+    }
+}
+
+impl HealthConfig {
+    /// The drain deadline for [`Health::serve`].
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_ms)
+    }
+}
+
 /// Builds a [`Health`].
 #[must_use]
 pub struct HealthBuilder {
@@ -123,6 +163,13 @@ impl HealthBuilder {
     pub fn cache_for(mut self, interval: Duration) -> Self {
         self.cache_for = interval;
         self
+    }
+
+    /// The timeout and report interval of `config` (an `[health]` section of
+    /// `ee.toml`, through ee-config), for the checks added after this call.
+    pub fn config(self, config: &HealthConfig) -> Self {
+        self.timeout(Duration::from_millis(config.timeout_ms))
+            .cache_for(Duration::from_millis(config.cache_ms))
     }
 
     /// `/startupz` fails until [`Health::mark_started`] (default: started).

@@ -11,4 +11,4 @@ pub use check::RedisCheck;
 pub use check::{
     CheckFuture, DiskCheck, HealthCheck, HttpCheck, MemoryCheck, Outcome, Status, check_fn,
 };
-pub use health::{HEALTH_JSON, Health, HealthBuilder, Report};
+pub use health::{HEALTH_JSON, Health, HealthBuilder, HealthConfig, Report};
