@@ -18,6 +18,7 @@ struct Service {
     worker: ee_queue::WorkerConfig,
     client_ip: ee_core::key::ClientIpConfig,
     health: ee_health::HealthConfig,
+    versioning: ee_versioning::VersioningConfig,
     features: Features,
 }
 
@@ -57,6 +58,15 @@ header = "forwarded"
 [health]
 timeout_ms = 500
 drain_ms = 20000
+
+[versioning]
+default_version = 2
+sources = ["uri", "header:api-version"]
+
+[versioning.lifecycle.v1]
+deprecated_at = 1780272000
+sunset_at = "Fri, 01 Jan 2027 00:00:00 GMT"
+successor = "/v2/orders"
 
 [[ratelimit]]
 name = "api"
@@ -113,6 +123,21 @@ fn one_file_configures_every_crate() {
     assert_eq!(service.health.timeout_ms, 500);
     assert_eq!(service.health.drain(), std::time::Duration::from_secs(20));
     assert_eq!(service.health.cache_ms, 1_000);
+    assert_eq!(service.versioning.default_version, Some(2));
+    let v1 = &service.versioning.lifecycle["v1"];
+    assert_eq!(
+        v1.deprecated_at,
+        Some(ee_versioning::Date::Unix(1_780_272_000))
+    );
+    assert_eq!(v1.successor.as_deref(), Some("/v2/orders"));
+    let routes = || {
+        ee_versioning::VersionRoutes::new().route("/orders", axum::routing::get(|| async { "o" }))
+    };
+    ee_versioning::VersionedRouter::new()
+        .version(1, routes())
+        .version(2, routes())
+        .config(&service.versioning)
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // Bad values in two crates' sections: both reported, each with its source.
     let err = Loader::new(Service::default())

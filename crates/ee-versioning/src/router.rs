@@ -147,6 +147,11 @@ impl VersionedRouter {
         self
     }
 
+    /// Whether `version` has routes.
+    pub(crate) fn has_version(&self, version: Version) -> bool {
+        self.versions.contains_key(&version)
+    }
+
     /// Routes that answer whatever the version (health, docs, metrics).
     #[must_use]
     pub fn neutral(mut self, router: Router) -> Self {

@@ -10,7 +10,7 @@ use axum::routing::get;
 use ee_core::key::HeaderKey;
 use ee_testing::TestResponse;
 use ee_testing::wire::{exchange, request, serve};
-use ee_versioning::{Lifecycle, Source, VersionRoutes, VersionedRouter};
+use ee_versioning::{Lifecycle, Source, VersionRoutes, VersionedRouter, VersioningConfig};
 
 /// 2026-06-01T00:00:00Z: v1 deprecated; its sunset is 2027-01-01.
 const DEPRECATED: u64 = 1_780_272_000;
@@ -316,4 +316,66 @@ async fn narrowed_in(build: Build) {
     );
     assert_eq!(get_with(addr, "/x", &[]).await.text(), "one", "{build:?}");
     assert_eq!(get_with(addr, "/v2/x", &[]).await.status, 404, "{build:?}");
+}
+
+#[tokio::test]
+async fn a_config_sets_the_default_the_sources_and_the_lifecycles() {
+    let config: VersioningConfig = serde_json::from_value(serde_json::json!({
+        "default_version": 2,
+        "sources": ["header:x-api-version", "uri"],
+        "lifecycle": { "v1": {
+            "deprecated_at": "Mon, 01 Jun 2026 00:00:00 GMT",
+            "sunset_at": SUNSET,
+            "link": "https://api.example/deprecations/v1",
+            "successor": "/v2/orders"
+        } }
+    }))
+    .unwrap();
+    let two = || {
+        VersionedRouter::new()
+            .version(
+                1,
+                VersionRoutes::new().route("/orders/{id}", get(|| async { "v1 order" })),
+            )
+            .version(
+                2,
+                VersionRoutes::new().route("/orders/{id}", get(|| async { "v2 order" })),
+            )
+    };
+    for build in BUILDS {
+        let versions = two().clock(|| at(DEPRECATED + 1)).config(&config).unwrap();
+        let addr = serve(build.of(versions)).await;
+        assert_eq!(
+            get_with(addr, "/orders/7", &[]).await.text(),
+            "v2 order",
+            "{build:?}"
+        );
+        // The configured header picks; the default one is not a source now.
+        let res = get_with(addr, "/orders/7", &[("x-api-version", b"1")]).await;
+        assert_eq!(res.text(), "v1 order", "{build:?}");
+        assert_eq!(res.header("deprecation"), Some("@1780272000"), "{build:?}");
+        assert_eq!(res.header("sunset"), Some("Fri, 01 Jan 2027 00:00:00 GMT"));
+        let res = get_with(addr, "/orders/7", &[("api-version", b"1")]).await;
+        assert_eq!(res.text(), "v2 order", "{build:?}");
+        assert_eq!(
+            get_with(addr, "/v1/orders/7", &[]).await.text(),
+            "v1 order",
+            "{build:?}"
+        );
+    }
+    // Every problem at once.
+    let bad: VersioningConfig = serde_json::from_value(serde_json::json!({
+        "sources": ["uri", "cookie:v"],
+        "lifecycle": { "v3": {}, "v1": { "sunset_at": "next tuesday" } }
+    }))
+    .unwrap();
+    let err = two().config(&bad).unwrap_err();
+    for part in [
+        "cookie:v",
+        "v3, which has no routes",
+        "lifecycle.v1.sunset_at",
+        "next tuesday",
+    ] {
+        assert!(err.contains(part), "{part} missing from: {err}");
+    }
 }

@@ -1,0 +1,157 @@
+//! The versioning settings a service keeps in its configuration file.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::Lifecycle;
+use crate::router::VersionedRouter;
+use crate::version::{Source, Version};
+
+/// Versioning settings (serde; a `[versioning]` section of `ee.toml` through
+/// ee-config), applied with [`VersionedRouter::config`] after the versions'
+/// routes are registered.
+///
+/// ```
+/// # use ee_versioning::VersioningConfig;
+/// let config: VersioningConfig = serde_json::from_str(r#"{
+///     "default_version": 2,
+///     "sources": ["uri", "header:api-version", "media-type:shop", "query:v"],
+///     "lifecycle": { "v1": {
+///         "deprecated_at": "Mon, 01 Jun 2026 00:00:00 GMT",
+///         "sunset_at": 1798761600,
+///         "link": "https://api.example/deprecations/v1",
+///         "successor": "/v2/orders"
+///     } }
+/// }"#).unwrap();
+/// assert_eq!(config.default_version, Some(2));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VersioningConfig {
+    /// The version of requests that name none.
+    pub default_version: Option<u16>,
+    /// Where the version is read from, in order: `uri`, `header:<name>`,
+    /// `media-type:<vendor>`, `query:<parameter>` (default: the router's).
+    pub sources: Option<Vec<String>>,
+    /// Each version's lifecycle, by version (`1` or `v1`).
+    pub lifecycle: BTreeMap<String, LifecycleConfig>,
+    /// At most this many distinct clients in the deprecation metric.
+    pub max_clients: Option<usize>,
+}
+
+/// One version's lifecycle in a [`VersioningConfig`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// When it is (or will be) deprecated: Unix seconds or an HTTP date.
+    pub deprecated_at: Option<Date>,
+    /// When it goes (410 from then on): Unix seconds or an HTTP date.
+    pub sunset_at: Option<Date>,
+    /// `Link: <…>; rel="deprecation"`: where the deprecation is explained.
+    pub link: Option<String>,
+    /// `Link: <…>; rel="successor-version"`.
+    pub successor: Option<String>,
+}
+
+/// A point in time: Unix seconds, or an HTTP date (`Mon, 01 Jun 2026 00:00:00 GMT`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Date {
+    /// Seconds since the Unix epoch.
+    Unix(u64),
+    /// An HTTP date (RFC 9110 §5.6.7).
+    Http(String),
+}
+
+impl Date {
+    fn time(&self) -> Result<SystemTime, String> {
+        match self {
+            Date::Unix(s) => Ok(UNIX_EPOCH + Duration::from_secs(*s)),
+            Date::Http(text) => httpdate::parse_http_date(text).map_err(|_| {
+                format!("`{text}` is not an HTTP date (Mon, 01 Jun 2026 00:00:00 GMT)")
+            }),
+        }
+    }
+}
+
+/// `uri`, `header:<name>`, `media-type:<vendor>` or `query:<parameter>`.
+fn source(spec: &str) -> Result<Source, String> {
+    let bad = || {
+        format!(
+            "`{spec}` is not a version source (uri, header:<name>, media-type:<vendor>, query:<parameter>)"
+        )
+    };
+    let (kind, arg) = spec
+        .split_once(':')
+        .map_or((spec, ""), |(k, a)| (k, a.trim()));
+    match (kind.trim(), arg) {
+        ("uri", "") => Ok(Source::Uri),
+        ("header", name) if !name.is_empty() => http::HeaderName::from_bytes(name.as_bytes())
+            .map(Source::Header)
+            .map_err(|_| bad()),
+        ("media-type", vendor) if !vendor.is_empty() => Ok(Source::MediaType {
+            vendor: vendor.to_ascii_lowercase(),
+        }),
+        ("query", param) if !param.is_empty() => Ok(Source::Query(param.to_owned())),
+        _ => Err(bad()),
+    }
+}
+
+impl VersionedRouter {
+    /// Applies `config`: the default version, the sources, each version's
+    /// lifecycle, the metric's client bound. Register the versions' routes
+    /// first.
+    ///
+    /// # Errors
+    /// Every problem of `config`, one per line: a source that is not one, a
+    /// date that is not one, a lifecycle for a version without routes.
+    pub fn config(mut self, config: &VersioningConfig) -> Result<Self, String> {
+        let mut problems = Vec::new();
+        if let Some(version) = config.default_version {
+            self = self.default_version(version);
+        }
+        if let Some(specs) = &config.sources {
+            let parsed: Vec<_> = specs.iter().map(|s| source(s)).collect();
+            let (good, bad): (Vec<_>, Vec<_>) = parsed.into_iter().partition(Result::is_ok);
+            problems.extend(bad.into_iter().filter_map(Result::err));
+            self = self.sources(good.into_iter().filter_map(Result::ok).collect());
+        }
+        for (name, lc) in &config.lifecycle {
+            let Some(version) = Version::parse(name.trim()) else {
+                problems.push(format!("lifecycle `{name}`: not a version (1 or v1)"));
+                continue;
+            };
+            if !self.has_version(version) {
+                problems.push(format!("lifecycle for {version}, which has no routes"));
+                continue;
+            }
+            let mut lifecycle = Lifecycle::default();
+            for (field, date, slot) in [
+                (
+                    "deprecated_at",
+                    &lc.deprecated_at,
+                    &mut lifecycle.deprecated_at,
+                ),
+                ("sunset_at", &lc.sunset_at, &mut lifecycle.sunset_at),
+            ] {
+                match date.as_ref().map(Date::time).transpose() {
+                    Ok(time) => *slot = time,
+                    Err(e) => problems.push(format!("lifecycle.{name}.{field}: {e}")),
+                }
+            }
+            lifecycle.deprecation_link = lc.link.clone();
+            lifecycle.successor_link = lc.successor.clone();
+            self = self.lifecycle(version.0, lifecycle);
+        }
+        if let Some(n) = config.max_clients {
+            self = self.max_clients(n);
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+}
