@@ -164,22 +164,37 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
     /// # Errors
     /// [`ConfigError`] listing every problem.
     pub fn load(&self) -> Result<T, ConfigError> {
-        let original = self.figment();
+        self.extract(&self.figment())
+    }
+
+    /// Extracts `T` from `original`, or reports every bad key of it.
+    fn extract(&self, original: &Figment) -> Result<T, ConfigError> {
         let mut errors = match original.extract::<T>() {
             Ok(value) => return Ok(value),
             Err(errors) => errors,
         };
         let defaults =
             crate::secret::exposed(|| Figment::from(Serialized::defaults(&self.defaults)));
-        let problem = |e: &figment::Error, key: &str| Problem {
-            // Later passes read a repaired copy: the origin is the original's.
-            source: source_of(
-                original.find_metadata(key).or(e.metadata.as_ref()),
-                key,
-                &self.env_prefix,
-            ),
-            reason: e.kind.to_string(),
-            key: key.to_owned(),
+        // Secrets serialise as "[redacted]" unless exposed: the keys whose
+        // values must not be quoted in a reason.
+        let redacted = Figment::from(Serialized::defaults(&self.defaults));
+        let problem = |e: &figment::Error, key: &str| {
+            let secret =
+                matches!(redacted.find_value(key), Ok(Value::String(_, s)) if s == "[redacted]");
+            Problem {
+                // Later passes read a repaired copy: the origin is the original's.
+                source: source_of(
+                    original.find_metadata(key).or(e.metadata.as_ref()),
+                    key,
+                    &self.env_prefix,
+                ),
+                reason: if secret {
+                    "a secret's value is not valid here (not shown)".to_owned()
+                } else {
+                    e.kind.to_string()
+                },
+                key: key.to_owned(),
+            }
         };
         // serde stops at the first bad field of each struct: repair it in a
         // plain copy of the merged values (an unknown key removed, a bad
@@ -241,21 +256,7 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
     pub fn load_for_tenant(&self, tenant: &str) -> Result<T, ConfigError> {
         let base = self.figment();
         let overlay = base.focus(&format!("tenants.{tenant}"));
-        base.merge(overlay)
-            .extract::<T>()
-            .map_err(|errors| ConfigError {
-                problems: errors
-                    .into_iter()
-                    .map(|e| {
-                        let key = e.path.join(".");
-                        Problem {
-                            source: source_of(e.metadata.as_ref(), &key, &self.env_prefix),
-                            reason: e.kind.to_string(),
-                            key,
-                        }
-                    })
-                    .collect(),
-            })
+        self.extract(&base.merge(overlay))
     }
 }
 

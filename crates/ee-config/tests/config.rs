@@ -268,6 +268,44 @@ fn tenants_and_feature_flags() {
     assert!(base.features.is_enabled("new_checkout", Some("acme")));
     assert!(!base.features.is_enabled("new_checkout", Some("globex")));
     assert!(!base.features.is_enabled("unknown", Some("acme")));
+
+    // A tenant's bad keys are all reported, with their file.
+    let bad = dir.write(
+        "bad.toml",
+        "[tenants.acme]\nport = \"x\"\n[tenants.acme.pool]\nmax_size = \"y\"\ntimeout_ms = -1\n",
+    );
+    let err = Loader::new(defaults())
+        .file(&bad)
+        .env(Vec::<(String, String)>::new())
+        .load_for_tenant("acme")
+        .unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    for key in ["port", "pool.max_size", "pool.timeout_ms"] {
+        assert!(keys.contains(&key), "{key} missing from {err}");
+    }
+    assert!(
+        err.problems.iter().all(|p| p.source.contains("bad.toml")),
+        "{err}"
+    );
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pin {
+    pin: Secret<u16>,
+}
+
+#[test]
+fn a_bad_secret_is_reported_without_its_value() {
+    let err = Loader::new(Pin {
+        pin: Secret::new(1234),
+    })
+    .env([("EE_PIN", "s3cret-but-not-a-number")])
+    .load()
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("pin") && text.contains("EE_PIN"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
 }
 
 #[tokio::test]
