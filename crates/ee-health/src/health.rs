@@ -66,6 +66,7 @@ impl std::fmt::Debug for Health {
 struct Inner {
     checks: Vec<Registered>,
     cache_for: Duration,
+    pre_stop: Duration,
     cached: RwLock<Option<(Instant, Arc<Report>)>>,
     refresh: tokio::sync::Mutex<()>,
     shutting_down: AtomicBool,
@@ -90,10 +91,13 @@ pub struct HealthConfig {
     pub timeout_ms: u64,
     /// How long a report is reused, in ms (default 1 000).
     pub cache_ms: u64,
-    /// How long [`Health::serve`] lets in-flight requests finish after the
-    /// shutdown begins, in ms (default 30 000): pass
-    /// [`HealthConfig::drain`] to it.
+    /// How long [`Health::serve`] lets in-flight requests finish after it
+    /// stops accepting, in ms (default 30 000): pass [`HealthConfig::drain`]
+    /// to it.
     pub drain_ms: u64,
+    /// How long it keeps accepting, readiness failing, after the shutdown
+    /// begins, in ms (default 0; see [`HealthBuilder::pre_stop`]).
+    pub pre_stop_ms: u64,
 }
 
 impl Default for HealthConfig {
@@ -102,6 +106,7 @@ impl Default for HealthConfig {
             timeout_ms: 2_000,
             cache_ms: 1_000,
             drain_ms: 30_000,
+            pre_stop_ms: 0,
         }
     }
 }
@@ -119,6 +124,7 @@ pub struct HealthBuilder {
     checks: Vec<Registered>,
     timeout: Duration,
     cache_for: Duration,
+    pre_stop: Duration,
     startup: bool,
 }
 
@@ -170,6 +176,16 @@ impl HealthBuilder {
     pub fn config(self, config: &HealthConfig) -> Self {
         self.timeout(Duration::from_millis(config.timeout_ms))
             .cache_for(Duration::from_millis(config.cache_ms))
+            .pre_stop(Duration::from_millis(config.pre_stop_ms))
+    }
+
+    /// How long [`Health::serve`] keeps accepting after the shutdown begins
+    /// (default none): readiness fails at once, and a load balancer that
+    /// polls it (a Kubernetes endpoint update takes seconds) stops sending
+    /// before the listener closes, instead of meeting refused connections.
+    pub fn pre_stop(mut self, delay: Duration) -> Self {
+        self.pre_stop = delay;
+        self
     }
 
     /// `/startupz` fails until [`Health::mark_started`] (default: started).
@@ -184,6 +200,7 @@ impl HealthBuilder {
             inner: Arc::new(Inner {
                 checks: self.checks,
                 cache_for: self.cache_for,
+                pre_stop: self.pre_stop,
                 cached: RwLock::new(None),
                 refresh: tokio::sync::Mutex::new(()),
                 shutting_down: AtomicBool::new(false),
@@ -235,6 +252,7 @@ impl Health {
             checks: Vec::new(),
             timeout: Duration::from_secs(2),
             cache_for: Duration::from_secs(1),
+            pre_stop: Duration::ZERO,
             startup: false,
         }
     }
@@ -342,9 +360,11 @@ impl Health {
         }
     }
 
-    /// Serves `app` on `listener` until the shutdown begins, then stops
-    /// accepting, lets in-flight requests finish for at most `drain`, and
-    /// returns (the process can exit). Accepted connections get `TCP_NODELAY`.
+    /// Serves `app` on `listener` until the shutdown begins (and the
+    /// [`pre_stop`](HealthBuilder::pre_stop) delay after it, readiness
+    /// failing), then stops accepting, lets in-flight requests finish for at
+    /// most `drain`, and returns (the process can exit). Accepted
+    /// connections get `TCP_NODELAY`.
     ///
     /// # Errors
     /// The listener's I/O error.
@@ -355,6 +375,7 @@ impl Health {
         drain: Duration,
     ) -> std::io::Result<()> {
         use axum::serve::ListenerExt;
+        let pre_stop = self.inner.pre_stop;
         let signal = self.clone().shutdown_signal();
         let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
         // TCP_NODELAY: a response written in two segments (head, then a
@@ -366,6 +387,13 @@ impl Health {
         });
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             signal.await;
+            if !pre_stop.is_zero() {
+                tracing::info!(
+                    pre_stop_ms = pre_stop.as_millis() as u64,
+                    "shutting down: not ready, still accepting"
+                );
+                tokio::time::sleep(pre_stop).await;
+            }
             let _ = begun_tx.send(());
         });
         let deadline = async move {

@@ -369,3 +369,40 @@ async fn the_drain_deadline_bounds_the_shutdown() {
         .unwrap();
     drop(stuck); // the stuck request was abandoned at the deadline
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_stop_delay_keeps_accepting_with_readiness_failing() {
+    let health = Health::builder()
+        .pre_stop(Duration::from_millis(600))
+        .build();
+    let app = Router::new()
+        .route("/work", get(|| async { "done" }))
+        .merge(health.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(health.clone().serve(listener, app, Duration::from_secs(5)));
+    assert_eq!(probe(addr, "/readyz").await.0, 200);
+    let begun = std::time::Instant::now();
+    health.begin_shutdown();
+    // During the delay: new connections are served, and readiness says 503
+    // over the wire, so a load balancer stops sending.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(probe(addr, "/readyz").await.0, 503);
+    let work = exchange(addr, &request("GET", "/work", &[], b"")).await;
+    assert_eq!((work.status.as_u16(), work.text()), (200, "done"));
+    // After it: the listener closes and `serve` returns.
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        begun.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
