@@ -98,6 +98,74 @@ fn each_source_wins_over_the_one_before() {
 }
 
 #[test]
+fn json_files_syntax_errors_ranges_and_overrides_are_reported_with_their_source() {
+    let dir = Dir::new("kinds");
+    // A JSON file's content is read (and wins over the TOML before it).
+    let toml = dir.write("ee.toml", "port = 9000\n");
+    let json = dir.write("ee.json", r#"{ "port": 9300, "pool": { "max_size": 7 } }"#);
+    let app = Loader::new(defaults())
+        .file(&toml)
+        .file(&json)
+        .env(Vec::<(String, String)>::new())
+        .load()
+        .unwrap();
+    assert_eq!((app.port, app.pool.max_size), (9300, 7));
+
+    // A file that does not parse names the file.
+    let broken = dir.write("broken.toml", "port = = 1\n");
+    let err = Loader::new(defaults())
+        .file(&broken)
+        .env(Vec::<(String, String)>::new())
+        .load()
+        .unwrap_err();
+    assert!(err.to_string().contains("broken.toml"), "{err}");
+
+    // Out of range for the type, from a file; a bad override names itself.
+    let range = dir.write("range.toml", "port = 70000\n");
+    let err = Loader::new(defaults())
+        .file(&range)
+        .env(Vec::<(String, String)>::new())
+        .set("pool.max_size", "many")
+        .load()
+        .unwrap_err();
+    let port = err.problems.iter().find(|p| p.key == "port").expect("port");
+    assert!(port.source.contains("range.toml"), "{port:?}");
+    assert!(port.reason.contains("70000"), "{port:?}");
+    let size = err
+        .problems
+        .iter()
+        .find(|p| p.key == "pool.max_size")
+        .expect("max_size");
+    assert!(!size.source.contains("range.toml"), "{size:?}");
+}
+
+/// `load_or_exit` in a child process of this test binary: a readable report
+/// on standard error and exit status 2, not a panic.
+#[test]
+fn load_or_exit_prints_the_report_and_exits_2() {
+    if std::env::var_os("EE_CONFIG_CHILD").is_some() {
+        let _: App = Loader::new(defaults())
+            .env([("EE_PORT", "eighty")])
+            .load_or_exit();
+        unreachable!("load_or_exit returned on a bad configuration");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "load_or_exit_prints_the_report_and_exits_2",
+            "--nocapture",
+        ])
+        .env("EE_CONFIG_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the configuration is invalid"), "{stderr}");
+    assert!(stderr.contains("EE_PORT"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn profiles_select_a_section() {
     let dir = Dir::new("profiles");
     let toml = dir.write(

@@ -1,7 +1,7 @@
 //! A version's lifecycle: deprecated (RFC 9745 `Deprecation`), sunset
 //! (RFC 8594 `Sunset`), links to the deprecation notice and the successor.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 
@@ -95,7 +95,14 @@ pub fn deprecation_value(at: SystemTime) -> HeaderValue {
 }
 
 /// The RFC 8594 `Sunset` value: an HTTP-date (IMF-fixdate, RFC 9110 §5.6.7).
+///
+/// An HTTP-date cannot say a time before 1970 or after 9999: such times are
+/// written as the nearest one it can (a sunset before 1970 is long past
+/// either way).
 pub fn sunset_value(at: SystemTime) -> HeaderValue {
+    // 9999-12-31T23:59:59Z, the last second an HTTP-date can write.
+    let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    let at = at.clamp(UNIX_EPOCH, last);
     HeaderValue::from_str(&httpdate::fmt_http_date(at))
         .expect("an HTTP-date is a valid header value")
 }
@@ -104,6 +111,96 @@ pub fn sunset_value(at: SystemTime) -> HeaderValue {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn header_values_match_the_rfc_grammars() {
+        let times = [
+            UNIX_EPOCH - Duration::from_secs(86_400 * 365),
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_secs(1_688_169_599),
+            UNIX_EPOCH + Duration::from_secs(4_102_444_800), // 2100-01-01
+            UNIX_EPOCH + Duration::from_secs(400_000_000_000), // past year 9999
+        ];
+        for at in times {
+            // RFC 9745 §2 / RFC 9651 §3.3.7: sf-date = "@" sf-integer, an
+            // integer of at most 15 digits, optionally negative.
+            let deprecation = deprecation_value(at);
+            let text = deprecation.to_str().unwrap();
+            let digits = text.strip_prefix('@').unwrap();
+            let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+            assert!(
+                (1..=15).contains(&unsigned.len()) && unsigned.bytes().all(|b| b.is_ascii_digit()),
+                "{text}"
+            );
+            assert!(!unsigned.starts_with('0') || unsigned == "0", "{text}");
+            // RFC 8594 §3 / RFC 9110 §5.6.7: IMF-fixdate, e.g.
+            // `Sun, 06 Nov 1994 08:49:37 GMT`, and it reads back as the same time.
+            let sunset = sunset_value(at);
+            let text = sunset.to_str().unwrap();
+            let b = text.as_bytes();
+            assert_eq!(b.len(), 29, "{text}");
+            assert!(
+                ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&&text[..3]),
+                "{text}"
+            );
+            assert_eq!(
+                (&text[3..5], b[7], b[11], b[16]),
+                (", ", b' ', b' ', b' '),
+                "{text}"
+            );
+            assert!(
+                [
+                    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                    "Dec"
+                ]
+                .contains(&&text[8..11]),
+                "{text}"
+            );
+            assert!(
+                text[5..7]
+                    .bytes()
+                    .chain(text[12..16].bytes())
+                    .all(|c| c.is_ascii_digit()),
+                "{text}"
+            );
+            assert_eq!((b[19], b[22], &text[25..]), (b':', b':', " GMT"), "{text}");
+            let written = at.clamp(
+                UNIX_EPOCH,
+                UNIX_EPOCH + Duration::from_secs(253_402_300_799),
+            );
+            assert_eq!(httpdate::parse_http_date(text).unwrap(), written, "{text}");
+        }
+        // RFC 8288 §3: link-value = "<" URI-Reference ">" *( OWS ";" OWS
+        // link-param ), comma-separated; rel values quoted.
+        let l = Lifecycle::deprecated(UNIX_EPOCH)
+            .link("https://api.example/deprecation/v1")
+            .successor("/v2/orders");
+        let headers = l.headers();
+        let link = headers
+            .iter()
+            .find(|(n, _)| n == http::header::LINK)
+            .unwrap()
+            .1
+            .to_str()
+            .unwrap();
+        let values: Vec<&str> = link.split(", ").collect();
+        assert_eq!(values.len(), 2, "{link}");
+        for value in values {
+            let (target, params) = value.split_once(">;").unwrap();
+            assert!(
+                target.starts_with('<') && !target[1..].contains(['<', '>', ' ']),
+                "{value}"
+            );
+            for param in params.split(';') {
+                let (name, val) = param.trim().split_once('=').unwrap();
+                assert!(name.bytes().all(|c| c.is_ascii_lowercase()), "{value}");
+                assert!(
+                    val.starts_with('"') && val.ends_with('"') && val.len() > 2,
+                    "{value}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn header_values_follow_the_rfcs() {

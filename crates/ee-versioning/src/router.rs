@@ -508,21 +508,27 @@ struct Meter {
 
 impl Meter {
     fn count<B>(&self, version: Version, req: &Request<B>) {
-        let mut client = self
+        // Requests without a key are `unknown`, a fixed label outside the
+        // bound; past `max_clients` distinct keys, new ones are `other`.
+        let client = match self
             .client_key
             .as_ref()
             .and_then(|k| k.extract_from(req).ok())
-            .map_or_else(|| "unknown".to_owned(), |k| k.to_string());
         {
-            let mut seen = self.clients.lock().expect("not poisoned");
-            if !seen.contains(&client) {
-                if seen.len() >= self.max_clients {
-                    client = "other".into();
+            None => "unknown".to_owned(),
+            Some(key) => {
+                let key = key.to_string();
+                let mut seen = self.clients.lock().expect("not poisoned");
+                if seen.contains(&key) {
+                    key
+                } else if seen.len() >= self.max_clients {
+                    "other".to_owned()
                 } else {
-                    seen.insert(client.clone());
+                    seen.insert(key.clone());
+                    key
                 }
             }
-        }
+        };
         metrics::counter!(DEPRECATED_REQUESTS, "version" => version.to_string(), "client" => client)
             .increment(1);
     }

@@ -379,3 +379,64 @@ async fn a_config_sets_the_default_the_sources_and_the_lifecycles() {
         assert!(err.contains(part), "{part} missing from: {err}");
     }
 }
+
+#[test]
+fn the_deprecation_metric_caps_its_clients_and_counts_the_unknown() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let app = versions(DEPRECATED + 1).max_clients(2).into_router();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for key in [
+                Some("team-a"),
+                Some("team-b"),
+                Some("team-c"),
+                Some("team-a"),
+                None,
+            ] {
+                let mut req = http::Request::get("/v1/orders/1");
+                if let Some(key) = key {
+                    req = req.header("x-api-key", key);
+                }
+                let req = req.body(axum::body::Body::empty()).unwrap();
+                assert_eq!(ee_testing::send(app.clone(), req).await.status, 200);
+            }
+        });
+    });
+    let counters = ee_testing::counters(&snapshotter);
+    let count = |client: &str| {
+        counters.get(&format!(
+            "ee_versioning_deprecated_requests_total{{version=v1,client={client}}}"
+        ))
+    };
+    // Two distinct clients are named; the third is "other"; no key is "unknown".
+    assert_eq!(count("team-a"), Some(2));
+    assert_eq!(count("team-b"), Some(1));
+    assert_eq!(count("team-c"), None);
+    assert_eq!(count("other"), Some(1));
+    assert_eq!(count("unknown"), Some(1), "{counters:?}");
+}
+
+#[tokio::test]
+async fn a_day_after_the_sunset_the_version_is_gone_and_a_second_before_it_is_not() {
+    for build in BUILDS {
+        let before = serve(app(SUNSET - 1, build)).await;
+        assert_eq!(
+            get_with(before, "/v1/orders/1", &[]).await.status,
+            200,
+            "{build:?}"
+        );
+        let after = serve(app(SUNSET + 86_400, build)).await;
+        assert_eq!(
+            get_with(after, "/v1/orders/1", &[]).await.status,
+            410,
+            "{build:?}"
+        );
+        let res = get_with(after, "/orders/1", &[("api-version", b"1")]).await;
+        assert_eq!(res.status, 410, "{build:?}");
+    }
+}
