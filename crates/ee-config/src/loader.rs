@@ -215,6 +215,13 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
             let mut repaired = false;
             for e in errors {
                 let key = e.path.join(".");
+                // The top-level `tenants` table holds the overlays of
+                // `load_for_tenant`, not keys of `T`: a `T` that denies
+                // unknown fields need not declare it.
+                if matches!(e.kind, figment::error::Kind::UnknownField(..)) && key == TENANTS {
+                    repaired |= remove_at(&mut data, &e.path);
+                    continue;
+                }
                 let found = problem(&e, &key);
                 if !problems.contains(&found) {
                     problems.push(found);
@@ -228,6 +235,7 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
                 break;
             }
             match Figment::from(Serialized::defaults(&data)).extract::<T>() {
+                Ok(value) if problems.is_empty() => return Ok(value),
                 Ok(_) => break,
                 Err(more) => errors = more,
             }
@@ -255,10 +263,13 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
     /// [`ConfigError`] when the merged configuration is invalid.
     pub fn load_for_tenant(&self, tenant: &str) -> Result<T, ConfigError> {
         let base = self.figment();
-        let overlay = base.focus(&format!("tenants.{tenant}"));
+        let overlay = base.focus(&format!("{TENANTS}.{tenant}"));
         self.extract(&base.merge(overlay))
     }
 }
+
+/// The top-level table of per-tenant overlays.
+const TENANTS: &str = "tenants";
 
 /// The value at `path` in `data` (dictionary keys, array indices).
 fn value_at<'v>(data: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {

@@ -261,6 +261,18 @@ fn unknown_keys_and_bad_array_items_do_not_hide_the_other_bad_keys() {
         "prot = 8081\nport = \"eighty\"\nname = 12\n\n[pool]\nmax_sise = 3\ntimeout_ms = \"soon\"\n\n\
          [[hosts]]\nname = \"a\"\nport = 1\n\n[[hosts]]\nname = \"b\"\nport = \"two\"\n",
     );
+    // A `tenants` table is the overlays' place: a strict struct need not
+    // declare it.
+    let with_tenants = dir.write(
+        "tenants.toml",
+        "port = 9100\nname = \"x\"\n[pool]\nmax_size = 1\ntimeout_ms = 2\n[tenants.acme]\nport = 9200\n",
+    );
+    let loader = Loader::new(strict.clone())
+        .file(&with_tenants)
+        .env(Vec::<(String, String)>::new());
+    assert_eq!(loader.load().unwrap().port, 9100);
+    assert_eq!(loader.load_for_tenant("acme").unwrap().port, 9200);
+
     let err = Loader::new(strict)
         .file(&toml)
         .env([("EE_POOL__MAX_SIZE", "lots")])
@@ -383,14 +395,21 @@ async fn reload_publishes_good_files_and_keeps_the_old_one_on_a_bad_file() {
     let loader = Loader::new(defaults())
         .file(&toml)
         .env(Vec::<(String, String)>::new());
+    // The watcher is a task on this (current-thread) runtime: its logs are
+    // this thread's.
+    let (logs, _guard) = ee_testing::logs::capture();
     let mut rx = ee_config::watch(loader, Duration::from_millis(20)).unwrap();
     assert_eq!(rx.borrow().port, 9000);
-    // A bad file: nothing is published, the old value stays.
+    // A bad file: nothing is published, the old value stays, and the log
+    // says why.
     tokio::time::sleep(Duration::from_millis(30)).await;
     dir.write("ee.toml", "port = \"oops\"\n");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!rx.has_changed().unwrap());
     assert_eq!(rx.borrow().port, 9000);
+    let text = logs.text();
+    assert!(text.contains("configuration not reloaded"), "{text}");
+    assert!(text.contains("port") && text.contains("oops"), "{text}");
     // A good one: published.
     dir.write("ee.toml", "port = 9500\n");
     tokio::time::timeout(Duration::from_secs(5), rx.changed())
