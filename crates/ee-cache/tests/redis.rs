@@ -455,6 +455,11 @@ async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
     let counters = ee_testing::counters(&snapshotter);
     let dropped = counters.sum("ee_cache_dropped_writes_total");
     assert!(dropped >= 2, "{counters:?}");
+    let key = cache.full_key(&1).unwrap();
+    assert!(
+        cache.store().l1().lookup(&key).is_some(),
+        "L1 keeps its entries while Redis is away"
+    );
 
     redis.restart();
     // Back: writes land, the subscription returns (and clears L1).
@@ -464,7 +469,6 @@ async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Invalidations sent while it was away are lost: its L1 was cleared.
-    let key = cache.full_key(&1).unwrap();
     assert!(
         cache.store().l1().lookup(&key).is_none(),
         "L1 kept an entry across the outage"

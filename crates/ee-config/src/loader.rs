@@ -20,9 +20,37 @@ pub struct Problem {
     pub source: String,
 }
 
+impl Problem {
+    /// `  - key: reason (from source)`; a problem of no key (a file that does
+    /// not parse) without the `key:`.
+    fn line(&self) -> String {
+        if self.key.is_empty() {
+            format!("  - {} (from {})", self.reason, self.source)
+        } else {
+            format!("  - {}: {} (from {})", self.key, self.reason, self.source)
+        }
+    }
+}
+
+/// One `Loader::set`, named so in reports.
+struct Override {
+    key: String,
+    value: serde_json::Value,
+}
+
+impl Provider for Override {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("Loader::set(\"{}\", …)", self.key))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::global(&self.key, &self.value).data()
+    }
+}
+
 /// Every bad key of a configuration, reported at once.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the configuration is invalid:\n{}", .problems.iter().map(|p| format!("  - {}: {} (from {})", p.key, p.reason, p.source)).collect::<Vec<_>>().join("\n"))]
+#[error("the configuration is invalid:\n{}", .problems.iter().map(Problem::line).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigError {
     /// The bad keys.
     pub problems: Vec<Problem>,
@@ -150,7 +178,10 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
             vars: self.vars(),
         });
         for (key, value) in &self.overrides {
-            figment = figment.merge(Serialized::global(key, value));
+            figment = figment.merge(Override {
+                key: key.clone(),
+                value: value.clone(),
+            });
         }
         match profile {
             Some(p) => figment.select(p),

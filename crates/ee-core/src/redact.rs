@@ -2,9 +2,10 @@
 
 use std::borrow::Cow;
 
-/// `url` with the password of its userinfo replaced by `***`
+/// `url` with the password of its userinfo, and the value of a `password`
+/// query parameter (PostgreSQL URLs take one), replaced by `***`
 /// (`redis://app:s3cret@cache:6379` → `redis://app:***@cache:6379`); a URL
-/// without one is returned as it is.
+/// without either is returned as it is.
 ///
 /// ```
 /// use ee_core::redact::url;
@@ -12,8 +13,42 @@ use std::borrow::Cow;
 /// assert_eq!(url("redis://:s3cret@cache:6379/0"), "redis://:***@cache:6379/0");
 /// assert_eq!(url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
 /// assert_eq!(url("sqlite://data/app.db"), "sqlite://data/app.db");
+/// assert_eq!(url("postgres://db/shop?user=app&password=s3cret"), "postgres://db/shop?user=app&password=***");
 /// ```
 pub fn url(url: &str) -> Cow<'_, str> {
+    let userinfo = userinfo_password(url);
+    match query_password(&userinfo) {
+        Cow::Borrowed(_) => userinfo,
+        Cow::Owned(s) => Cow::Owned(s),
+    }
+}
+
+/// The `password=` query parameter's value replaced.
+fn query_password(url: &str) -> Cow<'_, str> {
+    let Some(q) = url.find('?') else {
+        return Cow::Borrowed(url);
+    };
+    let (head, query) = url.split_at(q + 1);
+    let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
+    let mut changed = false;
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, value)) if name.eq_ignore_ascii_case("password") && !value.is_empty() => {
+                changed = true;
+                format!("{name}=***")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    if !changed {
+        return Cow::Borrowed(url);
+    }
+    Cow::Owned(format!("{head}{}{fragment}", params.join("&")))
+}
+
+/// The userinfo's password replaced.
+fn userinfo_password(url: &str) -> Cow<'_, str> {
     let Some(scheme_end) = url.find("://") else {
         return Cow::Borrowed(url);
     };
@@ -46,6 +81,14 @@ mod tests {
             ("postgres://u@h/db", "postgres://u@h/db"),
             ("postgres://h/db?user=u", "postgres://h/db?user=u"),
             ("not a url", "not a url"),
+            (
+                "postgres://u:p@h/db?password=q&x=1",
+                "postgres://u:***@h/db?password=***&x=1",
+            ),
+            (
+                "postgres://h/db?sslmode=require",
+                "postgres://h/db?sslmode=require",
+            ),
         ] {
             assert_eq!(super::url(given), shown, "{given}");
         }

@@ -65,10 +65,30 @@ pub enum Date {
     Http(String),
 }
 
+/// 9999-12-31T23:59:59Z: the last second an HTTP-date (the `Sunset` header)
+/// can write.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// A link target the `Link` header can carry as it is (RFC 8288: inside
+/// `<…>`, and a list is comma-separated).
+fn link_target(field: &str, url: &str) -> Result<String, String> {
+    let bad = url.is_empty()
+        || url.chars().any(|c| {
+            c.is_ascii_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"' | ',')
+        });
+    if bad {
+        return Err(format!(
+            "{field}: `{url}` cannot be a Link target (no spaces, <, >, \", or commas)"
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 impl Date {
     fn time(&self) -> Result<SystemTime, String> {
         match self {
-            Date::Unix(s) => Ok(UNIX_EPOCH + Duration::from_secs(*s)),
+            Date::Unix(s) if *s <= LAST_SECOND => Ok(UNIX_EPOCH + Duration::from_secs(*s)),
+            Date::Unix(s) => Err(format!("{s} is after the year 9999")),
             Date::Http(text) => httpdate::parse_http_date(text).map_err(|_| {
                 format!("`{text}` is not an HTTP date (Mon, 01 Jun 2026 00:00:00 GMT)")
             }),
@@ -141,8 +161,17 @@ impl VersionedRouter {
                     Err(e) => problems.push(format!("lifecycle.{name}.{field}: {e}")),
                 }
             }
-            lifecycle.deprecation_link = lc.link.clone();
-            lifecycle.successor_link = lc.successor.clone();
+            for (field, url, slot) in [
+                ("link", &lc.link, &mut lifecycle.deprecation_link),
+                ("successor", &lc.successor, &mut lifecycle.successor_link),
+            ] {
+                if let Some(url) = url {
+                    match link_target(&format!("lifecycle.{name}.{field}"), url) {
+                        Ok(url) => *slot = Some(url),
+                        Err(e) => problems.push(e),
+                    }
+                }
+            }
             self = self.lifecycle(version.0, lifecycle);
         }
         if let Some(n) = config.max_clients {

@@ -86,10 +86,14 @@ impl Lifecycle {
 
 /// The RFC 9745 `Deprecation` value: a Structured Field Date, `@` and the
 /// seconds since the epoch (before the epoch: negative).
+///
+/// RFC 9651 integers have at most 15 digits: a time beyond that range (some
+/// 31 million years from 1970) is written as its end.
 pub fn deprecation_value(at: SystemTime) -> HeaderValue {
+    const MAX: u64 = 999_999_999_999_999;
     let seconds = match at.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
+        Ok(d) => d.as_secs().min(MAX) as i64,
+        Err(e) => -(e.duration().as_secs().min(MAX) as i64),
     };
     HeaderValue::from_str(&format!("@{seconds}")).expect("digits are a valid header value")
 }
@@ -120,6 +124,7 @@ mod tests {
             UNIX_EPOCH + Duration::from_secs(1_688_169_599),
             UNIX_EPOCH + Duration::from_secs(4_102_444_800), // 2100-01-01
             UNIX_EPOCH + Duration::from_secs(400_000_000_000), // past year 9999
+            UNIX_EPOCH + Duration::from_secs(u64::MAX / 4),  // past 15 digits
         ];
         for at in times {
             // RFC 9745 §2 / RFC 9651 §3.3.7: sf-date = "@" sf-integer, an

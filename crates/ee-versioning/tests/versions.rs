@@ -366,7 +366,10 @@ async fn a_config_sets_the_default_the_sources_and_the_lifecycles() {
     // Every problem at once.
     let bad: VersioningConfig = serde_json::from_value(serde_json::json!({
         "sources": ["uri", "cookie:v"],
-        "lifecycle": { "v3": {}, "v1": { "sunset_at": "next tuesday" } }
+        "lifecycle": {
+            "v3": {},
+            "v1": { "sunset_at": "next tuesday", "deprecated_at": u64::MAX, "link": "a b, <c>" }
+        }
     }))
     .unwrap();
     let err = two().config(&bad).unwrap_err();
@@ -375,6 +378,9 @@ async fn a_config_sets_the_default_the_sources_and_the_lifecycles() {
         "v3, which has no routes",
         "lifecycle.v1.sunset_at",
         "next tuesday",
+        "lifecycle.v1.deprecated_at",
+        "after the year 9999",
+        "lifecycle.v1.link",
     ] {
         assert!(err.contains(part), "{part} missing from: {err}");
     }
@@ -382,9 +388,20 @@ async fn a_config_sets_the_default_the_sources_and_the_lifecycles() {
 
 #[test]
 fn the_deprecation_metric_caps_its_clients_and_counts_the_unknown() {
+    for build in BUILDS {
+        deprecation_metric_bound_in(build);
+    }
+}
+
+fn deprecation_metric_bound_in(build: Build) {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let app = versions(DEPRECATED + 1).max_clients(2).into_router();
+    // The bound from a configuration, as a service would set it.
+    let config = VersioningConfig {
+        max_clients: Some(2),
+        ..VersioningConfig::default()
+    };
+    let app = build.of(versions(DEPRECATED + 1).config(&config).unwrap());
     metrics::with_local_recorder(&recorder, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -418,7 +435,7 @@ fn the_deprecation_metric_caps_its_clients_and_counts_the_unknown() {
     assert_eq!(count("team-b"), Some(1));
     assert_eq!(count("team-c"), None);
     assert_eq!(count("other"), Some(1));
-    assert_eq!(count("unknown"), Some(1), "{counters:?}");
+    assert_eq!(count("unknown"), Some(1), "{build:?} {counters:?}");
 }
 
 #[tokio::test]

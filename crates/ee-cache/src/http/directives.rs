@@ -222,13 +222,12 @@ pub fn request_bypasses(request: &HeaderMap) -> bool {
 
 /// Whether a stored response `age_ms` old and fresh for `fresh_ms` may answer
 /// a request with these directives (RFC 9111 §5.2.1): not older than its
-/// `max-age`, and fresh for its `min-fresh` still.
+/// `max-age`, and fresh for its `min-fresh` still, in whole seconds as the
+/// `Age` header counts them.
 pub fn acceptable(request: &CacheControl, age_ms: u64, fresh_ms: u64) -> bool {
-    let ms = |s: u64| s.saturating_mul(1000);
-    request.max_age.is_none_or(|max| age_ms <= ms(max))
-        && request
-            .min_fresh
-            .is_none_or(|min| fresh_ms.saturating_sub(age_ms) >= ms(min))
+    let age = age_ms / 1000;
+    let left = fresh_ms.saturating_sub(age_ms) / 1000;
+    request.max_age.is_none_or(|max| age <= max) && request.min_fresh.is_none_or(|min| left >= min)
 }
 
 /// [`request_bypasses`] with the request's `Cache-Control` parsed already.
