@@ -327,9 +327,27 @@ fn remove_at(data: &mut Value, path: &[String]) -> bool {
 }
 
 /// Replaces the value at `path`, or the nearest enclosing one that has a
-/// default (an array element's array, say), by that default; whether one
-/// was found.
+/// default, by that default; whether one was found. An item of an array
+/// without defaults of its own (item 3 of a list the defaults leave empty)
+/// is replaced by the item before it instead, which deserialised (serde
+/// reads items in order and stops at the first bad one), so the items after
+/// it are still checked; the first item's array is reset as a whole.
 fn reset_to_default(data: &mut Value, defaults: &Figment, path: &[String]) -> bool {
+    for len in (1..=path.len()).rev() {
+        if defaults.find_value(&path[..len].join(".")).is_ok() {
+            break;
+        }
+        let (last, parent) = path[..len].split_last().expect("len >= 1");
+        if let Ok(i) = last.parse::<usize>()
+            && let Some(Value::Array(_, items)) = value_at(data, parent)
+        {
+            if i > 0 && i < items.len() {
+                items[i] = items[i - 1].clone();
+                return true;
+            }
+            break;
+        }
+    }
     for len in (1..=path.len()).rev() {
         let Ok(default) = defaults.find_value(&path[..len].join(".")) else {
             continue;

@@ -260,7 +260,8 @@ fn unknown_keys_and_bad_array_items_do_not_hide_the_other_bad_keys() {
     let toml = dir.write(
         "ee.toml",
         "prot = 8081\nport = \"eighty\"\nname = 12\n\n[pool]\nmax_sise = 3\ntimeout_ms = \"soon\"\n\n\
-         [[hosts]]\nname = \"a\"\nport = 1\n\n[[hosts]]\nname = \"b\"\nport = \"two\"\n",
+         [[hosts]]\nname = \"a\"\nport = 1\n\n[[hosts]]\nname = \"b\"\nport = \"two\"\n\n\
+         [[hosts]]\nname = \"c\"\nport = 3\n\n[[hosts]]\nnmae = \"d\"\nport = 4\n",
     );
     // A `tenants` table is the overlays' place: a strict struct need not
     // declare it.
@@ -288,6 +289,7 @@ fn unknown_keys_and_bad_array_items_do_not_hide_the_other_bad_keys() {
         "pool.max_size",
         "pool.timeout_ms",
         "hosts.1.port",
+        "hosts.3.nmae",
     ] {
         assert!(keys.contains(&key), "{key} missing from {err}");
     }

@@ -12,7 +12,7 @@
 //! `service-uri`, `service-default`, `service-header` (`into_service`).
 //! Divide by N: only the requests are counted. `interleaved N` (or
 //! `interleaved-service N`) times plain axum and the versions in turns of N
-//! requests (300 rounds), the default row and the header row each beside its
+//! requests (300 rounds), the default, header and URI rows each beside its
 //! own anchor, for wall-clock ratios the machine's drift affects equally.
 
 use axum::Router;
@@ -46,9 +46,10 @@ fn main() {
         .unwrap();
     if let Some(build) = variant.strip_prefix("interleaved") {
         use ee_testing::bench::{ns_per_op, take_turns};
-        for (header, what) in [
-            (false, "/orders/42, default version"),
-            (true, "Api-Version: 1"),
+        for (path, header, what) in [
+            ("/orders/42", false, "/orders/42, default version"),
+            ("/orders/42", true, "Api-Version: 1"),
+            ("/v2/orders/42", false, "/v2/orders/42; anchor /orders/42"),
         ] {
             let anchor = plain();
             let turns = if build == "-service" {
@@ -56,14 +57,14 @@ fn main() {
                 take_turns(
                     300,
                     || ns_per_op(n, || run(&rt, &anchor, "/orders/42", header, n)),
-                    || ns_per_op(n, || run(&rt, &ours, "/orders/42", header, n)),
+                    || ns_per_op(n, || run(&rt, &ours, path, header, n)),
                 )
             } else {
                 let ours = versioned();
                 take_turns(
                     300,
                     || ns_per_op(n, || run(&rt, &anchor, "/orders/42", header, n)),
-                    || ns_per_op(n, || run(&rt, &ours, "/orders/42", header, n)),
+                    || ns_per_op(n, || run(&rt, &ours, path, header, n)),
                 )
             };
             turns.print(
