@@ -20,6 +20,20 @@ async fn probe(addr: SocketAddr, path: &str) -> (u16, Value) {
     (res.status.as_u16(), res.json())
 }
 
+/// One critical check, `timeout`, no caching, served on a loopback port.
+async fn serve_critical(
+    name: &str,
+    check: impl ee_health::HealthCheck,
+    timeout: Duration,
+) -> SocketAddr {
+    let health = Health::builder()
+        .timeout(timeout)
+        .critical(name, check)
+        .cache_for(Duration::ZERO)
+        .build();
+    serve(health.router()).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_up_down_and_slow() {
     let mut redis = RedisServer::start();
@@ -28,12 +42,7 @@ async fn redis_up_down_and_slow() {
     )
     .await
     .unwrap();
-    let health = Health::builder()
-        .timeout(Duration::from_millis(300))
-        .critical("redis", RedisCheck(conn))
-        .cache_for(Duration::ZERO)
-        .build();
-    let addr = serve(health.router()).await;
+    let addr = serve_critical("redis", RedisCheck(conn), Duration::from_millis(300)).await;
     let (code, body) = probe(addr, "/readyz").await;
     assert_eq!(
         (code, body["status"].as_str()),
@@ -134,12 +143,7 @@ async fn a_redis_cluster_check_passes_and_fails_with_its_nodes() {
     )
     .await
     .unwrap();
-    let health = Health::builder()
-        .timeout(Duration::from_millis(500))
-        .critical("redis", RedisCheck(conn))
-        .cache_for(Duration::ZERO)
-        .build();
-    let addr = serve(health.router()).await;
+    let addr = serve_critical("redis", RedisCheck(conn), Duration::from_millis(500)).await;
     let (code, body) = probe(addr, "/readyz").await;
     assert_eq!(
         (code, body["checks"]["redis"][0]["status"].as_str()),
@@ -173,12 +177,7 @@ async fn a_critical_postgres_down_or_slow_fails_readiness() {
     if let Some(password) = real.get_password() {
         via.password(password);
     }
-    let health = Health::builder()
-        .timeout(Duration::from_millis(500))
-        .critical("postgres", PostgresCheck(via))
-        .cache_for(Duration::ZERO)
-        .build();
-    let addr = serve(health.router()).await;
+    let addr = serve_critical("postgres", PostgresCheck(via), Duration::from_millis(500)).await;
     let status = |body: &Value| body["checks"]["postgres"][0]["status"].clone();
     let (code, body) = probe(addr, "/readyz").await;
     assert_eq!((code, status(&body)), (200, "pass".into()), "{body}");

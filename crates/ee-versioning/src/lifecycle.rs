@@ -116,6 +116,16 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The `Link` value `l` sends.
+    fn link_of(l: &Lifecycle) -> String {
+        let headers = l.headers();
+        let (_, value) = headers
+            .iter()
+            .find(|(n, _)| n == http::header::LINK)
+            .unwrap();
+        value.to_str().unwrap().to_owned()
+    }
+
     #[test]
     fn header_values_match_the_rfc_grammars() {
         let times = [
@@ -180,14 +190,7 @@ mod tests {
         let l = Lifecycle::deprecated(UNIX_EPOCH)
             .link("https://api.example/deprecation/v1")
             .successor("/v2/orders");
-        let headers = l.headers();
-        let link = headers
-            .iter()
-            .find(|(n, _)| n == http::header::LINK)
-            .unwrap()
-            .1
-            .to_str()
-            .unwrap();
+        let link = link_of(&l);
         let values: Vec<&str> = link.split(", ").collect();
         assert_eq!(values.len(), 2, "{link}");
         for value in values {
@@ -219,14 +222,7 @@ mod tests {
             .sunset(at + Duration::from_secs(86_400))
             .link("https://api.example/deprecation/v1")
             .successor("/v2/orders");
-        let headers = l.headers();
-        let link = headers
-            .iter()
-            .find(|(n, _)| n == http::header::LINK)
-            .unwrap()
-            .1
-            .to_str()
-            .unwrap();
+        let link = link_of(&l);
         assert_eq!(
             link,
             r#"<https://api.example/deprecation/v1>; rel="deprecation"; type="text/html", </v2/orders>; rel="successor-version""#

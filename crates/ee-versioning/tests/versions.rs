@@ -251,31 +251,40 @@ fn deprecated_use_is_counted_per_client() {
     }
 }
 
-fn deprecated_use_counted_in(build: Build) {
+/// Sends `GET path` (with `X-Api-Key` when given) through `app` for each
+/// request, each answered 200, and returns the counters they recorded.
+fn counted(app: &Router, requests: &[(&str, Option<&str>)]) -> ee_testing::Counters {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let app = app(DEPRECATED + 1, build);
     metrics::with_local_recorder(&recorder, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            for (path, key) in [
-                ("/v1/orders/1", "team-a"),
-                ("/v1/orders/2", "team-a"),
-                ("/v1/orders/3", "team-b"),
-                ("/v2/orders/4", "team-c"),
-            ] {
-                let req = http::Request::get(path)
-                    .header("x-api-key", key)
-                    .body(axum::body::Body::empty())
-                    .unwrap();
+            for (path, key) in requests {
+                let mut req = http::Request::get(*path);
+                if let Some(key) = key {
+                    req = req.header("x-api-key", *key);
+                }
+                let req = req.body(axum::body::Body::empty()).unwrap();
                 assert_eq!(ee_testing::send(app.clone(), req).await.status, 200);
             }
         });
     });
-    let counters = ee_testing::counters(&snapshotter);
+    ee_testing::counters(&snapshotter)
+}
+
+fn deprecated_use_counted_in(build: Build) {
+    let counters = counted(
+        &app(DEPRECATED + 1, build),
+        &[
+            ("/v1/orders/1", Some("team-a")),
+            ("/v1/orders/2", Some("team-a")),
+            ("/v1/orders/3", Some("team-b")),
+            ("/v2/orders/4", Some("team-c")),
+        ],
+    );
     assert_eq!(
         counters.get("ee_versioning_deprecated_requests_total{version=v1,client=team-a}"),
         Some(2)
@@ -394,37 +403,23 @@ fn the_deprecation_metric_caps_its_clients_and_counts_the_unknown() {
 }
 
 fn deprecation_metric_bound_in(build: Build) {
-    let recorder = metrics_util::debugging::DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
     // The bound from a configuration, as a service would set it.
     let config = VersioningConfig {
         max_clients: Some(2),
         ..VersioningConfig::default()
     };
     let app = build.of(versions(DEPRECATED + 1).config(&config).unwrap());
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            for key in [
-                Some("team-a"),
-                Some("team-b"),
-                Some("team-c"),
-                Some("team-a"),
-                None,
-            ] {
-                let mut req = http::Request::get("/v1/orders/1");
-                if let Some(key) = key {
-                    req = req.header("x-api-key", key);
-                }
-                let req = req.body(axum::body::Body::empty()).unwrap();
-                assert_eq!(ee_testing::send(app.clone(), req).await.status, 200);
-            }
-        });
-    });
-    let counters = ee_testing::counters(&snapshotter);
+    let path = "/v1/orders/1";
+    let counters = counted(
+        &app,
+        &[
+            (path, Some("team-a")),
+            (path, Some("team-b")),
+            (path, Some("team-c")),
+            (path, Some("team-a")),
+            (path, None),
+        ],
+    );
     let count = |client: &str| {
         counters.get(&format!(
             "ee_versioning_deprecated_requests_total{{version=v1,client={client}}}"
