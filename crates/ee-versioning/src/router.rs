@@ -224,7 +224,6 @@ impl VersionedRouter {
     /// # }
     /// ```
     pub fn into_service(self) -> VersionedService {
-        let has_neutral = self.neutral.as_ref().is_some_and(Router::has_routes);
         let (router, shared, vary, neutral) = self.build(true);
         VersionedService {
             router,
@@ -234,7 +233,7 @@ impl VersionedRouter {
                 vary,
                 // A request whose version is wrong still reaches the
                 // version-neutral routes; the fallback marks the others.
-                neutral: has_neutral.then(|| {
+                neutral: neutral.has_routes().then(|| {
                     neutral.fallback(|| async {
                         let mut response = Response::new(Body::empty());
                         response.extensions_mut().insert(NoNeutralRoute);
