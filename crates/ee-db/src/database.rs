@@ -129,6 +129,10 @@ pub struct PoolState {
     pub connections: u32,
     /// Of which idle in the pool.
     pub idle: u32,
+    /// SQLite file databases: read connections kept by threads, outside the
+    /// pool and not counted in `connections` (at most `max_size`). Always 0
+    /// on PostgreSQL and for `sqlite::memory:`.
+    pub readers: u32,
 }
 
 /// Transaction isolation.
@@ -517,21 +521,22 @@ impl Database {
             .ok_or(DbError::NotFound)
     }
 
-    /// SQLite with a free connection: runs `f` now, without an await.
-    /// `None` when the pool is PostgreSQL or every connection is in use.
+    /// SQLite: runs the read `f` now, without an await, on this thread's
+    /// reader or a free pooled connection. `None` when the pool is
+    /// PostgreSQL, `sql` is not a `SELECT`, or no connection is to be had.
     #[allow(clippy::unused_self)]
     fn sqlite_now<R>(
         &self,
         pool: &Pool,
         sql: &str,
-        f: impl FnOnce(&mut crate::sqlite::SqliteConn) -> Result<R, DbError>,
+        f: impl FnOnce(crate::sqlite::ReadOn<'_>) -> Result<R, DbError>,
     ) -> Option<Result<R, DbError>> {
         #[cfg(feature = "sqlite")]
         if let Pool::Sqlite(p) = pool
             && is_select(sql)
         {
             // Writes take the pooled path: they wait for the writer permit.
-            return p.with_free(|conn| {
+            return p.read_now(|conn| {
                 self.inner.meters().wait.record(0.0);
                 let start = Instant::now();
                 let result = f(conn);
@@ -755,8 +760,10 @@ fn spawn_gauges(inner: std::sync::Weak<Inner>) {
             let name = inner.name.clone();
             metrics::gauge!(POOL_CONNECTIONS, "pool" => name.clone(), "state" => "idle")
                 .set(f64::from(s.idle));
-            metrics::gauge!(POOL_CONNECTIONS, "pool" => name, "state" => "in_use")
+            metrics::gauge!(POOL_CONNECTIONS, "pool" => name.clone(), "state" => "in_use")
                 .set(f64::from(s.connections - s.idle));
+            metrics::gauge!(POOL_CONNECTIONS, "pool" => name, "state" => "reader")
+                .set(f64::from(s.readers));
         }
     });
 }
@@ -784,12 +791,17 @@ impl Pool {
                 PoolState {
                     connections: s.connections,
                     idle: s.idle_connections,
+                    readers: 0,
                 }
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => {
                 let (connections, idle) = p.state();
-                PoolState { connections, idle }
+                PoolState {
+                    connections,
+                    idle,
+                    readers: p.readers(),
+                }
             }
         }
     }

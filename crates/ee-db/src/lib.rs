@@ -37,6 +37,9 @@ mod sqlite {
 
     pub(crate) enum SqliteConn {}
 
+    /// Where an SQLite read runs now (never, without SQLite).
+    pub(crate) type ReadOn<'a> = &'a mut SqliteConn;
+
     impl SqliteConn {
         pub(crate) fn query_as<T>(
             &mut self,

@@ -6,7 +6,7 @@
 //! waits up to the busy timeout (5 s) there.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -177,6 +177,253 @@ fn is_ddl(sql: &str) -> bool {
         .any(|k| head.len() >= k.len() && head[..k.len()].eq_ignore_ascii_case(k))
 }
 
+/// How many statement shapes (and, on a reader, prepared statements) a
+/// connection keeps; past that the cache starts afresh.
+const MAX_SHAPES: usize = 256;
+
+/// A connection that prepares a statement and binds its parameters: a
+/// pooled connection (rusqlite's statement cache) or a thread's reader
+/// (statements of its own).
+pub(crate) trait Prepare {
+    /// Runs `f` on `sql` prepared, with `params` bound.
+    fn with_bound<R>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&mut rusqlite::Statement<'_>, &Shape) -> Result<R, DbError>,
+    ) -> Result<R, DbError>;
+
+    /// Up to `limit` rows, copied out of the statement.
+    fn query(&mut self, sql: &str, params: &[Value], limit: usize) -> Result<Vec<Row>, DbError> {
+        self.with_bound(sql, params, |stmt, shape| copy_rows(stmt, shape, limit))
+    }
+
+    /// Up to `limit` rows decoded straight from the statement into `T` (no
+    /// copies of text or blobs on the way).
+    fn query_as<T: serde::de::DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<T>, DbError> {
+        let mut out = Vec::new();
+        self.with_bound(sql, params, |stmt, shape| {
+            each(stmt, shape, limit, |t| out.push(t))
+        })?;
+        Ok(out)
+    }
+
+    /// The first row decoded into `T`, if any.
+    fn query_first<T: serde::de::DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Option<T>, DbError> {
+        let mut first = None;
+        self.with_bound(sql, params, |stmt, shape| {
+            each(stmt, shape, 1, |t| first = Some(t))
+        })?;
+        Ok(first)
+    }
+}
+
+impl Prepare for SqliteConn {
+    fn with_bound<R>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&mut rusqlite::Statement<'_>, &Shape) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        let (mut stmt, shape) = self.bound(sql, params)?;
+        f(&mut stmt, shape)
+    }
+}
+
+/// Up to `limit` rows of a bound statement, copied into [`Row`]s.
+fn copy_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    shape: &Shape,
+    limit: usize,
+) -> Result<Vec<Row>, DbError> {
+    let columns = shape.columns.clone();
+    let width = columns.len();
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let Some(row) = rows.next()? else { break };
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            values.push(match row.get_ref(i)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) => Value::Int(n),
+                ValueRef::Real(f) => Value::Float(f),
+                ValueRef::Text(t) => Value::Text(
+                    std::str::from_utf8(t)
+                        .map_err(|e| DbError::Decode(format!("column {i}: {e}")))?
+                        .to_owned(),
+                ),
+                ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+            });
+        }
+        out.push(Row(RowInner::Sqlite {
+            columns: columns.clone(),
+            values,
+        }));
+    }
+    Ok(out)
+}
+
+/// Decodes up to `limit` rows of a bound statement into `T` and hands each
+/// to `sink`.
+fn each<T: serde::de::DeserializeOwned>(
+    stmt: &mut rusqlite::Statement<'_>,
+    shape: &Shape,
+    limit: usize,
+    mut sink: impl FnMut(T),
+) -> Result<(), DbError> {
+    let mut rows = stmt.raw_query();
+    let mut n = 0;
+    while n < limit {
+        let Some(row) = rows.next()? else { break };
+        sink(crate::row::decode(&Borrowed { row, shape })?);
+        n += 1;
+    }
+    Ok(())
+}
+
+/// Where a thread's reader keeps its connection.
+pub(crate) struct ReaderConn {
+    conn: Connection,
+    schema_epoch: Arc<AtomicU64>,
+}
+
+/// A reader's prepared statements, by the text's address and length.
+pub(crate) struct Prepared<'c> {
+    seen_epoch: u64,
+    statements:
+        std::collections::HashMap<(usize, usize), Box<Kept<'c>>, foldhash::fast::RandomState>,
+}
+
+/// One statement a reader keeps prepared, and its shape.
+pub(crate) struct Kept<'c> {
+    shape: Shape,
+    statement: rusqlite::Statement<'c>,
+}
+
+self_cell::self_cell!(
+    /// A read connection one thread keeps (outside the pool), with its
+    /// statements prepared once and held: no pool lock, and no trip through
+    /// rusqlite's LRU statement cache (which hashes the SQL on the way out
+    /// and again on the way back) per read. Opened `PRAGMA query_only`.
+    pub(crate) struct Reader {
+        owner: ReaderConn,
+        #[covariant]
+        dependent: Prepared,
+    }
+);
+
+impl Prepare for Reader {
+    fn with_bound<R>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&mut rusqlite::Statement<'_>, &Shape) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        self.with_dependent_mut(|owner, prepared| {
+            let now = owner.schema_epoch.load(Ordering::Acquire);
+            if now != prepared.seen_epoch {
+                // A kept statement reports its old columns until stepped.
+                prepared.statements.clear();
+                prepared.seen_epoch = now;
+            }
+            let key = (sql.as_ptr() as usize, sql.len());
+            let hit = prepared
+                .statements
+                .get(&key)
+                .is_some_and(|k| *k.shape.text == *sql);
+            if !hit {
+                let statement = owner.conn.prepare(sql)?;
+                let shape = Shape::of(&statement, sql)?;
+                if prepared.statements.len() >= MAX_SHAPES {
+                    prepared.statements.clear();
+                }
+                prepared
+                    .statements
+                    .insert(key, Box::new(Kept { shape, statement }));
+            }
+            let kept = prepared.statements.get_mut(&key).expect("inserted above");
+            kept.shape.bind(&mut kept.statement, params)?;
+            f(&mut kept.statement, &kept.shape)
+        })
+    }
+}
+
+/// A read on SQLite that runs now: on this thread's reader, or on a free
+/// pooled connection.
+pub(crate) enum ReadOn<'a> {
+    Local(&'a mut Reader),
+    Pooled(&'a mut SqliteConn),
+}
+
+impl ReadOn<'_> {
+    pub(crate) fn query(
+        self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<Row>, DbError> {
+        match self {
+            ReadOn::Local(r) => Prepare::query(r, sql, params, limit),
+            ReadOn::Pooled(c) => Prepare::query(c, sql, params, limit),
+        }
+    }
+
+    pub(crate) fn query_as<T: serde::de::DeserializeOwned>(
+        self,
+        sql: &str,
+        params: &[Value],
+        limit: usize,
+    ) -> Result<Vec<T>, DbError> {
+        match self {
+            ReadOn::Local(r) => Prepare::query_as(r, sql, params, limit),
+            ReadOn::Pooled(c) => Prepare::query_as(c, sql, params, limit),
+        }
+    }
+
+    pub(crate) fn query_first<T: serde::de::DeserializeOwned>(
+        self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Option<T>, DbError> {
+        match self {
+            ReadOn::Local(r) => Prepare::query_first(r, sql, params),
+            ReadOn::Pooled(c) => Prepare::query_first(c, sql, params),
+        }
+    }
+}
+
+/// A thread's reader for one pool.
+struct LocalReader {
+    pool: u64,
+    /// Dead once the pool is dropped: the reader is closed the next time
+    /// this thread looks for one.
+    alive: std::sync::Weak<AtomicU32>,
+    reader: Reader,
+}
+
+impl Drop for LocalReader {
+    fn drop(&mut self) {
+        if let Some(count) = self.alive.upgrade() {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's readers, one per SQLite file pool it has read from.
+    static READERS: std::cell::RefCell<Vec<LocalReader>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn arity(expected: usize, given: usize) -> DbError {
     DbError::Query {
         code: Some("SQLITE_RANGE".into()),
@@ -191,33 +438,7 @@ impl SqliteConn {
         params: &[Value],
         limit: usize,
     ) -> Result<Vec<Row>, DbError> {
-        let (mut stmt, shape) = self.bound(sql, params)?;
-        let columns = shape.columns.clone();
-        let width = columns.len();
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let Some(row) = rows.next()? else { break };
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                values.push(match row.get_ref(i)? {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(n) => Value::Int(n),
-                    ValueRef::Real(f) => Value::Float(f),
-                    ValueRef::Text(t) => Value::Text(
-                        std::str::from_utf8(t)
-                            .map_err(|e| DbError::Decode(format!("column {i}: {e}")))?
-                            .to_owned(),
-                    ),
-                    ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
-                });
-            }
-            out.push(Row(RowInner::Sqlite {
-                columns: columns.clone(),
-                values,
-            }));
-        }
-        Ok(out)
+        Prepare::query(self, sql, params, limit)
     }
 
     /// Rows decoded straight from the statement into `T` (no copies of
@@ -228,40 +449,7 @@ impl SqliteConn {
         params: &[Value],
         limit: usize,
     ) -> Result<Vec<T>, DbError> {
-        let mut out = Vec::new();
-        self.each(sql, params, limit, |t| out.push(t))?;
-        Ok(out)
-    }
-
-    /// The first row decoded into `T`, if any.
-    pub(crate) fn query_first<T: serde::de::DeserializeOwned>(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Option<T>, DbError> {
-        let mut first = None;
-        self.each(sql, params, 1, |t| first = Some(t))?;
-        Ok(first)
-    }
-
-    /// Decodes up to `limit` rows straight from the statement into `T` (no
-    /// copies of text or blobs on the way) and hands each to `sink`.
-    fn each<T: serde::de::DeserializeOwned>(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        limit: usize,
-        mut sink: impl FnMut(T),
-    ) -> Result<(), DbError> {
-        let (mut stmt, shape) = self.bound(sql, params)?;
-        let mut rows = stmt.raw_query();
-        let mut n = 0;
-        while n < limit {
-            let Some(row) = rows.next()? else { break };
-            sink(crate::row::decode(&Borrowed { row, shape })?);
-            n += 1;
-        }
-        Ok(())
+        Prepare::query_as(self, sql, params, limit)
     }
 
     /// `sql` prepared (from rusqlite's cache) with `params` bound, and its
@@ -305,7 +493,7 @@ impl SqliteConn {
             let stmt = conn.prepare_cached(sql)?;
             let shape = Shape::of(&stmt, sql)?;
             drop(stmt);
-            if shapes.len() >= 256 {
+            if shapes.len() >= MAX_SHAPES {
                 shapes.clear();
             }
             shapes.insert(key, Box::new(shape));
@@ -391,6 +579,11 @@ pub(crate) struct SqlitePool {
     /// The checkpoint thread (file databases) and its stop flag, set and
     /// the thread woken on drop.
     checkpointer: Option<(std::thread::Thread, Arc<std::sync::atomic::AtomicBool>)>,
+    /// Tells this pool's readers apart in a thread's list.
+    id: u64,
+    /// Readers open on threads (file databases; at most `max`). The
+    /// readers hold it weakly: once the pool is gone they are closed.
+    readers: Arc<AtomicU32>,
 }
 
 impl Drop for SqlitePool {
@@ -490,6 +683,11 @@ impl SqlitePool {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             timeout,
             checkpointer,
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
+            readers: Arc::new(AtomicU32::new(0)),
         });
         Ok(pool)
     }
@@ -498,6 +696,73 @@ impl SqlitePool {
     /// when all are in use.
     pub(crate) fn try_get(self: &Arc<Self>) -> Option<Result<SqliteGuard, DbError>> {
         Some(self.take()?.map(|conn| self.guard(conn)))
+    }
+
+    /// Runs a read now, without an await: on this thread's reader (file
+    /// databases), else on a free pooled connection; `None` when neither is
+    /// to be had.
+    pub(crate) fn read_now<R>(
+        &self,
+        f: impl FnOnce(ReadOn<'_>) -> Result<R, DbError>,
+    ) -> Option<Result<R, DbError>> {
+        let mut f = Some(f);
+        if !self.manager.memory {
+            let done = READERS.try_with(|list| {
+                // Taken already: a read from inside a read (a `Deserialize`
+                // that blocks on another runtime); use the pool.
+                let mut list = list.try_borrow_mut().ok()?;
+                let at = match list.iter().position(|l| l.pool == self.id) {
+                    Some(at) => at,
+                    None => {
+                        list.retain(|l| l.alive.strong_count() > 0);
+                        list.push(self.open_reader()?);
+                        list.len() - 1
+                    }
+                };
+                let f = f.take().expect("called once");
+                Some(f(ReadOn::Local(&mut list[at].reader)))
+            });
+            if let Ok(Some(done)) = done {
+                return Some(done);
+            }
+        }
+        let f = f.take().expect("not called yet");
+        self.with_free(|conn| f(ReadOn::Pooled(conn)))
+    }
+
+    /// A reader for this thread, unless `max` are open already (or it does
+    /// not open; the pool then answers, and reports the error if it too
+    /// cannot open one).
+    fn open_reader(&self) -> Option<LocalReader> {
+        let open = self.readers.fetch_add(1, Ordering::AcqRel);
+        let reader = (open < self.max)
+            .then(|| self.manager.open().ok())
+            .flatten()
+            .and_then(|c| {
+                c.conn.execute_batch("PRAGMA query_only = ON;").ok()?;
+                Some(c)
+            });
+        let Some(c) = reader else {
+            self.readers.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        };
+        let owner = ReaderConn {
+            conn: c.conn,
+            schema_epoch: c.schema_epoch,
+        };
+        Some(LocalReader {
+            pool: self.id,
+            alive: Arc::downgrade(&self.readers),
+            reader: Reader::new(owner, |owner| Prepared {
+                seen_epoch: owner.schema_epoch.load(Ordering::Acquire),
+                statements: std::collections::HashMap::default(),
+            }),
+        })
+    }
+
+    /// Readers open on threads.
+    pub(crate) fn readers(&self) -> u32 {
+        self.readers.load(Ordering::Acquire)
     }
 
     /// Runs `f` on a free connection without handing out a guard (no

@@ -216,29 +216,61 @@ async fn the_pool_times_out_with_503_and_hands_a_returned_connection_to_a_waiter
         warm.state(),
         ee_db::PoolState {
             connections: 3,
-            idle: 3
+            idle: 3,
+            readers: 0
         },
         "min_idle opened at start-up"
     );
     let held = db.begin().await.unwrap();
-    let e = db.query("SELECT 1", params![]).await.unwrap_err();
+    // Reads do not wait behind the transaction: they run on this thread's
+    // reader, outside the pool.
+    let n: i64 = common::scalar(&db, "SELECT stock FROM products").await;
+    assert_eq!(n, 10);
+    assert_eq!(db.state().readers, 1);
+    // Another thread finds the one reader (`max_size` 1) taken and the pool
+    // empty: it times out with 503 instead of hanging.
+    let e = on_another_thread(&db, |db| async move {
+        db.query("SELECT 1", params![]).await.map(|_| 0)
+    })
+    .join()
+    .unwrap()
+    .unwrap_err();
     assert!(matches!(e, DbError::PoolTimeout(_)), "{e}");
     assert_eq!(e.status(), 503);
     assert_eq!(db.state().connections, 1);
+    // So does a write on this thread (the writer is taken too).
+    let e = db
+        .execute("UPDATE products SET stock = stock", params![])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DbError::PoolTimeout(_)), "{e}");
 
     // A waiter gets the connection as soon as it comes back.
-    let waiter = {
-        let db = db.clone();
-        tokio::spawn(async move {
-            db.query_one("SELECT stock FROM products", params![])
-                .await
-                .map(|r| r.get::<i64>(0).unwrap())
-        })
-    };
+    let waiter = on_another_thread(&db, |db| async move {
+        db.query_one("SELECT stock FROM products", params![])
+            .await
+            .map(|r| r.get::<i64>(0).unwrap())
+    });
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     held.commit().await.unwrap();
-    assert_eq!(waiter.await.unwrap().unwrap(), 10);
+    assert_eq!(waiter.join().unwrap().unwrap(), 10);
     assert_eq!(db.state().idle, 1);
+}
+
+/// Runs `f` on a thread (and runtime) of its own: it has no reader yet.
+fn on_another_thread<F, Fut>(db: &Database, f: F) -> std::thread::JoinHandle<Result<i64, DbError>>
+where
+    F: FnOnce(Database) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<i64, DbError>>,
+{
+    let db = db.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f(db))
+    })
 }
 
 #[tokio::test]
