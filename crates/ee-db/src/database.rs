@@ -636,7 +636,11 @@ impl Database {
 
     /// Starts a transaction on the primary. Commit it with
     /// [`Tx::commit`]; dropped without one, it is rolled back (its
-    /// connection is closed rather than reused).
+    /// connection is closed rather than reused; prefer [`Tx::rollback`]).
+    ///
+    /// On PostgreSQL the `BEGIN` is sent with the transaction's first
+    /// statement, in one round trip; a transaction that ends before any
+    /// statement sends nothing and keeps its connection.
     pub async fn begin(&self) -> Result<Tx, DbError> {
         self.begin_with(Isolation::Default).await
     }
@@ -657,7 +661,13 @@ impl Database {
         // Marked first: a `BEGIN` cancelled in flight may still open the
         // transaction, and such a connection must not be reused.
         conn.set_in_tx(true);
-        conn.batch(sql).await?;
+        match &mut conn {
+            // Sent with the first statement (one round trip fewer).
+            #[cfg(feature = "postgres")]
+            Conn::Pg(c) => c.begin = Some(sql),
+            #[allow(unreachable_patterns)]
+            _ => conn.batch(sql).await?,
+        }
         Ok(Tx {
             conn,
             db: self.clone(),
@@ -876,7 +886,7 @@ impl Conn {
     pub(crate) async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         match self {
             #[cfg(feature = "postgres")]
-            Conn::Pg(c) => Ok(c.client.batch_execute(sql).await?),
+            Conn::Pg(c) => c.batch(sql).await,
             #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => c.batch(sql),
         }

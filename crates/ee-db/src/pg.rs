@@ -31,6 +31,10 @@ pub(crate) struct PgConn {
     pub(crate) broken: bool,
     /// The tenant schema set on this session (`None`: the URL's default).
     pub(crate) search_path: Option<Arc<str>>,
+    /// A `BEGIN` not sent yet: it goes out with the transaction's first
+    /// statement, pipelined (one round trip for both), and a transaction
+    /// that ends before any statement sends neither it nor its end.
+    pub(crate) begin: Option<&'static str>,
 }
 
 impl bb8::ManageConnection for PgManager {
@@ -48,6 +52,7 @@ impl bb8::ManageConnection for PgManager {
             in_tx: false,
             broken: false,
             search_path: None,
+            begin: None,
         })
     }
 
@@ -62,7 +67,8 @@ impl bb8::ManageConnection for PgManager {
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.broken || conn.in_tx || conn.client.is_closed()
+        // A transaction whose `BEGIN` never left is no transaction.
+        conn.broken || (conn.in_tx && conn.begin.is_none()) || conn.client.is_closed()
     }
 }
 
@@ -90,7 +96,20 @@ impl PgConn {
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
         let statement = self.statement(sql).await?;
         check_arity(statement.params().len(), params.len())?;
-        let result = self.client.query(&statement, &as_dyn(params)).await;
+        let params = as_dyn(params);
+        let result = match self.begin.take() {
+            None => self.client.query(&statement, &params).await,
+            Some(begin) => {
+                // Sent in this order on the connection (tokio-postgres
+                // pipelines requests in the order they are first polled).
+                let (began, result) = futures_util::future::join(
+                    self.client.batch_execute(begin),
+                    self.client.query(&statement, &params),
+                )
+                .await;
+                began.and(result)
+            }
+        };
         self.forget_stale(result.map_err(DbError::from))
     }
 
@@ -106,8 +125,33 @@ impl PgConn {
     pub(crate) async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let statement = self.statement(sql).await?;
         check_arity(statement.params().len(), params.len())?;
-        let result = self.client.execute(&statement, &as_dyn(params)).await;
+        let params = as_dyn(params);
+        let result = match self.begin.take() {
+            None => self.client.execute(&statement, &params).await,
+            Some(begin) => {
+                let (began, result) = futures_util::future::join(
+                    self.client.batch_execute(begin),
+                    self.client.execute(&statement, &params),
+                )
+                .await;
+                began.and(result)
+            }
+        };
         self.forget_stale(result.map_err(DbError::from))
+    }
+
+    /// Statements as one simple query. A pending `BEGIN` goes in front of
+    /// them; a `COMMIT` or `ROLLBACK` of a transaction that never began
+    /// sends nothing.
+    pub(crate) async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        match self.begin.take() {
+            None => Ok(self.client.batch_execute(sql).await?),
+            Some(_) if sql == "COMMIT" || sql == "ROLLBACK" => Ok(()),
+            Some(begin) => Ok(self
+                .client
+                .batch_execute(&format!("{begin}; {sql}"))
+                .await?),
+        }
     }
 
     /// After a schema change a prepared statement can fail with "cached

@@ -173,6 +173,79 @@ async fn statements_are_prepared_once_per_connection() {
 }
 
 #[tokio::test]
+async fn a_transaction_begins_with_its_first_statement() {
+    let pg = Postgres::connect().await;
+    let db = Database::connect(DbConfig {
+        max_size: 1,
+        ..config(&pg)
+    })
+    .await
+    .unwrap();
+    db.batch("CREATE TABLE notes (body TEXT NOT NULL)")
+        .await
+        .unwrap();
+
+    // `BEGIN` goes out with the first statement, which runs inside the
+    // transaction: `now()` is the transaction's start for both reads.
+    let mut tx = db.begin().await.unwrap();
+    let first: String = tx
+        .query_one("SELECT now()::text", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second: String = tx
+        .query_one("SELECT now()::text", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(first, second, "both reads in one transaction");
+    tx.commit().await.unwrap();
+
+    // A first write is rolled back with the rest.
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO notes (body) VALUES ($1)", params!["gone"])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        common::scalar::<i64>(&db, "SELECT count(*) FROM notes").await,
+        0
+    );
+
+    // A batch first: `BEGIN` in front of it, its `SET LOCAL` lasts to the
+    // end of the transaction only.
+    let mut tx = db.begin().await.unwrap();
+    tx.batch("SET LOCAL statement_timeout = 1234")
+        .await
+        .unwrap();
+    let inside: String = tx
+        .query_one("SELECT current_setting('statement_timeout')", params![])
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(inside, "1234ms");
+    tx.commit().await.unwrap();
+
+    // Transactions that end before any statement send nothing and keep
+    // their connection (the same session serves every step here; a batch
+    // had the one before closed).
+    let pid: i32 = common::scalar(&db, "SELECT pg_backend_pid()").await;
+    db.begin().await.unwrap().commit().await.unwrap();
+    db.begin().await.unwrap().rollback().await.unwrap();
+    drop(db.begin().await.unwrap());
+    assert_eq!(
+        common::scalar::<i32>(&db, "SELECT pg_backend_pid()").await,
+        pid
+    );
+    let outside: String = common::scalar(&db, "SELECT current_setting('statement_timeout')").await;
+    assert_ne!(outside, "1234ms");
+}
+
+#[tokio::test]
 async fn a_killed_connection_is_discarded_and_the_next_checkout_works() {
     let pg = Postgres::connect().await;
     let db = Database::connect(DbConfig {

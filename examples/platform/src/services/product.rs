@@ -243,32 +243,53 @@ async fn reserve(
     }
     lines.sort();
     let mut tx = db.begin().await.map_err(|e| e.to_problem())?;
-    let existing = tx
-        .query_as::<(String, i64, i64, String)>(
-            "SELECT r.sku, r.quantity, p.price_minor, p.currency FROM reservations r JOIN products p ON p.sku = r.sku WHERE r.order_id = $1 ORDER BY r.sku",
-            params![body.order_id.clone()],
-        )
-        .await
-        .map_err(|e| e.to_problem())?;
-    if let Some((_, _, _, currency)) = existing.first() {
-        let currency = currency.clone();
-        drop(tx);
-        let lines = existing
-            .into_iter()
-            .map(|(sku, quantity, price_minor, _)| PricedLine {
-                sku,
-                quantity,
-                price_minor,
-            })
-            .collect();
-        return Ok((
-            StatusCode::OK,
-            FastJson(priced(body.order_id, lines, &currency)),
-        ));
+    match take(&mut tx, &body.order_id, &lines).await {
+        Ok(Some((priced_lines, currency))) => {
+            tx.commit().await.map_err(|e| e.to_problem())?;
+            for (sku, _) in &lines {
+                s.products.forget(sku).await;
+            }
+            Ok((
+                StatusCode::CREATED,
+                FastJson(priced(body.order_id, priced_lines, &currency)),
+            ))
+        }
+        Ok(None) => {
+            // Rolled back explicitly: a dropped transaction costs PostgreSQL
+            // its connection.
+            let _ = tx.rollback().await;
+            first_reservation(db, body.order_id).await
+        }
+        Err(p) => {
+            let _ = tx.rollback().await;
+            Err(p)
+        }
     }
+}
+
+/// Takes `lines` from stock for `order_id` in `tx`: the priced lines and
+/// their currency, or `None` when the order has a reservation already (a
+/// repeat: nothing is taken twice).
+async fn take(
+    tx: &mut ee_db::Tx,
+    order_id: &str,
+    lines: &[(String, i64)],
+) -> Result<Option<(Vec<PricedLine>, String)>, Problem> {
     let mut priced_lines = Vec::with_capacity(lines.len());
     let mut currency: Option<String> = None;
-    for (sku, quantity) in &lines {
+    for (sku, quantity) in lines {
+        // The reservation's row first: one for this order already means a
+        // repeat (a concurrent first attempt is waited for on the row).
+        let claimed = tx
+            .execute(
+                "INSERT INTO reservations (order_id, sku, quantity) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                params![order_id.to_owned(), sku.clone(), *quantity],
+            )
+            .await
+            .map_err(|e| e.to_problem())?;
+        if claimed == 0 {
+            return Ok(None);
+        }
         // Taken and priced in one statement (both engines have RETURNING).
         let taken = tx
             .query_opt(
@@ -317,27 +338,42 @@ async fn reserve(
                 "every line of an order must be in one currency",
             ));
         }
-        tx.execute(
-            "INSERT INTO reservations (order_id, sku, quantity) VALUES ($1, $2, $3)",
-            params![body.order_id.clone(), sku.clone(), *quantity],
-        )
-        .await
-        .map_err(|e| e.to_problem())?;
         priced_lines.push(PricedLine {
             sku: sku.clone(),
             quantity: *quantity,
             price_minor: price,
         });
     }
-    tx.commit().await.map_err(|e| e.to_problem())?;
-    for (sku, _) in &lines {
-        s.products.forget(sku).await;
-    }
-    let currency = currency.unwrap_or_else(|| "EUR".to_owned());
-    Ok((
-        StatusCode::CREATED,
-        FastJson(priced(body.order_id, priced_lines, &currency)),
-    ))
+    Ok(Some((
+        priced_lines,
+        currency.unwrap_or_else(|| "EUR".to_owned()),
+    )))
+}
+
+/// 200 with the reservation an earlier request made for `order_id`.
+async fn first_reservation(
+    db: &ee_db::Database,
+    order_id: String,
+) -> Result<(StatusCode, FastJson<Reservation>), Problem> {
+    let existing = db
+        .query_as::<(String, i64, i64, String)>(
+            "SELECT r.sku, r.quantity, p.price_minor, p.currency FROM reservations r JOIN products p ON p.sku = r.sku WHERE r.order_id = $1 ORDER BY r.sku",
+            params![order_id.clone()],
+        )
+        .await
+        .map_err(|e| e.to_problem())?;
+    let currency = existing
+        .first()
+        .map_or_else(|| "EUR".to_owned(), |(_, _, _, c)| c.clone());
+    let lines = existing
+        .into_iter()
+        .map(|(sku, quantity, price_minor, _)| PricedLine {
+            sku,
+            quantity,
+            price_minor,
+        })
+        .collect();
+    Ok((StatusCode::OK, FastJson(priced(order_id, lines, &currency))))
 }
 
 fn priced(order_id: String, lines: Vec<PricedLine>, currency: &str) -> Reservation {
