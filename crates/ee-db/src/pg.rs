@@ -97,19 +97,8 @@ impl PgConn {
         let statement = self.statement(sql).await?;
         check_arity(statement.params().len(), params.len())?;
         let params = as_dyn(params);
-        let result = match self.begin.take() {
-            None => self.client.query(&statement, &params).await,
-            Some(begin) => {
-                // Sent in this order on the connection (tokio-postgres
-                // pipelines requests in the order they are first polled).
-                let (began, result) = futures_util::future::join(
-                    self.client.batch_execute(begin),
-                    self.client.query(&statement, &params),
-                )
-                .await;
-                began.and(result)
-            }
-        };
+        let begin = self.begin.take();
+        let result = after_begin(&self.client, begin, self.client.query(&statement, &params)).await;
         self.forget_stale(result.map_err(DbError::from))
     }
 
@@ -126,17 +115,13 @@ impl PgConn {
         let statement = self.statement(sql).await?;
         check_arity(statement.params().len(), params.len())?;
         let params = as_dyn(params);
-        let result = match self.begin.take() {
-            None => self.client.execute(&statement, &params).await,
-            Some(begin) => {
-                let (began, result) = futures_util::future::join(
-                    self.client.batch_execute(begin),
-                    self.client.execute(&statement, &params),
-                )
-                .await;
-                began.and(result)
-            }
-        };
+        let begin = self.begin.take();
+        let result = after_begin(
+            &self.client,
+            begin,
+            self.client.execute(&statement, &params),
+        )
+        .await;
         self.forget_stale(result.map_err(DbError::from))
     }
 
@@ -189,6 +174,25 @@ impl PgConn {
         self.search_path = schema.cloned();
         self.broken = false;
         Ok(())
+    }
+}
+
+/// `statement` on `client`, after `begin` when one is pending: both in one
+/// round trip. tokio-postgres sends requests in the order they are first
+/// polled, and `join` polls the `BEGIN` first (the statement's future does
+/// nothing until polled).
+async fn after_begin<T>(
+    client: &Client,
+    begin: Option<&'static str>,
+    statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, tokio_postgres::Error> {
+    match begin {
+        None => statement.await,
+        Some(begin) => {
+            let (began, result) =
+                futures_util::future::join(client.batch_execute(begin), statement).await;
+            began.and(result)
+        }
     }
 }
 
