@@ -25,7 +25,8 @@ pub(crate) struct PgConn {
     statements: HashMap<Box<str>, Statement>,
     cap: usize,
     /// Inside `BEGIN` … `COMMIT`: a connection returned in this state is
-    /// closed, never reused (the server rolls the transaction back).
+    /// closed, never reused (the server rolls the transaction back), unless
+    /// its `BEGIN` was never sent.
     pub(crate) in_tx: bool,
     /// The session failed (closed, terminated): closed on return.
     pub(crate) broken: bool,
@@ -33,7 +34,10 @@ pub(crate) struct PgConn {
     pub(crate) search_path: Option<Arc<str>>,
     /// A `BEGIN` not sent yet: it goes out with the transaction's first
     /// statement, pipelined (one round trip for both), and a transaction
-    /// that ends before any statement sends neither it nor its end.
+    /// that ends before any statement sends neither it nor its end. Cleared
+    /// (with `in_tx`) when the connection comes back unused. Should the
+    /// `BEGIN` itself fail, the statement sent with it has run on its own;
+    /// the transaction reports the error and its commit fails.
     pub(crate) begin: Option<&'static str>,
 }
 
@@ -67,8 +71,12 @@ impl bb8::ManageConnection for PgManager {
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        // A transaction whose `BEGIN` never left is no transaction.
-        conn.broken || (conn.in_tx && conn.begin.is_none()) || conn.client.is_closed()
+        if conn.in_tx && conn.begin.take().is_some() {
+            // Its `BEGIN` never left: there is no transaction, and nothing
+            // may carry over to the next user.
+            conn.in_tx = false;
+        }
+        conn.broken || conn.in_tx || conn.client.is_closed()
     }
 }
 

@@ -32,6 +32,9 @@ pub(crate) struct SqliteConn {
     pub(crate) in_tx: bool,
     schema_epoch: Arc<std::sync::atomic::AtomicU64>,
     seen_epoch: u64,
+    /// DDL ran in the open transaction: the epoch moves again when it
+    /// ends, once other connections can see the change.
+    ddl_in_tx: bool,
     /// Column names and placeholder maps per statement text.
     shapes: Shapes,
 }
@@ -91,6 +94,7 @@ impl SqliteManager {
         Ok(SqliteConn {
             conn,
             in_tx: false,
+            ddl_in_tx: false,
             shapes: std::collections::HashMap::default(),
             schema_epoch: self.schema_epoch.clone(),
             seen_epoch: self.schema_epoch.load(Ordering::Acquire),
@@ -334,6 +338,7 @@ impl Prepare for Reader {
             if now != prepared.seen_epoch {
                 // A kept statement reports its old columns until stepped.
                 prepared.statements.clear();
+                refresh_schema(&owner.conn)?;
                 prepared.seen_epoch = now;
             }
             let key = (sql.as_ptr() as usize, sql.len());
@@ -342,14 +347,25 @@ impl Prepare for Reader {
                 .get(&key)
                 .is_some_and(|k| *k.shape.text == *sql);
             if !hit {
-                let statement = owner.conn.prepare(sql)?;
-                let shape = Shape::of(&statement, sql)?;
+                // The same text at another address (SQL built with
+                // `format!`): kept already, filed under this address now.
+                let elsewhere = prepared
+                    .statements
+                    .iter()
+                    .find(|(_, k)| *k.shape.text == *sql)
+                    .map(|(at, _)| *at);
+                let kept = match elsewhere.and_then(|at| prepared.statements.remove(&at)) {
+                    Some(kept) => kept,
+                    None => {
+                        let statement = owner.conn.prepare(sql)?;
+                        let shape = Shape::of(&statement, sql)?;
+                        Box::new(Kept { shape, statement })
+                    }
+                };
                 if prepared.statements.len() >= MAX_SHAPES {
                     prepared.statements.clear();
                 }
-                prepared
-                    .statements
-                    .insert(key, Box::new(Kept { shape, statement }));
+                prepared.statements.insert(key, kept);
             }
             let kept = prepared.statements.get_mut(&key).expect("inserted above");
             kept.shape.bind(&mut kept.statement, params)?;
@@ -405,8 +421,8 @@ impl ReadOn<'_> {
 /// A thread's reader for one pool.
 struct LocalReader {
     pool: u64,
-    /// Dead once the pool is dropped: the reader is closed the next time
-    /// this thread looks for one.
+    /// Dead once the pool is dropped: the reader is closed on this thread's
+    /// next SQLite read after that (or when the thread exits).
     alive: std::sync::Weak<AtomicU32>,
     reader: Reader,
 }
@@ -419,9 +435,31 @@ impl Drop for LocalReader {
     }
 }
 
+/// This thread's readers, and how many pools had been dropped when it last
+/// closed the readers of dropped ones.
+struct Readers {
+    seen_drops: u64,
+    list: Vec<LocalReader>,
+}
+
+/// SQLite pools dropped in this process: a thread that sees it move closes
+/// its readers of dropped pools on its next read.
+static POOLS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
     /// This thread's readers, one per SQLite file pool it has read from.
-    static READERS: std::cell::RefCell<Vec<LocalReader>> = const { std::cell::RefCell::new(Vec::new()) };
+    static READERS: std::cell::RefCell<Readers> = const {
+        std::cell::RefCell::new(Readers { seen_drops: 0, list: Vec::new() })
+    };
+}
+
+/// Makes `conn` load the schema another connection changed: a statement
+/// prepared on a stale copy reports the old columns until it is stepped
+/// (its shape would then be wrong), and stepping any read checks the
+/// schema's cookie and drops the stale copy.
+fn refresh_schema(conn: &Connection) -> Result<(), DbError> {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+    Ok(())
 }
 
 fn arity(expected: usize, given: usize) -> DbError {
@@ -485,6 +523,7 @@ impl SqliteConn {
             // stepped: prepare afresh.
             conn.flush_prepared_statement_cache();
             shapes.clear();
+            refresh_schema(conn)?;
             *epoch.1 = now;
         }
         let key = (sql.as_ptr() as usize, sql.len());
@@ -502,9 +541,20 @@ impl SqliteConn {
     }
 
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        if is_ddl(sql) {
-            self.schema_epoch.fetch_add(1, Ordering::AcqRel);
+        let ddl = is_ddl(sql);
+        if ddl {
+            self.schema_moved();
         }
+        let result = self.execute_inner(sql, params);
+        if ddl {
+            // Again once it has run: a statement prepared elsewhere in
+            // between saw the old schema.
+            self.schema_moved();
+        }
+        result
+    }
+
+    fn execute_inner(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let (mut stmt, _) = self.bound(sql, params)?;
         // `raw_execute` refuses statements that return rows; step through them.
         if stmt.column_count() > 0 {
@@ -518,10 +568,26 @@ impl SqliteConn {
     }
 
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        let control = matches!(sql, "BEGIN IMMEDIATE" | "COMMIT" | "ROLLBACK");
         let result = self.conn.execute_batch(sql);
-        // Set-up and migrations: tables may have changed shape.
-        self.schema_epoch.fetch_add(1, Ordering::AcqRel);
+        if !control {
+            // Set-up and migrations: tables may have changed shape.
+            self.schema_moved();
+        } else if sql != "BEGIN IMMEDIATE" && self.ddl_in_tx {
+            // The transaction's DDL is now visible (or undone) everywhere.
+            self.ddl_in_tx = false;
+            self.schema_epoch.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(result?)
+    }
+
+    /// Every connection and reader of the pool prepares afresh; inside a
+    /// transaction, once more when it ends.
+    fn schema_moved(&mut self) {
+        self.schema_epoch.fetch_add(1, Ordering::AcqRel);
+        if self.in_tx {
+            self.ddl_in_tx = true;
+        }
     }
 }
 
@@ -582,7 +648,8 @@ pub(crate) struct SqlitePool {
     /// Tells this pool's readers apart in a thread's list.
     id: u64,
     /// Readers open on threads (file databases; at most `max`). The
-    /// readers hold it weakly: once the pool is gone they are closed.
+    /// readers hold it weakly: once the pool is gone, each thread closes
+    /// its reader on its next SQLite read (or when it exits).
     readers: Arc<AtomicU32>,
 }
 
@@ -592,6 +659,10 @@ impl Drop for SqlitePool {
             stop.store(true, Ordering::Release);
             t.unpark();
         }
+        // The readers' handle goes first, then the word to close them: a
+        // thread that sees the count move finds this pool dead.
+        drop(std::mem::take(&mut self.readers));
+        POOLS_DROPPED.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -707,14 +778,20 @@ impl SqlitePool {
     ) -> Option<Result<R, DbError>> {
         let mut f = Some(f);
         if !self.manager.memory {
-            let done = READERS.try_with(|list| {
+            let done = READERS.try_with(|readers| {
                 // Taken already: a read from inside a read (a `Deserialize`
                 // that blocks on another runtime); use the pool.
-                let mut list = list.try_borrow_mut().ok()?;
+                let mut readers = readers.try_borrow_mut().ok()?;
+                let drops = POOLS_DROPPED.load(Ordering::Acquire);
+                if drops != readers.seen_drops {
+                    // Readers of dropped pools are closed.
+                    readers.seen_drops = drops;
+                    readers.list.retain(|l| l.alive.strong_count() > 0);
+                }
+                let list = &mut readers.list;
                 let at = match list.iter().position(|l| l.pool == self.id) {
                     Some(at) => at,
                     None => {
-                        list.retain(|l| l.alive.strong_count() > 0);
                         list.push(self.open_reader()?);
                         list.len() - 1
                     }

@@ -237,6 +237,15 @@ async fn a_transaction_begins_with_its_first_statement() {
     db.begin().await.unwrap().commit().await.unwrap();
     db.begin().await.unwrap().rollback().await.unwrap();
     drop(db.begin().await.unwrap());
+    // Nothing of a dropped, unused transaction reaches the next user: a
+    // plain write after it is committed on its own.
+    db.execute("INSERT INTO notes (body) VALUES ($1)", params!["kept"])
+        .await
+        .unwrap();
+    assert_eq!(
+        common::scalar::<i64>(&db, "SELECT count(*) FROM notes").await,
+        1
+    );
     assert_eq!(
         common::scalar::<i32>(&db, "SELECT pg_backend_pid()").await,
         pid

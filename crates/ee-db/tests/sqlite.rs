@@ -323,12 +323,19 @@ async fn concurrent_writers_queue_instead_of_blocking_the_runtime() {
 
 #[tokio::test]
 async fn a_table_recreated_with_other_columns_decodes_right() {
+    // In memory (pooled connections) and in a file (per-thread readers
+    // with statements kept prepared).
+    recreated_table_decodes_right("sqlite::memory:").await;
+    recreated_table_decodes_right(&temp_db("recreated")).await;
+}
+
+async fn recreated_table_decodes_right(url: &str) {
     #[derive(Deserialize, Debug, PartialEq)]
     struct Pair {
         a: i64,
         b: String,
     }
-    let db = Database::open("sqlite::memory:").await.unwrap();
+    let db = Database::open(url).await.unwrap();
     db.batch("CREATE TABLE p (a INTEGER, b TEXT); INSERT INTO p VALUES (1, 'x')")
         .await
         .unwrap();
@@ -351,6 +358,72 @@ async fn a_table_recreated_with_other_columns_decodes_right() {
             a: 2,
             b: "y".into()
         }
+    );
+    // And again, changed inside a transaction: seen once it commits.
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("ALTER TABLE p RENAME COLUMN b TO c", params![])
+        .await
+        .unwrap();
+    tx.execute(
+        "ALTER TABLE p ADD COLUMN b TEXT NOT NULL DEFAULT 'z'",
+        params![],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let last: Pair = db.query_one_as(ALL, params![]).await.unwrap();
+    assert_eq!(
+        last,
+        Pair {
+            a: 2,
+            b: "z".into()
+        }
+    );
+}
+
+/// The file descriptors of this process open on `path`.
+#[cfg(target_os = "linux")]
+fn open_on(path: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target == path)
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_pools_readers_close_on_the_threads_next_read() {
+    let url_a = temp_db("readers-a");
+    let path_a = std::path::PathBuf::from(url_a.strip_prefix("sqlite://").unwrap());
+    let a = Database::open(&url_a).await.unwrap();
+    let b = Database::open(&temp_db("readers-b")).await.unwrap();
+    a.batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let x: i64 = common::scalar(&a, "SELECT x FROM t").await;
+    assert_eq!(x, 1);
+    let one: i64 = common::scalar(&b, "SELECT 1").await;
+    assert_eq!(one, 1);
+    assert_eq!(a.state().readers, 1, "this thread's reader of a");
+    drop(a);
+    // Still open on this thread until it reads from SQLite again…
+    assert!(open_on(&path_a) >= 1);
+    // … even from a pool whose reader it has already, which closes it.
+    let one: i64 = common::scalar(&b, "SELECT 1").await;
+    assert_eq!(one, 1);
+    // (The pool's checkpoint thread closes its own connection as it
+    // stops, on its own time.)
+    for _ in 0..200 {
+        if open_on(&path_a) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        open_on(&path_a),
+        0,
+        "no file of the dropped pool stays open"
     );
 }
 
