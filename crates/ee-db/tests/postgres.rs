@@ -17,6 +17,16 @@ fn config(pg: &Postgres) -> DbConfig {
     }
 }
 
+/// A pool of one connection: every statement of the test on one session.
+async fn one_connection(pg: &Postgres) -> Database {
+    Database::connect(DbConfig {
+        max_size: 1,
+        ..config(pg)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn rows_come_back_typed_and_parameters_stay_data() {
     let pg = Postgres::connect().await;
@@ -76,12 +86,7 @@ async fn rows_come_back_typed_and_parameters_stay_data() {
 #[tokio::test]
 async fn session_state_never_reaches_the_next_user() {
     let pg = Postgres::connect().await;
-    let db = Database::connect(DbConfig {
-        max_size: 1,
-        ..config(&pg)
-    })
-    .await
-    .unwrap();
+    let db = one_connection(&pg).await;
     let other = format!("o_{}", pg.schema().trim_start_matches("ee_test_"));
     db.batch(&format!(
         "CREATE TABLE here (v TEXT); INSERT INTO here VALUES ('default');
@@ -150,12 +155,7 @@ async fn an_exhausted_pool_times_out_with_503_then_recovers() {
 #[tokio::test]
 async fn statements_are_prepared_once_per_connection() {
     let pg = Postgres::connect().await;
-    let db = Database::connect(DbConfig {
-        max_size: 1,
-        ..config(&pg)
-    })
-    .await
-    .unwrap();
+    let db = one_connection(&pg).await;
     let prepared = |db: Database| async move {
         common::scalar::<i64>(&db, "SELECT count(*) FROM pg_prepared_statements").await
     };
@@ -175,12 +175,7 @@ async fn statements_are_prepared_once_per_connection() {
 #[tokio::test]
 async fn a_transaction_begins_with_its_first_statement() {
     let pg = Postgres::connect().await;
-    let db = Database::connect(DbConfig {
-        max_size: 1,
-        ..config(&pg)
-    })
-    .await
-    .unwrap();
+    let db = one_connection(&pg).await;
     db.batch("CREATE TABLE notes (body TEXT NOT NULL)")
         .await
         .unwrap();
@@ -257,12 +252,7 @@ async fn a_transaction_begins_with_its_first_statement() {
 #[tokio::test]
 async fn a_killed_connection_is_discarded_and_the_next_checkout_works() {
     let pg = Postgres::connect().await;
-    let db = Database::connect(DbConfig {
-        max_size: 1,
-        ..config(&pg)
-    })
-    .await
-    .unwrap();
+    let db = one_connection(&pg).await;
     let pid: i32 = common::scalar(&db, "SELECT pg_backend_pid()").await;
     pg.client()
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
@@ -350,12 +340,7 @@ async fn conflicting_serializable_transactions_are_retried() {
 #[tokio::test]
 async fn a_tenant_schema_never_leaks_to_another_checkout() {
     let pg = Postgres::connect().await;
-    let db = Database::connect(DbConfig {
-        max_size: 1, // one connection, reused by every handle
-        ..config(&pg)
-    })
-    .await
-    .unwrap();
+    let db = one_connection(&pg).await; // reused by every handle
     let suffix = pg.schema().trim_start_matches("ee_test_").to_owned();
     let (a, b) = (format!("ta_{suffix}"), format!("tb_{suffix}"));
     for t in [&a, &b] {
