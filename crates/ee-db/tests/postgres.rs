@@ -17,6 +17,11 @@ fn config(pg: &Postgres) -> DbConfig {
     }
 }
 
+/// The first column of the first row of `sql`, read in `tx`, as text.
+async fn text_in(tx: &mut ee_db::Tx, sql: &str) -> String {
+    tx.query_one(sql, params![]).await.unwrap().get(0).unwrap()
+}
+
 /// A pool of one connection: every statement of the test on one session.
 async fn one_connection(pg: &Postgres) -> Database {
     Database::connect(DbConfig {
@@ -183,19 +188,9 @@ async fn a_transaction_begins_with_its_first_statement() {
     // `BEGIN` goes out with the first statement, which runs inside the
     // transaction: `now()` is the transaction's start for both reads.
     let mut tx = db.begin().await.unwrap();
-    let first: String = tx
-        .query_one("SELECT now()::text", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let first: String = text_in(&mut tx, "SELECT now()::text").await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let second: String = tx
-        .query_one("SELECT now()::text", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let second: String = text_in(&mut tx, "SELECT now()::text").await;
     assert_eq!(first, second, "both reads in one transaction");
     tx.commit().await.unwrap();
 
@@ -216,12 +211,7 @@ async fn a_transaction_begins_with_its_first_statement() {
     tx.batch("SET LOCAL statement_timeout = 1234")
         .await
         .unwrap();
-    let inside: String = tx
-        .query_one("SELECT current_setting('statement_timeout')", params![])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
+    let inside: String = text_in(&mut tx, "SELECT current_setting('statement_timeout')").await;
     assert_eq!(inside, "1234ms");
     tx.commit().await.unwrap();
 
