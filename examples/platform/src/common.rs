@@ -23,9 +23,9 @@ pub struct Deps {
     pub upstreams: Upstreams,
     /// Redis, in distributed mode (or when `redis_url` is set).
     pub redis: Option<Redis>,
-    /// Embedded mode without Redis: the process's notification queue,
-    /// shared by the order and notification services.
-    pub local_queue: Option<ee_queue::MemoryQueue>,
+    /// Embedded mode without Redis: the process's own job queues (the
+    /// notifications and the orders' charges), shared by its services.
+    pub local_queues: Vec<ee_queue::MemoryQueue>,
     /// The platform's configuration.
     pub config: Arc<PlatformConfig>,
 }
@@ -45,6 +45,56 @@ impl std::fmt::Debug for Redis {
         f.debug_struct("Redis")
             .field("url", &self.config.url)
             .finish_non_exhaustive()
+    }
+}
+
+/// A job queue: on Redis (durable, shared by every instance) or in this
+/// process (embedded mode, where it lasts as long as the process).
+#[derive(Clone, Debug)]
+pub enum Jobs {
+    /// On Redis.
+    Redis(ee_queue::Queue),
+    /// In this process.
+    Memory(ee_queue::MemoryQueue),
+}
+
+impl Jobs {
+    /// Adds a job. With a job id in `options`, adding the same id again
+    /// while the first is kept adds nothing.
+    ///
+    /// # Errors
+    /// The queue is unavailable (a problem, 503).
+    pub async fn add<T: serde::Serialize + ?Sized>(
+        &self,
+        name: &str,
+        data: &T,
+        options: ee_queue::JobOptions,
+    ) -> Result<(), Problem> {
+        let added = match self {
+            Jobs::Redis(q) => q.add(name, data, options).await,
+            Jobs::Memory(q) => q.add(name, data, options),
+        };
+        added.map(|_| ()).map_err(|e| e.to_problem())
+    }
+
+    /// Starts a worker running `service` on up to `concurrency` jobs at
+    /// once.
+    pub fn start_worker<T, S>(&self, service: S, concurrency: usize) -> ee_queue::WorkerHandle
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        S: tower::Service<ee_queue::Job<T>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Response: serde::Serialize + Send,
+        S::Error: std::fmt::Display + Send,
+    {
+        match self {
+            Jobs::Redis(q) => ee_queue::Worker::new(q.clone(), service)
+                .concurrency(concurrency)
+                .start(),
+            Jobs::Memory(q) => ee_queue::MemoryWorker::new(q.clone(), service)
+                .concurrency(concurrency)
+                .start(),
+        }
     }
 }
 

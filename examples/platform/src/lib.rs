@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::common::{Deps, Redis, db_check, deploy};
+use crate::common::{Deps, Jobs, Redis, db_check, deploy};
 use crate::gateway::RateLimitSettings;
 use crate::services::notification::{self, Notifier};
 use crate::services::{order, payment, product, user};
@@ -172,19 +172,23 @@ async fn open_stores(
     Ok((db, redis))
 }
 
-/// The notification queue: on Redis, or the process's own (embedded mode).
-async fn notifier(deps: &Deps) -> Result<Notifier, StartError> {
-    match (&deps.redis, &deps.local_queue) {
-        (Some(r), _) => ee_queue::Queue::connect(r.config.clone(), notification::QUEUE)
+/// The job queue `name`: on Redis, or the process's own (embedded mode).
+async fn jobs(deps: &Deps, name: &str) -> Result<Jobs, StartError> {
+    if let Some(r) = &deps.redis {
+        return ee_queue::Queue::connect(r.config.clone(), name)
             .await
-            .map(Notifier::Queue)
-            .map_err(|e| StartError(format!("notification queue: {e}"))),
-        (None, Some(q)) => Ok(Notifier::Memory(q.clone())),
-        (None, None) => Err(StartError(
-            "a service per process needs Redis for the notification queue: set redis_url (EE_REDIS_URL)"
-                .to_owned(),
-        )),
+            .map(Jobs::Redis)
+            .map_err(|e| StartError(format!("{name} queue: {e}")));
     }
+    deps.local_queues
+        .iter()
+        .find(|q| q.name() == name)
+        .map(|q| Jobs::Memory(q.clone()))
+        .ok_or_else(|| {
+            StartError(format!(
+                "a service per process needs Redis for the {name} queue: set redis_url (EE_REDIS_URL)"
+            ))
+        })
 }
 
 /// One service's router and what runs beside it.
@@ -218,10 +222,20 @@ async fn build(
             .map_err(fail("product cache"))?,
         "payment" => payment::api(deps.clone()),
         "notification" => {
-            worker = Some(notifier(deps).await?.start_worker(deps.db.clone()));
+            let notifier = Notifier(jobs(deps, notification::QUEUE).await?);
+            worker = Some(notifier.start_worker(deps.db.clone()));
             notification::api(deps.clone())
         }
-        "order" => order::api(deps.clone(), notifier(deps).await?),
+        "order" => {
+            let notifier = Notifier(jobs(deps, notification::QUEUE).await?);
+            let charges = jobs(deps, order::QUEUE).await?;
+            worker = Some(order::start_worker(
+                deps.clone(),
+                notifier.clone(),
+                &charges,
+            ));
+            order::api(deps.clone(), notifier, charges)
+        }
         "gateway" => {
             let router = gateway::app(
                 deps.upstreams.clone(),
@@ -258,13 +272,14 @@ pub struct Platform {
     pub services: HashMap<String, String>,
     /// Per service: its stop signal and its server task.
     servers: Vec<(&'static str, watch::Sender<bool>, JoinHandle<()>)>,
-    workers: Vec<ee_queue::WorkerHandle>,
+    /// Per service: the worker running beside it.
+    workers: Vec<(&'static str, ee_queue::WorkerHandle)>,
     health: Vec<ee_health::Health>,
 }
 
 /// Shutdown order: the entry point first, then the service that calls the
-/// others, then the rest, so no request in flight finds a service it calls
-/// already gone.
+/// others (its requests, then its charge jobs), then the rest, so no request
+/// or job in flight finds a service it calls already gone.
 const STOP_ORDER: [&[&str]; 3] = [
     &["gateway"],
     &["order"],
@@ -344,14 +359,19 @@ impl Platform {
         let upstreams = Upstreams::new(&table, Duration::from_millis(config.upstream_timeout_ms))
             .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
             .map_err(StartError)?;
-        let local_queue = redis
-            .is_none()
-            .then(|| ee_queue::MemoryQueue::new(notification::QUEUE));
+        let local_queues = if redis.is_none() {
+            vec![
+                ee_queue::MemoryQueue::new(notification::QUEUE),
+                ee_queue::MemoryQueue::new(order::QUEUE),
+            ]
+        } else {
+            Vec::new()
+        };
         let deps = Deps {
             db,
             upstreams,
             redis,
-            local_queue,
+            local_queues,
             config: Arc::new(config),
         };
         let mut built: Vec<(&str, TcpListener, Built)> = Vec::new();
@@ -375,7 +395,7 @@ impl Platform {
         let mut health = Vec::new();
         for (name, listener, b) in built {
             let (stop, stopped) = watch::channel(false);
-            workers.extend(b.worker);
+            workers.extend(b.worker.map(|w| (name, w)));
             health.push(b.health);
             servers.push((name, stop, serve_on(listener, b.router, stopped)));
         }
@@ -396,6 +416,7 @@ impl Platform {
         }
         let deadline = tokio::time::Instant::now() + drain;
         let mut servers = self.servers;
+        let mut workers = self.workers;
         for group in STOP_ORDER {
             let (stopping, rest): (Vec<_>, Vec<_>) = servers
                 .into_iter()
@@ -410,12 +431,16 @@ impl Platform {
                 }
             })
             .await;
-        }
-        // The orders taken before the stop have handed their confirmations
-        // over; the worker sends what it can before the deadline.
-        for w in self.workers {
-            w.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
-                .await;
+            // The group's workers finish what they run before the deadline
+            // (the orders' charges still reach payment and product).
+            let (finishing, rest): (Vec<_>, Vec<_>) = workers
+                .into_iter()
+                .partition(|(name, _)| group.contains(name));
+            workers = rest;
+            for (_, w) in finishing {
+                w.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                    .await;
+            }
         }
     }
 }
@@ -476,7 +501,7 @@ impl Instance {
             db,
             upstreams,
             redis,
-            local_queue: None,
+            local_queues: Vec::new(),
             config: Arc::new(config),
         };
         let built = build(name, &deps, prometheus).await?;

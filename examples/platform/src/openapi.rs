@@ -27,6 +27,10 @@ struct Op {
     summary: &'static str,
     body: Option<fn(&mut SchemaGenerator) -> Value>,
     ok: (u16, fn(&mut SchemaGenerator) -> Value),
+    /// Other successes with the same body: (status, when).
+    also_ok: &'static [(u16, &'static str)],
+    /// Optional request headers: (name, what it does).
+    headers: &'static [(&'static str, &'static str)],
     errors: &'static [(u16, &'static str)],
     params: &'static [(&'static str, &'static str, bool)],
     idempotent_key: bool,
@@ -58,6 +62,8 @@ fn operations() -> Vec<Op> {
             summary: "Register a user",
             body: Some(schema::<Register>),
             ok: (201, schema::<User>),
+            also_ok: &[],
+            headers: &[],
             errors: &[
                 (409, "Email already registered"),
                 (422, "Invalid body (a pointer per violation)"),
@@ -71,6 +77,8 @@ fn operations() -> Vec<Op> {
             summary: "Look a user up",
             body: None,
             ok: (200, schema::<User>),
+            also_ok: &[],
+            headers: &[],
             errors: &[(404, "No such user")],
             params: &[("id", "path", true)],
             idempotent_key: false,
@@ -81,6 +89,8 @@ fn operations() -> Vec<Op> {
             summary: "Browse the catalogue",
             body: None,
             ok: (200, schema::<ProductPage>),
+            also_ok: &[],
+            headers: &[],
             errors: &[],
             params: &[("page", "query", false), ("per_page", "query", false)],
             idempotent_key: false,
@@ -91,6 +101,8 @@ fn operations() -> Vec<Op> {
             summary: "One product, with its stock",
             body: None,
             ok: (200, schema::<Product>),
+            also_ok: &[],
+            headers: &[],
             errors: &[(404, "No such product")],
             params: &[("sku", "path", true)],
             idempotent_key: false,
@@ -98,11 +110,22 @@ fn operations() -> Vec<Op> {
         Op {
             method: "post",
             path: "/v1/orders",
-            summary: "Place an order: reserve stock, charge, confirm",
+            summary: "Place an order: reserve the stock, then charge and confirm",
             body: Some(schema::<PlaceOrder>),
-            ok: (201, schema::<Order>),
+            ok: (202, schema::<Order>),
+            also_ok: &[(
+                201,
+                "With Prefer: wait: paid and confirmed (Preference-Applied: wait=N)",
+            )],
+            headers: &[(
+                "Prefer",
+                "wait=N (RFC 7240): answer with the outcome (201, or 402 when declined) instead of 202 once the stock is reserved",
+            )],
             errors: &[
-                (402, "Payment declined; the stock was released"),
+                (
+                    402,
+                    "With Prefer: wait: payment declined; the stock was released",
+                ),
                 (
                     409,
                     "Out of stock, or a request with this Idempotency-Key is still running",
@@ -125,6 +148,8 @@ fn operations() -> Vec<Op> {
             summary: "An order and its status",
             body: None,
             ok: (200, schema::<Order>),
+            also_ok: &[],
+            headers: &[],
             errors: &[(404, "No such order")],
             params: &[("id", "path", true)],
             idempotent_key: false,
@@ -135,6 +160,8 @@ fn operations() -> Vec<Op> {
             summary: "What was sent for an order",
             body: None,
             ok: (200, list_of::<Notification>),
+            also_ok: &[],
+            headers: &[],
             errors: &[],
             params: &[("order_id", "query", true)],
             idempotent_key: false,
@@ -151,13 +178,28 @@ pub fn document() -> Value {
     let mut paths = Map::new();
     for op in operations() {
         let mut responses = Map::new();
+        let body = (op.ok.1)(&mut g);
+        let success = if op.ok.0 == 202 {
+            "Accepted: the stock is reserved and the order pending; the payment follows (Location: the order, GET it for its status)"
+        } else {
+            "Success"
+        };
         responses.insert(
             op.ok.0.to_string(),
             json!({
-                "description": "Success",
-                "content": {"application/json": {"schema": (op.ok.1)(&mut g)}}
+                "description": success,
+                "content": {"application/json": {"schema": body}}
             }),
         );
+        for (status, when) in op.also_ok {
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": when,
+                    "content": {"application/json": {"schema": body}}
+                }),
+            );
+        }
         for (status, why) in op.errors.iter().chain(COMMON_ERRORS) {
             responses.insert(
                 status.to_string(),
@@ -174,6 +216,12 @@ pub fn document() -> Value {
                 json!({"name": name, "in": at, "required": required, "schema": {"type": "string"}})
             })
             .collect();
+        for (name, what) in op.headers {
+            params.push(json!({
+                "name": name, "in": "header", "required": false,
+                "description": what, "schema": {"type": "string"}
+            }));
+        }
         if op.idempotent_key {
             params.push(json!({
                 "name": "Idempotency-Key", "in": "header", "required": true,

@@ -32,6 +32,7 @@ impl Drop for Proc {
 
 struct Cluster {
     procs: Vec<Proc>,
+    config: std::path::PathBuf,
     gateway: String,
     client: HttpClient,
     proxy: TcpProxy,
@@ -91,24 +92,11 @@ impl Cluster {
         let config = dir.join("platform.toml");
         std::fs::write(&config, toml).unwrap();
 
-        let spawn = |name: &str, addr: &str| Proc {
-            name: name.to_owned(),
-            url: format!("http://{addr}"),
-            child: Command::new(env!("CARGO_BIN_EXE_ee-platform"))
-                .args(["serve", name, "--config"])
-                .arg(&config)
-                .env("EE_LISTEN", addr)
-                .env_remove("EE_DATABASE_URL")
-                .env_remove("EE_REDIS_URL")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("ee-platform runs"),
-        };
-        let mut procs: Vec<Proc> = addrs.iter().map(|(n, a)| spawn(n, a)).collect();
-        procs.push(spawn("gateway", &gateway_addr));
+        let mut procs: Vec<Proc> = addrs.iter().map(|(n, a)| spawn(n, a, &config)).collect();
+        procs.push(spawn("gateway", &gateway_addr, &config));
         let cluster = Self {
             procs,
+            config,
             gateway: format!("http://{gateway_addr}"),
             client: common::client(),
             proxy,
@@ -116,27 +104,32 @@ impl Cluster {
             _redis: redis,
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
         for p in &cluster.procs {
-            loop {
-                let up = cluster
-                    .client
-                    .get(format!("{}/livez", p.url).parse().unwrap())
-                    .await
-                    .is_ok_and(|r| r.status() == StatusCode::OK);
-                if up {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} at {} did not start",
-                    p.name,
-                    p.url
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            cluster.live(p).await;
         }
         cluster
+    }
+
+    /// Waits for `p` to answer `/livez`.
+    async fn live(&self, p: &Proc) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = self
+                .client
+                .get(format!("{}/livez", p.url).parse().unwrap())
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+            if up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} at {} did not start",
+                p.name,
+                p.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Calls here take whole URLs (the gateway's or an instance's).
@@ -159,15 +152,57 @@ impl Cluster {
             .await
     }
 
+    /// Places an order: 202 once the stock is reserved (the payment follows).
     async fn order(&self, key: &str, user: &str, sku: &str, quantity: u32, token: &str) -> Answer {
+        self.place(&[], key, user, sku, quantity, token).await
+    }
+
+    /// Places an order with `Prefer: wait=10`: the answer is the outcome.
+    async fn order_waiting(
+        &self,
+        key: &str,
+        user: &str,
+        sku: &str,
+        quantity: u32,
+        token: &str,
+    ) -> Answer {
+        self.place(&[("prefer", "wait=10")], key, user, sku, quantity, token)
+            .await
+    }
+
+    async fn place(
+        &self,
+        headers: &[(&str, &str)],
+        key: &str,
+        user: &str,
+        sku: &str,
+        quantity: u32,
+        token: &str,
+    ) -> Answer {
         let key = format!("\"{key}\"");
+        let mut headers = headers.to_vec();
+        headers.push(("idempotency-key", &key));
         self.send(
             Method::POST,
             &format!("{}/v1/orders", self.gateway),
-            &[("idempotency-key", &key)],
+            &headers,
             Some(json!({"user_id": user, "lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})),
         )
         .await
+    }
+
+    /// The order once its payment is settled (no longer `pending`).
+    async fn settled(&self, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let a = self.get(&format!("/v1/orders/{id}")).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+            if a.body["status"] != "pending" {
+                return a.body;
+            }
+            assert!(Instant::now() < deadline, "order {id} still pending");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The stock, once every instance's cache agrees (invalidation crosses
@@ -191,7 +226,8 @@ impl Cluster {
         }
     }
 
-    fn kill(&mut self, name: &str) {
+    /// SIGKILLs a live instance of `name`; returns its address.
+    fn kill(&mut self, name: &str) -> String {
         let i = self
             .procs
             .iter()
@@ -200,6 +236,31 @@ impl Cluster {
         let mut p = self.procs.remove(i);
         p.child.kill().unwrap(); // SIGKILL
         let _ = p.child.wait();
+        p.url.trim_start_matches("http://").to_owned()
+    }
+
+    /// Starts `name` again at `addr` and waits for it.
+    async fn restart(&mut self, name: &str, addr: &str) {
+        let p = spawn(name, addr, &self.config);
+        self.live(&p).await;
+        self.procs.push(p);
+    }
+}
+
+fn spawn(name: &str, addr: &str, config: &std::path::Path) -> Proc {
+    Proc {
+        name: name.to_owned(),
+        url: format!("http://{addr}"),
+        child: Command::new(env!("CARGO_BIN_EXE_ee-platform"))
+            .args(["serve", name, "--config"])
+            .arg(config)
+            .env("EE_LISTEN", addr)
+            .env_remove("EE_DATABASE_URL")
+            .env_remove("EE_REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ee-platform runs"),
     }
 }
 
@@ -211,7 +272,7 @@ impl Drop for Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_mode_on_redis_and_postgres() {
-    let c = Cluster::start().await;
+    let mut c = Cluster::start().await;
 
     // The happy path, the confirmation through the Redis queue.
     let user = c
@@ -226,10 +287,13 @@ async fn distributed_mode_on_redis_and_postgres() {
     let user = user.body["id"].as_str().unwrap().to_owned();
     c.stock_becomes("SKU-0001", 100).await;
     let placed = c.order("d-happy", &user, "SKU-0001", 3, "tok_visa").await;
-    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
-    assert_eq!(placed.body["status"], "confirmed");
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+    assert_eq!(placed.body["status"], "pending");
     let id = placed.body["id"].as_str().unwrap().to_owned();
     c.stock_becomes("SKU-0001", 97).await;
+    // The charge job (on Redis, run by either order instance) settles it.
+    let settled = c.settled(&id, Duration::from_secs(10)).await;
+    assert_eq!(settled["status"], "confirmed", "{settled}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let sent = c.get(&format!("/v1/notifications?order_id={id}")).await;
@@ -248,14 +312,27 @@ async fn distributed_mode_on_redis_and_postgres() {
     // The same key twice (the two attempts may reach different order
     // instances: the record is in Redis): one order, one charge.
     let again = c.order("d-happy", &user, "SKU-0001", 3, "tok_visa").await;
-    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.status, StatusCode::ACCEPTED);
     assert_eq!(again.body["id"], placed.body["id"]);
     assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
     c.stock_becomes("SKU-0001", 97).await;
 
-    // A declined payment puts the stock back.
+    // A declined payment puts the stock back: settled by the job, or in
+    // the request when the client waits for the outcome.
     let declined = c
         .order("d-declined", &user, "SKU-0001", 5, "tok_declined")
+        .await;
+    assert_eq!(declined.status, StatusCode::ACCEPTED, "{}", declined.body);
+    let failed = c
+        .settled(
+            declined.body["id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(failed["status"], "payment_failed");
+    c.stock_becomes("SKU-0001", 97).await;
+    let declined = c
+        .order_waiting("d-declined-wait", &user, "SKU-0001", 5, "tok_declined")
         .await;
     assert_eq!(
         declined.status,
@@ -263,18 +340,33 @@ async fn distributed_mode_on_redis_and_postgres() {
         "{}",
         declined.body
     );
+    assert_eq!(declined.headers["preference-applied"], "wait=10");
     c.stock_becomes("SKU-0001", 97).await;
-    let failed = c
-        .get(&format!(
-            "/v1/orders/{}",
-            declined.body["order_id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(failed.body["status"], "payment_failed");
+
+    // No payment instance left: the order is accepted (the stock is
+    // reserved) and its job retries until payment is back.
+    let payment_a = c.kill("payment");
+    let payment_b = c.kill("payment");
+    let held = c.order("d-outage", &user, "SKU-0001", 2, "tok_visa").await;
+    assert_eq!(held.status, StatusCode::ACCEPTED, "{}", held.body);
+    let held = held.body["id"].as_str().unwrap().to_owned();
+    c.stock_becomes("SKU-0001", 95).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        c.get(&format!("/v1/orders/{held}")).await.body["status"],
+        "pending"
+    );
+    c.restart("payment", &payment_a).await;
+    c.restart("payment", &payment_b).await;
+    let settled = c.settled(&held, Duration::from_secs(20)).await;
+    assert_eq!(settled["status"], "confirmed", "{settled}");
+    c.stock_becomes("SKU-0001", 95).await;
 
     // 100 concurrent orders for the last 10 items, across both order and
     // product instances: exactly 10 sell.
-    let bulk = c.order("d-bulk", &user, "SKU-0002", 90, "tok_visa").await;
+    let bulk = c
+        .order_waiting("d-bulk", &user, "SKU-0002", 90, "tok_visa")
+        .await;
     assert_eq!(bulk.status, StatusCode::CREATED, "{}", bulk.body);
     let c = Arc::new(c);
     let tasks: Vec<_> = (0..100)
@@ -284,17 +376,26 @@ async fn distributed_mode_on_redis_and_postgres() {
             tokio::spawn(async move {
                 c.order(&format!("d-race-{i}"), &user, "SKU-0002", 1, "tok_visa")
                     .await
-                    .status
-                    .as_u16()
             })
         })
         .collect();
     let mut by_status: HashMap<u16, usize> = HashMap::new();
+    let mut accepted = Vec::new();
     for t in tasks {
-        *by_status.entry(t.await.unwrap()).or_default() += 1;
+        let a = t.await.unwrap();
+        if a.status == StatusCode::ACCEPTED {
+            accepted.push(a.body["id"].as_str().unwrap().to_owned());
+        }
+        *by_status.entry(a.status.as_u16()).or_default() += 1;
     }
-    assert_eq!(by_status.get(&201), Some(&10), "{by_status:?}");
+    assert_eq!(by_status.get(&202), Some(&10), "{by_status:?}");
     assert_eq!(by_status.get(&409), Some(&90), "{by_status:?}");
+    for id in &accepted {
+        assert_eq!(
+            c.settled(id, Duration::from_secs(10)).await["status"],
+            "confirmed"
+        );
+    }
     c.stock_becomes("SKU-0002", 0).await;
     let mut c = Arc::into_inner(c).expect("the tasks are done");
 
@@ -332,13 +433,13 @@ async fn distributed_mode_on_redis_and_postgres() {
     }
 
     // A killed product instance: the gateway uses the other one.
-    c.kill("product");
+    let _ = c.kill("product");
     for _ in 0..10 {
         let a = c.get("/v1/products/SKU-0003").await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     }
     // None left: 502 problem+json.
-    c.kill("product");
+    let _ = c.kill("product");
     let a = c.get("/v1/products/SKU-0003").await;
     assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.body);
     assert_eq!(a.headers["content-type"], "application/problem+json");

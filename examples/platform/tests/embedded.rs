@@ -85,15 +85,60 @@ impl Shop {
         a.body["stock"].as_i64().unwrap()
     }
 
+    /// Places an order: 202 once the stock is reserved (the payment follows).
     async fn order(&self, key: &str, user: &str, sku: &str, quantity: u32, token: &str) -> Answer {
+        self.place(&[], key, user, sku, quantity, token).await
+    }
+
+    /// Places an order with `Prefer: wait=10`: the answer is the outcome.
+    async fn order_waiting(
+        &self,
+        key: &str,
+        user: &str,
+        sku: &str,
+        quantity: u32,
+        token: &str,
+    ) -> Answer {
+        self.place(&[("prefer", "wait=10")], key, user, sku, quantity, token)
+            .await
+    }
+
+    async fn place(
+        &self,
+        headers: &[(&str, &str)],
+        key: &str,
+        user: &str,
+        sku: &str,
+        quantity: u32,
+        token: &str,
+    ) -> Answer {
         let key = format!("\"{key}\"");
+        let mut headers = headers.to_vec();
+        headers.push(("idempotency-key", &key));
         self.send(
             Method::POST,
             "/v1/orders",
-            &[("idempotency-key", &key)],
+            &headers,
             Some(json!({"user_id": user, "lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})),
         )
         .await
+    }
+
+    /// The order once its payment is settled (no longer `pending`).
+    async fn settled(&self, id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = self.get(&format!("/v1/orders/{id}")).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+            if a.body["status"] != "pending" {
+                return a.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {id} still pending"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn stop(self) {
@@ -123,22 +168,25 @@ async fn an_order_reserves_stock_charges_confirms_and_notifies() {
     let found = shop.get(&format!("/v1/users/{user}")).await;
     assert_eq!(found.body["email"], "ada@example.com");
 
+    // Accepted once the stock is reserved: priced, pending, with its address.
     let placed = shop.order("k-happy", &user, &sku, 3, "tok_visa").await;
-    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
-    assert_eq!(placed.body["status"], "confirmed");
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+    assert_eq!(placed.body["status"], "pending");
     assert_eq!(placed.body["total_minor"].as_i64().unwrap(), 3 * price);
-    assert!(
-        placed.body["payment_id"]
-            .as_str()
-            .unwrap()
-            .starts_with("pay_")
-    );
     let id = placed.body["id"].as_str().unwrap().to_owned();
-
+    assert_eq!(
+        placed.headers.get("location").unwrap().to_str().unwrap(),
+        format!("/v1/orders/{id}")
+    );
     // The cached product detail was dropped when the stock moved.
     assert_eq!(shop.stock(&sku).await, before - 3);
-    let status = shop.get(&format!("/v1/orders/{id}")).await;
-    assert_eq!(status.body["status"], "confirmed");
+
+    // The charge job settles it.
+    let status = shop.settled(&id).await;
+    assert_eq!(status["status"], "confirmed", "{status}");
+    assert_eq!(status["total_minor"].as_i64().unwrap(), 3 * price);
+    assert!(status["payment_id"].as_str().unwrap().starts_with("pay_"));
+    assert_eq!(shop.stock(&sku).await, before - 3);
     // The confirmation goes through the in-process queue to the
     // notification service's worker.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -165,16 +213,12 @@ async fn a_declined_payment_releases_the_stock() {
     let a = shop
         .order("k-declined", &user, "SKU-0002", 4, "tok_declined")
         .await;
-    assert_eq!(a.status, StatusCode::PAYMENT_REQUIRED, "{}", a.body);
-    assert!(is_problem(&a));
-    assert_eq!(
-        a.body["type"],
-        "https://ee.rs/problems/platform/payment-declined"
-    );
-    let id = a.body["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let order = shop.settled(&id).await;
+    assert_eq!(order["status"], "payment_failed", "{order}");
+    assert_eq!(order["failure"], "card declined (test token)");
     assert_eq!(shop.stock("SKU-0002").await, before);
-    let order = shop.get(&format!("/v1/orders/{id}")).await;
-    assert_eq!(order.body["status"], "payment_failed");
     assert!(
         shop.get(&format!("/v1/notifications?order_id={id}"))
             .await
@@ -183,6 +227,51 @@ async fn a_declined_payment_releases_the_stock() {
             .unwrap()
             .is_empty()
     );
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_prefer_wait_the_answer_is_the_outcome() {
+    let shop = Shop::start(config()).await;
+    let user = shop.register("wes@example.com").await;
+    let before = shop.stock("SKU-0007").await;
+    let paid = shop
+        .order_waiting("k-wait", &user, "SKU-0007", 2, "tok_visa")
+        .await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
+    assert_eq!(paid.headers.get("preference-applied").unwrap(), "wait=10");
+    assert_eq!(paid.body["status"], "confirmed");
+    assert!(
+        paid.body["payment_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pay_")
+    );
+    assert_eq!(shop.stock("SKU-0007").await, before - 2);
+
+    let declined = shop
+        .order_waiting("k-wait-no", &user, "SKU-0007", 3, "tok_declined")
+        .await;
+    assert_eq!(
+        declined.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        declined.body
+    );
+    assert!(is_problem(&declined));
+    assert_eq!(
+        declined.body["type"],
+        "https://ee.rs/problems/platform/payment-declined"
+    );
+    assert_eq!(
+        declined.headers.get("preference-applied").unwrap(),
+        "wait=10"
+    );
+    let id = declined.body["order_id"].as_str().unwrap();
+    // Released before the answer.
+    assert_eq!(shop.stock("SKU-0007").await, before - 2);
+    let order = shop.get(&format!("/v1/orders/{id}")).await;
+    assert_eq!(order.body["status"], "payment_failed");
     shop.stop().await;
 }
 
@@ -197,10 +286,20 @@ async fn the_same_idempotency_key_twice_places_and_charges_once() {
     let again = shop
         .order("k-twice", &user, "SKU-0003", 2, "tok_visa")
         .await;
-    assert_eq!(first.status, StatusCode::CREATED);
-    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    assert_eq!(again.status, StatusCode::ACCEPTED);
     assert_eq!(first.body, again.body);
     assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    let id = first.body["id"].as_str().unwrap();
+    let settled = shop.settled(id).await;
+    assert_eq!(settled["status"], "confirmed");
+    // Waiting for the outcome replays the first answer too: the key's
+    // request is the one placed, whatever the preference.
+    let waiting = shop
+        .order_waiting("k-twice", &user, "SKU-0003", 2, "tok_visa")
+        .await;
+    assert_eq!(waiting.status, StatusCode::ACCEPTED);
+    assert_eq!(waiting.body, first.body);
     assert_eq!(shop.stock("SKU-0003").await, before - 2);
     // The same key with another body is refused.
     let other = shop
@@ -224,7 +323,7 @@ async fn a_hundred_concurrent_orders_for_the_last_ten_items_sell_exactly_ten() {
     let user = shop.register("dee@example.com").await;
     // Leave 10 of SKU-0004 (100 at the start).
     let first = shop
-        .order("k-bulk", &user, "SKU-0004", 90, "tok_visa")
+        .order_waiting("k-bulk", &user, "SKU-0004", 90, "tok_visa")
         .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     assert_eq!(shop.stock("SKU-0004").await, 10);
@@ -235,16 +334,23 @@ async fn a_hundred_concurrent_orders_for_the_last_ten_items_sell_exactly_ten() {
             tokio::spawn(async move {
                 shop.order(&format!("k-race-{i}"), &user, "SKU-0004", 1, "tok_visa")
                     .await
-                    .status
             })
         })
         .collect();
     let mut by_status: HashMap<u16, usize> = HashMap::new();
+    let mut accepted = Vec::new();
     for t in tasks {
-        *by_status.entry(t.await.unwrap().as_u16()).or_default() += 1;
+        let a = t.await.unwrap();
+        if a.status == StatusCode::ACCEPTED {
+            accepted.push(a.body["id"].as_str().unwrap().to_owned());
+        }
+        *by_status.entry(a.status.as_u16()).or_default() += 1;
     }
-    assert_eq!(by_status.get(&201), Some(&10), "{by_status:?}");
+    assert_eq!(by_status.get(&202), Some(&10), "{by_status:?}");
     assert_eq!(by_status.get(&409), Some(&90), "{by_status:?}");
+    for id in &accepted {
+        assert_eq!(shop.settled(id).await["status"], "confirmed");
+    }
     assert_eq!(shop.stock("SKU-0004").await, 0);
 }
 
@@ -363,9 +469,16 @@ async fn the_gateway_serves_openapi_and_health() {
     assert_eq!(doc.status, StatusCode::OK);
     assert_eq!(doc.body["openapi"], "3.1.0");
     let order = &doc.body["paths"]["/v1/orders"]["post"];
-    for code in ["201", "402", "409", "422", "429", "502", "504"] {
+    for code in ["202", "201", "402", "409", "422", "429", "502", "504"] {
         assert!(order["responses"][code].is_object(), "{code}");
     }
+    assert!(
+        order["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Prefer" && p["in"] == "header")
+    );
     assert!(order["responses"]["409"]["content"]["application/problem+json"].is_object());
     let body_ref = order["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         .as_str()
@@ -444,7 +557,7 @@ async fn an_instance_past_its_in_flight_limit_sheds_load_with_429() {
             let shop = shop.clone();
             let user = user.clone();
             tokio::spawn(async move {
-                shop.order(&format!("k-shed-{i}"), &user, "SKU-0005", 1, "tok_visa")
+                shop.order_waiting(&format!("k-shed-{i}"), &user, "SKU-0005", 1, "tok_visa")
                     .await
             })
         })
@@ -599,7 +712,7 @@ async fn an_unknown_payment_outcome_keeps_the_order_pending_and_retries_take_sto
     let mut ids = Vec::new();
     for _ in 0..3 {
         let a = shop
-            .order("k-unknown", &user, "SKU-0006", 2, "tok_visa")
+            .order_waiting("k-unknown", &user, "SKU-0006", 2, "tok_visa")
             .await;
         assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
         assert!(is_problem(&a) && a.headers.contains_key("retry-after"));
@@ -616,7 +729,7 @@ async fn an_unknown_payment_outcome_keeps_the_order_pending_and_retries_take_sto
     assert_eq!(order.body["status"], "pending");
     // Another key is another order.
     let other = shop
-        .order("k-unknown-2", &user, "SKU-0006", 1, "tok_visa")
+        .order_waiting("k-unknown-2", &user, "SKU-0006", 1, "tok_visa")
         .await;
     assert_ne!(other.body["order_id"], ids[0]);
     shop.stop().await;

@@ -14,12 +14,12 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use ee_core::Problem;
 use ee_db::{Database, DbError, params};
-use ee_queue::{Backoff, Job, JobOptions, MemoryQueue, MemoryWorker, Queue, Worker, WorkerHandle};
+use ee_queue::{Backoff, Job, JobOptions, WorkerHandle};
 use ee_serialize::FastJson;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, now_ms};
+use crate::common::{Deps, Jobs, now_ms};
 
 /// The queue's name.
 pub const QUEUE: &str = "notifications";
@@ -64,12 +64,7 @@ struct ByOrder {
 /// How the order service hands a confirmation over: the `notifications`
 /// queue, on Redis (distributed mode) or in this process (embedded mode).
 #[derive(Clone, Debug)]
-pub enum Notifier {
-    /// On Redis: durable, seen by every notification instance.
-    Queue(Queue),
-    /// In this process (embedded mode: no Redis).
-    Memory(MemoryQueue),
-}
+pub struct Notifier(pub Jobs);
 
 impl Notifier {
     /// Hands `c` over. The job id is the order's, so a retried order adds no
@@ -84,11 +79,7 @@ impl Notifier {
                 5,
                 Backoff::exponential(Duration::from_millis(200)).with_jitter(0.2),
             );
-        let added = match self {
-            Notifier::Queue(q) => q.add("order-confirmation", c, options).await,
-            Notifier::Memory(q) => q.add("order-confirmation", c, options),
-        };
-        added.map(|_| ()).map_err(|e| e.to_problem())
+        self.0.add("order-confirmation", c, options).await
     }
 
     /// Starts the worker that sends confirmations (10 at once).
@@ -97,12 +88,7 @@ impl Notifier {
             let db = db.clone();
             async move { send(&db, &job.data).await.map_err(|e| e.to_string()) }
         });
-        match self {
-            Notifier::Queue(q) => Worker::new(q.clone(), service).concurrency(10).start(),
-            Notifier::Memory(q) => MemoryWorker::new(q.clone(), service)
-                .concurrency(10)
-                .start(),
-        }
+        self.0.start_worker(service, 10)
     }
 }
 

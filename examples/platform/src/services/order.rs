@@ -8,33 +8,45 @@
 //!      and the `Idempotency-Key`;
 //!   3. the stock is reserved (product service; not enough → 409 problem,
 //!      the order `rejected`);
-//!   4. the payment is charged (payment service, with the order as its
-//!      idempotency key; declined → the stock released, the order
-//!      `payment_failed`, 402 problem);
-//!   5. `confirmed`, a confirmation handed to the notification queue, 201.
+//!   4. **202 Accepted** with the priced, `pending` order and its
+//!      `Location`; a job on the `orders` queue settles it: the payment is
+//!      charged (payment service, with the order as its idempotency key);
+//!      declined → the stock released, the order `payment_failed`; captured
+//!      → `confirmed` and a confirmation handed to the notification queue.
+//!      `GET /v1/orders/{id}` shows which. A job whose step failed is
+//!      retried with backoff.
+//!
+//!   With `Prefer: wait=N` (RFC 7240) the request settles the order itself
+//!   and answers with the outcome: 201 `confirmed`, or 402 problem when the
+//!   payment was declined (the stock released), plus
+//!   `Preference-Applied: wait=N`. The payment provider's latency is then
+//!   part of the answer's.
 //!
 //!   When a step's outcome is unknown (a service timed out, failed or was
 //!   unreachable after the request may have reached it), nothing is undone
 //!   on a guess: the order stays `pending` and the answer is a 503 problem
-//!   saying to retry with the same `Idempotency-Key`. That retry resumes the
-//!   same order (same id), and every step is safe to repeat: the reservation
-//!   and the payment are kept once per order, the confirmation job once per
-//!   order. A card is never charged twice for one key.
+//!   saying to retry with the same `Idempotency-Key` (the charge job
+//!   retries by itself). That retry resumes the same order (same id), and
+//!   every step is safe to repeat: the reservation and the payment are kept
+//!   once per order, the charge and confirmation jobs once per order. A
+//!   card is never charged twice for one key.
 //! - `GET /v1/orders/{id}` → the order and its status.
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
 use ee_db::params;
+use ee_queue::{Backoff, Job, JobOptions, WorkerHandle};
 use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, found, now_ms, problem, requiring_idempotency_key};
+use crate::common::{Deps, Jobs, found, now_ms, problem, requiring_idempotency_key};
 use crate::services::notification::{Confirmation, Notifier};
 use crate::services::payment::Payment;
 use crate::services::product::{LineRequest, PricedLine, Reservation};
@@ -94,17 +106,33 @@ struct OrderRow {
     updated_ms: i64,
 }
 
+/// The queue of charges: placed orders waiting for their payment.
+pub const QUEUE: &str = "orders";
+
+/// A charge job: a reserved, priced order and what its payment needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settle {
+    /// The order, `pending`, with its reserved lines and total.
+    pub order: Order,
+    /// The card token from the request.
+    pub payment_token: String,
+    /// Where the confirmation goes.
+    pub email: String,
+}
+
 #[derive(Clone)]
 struct OrderState {
     deps: Deps,
     notifier: Notifier,
+    charges: Jobs,
     /// Users as the user service answered them (users do not change; a
     /// minute bounds how long a deleted one could still order).
     users: Cache<str, User>,
 }
 
-/// The service's API (mounted under `/v1`).
-pub fn api(deps: Deps, notifier: Notifier) -> Router {
+/// The service's API (mounted under `/v1`); `charges` is the `orders`
+/// queue, which [`start_worker`] works through.
+pub fn api(deps: Deps, notifier: Notifier, charges: Jobs) -> Router {
     let place = requiring_idempotency_key(
         Router::new().route("/orders", post(place)),
         deps.redis.as_ref(),
@@ -118,7 +146,47 @@ pub fn api(deps: Deps, notifier: Notifier) -> Router {
         .with_state(OrderState {
             deps,
             notifier,
+            charges,
             users,
+        })
+}
+
+/// Starts the worker that settles placed orders (charge, then confirm or
+/// release), up to 64 at once. A job whose outcome is unknown fails and is
+/// retried with backoff.
+pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Jobs) -> WorkerHandle {
+    let service = tower::service_fn(move |job: Job<Settle>| {
+        let deps = deps.clone();
+        let notifier = notifier.clone();
+        async move {
+            match settle(&deps, &notifier, job.data).await {
+                Ok(order) => Ok(order.status),
+                Err(p) => Err(p
+                    .detail()
+                    .unwrap_or("the order could not be settled")
+                    .to_owned()),
+            }
+        }
+    });
+    charges.start_worker(service, 64)
+}
+
+/// `Prefer: wait=N` (RFC 7240): the client will wait for the outcome.
+/// Returns the preference as applied.
+fn wait_preference(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| {
+            let (name, value) = p.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            let secs: u32 = value.trim().trim_matches('"').parse().ok()?;
+            HeaderValue::from_str(&format!("wait={secs}")).ok()
         })
 }
 
@@ -180,7 +248,7 @@ async fn place(
     State(s): State<OrderState>,
     headers: HeaderMap,
     Valid(body): Valid<PlaceOrder>,
-) -> Result<(StatusCode, FastJson<Order>), Problem> {
+) -> Result<Response, Problem> {
     let up = &s.deps.upstreams;
     let lookup = {
         let up = up.clone();
@@ -243,7 +311,7 @@ async fn place(
     };
     match order.status.as_str() {
         "pending" => {}
-        "confirmed" => return Ok((StatusCode::CREATED, FastJson(order))),
+        "confirmed" => return Ok((StatusCode::CREATED, FastJson(order)).into_response()),
         _ => return Err(ended(&order)),
     }
 
@@ -279,12 +347,72 @@ async fn place(
     order.total_minor = reservation.total_minor;
     order.currency = reservation.currency;
 
+    let job = Settle {
+        order,
+        payment_token: body.payment_token,
+        email: user.email,
+    };
+
+    if let Some(wait) = wait_preference(&headers) {
+        // The client waits: settle here and answer with the outcome.
+        let order = settle(&s.deps, &s.notifier, job).await?;
+        if order.status != "confirmed" {
+            return Err(
+                ended(&order).with_header(HeaderName::from_static("preference-applied"), wait)
+            );
+        }
+        let mut response = (StatusCode::CREATED, FastJson(order)).into_response();
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("preference-applied"), wait);
+        return Ok(response);
+    }
+
+    // The priced order is recorded and its charge handed to the worker,
+    // together. The job id is the order's: a retry adds no second charge.
+    let options = JobOptions::default()
+        .job_id(format!("charge-{}", job.order.id))
+        .attempts(
+            8,
+            Backoff::exponential(std::time::Duration::from_millis(250)).with_jitter(0.2),
+        );
+    let (updated, queued) = tokio::join!(
+        update(&s.deps, &job.order),
+        s.charges.add("charge", &job, options)
+    );
+    if let Err(p) = queued {
+        return Err(retry_later(&job.order, "the order queue", p.detail()));
+    }
+    if let Err(p) = updated {
+        return Err(retry_later(&job.order, "recording the order", p.detail()));
+    }
+    let location = HeaderValue::from_str(&format!("/v1/orders/{}", job.order.id))
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(e.to_string()))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        FastJson(job.order),
+    )
+        .into_response())
+}
+
+/// Charges a reserved order and records the outcome: `confirmed` (and the
+/// confirmation handed over) or `payment_failed` (and the stock released).
+/// An error is a step whose outcome is unknown (the 503 problem to answer);
+/// the order is then still `pending` and settling it again is safe.
+async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, Problem> {
+    let Settle {
+        mut order,
+        payment_token,
+        email,
+    } = job;
+    let up = &deps.upstreams;
     // Charge (the payment service keeps one payment per order).
     let charge = serde_json::json!({
         "order_id": order.id,
         "amount_minor": order.total_minor,
         "currency": order.currency,
-        "token": body.payment_token,
+        "token": payment_token,
     });
     let key = format!("\"order-{}\"", order.id);
     let payment = match up
@@ -323,15 +451,15 @@ async fn place(
         order.status = "payment_failed".to_owned();
         order.failure = Some(payment.reason.unwrap_or_else(|| "declined".to_owned()));
         order.updated_ms = now_ms();
-        update(&s.deps, &order).await?;
-        return Err(ended(&order));
+        update(deps, &order).await?;
+        return Ok(order);
     }
 
     order.status = "confirmed".to_owned();
     order.updated_ms = now_ms();
     let confirmation = Confirmation {
         order_id: order.id.clone(),
-        email: user.email,
+        email,
         total_minor: order.total_minor,
         currency: order.currency.clone(),
     };
@@ -339,8 +467,8 @@ async fn place(
     // either fails the answer is an error and a retry does both again (the
     // confirmation job's id is the order's: added once).
     let (updated, handed) = tokio::join!(
-        update(&s.deps, &order),
-        s.notifier.order_confirmed(&confirmation)
+        update(deps, &order),
+        notifier.order_confirmed(&confirmation)
     );
     if let Err(p) = updated {
         return Err(retry_later(
@@ -352,7 +480,7 @@ async fn place(
     if let Err(p) = handed {
         return Err(retry_later(&order, "the notification queue", p.detail()));
     }
-    Ok((StatusCode::CREATED, FastJson(order)))
+    Ok(order)
 }
 
 async fn insert(deps: &Deps, o: &Order) -> Result<(), Problem> {
@@ -380,7 +508,9 @@ async fn insert(deps: &Deps, o: &Order) -> Result<(), Problem> {
 async fn update(deps: &Deps, o: &Order) -> Result<(), Problem> {
     deps.db
         .execute(
-            "UPDATE orders SET status = $2, lines = $3, total_minor = $4, currency = $5, payment_id = $6, failure = $7, updated_ms = $8 WHERE id = $1",
+            // Only a pending order changes: a late write of the priced,
+            // pending order never undoes its settlement.
+            "UPDATE orders SET status = $2, lines = $3, total_minor = $4, currency = $5, payment_id = $6, failure = $7, updated_ms = $8 WHERE id = $1 AND status = 'pending'",
             params![
                 o.id.clone(),
                 o.status.clone(),
