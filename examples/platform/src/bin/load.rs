@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! ee-platform-load [--url http://127.0.0.1:8080] [--duration 20] [--connections 32]
-//!                  [--rate N] [--pids 123,456] [--store-pids 789] [--warmup 3]
+//!                  [--rate N] [--pids 123,456] [--store-pids 789] [--warmup 3] [--wait]
 //! ```
 //!
 //! Scenario mix: browse 70 % (`GET /v1/products?page=&per_page=20`), product
@@ -18,6 +18,15 @@
 //! about 5 000 orders, after which orders get 409). With `--pids`, the CPU time of those processes (the
 //! platform) and of this one over the run is reported, and with
 //! `--store-pids` that of the stores (redis-server, postgres).
+//!
+//! An order is answered 202 once its stock is reserved, and settled by the
+//! order service's charge job. After the run every order accepted in the
+//! measured window is looked up (for up to 30 s) and the report says how
+//! many were confirmed, declined or still pending, and how long placing to
+//! confirming took (the order's `updated_ms - created_ms`). An order still
+//! pending then is an error. With `--wait` the orders carry
+//! `Prefer: wait=10`: the answer comes after the payment (201), so its
+//! latency includes the provider's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +47,7 @@ struct Args {
     rate: Option<f64>,
     pids: Vec<u32>,
     store_pids: Vec<u32>,
+    wait: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -49,6 +59,7 @@ fn parse() -> Result<Args, String> {
         rate: None,
         pids: Vec::new(),
         store_pids: Vec::new(),
+        wait: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,6 +83,7 @@ fn parse() -> Result<Args, String> {
             "--rate" => a.rate = Some(value()?.parse().map_err(|e| format!("--rate: {e}"))?),
             "--pids" => a.pids = pid_list(&value()?)?,
             "--store-pids" => a.store_pids = pid_list(&value()?)?,
+            "--wait" => a.wait = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -104,16 +116,21 @@ struct Tally {
     errors: u64,
     by_kind: [u64; 3],
     first_errors: Vec<String>,
+    /// Orders answered 202: to look up after the run.
+    accepted: Vec<String>,
 }
 
 static KEYS: AtomicU64 = AtomicU64::new(0);
 
+/// One request of the mix: its kind, and on success the id of an order
+/// answered 202 (to be settled later).
 async fn one(
     client: &Client<HttpConnector, Body>,
     url: &str,
     user: &str,
     rng: &mut u64,
-) -> (usize, Result<(), String>) {
+    wait: bool,
+) -> (usize, Result<Option<String>, String>) {
     // xorshift: cheap and good enough to pick a scenario and a product.
     *rng ^= *rng << 13;
     *rng ^= *rng >> 7;
@@ -136,18 +153,18 @@ async fn one(
         let body = format!(
             r#"{{"user_id":"{user}","lines":[{{"sku":"{sku}","quantity":1}}],"payment_token":"tok_visa"}}"#
         );
-        (
-            2,
-            Request::builder()
-                .method(Method::POST)
-                .uri(format!("{url}/v1/orders"))
-                .header("content-type", "application/json")
-                .header(
-                    "idempotency-key",
-                    format!("\"load-{}-{key}\"", std::process::id()),
-                )
-                .body(Body::from(body)),
-        )
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{url}/v1/orders"))
+            .header("content-type", "application/json")
+            .header(
+                "idempotency-key",
+                format!("\"load-{}-{key}\"", std::process::id()),
+            );
+        if wait {
+            req = req.header("prefer", "wait=10");
+        }
+        (2, req.body(Body::from(body)))
     };
     let req = req.expect("a valid request");
     let result = match client.request(req).await {
@@ -155,7 +172,12 @@ async fn one(
             let status = resp.status();
             let body = resp.into_body().collect().await.map(|b| b.to_bytes());
             match body {
-                Ok(_) if status.is_success() => Ok(()),
+                Ok(b) if status == http::StatusCode::ACCEPTED => {
+                    Ok(serde_json::from_slice::<serde_json::Value>(&b)
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_owned)))
+                }
+                Ok(_) if status.is_success() => Ok(None),
                 Ok(b) => Err(format!(
                     "{status}: {}",
                     String::from_utf8_lossy(&b)
@@ -205,6 +227,51 @@ async fn register(
         .ok_or_else(|| format!("no id in {v}"))
 }
 
+#[derive(Default)]
+struct Settled {
+    /// Per confirmed order: `updated_ms - created_ms`.
+    took_ms: Vec<i64>,
+    declined: u64,
+    pending: u64,
+}
+
+/// Looks the orders up until each has left `pending` (or 30 s have passed).
+async fn settle(client: &Client<HttpConnector, Body>, url: &str, ids: &[String]) -> Settled {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Settled::default();
+    let mut left: Vec<&String> = ids.iter().collect();
+    while !left.is_empty() {
+        let mut still = Vec::new();
+        for id in left {
+            let order = async {
+                let req = Request::get(format!("{url}/v1/orders/{id}"))
+                    .body(Body::empty())
+                    .ok()?;
+                let resp = client.request(req).await.ok()?;
+                let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+                serde_json::from_slice::<serde_json::Value>(&bytes).ok()
+            }
+            .await;
+            match order.as_ref().and_then(|o| o["status"].as_str()) {
+                Some("confirmed") => {
+                    let o = order.as_ref().expect("an order");
+                    let ms = |f: &str| o[f].as_i64().unwrap_or(0);
+                    out.took_ms.push(ms("updated_ms") - ms("created_ms"));
+                }
+                Some("payment_failed") => out.declined += 1,
+                _ => still.push(id),
+            }
+        }
+        if still.is_empty() || Instant::now() > deadline {
+            out.pending = still.len() as u64;
+            break;
+        }
+        left = still;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    out
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = match parse() {
@@ -214,7 +281,7 @@ async fn main() -> std::process::ExitCode {
                 eprintln!("ee-platform-load: {e}");
             }
             eprintln!(
-                "usage: ee-platform-load [--url URL] [--duration S] [--warmup S] [--connections N] [--rate RPS] [--pids P,Q] [--store-pids R,S]"
+                "usage: ee-platform-load [--url URL] [--duration S] [--warmup S] [--connections N] [--rate RPS] [--pids P,Q] [--store-pids R,S] [--wait]"
             );
             return std::process::ExitCode::from(2);
         }
@@ -276,17 +343,22 @@ async fn main() -> std::process::ExitCode {
                     if next >= end {
                         break;
                     }
-                    let (kind, result) = one(&client, &args.url, &user, &mut rng).await;
+                    let (kind, result) =
+                        one(&client, &args.url, &user, &mut rng, args.wait).await;
                     let took = began.elapsed();
                     if next >= measure_from {
                         tally.by_kind[kind] += 1;
                         let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
                         tally.latencies_us.push(us);
                         tally.per_kind_us[kind].push(us);
-                        if let Err(e) = result {
-                            tally.errors += 1;
-                            if tally.first_errors.len() < 3 {
-                                tally.first_errors.push(e);
+                        match result {
+                            Ok(Some(id)) => tally.accepted.push(id),
+                            Ok(None) => {}
+                            Err(e) => {
+                                tally.errors += 1;
+                                if tally.first_errors.len() < 3 {
+                                    tally.first_errors.push(e);
+                                }
                             }
                         }
                     }
@@ -316,6 +388,7 @@ async fn main() -> std::process::ExitCode {
         let t = t.await.expect("a load task");
         all.latencies_us.extend(t.latencies_us);
         all.errors += t.errors;
+        all.accepted.extend(t.accepted);
         for (k, v) in t.per_kind_us.into_iter().enumerate() {
             all.by_kind[k] += t.by_kind[k];
             all.per_kind_us[k].extend(v);
@@ -392,6 +465,27 @@ async fn main() -> std::process::ExitCode {
             100.0 * (a.0 - b.0) / secs,
             100.0 * (a.1 - b.1) / secs
         );
+    }
+    if !all.accepted.is_empty() {
+        let s = settle(&client, &args.url, &all.accepted).await;
+        let mut took = s.took_ms;
+        took.sort_unstable();
+        let at = |p: f64| {
+            took.get(((took.len() as f64 * p) as usize).min(took.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
+        println!(
+            "orders accepted (202) {}: confirmed {}, declined {}, still pending {} after the run; placed to confirmed ms p50 {}  p95 {}  p99 {}",
+            all.accepted.len(),
+            took.len(),
+            s.declined,
+            s.pending,
+            at(0.50),
+            at(0.95),
+            at(0.99)
+        );
+        all.errors += s.pending;
     }
     if all.errors > 0 {
         std::process::ExitCode::FAILURE
