@@ -190,8 +190,12 @@ where
         }
     }
 
+    fn message(&self, kind: char, name: &str) -> String {
+        format!("{}\n{kind}\n{name}", self.inner.instance)
+    }
+
     async fn publish(&self, kind: char, name: &str) {
-        let message = format!("{}\n{kind}\n{name}", self.inner.instance);
+        let message = self.message(kind, name);
         let published = self
             .inner
             .l2
@@ -331,10 +335,31 @@ where
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         self.inner.l1.remove(key);
-        let deleted = <RedisStore as CacheStore<V>>::delete(&self.inner.l2, key).await;
+        let conn = self.inner.l2.conn();
+        if conn.is_cluster() {
+            // The key and the channel may live on different nodes.
+            let deleted = <RedisStore as CacheStore<V>>::delete(&self.inner.l2, key).await;
+            self.inner.state.bump(key);
+            self.inner.l1.remove(key);
+            self.publish('k', key).await;
+            return deleted;
+        }
+        // One round trip: Redis runs a pipeline's commands in order, so the
+        // key is gone from L2 before any other instance hears to drop it.
+        let mut pipe = redis::pipe();
+        pipe.cmd("UNLINK")
+            .arg(key)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(INVALIDATION_CHANNEL)
+            .arg(self.message('k', key))
+            .ignore();
+        let deleted = conn
+            .query_pipeline::<()>(&pipe)
+            .await
+            .map_err(|e| CacheError::Unavailable(e.to_string()));
         self.inner.state.bump(key);
         self.inner.l1.remove(key);
-        self.publish('k', key).await;
         deleted
     }
 

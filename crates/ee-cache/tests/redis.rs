@@ -317,8 +317,12 @@ async fn a_write_on_one_instance_is_not_served_stale_by_another_past_200_ms() {
     .await;
     println!("B saw A's write after {took:?}");
 
+    // A delete (L2's UNLINK and the invalidation in one pipeline) takes it
+    // out of B's L1 too, and B does not fill it again from L2.
+    holds_in_l1(&b, 1, &product(1, "v2")).await;
     a.delete(&1).await.unwrap();
     converges(Duration::from_millis(200), None, || b.get(&1)).await;
+    assert_eq!(b.get(&1).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
