@@ -343,8 +343,7 @@ async fn main() -> std::process::ExitCode {
                     if next >= end {
                         break;
                     }
-                    let (kind, result) =
-                        one(&client, &args.url, &user, &mut rng, args.wait).await;
+                    let (kind, result) = one(&client, &args.url, &user, &mut rng, args.wait).await;
                     let took = began.elapsed();
                     if next >= measure_from {
                         tally.by_kind[kind] += 1;
