@@ -77,6 +77,33 @@ impl Jobs {
         added.map(|_| ()).map_err(|e| e.to_problem())
     }
 
+    /// Starts job `id` again if it failed for good (ran out of attempts):
+    /// whether it did.
+    ///
+    /// # Errors
+    /// The queue is unavailable (a problem, 503).
+    pub async fn retry_failed(&self, id: &str) -> Result<bool, Problem> {
+        let failed = |info: &Option<ee_queue::JobInfo>| {
+            info.as_ref()
+                .is_some_and(|j| j.state == ee_queue::JobState::Failed)
+        };
+        let retried = match self {
+            Jobs::Redis(q) => match q.job(id).await {
+                Ok(info) if failed(&info) => q.retry(id).await.map(|()| true),
+                Ok(_) => Ok(false),
+                Err(e) => Err(e),
+            },
+            Jobs::Memory(q) => {
+                if failed(&q.job(id)) {
+                    q.retry(id).map(|()| true)
+                } else {
+                    Ok(false)
+                }
+            }
+        };
+        retried.map_err(|e| e.to_problem())
+    }
+
     /// Starts a worker running `service` on up to `concurrency` jobs at
     /// once.
     pub fn start_worker<T, S>(&self, service: S, concurrency: usize) -> ee_queue::WorkerHandle

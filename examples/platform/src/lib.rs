@@ -274,6 +274,8 @@ pub struct Platform {
     servers: Vec<(&'static str, watch::Sender<bool>, JoinHandle<()>)>,
     /// Per service: the worker running beside it.
     workers: Vec<(&'static str, ee_queue::WorkerHandle)>,
+    /// The in-process job queues (without Redis).
+    queues: Vec<ee_queue::MemoryQueue>,
     health: Vec<ee_health::Health>,
 }
 
@@ -367,6 +369,7 @@ impl Platform {
         } else {
             Vec::new()
         };
+        let queues = local_queues.clone();
         let deps = Deps {
             db,
             upstreams,
@@ -404,8 +407,16 @@ impl Platform {
             services,
             servers,
             workers,
+            queues,
             health,
         })
+    }
+
+    /// The in-process job queue `name` (`orders`: the charges, or
+    /// `notifications`), when the platform runs without Redis: to see what
+    /// is queued, running or failed.
+    pub fn queue(&self, name: &str) -> Option<&ee_queue::MemoryQueue> {
+        self.queues.iter().find(|q| q.name() == name)
     }
 
     /// Stops accepting, lets in-flight requests and jobs finish (up to
@@ -431,15 +442,18 @@ impl Platform {
                 }
             })
             .await;
-            // The group's workers finish what they run before the deadline
-            // (the orders' charges still reach payment and product).
+            // The group's workers finish what they run (the orders' charges
+            // still reach payment and product), with half of what is left
+            // when later groups have workers too: a charge job retrying
+            // through an outage does not take the notifications' time.
             let (finishing, rest): (Vec<_>, Vec<_>) = workers
                 .into_iter()
                 .partition(|(name, _)| group.contains(name));
             workers = rest;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let budget = if workers.is_empty() { left } else { left / 2 };
             for (_, w) in finishing {
-                w.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
-                    .await;
+                w.shutdown(budget).await;
             }
         }
     }

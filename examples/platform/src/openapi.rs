@@ -115,16 +115,16 @@ fn operations() -> Vec<Op> {
             ok: (202, schema::<Order>),
             also_ok: &[(
                 201,
-                "With Prefer: wait: paid and confirmed (Preference-Applied: wait=N)",
+                "Paid and confirmed: with Prefer: wait when settled within N seconds (Preference-Applied: wait=N), or the order of this key was confirmed already",
             )],
             headers: &[(
                 "Prefer",
-                "wait=N (RFC 7240): answer with the outcome (201, or 402 when declined) instead of 202 once the stock is reserved",
+                "wait=N (RFC 7240, 1-60 s): settle within the request and answer with the outcome (201, or 402 when declined); past N seconds, or when a step's outcome is unknown, the charge job takes over and the answer is 202",
             )],
             errors: &[
                 (
                     402,
-                    "With Prefer: wait: payment declined; the stock was released",
+                    "Payment declined, the stock released: with Prefer: wait, or the order of this key was declined already",
                 ),
                 (
                     409,
@@ -136,7 +136,7 @@ fn operations() -> Vec<Op> {
                 ),
                 (
                     503,
-                    "A step's outcome is unknown (a service timed out or failed); the order is kept pending and nothing is undone: send the same request with the same Idempotency-Key again",
+                    "The order could not be recorded or handed to its charge job; it is kept pending and nothing is undone: send the same request with the same Idempotency-Key again",
                 ),
             ],
             params: &[],
@@ -184,10 +184,17 @@ pub fn document() -> Value {
         } else {
             "Success"
         };
+        // An accepted order's answers say where it is.
+        let headers = if op.ok.0 == 202 {
+            json!({"Location": {"description": "The order: /v1/orders/{id}", "schema": {"type": "string"}}})
+        } else {
+            json!({})
+        };
         responses.insert(
             op.ok.0.to_string(),
             json!({
                 "description": success,
+                "headers": headers,
                 "content": {"application/json": {"schema": body}}
             }),
         );
@@ -196,6 +203,7 @@ pub fn document() -> Value {
                 status.to_string(),
                 json!({
                     "description": when,
+                    "headers": headers,
                     "content": {"application/json": {"schema": body}}
                 }),
             );

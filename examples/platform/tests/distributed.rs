@@ -36,6 +36,7 @@ struct Cluster {
     gateway: String,
     client: HttpClient,
     proxy: TcpProxy,
+    redis_url: String,
     _pg: Postgres,
     _redis: RedisServer,
     dir: std::path::PathBuf,
@@ -100,6 +101,7 @@ impl Cluster {
             gateway: format!("http://{gateway_addr}"),
             client: common::client(),
             proxy,
+            redis_url: redis.url(),
             _pg: pg,
             _redis: redis,
             dir,
@@ -351,15 +353,23 @@ async fn distributed_mode_on_redis_and_postgres() {
     assert_eq!(held.status, StatusCode::ACCEPTED, "{}", held.body);
     let held = held.body["id"].as_str().unwrap().to_owned();
     c.stock_becomes("SKU-0001", 95).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        c.get(&format!("/v1/orders/{held}")).await.body["status"],
-        "pending"
-    );
     c.restart("payment", &payment_a).await;
     c.restart("payment", &payment_b).await;
-    let settled = c.settled(&held, Duration::from_secs(20)).await;
+    let settled = c.settled(&held, Duration::from_secs(30)).await;
     assert_eq!(settled["status"], "confirmed", "{settled}");
+    // Settled by a retry of its job, on Redis.
+    let orders = ee_queue::Queue::connect(
+        ee_core::redis::RedisConfig::standalone(c.redis_url.clone()),
+        "orders",
+    )
+    .await
+    .unwrap();
+    let job = orders
+        .job(&format!("charge-{held}"))
+        .await
+        .unwrap()
+        .expect("the charge job");
+    assert!(job.attempts_made >= 2, "{job:?}");
     c.stock_becomes("SKU-0001", 95).await;
 
     // 100 concurrent orders for the last 10 items, across both order and

@@ -696,7 +696,7 @@ async fn a_slow_upstream_is_a_504_problem_after_its_own_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_payment_outcome_keeps_the_order_pending_and_retries_take_stock_once() {
+async fn an_unknown_payment_outcome_keeps_the_order_pending_and_its_job_retrying() {
     // The payment service answers after 400 ms; the order service waits 100.
     let shop = Shop::start(PlatformConfig {
         payment: PaymentSettings {
@@ -709,29 +709,81 @@ async fn an_unknown_payment_outcome_keeps_the_order_pending_and_retries_take_sto
     .await;
     let user = shop.register("gus@example.com").await;
     let before = shop.stock("SKU-0006").await;
+    // Even a client that waits gets the 202: the charge job takes over.
     let mut ids = Vec::new();
     for _ in 0..3 {
         let a = shop
             .order_waiting("k-unknown", &user, "SKU-0006", 2, "tok_visa")
             .await;
-        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
-        assert!(is_problem(&a) && a.headers.contains_key("retry-after"));
-        assert_eq!(
-            a.body["type"],
-            "https://ee.rs/problems/platform/order-incomplete"
-        );
-        ids.push(a.body["order_id"].as_str().unwrap().to_owned());
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+        assert_eq!(a.headers.get("preference-applied").unwrap(), "wait=10");
+        assert_eq!(a.body["status"], "pending");
+        ids.push(a.body["id"].as_str().unwrap().to_owned());
     }
-    // Every retry resumed the same order; the stock was taken once and kept.
+    // Every repeat answered for the same order; the stock was taken once.
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert_eq!(shop.stock("SKU-0006").await, before - 2);
+    // The job tries again and again (each charge times out as well),
+    // nothing is undone on a guess, and the stock stays taken once.
+    let orders = shop.platform.queue("orders").expect("the in-process queue");
+    let job = format!("charge-{}", ids[0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = orders.job(&job).expect("the charge job");
+        if info.attempts_made >= 3 {
+            assert!(
+                info.failed_reason.unwrap_or_default().contains("payment"),
+                "{job}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}: {info:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let order = shop.get(&format!("/v1/orders/{}", ids[0])).await;
     assert_eq!(order.body["status"], "pending");
+    assert_eq!(shop.stock("SKU-0006").await, before - 2);
     // Another key is another order.
     let other = shop
         .order_waiting("k-unknown-2", &user, "SKU-0006", 1, "tok_visa")
         .await;
-    assert_ne!(other.body["order_id"], ids[0]);
+    assert_eq!(other.status, StatusCode::ACCEPTED);
+    assert_ne!(other.body["id"], ids[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_shorter_than_the_payment_gets_the_202_and_the_order_still_settles() {
+    let shop = Shop::start(PlatformConfig {
+        payment: PaymentSettings {
+            latency_ms: 3_000,
+            failure_rate: 0.0,
+        },
+        ..config()
+    })
+    .await;
+    let user = shop.register("hal@example.com").await;
+    let before = shop.stock("SKU-0008").await;
+    let started = std::time::Instant::now();
+    let a = shop
+        .place(
+            &[("prefer", "respond-async, wait=1")],
+            "k-short-wait",
+            &user,
+            "SKU-0008",
+            1,
+            "tok_visa",
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    assert_eq!(a.headers.get("preference-applied").unwrap(), "wait=1");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(2_500),
+        "answered after {took:?}"
+    );
+    let id = a.body["id"].as_str().unwrap();
+    assert_eq!(shop.settled(id).await["status"], "confirmed");
+    assert_eq!(shop.stock("SKU-0008").await, before - 1);
     shop.stop().await;
 }
 

@@ -12,24 +12,30 @@
 //!      `Location`; a job on the `orders` queue settles it: the payment is
 //!      charged (payment service, with the order as its idempotency key);
 //!      declined → the stock released, the order `payment_failed`; captured
-//!      → `confirmed` and a confirmation handed to the notification queue.
+//!      → `confirmed` and a confirmation handed to the notification queue;
+//!      the charge refused outright (4xx) → the stock released, `failed`.
 //!      `GET /v1/orders/{id}` shows which. A job whose step failed is
-//!      retried with backoff.
+//!      retried with backoff (250 ms doubling to a minute, 50 attempts).
 //!
-//!   With `Prefer: wait=N` (RFC 7240) the request settles the order itself
-//!   and answers with the outcome: 201 `confirmed`, or 402 problem when the
-//!   payment was declined (the stock released), plus
-//!   `Preference-Applied: wait=N`. The payment provider's latency is then
-//!   part of the answer's.
+//!   With `Prefer: wait=N` (RFC 7240; N from 1 to 60 s) the request settles
+//!   the order itself and answers with the outcome, 201 `confirmed` or 402
+//!   problem when the payment was declined (the stock released), plus
+//!   `Preference-Applied: wait=N`; its latency then includes the payment
+//!   provider's. When that takes longer than N seconds, or a step's outcome
+//!   is unknown (a service timed out, failed or was unreachable after the
+//!   request may have reached it), the charge job takes over and the answer
+//!   is the 202. Nothing is undone on a guess.
 //!
-//!   When a step's outcome is unknown (a service timed out, failed or was
-//!   unreachable after the request may have reached it), nothing is undone
-//!   on a guess: the order stays `pending` and the answer is a 503 problem
-//!   saying to retry with the same `Idempotency-Key` (the charge job
-//!   retries by itself). That retry resumes the same order (same id), and
+//!   A retry with the same key gets the first answer (ee-idempotency). Once
+//!   that record is gone it resumes the same order (same id; a 503 asks for
+//!   exactly that when the order could not be recorded or queued), and
 //!   every step is safe to repeat: the reservation and the payment are kept
-//!   once per order, the charge and confirmation jobs once per order. A
-//!   card is never charged twice for one key.
+//!   once per order (a released reservation stays released), the charge and
+//!   confirmation jobs once per order, and a charge job that ran out of
+//!   attempts starts again. An order changes only while it is `pending`;
+//!   a retry that finds it settled meanwhile answers with how it ended
+//!   (putting back what it reserved again). A card is never charged twice
+//!   for one key.
 //! - `GET /v1/orders/{id}` → the order and its status.
 
 use axum::Router;
@@ -171,22 +177,33 @@ pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Jobs) -> WorkerHan
     charges.start_worker(service, 64)
 }
 
-/// `Prefer: wait=N` (RFC 7240): the client will wait for the outcome.
-/// Returns the preference as applied.
-fn wait_preference(headers: &HeaderMap) -> Option<HeaderValue> {
+/// The longest `Prefer: wait` honoured, in seconds.
+const MAX_WAIT_SECS: u64 = 60;
+
+/// `Prefer: wait=N` (RFC 7240), N > 0: the client will wait up to N
+/// seconds (at most [`MAX_WAIT_SECS`]) for the outcome. Returns how long,
+/// and the `Preference-Applied` value.
+fn wait_preference(headers: &HeaderMap) -> Option<(std::time::Duration, HeaderValue)> {
     headers
         .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(str::trim)
+        // A preference's own parameters (`wait=10; x=y`) are not ours.
+        .filter_map(|p| p.split(';').next())
         .find_map(|p| {
             let (name, value) = p.split_once('=')?;
             if !name.trim().eq_ignore_ascii_case("wait") {
                 return None;
             }
-            let secs: u32 = value.trim().trim_matches('"').parse().ok()?;
-            HeaderValue::from_str(&format!("wait={secs}")).ok()
+            let secs: u64 = value.trim().trim_matches('"').parse().ok()?;
+            let secs = secs.min(MAX_WAIT_SECS);
+            (secs > 0).then(|| {
+                (
+                    std::time::Duration::from_secs(secs),
+                    HeaderValue::from_str(&format!("wait={secs}")).expect("a valid header value"),
+                )
+            })
         })
 }
 
@@ -303,16 +320,15 @@ async fn place(
         created_ms: now,
         updated_ms: now,
     };
-    let mut order = match insert(&s.deps, &fresh).await {
-        Ok(()) => fresh,
+    let (mut order, resumed) = match insert(&s.deps, &fresh).await {
+        Ok(()) => (fresh, false),
         // A retry: resume the order the first attempt recorded.
-        Err(p) if p.status() == StatusCode::CONFLICT => find_order(&s.deps, &id).await?,
+        Err(p) if p.status() == StatusCode::CONFLICT => (find_order(&s.deps, &id).await?, true),
         Err(p) => return Err(p),
     };
     match order.status.as_str() {
         "pending" => {}
-        "confirmed" => return Ok((StatusCode::CREATED, FastJson(order)).into_response()),
-        _ => return Err(ended(&order)),
+        _ => return outcome(order, None),
     }
 
     // Reserve (the product service keeps one reservation per order).
@@ -353,47 +369,147 @@ async fn place(
         email: user.email,
     };
 
-    if let Some(wait) = wait_preference(&headers) {
-        // The client waits: settle here and answer with the outcome.
-        let order = settle(&s.deps, &s.notifier, job).await?;
-        if order.status != "confirmed" {
-            return Err(
-                ended(&order).with_header(HeaderName::from_static("preference-applied"), wait)
-            );
+    let wait = wait_preference(&headers);
+    if let Some((within, applied)) = &wait {
+        // The client waits: settle here, for up to its N seconds. On a task
+        // of its own, so that past N seconds it goes on rather than being
+        // cut off half way (a payment request cut off keeps its idempotency
+        // key taken until its lease ends).
+        let (deps, notifier, settling) = (s.deps.clone(), s.notifier.clone(), job.clone());
+        let mut task = tokio::spawn(async move { settle(&deps, &notifier, settling).await });
+        match tokio::time::timeout(*within, &mut task).await {
+            Ok(Ok(Ok(order))) => return outcome(order, Some(applied.clone())),
+            // The outcome is unknown, or not there within N seconds: the
+            // charge job takes over (settling again is safe) and the answer
+            // is 202, as without the preference.
+            Ok(Ok(Err(p))) => {
+                tracing::info!(order = %job.order.id, detail = p.detail().unwrap_or(""), "settling in the request did not finish; the charge job takes over");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(order = %job.order.id, error = %e, "settling in the request failed; the charge job takes over");
+            }
+            Err(_) => {
+                tracing::info!(order = %job.order.id, "not settled within the client's wait; the charge job takes over");
+            }
         }
-        let mut response = (StatusCode::CREATED, FastJson(order)).into_response();
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("preference-applied"), wait);
-        return Ok(response);
     }
 
     // The priced order is recorded and its charge handed to the worker,
-    // together. The job id is the order's: a retry adds no second charge.
-    let options = JobOptions::default()
-        .job_id(format!("charge-{}", job.order.id))
-        .attempts(
-            8,
-            Backoff::exponential(std::time::Duration::from_millis(250)).with_jitter(0.2),
-        );
+    // together. The job id is the order's: a retry adds no second charge
+    // (and revives one that ran out of attempts).
     let (updated, queued) = tokio::join!(
         update(&s.deps, &job.order),
-        s.charges.add("charge", &job, options)
+        charge_job(&s.charges, &job, resumed)
     );
     if let Err(p) = queued {
         return Err(retry_later(&job.order, "the order queue", p.detail()));
     }
-    if let Err(p) = updated {
-        return Err(retry_later(&job.order, "recording the order", p.detail()));
+    match updated {
+        Ok(0) => {
+            // No longer pending: it was settled meanwhile (by the job of an
+            // earlier attempt). Answer with what it is; a reservation this
+            // attempt made for an order that ended is put back.
+            let order = find_order(&s.deps, &job.order.id).await?;
+            if order.status != "confirmed" && order.status != "pending" {
+                release(&s.deps, &order).await?;
+            }
+            return outcome(order, wait.map(|(_, applied)| applied));
+        }
+        Ok(_) => {}
+        Err(p) => return Err(retry_later(&job.order, "recording the order", p.detail())),
     }
-    let location = HeaderValue::from_str(&format!("/v1/orders/{}", job.order.id))
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(e.to_string()))?;
-    Ok((
+    let mut response = (
         StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
+        [(header::LOCATION, location(&job.order.id))],
         FastJson(job.order),
     )
-        .into_response())
+        .into_response();
+    if let Some((_, applied)) = wait {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("preference-applied"), applied);
+    }
+    Ok(response)
+}
+
+/// `Location` of an order (its ids are `ord_` and hex digits).
+fn location(id: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v1/orders/{id}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/v1/orders"))
+}
+
+/// The answer for an order as it stands: 202 pending, 201 confirmed, or
+/// the problem of how it ended; with `Preference-Applied` when the client
+/// waited for it.
+#[allow(
+    clippy::result_large_err,
+    reason = "the problem is the handler's answer, returned as is"
+)]
+fn outcome(order: Order, applied: Option<HeaderValue>) -> Result<Response, Problem> {
+    let preference = HeaderName::from_static("preference-applied");
+    if order.status == "pending" {
+        let mut response = (
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, location(&order.id))],
+            FastJson(order),
+        )
+            .into_response();
+        if let Some(v) = applied {
+            response.headers_mut().insert(preference, v);
+        }
+        return Ok(response);
+    }
+    if order.status != "confirmed" {
+        let p = ended(&order);
+        return Err(match applied {
+            Some(v) => p.with_header(preference, v),
+            None => p,
+        });
+    }
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::LOCATION, location(&order.id))],
+        FastJson(order),
+    )
+        .into_response();
+    if let Some(v) = applied {
+        response.headers_mut().insert(preference, v);
+    }
+    Ok(response)
+}
+
+/// Hands `job`'s charge to the worker: added once per order. A retry of an
+/// order whose job ran out of attempts (`resumed`) starts it again.
+async fn charge_job(charges: &Jobs, job: &Settle, resumed: bool) -> Result<(), Problem> {
+    let id = format!("charge-{}", job.order.id);
+    if resumed && charges.retry_failed(&id).await? {
+        return Ok(());
+    }
+    // Retried for about 45 minutes: 250 ms, doubling up to a minute.
+    let options = JobOptions::default().job_id(id).attempts(
+        50,
+        Backoff::Exponential {
+            delay_ms: 250,
+            jitter: 0.2,
+            max_delay_ms: Some(60_000),
+        },
+    );
+    charges.add("charge", job, options).await
+}
+
+/// Puts the stock of `order` back (safe to repeat).
+async fn release(deps: &Deps, order: &Order) -> Result<(), Problem> {
+    deps.upstreams
+        .call::<(), serde_json::Value>(
+            "product",
+            Method::DELETE,
+            &format!("/v1/reservations/{}", order.id),
+            None,
+            &[],
+        )
+        .await
+        .map(drop)
+        .map_err(|p| retry_later(order, "releasing the stock", p.detail()))
 }
 
 /// Charges a reserved order and records the outcome: `confirmed` (and the
@@ -426,6 +542,28 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
         .await
     {
         Ok((_, payment)) => payment,
+        // A definite refusal of the request itself (invalid, or the key
+        // reused with another body): nothing was charged and asking again
+        // gets the same answer. The stock goes back; the order `failed`.
+        Err(p)
+            if p.status().is_client_error()
+                && !matches!(
+                    p.status(),
+                    StatusCode::REQUEST_TIMEOUT
+                        | StatusCode::CONFLICT
+                        | StatusCode::TOO_MANY_REQUESTS
+                ) =>
+        {
+            release(deps, &order).await?;
+            order.status = "failed".to_owned();
+            order.failure = Some(format!(
+                "the payment service refused the charge: {}",
+                p.detail().unwrap_or("no detail")
+            ));
+            order.updated_ms = now_ms();
+            update(deps, &order).await?;
+            return Ok(order);
+        }
         // Anything else (a timeout, a 5xx, 409 "the first attempt is still
         // running"): the card may have been charged. Keep the stock and ask
         // for a retry, which asks the payment service again.
@@ -436,18 +574,7 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
         // Declined: the stock goes back before the order says so. If the
         // stock cannot be put back now, the order stays pending and a retry
         // puts it back (releasing is safe to repeat).
-        if let Err(p) = up
-            .call::<(), serde_json::Value>(
-                "product",
-                Method::DELETE,
-                &format!("/v1/reservations/{}", order.id),
-                None,
-                &[],
-            )
-            .await
-        {
-            return Err(retry_later(&order, "releasing the stock", p.detail()));
-        }
+        release(deps, &order).await?;
         order.status = "payment_failed".to_owned();
         order.failure = Some(payment.reason.unwrap_or_else(|| "declined".to_owned()));
         order.updated_ms = now_ms();
@@ -505,7 +632,9 @@ async fn insert(deps: &Deps, o: &Order) -> Result<(), Problem> {
         .map_err(|e| e.to_problem())
 }
 
-async fn update(deps: &Deps, o: &Order) -> Result<(), Problem> {
+/// Writes `o` over the stored order while that is still `pending`: the rows
+/// changed (0 when it was settled already).
+async fn update(deps: &Deps, o: &Order) -> Result<u64, Problem> {
     deps.db
         .execute(
             // Only a pending order changes: a late write of the priced,
@@ -523,7 +652,6 @@ async fn update(deps: &Deps, o: &Order) -> Result<(), Problem> {
             ],
         )
         .await
-        .map(|_| ())
         .map_err(|e| e.to_problem())
 }
 

@@ -10,7 +10,9 @@
 //!   (nothing is taken), 422 for an unknown SKU. Repeating it for the same
 //!   order returns the first reservation.
 //! - `DELETE /v1/reservations/{order_id}` (internal) → 204, the stock put
-//!   back; repeating it is harmless.
+//!   back; repeating it is harmless. A released reservation stays on record
+//!   with nothing in it, so reserving for that order again takes nothing (a
+//!   late retry of a declined order cannot take its stock a second time).
 
 use std::time::Duration;
 
@@ -390,9 +392,19 @@ async fn release(
     Path(order_id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     let mut tx = s.deps.db.begin().await.map_err(|e| e.to_problem())?;
+    // The order's rows locked first: a concurrent release of the same order
+    // waits here, then reads them emptied (each statement of a PostgreSQL
+    // read-committed transaction sees what committed before it; SQLite
+    // runs one writer at a time anyway).
+    tx.execute(
+        "UPDATE reservations SET quantity = quantity WHERE order_id = $1",
+        params![order_id.clone()],
+    )
+    .await
+    .map_err(|e| e.to_problem())?;
     let lines = tx
         .query_as::<(String, i64)>(
-            "SELECT sku, quantity FROM reservations WHERE order_id = $1 ORDER BY sku",
+            "SELECT sku, quantity FROM reservations WHERE order_id = $1 AND quantity > 0 ORDER BY sku",
             params![order_id.clone()],
         )
         .await
@@ -405,8 +417,9 @@ async fn release(
         .await
         .map_err(|e| e.to_problem())?;
     }
+    // Kept, emptied: a later reservation for this order is a repeat.
     tx.execute(
-        "DELETE FROM reservations WHERE order_id = $1",
+        "UPDATE reservations SET quantity = 0 WHERE order_id = $1",
         params![order_id],
     )
     .await
