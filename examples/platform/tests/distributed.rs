@@ -345,6 +345,51 @@ async fn distributed_mode_on_redis_and_postgres() {
     assert_eq!(declined.headers["preference-applied"], "wait=10");
     c.stock_becomes("SKU-0001", 97).await;
 
+    // A reservation repeated for one order (as a resumed order does) takes
+    // the stock once; an unknown product is a 422 problem and takes nothing.
+    let product = c
+        .procs
+        .iter()
+        .find(|p| p.name == "product")
+        .unwrap()
+        .url
+        .clone();
+    let reserve =
+        |order: &str, sku: &str| json!({"order_id": order, "lines": [{"sku": sku, "quantity": 2}]});
+    let first = c
+        .send(
+            Method::POST,
+            &format!("{product}/v1/reservations"),
+            &[],
+            Some(reserve("ord_repeat", "SKU-0003")),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let again = c
+        .send(
+            Method::POST,
+            &format!("{product}/v1/reservations"),
+            &[],
+            Some(reserve("ord_repeat", "SKU-0003")),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["lines"], first.body["lines"]);
+    c.stock_becomes("SKU-0003", 98).await;
+    let unknown = c
+        .order("d-unknown-sku", &user, "SKU-9999", 1, "tok_visa")
+        .await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unknown.body
+    );
+    assert_eq!(
+        unknown.body["type"],
+        "https://ee.rs/problems/platform/unknown-product"
+    );
+
     // No payment instance left: the order is accepted (the stock is
     // reserved) and its job retries until payment is back.
     let payment_a = c.kill("payment");

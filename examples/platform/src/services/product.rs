@@ -244,6 +244,11 @@ async fn reserve(
         }
     }
     lines.sort();
+    if let [(sku, quantity)] = lines.as_slice()
+        && db.engine() == ee_db::Engine::Postgres
+    {
+        return reserve_one(&s, body.order_id, sku, *quantity).await;
+    }
     let mut tx = db.begin().await.map_err(|e| e.to_problem())?;
     match take(&mut tx, &body.order_id, &lines).await {
         Ok(Some((priced_lines, currency))) => {
@@ -267,6 +272,88 @@ async fn reserve(
             Err(p)
         }
     }
+}
+
+/// One line on PostgreSQL in one statement, one round trip: the
+/// reservation's row is claimed and the stock taken together (a
+/// data-modifying `WITH`, which SQLite lacks), and the stock's
+/// `CHECK (stock >= 0)` refuses to go below zero, which undoes the claim.
+/// No row back: a repeat (the claim was there) or an unknown product.
+const TAKE_ONE: &str = "WITH claim AS (INSERT INTO reservations (order_id, sku, quantity) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM products WHERE sku = $2) ON CONFLICT DO NOTHING RETURNING sku, quantity) UPDATE products p SET stock = p.stock - c.quantity FROM claim c WHERE p.sku = c.sku RETURNING p.price_minor, p.currency";
+
+async fn reserve_one(
+    s: &ProductState,
+    order_id: String,
+    sku: &str,
+    quantity: i64,
+) -> Result<(StatusCode, FastJson<Reservation>), Problem> {
+    let db = &s.deps.db;
+    let taken = db
+        .query_opt(
+            TAKE_ONE,
+            params![order_id.clone(), sku.to_owned(), quantity],
+        )
+        .await;
+    match taken {
+        Ok(Some(row)) => {
+            let price: i64 = row.get("price_minor").map_err(|e| e.to_problem())?;
+            let currency: String = row.get("currency").map_err(|e| e.to_problem())?;
+            s.products.forget(sku).await;
+            let line = PricedLine {
+                sku: sku.to_owned(),
+                quantity,
+                price_minor: price,
+            };
+            Ok((
+                StatusCode::CREATED,
+                FastJson(priced(order_id, vec![line], &currency)),
+            ))
+        }
+        Ok(None) => match stock_of(db, sku).await? {
+            None => Err(unknown_product(sku)),
+            Some(_) => first_reservation(db, order_id).await,
+        },
+        Err(e) if e.code() == Some("23514") => {
+            let stock = stock_of(db, sku).await?.unwrap_or(0);
+            Err(out_of_stock(sku, quantity, stock))
+        }
+        Err(e) => Err(e.to_problem()),
+    }
+}
+
+async fn stock_of(db: &ee_db::Database, sku: &str) -> Result<Option<i64>, Problem> {
+    match db
+        .query_opt(
+            "SELECT stock FROM products WHERE sku = $1",
+            params![sku.to_owned()],
+        )
+        .await
+        .map_err(|e| e.to_problem())?
+    {
+        Some(row) => row.get("stock").map(Some).map_err(|e| e.to_problem()),
+        None => Ok(None),
+    }
+}
+
+fn unknown_product(sku: &str) -> Problem {
+    problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown-product",
+        "Unknown product",
+        format!("there is no product {sku}"),
+    )
+    .with_extension("sku", sku.to_owned())
+}
+
+fn out_of_stock(sku: &str, quantity: i64, stock: i64) -> Problem {
+    problem(
+        StatusCode::CONFLICT,
+        "out-of-stock",
+        "Out of stock",
+        format!("{sku}: {quantity} wanted, {stock} in stock"),
+    )
+    .with_extension("sku", sku.to_owned())
+    .with_extension("in_stock", stock)
 }
 
 /// Takes `lines` from stock for `order_id` in `tx`: the priced lines and
@@ -310,23 +397,10 @@ async fn take(
                 .await
                 .map_err(|e| e.to_problem())?;
             return Err(match stock {
-                None => problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown-product",
-                    "Unknown product",
-                    format!("there is no product {sku}"),
-                )
-                .with_extension("sku", sku.clone()),
+                None => unknown_product(sku),
                 Some(row) => {
                     let stock: i64 = row.get("stock").map_err(|e| e.to_problem())?;
-                    problem(
-                        StatusCode::CONFLICT,
-                        "out-of-stock",
-                        "Out of stock",
-                        format!("{sku}: {quantity} wanted, {stock} in stock"),
-                    )
-                    .with_extension("sku", sku.clone())
-                    .with_extension("in_stock", stock)
+                    out_of_stock(sku, *quantity, stock)
                 }
             });
         };
