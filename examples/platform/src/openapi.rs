@@ -115,7 +115,7 @@ fn operations() -> Vec<Op> {
             ok: (202, schema::<Order>),
             also_ok: &[(
                 201,
-                "Paid and confirmed: with Prefer: wait when settled within N seconds (Preference-Applied: wait=N), or the order of this key was confirmed already",
+                "Paid and confirmed: with Prefer: wait when settled within N seconds (Preference-Applied: wait=N), or the order was confirmed before the answer (a repeat of its key, or its charge job was quicker)",
             )],
             headers: &[(
                 "Prefer",
@@ -124,7 +124,7 @@ fn operations() -> Vec<Op> {
             errors: &[
                 (
                     402,
-                    "Payment declined, the stock released: with Prefer: wait, or the order of this key was declined already",
+                    "Payment declined, the stock released: with Prefer: wait, or before the answer (a repeat of its key, or its charge job was quicker)",
                 ),
                 (
                     409,

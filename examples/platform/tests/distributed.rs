@@ -77,7 +77,7 @@ impl Cluster {
         }
         let gateway_addr = free_addr();
         let mut toml = format!(
-            "database_url = {db_url:?}\nredis_url = {:?}\nupstream_timeout_ms = 3000\n\n[payment]\nlatency_ms = 1\n\n[rate_limit]\nper_second = 100000\nburst = 100000\n\n[logging]\nfilter = \"warn\"\n\n[upstreams]\n",
+            "database_url = {db_url:?}\nredis_url = {:?}\nupstream_timeout_ms = 3000\n\n[payment]\nlatency_ms = 100\n\n[rate_limit]\nper_second = 100000\nburst = 100000\n\n[logging]\nfilter = \"warn\"\n\n[upstreams]\n",
             redis.url()
         );
         for name in SERVICES {
@@ -438,12 +438,13 @@ async fn distributed_mode_on_redis_and_postgres() {
     let mut accepted = Vec::new();
     for t in tasks {
         let a = t.await.unwrap();
-        if a.status == StatusCode::ACCEPTED {
+        // 202, or 201 when its charge job confirmed it before the answer.
+        if a.status.is_success() {
             accepted.push(a.body["id"].as_str().unwrap().to_owned());
         }
         *by_status.entry(a.status.as_u16()).or_default() += 1;
     }
-    assert_eq!(by_status.get(&202), Some(&10), "{by_status:?}");
+    assert_eq!(accepted.len(), 10, "{by_status:?}");
     assert_eq!(by_status.get(&409), Some(&90), "{by_status:?}");
     for id in &accepted {
         assert_eq!(

@@ -27,8 +27,10 @@ fn config() -> PlatformConfig {
     PlatformConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: dir,
+        // Long enough that no charge job settles an order before its 202
+        // is answered (a quicker job makes that answer a 201).
         payment: PaymentSettings {
-            latency_ms: 1,
+            latency_ms: 200,
             failure_rate: 0.0,
         },
         ..PlatformConfig::default()
@@ -341,12 +343,13 @@ async fn a_hundred_concurrent_orders_for_the_last_ten_items_sell_exactly_ten() {
     let mut accepted = Vec::new();
     for t in tasks {
         let a = t.await.unwrap();
-        if a.status == StatusCode::ACCEPTED {
+        // 202, or 201 when its charge job confirmed it before the answer.
+        if a.status.is_success() {
             accepted.push(a.body["id"].as_str().unwrap().to_owned());
         }
         *by_status.entry(a.status.as_u16()).or_default() += 1;
     }
-    assert_eq!(by_status.get(&202), Some(&10), "{by_status:?}");
+    assert_eq!(accepted.len(), 10, "{by_status:?}");
     assert_eq!(by_status.get(&409), Some(&90), "{by_status:?}");
     for id in &accepted {
         assert_eq!(shop.settled(id).await["status"], "confirmed");

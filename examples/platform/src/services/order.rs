@@ -9,7 +9,8 @@
 //!   3. the stock is reserved (product service; not enough → 409 problem,
 //!      the order `rejected`);
 //!   4. **202 Accepted** with the priced, `pending` order and its
-//!      `Location`; a job on the `orders` queue settles it: the payment is
+//!      `Location` (or how it ended, 201 `confirmed`, when the job below was
+//!      quicker than the answer); a job on the `orders` queue settles it: the payment is
 //!      charged (payment service, with the order as its idempotency key);
 //!      declined → the stock released, the order `payment_failed`; captured
 //!      → `confirmed` and a confirmation handed to the notification queue;
