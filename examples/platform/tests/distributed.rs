@@ -181,30 +181,13 @@ impl Cluster {
         quantity: u32,
         token: &str,
     ) -> Answer {
-        let key = format!("\"{key}\"");
-        let mut headers = headers.to_vec();
-        headers.push(("idempotency-key", &key));
-        self.send(
-            Method::POST,
-            &format!("{}/v1/orders", self.gateway),
-            &headers,
-            Some(json!({"user_id": user, "lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})),
-        )
-        .await
+        let body = common::order_body(user, sku, quantity, token);
+        common::place(&self.client, &self.gateway, headers, key, body).await
     }
 
     /// The order once its payment is settled (no longer `pending`).
     async fn settled(&self, id: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let a = self.get(&format!("/v1/orders/{id}")).await;
-            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-            if a.body["status"] != "pending" {
-                return a.body;
-            }
-            assert!(Instant::now() < deadline, "order {id} still pending");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::settled(&self.client, &self.gateway, id, within).await
     }
 
     /// The stock, once every instance's cache agrees (invalidation crosses

@@ -114,33 +114,19 @@ impl Shop {
         quantity: u32,
         token: &str,
     ) -> Answer {
-        let key = format!("\"{key}\"");
-        let mut headers = headers.to_vec();
-        headers.push(("idempotency-key", &key));
-        self.send(
-            Method::POST,
-            "/v1/orders",
-            &headers,
-            Some(json!({"user_id": user, "lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})),
-        )
-        .await
+        let body = common::order_body(user, sku, quantity, token);
+        common::place(&self.client, &self.platform.gateway, headers, key, body).await
     }
 
     /// The order once its payment is settled (no longer `pending`).
     async fn settled(&self, id: &str) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let a = self.get(&format!("/v1/orders/{id}")).await;
-            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-            if a.body["status"] != "pending" {
-                return a.body;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "order {id} still pending"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::settled(
+            &self.client,
+            &self.platform.gateway,
+            id,
+            Duration::from_secs(10),
+        )
+        .await
     }
 
     async fn stop(self) {

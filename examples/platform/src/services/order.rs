@@ -419,18 +419,7 @@ async fn place(
         Ok(_) => {}
         Err(p) => return Err(retry_later(&job.order, "recording the order", p.detail())),
     }
-    let mut response = (
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location(&job.order.id))],
-        FastJson(job.order),
-    )
-        .into_response();
-    if let Some((_, applied)) = wait {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("preference-applied"), applied);
-    }
-    Ok(response)
+    outcome(job.order, wait.map(|(_, applied)| applied))
 }
 
 /// `Location` of an order (its ids are `ord_` and hex digits).
@@ -447,34 +436,27 @@ fn location(id: &str) -> HeaderValue {
     reason = "the problem is the handler's answer, returned as is"
 )]
 fn outcome(order: Order, applied: Option<HeaderValue>) -> Result<Response, Problem> {
-    let preference = HeaderName::from_static("preference-applied");
-    if order.status == "pending" {
-        let mut response = (
-            StatusCode::ACCEPTED,
-            [(header::LOCATION, location(&order.id))],
-            FastJson(order),
-        )
-            .into_response();
-        if let Some(v) = applied {
-            response.headers_mut().insert(preference, v);
+    let status = match order.status.as_str() {
+        "pending" => StatusCode::ACCEPTED,
+        "confirmed" => StatusCode::CREATED,
+        _ => {
+            let p = ended(&order);
+            return Err(match applied {
+                Some(v) => p.with_header(HeaderName::from_static("preference-applied"), v),
+                None => p,
+            });
         }
-        return Ok(response);
-    }
-    if order.status != "confirmed" {
-        let p = ended(&order);
-        return Err(match applied {
-            Some(v) => p.with_header(preference, v),
-            None => p,
-        });
-    }
+    };
     let mut response = (
-        StatusCode::CREATED,
+        status,
         [(header::LOCATION, location(&order.id))],
         FastJson(order),
     )
         .into_response();
     if let Some(v) = applied {
-        response.headers_mut().insert(preference, v);
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("preference-applied"), v);
     }
     Ok(response)
 }

@@ -72,3 +72,60 @@ pub async fn send(
         body,
     }
 }
+
+/// The body of an order of `quantity` × `sku` for `user`.
+pub fn order_body(user: &str, sku: &str, quantity: u32, token: &str) -> Value {
+    serde_json::json!({"user_id": user, "lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})
+}
+
+/// `POST {gateway}/v1/orders` with `body`, `Idempotency-Key: "key"` and
+/// `headers`.
+pub async fn place(
+    client: &HttpClient,
+    gateway: &str,
+    headers: &[(&str, &str)],
+    key: &str,
+    body: Value,
+) -> Answer {
+    let key = format!("\"{key}\"");
+    let mut headers = headers.to_vec();
+    headers.push(("idempotency-key", &key));
+    send(
+        client,
+        Method::POST,
+        &format!("{gateway}/v1/orders"),
+        &headers,
+        Some(body),
+    )
+    .await
+}
+
+/// The order `id` once its payment is settled (no longer `pending`),
+/// asked through `gateway` until `within` has passed.
+pub async fn settled(
+    client: &HttpClient,
+    gateway: &str,
+    id: &str,
+    within: std::time::Duration,
+) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let a = send(
+            client,
+            Method::GET,
+            &format!("{gateway}/v1/orders/{id}"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        if a.body["status"] != "pending" {
+            return a.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "order {id} still pending"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
