@@ -407,9 +407,10 @@ async fn place(
     }
     match updated {
         Ok(0) => {
-            // No longer pending: it was settled meanwhile (by the job of an
-            // earlier attempt). Answer with what it is; a reservation this
-            // attempt made for an order that ended is put back.
+            // No longer pending: settled meanwhile (by this order's job,
+            // quicker than this answer, or an earlier attempt's). Answer
+            // with what it is; stock this attempt reserved again for an
+            // order that ended is put back.
             let order = find_order(&s.deps, &job.order.id).await?;
             if order.status != "confirmed" && order.status != "pending" {
                 release(&s.deps, &order).await?;
