@@ -101,7 +101,13 @@ impl Jobs {
                 }
             }
         };
-        retried.map_err(|e| e.to_problem())
+        match retried {
+            // Retried or removed by someone else in between: not ours to do.
+            Err(ee_queue::QueueError::WrongState { .. } | ee_queue::QueueError::NotFound(_)) => {
+                Ok(false)
+            }
+            other => other.map_err(|e| e.to_problem()),
+        }
     }
 
     /// Starts a worker running `service` on up to `concurrency` jobs at

@@ -128,7 +128,7 @@ fn operations() -> Vec<Op> {
                 ),
                 (
                     409,
-                    "Out of stock, or a request with this Idempotency-Key is still running",
+                    "Out of stock (out-of-stock; order-rejected for an order that ended so), the order failed (order-failed: the payment service refused its charge), or a request with this Idempotency-Key is still running",
                 ),
                 (
                     422,

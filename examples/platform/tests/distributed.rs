@@ -359,6 +359,29 @@ async fn distributed_mode_on_redis_and_postgres() {
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
     assert_eq!(again.body["lines"], first.body["lines"]);
     c.stock_becomes("SKU-0003", 98).await;
+    // Released, it stays released: reserving for that order again (a late
+    // retry of a declined order) takes nothing.
+    let released = c
+        .send(
+            Method::DELETE,
+            &format!("{product}/v1/reservations/ord_repeat"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(released.status, StatusCode::NO_CONTENT, "{}", released.body);
+    c.stock_becomes("SKU-0003", 100).await;
+    let late = c
+        .send(
+            Method::POST,
+            &format!("{product}/v1/reservations"),
+            &[],
+            Some(reserve("ord_repeat", "SKU-0003")),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::GONE, "{}", late.body);
+    assert!(late.is_problem());
+    c.stock_becomes("SKU-0003", 100).await;
     let unknown = c
         .order("d-unknown-sku", &user, "SKU-9999", 1, "tok_visa")
         .await;

@@ -741,6 +741,53 @@ async fn an_unknown_payment_outcome_keeps_the_order_pending_and_its_job_retrying
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_same_request_resumes_its_pending_order() {
+    // The payment service answers after 400 ms, the order service waits
+    // 100: the order stays pending, its job retrying in this process.
+    let first = config();
+    let dir = first.data_dir.clone();
+    let shop = Shop::start(PlatformConfig {
+        payment: PaymentSettings {
+            latency_ms: 400,
+            failure_rate: 0.0,
+        },
+        upstream_timeouts_ms: HashMap::from([("payment".to_owned(), 100)]),
+        ..first
+    })
+    .await;
+    let user = shop.register("ida@example.com").await;
+    let before = shop.stock("SKU-0009").await;
+    let a = shop
+        .order("k-restart", &user, "SKU-0009", 3, "tok_visa")
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(shop.stock("SKU-0009").await, before - 3);
+    // Stopped: the in-memory job and idempotency record are gone, the
+    // order (SQLite) is still pending with its stock reserved.
+    shop.stop().await;
+
+    let shop = Shop::start(PlatformConfig {
+        data_dir: dir,
+        ..config()
+    })
+    .await;
+    let order = shop.get(&format!("/v1/orders/{id}")).await;
+    assert_eq!(order.body["status"], "pending");
+    // The same request again resumes that order: its reservation is the
+    // one made (nothing taken twice) and a new charge job settles it.
+    let again = shop
+        .order("k-restart", &user, "SKU-0009", 3, "tok_visa")
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    assert_eq!(again.body["id"], id.as_str());
+    assert!(again.headers.get("idempotent-replayed").is_none());
+    assert_eq!(shop.settled(&id).await["status"], "confirmed");
+    assert_eq!(shop.stock("SKU-0009").await, before - 3);
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_shorter_than_the_payment_gets_the_202_and_the_order_still_settles() {
     let shop = Shop::start(PlatformConfig {
         payment: PaymentSettings {

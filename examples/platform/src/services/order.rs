@@ -181,10 +181,26 @@ pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Jobs) -> WorkerHan
 /// The longest `Prefer: wait` honoured, in seconds.
 const MAX_WAIT_SECS: u64 = 60;
 
+/// How long the gateway waits for this service (its `upstream_timeouts_ms`
+/// entry for `order`, or `upstream_timeout_ms`): a wait must end before.
+fn gateway_timeout(deps: &Deps) -> std::time::Duration {
+    let c = &deps.config;
+    std::time::Duration::from_millis(
+        c.upstream_timeouts_ms
+            .get("order")
+            .copied()
+            .unwrap_or(c.upstream_timeout_ms),
+    )
+}
+
 /// `Prefer: wait=N` (RFC 7240), N > 0: the client will wait up to N
 /// seconds (at most [`MAX_WAIT_SECS`]) for the outcome. Returns how long,
-/// and the `Preference-Applied` value.
-fn wait_preference(headers: &HeaderMap) -> Option<(std::time::Duration, HeaderValue)> {
+/// capped half a second short of `gateway` (past it the gateway would
+/// answer 504 instead of the 202), and the `Preference-Applied` value.
+fn wait_preference(
+    headers: &HeaderMap,
+    gateway: std::time::Duration,
+) -> Option<(std::time::Duration, HeaderValue)> {
     headers
         .get_all("prefer")
         .iter()
@@ -199,9 +215,11 @@ fn wait_preference(headers: &HeaderMap) -> Option<(std::time::Duration, HeaderVa
             }
             let secs: u64 = value.trim().trim_matches('"').parse().ok()?;
             let secs = secs.min(MAX_WAIT_SECS);
-            (secs > 0).then(|| {
+            let within = std::time::Duration::from_secs(secs)
+                .min(gateway.saturating_sub(std::time::Duration::from_millis(500)));
+            (!within.is_zero()).then(|| {
                 (
-                    std::time::Duration::from_secs(secs),
+                    within,
                     HeaderValue::from_str(&format!("wait={secs}")).expect("a valid header value"),
                 )
             })
@@ -251,6 +269,7 @@ fn ended(order: &Order) -> Problem {
             "payment-declined",
             "Payment declined",
         ),
+        "failed" => (StatusCode::CONFLICT, "order-failed", "Order failed"),
         _ => (StatusCode::CONFLICT, "order-rejected", "Order rejected"),
     };
     problem(
@@ -345,6 +364,23 @@ async fn place(
         .await
     {
         Ok((_, r)) => r,
+        // Its stock was taken and given back already (a retry of an order
+        // that was declined, or whose job is settling it): the order is
+        // as stored, and its job (added again if it ran out) settles it.
+        Err(p) if p.status() == StatusCode::GONE => {
+            let order = find_order(&s.deps, &order.id).await?;
+            if order.status == "pending" {
+                let job = Settle {
+                    order: order.clone(),
+                    payment_token: body.payment_token,
+                    email: user.email,
+                };
+                charge_job(&s.charges, &job, true)
+                    .await
+                    .map_err(|p| retry_later(&order, "the order queue", p.detail()))?;
+            }
+            return outcome(order, None);
+        }
         // A definite no (out of stock, unknown product): nothing was taken.
         Err(p)
             if matches!(
@@ -370,14 +406,29 @@ async fn place(
         email: user.email,
     };
 
-    let wait = wait_preference(&headers);
+    let wait = wait_preference(&headers, gateway_timeout(&s.deps));
     if let Some((within, applied)) = &wait {
         // The client waits: settle here, for up to its N seconds. On a task
         // of its own, so that past N seconds it goes on rather than being
         // cut off half way (a payment request cut off keeps its idempotency
         // key taken until its lease ends).
-        let (deps, notifier, settling) = (s.deps.clone(), s.notifier.clone(), job.clone());
-        let mut task = tokio::spawn(async move { settle(&deps, &notifier, settling).await });
+        let (deps, notifier, charges, settling) = (
+            s.deps.clone(),
+            s.notifier.clone(),
+            s.charges.clone(),
+            job.clone(),
+        );
+        let mut task = tokio::spawn(async move {
+            let settled = settle(&deps, &notifier, settling.clone()).await;
+            if settled.is_err() {
+                // Unknown outcome: the job settles it, even when this
+                // request is gone (the client or the gateway gave up).
+                if let Err(p) = charge_job(&charges, &settling, resumed).await {
+                    tracing::warn!(order = %settling.order.id, detail = p.detail().unwrap_or(""), "charge job not added; a retry of the request adds it");
+                }
+            }
+            settled
+        });
         match tokio::time::timeout(*within, &mut task).await {
             Ok(Ok(Ok(order))) => return outcome(order, Some(applied.clone())),
             // The outcome is unknown, or not there within N seconds: the
@@ -526,17 +577,16 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
         .await
     {
         Ok((_, payment)) => payment,
-        // A definite refusal of the request itself (invalid, or the key
-        // reused with another body): nothing was charged and asking again
-        // gets the same answer. The stock goes back; the order `failed`.
+        // The charge itself refused as invalid (400/422 from validation,
+        // before anything ran): nothing was charged and asking again gets
+        // the same answer. The stock goes back; the order `failed`. Not an
+        // idempotency refusal (the key used before with another body):
+        // that one may stand for a charge made, so it stays unknown.
         Err(p)
-            if p.status().is_client_error()
-                && !matches!(
-                    p.status(),
-                    StatusCode::REQUEST_TIMEOUT
-                        | StatusCode::CONFLICT
-                        | StatusCode::TOO_MANY_REQUESTS
-                ) =>
+            if matches!(
+                p.status(),
+                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+            ) && !p.type_uri().contains("/idempotency/") =>
         {
             release(deps, &order).await?;
             order.status = "failed".to_owned();
@@ -545,8 +595,7 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
                 p.detail().unwrap_or("no detail")
             ));
             order.updated_ms = now_ms();
-            update(deps, &order).await?;
-            return Ok(order);
+            return recorded(deps, order).await;
         }
         // Anything else (a timeout, a 5xx, 409 "the first attempt is still
         // running"): the card may have been charged. Keep the stock and ask
@@ -562,8 +611,7 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
         order.status = "payment_failed".to_owned();
         order.failure = Some(payment.reason.unwrap_or_else(|| "declined".to_owned()));
         order.updated_ms = now_ms();
-        update(deps, &order).await?;
-        return Ok(order);
+        return recorded(deps, order).await;
     }
 
     order.status = "confirmed".to_owned();
@@ -581,15 +629,31 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
         update(deps, &order),
         notifier.order_confirmed(&confirmation)
     );
-    if let Err(p) = updated {
-        return Err(retry_later(
-            &order,
-            "recording the confirmed order",
-            p.detail(),
-        ));
-    }
+    let updated = match updated {
+        Ok(n) => n,
+        Err(p) => {
+            return Err(retry_later(
+                &order,
+                "recording the confirmed order",
+                p.detail(),
+            ));
+        }
+    };
     if let Err(p) = handed {
         return Err(retry_later(&order, "the notification queue", p.detail()));
+    }
+    if updated == 0 {
+        // Settled meanwhile (by another attempt): what is stored stands.
+        return find_order(deps, &order.id).await;
+    }
+    Ok(order)
+}
+
+/// Records how `order` ended: it, or what is stored when the order was
+/// settled meanwhile (by another attempt).
+async fn recorded(deps: &Deps, order: Order) -> Result<Order, Problem> {
+    if update(deps, &order).await? == 0 {
+        return find_order(deps, &order.id).await;
     }
     Ok(order)
 }

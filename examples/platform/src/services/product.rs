@@ -8,7 +8,8 @@
 //!   (internal, called by the order service) → 201 the priced lines, taken
 //!   from stock in one transaction; 409 problem when a line is out of stock
 //!   (nothing is taken), 422 for an unknown SKU. Repeating it for the same
-//!   order returns the first reservation.
+//!   order returns the first reservation (200), or 410 once that was
+//!   released.
 //! - `DELETE /v1/reservations/{order_id}` (internal) → 204, the stock put
 //!   back; repeating it is harmless. A released reservation stays on record
 //!   with nothing in it, so reserving for that order again takes nothing (a
@@ -438,6 +439,17 @@ async fn first_reservation(
         )
         .await
         .map_err(|e| e.to_problem())?;
+    if !existing.is_empty() && existing.iter().all(|(_, quantity, _, _)| *quantity == 0) {
+        return Err(problem(
+            StatusCode::GONE,
+            "reservation-released",
+            "Reservation released",
+            format!(
+                "the stock reserved for order {order_id} was given back; it is not taken again"
+            ),
+        )
+        .with_extension("order_id", order_id));
+    }
     let currency = existing
         .first()
         .map_or_else(|| "EUR".to_owned(), |(_, _, _, c)| c.clone());
