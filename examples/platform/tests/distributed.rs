@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{Answer, HttpClient, send};
-use std::collections::HashMap;
+use common::{Answer, HttpClient, Shop as _, send};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,37 +153,6 @@ impl Cluster {
             .await
     }
 
-    /// Places an order: 202 once the stock is reserved (the payment follows).
-    async fn order(&self, key: &str, user: &str, sku: &str, quantity: u32, token: &str) -> Answer {
-        self.place(&[], key, user, sku, quantity, token).await
-    }
-
-    /// Places an order with `Prefer: wait=10`: the answer is the outcome.
-    async fn order_waiting(
-        &self,
-        key: &str,
-        user: &str,
-        sku: &str,
-        quantity: u32,
-        token: &str,
-    ) -> Answer {
-        self.place(&[("prefer", "wait=10")], key, user, sku, quantity, token)
-            .await
-    }
-
-    async fn place(
-        &self,
-        headers: &[(&str, &str)],
-        key: &str,
-        user: &str,
-        sku: &str,
-        quantity: u32,
-        token: &str,
-    ) -> Answer {
-        let body = common::order_body(user, sku, quantity, token);
-        common::place(&self.client, &self.gateway, headers, key, body).await
-    }
-
     /// The order once its payment is settled (no longer `pending`).
     async fn settled(&self, id: &str, within: Duration) -> Value {
         common::settled(&self.client, &self.gateway, id, within).await
@@ -246,6 +214,16 @@ fn spawn(name: &str, addr: &str, config: &std::path::Path) -> Proc {
             .stderr(Stdio::null())
             .spawn()
             .expect("ee-platform runs"),
+    }
+}
+
+impl common::Shop for Cluster {
+    fn http(&self) -> &HttpClient {
+        &self.client
+    }
+
+    fn gateway_url(&self) -> &str {
+        &self.gateway
     }
 }
 
@@ -440,16 +418,11 @@ async fn distributed_mode_on_redis_and_postgres() {
             })
         })
         .collect();
-    let mut by_status: HashMap<u16, usize> = HashMap::new();
-    let mut accepted = Vec::new();
+    let mut answers = Vec::new();
     for t in tasks {
-        let a = t.await.unwrap();
-        // 202, or 201 when its charge job confirmed it before the answer.
-        if a.status.is_success() {
-            accepted.push(a.body["id"].as_str().unwrap().to_owned());
-        }
-        *by_status.entry(a.status.as_u16()).or_default() += 1;
+        answers.push(t.await.unwrap());
     }
+    let (by_status, accepted) = common::tally(answers);
     assert_eq!(accepted.len(), 10, "{by_status:?}");
     assert_eq!(by_status.get(&409), Some(&90), "{by_status:?}");
     for id in &accepted {

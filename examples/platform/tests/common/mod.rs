@@ -129,3 +129,61 @@ pub async fn settled(
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// A platform under test, reached through its gateway: the order helpers
+/// both end-to-end suites use.
+pub trait Shop {
+    /// The client the test uses.
+    fn http(&self) -> &HttpClient;
+    /// The gateway's base URL.
+    fn gateway_url(&self) -> &str;
+
+    /// Places an order: 202 once the stock is reserved (the payment
+    /// follows).
+    async fn order(&self, key: &str, user: &str, sku: &str, quantity: u32, token: &str) -> Answer {
+        self.place(&[], key, user, sku, quantity, token).await
+    }
+
+    /// Places an order with `Prefer: wait=10`: the answer is the outcome.
+    async fn order_waiting(
+        &self,
+        key: &str,
+        user: &str,
+        sku: &str,
+        quantity: u32,
+        token: &str,
+    ) -> Answer {
+        self.place(&[("prefer", "wait=10")], key, user, sku, quantity, token)
+            .await
+    }
+
+    /// Places an order with `headers`.
+    async fn place(
+        &self,
+        headers: &[(&str, &str)],
+        key: &str,
+        user: &str,
+        sku: &str,
+        quantity: u32,
+        token: &str,
+    ) -> Answer {
+        let body = order_body(user, sku, quantity, token);
+        place(self.http(), self.gateway_url(), headers, key, body).await
+    }
+}
+
+/// The answers of concurrent orders: how many per status, and the ids of
+/// those accepted (202, or 201 when the charge job was quicker).
+pub fn tally(
+    answers: impl IntoIterator<Item = Answer>,
+) -> (std::collections::HashMap<u16, usize>, Vec<String>) {
+    let mut by_status = std::collections::HashMap::new();
+    let mut accepted = Vec::new();
+    for a in answers {
+        if a.status.is_success() {
+            accepted.push(a.body["id"].as_str().unwrap().to_owned());
+        }
+        *by_status.entry(a.status.as_u16()).or_default() += 1;
+    }
+    (by_status, accepted)
+}
