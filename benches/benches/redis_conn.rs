@@ -4,7 +4,7 @@
 //! `redis-server`, through:
 //! - `raw multiplexed`: redis-rs `MultiplexedConnection`, no wrapper (the anchor);
 //! - `raw ConnectionManager`: redis-rs' reconnecting wrapper of it;
-//! - `ee RedisConn`: `ee_core::redis::RedisConn` (ConnectionManager + per-call timeout);
+//! - `ee RedisConn`: `ee_core::RedisConn` (ConnectionManager + per-call timeout);
 //! - `deadpool-redis (50)`: a pool of 50 connections, one per task (its
 //!   recycle check sends `UNWATCH`+`PING` on every checkout, as it always does);
 //! - `bb8-redis (50)`: the same with bb8 (default: `PING` on checkout), and
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ee_core::redis::{RedisConfig, RedisConn, Script};
+use ee_core::{RedisConfig, RedisConn, Script};
 
 /// The same script for the raw redis-rs variants.
 type RawScript = redis::Script;

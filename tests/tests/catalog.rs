@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use ee_cache::http::{ResponseCacheLayer, Variants};
 use ee_cache::{Cache, MemoryStore, RedisStore, TieredStore};
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use ee_example_catalog::{Catalog, Product, Source, app};
 use http::Request;
 use http_body_util::BodyExt;

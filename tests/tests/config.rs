@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct Service {
-    redis: ee_core::redis::RedisConfig,
+    redis: ee_core::RedisConfig,
     logging: ee_logging::LogConfig,
     cache: ee_cache::config::CacheConfig,
     idempotency: ee_idempotency::IdempotencyConfig,
@@ -16,7 +16,7 @@ struct Service {
     db: ee_db::DbConfig,
     queue: ee_queue::QueueConfig,
     worker: ee_queue::WorkerConfig,
-    client_ip: ee_core::key::ClientIpConfig,
+    client_ip: ee_core::ClientIpConfig,
     health: ee_health::HealthConfig,
     versioning: ee_versioning::VersioningConfig,
     features: Features,
@@ -118,7 +118,7 @@ fn one_file_configures_every_crate() {
     assert_eq!(service.client_ip.trusted_proxies.len(), 1);
     assert_eq!(
         service.client_ip.header,
-        ee_core::key::ForwardedHeader::Forwarded
+        ee_core::ForwardedHeader::Forwarded
     );
     assert_eq!(service.health.timeout_ms, 500);
     assert_eq!(service.health.drain(), std::time::Duration::from_secs(20));

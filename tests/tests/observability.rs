@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use ee_metrics::{MetricsLayer, Prometheus};
 use ee_ratelimit::{Policy, RateLimitLayer, Rule};
 use ee_testing::RedisServer;
@@ -57,7 +57,7 @@ async fn send(app: &Router, req: http::Request<axum::body::Body>) -> u16 {
 fn post_json(path: &str, key: Option<&str>, body: &str) -> http::Request<axum::body::Body> {
     let mut b = http::Request::post(path)
         .header("content-type", "application/json")
-        .extension(ee_core::key::PeerAddr("10.0.0.1:1234".parse().unwrap()));
+        .extension(ee_core::PeerAddr("10.0.0.1:1234".parse().unwrap()));
     if let Some(key) = key {
         b = b.header("idempotency-key", format!("\"{key}\""));
     }

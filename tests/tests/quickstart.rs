@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ee_core::key::ClientIp;
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::ClientIp;
+use ee_core::{RedisConfig, RedisConn};
 use ee_example_quickstart::{AppState, Visits, app};
 use ee_ratelimit::Rule;
 use ee_testing::RedisServer;

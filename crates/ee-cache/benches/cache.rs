@@ -25,7 +25,7 @@ use axum::routing::get;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ee_cache::http::{ResponseCacheLayer, Variants};
 use ee_cache::{Cache, MemoryStore, RedisStore, TieredStore};
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;

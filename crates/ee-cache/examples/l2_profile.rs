@@ -14,7 +14,7 @@
 //! (1 s) every `RedisConn` call has, so both sides pay for a timer.
 
 use ee_cache::{Cache, RedisStore};
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ee_core::LogThrottle;
-use ee_core::redis::{RedisConn, RedisError, Script};
+use ee_core::{RedisConn, RedisError, Script};
 use ee_serialize::ZstdCodec;
 use futures_util::future::join_all;
 use serde::Serialize;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ee_core::redis::RedisConfig;
+use ee_core::RedisConfig;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

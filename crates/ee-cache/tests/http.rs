@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use ee_cache::http::{CacheTags, ResponseCacheLayer, Variants};
 use ee_cache::{Cache, MemoryStore, RedisStore};
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ee_cache::{Cache, CacheError, MemoryStore, RedisStore, TieredStore};
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use ee_testing::{RedisCluster, RedisServer};
 use serde::{Deserialize, Serialize};
 

@@ -15,8 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use ee_core::key::{ClientIp, KeyExtractor, PeerIp};
-use ee_core::redis::KeySpace;
+use ee_core::KeySpace;
+use ee_core::{ClientIp, KeyExtractor, PeerIp};
 use ee_core::{PeerAddr, Problem};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde::Serialize;

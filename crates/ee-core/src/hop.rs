@@ -45,7 +45,7 @@ pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 /// h.insert("x-trace", "1".parse().unwrap());
 /// h.insert("keep-alive", "timeout=5".parse().unwrap());
 /// h.insert("content-type", "application/json".parse().unwrap());
-/// ee_core::hop::remove_hop_by_hop(&mut h);
+/// ee_core::remove_hop_by_hop(&mut h);
 /// assert_eq!(h.len(), 1);
 /// ```
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {

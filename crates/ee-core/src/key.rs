@@ -120,11 +120,12 @@ pub enum KeyError {
     },
     /// The server did not record the TCP peer address (500: a set-up error, not
     /// the client's). With axum, serve with
-    /// `into_make_service_with_connect_info::<SocketAddr>()`; with hyper, insert a
-    /// [`PeerAddr`] extension per connection.
-    #[error(
-        "the peer address is unknown: serve with `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert an `ee_core::PeerAddr` request extension"
-    )]
+    /// `into_make_service_with_connect_info::<SocketAddr>()` and enable the
+    /// `axum` feature (of ee-core, or of the ee crate you use: it is what reads
+    /// axum's `ConnectInfo`); with hyper, insert a [`PeerAddr`] extension per
+    /// connection. The problem's detail and a log line (once per process)
+    /// say so.
+    #[error("{}", NO_PEER_ADDRESS_FIX)]
     NoPeerAddress,
     /// No authenticated [`Subject`] in the request extensions (401).
     #[error("the request is not authenticated")]
@@ -132,6 +133,28 @@ pub enum KeyError {
     /// A key extractor of the user's own rejected the request (400).
     #[error("{0}")]
     Rejected(Cow<'static, str>),
+}
+
+/// What to do about [`KeyError::NoPeerAddress`], as this build can tell.
+#[cfg(feature = "axum")]
+const NO_PEER_ADDRESS_FIX: &str = "the server records no peer address: with axum, serve with \
+    `into_make_service_with_connect_info::<SocketAddr>()`; with hyper or tonic, insert an \
+    `ee_core::PeerAddr` request extension per connection";
+/// What to do about [`KeyError::NoPeerAddress`], as this build can tell.
+#[cfg(not(feature = "axum"))]
+const NO_PEER_ADDRESS_FIX: &str = "the server records no peer address: with axum, serve with \
+    `into_make_service_with_connect_info::<SocketAddr>()` AND enable the `axum` feature \
+    (`cargo add ee-ratelimit -F axum`, or `-F axum` on the ee crate you use; without it axum's \
+    `ConnectInfo` cannot be read); with hyper or tonic, insert an `ee_core::PeerAddr` request \
+    extension per connection";
+
+/// Logs a set-up error once per process: the first request that meets it
+/// says what to fix; the rest answer with the same detail, unlogged.
+fn log_setup_error_once(err: &KeyError) {
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!(error = %err, "ee: server set-up error (logged once)");
+    }
 }
 
 impl KeyError {
@@ -164,12 +187,12 @@ impl From<KeyError> for Problem {
             }
             _ => problem,
         };
-        if err.status().is_server_error() {
-            // Do not explain server set-up to clients; log it where the server is.
-            problem
-        } else {
-            problem.with_detail(err.to_string())
+        if matches!(err, KeyError::NoPeerAddress) {
+            // A set-up error: the detail is the fix (no client data in it),
+            // for whoever first tries the service; logged once.
+            log_setup_error_once(&err);
         }
+        problem.with_detail(err.to_string())
     }
 }
 
@@ -262,7 +285,7 @@ impl ForwardedHeader {
 /// Serde-deserialisable configuration of [`ClientIp`].
 ///
 /// ```
-/// # use ee_core::key::ClientIpConfig;
+/// # use ee_core::ClientIpConfig;
 /// let config: ClientIpConfig = serde_json::from_str(
 ///     r#"{ "trusted_proxies": ["10.0.0.0/8", "127.0.0.1/32"], "header": "forwarded" }"#,
 /// ).unwrap();
@@ -288,7 +311,7 @@ pub struct ClientIpConfig {
 /// proxies appended, and are only reached if every hop to their right is trusted.
 ///
 /// ```
-/// use ee_core::key::{ClientIp, Key, KeyExtractor, PeerAddr};
+/// use ee_core::{ClientIp, Key, KeyExtractor, PeerAddr};
 ///
 /// let client_ip = ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]);
 /// let mut req = http::Request::builder()
@@ -626,7 +649,7 @@ impl<F> fmt::Debug for KeyFn<F> {
 /// A key extractor from a closure.
 ///
 /// ```
-/// use ee_core::key::{key_fn, Key, KeyError, KeyExtractor};
+/// use ee_core::{key_fn, Key, KeyError, KeyExtractor};
 ///
 /// // Per tenant and route, from a header and the path.
 /// let by_tenant_route = key_fn(|req| {

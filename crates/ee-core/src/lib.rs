@@ -1,18 +1,33 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod clock;
-pub mod hop;
-pub mod key;
-pub mod keyspace;
-pub mod problem;
-pub mod redact;
+// House rule: modules are private and every public item is re-exported here,
+// once, so each has one path (`ee_core::ClientIp`, `ee_core::RedisConn`).
+mod backend;
+mod backoff;
+mod clock;
+mod hop;
+mod key;
+mod keyspace;
+mod problem;
+mod redact;
 #[cfg(feature = "redis")]
-pub mod redis;
-pub mod throttle;
+mod redis;
+mod throttle;
 
-pub use clock::{Clock, SystemClock};
-pub use key::{Key, KeyError, KeyExtractor, PeerAddr, RequestHead, Subject};
+pub use backend::OnBackendError;
+pub use backoff::Backoff;
+pub use clock::{Clock, SystemClock, unix_ms};
+pub use hop::{HOP_BY_HOP, connection_named, is_hop_by_hop, remove_hop_by_hop};
+#[cfg(feature = "axum")]
+pub use key::RouteKey;
+pub use key::{
+    ClientIp, ClientIpConfig, ForwardedHeader, HeaderKey, Key, KeyError, KeyExtractor, KeyFn,
+    PeerAddr, PeerIp, RequestHead, Subject, SubjectKey, key_fn,
+};
 pub use keyspace::KeySpace;
-pub use problem::Problem;
+pub use problem::{ABOUT_BLANK, PROBLEM_JSON, Problem, TYPE_BASE};
+pub use redact::redact_url;
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisConn, RedisError, Script, ScriptCall};
 pub use throttle::LogThrottle;

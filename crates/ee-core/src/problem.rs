@@ -39,7 +39,7 @@ const RESERVED: [&str; 5] = ["type", "title", "status", "detail", "instance"];
 ///     .with_title("Too many requests")
 ///     .with_detail("policy `api` allows 10 requests per second")
 ///     .with_extension("policy", "api")
-///     .with_header(http::header::RETRY_AFTER, http::HeaderValue::from_static("3"));
+///     .with_retry_after(std::time::Duration::from_secs(3));
 ///
 /// let response: http::Response<bytes::Bytes> = problem.into_response();
 /// assert_eq!(response.status(), 429);
@@ -143,7 +143,33 @@ impl Problem {
         self
     }
 
-    /// Adds a response header sent with the problem (for example `Retry-After`).
+    /// Sets `Retry-After` to `wait` in whole seconds, rounded up (RFC 9110
+    /// §10.2.3): the one way ee crates say when to come back. A zero wait is
+    /// sent as `0`.
+    ///
+    /// ```
+    /// use ee_core::Problem;
+    /// use std::time::Duration;
+    /// let p = Problem::new(http::StatusCode::SERVICE_UNAVAILABLE)
+    ///     .with_retry_after(Duration::from_millis(1500));
+    /// assert_eq!(p.headers()["retry-after"], "2");
+    /// assert_eq!(p.retry_after(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.headers
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        self
+    }
+
+    /// The `Retry-After` this problem is sent with, when it is a number of
+    /// seconds.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        let secs = self.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+        secs.parse().ok().map(std::time::Duration::from_secs)
+    }
+
+    /// Adds a response header sent with the problem (for example `Link`).
     /// `Content-Type` is always `application/problem+json` and cannot be replaced.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         if name != CONTENT_TYPE {

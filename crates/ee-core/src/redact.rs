@@ -8,14 +8,14 @@ use std::borrow::Cow;
 /// without either is returned as it is.
 ///
 /// ```
-/// use ee_core::redact::url;
+/// use ee_core::redact_url as url;
 /// assert_eq!(url("postgres://app:s3cret@db/shop"), "postgres://app:***@db/shop");
 /// assert_eq!(url("redis://:s3cret@cache:6379/0"), "redis://:***@cache:6379/0");
 /// assert_eq!(url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
 /// assert_eq!(url("sqlite://data/app.db"), "sqlite://data/app.db");
 /// assert_eq!(url("postgres://db/shop?user=app&password=s3cret"), "postgres://db/shop?user=app&password=***");
 /// ```
-pub fn url(url: &str) -> Cow<'_, str> {
+pub fn redact_url(url: &str) -> Cow<'_, str> {
     let userinfo = userinfo_password(url);
     match query_password(&userinfo) {
         Cow::Borrowed(_) => userinfo,
@@ -90,7 +90,7 @@ mod tests {
                 "postgres://h/db?sslmode=require",
             ),
         ] {
-            assert_eq!(super::url(given), shown, "{given}");
+            assert_eq!(super::redact_url(given), shown, "{given}");
         }
     }
 }

@@ -29,12 +29,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
 
-pub use crate::keyspace::KeySpace;
-
 /// How to reach Redis. Deserialises with serde, so it can be loaded by ee-config.
 ///
 /// ```
-/// # use ee_core::redis::RedisConfig;
+/// # use ee_core::RedisConfig;
 /// let standalone: RedisConfig = serde_json::from_str(r#"{ "url": "redis://127.0.0.1:6379" }"#).unwrap();
 /// let cluster: RedisConfig = serde_json::from_str(
 ///     r#"{ "cluster_nodes": ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"], "timeout_ms": 100 }"#,
@@ -67,10 +65,10 @@ impl fmt::Debug for RedisConfig {
         let nodes: Vec<_> = self
             .cluster_nodes
             .iter()
-            .map(|u| crate::redact::url(u))
+            .map(|u| crate::redact_url(u))
             .collect();
         f.debug_struct("RedisConfig")
-            .field("url", &crate::redact::url(&self.url))
+            .field("url", &crate::redact_url(&self.url))
             .field("cluster_nodes", &nodes)
             .field("timeout_ms", &self.timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -188,8 +186,8 @@ enum Inner {
 /// redis-rs' response timeout).
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), ee_core::redis::RedisError> {
-/// use ee_core::redis::{KeySpace, RedisConfig, RedisConn, Script};
+/// # async fn demo() -> Result<(), ee_core::RedisError> {
+/// use ee_core::{KeySpace, RedisConfig, RedisConn, Script};
 ///
 /// let conn = RedisConn::connect(&RedisConfig::standalone("redis://127.0.0.1:6379")).await?;
 /// let keys = KeySpace::new("demo");

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use ee_core::key::{
+use ee_core::{
     ClientIp, ClientIpConfig, ForwardedHeader, HeaderKey, Key, KeyError, KeyExtractor, PeerIp,
     SubjectKey, key_fn,
 };
@@ -200,7 +200,7 @@ fn malformed_forwarding_headers_from_trusted_peers_are_400_problems() {
 }
 
 #[test]
-fn a_missing_peer_address_is_a_server_error_without_details() {
+fn a_missing_peer_address_is_a_server_error_whose_detail_is_the_fix() {
     let req = Request::get("/").body(()).unwrap();
     let err = PeerIp.extract_from(&req).unwrap_err();
     assert_eq!(err, KeyError::NoPeerAddress);
@@ -210,7 +210,13 @@ fn a_missing_peer_address_is_a_server_error_without_details() {
     );
     let problem = problem_of(err);
     assert_eq!(problem.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(problem.detail(), None);
+    // The detail says how to fix the set-up (no client data in it).
+    let detail = problem.detail().unwrap();
+    assert!(
+        detail.contains("into_make_service_with_connect_info"),
+        "{detail}"
+    );
+    assert!(detail.contains("PeerAddr"), "{detail}");
     assert_eq!(
         proxies().extract_from(&req).unwrap_err(),
         KeyError::NoPeerAddress
@@ -302,7 +308,7 @@ fn closures_and_trait_objects_are_extractors() {
 #[tokio::test]
 async fn route_keys_are_templates_and_pairs_combine() {
     use axum::routing::get;
-    use ee_core::key::RouteKey;
+    use ee_core::RouteKey;
     let app = axum::Router::new().route(
         "/orders/{id}",
         get(|req: axum::extract::Request| async move {

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use ee_core::redis::{KeySpace, RedisConfig, RedisConn, RedisError, Script};
+use ee_core::{KeySpace, RedisConfig, RedisConn, RedisError, Script};
 use ee_testing::{RedisCluster, RedisServer, Reply};
 
 const TIMEOUT: Duration = Duration::from_millis(200);

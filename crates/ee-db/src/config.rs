@@ -57,10 +57,10 @@ impl std::fmt::Debug for DbConfig {
         let replicas: Vec<_> = self
             .replicas
             .iter()
-            .map(|u| ee_core::redact::url(u))
+            .map(|u| ee_core::redact_url(u))
             .collect();
         f.debug_struct("DbConfig")
-            .field("url", &ee_core::redact::url(&self.url))
+            .field("url", &ee_core::redact_url(&self.url))
             .field("replicas", &replicas)
             .field("max_size", &self.max_size)
             .field("min_idle", &self.min_idle)

@@ -106,7 +106,7 @@ where
 /// Redis (standalone or Cluster, through ee-core's connection): `PING`.
 #[cfg(feature = "redis")]
 #[derive(Clone)]
-pub struct RedisCheck(pub ee_core::redis::RedisConn);
+pub struct RedisCheck(pub ee_core::RedisConn);
 
 #[cfg(feature = "redis")]
 impl HealthCheck for RedisCheck {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use ee_health::{DiskCheck, Health, HttpCheck, MemoryCheck, PostgresCheck, RedisCheck, check_fn};
 use ee_testing::wire::{exchange, request, serve};
 use ee_testing::{Postgres, RedisCluster, RedisServer, TcpProxy, TestResponse};

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::body::Body;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use ee_idempotency::{IdempotencyLayer, IdempotencyStore, MemoryStore, RedisStore};
 use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use ee_core::key::KeyExtractor;
+use ee_core::KeyExtractor;
 use ee_core::{KeySpace, Problem, RequestHead};
 use http::header;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -291,7 +291,7 @@ impl Drop for Heartbeat {
 /// and any named in `Connection`, RFC 9110 §7.6.1) and `Content-Length`.
 fn storable_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = headers.clone();
-    ee_core::hop::remove_hop_by_hop(&mut kept);
+    ee_core::remove_hop_by_hop(&mut kept);
     kept.remove(header::CONTENT_LENGTH);
     kept
 }

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ee_core::redis::{RedisConn, RedisError, Script};
+use ee_core::{RedisConn, RedisError, Script};
 
 use crate::store::{Begin, Fingerprint, IdempotencyStore, Record, StoreError, StoredResponse};
 
@@ -57,7 +57,7 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Records in Redis: standalone or Cluster through `ee_core::redis::RedisConn`,
+/// Records in Redis: standalone or Cluster through `ee_core::RedisConn`,
 /// every call bounded by the connection's timeout.
 #[derive(Debug, Clone)]
 pub struct RedisStore {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Counting, post, send};
-use ee_core::key::HeaderKey;
+use ee_core::HeaderKey;
 use ee_idempotency::{IdempotencyConfig, IdempotencyLayer, IdempotencyStore, MemoryStore};
 use ee_testing::ManualClock;
 use http::{HeaderName, Request, StatusCode};

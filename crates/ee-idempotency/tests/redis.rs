@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Counting, post, send};
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use ee_idempotency::{
     Begin, IdempotencyConfig, IdempotencyLayer, IdempotencyStore, OnBackendError, RedisStore,
 };

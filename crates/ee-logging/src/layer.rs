@@ -27,7 +27,7 @@ pub const DEFAULT_REDACTED: &[&str] = &[
 /// One span per request, named `request`, with `request_id`, `trace_id`,
 /// `span_id`, `method`, `route`, `path`, and, once answered, `status` and
 /// `latency_ms`; `tenant` and `user` are recorded when an
-/// `ee_core::key::Subject` is in the request (or by the handler:
+/// `ee_core::Subject` is in the request (or by the handler:
 /// `Span::current().record("tenant", …)`). An event `request finished`
 /// closes it (`warn` for 5xx, `info` otherwise).
 ///
@@ -220,7 +220,7 @@ where
                 span.record("parent_id", parent.as_str());
             }
         }
-        if let Some(subject) = req.extensions().get::<ee_core::key::Subject>() {
+        if let Some(subject) = req.extensions().get::<ee_core::Subject>() {
             span.record("user", &*subject.0);
         }
         if self.shared.log_headers {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use ee_core::redis::RedisConfig;
+use ee_core::RedisConfig;
 use ee_queue::{Job, NewJob, Queue, QueueConfig, Worker};
 use ee_testing::RedisServer;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! The crate's one error type, and the problems it answers with.
 
 use ee_core::Problem;
-use ee_core::redis::RedisError;
+use ee_core::RedisError;
 use http::StatusCode;
 
 /// What went wrong adding, fetching or managing jobs.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ee_core::KeySpace;
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use serde::Serialize;
 
 use crate::config::QueueConfig;
@@ -263,7 +263,7 @@ impl Queue {
 
     fn push_job<T: Serialize + ?Sized>(
         &self,
-        call: &mut ee_core::redis::ScriptCall<'_>,
+        call: &mut ee_core::ScriptCall<'_>,
         name: &str,
         data: &T,
         options: &JobOptions,
@@ -275,7 +275,7 @@ impl Queue {
     /// The ADD arguments of one job, placed as `at` says.
     pub(crate) fn push_job_at<T: Serialize + ?Sized>(
         &self,
-        call: &mut ee_core::redis::ScriptCall<'_>,
+        call: &mut ee_core::ScriptCall<'_>,
         name: &str,
         data: &T,
         options: &JobOptions,

@@ -17,7 +17,7 @@
 
 use std::sync::LazyLock;
 
-use ee_core::redis::Script;
+use ee_core::Script;
 
 /// Shared Lua: `now` in ms, event emission, pushing a ready job.
 const PRELUDE: &str = r"

@@ -8,7 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ee_core::redis::RedisConn;
+use ee_core::RedisConn;
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ee_core::redis::RedisConfig;
+use ee_core::RedisConfig;
 use ee_queue::{Job, JobOptions, JobState, Queue, Worker, WorkerConfig};
 use ee_testing::wire::{exchange, request, serve};
 use ee_testing::{Browser, RedisServer};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use ee_queue::{Job, JobOptions, Queue, QueueConfig, Worker, WorkerConfig};
 use ee_testing::RedisServer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ee_core::redis::RedisConfig;
+use ee_core::RedisConfig;
 use ee_queue::{
     Backoff, Job, JobOptions, JobState, Keep, NewJob, Queue, QueueConfig, QueueError, Worker,
     WorkerConfig,

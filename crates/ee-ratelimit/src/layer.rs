@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ee_core::key::{KeyError, KeyExtractor, PeerIp};
 use ee_core::{Key, LogThrottle, RequestHead, SystemClock};
+use ee_core::{KeyError, KeyExtractor, PeerIp};
 use http::HeaderValue;
 use tower::Layer;
 
@@ -22,7 +22,7 @@ type ExemptFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 /// One named limit: a [`Rule`], the key it counts by and what a request costs.
 ///
 /// ```
-/// use ee_core::key::{ClientIp, HeaderKey};
+/// use ee_core::{ClientIp, HeaderKey};
 /// use ee_ratelimit::{Policy, Rule};
 /// use std::time::Duration;
 ///
@@ -405,7 +405,7 @@ impl<S, L> Layer<S> for RateLimitLayer<L> {
 mod tests {
     use std::time::Duration;
 
-    use ee_core::key::HeaderKey;
+    use ee_core::HeaderKey;
 
     use super::*;
     use crate::MemoryStore;

@@ -1,6 +1,6 @@
 //! Limits shared by every instance through Redis or Redis Cluster (feature `redis`).
 //!
-//! One Lua script per rule, run by SHA through `ee_core::redis::RedisConn`:
+//! One Lua script per rule, run by SHA through `ee_core::RedisConn`:
 //! one round trip per decision, the time taken from Redis (`TIME`) so that
 //! instances with skewed clocks agree, and every key written with a TTL.
 //! Keys: `ee:ratelimit:{<policy>:<rule id>:<key>}[:<suffix>]`; the hash tag keeps the
@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use ee_core::Key;
-use ee_core::redis::{KeySpace, RedisConn, RedisError, Script};
+use ee_core::{KeySpace, RedisConn, RedisError, Script};
 
 use crate::Rule;
 use crate::store::{Decision, Limiter, RateLimitStore, StoreError};

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ee_core::key::{KeyError, KeyExtractor, PeerIp};
 use ee_core::{Key, Problem, RequestHead};
+use ee_core::{KeyError, KeyExtractor, PeerIp};
 use http::{Request, Response};
 use tower::Service;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use common::{from_ip, parse_sf_list, send};
-use ee_core::key::{ClientIp, HeaderKey};
+use ee_core::{ClientIp, HeaderKey};
 use ee_ratelimit::{
     HeaderConfig, MemoryStore, OnBackendError, Policy, PolicyConfig, RateLimitError,
     RateLimitLayer, Rule,

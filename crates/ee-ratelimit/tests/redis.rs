@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use common::{from_ip, send};
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::{RedisConfig, RedisConn};
 use ee_ratelimit::redis::RedisLimiter;
 use ee_ratelimit::{OnBackendError, Policy, RateLimitLayer, RedisStore, Rule};
 use ee_testing::{RedisCluster, RedisServer, Reply};

@@ -49,8 +49,8 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// An ee connection and a raw redis-rs `ConnectionManager` to the Redis at
 /// `url`: what a benchmark runs its layer and its anchor on.
-pub async fn redis_pair(url: &str) -> (ee_core::redis::RedisConn, ::redis::aio::ConnectionManager) {
-    let conn = ee_core::redis::RedisConn::connect(&ee_core::redis::RedisConfig::standalone(url))
+pub async fn redis_pair(url: &str) -> (ee_core::RedisConn, ::redis::aio::ConnectionManager) {
+    let conn = ee_core::RedisConn::connect(&ee_core::RedisConfig::standalone(url))
         .await
         .expect("connect to Redis");
     let raw =

@@ -17,10 +17,14 @@ use ee_core::Clock;
 /// let start = clock.now();
 /// clock.advance(Duration::from_secs(90));
 /// assert_eq!(clock.now() - start, Duration::from_secs(90));
+/// let wall = clock.unix_ms();
+/// clock.advance(Duration::from_secs(1));
+/// assert_eq!(clock.unix_ms(), wall + 1000); // the wall clock moves with it
 /// ```
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     start: Instant,
+    start_unix_ms: u64,
     elapsed_nanos: Arc<AtomicU64>,
 }
 
@@ -29,6 +33,7 @@ impl ManualClock {
     pub fn new() -> Self {
         Self {
             start: Instant::now(),
+            start_unix_ms: ee_core::unix_ms(),
             elapsed_nanos: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -49,5 +54,10 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
         self.start + Duration::from_nanos(self.elapsed_nanos.load(Ordering::SeqCst))
+    }
+
+    /// The wall clock when the clock was made, plus what it was advanced by.
+    fn unix_ms(&self) -> u64 {
+        self.start_unix_ms + self.elapsed_nanos.load(Ordering::SeqCst) / 1_000_000
     }
 }

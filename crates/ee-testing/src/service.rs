@@ -64,7 +64,7 @@ impl TestResponse {
     pub fn problem(&self) -> Problem {
         assert_eq!(
             self.header("content-type"),
-            Some(ee_core::problem::PROBLEM_JSON),
+            Some(ee_core::PROBLEM_JSON),
             "not a problem response: {} {}",
             self.status,
             self.text()

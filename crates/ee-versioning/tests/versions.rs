@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::get;
-use ee_core::key::HeaderKey;
+use ee_core::HeaderKey;
 use ee_testing::TestResponse;
 use ee_testing::wire::{exchange, request, serve};
 use ee_versioning::{Lifecycle, Source, VersionRoutes, VersionedRouter, VersioningConfig};

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use ee_core::Problem;
-use ee_core::redis::RedisConn;
+use ee_core::RedisConn;
 use ee_db::Database;
 
 use crate::PlatformConfig;
@@ -37,7 +37,7 @@ pub struct Redis {
     /// The shared multiplexed connection.
     pub conn: RedisConn,
     /// Where it points.
-    pub config: ee_core::redis::RedisConfig,
+    pub config: ee_core::RedisConfig,
 }
 
 impl std::fmt::Debug for Redis {
@@ -176,7 +176,7 @@ pub fn deploy(
     let shed = ee_ratelimit::RateLimitLayer::builder(ee_ratelimit::MemoryStore::new())
         .policy(
             ee_ratelimit::Policy::new("in-flight", ee_ratelimit::Rule::concurrency(max_in_flight))
-                .key(ee_core::key::key_fn(|_| Ok(ee_core::Key::text("instance")))),
+                .key(ee_core::key_fn(|_| Ok(ee_core::Key::text("instance")))),
         )
         .build()
         .expect("a valid policy");

@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, Response};
 use axum::routing::any;
-use ee_core::key::PeerIp;
+use ee_core::PeerIp;
 use ee_ratelimit::{Policy, RateLimitLayer, Rule};
 use serde::{Deserialize, Serialize};
 

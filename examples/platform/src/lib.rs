@@ -163,8 +163,8 @@ async fn open_stores(
     let redis = if config.redis_url.is_empty() {
         None
     } else {
-        let rc = ee_core::redis::RedisConfig::standalone(config.redis_url.clone());
-        let conn = ee_core::redis::RedisConn::connect(&rc)
+        let rc = ee_core::RedisConfig::standalone(config.redis_url.clone());
+        let conn = ee_core::RedisConn::connect(&rc)
             .await
             .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?;
         Some(Redis { conn, config: rc })

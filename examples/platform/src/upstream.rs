@@ -265,6 +265,6 @@ fn bad_gateway(service: &str, detail: &str) -> Problem {
 /// Connection-specific fields are not forwarded (RFC 9110 §7.6.1), and
 /// `Host` comes from the upstream's URI.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    ee_core::hop::remove_hop_by_hop(headers);
+    ee_core::remove_hop_by_hop(headers);
     headers.remove(header::HOST);
 }

@@ -388,7 +388,7 @@ async fn distributed_mode_on_redis_and_postgres() {
     assert_eq!(settled["status"], "confirmed", "{settled}");
     // Settled by a retry of its job, on Redis.
     let orders = ee_queue::Queue::connect(
-        ee_core::redis::RedisConfig::standalone(c.redis_url.clone()),
+        ee_core::RedisConfig::standalone(c.redis_url.clone()),
         "orders",
     )
     .await

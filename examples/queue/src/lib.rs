@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ee_core::redis::RedisConfig;
+use ee_core::RedisConfig;
 use serde::{Deserialize, Serialize};
 
 /// The queue both binaries use.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use ee_core::redis::RedisConfig;
+use ee_core::RedisConfig;
 use ee_example_queue::{Confirmation, QUEUE, SENT};
 use ee_queue::{Backoff, JobOptions, JobState, NewJob, Queue};
 use ee_testing::{RedisServer, Reply};

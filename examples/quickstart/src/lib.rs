@@ -2,7 +2,7 @@
 //!
 //! - `GET /` lists the endpoints.
 //! - `GET /whoami` answers the client IP as seen through trusted proxies
-//!   (`ee_core::key::ClientIp`), the TCP peer, and the `x-api-key` header if sent.
+//!   (`ee_core::ClientIp`), the TCP peer, and the `x-api-key` header if sent.
 //! - `POST /visits` counts a visit per client IP and returns the count, in memory
 //!   by default or in Redis when `EE_REDIS_URL` is set (`ee_core::redis`).
 //! - `POST /orders` places an order; it requires an `Idempotency-Key`, so a
@@ -19,9 +19,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ee_core::key::{ClientIp, HeaderKey, KeyError, KeyExtractor, PeerIp};
-use ee_core::redis::{KeySpace, RedisConn, Script};
+use ee_core::{ClientIp, HeaderKey, KeyError, KeyExtractor, PeerIp};
 use ee_core::{Key, Problem, RequestHead};
+use ee_core::{KeySpace, RedisConn, Script};
 use ee_idempotency::{IdempotencyConfig, IdempotencyLayer};
 use ee_ratelimit::{Policy, RateLimitLayer, Rule};
 use serde_json::{Value, json};

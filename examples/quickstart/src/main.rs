@@ -7,8 +7,8 @@
 
 use std::net::SocketAddr;
 
-use ee_core::key::ClientIp;
-use ee_core::redis::{RedisConfig, RedisConn};
+use ee_core::ClientIp;
+use ee_core::{RedisConfig, RedisConn};
 use ee_example_quickstart::{AppState, Visits, app};
 
 #[tokio::main]

@@ -44,10 +44,9 @@ impl StoredResponse {
         fresh: Duration,
         stale: Duration,
     ) -> Self {
-        let connection_named = ee_core::hop::connection_named(&head.headers);
+        let connection_named = ee_core::connection_named(&head.headers);
         let stored = |name: &HeaderName| {
-            !NOT_STORED.contains(&name.as_str())
-                && !ee_core::hop::is_hop_by_hop(name, &connection_named)
+            !NOT_STORED.contains(&name.as_str()) && !ee_core::is_hop_by_hop(name, &connection_named)
         };
         // Usually every field is kept: a copy of the map, without rehashing
         // each name into a new one.

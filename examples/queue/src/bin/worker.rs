@@ -12,7 +12,7 @@ use ee_queue::{Job, Queue, Worker, WorkerConfig};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = redis_config();
     let queue = Queue::connect(config.clone(), QUEUE).await?;
-    let redis = ee_core::redis::RedisConn::connect(&config).await?;
+    let redis = ee_core::RedisConn::connect(&config).await?;
     let work = Duration::from_millis(env_number("WORK_MS", 5));
     let send = tower::service_fn(move |job: Job<Confirmation>| {
         let redis = redis.clone();
