@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 struct Service {
     redis: ee_core::RedisConfig,
     logging: ee_logging::LogConfig,
-    cache: ee_cache::config::CacheConfig,
+    cache: ee_cache::CacheConfig,
     idempotency: ee_idempotency::IdempotencyConfig,
     ratelimit: Vec<ee_ratelimit::PolicyConfig>,
     db: ee_db::DbConfig,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use ee_example_orders::{OrderCreated, app};
-use ee_testing::wire::{exchange, request};
+use ee_testing::{exchange, raw_request};
 use serde_json::Value;
 
 async fn serve() -> SocketAddr {
@@ -23,7 +23,7 @@ async fn an_order_sent_zstd_compressed_is_created() {
     let body = zstd::bulk::compress(ORDER, 3).unwrap();
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "POST",
             "/orders",
             &[
@@ -51,7 +51,7 @@ async fn a_bad_order_gets_every_violation_at_once() {
     let body = br#"{"email": "nope", "currency": "eur", "lines": [{"sku": "x", "quantity": 0}], "coupon": "FREE"}"#;
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "POST",
             "/orders",
             &[("content-type", b"application/json")],
@@ -93,7 +93,7 @@ async fn the_listing_query_is_checked_and_the_listing_compressed() {
     let addr = serve().await;
     let res = exchange(
         addr,
-        &request("GET", "/products?page=0&per_page=500&sort=price", &[], b""),
+        &raw_request("GET", "/products?page=0&per_page=500&sort=price", &[], b""),
     )
     .await;
     assert_eq!(res.status, 422, "{}", res.text());
@@ -109,7 +109,7 @@ async fn the_listing_query_is_checked_and_the_listing_compressed() {
 
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "GET",
             "/products?page=2&per_page=100",
             &[("accept-encoding", b"gzip, zstd")],
@@ -138,7 +138,7 @@ async fn the_deployed_service_is_versioned_probed_and_measured() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "POST",
             "/v1/orders",
             &[("content-type", b"application/json")],
@@ -151,24 +151,24 @@ async fn the_deployed_service_is_versioned_probed_and_measured() {
     assert!(res.header("traceparent").is_some());
     // The default version answers without a prefix; an unknown one is a 400.
     assert_eq!(
-        exchange(addr, &request("GET", "/products?page=0", &[], b""))
+        exchange(addr, &raw_request("GET", "/products?page=0", &[], b""))
             .await
             .status,
         422
     );
     assert_eq!(
-        exchange(addr, &request("GET", "/v9/products", &[], b""))
+        exchange(addr, &raw_request("GET", "/v9/products", &[], b""))
             .await
             .status,
         400
     );
     // Probes are version-neutral.
-    let ready = exchange(addr, &request("GET", "/readyz", &[], b"")).await;
+    let ready = exchange(addr, &raw_request("GET", "/readyz", &[], b"")).await;
     assert_eq!(
         (ready.status.as_u16(), ready.header("content-type")),
         (200, Some("application/health+json"))
     );
-    let metrics = exchange(addr, &request("GET", "/metrics", &[], b"")).await;
+    let metrics = exchange(addr, &raw_request("GET", "/metrics", &[], b"")).await;
     let text = metrics.text();
     assert!(text.contains("ee_http_requests_total{"), "{text}");
     assert!(text.contains(r#"service="orders""#));

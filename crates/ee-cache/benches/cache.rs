@@ -23,8 +23,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ee_cache::http::{ResponseCacheLayer, Variants};
-use ee_cache::{Cache, MemoryStore, RedisStore, TieredStore};
+use ee_cache::{Cache, MemoryStore, RedisStore, ResponseCacheLayer, TieredStore, Variants};
 use ee_core::{RedisConfig, RedisConn};
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -95,7 +94,7 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    ee_testing::bench::spread(rt, 50, iters, move |n| op(n % KEYS))
+    ee_testing::spread_over_tasks(rt, 50, iters, move |n| op(n % KEYS))
 }
 
 fn l2_hit(c: &mut Criterion) {
@@ -103,7 +102,7 @@ fn l2_hit(c: &mut Criterion) {
     let server = ee_testing::RedisServer::start();
     let url = server.url();
     let (cache, raw) = rt.block_on(async {
-        let (conn, mut raw) = ee_testing::bench::redis_pair(&url).await;
+        let ee_testing::RedisPair { conn, mut raw } = ee_testing::redis_pair(&url).await;
         let cache: Cache<u64, Product, RedisStore> = Cache::builder("products")
             .build(RedisStore::new(conn))
             .unwrap();
@@ -429,7 +428,7 @@ enum Ask {
 }
 
 fn rt() -> &'static tokio::runtime::Runtime {
-    ee_testing::bench::runtime()
+    ee_testing::bench_runtime()
 }
 
 criterion_group!(benches, l1_hit, l2_hit, tiered_zipf, http);

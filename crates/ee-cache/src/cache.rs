@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ee_core::{KeySpace, LogThrottle};
+use ee_core::{KeySpace, LogThrottle, unix_ms};
 use tokio::sync::watch;
 
 use crate::config::CacheConfig;
-use crate::entry::{Entry, Freshness, now_ms};
+use crate::entry::{Entry, Freshness};
 use crate::error::CacheError;
 use crate::key::{CacheKey, KeyWriter, push_escaped};
 use crate::memory::MemoryStore;
@@ -128,10 +128,24 @@ impl Cache<(), ()> {
 }
 
 impl CacheBuilder {
-    /// All options at once.
-    pub fn config(mut self, config: CacheConfig) -> Self {
-        self.config = config;
-        self
+    /// All options at once, from configuration (checked first).
+    ///
+    /// ```
+    /// use ee_cache::{Cache, CacheConfig, MemoryStore};
+    /// let config: CacheConfig = serde_json::from_str(r#"{ "ttl_ms": 60000 }"#).unwrap();
+    /// let cache: Cache<u64, String> = Cache::builder("products")
+    ///     .config(&config)?
+    ///     .build(MemoryStore::new())?;
+    /// # Ok::<(), ee_cache::CacheError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CacheError::Config`] when a value is out of range (see
+    /// [`CacheConfig::validate`]).
+    pub fn config(mut self, config: &CacheConfig) -> Result<Self, CacheError> {
+        config.validate()?;
+        self.config = config.clone();
+        Ok(self)
     }
 
     /// How long entries are fresh.
@@ -165,12 +179,13 @@ impl CacheBuilder {
         V: Clone + Send + Sync + 'static,
         S: CacheStore<V>,
     {
-        self.config.validate().map_err(CacheError::Config)?;
+        self.config.validate()?;
         if self.name.is_empty() {
             return Err(CacheError::Config("the cache name is empty".into()));
         }
         // Calibrate the clock every lookup reads now, not in the first request.
-        now_ms();
+        unix_ms();
+        crate::metrics::describe();
         let keys = KeySpace::new("cache");
         let shared = Arc::new(Shared {
             metrics: CacheMetrics::new(&self.name),
@@ -341,7 +356,7 @@ where
     /// window. `None` on a miss, a remembered absence, or a failing store.
     pub async fn get(&self, key: &K) -> Option<V> {
         // An in-process store answers here, without a nested future.
-        let now = now_ms();
+        let now = unix_ms();
         match self.in_place(key, now) {
             InPlace::Answered(lookup) => lookup.value(),
             InPlace::Ask(full) => self.fetch(&full, now).await.ok().and_then(Lookup::value),
@@ -366,7 +381,7 @@ where
                 return vec![None; keys.len()];
             }
         };
-        let now = now_ms();
+        let now = unix_ms();
         found
             .into_iter()
             .map(|f| self.classify(f, now).value())
@@ -398,7 +413,7 @@ where
     }
 
     async fn lookup_full(&self, full: &str) -> Result<Lookup<V>, CacheError> {
-        let now = now_ms();
+        let now = unix_ms();
         match self.shared.store.get_now(full, now) {
             Some(found) => Ok(self.classify(found, now)),
             None => self.fetch(full, now).await,
@@ -458,7 +473,7 @@ where
     /// An entry for `value`, fresh for the TTL less a random jitter.
     fn entry(&self, value: Option<V>) -> Entry<V> {
         let config = &self.shared.config;
-        let now = now_ms();
+        let now = unix_ms();
         let ttl = match value {
             Some(_) => {
                 let cut = (config.ttl_ms as f64 * config.jitter * rand::random::<f64>()) as u64;
@@ -507,7 +522,7 @@ where
         let full = self.full_key(key)?;
         self.supersede(&full);
         let tags = self.full_tags(tags);
-        let now = now_ms();
+        let now = unix_ms();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let fresh_until = now.saturating_add(ms(ttl));
         let entry = Entry {

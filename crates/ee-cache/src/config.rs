@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::CacheError;
+
 /// How a [`Cache`](crate::Cache) stores and serves entries.
 ///
 /// ```
@@ -55,15 +57,19 @@ impl CacheConfig {
     }
 
     /// Checks the values (TTL > 0, jitter within 0..=1, a key limit > 0).
-    pub fn validate(&self) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// [`CacheError::Config`] naming the first value out of range.
+    pub fn validate(&self) -> Result<(), CacheError> {
+        let bad = |why: String| Err(CacheError::Config(why));
         if self.ttl_ms == 0 {
-            return Err("ttl_ms must be greater than 0".into());
+            return bad("ttl_ms must be greater than 0".into());
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(format!("jitter must be within 0..=1, not {}", self.jitter));
+            return bad(format!("jitter must be within 0..=1, not {}", self.jitter));
         }
         if self.max_key_bytes == 0 {
-            return Err("max_key_bytes must be greater than 0".into());
+            return bad("max_key_bytes must be greater than 0".into());
         }
         Ok(())
     }

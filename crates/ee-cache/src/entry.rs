@@ -3,9 +3,6 @@
 // The byte encoding is used by the Redis store only.
 #![cfg_attr(not(feature = "redis"), allow(dead_code))]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use ee_serialize::ZstdCodec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,107 +52,6 @@ impl<V> Entry<V> {
     pub fn remaining_ms(&self, now_ms: u64) -> u64 {
         self.stale_until.saturating_sub(now_ms)
     }
-}
-
-/// Unix time in milliseconds, as every entry's freshness is judged.
-///
-/// Read on every lookup, so read cheaply: quanta's clock (the CPU's
-/// time-stamp counter where it is invariant, else the monotonic clock) plus
-/// an offset to the system clock, which is read again every
-/// [`SYNC_MS`]: a step of the system clock (NTP, an operator) is followed
-/// within that, and between two reads the error is the counter's drift
-/// against the system clock (parts per million, well under a millisecond).
-#[inline]
-pub fn now_ms() -> u64 {
-    UNIX_CLOCK.get_or_init(UnixClock::new).now_ms()
-}
-
-/// How often [`now_ms`] reads the system clock, in milliseconds.
-pub const SYNC_MS: u64 = 1000;
-
-static UNIX_CLOCK: std::sync::OnceLock<UnixClock> = std::sync::OnceLock::new();
-
-struct UnixClock {
-    counter: quanta::Clock,
-    start: u64,
-    /// Unix milliseconds minus the counter's at the last system-clock read
-    /// (wrapping).
-    offset: AtomicU64,
-    /// The counter's millisecond at which to read the system clock again.
-    next_sync: AtomicU64,
-}
-
-impl UnixClock {
-    /// Calibrates the counter (quanta: tens of milliseconds, once per
-    /// process) and reads the system clock once, so the first reader already
-    /// has a valid offset (published by the `OnceLock`).
-    fn new() -> Self {
-        let counter = quanta::Clock::new();
-        let start = counter.raw();
-        let clock = Self {
-            counter,
-            start,
-            offset: AtomicU64::new(0),
-            next_sync: AtomicU64::new(0),
-        };
-        let counter_ms = clock.counter_ms();
-        clock
-            .offset
-            .store(system_ms().wrapping_sub(counter_ms), Ordering::Relaxed);
-        clock
-            .next_sync
-            .store(counter_ms + SYNC_MS, Ordering::Relaxed);
-        clock
-    }
-
-    #[inline]
-    fn counter_ms(&self) -> u64 {
-        self.counter.delta_as_nanos(self.start, self.counter.raw()) / 1_000_000
-    }
-
-    #[inline]
-    fn now_ms(&self) -> u64 {
-        let counter_ms = self.counter_ms();
-        let next = self.next_sync.load(Ordering::Relaxed);
-        // Due, or the counter went back before the last sync (a suspended
-        // machine, a migrated VM): read the system clock.
-        if counter_ms >= next || counter_ms + SYNC_MS < next {
-            return self.sync(next);
-        }
-        counter_ms.wrapping_add(self.offset.load(Ordering::Relaxed))
-    }
-
-    /// Reads the system clock; the one thread that moves `next_sync` on
-    /// from `seen` stores the new offset, taken against the counter read
-    /// right after the system clock (so a thread paused before it cannot
-    /// store a late one).
-    #[cold]
-    #[inline(never)]
-    fn sync(&self, seen: u64) -> u64 {
-        let unix_ms = system_ms();
-        let counter_ms = self.counter_ms();
-        if self
-            .next_sync
-            .compare_exchange(
-                seen,
-                counter_ms + SYNC_MS,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
-            self.offset
-                .store(unix_ms.wrapping_sub(counter_ms), Ordering::Relaxed);
-        }
-        unix_ms
-    }
-}
-
-/// The system clock's Unix time in milliseconds.
-fn system_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()))
 }
 
 const FORMAT: u8 = 1;
@@ -280,24 +176,6 @@ pub(crate) fn decode<V: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The counter-based Unix clock agrees with the system clock, across
-    /// re-reads of the system clock too (the sleeps span several).
-    #[test]
-    fn now_ms_follows_the_system_clock() {
-        for _ in 0..4 {
-            let before = system_ms();
-            let ours = now_ms();
-            let after = system_ms();
-            // Between two system-clock reads, within the millisecond
-            // truncation and the counter's drift.
-            assert!(
-                ours + 2 >= before && ours <= after + 2,
-                "{before} <= {ours} <= {after}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(SYNC_MS / 2 + 10));
-        }
-    }
 
     #[test]
     fn entries_round_trip_plain_compressed_and_negative() {

@@ -1,28 +1,41 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// House rule: modules are private and every public item is re-exported here,
+// once, so each has one path (`ee_cache::Cache`, `ee_cache::ResponseCacheLayer`).
 mod cache;
-pub mod config;
-pub mod entry;
-pub mod error;
+mod config;
+mod entry;
+mod error;
 #[cfg(feature = "http")]
-pub mod http;
-pub mod key;
-pub mod memory;
-pub mod metrics;
+mod http;
+mod key;
+mod memory;
+mod metrics;
 #[cfg(feature = "redis")]
-pub mod redis;
-pub mod store;
+mod redis;
+mod store;
 #[cfg(feature = "redis")]
-pub mod tiered;
+mod tiered;
 
 pub use cache::{Cache, CacheBuilder};
 pub use config::CacheConfig;
 pub use entry::{Entry, Freshness};
 pub use error::CacheError;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use http::{
+    CACHE_TAG, CacheControl, CacheTags, ResponseCache, ResponseCacheLayer, SURROGATE_KEY, Storable,
+    StoredResponse, Variants, VaryField, X_CACHE, immutable, request_accepts, request_bypasses,
+    status_is_cacheable, storable, upstream_age,
+};
 pub use key::{CacheKey, KeyWriter, Shown};
-pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use memory::{DEFAULT_MEMORY_MAX_TTL, MemoryStore, MemoryStoreBuilder};
+pub use metrics::{DROPPED_WRITES, EVICTIONS, LOAD_DURATION, LOADS, REQUESTS, describe};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 pub use store::{CacheStore, Found, Level};
 #[cfg(feature = "redis")]
-pub use tiered::TieredStore;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use tiered::{INVALIDATION_CHANNEL, TieredStore};

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ee_core::unix_ms;
 use moka::notification::RemovalCause;
 
-use crate::entry::{Entry, now_ms};
+use crate::entry::Entry;
 use crate::error::CacheError;
 use crate::store::{CacheStore, Found, Level};
 
@@ -58,7 +59,7 @@ pub struct MemoryStore<V> {
 }
 
 /// How long a memory store keeps an entry at most, by default.
-pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_MEMORY_MAX_TTL: Duration = Duration::from_secs(3600);
 
 impl<V> Clone for MemoryStore<V> {
     fn clone(&self) -> Self {
@@ -111,7 +112,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
             max_entries: 10_000,
             weigher: None,
             time_to_idle: None,
-            max_ttl: DEFAULT_MAX_TTL,
+            max_ttl: DEFAULT_MEMORY_MAX_TTL,
             on_evict: None,
         }
     }
@@ -150,7 +151,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// Stores an entry (capped to the store's longest TTL, if it has one).
     pub fn insert(&self, key: &str, mut entry: Entry<V>, tags: &[String]) {
         let cap =
-            now_ms().saturating_add(u64::try_from(self.max_ttl.as_millis()).unwrap_or(u64::MAX));
+            unix_ms().saturating_add(u64::try_from(self.max_ttl.as_millis()).unwrap_or(u64::MAX));
         entry.fresh_until = entry.fresh_until.min(cap);
         entry.stale_until = entry.stale_until.min(cap);
         if tags.is_empty() {
@@ -200,7 +201,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
     /// The entry under `key`, if it has not expired (an expired one is
     /// dropped).
     pub fn lookup(&self, key: &str) -> Option<Entry<V>> {
-        self.lookup_at(key, now_ms())
+        self.lookup_at(key, unix_ms())
     }
 
     /// [`MemoryStore::lookup`] at `now` (Unix ms).
@@ -254,6 +255,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
 
     /// Counts evictions in `ee_cache_evictions_total{cache=name,cause}`.
     pub fn name(self, name: &str) -> Self {
+        crate::metrics::describe();
         self.on_evict(crate::metrics::eviction_counter(name))
     }
 
@@ -322,11 +324,11 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
 
 impl<V: Clone + Send + Sync + 'static> CacheStore<V> for MemoryStore<V> {
     async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
-        Ok(self.get_now(key, now_ms()).flatten())
+        Ok(self.get_now(key, unix_ms()).flatten())
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
-        let now = now_ms();
+        let now = unix_ms();
         Ok(keys
             .iter()
             .map(|k| self.get_now(k, now).flatten())

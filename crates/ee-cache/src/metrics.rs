@@ -1,19 +1,60 @@
-//! Metric handles, registered once per cache (no label allocation per request).
-//!
-//! - `ee_cache_requests_total{cache,level,result}`: lookups; `level` is `l1`
-//!   or `l2` (where the entry was found, or the deepest level asked on a miss),
-//!   `result` is `hit`, `stale`, `miss` or `error`.
-//! - `ee_cache_loads_total{cache,result}` (`value`, `none`, `error`) and
-//!   `ee_cache_load_duration_seconds{cache}`: loader calls.
-//! - `ee_cache_dropped_writes_total{cache}`: writes lost to a failing store.
-//! - `ee_cache_evictions_total{cache,cause}` (`size`, `expired`): from a
-//!   [`MemoryStore`](crate::MemoryStore) built with a name.
+//! The cache's metrics: names, descriptions, and the handles a cache
+//! registers once when it is built (no label allocation per request).
 
 use std::time::Duration;
 
-use metrics::{Counter, Histogram, counter, histogram};
+use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
 
 use crate::store::Level;
+
+/// `ee_cache_requests_total{cache,level,result}`: lookups; `level` is `l1`
+/// or `l2` (where the entry was found, or the deepest level asked on a
+/// miss), `result` is `hit`, `stale`, `miss` or `error`.
+pub const REQUESTS: &str = "ee_cache_requests_total";
+/// `ee_cache_loads_total{cache,result}`: loader calls, by outcome (`value`,
+/// `none`, `error`).
+pub const LOADS: &str = "ee_cache_loads_total";
+/// `ee_cache_load_duration_seconds{cache}`: how long loader calls took.
+pub const LOAD_DURATION: &str = "ee_cache_load_duration_seconds";
+/// `ee_cache_dropped_writes_total{cache}`: writes, deletes and tag
+/// invalidations lost to a failing store.
+pub const DROPPED_WRITES: &str = "ee_cache_dropped_writes_total";
+/// `ee_cache_evictions_total{cache,cause}` (`size`, `expired`): entries a
+/// [`MemoryStore`](crate::MemoryStore) built with a
+/// [`name`](crate::MemoryStoreBuilder::name) evicted.
+pub const EVICTIONS: &str = "ee_cache_evictions_total";
+
+/// Describes the cache's metrics to the installed recorder (help text and
+/// unit in `/metrics`). [`CacheBuilder::build`](crate::CacheBuilder::build)
+/// and [`MemoryStoreBuilder::name`](crate::MemoryStoreBuilder::name) call it;
+/// calling it again is harmless.
+pub fn describe() {
+    describe_counter!(
+        REQUESTS,
+        Unit::Count,
+        "Cache lookups, by cache, level that answered (or the deepest asked on a miss) and result (hit, stale, miss, error)"
+    );
+    describe_counter!(
+        LOADS,
+        Unit::Count,
+        "Loader calls on a cache miss, by cache and result (value, none, error)"
+    );
+    describe_histogram!(
+        LOAD_DURATION,
+        Unit::Seconds,
+        "Time the loader took on a cache miss, by cache"
+    );
+    describe_counter!(
+        DROPPED_WRITES,
+        Unit::Count,
+        "Cache writes, deletes and tag invalidations lost to a failing store, by cache"
+    );
+    describe_counter!(
+        EVICTIONS,
+        Unit::Count,
+        "Entries evicted from a named in-memory cache store, by cache and cause (size, expired)"
+    );
+}
 
 pub(crate) struct CacheMetrics {
     hit: [Counter; 2],
@@ -38,14 +79,15 @@ impl CacheMetrics {
     pub(crate) fn new(cache: &str) -> Self {
         let requests = |level: &'static str, result: &'static str| {
             counter!(
-                "ee_cache_requests_total",
+                REQUESTS,
                 "cache" => cache.to_owned(),
                 "level" => level,
                 "result" => result
             )
         };
         let both = |result: &'static str| [requests("l1", result), requests("l2", result)];
-        let load = |result: &'static str| counter!("ee_cache_loads_total", "cache" => cache.to_owned(), "result" => result);
+        let load =
+            |result: &'static str| counter!(LOADS, "cache" => cache.to_owned(), "result" => result);
         Self {
             hit: both("hit"),
             stale: both("stale"),
@@ -54,8 +96,8 @@ impl CacheMetrics {
             load_value: load("value"),
             load_none: load("none"),
             load_error: load("error"),
-            load_duration: histogram!("ee_cache_load_duration_seconds", "cache" => cache.to_owned()),
-            dropped_writes: counter!("ee_cache_dropped_writes_total", "cache" => cache.to_owned()),
+            load_duration: histogram!(LOAD_DURATION, "cache" => cache.to_owned()),
+            dropped_writes: counter!(DROPPED_WRITES, "cache" => cache.to_owned()),
         }
     }
 
@@ -94,9 +136,8 @@ impl CacheMetrics {
 pub(crate) fn eviction_counter(
     cache: &str,
 ) -> impl Fn(moka::notification::RemovalCause) + Send + Sync + 'static {
-    let size = counter!("ee_cache_evictions_total", "cache" => cache.to_owned(), "cause" => "size");
-    let expired =
-        counter!("ee_cache_evictions_total", "cache" => cache.to_owned(), "cause" => "expired");
+    let size = counter!(EVICTIONS, "cache" => cache.to_owned(), "cause" => "size");
+    let expired = counter!(EVICTIONS, "cache" => cache.to_owned(), "cause" => "expired");
     move |cause| match cause {
         moka::notification::RemovalCause::Size => size.increment(1),
         moka::notification::RemovalCause::Expired => expired.increment(1),

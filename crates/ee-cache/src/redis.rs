@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use ee_core::LogThrottle;
-use ee_core::{RedisConn, RedisError, Script};
+use ee_core::{LogThrottle, RedisConn, RedisError, Script, unix_ms};
 use ee_serialize::ZstdCodec;
 use futures_util::future::join_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::entry::{Entry, decode, encode, now_ms};
+use crate::entry::{Entry, decode, encode};
 use crate::error::CacheError;
 use crate::store::{CacheStore, Found, Level};
 
@@ -231,7 +230,7 @@ where
     }
 
     async fn set(&self, key: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
-        let ttl = entry.remaining_ms(now_ms());
+        let ttl = entry.remaining_ms(unix_ms());
         if ttl == 0 {
             return Ok(());
         }

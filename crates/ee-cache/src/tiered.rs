@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ee_core::RedisConfig;
+use ee_core::{RedisConfig, unix_ms};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::entry::{Entry, Freshness, now_ms};
+use crate::entry::{Entry, Freshness};
 use crate::error::CacheError;
 use crate::memory::MemoryStore;
 use crate::redis::RedisStore;
@@ -267,14 +267,14 @@ where
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
-        if let Some(found) = self.l1_found(key, now_ms()) {
+        if let Some(found) = self.l1_found(key, unix_ms()) {
             return Ok(Some(found));
         }
         let generation = self.inner.state.generation(key);
         let Some((entry, tags)) = self.inner.l2.fetch::<V>(key).await? else {
             return Ok(None);
         };
-        if entry.freshness(now_ms()) != Freshness::Expired {
+        if entry.freshness(unix_ms()) != Freshness::Expired {
             self.fill(key, &entry, &tags, generation);
         }
         Ok(Some(Found {
@@ -284,7 +284,7 @@ where
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
-        let now = now_ms();
+        let now = unix_ms();
         let mut out: Vec<Option<Found<V>>> = keys.iter().map(|k| self.l1_found(k, now)).collect();
         let missing: Vec<String> = keys
             .iter()
@@ -305,7 +305,7 @@ where
             let Some(((key, generation), Some((entry, tags)))) = fetched.next() else {
                 continue;
             };
-            if entry.freshness(now_ms()) != Freshness::Expired {
+            if entry.freshness(unix_ms()) != Freshness::Expired {
                 self.fill(key, &entry, &tags, generation);
             }
             *slot = Some(Found {

@@ -13,8 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use ee_cache::http::{CacheTags, ResponseCacheLayer, Variants};
-use ee_cache::{Cache, MemoryStore, RedisStore};
+use ee_cache::{Cache, CacheTags, MemoryStore, RedisStore, ResponseCacheLayer, Variants};
 use ee_core::{RedisConfig, RedisConn};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -429,10 +428,7 @@ async fn tags_reach_cdns_and_purge_by_tag() {
     let after = send(&app, "GET", "/tagged", &[]).await;
     assert_eq!(after.x_cache(), "MISS");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        ee_cache::http::immutable(),
-        "public, max-age=31536000, immutable"
-    );
+    assert_eq!(ee_cache::immutable(), "public, max-age=31536000, immutable");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ee_cache::{Cache, CacheError, MemoryStore};
+use ee_cache::{Cache, CacheConfig, CacheError, MemoryStore};
 
 fn cache(name: &str) -> Cache<str, String> {
     Cache::builder(name).build(MemoryStore::new()).unwrap()
@@ -153,10 +153,7 @@ async fn the_jitter_spreads_the_expiry_of_entries_written_together() {
         .ttl(ttl)
         .build(MemoryStore::new())
         .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = ee_core::unix_ms();
     for i in 0..50 {
         cache.set(&i, "v".into()).await.unwrap();
     }
@@ -495,4 +492,70 @@ async fn tags_still_reach_an_entry_written_again_after_it_expired_or_was_cleared
     store.len();
     cache.invalidate_tag("t").await;
     assert_eq!(cache.get("k").await, None, "listed again after a clear");
+}
+
+#[tokio::test]
+async fn building_a_cache_describes_every_metric_with_help_text_and_a_unit() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let cache: Cache<u32, String> = metrics::with_local_recorder(&recorder, || {
+        let store = MemoryStore::builder().name("described").build();
+        Cache::builder("described").build(store).unwrap()
+    });
+    cache
+        .get_or_load(&1, || async {
+            Ok::<_, std::io::Error>(Some("v".to_owned()))
+        })
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (key, unit, help, _) in snapshotter.snapshot().into_vec() {
+        let name = key.key().name().to_owned();
+        assert!(unit.is_some(), "{name} has no unit");
+        assert!(
+            help.is_some_and(|h| !h.is_empty()),
+            "{name} has no help text"
+        );
+        seen.insert(name);
+    }
+    let all = [
+        ee_cache::REQUESTS,
+        ee_cache::LOADS,
+        ee_cache::LOAD_DURATION,
+        ee_cache::DROPPED_WRITES,
+        ee_cache::EVICTIONS,
+    ];
+    assert_eq!(seen, all.iter().map(|n| (*n).to_owned()).collect());
+}
+
+#[test]
+fn a_config_is_checked_when_it_is_applied() {
+    let zero_ttl = CacheConfig {
+        ttl_ms: 0,
+        ..CacheConfig::default()
+    };
+    let err = Cache::builder("c").config(&zero_ttl).unwrap_err();
+    assert!(
+        matches!(&err, CacheError::Config(why) if why.contains("ttl_ms")),
+        "{err}"
+    );
+    let jitter = CacheConfig {
+        jitter: 2.0,
+        ..CacheConfig::default()
+    };
+    assert!(matches!(
+        Cache::builder("c").config(&jitter),
+        Err(CacheError::Config(_))
+    ));
+    let fine = CacheConfig {
+        ttl_ms: 1000,
+        version: 7,
+        ..CacheConfig::default()
+    };
+    let cache: Cache<u32, String> = Cache::builder("c")
+        .config(&fine)
+        .unwrap()
+        .build(MemoryStore::new())
+        .unwrap();
+    assert!(cache.full_key(&1).unwrap().contains(":v7:"));
 }

@@ -212,9 +212,9 @@ async fn corrupt_bytes_read_as_a_miss_and_are_deleted() {
     conn.query::<()>(redis::cmd("SET").arg(&key).arg("not an entry"))
         .await
         .unwrap();
-    let (logs, guard) = ee_testing::logs::capture();
+    let capture = ee_testing::capture_logs();
     assert_eq!(cache.get("k").await, None);
-    drop(guard);
+    let logs = capture.stop();
     assert!(
         logs.contains("WARN") && logs.contains(&key),
         "a warning naming the key: {}",

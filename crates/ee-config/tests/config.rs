@@ -400,7 +400,7 @@ async fn reload_publishes_good_files_and_keeps_the_old_one_on_a_bad_file() {
         .env(Vec::<(String, String)>::new());
     // The watcher is a task on this (current-thread) runtime: its logs are
     // this thread's.
-    let (logs, _guard) = ee_testing::logs::capture();
+    let logs = ee_testing::capture_logs();
     let mut rx = ee_config::watch(loader, Duration::from_millis(20)).unwrap();
     assert_eq!(rx.borrow().port, 9000);
     // A bad file: nothing is published, the old value stays, and the log

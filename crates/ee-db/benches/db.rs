@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ee_db::{Database, DbConfig, params};
-use ee_testing::bench::spread;
+use ee_testing::spread_over_tasks;
 
 const POOL: u32 = 10;
 
@@ -84,7 +84,7 @@ fn postgres(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("ee_db", tasks), &tasks, |b, &tasks| {
                 b.iter_custom(|iters| {
                     let db = db.clone();
-                    spread(&rt, tasks, iters, move |_| {
+                    spread_over_tasks(&rt, tasks, iters, move |_| {
                         let db = db.clone();
                         async move {
                             if hundred {
@@ -104,7 +104,7 @@ fn postgres(c: &mut Criterion) {
                 |b, &tasks| {
                     b.iter_custom(|iters| {
                         let pool = pool.clone();
-                        spread(&rt, tasks, iters, move |_| {
+                        spread_over_tasks(&rt, tasks, iters, move |_| {
                             let pool = pool.clone();
                             async move {
                                 let conn = pool.get().await.unwrap();
@@ -132,7 +132,7 @@ fn postgres(c: &mut Criterion) {
                 |b, &tasks| {
                     b.iter_custom(|iters| {
                         let pool = pool.clone();
-                        spread(&rt, tasks, iters, move |_| {
+                        spread_over_tasks(&rt, tasks, iters, move |_| {
                             let pool = pool.clone();
                             async move {
                                 let client = pool.get().await.unwrap();
@@ -158,7 +158,7 @@ fn postgres(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("sqlx", tasks), &tasks, |b, &tasks| {
                 b.iter_custom(|iters| {
                     let pool = pool.clone();
-                    spread(&rt, tasks, iters, move |_| {
+                    spread_over_tasks(&rt, tasks, iters, move |_| {
                         let pool = pool.clone();
                         async move {
                             if hundred {

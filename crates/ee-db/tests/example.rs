@@ -5,12 +5,16 @@
 mod bank;
 
 use ee_db::Database;
-use ee_testing::wire::{exchange, request, serve};
+use ee_testing::{exchange, raw_request, serve};
 
 async fn balances(addr: std::net::SocketAddr) -> (i64, i64) {
     let mut out = [0; 2];
     for (i, id) in [1, 2].into_iter().enumerate() {
-        let r = exchange(addr, &request("GET", &format!("/accounts/{id}"), &[], b"")).await;
+        let r = exchange(
+            addr,
+            &raw_request("GET", &format!("/accounts/{id}"), &[], b""),
+        )
+        .await;
         assert_eq!(r.status, 200);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         out[i] = v["balance_minor"].as_i64().unwrap();
@@ -21,7 +25,7 @@ async fn balances(addr: std::net::SocketAddr) -> (i64, i64) {
 async fn transfer(addr: std::net::SocketAddr, body: &str) -> ee_testing::TestResponse {
     exchange(
         addr,
-        &request(
+        &raw_request(
             "POST",
             "/transfers",
             &[("content-type", b"application/json")],
@@ -53,7 +57,7 @@ async fn check(db: Database) {
     assert_eq!(r.status, 404);
     assert_eq!(balances(addr).await, (7_500, 7_500));
     assert_eq!(
-        exchange(addr, &request("GET", "/accounts/42", &[], b""))
+        exchange(addr, &raw_request("GET", "/accounts/42", &[], b""))
             .await
             .status,
         404

@@ -6,8 +6,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ee_db::{Database, DbConfig, DbError, DbLayer, DbTx, params};
-use ee_testing::wire::{exchange, request, serve};
-use ee_testing::{Postgres, TcpProxy};
+use ee_testing::{Postgres, TcpProxy, exchange, raw_request, serve};
 
 async fn place(Path(fail): Path<String>, tx: DbTx) -> Result<StatusCode, DbError> {
     tx.execute(
@@ -61,18 +60,18 @@ async fn commits_on_2xx_and_rolls_back_otherwise() {
         .unwrap();
     let addr = serve(app(db.clone())).await;
 
-    let ok = exchange(addr, &request("POST", "/orders/ok", &[], b"")).await;
+    let ok = exchange(addr, &raw_request("POST", "/orders/ok", &[], b"")).await;
     assert_eq!(ok.status, 201);
     assert_eq!(count(db.clone()).await, (1, 9));
 
-    let failed = exchange(addr, &request("POST", "/orders/fail", &[], b"")).await;
+    let failed = exchange(addr, &raw_request("POST", "/orders/fail", &[], b"")).await;
     assert_eq!(failed.status, 422);
     assert_eq!(count(db.clone()).await, (1, 9), "rolled back");
 
     // A route without the layer gets a problem, not a panic.
     let bare = Router::new().route("/x", post(|_tx: DbTx| async { "never" }));
     let addr2 = serve(bare).await;
-    let r = exchange(addr2, &request("POST", "/x", &[], b"")).await;
+    let r = exchange(addr2, &raw_request("POST", "/x", &[], b"")).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.headers["content-type"], "application/problem+json");
 }
@@ -85,13 +84,13 @@ async fn sqlite_requests_commit_and_roll_back_the_same_way() {
         .unwrap();
     let addr = serve(app(db.clone())).await;
     assert_eq!(
-        exchange(addr, &request("POST", "/orders/ok", &[], b""))
+        exchange(addr, &raw_request("POST", "/orders/ok", &[], b""))
             .await
             .status,
         201
     );
     assert_eq!(
-        exchange(addr, &request("POST", "/orders/fail", &[], b""))
+        exchange(addr, &raw_request("POST", "/orders/fail", &[], b""))
             .await
             .status,
         422
@@ -117,22 +116,22 @@ async fn a_database_outage_mid_request_is_a_503_problem_and_recovers() {
     .await
     .unwrap();
     let addr = serve(app(db)).await;
-    let r = exchange(addr, &request("GET", "/stock", &[], b"")).await;
+    let r = exchange(addr, &raw_request("GET", "/stock", &[], b"")).await;
     assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"10"[..]));
 
     proxy.cut();
     for path in ["/stock", "/stock"] {
-        let r = exchange(addr, &request("GET", path, &[], b"")).await;
+        let r = exchange(addr, &raw_request("GET", path, &[], b"")).await;
         assert_eq!(r.status, 503, "{:?}", r.body);
         assert_eq!(r.headers["content-type"], "application/problem+json");
         assert_eq!(r.headers["retry-after"], "1");
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["type"], "https://ee.rs/problems/db/unavailable");
     }
-    let r = exchange(addr, &request("POST", "/orders/ok", &[], b"")).await;
+    let r = exchange(addr, &raw_request("POST", "/orders/ok", &[], b"")).await;
     assert_eq!(r.status, 503);
 
     proxy.restore();
-    let r = exchange(addr, &request("GET", "/stock", &[], b"")).await;
+    let r = exchange(addr, &raw_request("GET", "/stock", &[], b"")).await;
     assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"10"[..]));
 }

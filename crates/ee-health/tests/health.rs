@@ -10,12 +10,13 @@ use axum::Router;
 use axum::routing::get;
 use ee_core::{RedisConfig, RedisConn};
 use ee_health::{DiskCheck, Health, HttpCheck, MemoryCheck, PostgresCheck, RedisCheck, check_fn};
-use ee_testing::wire::{exchange, request, serve};
-use ee_testing::{Postgres, RedisCluster, RedisServer, TcpProxy, TestResponse};
+use ee_testing::{
+    Postgres, RedisCluster, RedisServer, TcpProxy, TestResponse, exchange, raw_request, serve,
+};
 use serde_json::Value;
 
 async fn probe(addr: SocketAddr, path: &str) -> (u16, Value) {
-    let res: TestResponse = exchange(addr, &request("GET", path, &[], b"")).await;
+    let res: TestResponse = exchange(addr, &raw_request("GET", path, &[], b"")).await;
     assert_eq!(res.header("content-type"), Some("application/health+json"));
     (res.status.as_u16(), res.json())
 }
@@ -305,7 +306,9 @@ async fn shutdown_fails_readiness_at_once_and_drains_every_request() {
     assert_eq!(probe(addr, "/readyz").await.0, 200);
     let in_flight: Vec<_> = (0..10)
         .map(|_| {
-            tokio::spawn(async move { exchange(addr, &request("GET", "/slow", &[], b"")).await })
+            tokio::spawn(
+                async move { exchange(addr, &raw_request("GET", "/slow", &[], b"")).await },
+            )
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -351,7 +354,7 @@ async fn the_drain_deadline_bounds_the_shutdown() {
     );
     let stuck = tokio::spawn(async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut s, &request("GET", "/stuck", &[], b""))
+        tokio::io::AsyncWriteExt::write_all(&mut s, &raw_request("GET", "/stuck", &[], b""))
             .await
             .unwrap();
         let mut buf = Vec::new();
@@ -387,7 +390,7 @@ async fn a_pre_stop_delay_keeps_accepting_with_readiness_failing() {
     // over the wire, so a load balancer stops sending.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(probe(addr, "/readyz").await.0, 503);
-    let work = exchange(addr, &request("GET", "/work", &[], b"")).await;
+    let work = exchange(addr, &raw_request("GET", "/work", &[], b"")).await;
     assert_eq!((work.status.as_u16(), work.text()), (200, "done"));
     // After it: the listener closes and `serve` returns.
     tokio::time::timeout(Duration::from_secs(5), server)

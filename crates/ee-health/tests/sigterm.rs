@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use ee_health::Health;
-use ee_testing::wire::{exchange, request};
+use ee_testing::{exchange, raw_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_serve_returns() {
@@ -25,14 +25,16 @@ async fn sigterm_drains_in_flight_requests_then_serve_returns() {
     let server = tokio::spawn(health.clone().serve(listener, app, Duration::from_secs(10)));
     // The signal handler is installed once `serve` runs: wait for an answer.
     assert_eq!(
-        exchange(addr, &request("GET", "/readyz", &[], b""))
+        exchange(addr, &raw_request("GET", "/readyz", &[], b""))
             .await
             .status,
         200
     );
     let in_flight: Vec<_> = (0..5)
         .map(|_| {
-            tokio::spawn(async move { exchange(addr, &request("GET", "/slow", &[], b"")).await })
+            tokio::spawn(
+                async move { exchange(addr, &raw_request("GET", "/slow", &[], b"")).await },
+            )
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::Extension;
 use axum::routing::get;
 use ee_logging::{LogConfig, LogFormat, PropagateLayer, RequestLogLayer, TraceContext};
-use ee_testing::wire::{exchange, request, serve};
+use ee_testing::{exchange, raw_request, serve};
 use serde_json::Value;
 use tower::{Layer, ServiceExt};
 
@@ -77,7 +77,7 @@ async fn json_lines_carry_the_request_fields_and_never_a_secret() {
     let addr = serve(app).await;
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "GET",
             "/orders/42",
             &[
@@ -126,7 +126,7 @@ async fn a_bad_request_id_is_replaced() {
     let addr = serve(orders().layer(RequestLogLayer::new())).await;
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "GET",
             "/orders/1",
             &[("x-request-id", b"has \"quotes\" and spaces")],
@@ -146,7 +146,7 @@ async fn a_valid_traceparent_is_continued_and_an_invalid_one_replaced() {
     let addr = serve(orders().layer(RequestLogLayer::new())).await;
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "GET",
             "/orders/1",
             &[
@@ -168,7 +168,7 @@ async fn a_valid_traceparent_is_continued_and_an_invalid_one_replaced() {
     let bad = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
     let res = exchange(
         addr,
-        &request("GET", "/orders/1", &[("traceparent", bad.as_bytes())], b""),
+        &raw_request("GET", "/orders/1", &[("traceparent", bad.as_bytes())], b""),
     )
     .await;
     let replaced = TraceContext::parse(res.header("traceparent").unwrap(), None).unwrap();
@@ -216,7 +216,7 @@ async fn two_services_share_one_trace_and_one_request_id() {
     let addr = serve(a).await;
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "GET",
             "/a",
             &[
@@ -259,8 +259,8 @@ async fn filtered_off_nothing_is_written_and_5xx_are_warnings() {
         )
         .layer(RequestLogLayer::new());
     let addr = serve(app).await;
-    exchange(addr, &request("GET", "/ok", &[], b"")).await;
-    exchange(addr, &request("GET", "/boom", &[], b"")).await;
+    exchange(addr, &raw_request("GET", "/ok", &[], b"")).await;
+    exchange(addr, &raw_request("GET", "/boom", &[], b"")).await;
     let finished = logs.finished();
     assert_eq!(finished.len(), 1, "{}", logs.text());
     assert_eq!(finished[0]["level"], "WARN");

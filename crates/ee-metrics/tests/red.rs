@@ -8,7 +8,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ee_metrics::{MetricsLayer, Prometheus};
-use ee_testing::wire::{exchange, request, serve};
+use ee_testing::{exchange, raw_request, serve};
 use tower::ServiceExt;
 
 fn prometheus() -> &'static Prometheus {
@@ -154,12 +154,16 @@ async fn red_numbers_are_exact_after_known_requests() {
         .merge(prometheus.router());
     let addr = serve(app).await;
     for i in 0..7 {
-        let res = exchange(addr, &request("GET", &format!("/red/orders/{i}"), &[], b"")).await;
+        let res = exchange(
+            addr,
+            &raw_request("GET", &format!("/red/orders/{i}"), &[], b""),
+        )
+        .await;
         assert_eq!(res.status, 200);
     }
     for _ in 0..3 {
         assert_eq!(
-            exchange(addr, &request("GET", "/red/fail", &[], b""))
+            exchange(addr, &raw_request("GET", "/red/fail", &[], b""))
                 .await
                 .status,
             500
@@ -167,13 +171,13 @@ async fn red_numbers_are_exact_after_known_requests() {
     }
     for body in [&b"{\"a\":1}"[..], &[b'x'; 3000]] {
         assert_eq!(
-            exchange(addr, &request("POST", "/red/orders", &[], body))
+            exchange(addr, &raw_request("POST", "/red/orders", &[], body))
                 .await
                 .status,
             201
         );
     }
-    let scrape = exchange(addr, &request("GET", "/metrics", &[], b"")).await;
+    let scrape = exchange(addr, &raw_request("GET", "/metrics", &[], b"")).await;
     assert_eq!(scrape.status, 200);
     assert!(
         scrape
@@ -432,7 +436,7 @@ async fn the_standalone_listener_serves_metrics() {
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = admin.local_addr().unwrap();
     tokio::spawn(prometheus.serve(admin));
-    let res = exchange(addr, &request("GET", "/metrics", &[], b"")).await;
+    let res = exchange(addr, &raw_request("GET", "/metrics", &[], b"")).await;
     assert_eq!(res.status, 200);
     assert!(!parse(res.text()).is_empty());
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use ee_core::RedisConfig;
 use ee_queue::{Job, JobOptions, JobState, Queue, Worker, WorkerConfig};
-use ee_testing::wire::{exchange, request, serve};
-use ee_testing::{Browser, RedisServer};
+use ee_testing::{Browser, RedisServer, exchange, raw_request, serve};
 
 /// A queue `mail` with one failed job (its reason "smtp down"), two
 /// completed and one delayed; returns the queue and the ids.
@@ -58,7 +57,7 @@ async fn seeded(server: &RedisServer) -> (Queue, String, String, String) {
 }
 
 async fn call(addr: std::net::SocketAddr, method: &str, path: &str) -> ee_testing::TestResponse {
-    exchange(addr, &request(method, path, &[], b"")).await
+    exchange(addr, &raw_request(method, path, &[], b"")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,7 +131,7 @@ fn redis_50_tasks(c: &mut Criterion) {
     let rt = rt_handle();
     let server = ee_testing::RedisServer::start();
     let url = server.url();
-    let (conn, raw) = rt.block_on(ee_testing::bench::redis_pair(&url));
+    let ee_testing::RedisPair { conn, raw } = rt.block_on(ee_testing::redis_pair(&url));
     let limiter = Arc::new(
         RedisStore::new(conn).limiter("api", &Rule::gcra(BURST, Duration::from_secs(1), BURST)),
     );
@@ -154,7 +154,7 @@ fn redis_50_tasks(c: &mut Criterion) {
         F: Fn(usize) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send,
     {
-        ee_testing::bench::spread(rt, 50, iters, move |n| op(n as usize % KEYS))
+        ee_testing::spread_over_tasks(rt, 50, iters, move |n| op(n as usize % KEYS))
     }
 
     {
@@ -198,7 +198,7 @@ fn redis_50_tasks(c: &mut Criterion) {
 }
 
 fn rt_handle() -> &'static tokio::runtime::Runtime {
-    ee_testing::bench::runtime()
+    ee_testing::bench_runtime()
 }
 
 criterion_group!(benches, layer_memory, decision_memory, redis_50_tasks);

@@ -70,10 +70,10 @@ fn interleaved(rt: &tokio::runtime::Runtime, batch: usize) {
         draft: false,
         legacy: false,
     });
-    let turns = ee_testing::bench::take_turns(
+    let turns = ee_testing::take_turns(
         400,
-        || ee_testing::bench::ns_per_op(batch, || rt.block_on(drive(governor.clone(), batch))),
-        || ee_testing::bench::ns_per_op(batch, || rt.block_on(drive(ours.clone(), batch))),
+        || ee_testing::ns_per_op(batch, || rt.block_on(drive(governor.clone(), batch))),
+        || ee_testing::ns_per_op(batch, || rt.block_on(drive(ours.clone(), batch))),
     );
     turns.print("tower_governor", "ee, no headers", "ns per request");
 }
@@ -89,8 +89,8 @@ fn redis_interleaved(batch: u64) {
     use ee_ratelimit::{Limiter, RateLimitStore, RedisStore};
 
     let server = ee_testing::RedisServer::start();
-    let rt = ee_testing::bench::runtime();
-    let (conn, raw) = rt.block_on(ee_testing::bench::redis_pair(&server.url()));
+    let rt = ee_testing::bench_runtime();
+    let ee_testing::RedisPair { conn, raw } = rt.block_on(ee_testing::redis_pair(&server.url()));
     let limiter = Arc::new(
         RedisStore::new(conn).limiter("api", &Rule::gcra(BURST, Duration::from_secs(1), BURST)),
     );
@@ -107,7 +107,7 @@ fn redis_interleaved(batch: u64) {
     );
     let raw_round = || {
         let (raw, script, args, keys) = (raw.clone(), script.clone(), args.clone(), keys.clone());
-        ee_testing::bench::spread(rt, 50, batch, move |n| {
+        ee_testing::spread_over_tasks(rt, 50, batch, move |n| {
             let (mut raw, script, args, keys) =
                 (raw.clone(), script.clone(), args.clone(), keys.clone());
             async move {
@@ -123,7 +123,7 @@ fn redis_interleaved(batch: u64) {
     };
     let ee_round = || {
         let (limiter, keys) = (limiter.clone(), keys.clone());
-        ee_testing::bench::spread(rt, 50, batch, move |n| {
+        ee_testing::spread_over_tasks(rt, 50, batch, move |n| {
             let (limiter, keys) = (limiter.clone(), keys.clone());
             async move {
                 let key = &keys[n as usize % support::KEYS].0;
@@ -132,7 +132,7 @@ fn redis_interleaved(batch: u64) {
         })
     };
     let per_decision = |d: Duration| d.as_nanos() as f64 / batch as f64;
-    let turns = ee_testing::bench::take_turns(
+    let turns = ee_testing::take_turns(
         60,
         || per_decision(raw_round()),
         || per_decision(ee_round()),

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::routing::{get, post};
 use ee_serialize::{DecompressionLayer, FastJson, compression};
-use ee_testing::TestResponse;
-use ee_testing::wire::{exchange, request};
+use ee_testing::{TestResponse, exchange, raw_request};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -88,7 +87,7 @@ async fn post_json(
 ) -> TestResponse {
     let mut headers: Vec<(&str, &[u8])> = vec![("content-type", b"application/json")];
     headers.extend_from_slice(extra);
-    exchange(addr, &request("POST", path, &headers, body)).await
+    exchange(addr, &raw_request("POST", path, &headers, body)).await
 }
 
 fn assert_problem(res: &TestResponse, status: u16, kind: &str) -> ee_core::Problem {
@@ -121,17 +120,17 @@ async fn wrong_or_missing_content_type_is_415() {
     let body = br#"{"sku":"a"}"#;
     let res = exchange(
         addr,
-        &request("POST", "/strict", &[("content-type", b"text/plain")], body),
+        &raw_request("POST", "/strict", &[("content-type", b"text/plain")], body),
     )
     .await;
     let problem = assert_problem(&res, 415, "unsupported-media-type");
     assert!(problem.detail().unwrap().contains("text/plain"));
-    let res = exchange(addr, &request("POST", "/strict", &[], body)).await;
+    let res = exchange(addr, &raw_request("POST", "/strict", &[], body)).await;
     assert_problem(&res, 415, "unsupported-media-type");
     // `application/*+json` is JSON.
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "POST",
             "/strict",
             &[("content-type", b"application/vnd.ee.v1+json")],
@@ -323,7 +322,7 @@ async fn unsupported_content_encodings_are_415_with_accept_encoding() {
 async fn get_listing(addr: SocketAddr, path: &str, accept: &[u8]) -> TestResponse {
     exchange(
         addr,
-        &request("GET", path, &[("accept-encoding", accept)], b""),
+        &raw_request("GET", path, &[("accept-encoding", accept)], b""),
     )
     .await
 }

@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 /// interest is throughput under concurrency (a multiplexed Redis connection,
 /// a shared limiter). Task `t`'s `j`-th call gets `t * 7919 + j` (spread the
 /// keys with it).
-pub fn spread<F, Fut>(rt: &tokio::runtime::Runtime, tasks: u64, iters: u64, op: F) -> Duration
+pub fn spread_over_tasks<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    tasks: u64,
+    iters: u64,
+    op: F,
+) -> Duration
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
@@ -37,7 +42,7 @@ where
 }
 
 /// One multi-thread runtime for every benchmark of a process, made on first use.
-pub fn runtime() -> &'static tokio::runtime::Runtime {
+pub fn bench_runtime() -> &'static tokio::runtime::Runtime {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -47,9 +52,31 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Two connections to one Redis: what a benchmark runs its layer and its
+/// anchor on.
+#[derive(Clone)]
+pub struct RedisPair {
+    /// ee's connection (the layer under test).
+    pub conn: ee_core::RedisConn,
+    /// A raw redis-rs `ConnectionManager` (the anchor).
+    pub raw: ::redis::aio::ConnectionManager,
+}
+
+impl std::fmt::Debug for RedisPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPair")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An ee connection and a raw redis-rs `ConnectionManager` to the Redis at
-/// `url`: what a benchmark runs its layer and its anchor on.
-pub async fn redis_pair(url: &str) -> (ee_core::RedisConn, ::redis::aio::ConnectionManager) {
+/// `url`.
+///
+/// # Panics
+///
+/// If either cannot connect.
+pub async fn redis_pair(url: &str) -> RedisPair {
     let conn = ee_core::RedisConn::connect(&ee_core::RedisConfig::standalone(url))
         .await
         .expect("connect to Redis");
@@ -57,7 +84,7 @@ pub async fn redis_pair(url: &str) -> (ee_core::RedisConn, ::redis::aio::Connect
         ::redis::aio::ConnectionManager::new(::redis::Client::open(url).expect("a Redis URL"))
             .await
             .expect("connect to Redis");
-    (conn, raw)
+    RedisPair { conn, raw }
 }
 
 /// Wall-clock measurements of an anchor and of our layer taken in turns (see

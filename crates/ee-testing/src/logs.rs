@@ -3,16 +3,18 @@
 //! was written.
 //!
 //! ```
-//! let (logs, _guard) = ee_testing::logs::capture();
+//! let capture = ee_testing::capture_logs();
 //! tracing::warn!(key = "k", "entry dropped");
-//! assert!(logs.contains("entry dropped"));
-//! assert!(logs.contains("WARN"));
+//! assert!(capture.contains("entry dropped"));
+//! let logs = capture.stop(); // later events are not captured
+//! tracing::warn!("not seen");
+//! assert!(logs.contains("WARN") && !logs.contains("not seen"));
 //! ```
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-/// The lines logged since [`capture`] (shared with its subscriber).
+/// The lines logged since [`capture_logs`] (shared with its subscriber).
 #[derive(Debug, Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
@@ -39,10 +41,39 @@ impl Write for Logs {
     }
 }
 
+/// A capture in progress (see [`capture_logs`]): what was logged so far,
+/// readable while it runs; capturing stops when it is dropped or
+/// [`stop`](Self::stop)ped.
+#[must_use = "capturing stops when the capture is dropped"]
+#[derive(Debug)]
+pub struct LogCapture {
+    logs: Logs,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    /// Everything logged so far, as text.
+    pub fn text(&self) -> String {
+        self.logs.text()
+    }
+
+    /// Whether some line logged so far contains `needle`.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.logs.contains(needle)
+    }
+
+    /// Stops capturing (the thread's previous subscriber is back) and
+    /// returns what was logged.
+    pub fn stop(self) -> Logs {
+        self.logs
+    }
+}
+
 /// Captures every event (all levels, no colours) on this thread until the
-/// guard is dropped. On a multi-thread runtime, events from other worker
-/// threads are not seen: use a current-thread runtime (`#[tokio::test]`).
-pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+/// capture is dropped or stopped. On a multi-thread runtime, events from
+/// other worker threads are not seen: use a current-thread runtime
+/// (`#[tokio::test]`).
+pub fn capture_logs() -> LogCapture {
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -50,5 +81,8 @@ pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
+    LogCapture {
+        logs,
+        _guard: tracing::subscriber::set_default(subscriber),
+    }
 }

@@ -51,12 +51,10 @@ impl Postgres {
         });
 
         static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        // The wall clock tells apart runs that reuse a process id.
+        let unix_ms = ee_core::unix_ms();
         let schema = format!(
-            "ee_test_{}_{}_{nanos}",
+            "ee_test_{}_{}_{unix_ms}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );

@@ -25,7 +25,7 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
 /// A request as raw bytes: `method path HTTP/1.1`, `host` and
 /// `connection: close`, the given headers, `content-length` when there is a
 /// body, then the body.
-pub fn request(method: &str, path: &str, headers: &[(&str, &[u8])], body: &[u8]) -> Vec<u8> {
+pub fn raw_request(method: &str, path: &str, headers: &[(&str, &[u8])], body: &[u8]) -> Vec<u8> {
     let mut raw =
         format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n").into_bytes();
     for (name, value) in headers {
@@ -43,7 +43,7 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &[u8])], body: &[u8])
 }
 
 /// Sends `raw` on a new connection to `addr` and reads the whole response
-/// (the request should say `connection: close`, as [`request`] does); a
+/// (the request should say `connection: close`, as [`raw_request`] does); a
 /// chunked body is de-chunked.
 pub async fn exchange(addr: SocketAddr, raw: &[u8]) -> TestResponse {
     let mut stream = TcpStream::connect(addr)
@@ -55,11 +55,11 @@ pub async fn exchange(addr: SocketAddr, raw: &[u8]) -> TestResponse {
         .read_to_end(&mut bytes)
         .await
         .expect("read the response");
-    parse(&bytes)
+    parse_response(&bytes)
 }
 
 /// Parses one HTTP/1.1 response; panics on anything else.
-pub fn parse(bytes: &[u8]) -> TestResponse {
+pub fn parse_response(bytes: &[u8]) -> TestResponse {
     let split = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

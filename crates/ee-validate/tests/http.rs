@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use ee_testing::TestResponse;
-use ee_testing::wire::{exchange, request, serve};
+use ee_testing::{TestResponse, exchange, raw_request, serve};
 use ee_validate::{HasSchema, SchemaRegistry, Valid, ValidateLayer};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -128,7 +127,7 @@ fn app(registry: SchemaRegistry) -> Router {
 async fn post_json(addr: SocketAddr, path: &str, body: &[u8]) -> TestResponse {
     exchange(
         addr,
-        &request(
+        &raw_request(
             "POST",
             path,
             &[("content-type", b"application/json"), ("x-tenant", b"acme")],
@@ -284,7 +283,7 @@ async fn bodies_that_are_not_json_of_an_allowed_size_and_depth() {
     // Wrong content type.
     let res = exchange(
         addr,
-        &request("POST", "/orders", &[("content-type", b"text/plain")], b"{}"),
+        &raw_request("POST", "/orders", &[("content-type", b"text/plain")], b"{}"),
     )
     .await;
     assert_eq!(res.status, 415);
@@ -334,7 +333,7 @@ async fn bodies_that_are_not_json_of_an_allowed_size_and_depth() {
 #[tokio::test]
 async fn the_layer_checks_body_query_and_headers_in_one_response() {
     let addr = serve(app(registry(128, false))).await;
-    let raw = request(
+    let raw = raw_request(
         "POST",
         "/raw/products?page=0&tag=toolongtag&extra=1",
         &[("content-type", b"application/json"), ("x-tenant", b"ACME")],
@@ -352,7 +351,7 @@ async fn the_layer_checks_body_query_and_headers_in_one_response() {
         ]
     );
     // A missing header is a `required` violation of the headers object.
-    let raw = request(
+    let raw = raw_request(
         "POST",
         "/raw/products",
         &[("content-type", b"application/json")],
@@ -364,7 +363,7 @@ async fn the_layer_checks_body_query_and_headers_in_one_response() {
     );
     // All good: the handler gets the very bytes that were checked.
     let body = br#"{"name": "Bottle", "price": {"amount_cents": 5, "currency": "EUR"}}"#;
-    let raw = request(
+    let raw = raw_request(
         "POST",
         "/raw/products?page=2&tag=a&tag=b",
         &[("content-type", b"application/json"), ("x-tenant", b"acme")],
@@ -374,7 +373,7 @@ async fn the_layer_checks_body_query_and_headers_in_one_response() {
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.body.as_ref(), body);
     // Malformed percent-encoding in the query.
-    let raw = request(
+    let raw = raw_request(
         "POST",
         "/raw/products?page=%ZZ",
         &[("content-type", b"application/json"), ("x-tenant", b"acme")],
@@ -435,7 +434,7 @@ async fn json_content_type_variants_are_accepted() {
     let addr = serve(app(registry(128, false))).await;
     let res = exchange(
         addr,
-        &request(
+        &raw_request(
             "POST",
             "/orders",
             &[("content-type", b"application/json; charset=utf-8")],

@@ -45,7 +45,7 @@ fn main() {
         .build()
         .unwrap();
     if let Some(build) = variant.strip_prefix("interleaved") {
-        use ee_testing::bench::{ns_per_op, take_turns};
+        use ee_testing::{ns_per_op, take_turns};
         for (path, header, what) in [
             ("/orders/42", false, "/orders/42, default version"),
             ("/orders/42", true, "Api-Version: 1"),

@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::routing::get;
 use ee_core::HeaderKey;
-use ee_testing::TestResponse;
-use ee_testing::wire::{exchange, request, serve};
+use ee_testing::{TestResponse, exchange, raw_request, serve};
 use ee_versioning::{Lifecycle, Source, VersionRoutes, VersionedRouter, VersioningConfig};
 
 /// 2026-06-01T00:00:00Z: v1 deprecated; its sunset is 2027-01-01.
@@ -64,7 +63,7 @@ fn versions(now: u64) -> VersionedRouter {
 }
 
 async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> TestResponse {
-    exchange(addr, &request("GET", path, headers, b"")).await
+    exchange(addr, &raw_request("GET", path, headers, b"")).await
 }
 
 #[tokio::test]

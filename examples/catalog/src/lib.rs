@@ -24,8 +24,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use ee_cache::http::{CacheTags, ResponseCacheLayer, Variants};
-use ee_cache::{Cache, CacheStore};
+use ee_cache::{Cache, CacheStore, CacheTags, ResponseCacheLayer, Variants};
 use ee_core::Problem;
 use serde::{Deserialize, Serialize};
 

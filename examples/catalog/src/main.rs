@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use ee_cache::http::{ResponseCacheLayer, Variants};
-use ee_cache::{Cache, MemoryStore, RedisStore, TieredStore};
+use ee_cache::{Cache, MemoryStore, RedisStore, ResponseCacheLayer, TieredStore, Variants};
 use ee_core::{RedisConfig, RedisConn};
 use ee_example_catalog::{Catalog, Product, Source, app};
 

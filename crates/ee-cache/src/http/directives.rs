@@ -1,7 +1,8 @@
 //! `Cache-Control` parsing and freshness (RFC 9111), as a shared cache sees it.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use ee_core::{Clock, SystemClock};
 use http::header::{AUTHORIZATION, CACHE_CONTROL, EXPIRES};
 use http::{HeaderMap, Method, StatusCode};
 
@@ -96,9 +97,14 @@ pub fn status_is_cacheable(status: StatusCode) -> bool {
 /// Why a response is not stored, or how long it is fresh and may be stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storable {
-    /// Store it: fresh for the first duration, then servable stale (while one
-    /// background request refreshes it) for the second.
-    Yes(Duration, Duration),
+    /// Store it.
+    Yes {
+        /// How long it is fresh.
+        fresh: Duration,
+        /// How long after that it may be served stale, while one background
+        /// request refreshes it.
+        stale: Duration,
+    },
     /// Do not store it, for this reason.
     No(&'static str),
 }
@@ -180,7 +186,7 @@ pub(crate) fn storable_get(
     } else {
         Duration::from_secs(res.stale_while_revalidate.unwrap_or(0))
     };
-    Storable::Yes(fresh, stale)
+    Storable::Yes { fresh, stale }
 }
 
 /// The response's `Age` (time already spent in caches upstream), capped at 2^31 s.
@@ -207,14 +213,14 @@ fn expires_in(response: &HeaderMap) -> Option<Duration> {
         None if response.contains_key(EXPIRES) => return Some(Duration::ZERO),
         None => return None,
     };
-    let now = date(http::header::DATE).unwrap_or_else(SystemTime::now);
+    let now = date(http::header::DATE).unwrap_or_else(|| SystemClock.system_time());
     Some(expires.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Whether the request asks not to be answered from the cache (`no-store`,
 /// `no-cache`, `max-age=0`, or `Pragma: no-cache` without `Cache-Control`).
 /// A request's `max-age=N` and `min-fresh=N` are checked against each stored
-/// response by [`acceptable`]; `max-stale` is ignored (nothing is served
+/// response by [`request_accepts`]; `max-stale` is ignored (nothing is served
 /// stale beyond `stale-while-revalidate`).
 pub fn request_bypasses(request: &HeaderMap) -> bool {
     bypasses(&CacheControl::parse(request), request)
@@ -224,7 +230,7 @@ pub fn request_bypasses(request: &HeaderMap) -> bool {
 /// a request with these directives (RFC 9111 §5.2.1): not older than its
 /// `max-age`, and fresh for its `min-fresh` still, in whole seconds as the
 /// `Age` header counts them.
-pub fn acceptable(request: &CacheControl, age_ms: u64, fresh_ms: u64) -> bool {
+pub fn request_accepts(request: &CacheControl, age_ms: u64, fresh_ms: u64) -> bool {
     let age = age_ms / 1000;
     let left = fresh_ms.saturating_sub(age_ms) / 1000;
     request.max_age.is_none_or(|max| age <= max) && request.min_fresh.is_none_or(|min| left >= min)
@@ -289,17 +295,26 @@ mod tests {
             (
                 &[],
                 &[("cache-control", "max-age=60")],
-                Storable::Yes(s(60), s(0)),
+                Storable::Yes {
+                    fresh: s(60),
+                    stale: s(0),
+                },
             ),
             (
                 &[],
                 &[("cache-control", "max-age=60, s-maxage=10")],
-                Storable::Yes(s(10), s(0)),
+                Storable::Yes {
+                    fresh: s(10),
+                    stale: s(0),
+                },
             ),
             (
                 &[],
                 &[("cache-control", "max-age=60, stale-while-revalidate=30")],
-                Storable::Yes(s(60), s(30)),
+                Storable::Yes {
+                    fresh: s(60),
+                    stale: s(30),
+                },
             ),
             (
                 &[],
@@ -307,7 +322,10 @@ mod tests {
                     "cache-control",
                     "max-age=60, stale-while-revalidate=30, must-revalidate",
                 )],
-                Storable::Yes(s(60), s(0)),
+                Storable::Yes {
+                    fresh: s(60),
+                    stale: s(0),
+                },
             ),
             (
                 &[],
@@ -343,7 +361,10 @@ mod tests {
             (
                 &[("authorization", "Bearer x")],
                 &[("cache-control", "public, max-age=60")],
-                Storable::Yes(s(60), s(0)),
+                Storable::Yes {
+                    fresh: s(60),
+                    stale: s(0),
+                },
             ),
             (
                 &[],
@@ -361,7 +382,10 @@ mod tests {
                     ("date", "Wed, 25 Nov 2026 10:00:00 GMT"),
                     ("expires", "Wed, 25 Nov 2026 10:05:00 GMT"),
                 ],
-                Storable::Yes(s(300), s(0)),
+                Storable::Yes {
+                    fresh: s(300),
+                    stale: s(0),
+                },
             ),
         ];
         for (req, res, want) in cases {
@@ -388,7 +412,10 @@ mod tests {
         );
         assert_eq!(
             storable(&get, &HeaderMap::new(), ok, &HeaderMap::new(), Some(s(5))),
-            Storable::Yes(s(5), s(0)),
+            Storable::Yes {
+                fresh: s(5),
+                stale: s(0)
+            },
             "the default TTL for responses without freshness"
         );
     }

@@ -1,7 +1,7 @@
 //! `ResponseCacheLayer`: a shared HTTP cache (RFC 9111) for tower and axum,
 //! on any [`CacheStore`]: memory, Redis or tiered.
 
-pub mod directives;
+mod directives;
 mod stored;
 
 use std::collections::HashSet;
@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ee_core::Problem;
+use ee_core::{Problem, unix_ms};
 use http::header::{
     AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     LAST_MODIFIED, SET_COOKIE, VARY,
@@ -21,11 +21,13 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
-pub use directives::{CacheControl, Storable, acceptable, immutable, request_bypasses, storable};
-pub use stored::{StoredResponse, Variants};
+pub use directives::{
+    CacheControl, Storable, immutable, request_accepts, request_bypasses, status_is_cacheable,
+    storable, upstream_age,
+};
+pub use stored::{StoredResponse, Variants, VaryField};
 
 use crate::cache::Cache;
-use crate::entry::now_ms;
 use crate::store::CacheStore;
 
 /// `X-Cache`: `HIT`, `MISS` or `STALE`.
@@ -68,8 +70,7 @@ struct Shared<S> {
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use ee_cache::http::ResponseCacheLayer;
-/// use ee_cache::{Cache, MemoryStore};
+/// use ee_cache::{Cache, MemoryStore, ResponseCacheLayer};
 ///
 /// let cache = Cache::builder("http").build(MemoryStore::new()).unwrap();
 /// let app: Router = Router::new()
@@ -331,8 +332,8 @@ where
         && let Some(variants) = shared.cache.get(&key).await
         && let Some(stored) = variants.matching(&parts.headers)
     {
-        let age_ms = now_ms().saturating_sub(stored.stored_at_ms);
-        let acceptable = directives::acceptable(&request_cc, age_ms, stored.fresh_ms);
+        let age_ms = unix_ms().saturating_sub(stored.stored_at_ms);
+        let acceptable = directives::request_accepts(&request_cc, age_ms, stored.fresh_ms);
         if acceptable && age_ms < stored.fresh_ms {
             return Ok(serve(stored, &parts.headers, "HIT", head));
         }
@@ -386,7 +387,7 @@ where
         res.headers(),
         shared.default_ttl,
     ) {
-        Storable::Yes(fresh, stale) => (fresh, stale),
+        Storable::Yes { fresh, stale } => (fresh, stale),
         Storable::No(_) => return Ok((res, None)),
     };
     if res.headers().contains_key(SET_COOKIE) {
@@ -462,7 +463,7 @@ async fn persist<S: CacheStore<Variants>>(
     all_tags.push(&path_tag);
     if let Err(e) = shared
         .cache
-        .set_for(&key, variants, keep.0, keep.1, &all_tags)
+        .set_for(&key, variants, keep.fresh, keep.stale, &all_tags)
         .await
     {
         tracing::debug!(error = %e, key, "response not cached");
@@ -537,7 +538,7 @@ fn serve<B: From<Bytes>>(
     how: &'static str,
     head: bool,
 ) -> Response<B> {
-    let age = (now_ms().saturating_sub(stored.stored_at_ms) / 1000).to_string();
+    let age = (unix_ms().saturating_sub(stored.stored_at_ms) / 1000).to_string();
     let mut res = if not_modified(stored, request) {
         let mut res = Response::new(B::from(Bytes::new()));
         *res.status_mut() = StatusCode::NOT_MODIFIED;

@@ -7,10 +7,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use ee_core::unix_ms;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::entry::now_ms;
 
 /// Headers never stored besides the hop-by-hop ones (ee-core's list, with
 /// the proxy credentials, and those `Connection` names): ours, which are set
@@ -33,7 +32,17 @@ pub struct StoredResponse {
     /// How long after that it may be served stale while refreshed.
     pub stale_ms: u64,
     /// The request headers its `Vary` names, with the values they had.
-    pub vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    pub vary: Vec<VaryField>,
+}
+
+/// A request header a response's `Vary` names, and the value it had in the
+/// request that response answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaryField {
+    /// The header.
+    pub name: HeaderName,
+    /// Its value in that request (`None`: the request did not send it).
+    pub value: Option<HeaderValue>,
 }
 
 impl StoredResponse {
@@ -68,9 +77,9 @@ impl StoredResponse {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .map(|n| {
-                let value = request.get(&n).cloned();
-                (n, value)
+            .map(|name| {
+                let value = request.get(&name).cloned();
+                VaryField { name, value }
             })
             .collect();
         // Time spent upstream counts against freshness: as if stored earlier.
@@ -79,7 +88,7 @@ impl StoredResponse {
             status: head.status,
             headers,
             body,
-            stored_at_ms: now_ms().saturating_sub(age_ms),
+            stored_at_ms: unix_ms().saturating_sub(age_ms),
             fresh_ms: u64::try_from(fresh.as_millis()).unwrap_or(u64::MAX),
             stale_ms: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
             vary,
@@ -91,7 +100,7 @@ impl StoredResponse {
     pub fn matches(&self, request: &HeaderMap) -> bool {
         self.vary
             .iter()
-            .all(|(name, value)| request.get(name) == value.as_ref())
+            .all(|field| request.get(&field.name) == field.value.as_ref())
     }
 }
 
@@ -124,9 +133,9 @@ impl Variants {
         Self(Arc::new(items))
     }
 
-    /// The longest (fresh, stale) lifetime left of any variant.
-    pub(crate) fn longest(&self) -> (Duration, Duration) {
-        let now = now_ms();
+    /// The longest lifetime left of any variant.
+    pub(crate) fn longest(&self) -> Lifetime {
+        let now = unix_ms();
         let fresh = self
             .0
             .iter()
@@ -138,10 +147,10 @@ impl Variants {
             .max()
             .unwrap_or(0);
         let stale = self.0.iter().map(|v| v.stale_ms).max().unwrap_or(0);
-        (
-            Duration::from_millis(fresh.max(1)),
-            Duration::from_millis(stale),
-        )
+        Lifetime {
+            fresh: Duration::from_millis(fresh.max(1)),
+            stale: Duration::from_millis(stale),
+        }
     }
 
     /// How many variants.
@@ -153,6 +162,12 @@ impl Variants {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// How long an entry is fresh, and then servable stale.
+pub(crate) struct Lifetime {
+    pub(crate) fresh: Duration,
+    pub(crate) stale: Duration,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -213,7 +228,7 @@ impl Serialize for Variants {
                 vary: r
                     .vary
                     .iter()
-                    .map(|(n, v)| (n.to_string(), v.as_ref().map(WireValue::of)))
+                    .map(|f| (f.name.to_string(), f.value.as_ref().map(WireValue::of)))
                     .collect(),
             })
             .collect();
@@ -236,7 +251,7 @@ impl<'de> Deserialize<'de> for Variants {
             for (n, v) in w.vary {
                 let name = HeaderName::from_bytes(n.as_bytes()).map_err(D::Error::custom)?;
                 let value = v.map(WireValue::value).transpose()?;
-                vary.push((name, value));
+                vary.push(VaryField { name, value });
             }
             items.push(StoredResponse {
                 status: StatusCode::from_u16(w.status).map_err(D::Error::custom)?,
@@ -269,11 +284,14 @@ mod tests {
             fresh_ms: 2,
             stale_ms: 3,
             vary: vec![
-                (
-                    HeaderName::from_static("accept-language"),
-                    Some(HeaderValue::from_bytes(b"fr\xe9").unwrap()),
-                ),
-                (HeaderName::from_static("cookie"), None),
+                VaryField {
+                    name: HeaderName::from_static("accept-language"),
+                    value: Some(HeaderValue::from_bytes(b"fr\xe9").unwrap()),
+                },
+                VaryField {
+                    name: HeaderName::from_static("cookie"),
+                    value: None,
+                },
             ],
         };
         let variants = Variants(Arc::new(vec![stored]));

@@ -4,24 +4,45 @@
 //! counts under callgrind:
 //!
 //! ```sh
-//! cargo build --release -p ee-cache --example l1_profile
-//! valgrind --tool=callgrind --toggle-collect='l1_profile::run*' \
-//!   target/release/examples/l1_profile ee 100000
+//! bin=$(cargo bench -p ee-cache --bench l1_profile --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))/\1/p')
+//! valgrind --tool=callgrind --toggle-collect='l1_profile::run*' "$bin" ee 100000
 //! ```
 //!
 //! Divide by N: only the lookups are counted.
 //!
 //! `interleaved N` times raw moka (u64 keys, and the same string keys) and
 //! `Cache::get` in turns of N lookups, 300 rounds, for wall-clock ratios the
-//! machine's drift affects equally (run it without valgrind).
+//! machine's drift affects equally (run it without valgrind:
+//! `cargo bench -p ee-cache --bench l1_profile -- interleaved 20000`).
+//!
+//! A profiling harness, not a criterion bench: without arguments (a plain
+//! `cargo bench`) it only prints how to run it.
 
 use std::sync::Arc;
 
 use ee_cache::{Cache, MemoryStore};
 use futures_util::FutureExt;
 
+const USAGE: &str = "l1_profile <ee|raw|raw-u64|raw-u64-ttl|interleaved> [N]: see the file's docs";
+
+/// The arguments after the bench's name, without the `--bench` cargo adds;
+/// `None` (after printing `usage`) when there are none, as under a plain
+/// `cargo bench`, which should not start a profile run.
+fn args(usage: &str) -> Option<Vec<String>> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.is_empty() {
+        println!("{usage}");
+        return None;
+    }
+    Some(args)
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let Some(args) = args(USAGE) else { return };
+    let mut args = args.into_iter();
     let variant = args.next().unwrap_or_else(|| "ee".into());
     let n: u64 = args.next().map_or(100_000, |s| s.parse().expect("a count"));
     let cache: Cache<u64, Arc<String>> = Cache::builder("products")
@@ -34,7 +55,7 @@ fn main() {
     let raw_u64_ttl: moka::sync::Cache<u64, Arc<String>, foldhash::fast::RandomState> =
         moka::sync::Cache::builder()
             .max_capacity(10_000)
-            .time_to_live(ee_cache::memory::DEFAULT_MAX_TTL)
+            .time_to_live(ee_cache::DEFAULT_MEMORY_MAX_TTL)
             .build_with_hasher(foldhash::fast::RandomState::default());
     let full: Vec<String> = (0..1000).map(|i| cache.full_key(&i).unwrap()).collect();
     for i in 0..1000u64 {
@@ -45,7 +66,7 @@ fn main() {
         cache.set(&i, v).now_or_never().unwrap().unwrap();
     }
     if variant == "interleaved" {
-        use ee_testing::bench::{ns_per_op, take_turns};
+        use ee_testing::{ns_per_op, take_turns};
         let batch = n as usize;
         let ours = || {
             ns_per_op(batch, || {

@@ -4,22 +4,42 @@
 //! the handler alone; `none-new`: alone, on new URLs), for instruction counts under callgrind:
 //!
 //! ```sh
-//! cargo build --release -p ee-cache --features http --example http_profile
-//! valgrind --tool=callgrind --toggle-collect='http_profile::run*' \
-//!   target/release/examples/http_profile miss 10000
+//! bin=$(cargo bench -p ee-cache --bench http_profile --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))/\1/p')
+//! valgrind --tool=callgrind --toggle-collect='http_profile::run*' "$bin" miss 10000
 //! ```
 //!
 //! Divide by N: only the requests are counted (not building the app).
+//!
+//! A profiling harness, not a criterion bench: without arguments (a plain
+//! `cargo bench`) it only prints how to run it.
 
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use ee_cache::http::{ResponseCacheLayer, Variants};
-use ee_cache::{Cache, MemoryStore};
+use ee_cache::{Cache, MemoryStore, ResponseCacheLayer, Variants};
 use tower::ServiceExt;
 
+const USAGE: &str =
+    "http_profile <miss|miss-bg|miss-new|hit|none|none-new> [N]: see the file's docs";
+
+/// The arguments after the bench's name, without the `--bench` cargo adds;
+/// `None` (after printing `usage`) when there are none, as under a plain
+/// `cargo bench`, which should not start a profile run.
+fn args(usage: &str) -> Option<Vec<String>> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.is_empty() {
+        println!("{usage}");
+        return None;
+    }
+    Some(args)
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let Some(args) = args(USAGE) else { return };
+    let mut args = args.into_iter();
     let variant = args.next().unwrap_or_else(|| "miss".into());
     let n: usize = args.next().map_or(10_000, |s| s.parse().expect("a count"));
     let body = "x".repeat(2800);

@@ -3,15 +3,19 @@
 //! 127.0.0.1:6379, for client-side instruction counts under callgrind:
 //!
 //! ```sh
-//! cargo build --release -p ee-cache --features redis --example l2_profile
-//! valgrind --tool=callgrind target/release/examples/l2_profile ee 2000
+//! bin=$(cargo bench -p ee-cache --bench l2_profile --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))/\1/p')
+//! valgrind --tool=callgrind "$bin" ee 2000
 //! ```
 //!
 //! `interleaved N` starts a throwaway `redis-server` and times raw redis-rs
 //! `GET` + `serde_json` and `Cache::get` from 50 tasks in turns of N hits,
 //! 60 rounds, for a wall-clock ratio the machine's drift affects equally;
 //! `interleaved-timeout N` bounds each raw call by the same per-call timeout
-//! (1 s) every `RedisConn` call has, so both sides pay for a timer.
+//! (1 s) every `RedisConn` call has, so both sides pay for a timer
+//! (`cargo bench -p ee-cache --bench l2_profile -- interleaved 20000`).
+//!
+//! A profiling harness, not a criterion bench: without arguments (a plain
+//! `cargo bench`) it only prints how to run it.
 
 use ee_cache::{Cache, RedisStore};
 use ee_core::{RedisConfig, RedisConn};
@@ -25,8 +29,26 @@ struct Product {
     price_cents: u64,
 }
 
+const USAGE: &str = "l2_profile <ee|raw|interleaved|interleaved-timeout> [N]: see the file's docs";
+
+/// The arguments after the bench's name, without the `--bench` cargo adds;
+/// `None` (after printing `usage`) when there are none, as under a plain
+/// `cargo bench`, which should not start a profile run.
+fn args(usage: &str) -> Option<Vec<String>> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.is_empty() {
+        println!("{usage}");
+        return None;
+    }
+    Some(args)
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let Some(args) = args(USAGE) else { return };
+    let mut args = args.into_iter();
     let variant = args.next().unwrap_or_else(|| "ee".into());
     let n: u64 = args.next().map_or(2000, |s| s.parse().expect("a count"));
     if let Some(rest) = variant.strip_prefix("interleaved") {
@@ -99,9 +121,9 @@ fn interleaved(batch: u64, bounded: bool) {
 
     const KEYS: u64 = 1000;
     let server = ee_testing::RedisServer::start();
-    let rt = ee_testing::bench::runtime();
+    let rt = ee_testing::bench_runtime();
     let (cache, raw) = rt.block_on(async {
-        let (conn, mut raw) = ee_testing::bench::redis_pair(&server.url()).await;
+        let ee_testing::RedisPair { conn, mut raw } = ee_testing::redis_pair(&server.url()).await;
         let cache: Cache<u64, Product, RedisStore> = Cache::builder("products")
             .build(RedisStore::new(conn))
             .unwrap();
@@ -120,7 +142,7 @@ fn interleaved(batch: u64, bounded: bool) {
     let per_hit = |d: std::time::Duration| d.as_nanos() as f64 / batch as f64;
     let raw_round = || {
         let (raw, keys) = (raw.clone(), keys.clone());
-        per_hit(ee_testing::bench::spread(rt, 50, batch, move |n| {
+        per_hit(ee_testing::spread_over_tasks(rt, 50, batch, move |n| {
             let (mut raw, keys) = (raw.clone(), keys.clone());
             async move {
                 let k = n % KEYS;
@@ -144,7 +166,7 @@ fn interleaved(batch: u64, bounded: bool) {
     };
     let ee_round = || {
         let cache = cache.clone();
-        per_hit(ee_testing::bench::spread(rt, 50, batch, move |n| {
+        per_hit(ee_testing::spread_over_tasks(rt, 50, batch, move |n| {
             let cache = cache.clone();
             async move {
                 let k = n % KEYS;
@@ -152,7 +174,7 @@ fn interleaved(batch: u64, bounded: bool) {
             }
         }))
     };
-    ee_testing::bench::take_turns(60, raw_round, ee_round).print(
+    ee_testing::take_turns(60, raw_round, ee_round).print(
         "raw redis-rs GET + serde_json",
         "ee Cache::get (RedisStore)",
         "ns per hit",
