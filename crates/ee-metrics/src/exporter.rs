@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
+use metrics::Gauge;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::metrics::{TOKIO_ALIVE_TASKS, TOKIO_GLOBAL_QUEUE_DEPTH, TOKIO_WORKERS};
 
 /// Latency buckets (seconds) for every `*_seconds` histogram unless set:
 /// 1 ms to 10 s, dense where web requests live.
@@ -65,14 +68,42 @@ pub struct PrometheusSetup {
 pub struct Prometheus {
     handle: PrometheusHandle,
     process: Option<Arc<metrics_process::Collector>>,
-    runtime: bool,
+    runtime: Option<RuntimeGauges>,
+}
+
+/// The tokio runtime gauges, registered once at install.
+#[derive(Clone)]
+struct RuntimeGauges {
+    workers: Gauge,
+    alive_tasks: Gauge,
+    global_queue_depth: Gauge,
+}
+
+impl RuntimeGauges {
+    fn new() -> Self {
+        Self {
+            workers: metrics::gauge!(TOKIO_WORKERS),
+            alive_tasks: metrics::gauge!(TOKIO_ALIVE_TASKS),
+            global_queue_depth: metrics::gauge!(TOKIO_GLOBAL_QUEUE_DEPTH),
+        }
+    }
+
+    /// Reads the runtime the scrape runs on, if any.
+    fn record(&self) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let m = handle.metrics();
+            self.workers.set(m.num_workers() as f64);
+            self.alive_tasks.set(m.num_alive_tasks() as f64);
+            self.global_queue_depth.set(m.global_queue_depth() as f64);
+        }
+    }
 }
 
 impl std::fmt::Debug for Prometheus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prometheus")
             .field("process", &self.process.is_some())
-            .field("runtime", &self.runtime)
+            .field("runtime", &self.runtime.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -94,8 +125,8 @@ impl Prometheus {
         if let Some(process) = &self.process {
             process.collect();
         }
-        if self.runtime {
-            record_runtime();
+        if let Some(runtime) = &self.runtime {
+            runtime.record();
         }
         self.handle.run_upkeep();
         self.handle.render()
@@ -139,16 +170,6 @@ impl Prometheus {
         axum::serve(listener, self.router::<()>())
             .await
             .map_err(|e| MetricsError::Listener(e.to_string()))
-    }
-}
-
-/// Tokio runtime gauges of the runtime the scrape runs on.
-fn record_runtime() {
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        let m = handle.metrics();
-        metrics::gauge!("ee_tokio_workers").set(m.num_workers() as f64);
-        metrics::gauge!("ee_tokio_alive_tasks").set(m.num_alive_tasks() as f64);
-        metrics::gauge!("ee_tokio_global_queue_depth").set(m.global_queue_depth() as f64);
     }
 }
 
@@ -204,19 +225,11 @@ impl PrometheusSetup {
             c.describe();
             Arc::new(c)
         });
-        if self.runtime {
-            metrics::describe_gauge!("ee_tokio_workers", "Worker threads of the tokio runtime");
-            metrics::describe_gauge!("ee_tokio_alive_tasks", "Tasks alive in the tokio runtime");
-            metrics::describe_gauge!(
-                "ee_tokio_global_queue_depth",
-                "Tasks waiting in the tokio runtime's global queue"
-            );
-        }
-        crate::describe();
+        crate::metrics::describe();
         Prometheus {
             handle,
             process,
-            runtime: self.runtime,
+            runtime: self.runtime.then(RuntimeGauges::new),
         }
     }
 

@@ -13,16 +13,7 @@ use http_body::Body;
 use metrics::{Counter, Gauge, Histogram};
 use tower::{Layer, Service};
 
-/// `ee_http_requests_total{method,route,status_class}`.
-pub const REQUESTS: &str = "ee_http_requests_total";
-/// `ee_http_request_duration_seconds{method,route,status_class}`.
-pub const DURATION: &str = "ee_http_request_duration_seconds";
-/// `ee_http_requests_in_flight{method,route}`.
-pub const IN_FLIGHT: &str = "ee_http_requests_in_flight";
-/// `ee_http_request_size_bytes{method,route}` (bodies of known size).
-pub const REQUEST_SIZE: &str = "ee_http_request_size_bytes";
-/// `ee_http_response_size_bytes{method,route,status_class}` (bodies of known size).
-pub const RESPONSE_SIZE: &str = "ee_http_response_size_bytes";
+use crate::metrics::{DURATION, IN_FLIGHT, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE};
 
 /// The `route` value of requests no route matched (404s of any path).
 pub const UNMATCHED: &str = "unmatched";
@@ -79,8 +70,10 @@ impl Default for MetricsLayer {
 }
 
 impl MetricsLayer {
-    /// RED metrics with axum's matched route as the route label.
+    /// RED metrics with axum's matched route as the route label (feature
+    /// `axum`; without it, set [`route_fn`](Self::route_fn)).
     pub fn new() -> Self {
+        crate::metrics::describe();
         Self {
             shared: Arc::new(Shared {
                 route_fn: None,
@@ -130,11 +123,29 @@ impl<S> Layer<S> for MetricsLayer {
     type Service = Metrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        #[cfg(not(feature = "axum"))]
+        if self.shared.route_fn.is_none() {
+            warn_no_route_source();
+        }
         Metrics {
             inner,
             shared: self.shared.clone(),
         }
     }
+}
+
+/// Without axum's `MatchedPath` (feature `axum`) and without a `route_fn`,
+/// every request is `route="unmatched"`: said once per process, with the fix.
+#[cfg(not(feature = "axum"))]
+fn warn_no_route_source() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "MetricsLayer has no route source: every request is counted as route=\"unmatched\". \
+             To fix: enable ee-metrics' `axum` feature (routes from axum's MatchedPath), \
+             or set MetricsLayer::route_fn"
+        );
+    });
 }
 
 /// The service [`MetricsLayer`] wraps around yours.
@@ -219,28 +230,21 @@ struct Series {
 impl Series {
     fn new(method: MethodLabel, route: &Arc<str>) -> Self {
         let m = method.as_str();
-        let per_class = |name: &'static str, counter: bool| {
-            CLASSES.map(|class| {
-                let labels = [
-                    ("method", m.to_owned()),
-                    ("route", route.to_string()),
-                    ("status_class", class.to_owned()),
-                ];
-                if counter {
-                    (Some(metrics::counter!(name, &labels)), None)
-                } else {
-                    (None, Some(metrics::histogram!(name, &labels)))
-                }
-            })
+        let class_labels = |class: &str| {
+            [
+                ("method", m.to_owned()),
+                ("route", route.to_string()),
+                ("status_class", class.to_owned()),
+            ]
         };
-        let requests = per_class(REQUESTS, true).map(|(c, _)| c.expect("a counter"));
-        let duration = per_class(DURATION, false).map(|(_, h)| h.expect("a histogram"));
-        let response_size = per_class(RESPONSE_SIZE, false).map(|(_, h)| h.expect("a histogram"));
+        let histograms = |name: &'static str| {
+            CLASSES.map(|class| metrics::histogram!(name, &class_labels(class)))
+        };
         let labels = [("method", m.to_owned()), ("route", route.to_string())];
         Self {
-            requests,
-            duration,
-            response_size,
+            requests: CLASSES.map(|class| metrics::counter!(REQUESTS, &class_labels(class))),
+            duration: histograms(DURATION),
+            response_size: histograms(RESPONSE_SIZE),
             in_flight: metrics::gauge!(IN_FLIGHT, &labels),
             request_size: metrics::histogram!(REQUEST_SIZE, &labels),
         }

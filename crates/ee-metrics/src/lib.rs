@@ -1,38 +1,15 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// House rule: modules are private and every public item is re-exported here,
+// once, so each has one path (`ee_metrics::MetricsLayer`).
 mod exporter;
 mod layer;
+mod metrics;
 
 pub use exporter::{LATENCY_BUCKETS, MetricsError, Prometheus, PrometheusSetup, SIZE_BUCKETS};
-pub use layer::{
-    DURATION, IN_FLIGHT, Metrics, MetricsLayer, OVERFLOW, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE,
-    ResponseFuture, UNMATCHED,
+pub use layer::{Metrics, MetricsLayer, OVERFLOW, ResponseFuture, UNMATCHED};
+pub use metrics::{
+    DURATION, IN_FLIGHT, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE, TOKIO_ALIVE_TASKS,
+    TOKIO_GLOBAL_QUEUE_DEPTH, TOKIO_WORKERS, describe,
 };
-
-/// Describes the RED metrics (help text and units in `/metrics`).
-pub fn describe() {
-    use metrics::Unit;
-    metrics::describe_counter!(
-        REQUESTS,
-        "HTTP requests answered, by method, route template and status class"
-    );
-    metrics::describe_histogram!(
-        DURATION,
-        Unit::Seconds,
-        "Time to the response head, by method, route template and status class"
-    );
-    metrics::describe_gauge!(
-        IN_FLIGHT,
-        "HTTP requests being handled, by method and route template"
-    );
-    metrics::describe_histogram!(
-        REQUEST_SIZE,
-        Unit::Bytes,
-        "Request body sizes (Content-Length), by method and route template"
-    );
-    metrics::describe_histogram!(
-        RESPONSE_SIZE,
-        Unit::Bytes,
-        "Response body sizes (when known), by method, route template and status class"
-    );
-}

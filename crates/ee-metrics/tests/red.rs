@@ -31,7 +31,8 @@ struct Sample {
 }
 
 /// Parses the text exposition format (0.0.4), panicking on anything that is
-/// not: comment lines `# HELP`/`# TYPE`, samples `name{l="v",…} value`.
+/// not: comment lines `# HELP`/`# TYPE`, samples `name{l="v",…} value`; and
+/// on a metric without help text (what `promtool check metrics` reports).
 fn parse(text: &str) -> Vec<Sample> {
     let is_name = |s: &str| {
         !s.is_empty()
@@ -40,6 +41,7 @@ fn parse(text: &str) -> Vec<Sample> {
             })
     };
     let mut types = BTreeMap::new();
+    let mut helps = std::collections::BTreeSet::new();
     let mut samples = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         if let Some(rest) = line.strip_prefix("# ") {
@@ -59,7 +61,11 @@ fn parse(text: &str) -> Vec<Sample> {
                         "TYPE twice: {line:?}"
                     );
                 }
-                "HELP" => {}
+                "HELP" => {
+                    let help = parts.next().unwrap_or_default();
+                    assert!(!help.trim().is_empty(), "empty help in {line:?}");
+                    helps.insert(name.to_owned());
+                }
                 _ => panic!("unknown comment {line:?}"),
             }
             continue;
@@ -121,6 +127,9 @@ fn parse(text: &str) -> Vec<Sample> {
             labels,
             value,
         });
+    }
+    for name in types.keys() {
+        assert!(helps.contains(name), "{name} has no HELP");
     }
     samples
 }
