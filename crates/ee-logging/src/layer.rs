@@ -15,7 +15,7 @@ use tracing::field::Empty;
 use crate::context::{CURRENT, Current, RequestId, TRACEPARENT, TraceContext, X_REQUEST_ID};
 
 /// Headers whose values never reach a log line.
-pub const DEFAULT_REDACTED: &[&str] = &[
+pub const DEFAULT_REDACTED_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "cookie",
@@ -29,7 +29,8 @@ pub const DEFAULT_REDACTED: &[&str] = &[
 /// `latency_ms`; `tenant` and `user` are recorded when an
 /// `ee_core::Subject` is in the request (or by the handler:
 /// `Span::current().record("tenant", …)`). An event `request finished`
-/// closes it (`warn` for 5xx, `info` otherwise).
+/// closes it (`warn` for 5xx, `info` otherwise). `route` is axum's matched
+/// route template with the `axum` feature, `unmatched` without it.
 ///
 /// - the request id: a valid incoming `X-Request-Id` is kept, anything else
 ///   replaced by a generated one; it is set on the request, the response
@@ -79,7 +80,10 @@ impl RequestLogLayer {
         Self {
             shared: Arc::new(Shared {
                 log_headers: false,
-                redacted: DEFAULT_REDACTED.iter().map(|s| (*s).to_owned()).collect(),
+                redacted: DEFAULT_REDACTED_HEADERS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
             }),
         }
     }
@@ -102,7 +106,7 @@ impl RequestLogLayer {
     }
 
     /// Adds header names whose values are logged as `[redacted]` (besides
-    /// [`DEFAULT_REDACTED`]).
+    /// [`DEFAULT_REDACTED_HEADERS`]).
     #[must_use]
     pub fn redact<I, S>(self, names: I) -> Self
     where

@@ -28,9 +28,12 @@ impl Telemetry {
     /// Exports every span ended so far, waiting for the collector.
     ///
     /// # Errors
-    /// The exporter's error as text (the collector is down or refused).
-    pub fn flush(&self) -> Result<(), String> {
-        self.provider.force_flush().map_err(|e| e.to_string())
+    /// [`LogError::Otlp`] with the exporter's error (the collector is down or
+    /// refused).
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.provider
+            .force_flush()
+            .map_err(|e| LogError::Otlp(e.to_string()))
     }
 }
 

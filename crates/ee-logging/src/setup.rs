@@ -75,6 +75,7 @@ pub struct Logging {
     pub subscriber: Box<dyn tracing::Subscriber + Send + Sync + 'static>,
     /// The exporter, when [`LogConfig::otlp`] is set.
     #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
     pub telemetry: Option<crate::otel::Telemetry>,
 }
 
@@ -122,8 +123,9 @@ pub enum LogError {
         /// Why.
         reason: String,
     },
-    /// The OTLP exporter could not be built, or OTLP export is configured
-    /// in a build without the `otlp` feature.
+    /// The OTLP exporter could not be built or could not export (from
+    /// `Telemetry::flush`), or OTLP export is configured in a build without
+    /// the `otlp` feature.
     #[error("OpenTelemetry export: {0}")]
     Otlp(String),
     /// A global subscriber is set already.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
-use ee_logging::{LogConfig, OtlpConfig, PropagateLayer, RequestLogLayer};
+use ee_logging::{LogConfig, LogError, OtlpConfig, PropagateLayer, RequestLogLayer};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tower::{Layer, ServiceExt};
@@ -162,4 +162,37 @@ async fn spans_of_two_services_arrive_in_one_trace_with_their_links() {
         ours,
         format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", a_span.span_id)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_to_a_collector_that_is_down_is_an_otlp_error() {
+    // A port nothing listens on: bound, then released.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = LogConfig {
+        otlp: Some(OtlpConfig {
+            endpoint: format!("http://{addr}"),
+            timeout_ms: 1_000,
+            ..OtlpConfig::default()
+        }),
+        ..LogConfig::default()
+    };
+    let logging = config.build(std::io::sink).unwrap();
+    let telemetry = logging.telemetry.clone().unwrap();
+    {
+        let _guard = tracing::subscriber::set_default(logging.subscriber);
+        let app = Router::new()
+            .route("/a", get(|| async { "a" }))
+            .layer(RequestLogLayer::new());
+        let req = http::Request::get("/a")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(app.oneshot(req).await.unwrap().status(), 200);
+    }
+    let flushed = tokio::task::spawn_blocking(move || telemetry.flush())
+        .await
+        .unwrap();
+    assert!(matches!(flushed, Err(LogError::Otlp(_))), "{flushed:?}");
 }
