@@ -174,6 +174,10 @@ impl CacheBuilder {
     }
 
     /// The cache, on `store`.
+    ///
+    /// # Errors
+    /// [`CacheError::Config`] when an option is out of range or the name is
+    /// empty.
     pub fn build<K: ?Sized, V, S>(self, store: S) -> Result<Cache<K, V, S>, CacheError>
     where
         V: Clone + Send + Sync + 'static,
