@@ -189,7 +189,7 @@ impl CacheBuilder {
         }
         // Calibrate the clock every lookup reads now, not in the first request.
         unix_ms();
-        crate::metrics::describe();
+        crate::metrics::describe_metrics();
         let keys = KeySpace::new("cache");
         let shared = Arc::new(Shared {
             metrics: CacheMetrics::new(&self.name),

@@ -31,7 +31,10 @@ pub use http::{
 };
 pub use key::{CacheKey, KeyWriter, Shown};
 pub use memory::{DEFAULT_MEMORY_MAX_TTL, MemoryStore, MemoryStoreBuilder};
-pub use metrics::{DROPPED_WRITES, EVICTIONS, LOAD_DURATION, LOADS, REQUESTS, describe};
+pub use metrics::{
+    METRIC_DROPPED_WRITES_TOTAL, METRIC_EVICTIONS_TOTAL, METRIC_LOAD_DURATION_SECONDS,
+    METRIC_LOADS_TOTAL, METRIC_REQUESTS_TOTAL, describe_metrics,
+};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;

@@ -255,7 +255,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
 
     /// Counts evictions in `ee_cache_evictions_total{cache=name,cause}`.
     pub fn name(self, name: &str) -> Self {
-        crate::metrics::describe();
+        crate::metrics::describe_metrics();
         self.on_evict(crate::metrics::eviction_counter(name))
     }
 

@@ -10,47 +10,47 @@ use crate::store::Level;
 /// `ee_cache_requests_total{cache,level,result}`: lookups; `level` is `l1`
 /// or `l2` (where the entry was found, or the deepest level asked on a
 /// miss), `result` is `hit`, `stale`, `miss` or `error`.
-pub const REQUESTS: &str = "ee_cache_requests_total";
+pub const METRIC_REQUESTS_TOTAL: &str = "ee_cache_requests_total";
 /// `ee_cache_loads_total{cache,result}`: loader calls, by outcome (`value`,
 /// `none`, `error`).
-pub const LOADS: &str = "ee_cache_loads_total";
+pub const METRIC_LOADS_TOTAL: &str = "ee_cache_loads_total";
 /// `ee_cache_load_duration_seconds{cache}`: how long loader calls took.
-pub const LOAD_DURATION: &str = "ee_cache_load_duration_seconds";
+pub const METRIC_LOAD_DURATION_SECONDS: &str = "ee_cache_load_duration_seconds";
 /// `ee_cache_dropped_writes_total{cache}`: writes, deletes and tag
 /// invalidations lost to a failing store.
-pub const DROPPED_WRITES: &str = "ee_cache_dropped_writes_total";
+pub const METRIC_DROPPED_WRITES_TOTAL: &str = "ee_cache_dropped_writes_total";
 /// `ee_cache_evictions_total{cache,cause}` (`size`, `expired`): entries a
 /// [`MemoryStore`](crate::MemoryStore) built with a
 /// [`name`](crate::MemoryStoreBuilder::name) evicted.
-pub const EVICTIONS: &str = "ee_cache_evictions_total";
+pub const METRIC_EVICTIONS_TOTAL: &str = "ee_cache_evictions_total";
 
 /// Describes the cache's metrics to the installed recorder (help text and
 /// unit in `/metrics`). [`CacheBuilder::build`](crate::CacheBuilder::build)
 /// and [`MemoryStoreBuilder::name`](crate::MemoryStoreBuilder::name) call it;
 /// calling it again is harmless.
-pub fn describe() {
+pub fn describe_metrics() {
     describe_counter!(
-        REQUESTS,
+        METRIC_REQUESTS_TOTAL,
         Unit::Count,
         "Cache lookups, by cache, level that answered (or the deepest asked on a miss) and result (hit, stale, miss, error)"
     );
     describe_counter!(
-        LOADS,
+        METRIC_LOADS_TOTAL,
         Unit::Count,
         "Loader calls on a cache miss, by cache and result (value, none, error)"
     );
     describe_histogram!(
-        LOAD_DURATION,
+        METRIC_LOAD_DURATION_SECONDS,
         Unit::Seconds,
         "Time the loader took on a cache miss, by cache"
     );
     describe_counter!(
-        DROPPED_WRITES,
+        METRIC_DROPPED_WRITES_TOTAL,
         Unit::Count,
         "Cache writes, deletes and tag invalidations lost to a failing store, by cache"
     );
     describe_counter!(
-        EVICTIONS,
+        METRIC_EVICTIONS_TOTAL,
         Unit::Count,
         "Entries evicted from a named in-memory cache store, by cache and cause (size, expired)"
     );
@@ -79,15 +79,14 @@ impl CacheMetrics {
     pub(crate) fn new(cache: &str) -> Self {
         let requests = |level: &'static str, result: &'static str| {
             counter!(
-                REQUESTS,
+                METRIC_REQUESTS_TOTAL,
                 "cache" => cache.to_owned(),
                 "level" => level,
                 "result" => result
             )
         };
         let both = |result: &'static str| [requests("l1", result), requests("l2", result)];
-        let load =
-            |result: &'static str| counter!(LOADS, "cache" => cache.to_owned(), "result" => result);
+        let load = |result: &'static str| counter!(METRIC_LOADS_TOTAL, "cache" => cache.to_owned(), "result" => result);
         Self {
             hit: both("hit"),
             stale: both("stale"),
@@ -96,8 +95,8 @@ impl CacheMetrics {
             load_value: load("value"),
             load_none: load("none"),
             load_error: load("error"),
-            load_duration: histogram!(LOAD_DURATION, "cache" => cache.to_owned()),
-            dropped_writes: counter!(DROPPED_WRITES, "cache" => cache.to_owned()),
+            load_duration: histogram!(METRIC_LOAD_DURATION_SECONDS, "cache" => cache.to_owned()),
+            dropped_writes: counter!(METRIC_DROPPED_WRITES_TOTAL, "cache" => cache.to_owned()),
         }
     }
 
@@ -136,8 +135,9 @@ impl CacheMetrics {
 pub(crate) fn eviction_counter(
     cache: &str,
 ) -> impl Fn(moka::notification::RemovalCause) + Send + Sync + 'static {
-    let size = counter!(EVICTIONS, "cache" => cache.to_owned(), "cause" => "size");
-    let expired = counter!(EVICTIONS, "cache" => cache.to_owned(), "cause" => "expired");
+    let size = counter!(METRIC_EVICTIONS_TOTAL, "cache" => cache.to_owned(), "cause" => "size");
+    let expired =
+        counter!(METRIC_EVICTIONS_TOTAL, "cache" => cache.to_owned(), "cause" => "expired");
     move |cause| match cause {
         moka::notification::RemovalCause::Size => size.increment(1),
         moka::notification::RemovalCause::Expired => expired.increment(1),

@@ -519,11 +519,11 @@ async fn building_a_cache_describes_every_metric_with_help_text_and_a_unit() {
         seen.insert(name);
     }
     let all = [
-        ee_cache::REQUESTS,
-        ee_cache::LOADS,
-        ee_cache::LOAD_DURATION,
-        ee_cache::DROPPED_WRITES,
-        ee_cache::EVICTIONS,
+        ee_cache::METRIC_REQUESTS_TOTAL,
+        ee_cache::METRIC_LOADS_TOTAL,
+        ee_cache::METRIC_LOAD_DURATION_SECONDS,
+        ee_cache::METRIC_DROPPED_WRITES_TOTAL,
+        ee_cache::METRIC_EVICTIONS_TOTAL,
     ];
     assert_eq!(seen, all.iter().map(|n| (*n).to_owned()).collect());
 }

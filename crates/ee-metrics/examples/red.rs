@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let response = app.oneshot(request).await?;
     let body = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
     for line in String::from_utf8_lossy(&body).lines() {
-        if line.contains(ee_metrics::REQUESTS) {
+        if line.contains(ee_metrics::METRIC_HTTP_REQUESTS_TOTAL) {
             println!("{line}");
         }
     }

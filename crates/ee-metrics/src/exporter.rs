@@ -7,7 +7,9 @@ use std::sync::Arc;
 use metrics::Gauge;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::metrics::{TOKIO_ALIVE_TASKS, TOKIO_GLOBAL_QUEUE_DEPTH, TOKIO_WORKERS};
+use crate::metrics::{
+    METRIC_TOKIO_ALIVE_TASKS, METRIC_TOKIO_GLOBAL_QUEUE_DEPTH, METRIC_TOKIO_WORKERS,
+};
 
 /// Latency buckets (seconds) for every `*_seconds` histogram unless set:
 /// 1 ms to 10 s, dense where web requests live.
@@ -82,9 +84,9 @@ struct RuntimeGauges {
 impl RuntimeGauges {
     fn new() -> Self {
         Self {
-            workers: metrics::gauge!(TOKIO_WORKERS),
-            alive_tasks: metrics::gauge!(TOKIO_ALIVE_TASKS),
-            global_queue_depth: metrics::gauge!(TOKIO_GLOBAL_QUEUE_DEPTH),
+            workers: metrics::gauge!(METRIC_TOKIO_WORKERS),
+            alive_tasks: metrics::gauge!(METRIC_TOKIO_ALIVE_TASKS),
+            global_queue_depth: metrics::gauge!(METRIC_TOKIO_GLOBAL_QUEUE_DEPTH),
         }
     }
 
@@ -225,7 +227,7 @@ impl PrometheusSetup {
             c.describe();
             Arc::new(c)
         });
-        crate::metrics::describe();
+        crate::metrics::describe_metrics();
         Prometheus {
             handle,
             process,

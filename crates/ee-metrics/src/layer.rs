@@ -13,12 +13,15 @@ use http_body::Body;
 use metrics::{Counter, Gauge, Histogram};
 use tower::{Layer, Service};
 
-use crate::metrics::{DURATION, IN_FLIGHT, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE};
+use crate::metrics::{
+    METRIC_HTTP_REQUEST_DURATION_SECONDS, METRIC_HTTP_REQUEST_SIZE_BYTES,
+    METRIC_HTTP_REQUESTS_IN_FLIGHT, METRIC_HTTP_REQUESTS_TOTAL, METRIC_HTTP_RESPONSE_SIZE_BYTES,
+};
 
 /// The `route` value of requests no route matched (404s of any path).
-pub const UNMATCHED: &str = "unmatched";
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// The `route` value once [`MetricsLayer::max_routes`] distinct routes are in use.
-pub const OVERFLOW: &str = "other";
+pub const OVERFLOW_ROUTE: &str = "other";
 
 /// Records RED metrics for every request through it.
 ///
@@ -73,7 +76,7 @@ impl MetricsLayer {
     /// RED metrics with axum's matched route as the route label (feature
     /// `axum`; without it, set [`route_fn`](Self::route_fn)).
     pub fn new() -> Self {
-        crate::metrics::describe();
+        crate::metrics::describe_metrics();
         Self {
             shared: Arc::new(Shared {
                 route_fn: None,
@@ -242,11 +245,12 @@ impl Series {
         };
         let labels = [("method", m.to_owned()), ("route", route.to_string())];
         Self {
-            requests: CLASSES.map(|class| metrics::counter!(REQUESTS, &class_labels(class))),
-            duration: histograms(DURATION),
-            response_size: histograms(RESPONSE_SIZE),
-            in_flight: metrics::gauge!(IN_FLIGHT, &labels),
-            request_size: metrics::histogram!(REQUEST_SIZE, &labels),
+            requests: CLASSES
+                .map(|class| metrics::counter!(METRIC_HTTP_REQUESTS_TOTAL, &class_labels(class))),
+            duration: histograms(METRIC_HTTP_REQUEST_DURATION_SECONDS),
+            response_size: histograms(METRIC_HTTP_RESPONSE_SIZE_BYTES),
+            in_flight: metrics::gauge!(METRIC_HTTP_REQUESTS_IN_FLIGHT, &labels),
+            request_size: metrics::histogram!(METRIC_HTTP_REQUEST_SIZE_BYTES, &labels),
         }
     }
 }
@@ -260,7 +264,7 @@ impl Shared {
         }
         use std::sync::atomic::Ordering::Relaxed;
         let route: Arc<str> = if self.routes.load(Relaxed) >= self.max_routes {
-            Arc::from(OVERFLOW)
+            Arc::from(OVERFLOW_ROUTE)
         } else {
             Arc::from(route)
         };
@@ -319,7 +323,7 @@ fn route_of<'a, B>(shared: &Shared, req: &'a Request<B>) -> Route<'a> {
     {
         return Route::Owned(route);
     }
-    Route::Known(UNMATCHED)
+    Route::Known(UNMATCHED_ROUTE)
 }
 
 fn request_size<B>(req: &Request<B>) -> Option<u64> {
