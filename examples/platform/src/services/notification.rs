@@ -7,6 +7,7 @@
 //!   on Redis in distributed mode and in this process in embedded mode.
 //! - `GET /v1/notifications?order_id=` → what was sent for an order.
 
+use ee_core::WithProblem;
 use std::time::Duration;
 
 use axum::Router;
@@ -124,7 +125,7 @@ async fn send(db: &Database, c: &Confirmation) -> Result<Notification, DbError> 
 
 async fn list(
     State(deps): State<Deps>,
-    Query(q): Query<ByOrder>,
+    WithProblem(Query(q)): WithProblem<Query<ByOrder>>,
 ) -> Result<FastJson<Vec<Notification>>, Problem> {
     deps.db
         .query_as::<Notification>(

@@ -46,6 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
+use ee_core::WithProblem;
 use ee_db::params;
 use ee_queue::{Backoff, Job, JobOptions, WorkerHandle};
 use ee_serialize::FastJson;
@@ -705,7 +706,7 @@ async fn update(deps: &Deps, o: &Order) -> Result<u64, Problem> {
 
 async fn find(
     State(s): State<OrderState>,
-    Path(id): Path<String>,
+    WithProblem(Path(id)): WithProblem<Path<String>>,
 ) -> Result<FastJson<Order>, Problem> {
     find_order(&s.deps, &id).await.map(FastJson)
 }

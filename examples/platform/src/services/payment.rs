@@ -8,6 +8,7 @@
 //!   order: a second charge of the same order returns the first.
 //! - `GET /v1/payments/{id}` → the payment.
 
+use ee_core::WithProblem;
 use std::time::Duration;
 
 use axum::Router;
@@ -168,7 +169,7 @@ async fn by_order(deps: &Deps, order_id: &str) -> Result<Option<Payment>, Proble
 
 async fn find(
     State(deps): State<Deps>,
-    Path(id): Path<String>,
+    WithProblem(Path(id)): WithProblem<Path<String>>,
 ) -> Result<FastJson<Payment>, Problem> {
     let payment = deps
         .db

@@ -15,6 +15,7 @@
 //!   with nothing in it, so reserving for that order again takes nothing (a
 //!   late retry of a declined order cannot take its stock a second time).
 
+use ee_core::WithProblem;
 use std::time::Duration;
 
 use axum::Router;
@@ -195,7 +196,7 @@ pub async fn api(deps: Deps) -> Result<Router, String> {
 
 async fn list(
     State(s): State<ProductState>,
-    Query(q): Query<PageQuery>,
+    WithProblem(Query(q)): WithProblem<Query<PageQuery>>,
 ) -> Result<FastJson<ProductPage>, Problem> {
     let page = q.page.unwrap_or(1).max(1);
     let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
@@ -217,7 +218,7 @@ async fn list(
 
 async fn detail(
     State(s): State<ProductState>,
-    Path(sku): Path<String>,
+    WithProblem(Path(sku)): WithProblem<Path<String>>,
 ) -> Result<FastJson<Product>, Problem> {
     match s.products.get(&s.deps.db, &sku).await? {
         Some(p) => Ok(FastJson(p)),
@@ -475,7 +476,7 @@ fn priced(order_id: String, lines: Vec<PricedLine>, currency: &str) -> Reservati
 
 async fn release(
     State(s): State<ProductState>,
-    Path(order_id): Path<String>,
+    WithProblem(Path(order_id)): WithProblem<Path<String>>,
 ) -> Result<StatusCode, Problem> {
     let mut tx = s.deps.db.begin().await.map_err(|e| e.to_problem())?;
     // The order's rows locked first: a concurrent release of the same order

@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use ee_core::WithProblem;
 use ee_db::params;
 use ee_serialize::FastJson;
 use ee_validate::Valid;
@@ -85,7 +86,7 @@ async fn register(
 
 async fn find(
     State(deps): State<Deps>,
-    Path(id): Path<String>,
+    WithProblem(Path(id)): WithProblem<Path<String>>,
 ) -> Result<FastJson<User>, ee_core::Problem> {
     let user = deps
         .db
