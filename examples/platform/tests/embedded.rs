@@ -636,7 +636,10 @@ async fn bad_input_to_every_documented_operation_is_a_documented_problem() {
             if op.get("requestBody").is_some() {
                 tries.push((concrete.clone(), Some(("text/plain", b"{}".to_vec())), 415));
                 tries.push((concrete.clone(), Some(("", b"{}".to_vec())), 415));
-                let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(3 << 20));
+                let big = format!(
+                    "{{\"pad\":\"{}\"}}",
+                    "x".repeat(ee_platform::upstream::MAX_BODY + 1024)
+                );
                 tries.push((
                     concrete.clone(),
                     Some(("application/json", big.into_bytes())),
