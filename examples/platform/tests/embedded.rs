@@ -602,6 +602,9 @@ async fn every_documented_operation_is_served_and_every_error_is_a_problem() {
     shop.stop().await;
 }
 
+/// A request to send and the status it must get.
+struct BadInput(String, Option<(&'static str, Vec<u8>)>, u16);
+
 /// Bad input to each documented operation (a malformed or missing query
 /// parameter, a body that is not JSON, a body over the limit) answers a
 /// problem whose status the OpenAPI document lists for that operation.
@@ -618,7 +621,7 @@ async fn bad_input_to_every_documented_operation_is_a_documented_problem() {
                 .replace("{sku}", "SKU-0001");
             let method: Method = method.to_uppercase().parse().unwrap();
             let key = [("idempotency-key", "\"k-bad\"")];
-            let mut tries: Vec<(String, Option<(&str, Vec<u8>)>, u16)> = Vec::new();
+            let mut tries: Vec<BadInput> = Vec::new();
             let queries: Vec<&str> = op["parameters"]
                 .as_array()
                 .unwrap()
@@ -627,26 +630,30 @@ async fn bad_input_to_every_documented_operation_is_a_documented_problem() {
                 .map(|p| p["name"].as_str().unwrap())
                 .collect();
             if queries.contains(&"per_page") {
-                tries.push((format!("{concrete}?per_page="), None, 400));
-                tries.push((format!("{concrete}?per_page=many"), None, 400));
+                tries.push(BadInput(format!("{concrete}?per_page="), None, 400));
+                tries.push(BadInput(format!("{concrete}?per_page=many"), None, 400));
             }
             if queries.contains(&"order_id") {
-                tries.push((concrete.clone(), None, 400)); // required, missing
+                tries.push(BadInput(concrete.clone(), None, 400)); // required, missing
             }
             if op.get("requestBody").is_some() {
-                tries.push((concrete.clone(), Some(("text/plain", b"{}".to_vec())), 415));
-                tries.push((concrete.clone(), Some(("", b"{}".to_vec())), 415));
+                tries.push(BadInput(
+                    concrete.clone(),
+                    Some(("text/plain", b"{}".to_vec())),
+                    415,
+                ));
+                tries.push(BadInput(concrete.clone(), Some(("", b"{}".to_vec())), 415));
                 let big = format!(
                     "{{\"pad\":\"{}\"}}",
                     "x".repeat(ee_platform::upstream::MAX_BODY + 1024)
                 );
-                tries.push((
+                tries.push(BadInput(
                     concrete.clone(),
                     Some(("application/json", big.into_bytes())),
                     413,
                 ));
             }
-            for (uri, body, expected) in tries {
+            for BadInput(uri, body, expected) in tries {
                 let a = common::send_raw(
                     &shop.client,
                     method.clone(),
