@@ -2,7 +2,6 @@
 //! router, ids and time.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::Request;
@@ -148,11 +147,10 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{:016x}", rand::random::<u64>())
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch (ee-core's wall clock), as the
+/// platform's rows store them.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(ee_core::unix_ms()).unwrap_or(i64::MAX)
 }
 
 /// A service as deployed: `api` under `/v1` (ee-versioning; other versions

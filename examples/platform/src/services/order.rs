@@ -256,10 +256,7 @@ fn retry_later(order: &Order, what: &str, why: Option<&str>) -> Problem {
         ),
     )
     .with_extension("order_id", order.id.clone())
-    .with_header(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("1"),
-    )
+    .with_retry_after(std::time::Duration::from_secs(1))
 }
 
 /// The answer for an order that already ended without being confirmed.
