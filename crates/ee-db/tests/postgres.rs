@@ -151,8 +151,12 @@ async fn an_exhausted_pool_times_out_with_503_then_recovers() {
     let e = db.query("SELECT 1", params![]).await.unwrap_err();
     assert!(matches!(e, DbError::PoolTimeout(_)), "{e}");
     assert_eq!(e.status(), 503);
-    let problem = e.to_problem();
+    let problem = ee_core::Problem::from(e);
     assert_eq!(problem.status(), 503);
+    assert_eq!(
+        problem.retry_after(),
+        Some(std::time::Duration::from_secs(1))
+    );
     held.rollback().await.unwrap();
     assert_eq!(db.query("SELECT 1", params![]).await.unwrap().len(), 1);
 }
