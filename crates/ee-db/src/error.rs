@@ -123,6 +123,14 @@ impl DbError {
 /// ```
 impl From<DbError> for Problem {
     fn from(e: DbError) -> Self {
+        Problem::from(&e)
+    }
+}
+
+/// The same problem as `From<DbError>`, for an error that is shared (an
+/// `Arc<DbError>` that a cache's single-flight load hands every waiter).
+impl From<&DbError> for Problem {
+    fn from(e: &DbError) -> Self {
         let status = e.status();
         let (kind, title, detail) = match e {
             DbError::PoolTimeout(_) => (
