@@ -19,11 +19,12 @@ compile_error!(
     "ee-db needs an engine: enable the `sqlite` feature, the `postgres` feature, or both"
 );
 
-pub mod config;
+mod config;
 mod database;
 mod error;
 #[cfg(feature = "axum")]
 mod layer;
+pub mod metrics;
 mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;
@@ -72,6 +73,7 @@ pub use config::{CheckoutTest, DbConfig};
 pub use database::{Database, Engine, Isolation, PoolState, Tx, request_scope};
 pub use error::DbError;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use layer::{DbLayer, DbService, DbTx};
 pub use migrate::{Migration, MigrationReport, Migrations};
 pub use row::{ColumnIndex, FromRow, Row};

@@ -236,6 +236,6 @@ pub fn found<T>(
     match result {
         Ok(v) => Ok(v),
         Err(ee_db::DbError::NotFound) => Err(problem(StatusCode::NOT_FOUND, kind, title, detail())),
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(Problem::from(e)),
     }
 }

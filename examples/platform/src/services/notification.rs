@@ -134,5 +134,5 @@ async fn list(
         )
         .await
         .map(FastJson)
-        .map_err(|e| e.to_problem())
+        .map_err(Problem::from)
 }

@@ -675,7 +675,7 @@ async fn insert(deps: &Deps, o: &Order) -> Result<(), Problem> {
         )
         .await
         .map(|_| ())
-        .map_err(|e| e.to_problem())
+        .map_err(Problem::from)
 }
 
 /// Writes `o` over the stored order while that is still `pending`: the rows
@@ -698,7 +698,7 @@ async fn update(deps: &Deps, o: &Order) -> Result<u64, Problem> {
             ],
         )
         .await
-        .map_err(|e| e.to_problem())
+        .map_err(Problem::from)
 }
 
 async fn find(

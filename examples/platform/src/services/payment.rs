@@ -126,10 +126,10 @@ async fn charge(
         Err(e) if e.status() == StatusCode::CONFLICT => {
             match by_order(&deps, &payment.order_id).await? {
                 Some(first) => Ok((StatusCode::OK, FastJson(first))),
-                None => Err(e.to_problem()),
+                None => Err(Problem::from(e)),
             }
         }
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(Problem::from(e)),
     }
 }
 
@@ -163,7 +163,7 @@ async fn by_order(deps: &Deps, order_id: &str) -> Result<Option<Payment>, Proble
     {
         Ok(p) => Ok(Some(p)),
         Err(DbError::NotFound) => Ok(None),
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(Problem::from(e)),
     }
 }
 

@@ -80,7 +80,7 @@ async fn register(
             "Email already registered",
             format!("a user with email {} exists", user.email),
         )),
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(ee_core::Problem::from(e)),
     }
 }
 
