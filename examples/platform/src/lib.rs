@@ -63,7 +63,8 @@ impl Default for PaymentSettings {
 
 /// The platform's configuration (`platform.toml`, then `EE_*` variables:
 /// `EE_DATABASE_URL`, `EE_REDIS_URL`, `EE_LISTEN`, `EE_PAYMENT__FAILURE_RATE`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Its `Debug` shows the URLs without their passwords.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlatformConfig {
     /// Where the gateway listens (embedded mode), or the service being
@@ -97,6 +98,27 @@ pub struct PlatformConfig {
     pub drain_ms: u64,
     /// Logging (ee-logging).
     pub logging: ee_logging::LogConfig,
+}
+
+impl std::fmt::Debug for PlatformConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &ee_core::redact_url(&self.database_url))
+            .field("redis_url", &ee_core::redact_url(&self.redis_url))
+            .field("upstreams", &self.upstreams)
+            .field("upstream_timeout_ms", &self.upstream_timeout_ms)
+            .field("upstream_timeouts_ms", &self.upstream_timeouts_ms)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("payment", &self.payment)
+            .field("seed", &self.seed)
+            .field("seed_stock", &self.seed_stock)
+            .field("drain_ms", &self.drain_ms)
+            .field("logging", &self.logging)
+            .finish()
+    }
 }
 
 impl Default for PlatformConfig {
@@ -149,7 +171,7 @@ async fn open_stores(
     };
     let db = ee_db::Database::open(&url)
         .await
-        .map_err(|e| StartError(format!("database {url}: {e}")))?;
+        .map_err(|e| StartError(format!("database {}: {e}", ee_core::redact_url(&url))))?;
     let migrations = ee_db::embed_migrations!("migrations/0001_platform.sql")
         .map_err(|e| StartError(format!("migrations: {e}")))?;
     db.migrate(&migrations)
@@ -164,9 +186,12 @@ async fn open_stores(
         None
     } else {
         let rc = ee_core::RedisConfig::standalone(config.redis_url.clone());
-        let conn = ee_core::RedisConn::connect(&rc)
-            .await
-            .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?;
+        let conn = ee_core::RedisConn::connect(&rc).await.map_err(|e| {
+            StartError(format!(
+                "redis {}: {e}",
+                ee_core::redact_url(&config.redis_url)
+            ))
+        })?;
         Some(Redis { conn, config: rc })
     };
     Ok((db, redis))
@@ -595,5 +620,49 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_debug_hides_passwords() {
+        let config = PlatformConfig {
+            database_url: "postgres://shop:s3cret@127.0.0.1:1/shop?password=s3cret".into(),
+            redis_url: "redis://:s3cret@127.0.0.1:1".into(),
+            ..PlatformConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://shop:***@127.0.0.1:1/shop"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_error_never_shows_a_password() {
+        for (database_url, redis_url) in [
+            ("postgres://shop:s3cret@127.0.0.1:1/shop", ""),
+            ("postgres://127.0.0.1:1/shop?user=shop&password=s3cret", ""),
+            ("", "redis://:s3cret@127.0.0.1:1"),
+        ] {
+            let dir = std::env::temp_dir().join(format!("ee-platform-{}", rand::random::<u64>()));
+            let config = PlatformConfig {
+                database_url: database_url.into(),
+                redis_url: redis_url.into(),
+                data_dir: dir.clone(),
+                ..PlatformConfig::default()
+            };
+            let err = open_stores(&config)
+                .await
+                .err()
+                .expect("nothing listens on port 1");
+            assert!(!err.0.contains("s3cret"), "{}", err.0);
+            assert!(err.0.contains("***"), "{}", err.0);
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
