@@ -658,8 +658,7 @@ mod tests {
             };
             let err = open_stores(&config)
                 .await
-                .err()
-                .expect("nothing listens on port 1");
+                .expect_err("nothing listens on port 1");
             assert!(!err.0.contains("s3cret"), "{}", err.0);
             assert!(err.0.contains("***"), "{}", err.0);
             let _ = std::fs::remove_dir_all(dir);
