@@ -81,6 +81,13 @@ pub(crate) struct State {
     window: Option<Window>,
 }
 
+/// One of the sets of finished jobs.
+#[derive(Debug, Clone, Copy)]
+enum Finished {
+    Completed,
+    Failed,
+}
+
 struct Entry {
     name: String,
     data: String,
@@ -205,12 +212,11 @@ impl State {
         })
     }
 
-    /// Drops the oldest finished jobs past `keep`.
-    fn trim(&mut self, failed: bool, keep: Keep, now: u64) {
-        let set = if failed {
-            &mut self.failed
-        } else {
-            &mut self.completed
+    /// Drops the oldest jobs of the `finished` set past `keep`.
+    fn trim(&mut self, finished: Finished, keep: Keep, now: u64) {
+        let set = match finished {
+            Finished::Completed => &mut self.completed,
+            Finished::Failed => &mut self.failed,
         };
         let mut gone = Vec::new();
         if let Some(age) = keep.age_secs {
@@ -594,7 +600,7 @@ impl MemoryQueue {
                     .remove_on_complete
                     .unwrap_or(config.keep_completed);
                 state.completed.push_back((now, id.to_owned()));
-                state.trim(false, keep, now);
+                state.trim(Finished::Completed, keep, now);
             }
             Outcome::Retry { reason, delay_ms } => {
                 meters.retried.increment(1);
@@ -616,7 +622,7 @@ impl MemoryQueue {
                 e.failed_reason = Some(reason);
                 let keep = e.options.remove_on_fail.unwrap_or(config.keep_failed);
                 state.failed.push_back((now, id.to_owned()));
-                state.trim(true, keep, now);
+                state.trim(Finished::Failed, keep, now);
             }
             Outcome::Release => {
                 let p = e.options.priority;

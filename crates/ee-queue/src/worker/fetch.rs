@@ -247,17 +247,16 @@ where
                 drop(places);
                 self.failures = self.failures.saturating_add(1);
                 self.shared.backend_error("take", &e, self.failures);
-                return stop_if(sleep_or_stop(stop, RETRY_BACKOFF.delay(self.failures)).await);
+                return sleep_or_stop(stop, RETRY_BACKOFF.delay(self.failures)).await;
             }
         };
         if taken.jobs.is_empty() {
             drop(places);
             let wait = self.idle_wait(&taken);
-            return stop_if(
-                self.shared
-                    .wait_for_work(wait, &mut self.blocker, stop)
-                    .await,
-            );
+            return self
+                .shared
+                .wait_for_work(wait, &mut self.blocker, stop)
+                .await;
         }
         self.start(taken, places, &token);
         ControlFlow::Continue(())
@@ -357,15 +356,6 @@ where
     }
 }
 
-/// `Break` when told to stop.
-fn stop_if(stop: bool) -> ControlFlow<()> {
-    if stop {
-        ControlFlow::Break(())
-    } else {
-        ControlFlow::Continue(())
-    }
-}
-
 impl Shared {
     pub(super) fn meters(&self) -> &Meters {
         &self.queue.inner.meters
@@ -387,13 +377,13 @@ impl Shared {
     }
 
     /// Waits for a job to be added (blocking on the queue's marker with a
-    /// connection of its own), or sleeps. True when told to stop.
+    /// connection of its own), or sleeps. `Break` when told to stop.
     async fn wait_for_work(
         &self,
         wait: Wait,
         blocker: &mut Option<RedisConn>,
         stop: &mut watch::Receiver<Option<Instant>>,
-    ) -> bool {
+    ) -> ControlFlow<()> {
         let block = match wait {
             Wait::Sleep(d) => return sleep_or_stop(stop, d).await,
             Wait::Block(d) => d,
@@ -416,7 +406,7 @@ impl Shared {
             .arg(block.as_secs_f64().max(0.01));
         tokio::select! {
             biased;
-            () = stopped(stop) => true,
+            () = stopped(stop) => ControlFlow::Break(()),
             r = conn.query::<redis::Value>(&cmd) => {
                 if let Err(e) = r {
                     // A dropped blocking connection is made again next time.
@@ -424,7 +414,7 @@ impl Shared {
                     self.backend_error("block", &e.into(), 1);
                     return sleep_or_stop(stop, Duration::from_millis(200)).await;
                 }
-                false
+                ControlFlow::Continue(())
             }
         }
     }

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -251,12 +252,15 @@ where
     }
 }
 
-/// Sleeps for `d`; true when told to stop meanwhile.
-async fn sleep_or_stop(stop: &mut watch::Receiver<Option<Instant>>, d: Duration) -> bool {
+/// Sleeps for `d`; `Break` when told to stop meanwhile.
+async fn sleep_or_stop(
+    stop: &mut watch::Receiver<Option<Instant>>,
+    d: Duration,
+) -> ControlFlow<()> {
     tokio::select! {
         biased;
-        () = stopped(stop) => true,
-        () = tokio::time::sleep(d) => false,
+        () = stopped(stop) => ControlFlow::Break(()),
+        () = tokio::time::sleep(d) => ControlFlow::Continue(()),
     }
 }
 
