@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::common::{Deps, Jobs, Redis, db_check, deploy};
+use crate::common::{Deps, Redis, db_check, deploy};
 use crate::gateway::RateLimitSettings;
 use crate::services::notification::{self, Notifier};
 use crate::services::{order, payment, product, user};
@@ -198,17 +198,16 @@ async fn open_stores(
 }
 
 /// The job queue `name`: on Redis, or the process's own (embedded mode).
-async fn jobs(deps: &Deps, name: &str) -> Result<Jobs, StartError> {
+async fn jobs(deps: &Deps, name: &str) -> Result<ee_queue::Queue, StartError> {
     if let Some(r) = &deps.redis {
         return ee_queue::Queue::connect(r.config.clone(), name)
             .await
-            .map(Jobs::Redis)
             .map_err(|e| StartError(format!("{name} queue: {e}")));
     }
     deps.local_queues
         .iter()
         .find(|q| q.name() == name)
-        .map(|q| Jobs::Memory(q.clone()))
+        .cloned()
         .ok_or_else(|| {
             StartError(format!(
                 "a service per process needs Redis for the {name} queue: set redis_url (EE_REDIS_URL)"
@@ -300,7 +299,7 @@ pub struct Platform {
     /// Per service: the worker running beside it.
     workers: Vec<(&'static str, ee_queue::WorkerHandle)>,
     /// The in-process job queues (without Redis).
-    queues: Vec<ee_queue::MemoryQueue>,
+    queues: Vec<ee_queue::Queue>,
     health: Vec<ee_health::Health>,
 }
 
@@ -387,10 +386,11 @@ impl Platform {
             .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
             .map_err(StartError)?;
         let local_queues = if redis.is_none() {
-            vec![
-                ee_queue::MemoryQueue::new(notification::QUEUE),
-                ee_queue::MemoryQueue::new(order::QUEUE),
-            ]
+            [notification::QUEUE, order::QUEUE]
+                .into_iter()
+                .map(ee_queue::Queue::memory)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StartError(format!("job queues: {e}")))?
         } else {
             Vec::new()
         };
@@ -440,7 +440,7 @@ impl Platform {
     /// The in-process job queue `name` (`orders`: the charges, or
     /// `notifications`), when the platform runs without Redis: to see what
     /// is queued, running or failed.
-    pub fn queue(&self, name: &str) -> Option<&ee_queue::MemoryQueue> {
+    pub fn queue(&self, name: &str) -> Option<&ee_queue::Queue> {
         self.queues.iter().find(|q| q.name() == name)
     }
 

@@ -775,7 +775,11 @@ async fn an_unknown_payment_outcome_keeps_the_order_pending_and_its_job_retrying
     let job = format!("charge-{}", ids[0]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let info = orders.job(&job).expect("the charge job");
+        let info = orders
+            .job(&job)
+            .await
+            .expect("memory does not fail")
+            .expect("the charge job");
         if info.attempts_made >= 3 {
             assert!(
                 info.failed_reason.unwrap_or_default().contains("payment"),

@@ -48,13 +48,13 @@ use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
 use ee_core::WithProblem;
 use ee_db::params;
-use ee_queue::{Backoff, Job, JobOptions, WorkerHandle};
+use ee_queue::{Backoff, Job, JobOptions, Queue, Worker, WorkerHandle};
 use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, Jobs, found, now_ms, problem, requiring_idempotency_key};
+use crate::common::{Deps, found, now_ms, problem, requiring_idempotency_key, retry_failed};
 use crate::services::notification::{Confirmation, Notifier};
 use crate::services::payment::Payment;
 use crate::services::product::{LineRequest, PricedLine, Reservation};
@@ -132,7 +132,7 @@ pub struct Settle {
 struct OrderState {
     deps: Deps,
     notifier: Notifier,
-    charges: Jobs,
+    charges: Queue,
     /// Users as the user service answered them (users do not change; a
     /// minute bounds how long a deleted one could still order).
     users: Cache<str, User>,
@@ -140,7 +140,7 @@ struct OrderState {
 
 /// The service's API (mounted under `/v1`); `charges` is the `orders`
 /// queue, which [`start_worker`] works through.
-pub fn api(deps: Deps, notifier: Notifier, charges: Jobs) -> Router {
+pub fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Router {
     let place = requiring_idempotency_key(
         Router::new().route("/orders", post(place)),
         deps.redis.as_ref(),
@@ -162,7 +162,7 @@ pub fn api(deps: Deps, notifier: Notifier, charges: Jobs) -> Router {
 /// Starts the worker that settles placed orders (charge, then confirm or
 /// release), up to 64 at once. A job whose outcome is unknown fails and is
 /// retried with backoff.
-pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Jobs) -> WorkerHandle {
+pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Queue) -> WorkerHandle {
     let service = tower::service_fn(move |job: Job<Settle>| {
         let deps = deps.clone();
         let notifier = notifier.clone();
@@ -176,7 +176,9 @@ pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Jobs) -> WorkerHan
             }
         }
     });
-    charges.start_worker(service, 64)
+    Worker::new(charges.clone(), service)
+        .concurrency(64)
+        .start()
 }
 
 /// The longest `Prefer: wait` honoured, in seconds.
@@ -513,9 +515,9 @@ fn outcome(order: Order, applied: Option<HeaderValue>) -> Result<Response, Probl
 
 /// Hands `job`'s charge to the worker: added once per order. A retry of an
 /// order whose job ran out of attempts (`resumed`) starts it again.
-async fn charge_job(charges: &Jobs, job: &Settle, resumed: bool) -> Result<(), Problem> {
+async fn charge_job(charges: &Queue, job: &Settle, resumed: bool) -> Result<(), Problem> {
     let id = format!("charge-{}", job.order.id);
-    if resumed && charges.retry_failed(&id).await? {
+    if resumed && retry_failed(charges, &id).await? {
         return Ok(());
     }
     // Retried for about 45 minutes: 250 ms, doubling up to a minute.
@@ -527,7 +529,8 @@ async fn charge_job(charges: &Jobs, job: &Settle, resumed: bool) -> Result<(), P
             max_delay_ms: Some(60_000),
         },
     );
-    charges.add("charge", job, options).await
+    charges.add("charge", job, options).await?;
+    Ok(())
 }
 
 /// Puts the stock of `order` back (safe to repeat).
