@@ -52,13 +52,22 @@ pub(crate) struct PolicyMetrics {
 
 impl PolicyMetrics {
     pub(crate) fn new(policy: &str) -> Self {
-        let decision = |outcome: &'static str| metrics::counter!(DECISIONS_TOTAL, "policy" => policy.to_owned(), "outcome" => outcome);
+        let decision = |outcome: &'static str| {
+            metrics::counter!(
+                DECISIONS_TOTAL,
+                "policy" => policy.to_owned(),
+                "outcome" => outcome
+            )
+        };
         Self {
             allowed: decision("allowed"),
             limited: decision("limited"),
             failed_open: decision("failed_open"),
             failed_closed: decision("failed_closed"),
-            backend_errors: metrics::counter!(BACKEND_ERRORS_TOTAL, "policy" => policy.to_owned()),
+            backend_errors: metrics::counter!(
+                BACKEND_ERRORS_TOTAL,
+                "policy" => policy.to_owned()
+            ),
         }
     }
 }
