@@ -151,16 +151,15 @@ where
         required: true,
         ..ee_idempotency::IdempotencyConfig::default()
     };
-    match redis {
-        None => router.layer(ee_idempotency::IdempotencyLayer::with_config(
-            ee_idempotency::MemoryStore::new(),
-            config,
-        )),
-        Some(r) => router.layer(ee_idempotency::IdempotencyLayer::with_config(
-            ee_idempotency::RedisStore::new(r.conn.clone()),
-            config,
-        )),
-    }
+    let store: ee_idempotency::AnyStore = redis.map_or_else(
+        || ee_idempotency::MemoryStore::new().into(),
+        |r| ee_idempotency::RedisStore::new(r.conn.clone()).into(),
+    );
+    router.layer(
+        ee_idempotency::IdempotencyLayer::new(store)
+            .config(&config)
+            .expect("a valid idempotency config"),
+    )
 }
 
 /// A lookup's result, with "no such row" as a 404 problem of `kind`.

@@ -132,20 +132,22 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     let built = match &state.visits {
         Visits::Memory(_) => {
-            let orders = orders.layer(IdempotencyLayer::with_config(
-                ee_idempotency::MemoryStore::new(),
-                idempotency,
-            ));
+            let orders = orders.layer(
+                IdempotencyLayer::new(ee_idempotency::MemoryStore::new())
+                    .config(&idempotency)
+                    .expect("a valid idempotency config"),
+            );
             let limits = RateLimitLayer::builder(ee_ratelimit::MemoryStore::new()).policy(policy);
             routes
                 .merge(orders)
                 .layer(limits.build().expect("a valid policy"))
         }
         Visits::Redis { conn, .. } => {
-            let orders = orders.layer(IdempotencyLayer::with_config(
-                ee_idempotency::RedisStore::new(conn.clone()),
-                idempotency,
-            ));
+            let orders = orders.layer(
+                IdempotencyLayer::new(ee_idempotency::RedisStore::new(conn.clone()))
+                    .config(&idempotency)
+                    .expect("a valid idempotency config"),
+            );
             let limits =
                 RateLimitLayer::builder(ee_ratelimit::RedisStore::new(conn.clone())).policy(policy);
             routes
