@@ -24,7 +24,7 @@ mod database;
 mod error;
 #[cfg(feature = "axum")]
 mod layer;
-pub mod metrics;
+mod metrics;
 mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;
@@ -75,6 +75,11 @@ pub use error::DbError;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use layer::{DbLayer, DbService, DbTx};
+pub use metrics::{
+    METRIC_POOL_CONNECTIONS, METRIC_POOL_TIMEOUTS_TOTAL, METRIC_POOL_WAIT_SECONDS,
+    METRIC_QUERY_DURATION_SECONDS, METRIC_SLOW_QUERIES_TOTAL, METRIC_TRANSACTION_RETRIES_TOTAL,
+    describe_metrics,
+};
 pub use migrate::{Migration, MigrationReport, Migrations};
 pub use row::{ColumnIndex, FromRow, Row};
 pub use value::Value;

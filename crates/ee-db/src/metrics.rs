@@ -2,12 +2,12 @@
 //!
 //! | name | kind | unit |
 //! |---|---|---|
-//! | [`POOL_CONNECTIONS`] (`state` = `idle`, `in_use`, `reader`) | gauge | count |
-//! | [`POOL_WAIT`] | histogram | seconds |
-//! | [`POOL_TIMEOUTS`] | counter | count |
-//! | [`QUERY_DURATION`] | histogram | seconds |
-//! | [`SLOW_QUERIES`] | counter | count |
-//! | [`TX_RETRIES`] | counter | count |
+//! | [`METRIC_POOL_CONNECTIONS`] (`state` = `idle`, `in_use`, `reader`) | gauge | count |
+//! | [`METRIC_POOL_WAIT_SECONDS`] | histogram | seconds |
+//! | [`METRIC_POOL_TIMEOUTS_TOTAL`] | counter | count |
+//! | [`METRIC_QUERY_DURATION_SECONDS`] | histogram | seconds |
+//! | [`METRIC_SLOW_QUERIES_TOTAL`] | counter | count |
+//! | [`METRIC_TRANSACTION_RETRIES_TOTAL`] | counter | count |
 //!
 //! A [`Database`](crate::Database) calls [`describe`] and registers its
 //! handles when it is opened (so install the recorder first); no metric is
@@ -23,50 +23,50 @@ use crate::PoolState;
 
 /// Gauge: the pool's connections by `state`: `idle`, `in_use`, and
 /// `reader` (SQLite read connections threads keep outside the pool).
-pub const POOL_CONNECTIONS: &str = "ee_db_pool_connections";
+pub const METRIC_POOL_CONNECTIONS: &str = "ee_db_pool_connections";
 /// Histogram: how long a checkout waited for a connection, in seconds.
-pub const POOL_WAIT: &str = "ee_db_pool_wait_seconds";
+pub const METRIC_POOL_WAIT_SECONDS: &str = "ee_db_pool_wait_seconds";
 /// Counter: checkouts that found no connection within `connect_timeout_ms`.
-pub const POOL_TIMEOUTS: &str = "ee_db_pool_timeouts_total";
+pub const METRIC_POOL_TIMEOUTS_TOTAL: &str = "ee_db_pool_timeouts_total";
 /// Histogram: how long a statement took, in seconds.
-pub const QUERY_DURATION: &str = "ee_db_query_duration_seconds";
+pub const METRIC_QUERY_DURATION_SECONDS: &str = "ee_db_query_duration_seconds";
 /// Counter: statements slower than `slow_query_ms`.
-pub const SLOW_QUERIES: &str = "ee_db_slow_queries_total";
+pub const METRIC_SLOW_QUERIES_TOTAL: &str = "ee_db_slow_queries_total";
 /// Counter: transactions run again after a serialization failure, a
 /// deadlock or SQLite's busy.
-pub const TX_RETRIES: &str = "ee_db_transaction_retries_total";
+pub const METRIC_TRANSACTION_RETRIES_TOTAL: &str = "ee_db_transaction_retries_total";
 
 /// Describes every ee-db metric (help text and unit) to the installed
 /// recorder. [`Database`](crate::Database) calls it when it is opened;
 /// calling it again is harmless.
-pub fn describe() {
+pub fn describe_metrics() {
     metrics::describe_gauge!(
-        POOL_CONNECTIONS,
+        METRIC_POOL_CONNECTIONS,
         Unit::Count,
         "Database pool connections by state (idle, in_use, reader)"
     );
     metrics::describe_histogram!(
-        POOL_WAIT,
+        METRIC_POOL_WAIT_SECONDS,
         Unit::Seconds,
         "Time a checkout waited for a database connection"
     );
     metrics::describe_counter!(
-        POOL_TIMEOUTS,
+        METRIC_POOL_TIMEOUTS_TOTAL,
         Unit::Count,
         "Checkouts that found no database connection within the timeout"
     );
     metrics::describe_histogram!(
-        QUERY_DURATION,
+        METRIC_QUERY_DURATION_SECONDS,
         Unit::Seconds,
         "Time a database statement took"
     );
     metrics::describe_counter!(
-        SLOW_QUERIES,
+        METRIC_SLOW_QUERIES_TOTAL,
         Unit::Count,
         "Database statements slower than slow_query_ms"
     );
     metrics::describe_counter!(
-        TX_RETRIES,
+        METRIC_TRANSACTION_RETRIES_TOTAL,
         Unit::Count,
         "Transactions run again after a serialization failure, deadlock or busy database"
     );
@@ -84,13 +84,13 @@ pub(crate) struct Meters {
 
 impl Meters {
     pub(crate) fn new(pool: &Arc<str>) -> Self {
-        describe();
+        describe_metrics();
         Self {
-            wait: metrics::histogram!(POOL_WAIT, "pool" => pool.clone()),
-            timeouts: metrics::counter!(POOL_TIMEOUTS, "pool" => pool.clone()),
-            query: metrics::histogram!(QUERY_DURATION, "pool" => pool.clone()),
-            slow: metrics::counter!(SLOW_QUERIES, "pool" => pool.clone()),
-            retries: metrics::counter!(TX_RETRIES, "pool" => pool.clone()),
+            wait: metrics::histogram!(METRIC_POOL_WAIT_SECONDS, "pool" => pool.clone()),
+            timeouts: metrics::counter!(METRIC_POOL_TIMEOUTS_TOTAL, "pool" => pool.clone()),
+            query: metrics::histogram!(METRIC_QUERY_DURATION_SECONDS, "pool" => pool.clone()),
+            slow: metrics::counter!(METRIC_SLOW_QUERIES_TOTAL, "pool" => pool.clone()),
+            retries: metrics::counter!(METRIC_TRANSACTION_RETRIES_TOTAL, "pool" => pool.clone()),
         }
     }
 }
@@ -104,7 +104,7 @@ pub(crate) struct PoolGauges {
 
 impl PoolGauges {
     pub(crate) fn new(pool: &Arc<str>) -> Self {
-        let gauge = |state: &'static str| metrics::gauge!(POOL_CONNECTIONS, "pool" => pool.clone(), "state" => state);
+        let gauge = |state: &'static str| metrics::gauge!(METRIC_POOL_CONNECTIONS, "pool" => pool.clone(), "state" => state);
         Self {
             idle: gauge("idle"),
             in_use: gauge("in_use"),

@@ -546,12 +546,12 @@ fn pool_timeouts_slow_queries_and_retries_are_counted() {
     // snapshot resets the counters: this one comes after their check).
     let snapshot = snapshotter.snapshot().into_vec();
     for name in [
-        ee_db::metrics::POOL_WAIT,
-        ee_db::metrics::POOL_TIMEOUTS,
-        ee_db::metrics::QUERY_DURATION,
-        ee_db::metrics::SLOW_QUERIES,
-        ee_db::metrics::TX_RETRIES,
-        ee_db::metrics::POOL_CONNECTIONS,
+        ee_db::METRIC_POOL_WAIT_SECONDS,
+        ee_db::METRIC_POOL_TIMEOUTS_TOTAL,
+        ee_db::METRIC_QUERY_DURATION_SECONDS,
+        ee_db::METRIC_SLOW_QUERIES_TOTAL,
+        ee_db::METRIC_TRANSACTION_RETRIES_TOTAL,
+        ee_db::METRIC_POOL_CONNECTIONS,
     ] {
         let (_, unit, help, _) = snapshot
             .iter()

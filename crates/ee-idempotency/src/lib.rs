@@ -18,7 +18,7 @@ mod service;
 mod store;
 
 pub use self::metrics::{
-    BACKEND_ERRORS_TOTAL, REQUESTS_TOTAL, STORED_BYTES, describe as describe_metrics,
+    METRIC_BACKEND_ERRORS_TOTAL, METRIC_REQUESTS_TOTAL, METRIC_STORED_BYTES, describe_metrics,
 };
 pub use any::AnyStore;
 pub use body::IdempotencyBody;

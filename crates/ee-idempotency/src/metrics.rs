@@ -2,9 +2,9 @@
 //!
 //! | name | kind | unit | labels |
 //! |---|---|---|---|
-//! | [`REQUESTS_TOTAL`] | counter | count | `outcome` (`executed`, `replayed`, `conflict`, `mismatch`, `rejected`, `not_stored`, `lease_lost`, `body_failed`) |
-//! | [`STORED_BYTES`] | histogram | bytes | |
-//! | [`BACKEND_ERRORS_TOTAL`] | counter | count | |
+//! | [`METRIC_REQUESTS_TOTAL`] | counter | count | `outcome` (`executed`, `replayed`, `conflict`, `mismatch`, `rejected`, `not_stored`, `lease_lost`, `body_failed`) |
+//! | [`METRIC_STORED_BYTES`] | histogram | bytes | |
+//! | [`METRIC_BACKEND_ERRORS_TOTAL`] | counter | count | |
 //!
 //! A layer calls [`describe`] and registers its handles when it is made
 //! ([`IdempotencyLayer::new`](crate::IdempotencyLayer::new); install the
@@ -13,30 +13,30 @@
 use metrics::{Counter, Histogram, Unit};
 
 /// Counter: guarded requests by `outcome`.
-pub const REQUESTS_TOTAL: &str = "ee_idempotency_requests_total";
+pub const METRIC_REQUESTS_TOTAL: &str = "ee_idempotency_requests_total";
 /// Histogram: the size of each stored response body, in bytes.
-pub const STORED_BYTES: &str = "ee_idempotency_stored_bytes";
+pub const METRIC_STORED_BYTES: &str = "ee_idempotency_stored_bytes";
 /// Counter: store calls that failed (Redis down or too slow) when a request
 /// took its key.
-pub const BACKEND_ERRORS_TOTAL: &str = "ee_idempotency_backend_errors_total";
+pub const METRIC_BACKEND_ERRORS_TOTAL: &str = "ee_idempotency_backend_errors_total";
 
 /// Describes every ee-idempotency metric (help text and unit) to the
 /// installed recorder. [`IdempotencyLayer::new`](crate::IdempotencyLayer::new)
 /// calls it; calling it again is harmless.
-pub fn describe() {
+pub fn describe_metrics() {
     metrics::describe_counter!(
-        REQUESTS_TOTAL,
+        METRIC_REQUESTS_TOTAL,
         Unit::Count,
         "Requests with an Idempotency-Key by outcome (executed, replayed, conflict, mismatch, \
          rejected, not_stored, lease_lost, body_failed)"
     );
     metrics::describe_histogram!(
-        STORED_BYTES,
+        METRIC_STORED_BYTES,
         Unit::Bytes,
         "Size of each response body stored for replay"
     );
     metrics::describe_counter!(
-        BACKEND_ERRORS_TOTAL,
+        METRIC_BACKEND_ERRORS_TOTAL,
         Unit::Count,
         "Idempotency store calls that failed (unreachable or too slow) when a request took its key"
     );
@@ -60,9 +60,9 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// Describes the metrics and registers the handles.
     pub(crate) fn register() -> Self {
-        describe();
+        describe_metrics();
         let outcome =
-            |outcome: &'static str| metrics::counter!(REQUESTS_TOTAL, "outcome" => outcome);
+            |outcome: &'static str| metrics::counter!(METRIC_REQUESTS_TOTAL, "outcome" => outcome);
         Self {
             executed: outcome("executed"),
             replayed: outcome("replayed"),
@@ -72,8 +72,8 @@ impl Metrics {
             not_stored: outcome("not_stored"),
             lease_lost: outcome("lease_lost"),
             body_failed: outcome("body_failed"),
-            backend_errors: metrics::counter!(BACKEND_ERRORS_TOTAL),
-            stored_bytes: metrics::histogram!(STORED_BYTES),
+            backend_errors: metrics::counter!(METRIC_BACKEND_ERRORS_TOTAL),
+            stored_bytes: metrics::histogram!(METRIC_STORED_BYTES),
         }
     }
 }

@@ -481,7 +481,7 @@ async fn metric_handles_are_registered_and_described_when_the_layer_is_made() {
     let count = |outcome: &str| {
         snapshot.iter().find_map(|(key, _, _, value)| {
             let key = key.key();
-            let matches = key.name() == ee_idempotency::REQUESTS_TOTAL
+            let matches = key.name() == ee_idempotency::METRIC_REQUESTS_TOTAL
                 && key
                     .labels()
                     .any(|l| l.key() == "outcome" && l.value() == outcome);
@@ -496,9 +496,9 @@ async fn metric_handles_are_registered_and_described_when_the_layer_is_made() {
     assert_eq!(count("mismatch"), Some(1));
     assert_eq!(count("rejected"), Some(1));
     for name in [
-        ee_idempotency::REQUESTS_TOTAL,
-        ee_idempotency::STORED_BYTES,
-        ee_idempotency::BACKEND_ERRORS_TOTAL,
+        ee_idempotency::METRIC_REQUESTS_TOTAL,
+        ee_idempotency::METRIC_STORED_BYTES,
+        ee_idempotency::METRIC_BACKEND_ERRORS_TOTAL,
     ] {
         let described = snapshot
             .iter()

@@ -21,8 +21,8 @@ pub use error::QueueError;
 pub use flow::{FlowIds, FlowJob};
 pub use job::{Backoff, JobInfo, JobOptions, JobState, Keep, MAX_PRIORITY};
 pub use metrics::{
-    METRIC_BACKEND_ERRORS, METRIC_DEPTH, METRIC_JOBS, METRIC_PROCESSING, METRIC_WAIT,
-    describe as describe_metrics,
+    METRIC_BACKEND_ERRORS_TOTAL, METRIC_DEPTH, METRIC_JOBS_TOTAL, METRIC_PROCESSING_SECONDS,
+    METRIC_WAIT_SECONDS, describe_metrics,
 };
 pub use queue::{Counts, NewJob, Queue, QueueEvent};
 pub use repeat::{Repeat, Schedule, Scheduler};

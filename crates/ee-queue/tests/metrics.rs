@@ -98,11 +98,11 @@ async fn jobs_are_counted_by_state_and_timed() {
     // registered then, inside `with_local_recorder`: a lookup per job would
     // have gone to the global recorder, which records nothing.)
     for name in [
-        ee_queue::METRIC_JOBS,
-        ee_queue::METRIC_WAIT,
-        ee_queue::METRIC_PROCESSING,
+        ee_queue::METRIC_JOBS_TOTAL,
+        ee_queue::METRIC_WAIT_SECONDS,
+        ee_queue::METRIC_PROCESSING_SECONDS,
         ee_queue::METRIC_DEPTH,
-        ee_queue::METRIC_BACKEND_ERRORS,
+        ee_queue::METRIC_BACKEND_ERRORS_TOTAL,
     ] {
         let described = snapshot
             .iter()

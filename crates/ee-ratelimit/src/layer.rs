@@ -202,7 +202,7 @@ impl<S: RateLimitStore> RateLimitBuilder<S> {
     /// Redis keys), or an invalid rule.
     pub fn build(self) -> Result<RateLimitLayer<S::Limiter>, RateLimitError> {
         check_policies(&self.policies)?;
-        crate::metrics::describe();
+        crate::metrics::describe_metrics();
         let policy_header = crate::headers::policy_header(&self.policies);
         let fallback = self.on_backend_error == OnBackendError::FallbackToMemory;
         let default_key = self.default_key;

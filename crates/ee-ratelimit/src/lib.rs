@@ -18,7 +18,8 @@ mod service;
 mod store;
 
 pub use self::metrics::{
-    BACKEND_DURATION_SECONDS, BACKEND_ERRORS_TOTAL, DECISIONS_TOTAL, describe as describe_metrics,
+    METRIC_BACKEND_DURATION_SECONDS, METRIC_BACKEND_ERRORS_TOTAL, METRIC_DECISIONS_TOTAL,
+    describe_metrics,
 };
 pub use any::{AnyLimiter, AnyStore};
 pub use config::{HeaderConfig, PolicyConfig, RateLimitConfig, Rule};

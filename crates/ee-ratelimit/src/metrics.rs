@@ -2,9 +2,9 @@
 //!
 //! | name | kind | unit | labels |
 //! |---|---|---|---|
-//! | [`DECISIONS_TOTAL`] | counter | count | `policy`, `outcome` (`allowed`, `limited`, `failed_open`, `failed_closed`) |
-//! | [`BACKEND_ERRORS_TOTAL`] | counter | count | `policy` |
-//! | [`BACKEND_DURATION_SECONDS`] | histogram | seconds | `policy` (Redis) |
+//! | [`METRIC_DECISIONS_TOTAL`] | counter | count | `policy`, `outcome` (`allowed`, `limited`, `failed_open`, `failed_closed`) |
+//! | [`METRIC_BACKEND_ERRORS_TOTAL`] | counter | count | `policy` |
+//! | [`METRIC_BACKEND_DURATION_SECONDS`] | histogram | seconds | `policy` (Redis) |
 //!
 //! A layer calls [`describe`] and registers its handles when it is built
 //! (install the recorder first); no metric is looked up per request.
@@ -13,29 +13,29 @@ use metrics::{Counter, Unit};
 
 /// Counter: decisions by `policy` and `outcome` (`allowed`, `limited`,
 /// `failed_open`, `failed_closed`).
-pub const DECISIONS_TOTAL: &str = "ee_ratelimit_decisions_total";
+pub const METRIC_DECISIONS_TOTAL: &str = "ee_ratelimit_decisions_total";
 /// Counter: decisions the store failed to make (Redis down or too slow), by
 /// `policy`.
-pub const BACKEND_ERRORS_TOTAL: &str = "ee_ratelimit_backend_errors_total";
+pub const METRIC_BACKEND_ERRORS_TOTAL: &str = "ee_ratelimit_backend_errors_total";
 /// Histogram: how long a Redis decision took, in seconds, by `policy`.
-pub const BACKEND_DURATION_SECONDS: &str = "ee_ratelimit_backend_duration_seconds";
+pub const METRIC_BACKEND_DURATION_SECONDS: &str = "ee_ratelimit_backend_duration_seconds";
 
 /// Describes every ee-ratelimit metric (help text and unit) to the installed
 /// recorder. [`RateLimitBuilder::build`](crate::RateLimitBuilder::build)
 /// calls it; calling it again is harmless.
-pub fn describe() {
+pub fn describe_metrics() {
     metrics::describe_counter!(
-        DECISIONS_TOTAL,
+        METRIC_DECISIONS_TOTAL,
         Unit::Count,
         "Rate-limit decisions by policy and outcome (allowed, limited, failed_open, failed_closed)"
     );
     metrics::describe_counter!(
-        BACKEND_ERRORS_TOTAL,
+        METRIC_BACKEND_ERRORS_TOTAL,
         Unit::Count,
         "Rate-limit decisions the backend failed to make (unreachable or too slow)"
     );
     metrics::describe_histogram!(
-        BACKEND_DURATION_SECONDS,
+        METRIC_BACKEND_DURATION_SECONDS,
         Unit::Seconds,
         "Time a rate-limit decision took on Redis"
     );
@@ -54,7 +54,7 @@ impl PolicyMetrics {
     pub(crate) fn new(policy: &str) -> Self {
         let decision = |outcome: &'static str| {
             metrics::counter!(
-                DECISIONS_TOTAL,
+                METRIC_DECISIONS_TOTAL,
                 "policy" => policy.to_owned(),
                 "outcome" => outcome
             )
@@ -65,7 +65,7 @@ impl PolicyMetrics {
             failed_open: decision("failed_open"),
             failed_closed: decision("failed_closed"),
             backend_errors: metrics::counter!(
-                BACKEND_ERRORS_TOTAL,
+                METRIC_BACKEND_ERRORS_TOTAL,
                 "policy" => policy.to_owned()
             ),
         }

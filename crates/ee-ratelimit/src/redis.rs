@@ -214,7 +214,7 @@ impl RateLimitStore for RedisStore {
             script,
             args,
             latency: metrics::histogram!(
-                crate::metrics::BACKEND_DURATION_SECONDS,
+                crate::metrics::METRIC_BACKEND_DURATION_SECONDS,
                 "policy" => name.to_owned()
             ),
         }

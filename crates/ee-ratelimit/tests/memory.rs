@@ -565,7 +565,7 @@ fn metrics_are_described_with_help_and_unit_when_the_layer_is_built() {
         .snapshot()
         .into_vec()
         .into_iter()
-        .filter(|(key, ..)| key.key().name() == ee_ratelimit::DECISIONS_TOTAL)
+        .filter(|(key, ..)| key.key().name() == ee_ratelimit::METRIC_DECISIONS_TOTAL)
         .map(|(_, unit, help, _)| (unit, help.is_some_and(|h| !h.is_empty())))
         .collect();
     assert!(!described.is_empty(), "handles registered at build time");

@@ -196,7 +196,7 @@ where
 {
     /// A worker of `queue` with default settings (10 at once).
     pub fn new(queue: Queue, service: S) -> Self {
-        crate::metrics::describe();
+        crate::metrics::describe_metrics();
         Self {
             queue,
             service,
