@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::check;
 use crate::error::{Part, ValidateError};
-use crate::metrics::{Rejecter, UNMATCHED};
+use crate::metrics::{Rejecter, UNMATCHED_ROUTE};
 use crate::{HasSchema, SchemaRegistry};
 
 /// A JSON body that matched `T`'s schema and then deserialised into `T`.
@@ -79,7 +79,9 @@ where
         .unwrap_or_else(|| default_registry().clone());
     let rejecter = Rejecter {
         rejections: registry.rejections(),
-        route: matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
+        route: matched
+            .as_ref()
+            .map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
     };
     check::content_type(req.headers(), rejecter)?;
     let validator = registry.validator_for::<T>()?;

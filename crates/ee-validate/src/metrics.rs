@@ -15,16 +15,16 @@ use metrics::{Counter, Unit, counter, describe_counter};
 
 /// `ee_validate_rejections_total{route,keyword}`: refused requests, per
 /// route template and failed keyword.
-pub const REJECTIONS: &str = "ee_validate_rejections_total";
+pub const METRIC_REJECTIONS_TOTAL: &str = "ee_validate_rejections_total";
 
 /// The route label when the route template is unknown.
-pub const UNMATCHED: &str = "unmatched";
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Describes this crate's metric (help text and unit in `/metrics`); every
 /// [`SchemaRegistry`](crate::SchemaRegistry) calls it when it is built.
-pub fn describe() {
+pub fn describe_metrics() {
     describe_counter!(
-        REJECTIONS,
+        METRIC_REJECTIONS_TOTAL,
         Unit::Count,
         "Requests refused by schema validation, per route template and failed keyword or pre-schema check"
     );
@@ -57,7 +57,7 @@ impl Rejections {
             .or_default()
             .entry(keyword.to_owned())
             .or_insert_with(|| {
-                counter!(REJECTIONS, "route" => route.to_owned(), "keyword" => keyword.to_owned())
+                counter!(METRIC_REJECTIONS_TOTAL, "route" => route.to_owned(), "keyword" => keyword.to_owned())
             })
             .increment(1);
     }

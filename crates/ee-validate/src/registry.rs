@@ -449,7 +449,7 @@ impl SchemaRegistryBuilder {
             errors.dedup_by(|a, b| a.to_string() == b.to_string());
             return Err(SchemaError::many(errors));
         }
-        crate::metrics::describe();
+        crate::metrics::describe_metrics();
         Ok(SchemaRegistry {
             inner: Arc::new(Inner {
                 resources,

@@ -16,7 +16,7 @@ use tower::Service;
 use crate::check;
 use crate::error::{Part, ValidateError};
 use crate::layer::{Coerce, Shared};
-use crate::metrics::{Rejecter, UNMATCHED};
+use crate::metrics::{Rejecter, UNMATCHED_ROUTE};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -77,7 +77,7 @@ fn route_of<'a, B>(shared: &'a Shared, req: &'a Request<B>) -> &'a str {
         return matched.as_str();
     }
     let _ = req;
-    UNMATCHED
+    UNMATCHED_ROUTE
 }
 
 /// The request with its body checked (and buffered), or why it is refused.

@@ -435,13 +435,13 @@ fn rejections_are_counted_by_route_template_and_keyword() {
         .snapshot()
         .into_vec()
         .into_iter()
-        .find(|(key, ..)| key.key().name() == ee_validate::REJECTIONS)
+        .find(|(key, ..)| key.key().name() == ee_validate::METRIC_REJECTIONS_TOTAL)
         .map(|(_, unit, help, _)| (unit, help.is_some_and(|h| !h.is_empty())));
     assert_eq!(
         described,
         Some((Some(metrics::Unit::Count), true)),
         "{} is described",
-        ee_validate::REJECTIONS
+        ee_validate::METRIC_REJECTIONS_TOTAL
     );
 }
 

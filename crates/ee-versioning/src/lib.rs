@@ -13,6 +13,6 @@ mod version;
 pub use config::{Date, LifecycleConfig, VersioningConfig};
 pub use error::VersioningError;
 pub use lifecycle::{Lifecycle, deprecation_value, sunset_value};
-pub use metrics::{DEPRECATED_REQUESTS, describe};
+pub use metrics::{METRIC_DEPRECATED_REQUESTS_TOTAL, describe_metrics};
 pub use router::{ResponseFuture, Routes, VersionRoutes, VersionedRouter, VersionedService};
 pub use version::{Source, Version};

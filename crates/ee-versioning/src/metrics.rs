@@ -19,13 +19,13 @@ use crate::version::Version;
 /// `ee_versioning_deprecated_requests_total{version,client}`: requests to a
 /// deprecated version, by client key (`unknown` without one, `other` past
 /// the bound on distinct clients).
-pub const DEPRECATED_REQUESTS: &str = "ee_versioning_deprecated_requests_total";
+pub const METRIC_DEPRECATED_REQUESTS_TOTAL: &str = "ee_versioning_deprecated_requests_total";
 
 /// Describes this crate's metric (help text and unit in `/metrics`); the
 /// router calls it when it is built.
-pub fn describe() {
+pub fn describe_metrics() {
     describe_counter!(
-        DEPRECATED_REQUESTS,
+        METRIC_DEPRECATED_REQUESTS_TOTAL,
         Unit::Count,
         "Requests to a deprecated API version, by version and client"
     );
@@ -42,7 +42,7 @@ pub(crate) struct Meter {
 
 impl Meter {
     pub(crate) fn new(client_key: Option<Arc<dyn KeyExtractor>>, max_clients: usize) -> Self {
-        describe();
+        describe_metrics();
         Self {
             client_key,
             max_clients,
@@ -80,7 +80,7 @@ impl VersionMeter {
     /// Registers `version`'s fixed handles.
     pub(crate) fn new(meter: Arc<Meter>, version: Version) -> Self {
         let version = version.to_string();
-        let fixed = |client: &'static str| counter!(DEPRECATED_REQUESTS, "version" => version.clone(), "client" => client);
+        let fixed = |client: &'static str| counter!(METRIC_DEPRECATED_REQUESTS_TOTAL, "version" => version.clone(), "client" => client);
         Self {
             unknown: fixed("unknown"),
             other: fixed("other"),
@@ -113,7 +113,7 @@ impl VersionMeter {
             return;
         }
         let counter = counter!(
-            DEPRECATED_REQUESTS,
+            METRIC_DEPRECATED_REQUESTS_TOTAL,
             "version" => self.version.clone(),
             "client" => key.clone()
         );

@@ -516,7 +516,7 @@ fn the_deprecation_metric_is_described() {
         .snapshot()
         .into_vec()
         .into_iter()
-        .filter(|(key, ..)| key.key().name() == ee_versioning::DEPRECATED_REQUESTS)
+        .filter(|(key, ..)| key.key().name() == ee_versioning::METRIC_DEPRECATED_REQUESTS_TOTAL)
         .map(|(key, unit, help, _)| {
             (
                 key.key()
