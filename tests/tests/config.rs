@@ -149,7 +149,7 @@ fn one_file_configures_every_crate() {
         ])
         .load()
         .unwrap_err();
-    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    let keys: Vec<&str> = err.issues.iter().map(|p| p.key.as_str()).collect();
     assert!(
         keys.contains(&"cache.ttl_ms")
             && keys.contains(&"logging.format")
@@ -157,7 +157,7 @@ fn one_file_configures_every_crate() {
         "{err}"
     );
     assert!(
-        err.problems
+        err.issues
             .iter()
             .all(|p| p.source.starts_with("environment variable EE_")),
         "{err}"

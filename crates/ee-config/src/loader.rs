@@ -9,9 +9,10 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// One bad key.
+/// One bad key of a configuration (named so that it is not taken for
+/// `ee_core::Problem`, the HTTP problem).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub struct ConfigIssue {
     /// The key path (`database.pool.max_size`).
     pub key: String,
     /// What is wrong with it.
@@ -20,8 +21,8 @@ pub struct Problem {
     pub source: String,
 }
 
-impl Problem {
-    /// `  - key: reason (from source)`; a problem of no key (a file that does
+impl ConfigIssue {
+    /// `  - key: reason (from source)`; an issue of no key (a file that does
     /// not parse) without the `key:`.
     fn line(&self) -> String {
         if self.key.is_empty() {
@@ -50,10 +51,10 @@ impl Provider for Override {
 
 /// Every bad key of a configuration, reported at once.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the configuration is invalid:\n{}", .problems.iter().map(Problem::line).collect::<Vec<_>>().join("\n"))]
+#[error("the configuration is invalid:\n{}", .issues.iter().map(ConfigIssue::line).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigError {
     /// The bad keys.
-    pub problems: Vec<Problem>,
+    pub issues: Vec<ConfigIssue>,
 }
 
 /// Where a configuration comes from, lowest precedence first.
@@ -193,7 +194,7 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
     /// its value came from.
     ///
     /// # Errors
-    /// [`ConfigError`] listing every problem.
+    /// [`ConfigError`] listing every issue.
     pub fn load(&self) -> Result<T, ConfigError> {
         self.extract(&self.figment())
     }
@@ -209,10 +210,10 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
         // Secrets serialise as "[redacted]" unless exposed: the keys whose
         // values must not be quoted in a reason.
         let redacted = Figment::from(Serialized::defaults(&self.defaults));
-        let problem = |e: &figment::Error, key: &str| {
+        let issue = |e: &figment::Error, key: &str| {
             let secret =
                 matches!(redacted.find_value(key), Ok(Value::String(_, s)) if s == "[redacted]");
-            Problem {
+            ConfigIssue {
                 // Later passes read a repaired copy: the origin is the original's.
                 source: source_of(
                     original.find_metadata(key).or(e.metadata.as_ref()),
@@ -234,14 +235,14 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
         let mut data = match original.extract::<Value>() {
             Ok(data) => data,
             Err(_) => {
-                let problems = errors
+                let issues = errors
                     .into_iter()
-                    .map(|e| problem(&e, &e.path.join(".")))
+                    .map(|e| issue(&e, &e.path.join(".")))
                     .collect();
-                return Err(ConfigError { problems });
+                return Err(ConfigError { issues });
             }
         };
-        let mut problems = Vec::new();
+        let mut issues = Vec::new();
         for _ in 0..256 {
             let mut repaired = false;
             for e in errors {
@@ -253,9 +254,9 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
                     repaired |= remove_at(&mut data, &e.path);
                     continue;
                 }
-                let found = problem(&e, &key);
-                if !problems.contains(&found) {
-                    problems.push(found);
+                let found = issue(&e, &key);
+                if !issues.contains(&found) {
+                    issues.push(found);
                 }
                 repaired |= match e.kind {
                     figment::error::Kind::UnknownField(..) => remove_at(&mut data, &e.path),
@@ -266,16 +267,16 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
                 break;
             }
             match Figment::from(Serialized::defaults(&data)).extract::<T>() {
-                Ok(value) if problems.is_empty() => return Ok(value),
+                Ok(value) if issues.is_empty() => return Ok(value),
                 Ok(_) => break,
                 Err(more) => errors = more,
             }
         }
-        Err(ConfigError { problems })
+        Err(ConfigError { issues })
     }
 
     /// [`load`](Self::load), or, on a bad configuration, print every
-    /// problem to standard error and exit with status 2: what a service's
+    /// issue to standard error and exit with status 2: what a service's
     /// `main` wants (a readable report, not a panic or a `Debug` dump).
     pub fn load_or_exit(&self) -> T {
         match self.load() {

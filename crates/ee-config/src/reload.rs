@@ -20,7 +20,7 @@ fn stamps(files: &[std::path::PathBuf]) -> Vec<Option<SystemTime>> {
 /// Loads once, then watches: every `poll` the files' modification times are
 /// compared (and on SIGHUP the configuration is reloaded regardless); a
 /// valid new configuration is sent to the receivers, an invalid one is
-/// logged with every problem and the old one stays.
+/// logged with every issue and the old one stays.
 ///
 /// # Errors
 /// The first load's [`ConfigError`](crate::ConfigError): a service does not

@@ -129,11 +129,11 @@ fn json_files_syntax_errors_ranges_and_overrides_are_reported_with_their_source(
         .set("pool.max_size", "many")
         .load()
         .unwrap_err();
-    let port = err.problems.iter().find(|p| p.key == "port").expect("port");
+    let port = err.issues.iter().find(|p| p.key == "port").expect("port");
     assert!(port.source.contains("range.toml"), "{port:?}");
     assert!(port.reason.contains("70000"), "{port:?}");
     let size = err
-        .problems
+        .issues
         .iter()
         .find(|p| p.key == "pool.max_size")
         .expect("max_size");
@@ -204,14 +204,14 @@ fn every_bad_key_is_reported_with_its_source() {
         .env([("EE_POOL__MAX_SIZE", "lots"), ("EE_POOL__TIMEOUT_MS", "-5")])
         .load()
         .unwrap_err();
-    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    let keys: Vec<&str> = err.issues.iter().map(|p| p.key.as_str()).collect();
     for key in ["port", "name", "pool.max_size", "pool.timeout_ms"] {
         assert!(keys.contains(&key), "{key} missing from {err}");
     }
-    let port = err.problems.iter().find(|p| p.key == "port").unwrap();
+    let port = err.issues.iter().find(|p| p.key == "port").unwrap();
     assert!(port.source.contains("ee.toml"), "{port:?}");
     let pool = err
-        .problems
+        .issues
         .iter()
         .find(|p| p.key == "pool.max_size")
         .unwrap();
@@ -280,7 +280,7 @@ fn unknown_keys_and_bad_array_items_do_not_hide_the_other_bad_keys() {
         .env([("EE_POOL__MAX_SIZE", "lots")])
         .load()
         .unwrap_err();
-    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    let keys: Vec<&str> = err.issues.iter().map(|p| p.key.as_str()).collect();
     for key in [
         "prot",
         "port",
@@ -293,20 +293,16 @@ fn unknown_keys_and_bad_array_items_do_not_hide_the_other_bad_keys() {
     ] {
         assert!(keys.contains(&key), "{key} missing from {err}");
     }
-    let typo = err.problems.iter().find(|p| p.key == "prot").unwrap();
+    let typo = err.issues.iter().find(|p| p.key == "prot").unwrap();
     assert!(typo.source.contains("ee.toml"), "{typo:?}");
     assert!(typo.reason.contains("unknown field"), "{typo:?}");
     let env = err
-        .problems
+        .issues
         .iter()
         .find(|p| p.key == "pool.max_size")
         .unwrap();
     assert_eq!(env.source, "environment variable EE_POOL__MAX_SIZE");
-    let item = err
-        .problems
-        .iter()
-        .find(|p| p.key == "hosts.1.port")
-        .unwrap();
+    let item = err.issues.iter().find(|p| p.key == "hosts.1.port").unwrap();
     assert!(item.source.contains("ee.toml"), "{item:?}");
 }
 
@@ -362,12 +358,12 @@ fn tenants_and_feature_flags() {
         .env(Vec::<(String, String)>::new())
         .load_for_tenant("acme")
         .unwrap_err();
-    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    let keys: Vec<&str> = err.issues.iter().map(|p| p.key.as_str()).collect();
     for key in ["port", "pool.max_size", "pool.timeout_ms"] {
         assert!(keys.contains(&key), "{key} missing from {err}");
     }
     assert!(
-        err.problems.iter().all(|p| p.source.contains("bad.toml")),
+        err.issues.iter().all(|p| p.source.contains("bad.toml")),
         "{err}"
     );
 }

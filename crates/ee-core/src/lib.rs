@@ -13,6 +13,8 @@ mod problem;
 mod redact;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "axum")]
+mod rejection;
 mod throttle;
 
 pub use backend::OnBackendError;
@@ -20,6 +22,7 @@ pub use backoff::Backoff;
 pub use clock::{Clock, SystemClock, unix_ms};
 pub use hop::{HOP_BY_HOP, connection_named, is_hop_by_hop, remove_hop_by_hop};
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use key::RouteKey;
 pub use key::{
     ClientIp, ClientIpConfig, ForwardedHeader, HeaderKey, Key, KeyError, KeyExtractor, KeyFn,
@@ -29,5 +32,9 @@ pub use keyspace::KeySpace;
 pub use problem::{ABOUT_BLANK, PROBLEM_JSON, Problem, TYPE_BASE};
 pub use redact::redact_url;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisConfig, RedisConn, RedisError, Script, ScriptCall};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use rejection::WithProblem;
 pub use throttle::LogThrottle;

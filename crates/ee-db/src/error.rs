@@ -1,5 +1,7 @@
 //! One error type; each kind maps to an RFC 9457 problem.
 
+use std::time::Duration;
+
 use http::StatusCode;
 
 use ee_core::Problem;
@@ -104,55 +106,73 @@ impl DbError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+}
 
-    /// The problem+json answer. Server messages are not shown to clients
-    /// for 500s (they may name tables and values); they are logged.
-    pub fn to_problem(&self) -> Problem {
-        let status = self.status();
-        let (kind, title, detail) = match self {
+/// The problem+json answer: `https://ee.rs/problems/db/<kind>` with the
+/// error's [`status`](DbError::status), and `Retry-After: 1` on a 503. Server
+/// messages are not shown to clients (they may name tables and values); a
+/// handler logs them, as [`DbError`]'s `IntoResponse` does for 5xx.
+///
+/// ```
+/// use ee_core::Problem;
+/// use ee_db::DbError;
+///
+/// let problem = Problem::from(DbError::PoolTimeout(std::time::Duration::from_secs(5)));
+/// assert_eq!(problem.status(), 503);
+/// assert_eq!(problem.retry_after(), Some(std::time::Duration::from_secs(1)));
+/// ```
+impl From<DbError> for Problem {
+    fn from(e: DbError) -> Self {
+        Problem::from(&e)
+    }
+}
+
+/// The same problem as `From<DbError>`, for an error that is shared (an
+/// `Arc<DbError>` that a cache's single-flight load hands every waiter).
+impl From<&DbError> for Problem {
+    fn from(e: &DbError) -> Self {
+        let status = e.status();
+        let (kind, title, detail) = match e {
             DbError::PoolTimeout(_) => (
                 "unavailable",
                 "Database busy",
-                "no database connection became free in time; retry shortly".to_owned(),
+                "no database connection became free in time; retry shortly",
             ),
             DbError::Unavailable(_) => (
                 "unavailable",
                 "Database unavailable",
-                "the database cannot be reached; retry shortly".to_owned(),
+                "the database cannot be reached; retry shortly",
             ),
-            DbError::NotFound => ("not-found", "Not found", "no such record".to_owned()),
+            DbError::NotFound => ("not-found", "Not found", "no such record"),
             _ if status == StatusCode::CONFLICT => (
                 "conflict",
                 "Conflict",
-                "the change conflicts with an existing record".to_owned(),
+                "the change conflicts with an existing record",
             ),
             _ if status == StatusCode::BAD_REQUEST => (
                 "invalid-value",
                 "Invalid value",
-                "a value in the request is not valid for the database".to_owned(),
+                "a value in the request is not valid for the database",
             ),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => (
                 "contention",
                 "Database contention",
-                "the transaction could not complete because of concurrent changes; retry"
-                    .to_owned(),
+                "the transaction could not complete because of concurrent changes; retry",
             ),
             _ => (
                 "internal",
                 "Database error",
-                "the request failed in the database".to_owned(),
+                "the request failed in the database",
             ),
         };
-        let mut problem = Problem::ee(status, "db", kind)
+        let problem = Problem::ee(status, "db", kind)
             .with_title(title)
             .with_detail(detail);
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            problem = problem.with_header(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
+            problem.with_retry_after(Duration::from_secs(1))
+        } else {
+            problem
         }
-        problem
     }
 }
 
@@ -162,7 +182,7 @@ impl axum::response::IntoResponse for DbError {
         if self.status().is_server_error() {
             tracing::error!(error = %self, "database error");
         }
-        self.to_problem().into_response()
+        Problem::from(self).into_response()
     }
 }
 

@@ -122,14 +122,22 @@ impl<St: Send + Sync> FromRequestParts<St> for DbTx {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Response> {
-        parts.extensions.get::<DbTx>().cloned().ok_or_else(|| {
-            tracing::error!("DbTx used on a route without DbLayer");
-            ee_core::Problem::ee(http::StatusCode::INTERNAL_SERVER_ERROR, "db", "no-layer")
-                .with_title("Server misconfigured")
-                .with_detail("this route has no database layer")
-                .into_response()
-        })
+        parts.extensions.get::<DbTx>().cloned().ok_or_else(no_layer)
     }
+}
+
+/// The 500 a `DbTx` answers on a route without [`DbLayer`]: a set-up
+/// error, so the detail is the fix, and it is logged once.
+fn no_layer() -> Response {
+    const FIX: &str = "this route takes a DbTx but has no DbLayer: add `.layer(ee_db::DbLayer::new(db))` to the router";
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("ee-db: server set-up error (logged once): {FIX}");
+    }
+    ee_core::Problem::ee(http::StatusCode::INTERNAL_SERVER_ERROR, "db", "no-layer")
+        .with_title("Server misconfigured")
+        .with_detail(FIX)
+        .into_response()
 }
 
 impl DbTx {

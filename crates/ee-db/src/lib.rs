@@ -19,11 +19,12 @@ compile_error!(
     "ee-db needs an engine: enable the `sqlite` feature, the `postgres` feature, or both"
 );
 
-pub mod config;
+mod config;
 mod database;
 mod error;
 #[cfg(feature = "axum")]
 mod layer;
+mod metrics;
 mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;
@@ -72,7 +73,13 @@ pub use config::{CheckoutTest, DbConfig};
 pub use database::{Database, Engine, Isolation, PoolState, Tx, request_scope};
 pub use error::DbError;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use layer::{DbLayer, DbService, DbTx};
+pub use metrics::{
+    METRIC_POOL_CONNECTIONS, METRIC_POOL_TIMEOUTS_TOTAL, METRIC_POOL_WAIT_SECONDS,
+    METRIC_QUERY_DURATION_SECONDS, METRIC_SLOW_QUERIES_TOTAL, METRIC_TRANSACTION_RETRIES_TOTAL,
+    describe_metrics,
+};
 pub use migrate::{Migration, MigrationReport, Migrations};
 pub use row::{ColumnIndex, FromRow, Row};
 pub use value::Value;

@@ -183,7 +183,7 @@ impl Database {
                             Value::Int(m.version),
                             Value::Text(m.name.clone()),
                             Value::Text(m.checksum.clone()),
-                            Value::Text(httpdate_now()),
+                            Value::Text(applied_at_now()),
                         ],
                     )
                     .await?;
@@ -227,9 +227,7 @@ fn is_sqlite(pool: &Pool) -> bool {
     }
 }
 
-fn httpdate_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!("@{secs}")
+/// When a migration was applied, as stored: `@` and Unix seconds.
+fn applied_at_now() -> String {
+    format!("@{}", ee_core::unix_ms() / 1000)
 }

@@ -74,6 +74,16 @@ async fn commits_on_2xx_and_rolls_back_otherwise() {
     let r = exchange(addr2, &raw_request("POST", "/x", &[], b"")).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.headers["content-type"], "application/problem+json");
+    // A set-up error: the detail says how to fix it.
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["type"], "https://ee.rs/problems/db/no-layer");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("DbLayer::new(db)"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

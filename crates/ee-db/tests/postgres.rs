@@ -151,8 +151,12 @@ async fn an_exhausted_pool_times_out_with_503_then_recovers() {
     let e = db.query("SELECT 1", params![]).await.unwrap_err();
     assert!(matches!(e, DbError::PoolTimeout(_)), "{e}");
     assert_eq!(e.status(), 503);
-    let problem = e.to_problem();
+    let problem = ee_core::Problem::from(e);
     assert_eq!(problem.status(), 503);
+    assert_eq!(
+        problem.retry_after(),
+        Some(std::time::Duration::from_secs(1))
+    );
     held.rollback().await.unwrap();
     assert_eq!(db.query("SELECT 1", params![]).await.unwrap().len(), 1);
 }
@@ -538,5 +542,25 @@ fn pool_timeouts_slow_queries_and_retries_are_counted() {
             .is_some_and(|n| n >= 1),
         "{counters:?}"
     );
+    // Each metric the pool registered is described, with a unit (a
+    // snapshot resets the counters: this one comes after their check).
+    let snapshot = snapshotter.snapshot().into_vec();
+    for name in [
+        ee_db::METRIC_POOL_WAIT_SECONDS,
+        ee_db::METRIC_POOL_TIMEOUTS_TOTAL,
+        ee_db::METRIC_QUERY_DURATION_SECONDS,
+        ee_db::METRIC_SLOW_QUERIES_TOTAL,
+        ee_db::METRIC_TRANSACTION_RETRIES_TOTAL,
+        ee_db::METRIC_POOL_CONNECTIONS,
+    ] {
+        let (_, unit, help, _) = snapshot
+            .iter()
+            .find(|(key, ..)| key.key().name() == name)
+            .unwrap_or_else(|| panic!("{name} not registered"));
+        assert!(
+            unit.is_some() && help.is_some(),
+            "{name}: {unit:?} {help:?}"
+        );
+    }
     drop(rt);
 }

@@ -5,6 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::HealthError;
+
 /// A check's verdict (`application/health+json` statuses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,7 +27,16 @@ pub struct Outcome {
     /// Why, when not `pass` (an error message; never a secret).
     pub output: Option<String>,
     /// A measurement (free bytes, available memory), with its unit.
-    pub observed: Option<(f64, &'static str)>,
+    pub observed: Option<Observed>,
+}
+
+/// A check's measurement: `observedValue` and `observedUnit` in the report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observed {
+    /// The value (`1.2e9`).
+    pub value: f64,
+    /// Its unit (`bytes`).
+    pub unit: &'static str,
 }
 
 impl Outcome {
@@ -59,7 +70,7 @@ impl Outcome {
     /// Adds a measurement.
     #[must_use]
     pub fn observed(mut self, value: f64, unit: &'static str) -> Self {
-        self.observed = Some((value, unit));
+        self.observed = Some(Observed { value, unit });
         self
     }
 }
@@ -236,16 +247,20 @@ impl HttpCheck {
     /// A check of `url` (`http://` only).
     ///
     /// # Errors
-    /// When `url` is not an `http://` URL with a host.
-    pub fn new(url: &str) -> Result<Self, String> {
+    /// [`HealthError::Url`] when `url` is not an `http://` URL with a host.
+    pub fn new(url: &str) -> Result<Self, HealthError> {
+        let bad = |reason| HealthError::Url {
+            url: url.to_owned(),
+            reason,
+        };
         let rest = url
             .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: only http:// URLs are checked"))?;
+            .ok_or_else(|| bad("only http:// URLs are checked"))?;
         let (authority, path) = rest
             .split_once('/')
             .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
         if authority.is_empty() {
-            return Err(format!("{url}: no host"));
+            return Err(bad("no host"));
         }
         let authority = if authority.contains(':') {
             authority.to_owned()

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::check::{HealthCheck, Outcome, Registered, Status};
+use crate::error::HealthError;
 
 /// `application/health+json`.
 pub const HEALTH_JSON: &str = "application/health+json";
@@ -20,10 +21,23 @@ pub struct Report {
     pub status: Status,
     /// Critical checks only (what `/readyz` answers).
     pub ready: Status,
-    /// Each check: name, outcome, how long it took.
-    pub checks: Vec<(Arc<str>, Outcome, Duration, bool)>,
+    /// Each check's result.
+    pub checks: Vec<CheckResult>,
     pub(crate) health_body: Bytes,
     pub(crate) ready_body: Bytes,
+}
+
+/// One check's run in a [`Report`].
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: Arc<str>,
+    /// What it found.
+    pub outcome: Outcome,
+    /// How long it took.
+    pub took: Duration,
+    /// Whether it is critical (its failure fails readiness).
+    pub critical: bool,
 }
 
 /// The health of a service: cheap to clone, shared by the probe router, the
@@ -81,8 +95,9 @@ struct Inner {
 /// let config: ee_health::HealthConfig =
 ///     serde_json::from_str(r#"{ "timeout_ms": 500, "drain_ms": 20000 }"#).unwrap();
 /// assert_eq!(config.cache_ms, 1000); // the default
-/// let health = ee_health::Health::builder().config(&config).build();
+/// let health = ee_health::Health::builder().config(&config)?.build();
 /// # drop(health);
+/// # Ok::<(), ee_health::HealthError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -171,12 +186,24 @@ impl HealthBuilder {
         self
     }
 
-    /// The timeout and report interval of `config` (an `[health]` section of
-    /// `ee.toml`, through ee-config), for the checks added after this call.
-    pub fn config(self, config: &HealthConfig) -> Self {
-        self.timeout(Duration::from_millis(config.timeout_ms))
+    /// The timeout, report interval and pre-stop delay of `config` (an
+    /// `[health]` section of `ee.toml`, through ee-config); the timeout
+    /// applies to the checks added after this call.
+    ///
+    /// # Errors
+    /// [`HealthError::Config`] for a `timeout_ms` of 0 (every check that
+    /// waits for anything would time out).
+    pub fn config(self, config: &HealthConfig) -> Result<Self, HealthError> {
+        if config.timeout_ms == 0 {
+            return Err(HealthError::Config {
+                field: "timeout_ms",
+                reason: "0 ms times every check out; give each check time to answer".into(),
+            });
+        }
+        Ok(self
+            .timeout(Duration::from_millis(config.timeout_ms))
             .cache_for(Duration::from_millis(config.cache_ms))
-            .pre_stop(Duration::from_millis(config.pre_stop_ms))
+            .pre_stop(Duration::from_millis(config.pre_stop_ms)))
     }
 
     /// How long [`Health::serve`] keeps accepting after the shutdown begins
@@ -215,13 +242,15 @@ fn worst(a: Status, b: Status) -> Status {
     a.max(b)
 }
 
-fn body(
-    status: Status,
-    checks: &[(Arc<str>, Outcome, Duration, bool)],
-    critical_only: bool,
-) -> Bytes {
+fn body(status: Status, checks: &[CheckResult], critical_only: bool) -> Bytes {
     let mut map = Map::new();
-    for (name, outcome, took, critical) in checks {
+    for CheckResult {
+        name,
+        outcome,
+        took,
+        critical,
+    } in checks
+    {
         if critical_only && !critical {
             continue;
         }
@@ -234,9 +263,9 @@ fn body(
         if let Some(output) = &outcome.output {
             entry["output"] = Value::String(output.clone());
         }
-        if let Some((value, unit)) = outcome.observed {
-            entry["observedValue"] = json!(value);
-            entry["observedUnit"] = Value::String(unit.to_owned());
+        if let Some(observed) = outcome.observed {
+            entry["observedValue"] = json!(observed.value);
+            entry["observedUnit"] = Value::String(observed.unit.to_owned());
         }
         map.insert(name.to_string(), Value::Array(vec![entry]));
     }
@@ -274,18 +303,24 @@ impl Health {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome::fail(format!("timed out after {} ms", c.timeout.as_millis())),
             };
-            (c.name.clone(), outcome, start.elapsed(), c.critical)
+            CheckResult {
+                name: c.name.clone(),
+                outcome,
+                took: start.elapsed(),
+                critical: c.critical,
+            }
         });
         let checks = futures_util::future::join_all(runs).await;
         let mut status = Status::Pass;
         let mut ready = Status::Pass;
-        for (_, outcome, _, critical) in &checks {
-            if *critical {
-                ready = worst(ready, outcome.status);
-                status = worst(status, outcome.status);
+        for check in &checks {
+            let found = check.outcome.status;
+            if check.critical {
+                ready = worst(ready, found);
+                status = worst(status, found);
             } else {
                 // A non-critical failure is a warning for the whole.
-                status = worst(status, outcome.status.min(Status::Warn));
+                status = worst(status, found.min(Status::Warn));
             }
         }
         let report = Arc::new(Report {

@@ -9,7 +9,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use ee_core::{RedisConfig, RedisConn};
-use ee_health::{DiskCheck, Health, HttpCheck, MemoryCheck, PostgresCheck, RedisCheck, check_fn};
+use ee_health::{
+    DiskCheck, Health, HealthConfig, HealthError, HttpCheck, MemoryCheck, PostgresCheck,
+    RedisCheck, check_fn,
+};
 use ee_testing::{
     Postgres, RedisCluster, RedisServer, TcpProxy, TestResponse, exchange, raw_request, serve,
 };
@@ -281,7 +284,60 @@ async fn disk_memory_http_and_startup() {
     assert_eq!(probe(addr, "/startupz").await.0, 503);
     health.mark_started();
     assert_eq!(probe(addr, "/startupz").await.0, 200);
-    assert!(HttpCheck::new("https://tls.example").is_err());
+    for (url, reason) in [
+        ("https://tls.example", "only http:// URLs are checked"),
+        ("http:///health", "no host"),
+    ] {
+        assert_eq!(
+            HttpCheck::new(url).unwrap_err(),
+            HealthError::Url {
+                url: url.into(),
+                reason
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_config_applies_or_says_which_key_cannot_work() {
+    let config = HealthConfig {
+        timeout_ms: 50,
+        ..HealthConfig::default()
+    };
+    let health = Health::builder()
+        .config(&config)
+        .unwrap()
+        .critical(
+            "slow",
+            check_fn(|| async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok::<(), std::io::Error>(())
+            }),
+        )
+        .build();
+    let report = health.report().await;
+    assert_eq!(
+        report.checks[0].outcome.output.as_deref(),
+        Some("timed out after 50 ms")
+    );
+    let zero = HealthConfig {
+        timeout_ms: 0,
+        ..HealthConfig::default()
+    };
+    let err = Health::builder().config(&zero).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HealthError::Config {
+                field: "timeout_ms",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let problem = ee_core::Problem::from(err);
+    assert_eq!(problem.status(), 500);
+    assert!(problem.detail().unwrap().contains("health.timeout_ms"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

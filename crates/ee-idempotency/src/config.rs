@@ -2,23 +2,13 @@
 
 use std::time::Duration;
 
+use ee_core::OnBackendError;
 use serde::{Deserialize, Serialize};
 
-/// What the layer does when its store (Redis) fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnBackendError {
-    /// Refuse with 503 problem+json: no request runs without its guarantee.
-    /// The default, because the requests this layer guards (payments, orders)
-    /// are the ones that must not run twice.
-    #[default]
-    FailClosed,
-    /// Run the request without idempotency (a retry may run it again).
-    FailOpen,
-}
-
-/// How the layer behaves. `Default` is the safe set-up: POST and PATCH,
-/// key optional, 24 h retention, 60 s lease, 1 MiB bodies, fail closed.
+/// How the layer behaves, applied with
+/// [`IdempotencyLayer::config`](crate::IdempotencyLayer::config). `Default`
+/// is the safe set-up: POST and PATCH, key optional, 24 h retention, 60 s
+/// lease, 1 MiB bodies, fail closed.
 ///
 /// ```
 /// # use ee_idempotency::IdempotencyConfig;
@@ -51,7 +41,13 @@ pub struct IdempotencyConfig {
     /// Also store 5xx responses (default false: a retry after a server error
     /// runs the request again).
     pub store_server_errors: bool,
-    /// What to do when the store fails.
+    /// What to do when the store (Redis) fails or times out:
+    /// `fail_closed` (the default: 503, because the requests this layer
+    /// guards, payments and orders, are the ones that must not run twice),
+    /// `fail_open` (run without the guarantee: a retry may run again) or
+    /// `fallback_to_memory` (keep the records in this process while the
+    /// store fails: a retry to the same instance is still answered once;
+    /// one to another instance may run again).
     pub on_backend_error: OnBackendError,
 }
 

@@ -1,7 +1,13 @@
 //! The crate's one error type, and the problems it answers with.
 
+use std::time::Duration;
+
 use ee_core::Problem;
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
+
+/// How long a client refused with 409 (in flight) or 503 (store down) is
+/// told to wait.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// What a client did wrong, or what went wrong, as the layer reports it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +34,10 @@ pub enum IdempotencyError {
     /// The store failed and the layer fails closed (503).
     #[error("idempotency store unavailable")]
     Unavailable,
+    /// The layer's configuration is invalid (found when it is applied, by
+    /// [`IdempotencyLayer::config`](crate::IdempotencyLayer::config)).
+    #[error("invalid idempotency configuration: {0}")]
+    Config(String),
 }
 
 impl IdempotencyError {
@@ -41,6 +51,7 @@ impl IdempotencyError {
             Self::InFlight => StatusCode::CONFLICT,
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -54,17 +65,23 @@ impl IdempotencyError {
             Self::InFlight => "in-flight",
             Self::KeyReused => "key-reused",
             Self::Unavailable => "unavailable",
+            Self::Config(_) => "config",
         }
     }
 }
 
 impl From<IdempotencyError> for Problem {
     fn from(err: IdempotencyError) -> Self {
+        if let IdempotencyError::Config(msg) = &err {
+            // A set-up error: its text is for the operator, not the client.
+            tracing::error!(%msg, "idempotency configuration error reached a request");
+            return Problem::ee(err.status(), "idempotency", err.kind());
+        }
         let problem =
             Problem::ee(err.status(), "idempotency", err.kind()).with_detail(err.to_string());
         match err {
             IdempotencyError::InFlight | IdempotencyError::Unavailable => {
-                problem.with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                problem.with_retry_after(RETRY)
             }
             _ => problem,
         }

@@ -50,6 +50,16 @@ impl<C: Clock> MemoryStore<C> {
         self.len() == 0
     }
 
+    /// What a request would find at `key` (an unexpired record), without
+    /// taking it.
+    pub(crate) fn peek(&self, key: &str) -> Option<Begin> {
+        let now = self.clock.now();
+        match self.lock().records.get(key) {
+            Some((record, expires)) if *expires > now => Some(record.clone().into()),
+            _ => None,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a record half-written.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())

@@ -54,7 +54,7 @@ pub enum StoreError {
 }
 
 /// Where records live. Implemented by [`MemoryStore`](crate::MemoryStore)
-/// and, with feature `redis`, [`RedisStore`](crate::RedisStore).
+/// and, with feature `redis`, `RedisStore`.
 ///
 /// Every operation is atomic per key: of N requests that `begin` on a free key
 /// at once, exactly one gets [`Begin::Acquired`].

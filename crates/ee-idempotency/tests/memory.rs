@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::{Counting, post, send};
 use ee_core::HeaderKey;
-use ee_idempotency::{IdempotencyConfig, IdempotencyLayer, IdempotencyStore, MemoryStore};
+use ee_idempotency::{
+    IdempotencyConfig, IdempotencyError, IdempotencyLayer, IdempotencyStore, MemoryStore,
+};
 use ee_testing::ManualClock;
 use http::{HeaderName, Request, StatusCode};
 use tower::{Layer, ServiceExt};
@@ -111,7 +113,9 @@ async fn a_request_cut_off_mid_flight_keeps_its_key_until_the_lease_ends() {
         lease_ms: 10_000,
         ..IdempotencyConfig::default()
     };
-    let layer = IdempotencyLayer::with_config(MemoryStore::with_clock(clock.clone()), config);
+    let layer = IdempotencyLayer::new(MemoryStore::with_clock(clock.clone()))
+        .config(&config)
+        .unwrap();
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let handler = Counting {
         gate: Some(gate.clone()),
@@ -187,7 +191,9 @@ async fn bad_keys_and_bodies_are_problems_and_nothing_runs() {
         max_request_body: 8,
         ..IdempotencyConfig::default()
     };
-    let layer = IdempotencyLayer::with_config(MemoryStore::new(), config);
+    let layer = IdempotencyLayer::new(MemoryStore::new())
+        .config(&config)
+        .unwrap();
     let handler = Counting::default();
     let res = send(&layer, &handler, post("/orders", None, "{}")).await;
     assert_eq!(res.status, 400);
@@ -246,7 +252,9 @@ async fn server_errors_and_oversized_responses_are_not_stored() {
         ..IdempotencyConfig::default()
     };
     let store = MemoryStore::new();
-    let layer = IdempotencyLayer::with_config(store.clone(), config);
+    let layer = IdempotencyLayer::new(store.clone())
+        .config(&config)
+        .unwrap();
     let handler = Counting::default();
     for _ in 0..2 {
         let res = send(&layer, &handler, post("/fail", Some("f"), "")).await;
@@ -281,7 +289,9 @@ async fn records_expire_after_the_ttl_and_abandoned_leases_free_the_key() {
         ..IdempotencyConfig::default()
     };
     let store = MemoryStore::with_clock(clock.clone());
-    let layer = IdempotencyLayer::with_config(store.clone(), config);
+    let layer = IdempotencyLayer::new(store.clone())
+        .config(&config)
+        .unwrap();
     let handler = Counting::default();
     send(&layer, &handler, post("/o", Some("t"), "")).await;
     clock.advance(Duration::from_secs(59));
@@ -378,4 +388,122 @@ async fn a_hundred_identical_concurrent_requests_run_the_handler_once() {
         0,
         "{statuses:?}"
     );
+}
+
+#[tokio::test]
+async fn a_config_is_checked_when_it_is_applied() {
+    let apply = |config: IdempotencyConfig| {
+        IdempotencyLayer::new(MemoryStore::new())
+            .config(&config)
+            .map(|_| ())
+    };
+    assert_eq!(
+        apply(IdempotencyConfig {
+            methods: vec!["POST".into(), "P OST".into()],
+            ..IdempotencyConfig::default()
+        }),
+        Err(IdempotencyError::Config(
+            "`methods`: `P OST` is not an HTTP method".into()
+        ))
+    );
+    for (config, field) in [
+        (
+            IdempotencyConfig {
+                ttl_ms: 0,
+                ..IdempotencyConfig::default()
+            },
+            "`ttl_ms`",
+        ),
+        (
+            IdempotencyConfig {
+                lease_ms: 0,
+                ..IdempotencyConfig::default()
+            },
+            "`lease_ms`",
+        ),
+    ] {
+        let err = apply(config).unwrap_err();
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    // Lower-case methods are methods; the config replaces the default one.
+    let layer = IdempotencyLayer::new(MemoryStore::new())
+        .config(&IdempotencyConfig {
+            methods: vec!["put".into()],
+            ..IdempotencyConfig::default()
+        })
+        .unwrap();
+    let handler = Counting::default();
+    let put = || {
+        Request::put("/o")
+            .header("idempotency-key", "p")
+            .body(axum::body::Body::from("1"))
+            .unwrap()
+    };
+    send(&layer, &handler, put()).await;
+    let again = send(&layer, &handler, put()).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    send(&layer, &handler, post("/o", Some("p"), "1")).await;
+    send(&layer, &handler, post("/o", Some("p"), "1")).await;
+    assert_eq!(handler.runs(), 3, "PUT guarded, POST no longer");
+    // A set-up error reaching a client is a 500 without its text.
+    let problem = ee_core::Problem::from(IdempotencyError::Config("secret".into()));
+    assert_eq!(problem.status(), 500);
+    assert_eq!(problem.detail(), None);
+    assert!(!String::from_utf8_lossy(&problem.to_json_bytes()).contains("secret"));
+}
+
+#[tokio::test]
+async fn a_store_picked_at_run_time_is_one_layer_type() {
+    use ee_idempotency::AnyStore;
+    let layer: IdempotencyLayer<AnyStore> = IdempotencyLayer::new(MemoryStore::new().into());
+    let handler = Counting::default();
+    send(&layer, &handler, post("/o", Some("any"), "1")).await;
+    let again = send(&layer, &handler, post("/o", Some("any"), "1")).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(handler.runs(), 1);
+}
+
+#[tokio::test]
+async fn metric_handles_are_registered_and_described_when_the_layer_is_made() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // Made under the recorder, used outside it: only handles registered at
+    // build time can count these requests.
+    let layer = metrics::with_local_recorder(&recorder, || {
+        IdempotencyLayer::new(MemoryStore::new()).required(true)
+    });
+    let handler = Counting::default();
+    send(&layer, &handler, post("/o", Some("m"), "1")).await;
+    send(&layer, &handler, post("/o", Some("m"), "1")).await;
+    send(&layer, &handler, post("/o", Some("m"), "2")).await;
+    send(&layer, &handler, post("/o", None, "1")).await;
+    let snapshot = snapshotter.snapshot().into_vec();
+    let count = |outcome: &str| {
+        snapshot.iter().find_map(|(key, _, _, value)| {
+            let key = key.key();
+            let matches = key.name() == ee_idempotency::METRIC_REQUESTS_TOTAL
+                && key
+                    .labels()
+                    .any(|l| l.key() == "outcome" && l.value() == outcome);
+            match value {
+                metrics_util::debugging::DebugValue::Counter(n) if matches => Some(*n),
+                _ => None,
+            }
+        })
+    };
+    assert_eq!(count("executed"), Some(1));
+    assert_eq!(count("replayed"), Some(1));
+    assert_eq!(count("mismatch"), Some(1));
+    assert_eq!(count("rejected"), Some(1));
+    for name in [
+        ee_idempotency::METRIC_REQUESTS_TOTAL,
+        ee_idempotency::METRIC_STORED_BYTES,
+        ee_idempotency::METRIC_BACKEND_ERRORS_TOTAL,
+    ] {
+        let described = snapshot
+            .iter()
+            .find(|(key, ..)| key.key().name() == name)
+            .map(|(_, unit, help, _)| (unit.is_some(), help.is_some()));
+        assert_eq!(described, Some((true, true)), "{name}");
+    }
 }

@@ -8,10 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Counting, post, send};
-use ee_core::{RedisConfig, RedisConn};
-use ee_idempotency::{
-    Begin, IdempotencyConfig, IdempotencyLayer, IdempotencyStore, OnBackendError, RedisStore,
-};
+use ee_core::{OnBackendError, RedisConfig, RedisConn};
+use ee_idempotency::{Begin, IdempotencyConfig, IdempotencyLayer, IdempotencyStore, RedisStore};
 use ee_testing::{RedisCluster, RedisServer, Reply};
 use tower::{Layer, ServiceExt};
 
@@ -166,13 +164,12 @@ async fn an_abandoned_lease_expires_in_redis() {
 #[tokio::test]
 async fn a_handler_slower_than_the_lease_keeps_its_key() {
     let server = RedisServer::start();
-    let layer = IdempotencyLayer::with_config(
-        store(RedisConfig::standalone(server.url())).await,
-        IdempotencyConfig {
+    let layer = IdempotencyLayer::new(store(RedisConfig::standalone(server.url())).await)
+        .config(&IdempotencyConfig {
             lease_ms: 600,
             ..IdempotencyConfig::default()
-        },
-    );
+        })
+        .unwrap();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let handler = Counting {
         gate: Some(gate.clone()),
@@ -202,13 +199,12 @@ async fn a_handler_slower_than_the_lease_keeps_its_key() {
 async fn outage_policies_with_redis_stopped() {
     let mut server = RedisServer::start();
     let closed = IdempotencyLayer::new(store(RedisConfig::standalone(server.url())).await);
-    let open = IdempotencyLayer::with_config(
-        store(RedisConfig::standalone(server.url())).await,
-        IdempotencyConfig {
+    let open = IdempotencyLayer::new(store(RedisConfig::standalone(server.url())).await)
+        .config(&IdempotencyConfig {
             on_backend_error: OnBackendError::FailOpen,
             ..IdempotencyConfig::default()
-        },
-    );
+        })
+        .unwrap();
     let handler = Counting::default();
     send(&closed, &handler, post("/o", Some("x"), "")).await;
     server.stop();
@@ -236,4 +232,73 @@ async fn outage_policies_with_redis_stopped() {
     }
     let res = send(&closed, &handler, post("/o", Some("z"), "")).await;
     assert_eq!(res.header("idempotent-replayed"), Some("true"));
+}
+
+#[tokio::test]
+async fn falling_back_to_memory_with_redis_stopped_keeps_the_guarantee_in_this_instance() {
+    use ee_idempotency::AnyStore;
+
+    let mut server = RedisServer::start();
+    let fallback = IdempotencyLayer::new(store(RedisConfig::standalone(server.url())).await)
+        .config(&IdempotencyConfig {
+            on_backend_error: OnBackendError::FallbackToMemory,
+            ..IdempotencyConfig::default()
+        })
+        .unwrap();
+    // Another instance on the same Redis (fail closed, the default), its
+    // store picked at run time.
+    let redis: AnyStore = store(RedisConfig::standalone(server.url())).await.into();
+    let peer = IdempotencyLayer::new(redis);
+    let handler = Counting::default();
+    assert_eq!(
+        send(&fallback, &handler, post("/o", Some("x"), ""))
+            .await
+            .status,
+        201
+    );
+    let replayed = send(&peer, &handler, post("/o", Some("x"), "")).await;
+    assert_eq!(
+        replayed.header("idempotent-replayed"),
+        Some("true"),
+        "on Redis"
+    );
+
+    server.stop();
+    let res = send(&fallback, &handler, post("/o", Some("y"), "1")).await;
+    assert_eq!(res.status, 201, "runs, its key held in memory");
+    assert_eq!(handler.runs(), 2);
+    let retry = send(&fallback, &handler, post("/o", Some("y"), "1")).await;
+    assert_eq!(retry.status, 201);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.text(), res.text());
+    let other = send(&fallback, &handler, post("/o", Some("y"), "2")).await;
+    assert_eq!(other.status, 422, "another payload under the same key");
+    assert_eq!(handler.runs(), 2, "the retries did not run");
+    let closed = send(&peer, &handler, post("/o", Some("y"), "1")).await;
+    assert_eq!(closed.status, 503, "the other instance fails closed");
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send(&peer, &handler, post("/o", Some("probe"), ""))
+        .await
+        .status
+        != 201
+    {
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let runs = handler.runs();
+    // A key taken in memory during the outage is still answered from memory.
+    let retry = send(&fallback, &handler, post("/o", Some("y"), "1")).await;
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    // New keys go to Redis again: the other instance sees them.
+    assert_eq!(
+        send(&fallback, &handler, post("/o", Some("w"), ""))
+            .await
+            .status,
+        201
+    );
+    let seen = send(&peer, &handler, post("/o", Some("w"), "")).await;
+    assert_eq!(seen.header("idempotent-replayed"), Some("true"));
+    assert_eq!(handler.runs(), runs + 1);
 }

@@ -1,19 +1,5 @@
 //! The admin API and the board (feature `axum`): an axum `Router` to mount
 //! where operators reach it.
-//!
-//! | | |
-//! |---|---|
-//! | `GET /` | the board: queues, counts per state, jobs per state, failed jobs with their error, retry / remove / promote buttons |
-//! | `GET /api/queues` | every queue with its counts |
-//! | `GET /api/queues/{queue}` | one queue's counts |
-//! | `GET /api/queues/{queue}/jobs?state=failed&offset=0&limit=50` | jobs in a state (limit ≤ 500) |
-//! | `GET /api/queues/{queue}/jobs/{id}` | one job |
-//! | `POST /api/queues/{queue}/jobs/{id}/retry`, `…/promote` | |
-//! | `DELETE /api/queues/{queue}/jobs/{id}` | |
-//! | `POST /api/queues/{queue}/pause`, `…/resume` | |
-//!
-//! Every error is an RFC 9457 problem. The router has no authentication of
-//! its own: put it behind the service's admin auth.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,14 +14,29 @@ use http::StatusCode;
 
 use crate::{JobState, Queue, QueueError};
 
-/// The admin API and board over `queues`.
+/// The admin API and the board over `queues` (in Redis or in memory), as an
+/// axum `Router` to mount where operators reach it:
+///
+/// | | |
+/// |---|---|
+/// | `GET /` | the board: queues, counts per state, jobs per state, failed jobs with their error, retry / remove / promote buttons |
+/// | `GET /api/queues` | every queue with its counts |
+/// | `GET /api/queues/{queue}` | one queue's counts |
+/// | `GET /api/queues/{queue}/jobs?state=failed&offset=0&limit=50` | jobs in a state (limit ≤ 500) |
+/// | `GET /api/queues/{queue}/jobs/{id}` | one job |
+/// | `POST /api/queues/{queue}/jobs/{id}/retry`, `…/promote` | |
+/// | `DELETE /api/queues/{queue}/jobs/{id}` | |
+/// | `POST /api/queues/{queue}/pause`, `…/resume` | |
+///
+/// Every error is an RFC 9457 problem. The router has no authentication of
+/// its own: put it behind the service's admin auth.
 ///
 /// ```no_run
 /// # async fn demo(emails: ee_queue::Queue, invoices: ee_queue::Queue) {
-/// let app: axum::Router = axum::Router::new().nest("/admin/queues", ee_queue::admin::router([emails, invoices]));
+/// let app: axum::Router = axum::Router::new().nest("/admin/queues", ee_queue::admin_router([emails, invoices]));
 /// # }
 /// ```
-pub fn router(queues: impl IntoIterator<Item = Queue>) -> Router {
+pub fn admin_router(queues: impl IntoIterator<Item = Queue>) -> Router {
     let queues: Arc<HashMap<String, Queue>> = Arc::new(
         queues
             .into_iter()
@@ -56,85 +57,62 @@ pub fn router(queues: impl IntoIterator<Item = Queue>) -> Router {
 
 type Queues = State<Arc<HashMap<String, Queue>>>;
 
-fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Response {
-    Problem::ee(status, "queue", kind)
-        .with_detail(detail.into())
-        .into_response()
+fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Problem {
+    Problem::ee(status, "queue", kind).with_detail(detail.into())
 }
 
-fn fail(e: &QueueError) -> Response {
-    e.to_problem().into_response()
+/// The 404 of a queue this router does not serve.
+fn no_queue(name: &str) -> Problem {
+    problem(
+        StatusCode::NOT_FOUND,
+        "queue-not-found",
+        format!("no queue `{name}` here"),
+    )
 }
 
-fn find<'a>(queues: &'a HashMap<String, Queue>, name: &str) -> Result<&'a Queue, Box<Response>> {
-    queues.get(name).ok_or_else(|| {
-        Box::new(problem(
-            StatusCode::NOT_FOUND,
-            "queue-not-found",
-            format!("no queue `{name}` here"),
-        ))
-    })
+fn bad_query(detail: String) -> Problem {
+    problem(StatusCode::BAD_REQUEST, "bad-query", detail)
 }
 
-async fn not_found() -> Response {
+async fn not_found() -> Problem {
     problem(StatusCode::NOT_FOUND, "not-found", "no such admin endpoint")
 }
 
-async fn list(State(queues): Queues) -> Response {
+async fn list(State(queues): Queues) -> Result<Response, Problem> {
     let mut names: Vec<&String> = queues.keys().collect();
     names.sort();
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        match queues[name].counts().await {
-            Ok(counts) => out.push(serde_json::json!({ "name": name, "counts": counts })),
-            Err(e) => return fail(&e),
-        }
+        let counts = queues[name].counts().await?;
+        out.push(serde_json::json!({ "name": name, "counts": counts }));
     }
-    axum::Json(out).into_response()
+    Ok(axum::Json(out).into_response())
 }
 
-async fn one(State(queues): Queues, Path(name): Path<String>) -> Response {
-    let queue = match find(&queues, &name) {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    match queue.counts().await {
-        Ok(counts) => {
-            axum::Json(serde_json::json!({ "name": name, "counts": counts })).into_response()
-        }
-        Err(e) => fail(&e),
-    }
+async fn one(State(queues): Queues, Path(name): Path<String>) -> Result<Response, Problem> {
+    let counts = queues
+        .get(&name)
+        .ok_or_else(|| no_queue(&name))?
+        .counts()
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "name": name, "counts": counts })).into_response())
 }
 
 async fn jobs(
     State(queues): Queues,
     Path(name): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Response {
-    let queue = match find(&queues, &name) {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
+) -> Result<Response, Problem> {
+    let queue = queues.get(&name).ok_or_else(|| no_queue(&name))?;
     let Ok(Query(query)) = query else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "the query string is malformed",
-        );
+        return Err(bad_query("the query string is malformed".into()));
     };
     let state = match query.get("state").map(String::as_str) {
         None => JobState::Waiting,
-        Some(s) => match JobState::parse(s) {
-            Some(state) => state,
-            None => {
-                let known: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "bad-query",
-                    format!("state {s:?} is not one of {}", known.join(", ")),
-                );
-            }
-        },
+        Some(s) => JobState::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+            bad_query(format!("state {s:?} is not one of {}", known.join(", ")))
+        })?,
     };
     let number = |key: &str, default: u64, max: u64| -> Result<u64, String> {
         match query.get(key) {
@@ -146,80 +124,62 @@ async fn jobs(
                 .ok_or_else(|| format!("{key} {v:?} is not a whole number from 0 to {max}")),
         }
     };
-    let (offset, limit) = match (
-        number("offset", 0, u64::from(u32::MAX)),
-        number("limit", 50, 500),
-    ) {
-        (Ok(o), Ok(l)) => (o, l),
-        (Err(detail), _) | (_, Err(detail)) => {
-            return problem(StatusCode::BAD_REQUEST, "bad-query", detail);
-        }
-    };
-    match queue.jobs(state, offset, limit).await {
-        Ok(jobs) => axum::Json(jobs).into_response(),
-        Err(e) => fail(&e),
+    let offset = number("offset", 0, u64::from(u32::MAX)).map_err(bad_query)?;
+    let limit = number("limit", 50, 500).map_err(bad_query)?;
+    Ok(axum::Json(queue.jobs(state, offset, limit).await?).into_response())
+}
+
+async fn job(
+    State(queues): Queues,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    match queues
+        .get(&name)
+        .ok_or_else(|| no_queue(&name))?
+        .job(&id)
+        .await?
+    {
+        Some(job) => Ok(axum::Json(job).into_response()),
+        None => Err(QueueError::NotFound(id).into()),
     }
 }
 
-async fn job(State(queues): Queues, Path((name, id)): Path<(String, String)>) -> Response {
-    let queue = match find(&queues, &name) {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    match queue.job(&id).await {
-        Ok(Some(job)) => axum::Json(job).into_response(),
-        Ok(None) => fail(&QueueError::NotFound(id)),
-        Err(e) => fail(&e),
-    }
-}
-
-async fn remove(State(queues): Queues, Path((name, id)): Path<(String, String)>) -> Response {
-    let queue = match find(&queues, &name) {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    match queue.remove(&id).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => fail(&e),
-    }
+async fn remove(
+    State(queues): Queues,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    queues
+        .get(&name)
+        .ok_or_else(|| no_queue(&name))?
+        .remove(&id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn act(
     State(queues): Queues,
     Path((name, id, action)): Path<(String, String, String)>,
-) -> Response {
-    let queue = match find(&queues, &name) {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    let done = match action.as_str() {
-        "retry" => queue.retry(&id).await,
-        "promote" => queue.promote(&id).await,
-        _ => return not_found().await,
-    };
-    match done {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => fail(&e),
+) -> Result<Response, Problem> {
+    let queue = queues.get(&name).ok_or_else(|| no_queue(&name))?;
+    match action.as_str() {
+        "retry" => queue.retry(&id).await?,
+        "promote" => queue.promote(&id).await?,
+        _ => return Err(not_found().await),
     }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn pause_resume(
     State(queues): Queues,
     Path((name, action)): Path<(String, String)>,
-) -> Response {
-    let queue = match find(&queues, &name) {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    let done = match action.as_str() {
-        "pause" => queue.pause().await,
-        "resume" => queue.resume().await,
-        _ => return not_found().await,
-    };
-    match done {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => fail(&e),
+) -> Result<Response, Problem> {
+    let queue = queues.get(&name).ok_or_else(|| no_queue(&name))?;
+    match action.as_str() {
+        "pause" => queue.pause().await?,
+        "resume" => queue.resume().await?,
+        _ => return Err(not_found().await),
     }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn board() -> Html<&'static str> {

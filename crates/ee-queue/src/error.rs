@@ -44,6 +44,17 @@ pub enum QueueError {
     /// expect (500).
     #[error("redis error: {0}")]
     Backend(String),
+    /// The queue's backend cannot do this: events, flows, repeatable jobs
+    /// and `advance_clock` need a Redis queue, and this one lives in the
+    /// process's memory ([`Queue::memory`](crate::Queue::memory)). A set-up
+    /// error (500) whose message says what to use instead.
+    #[error(
+        "`{operation}` needs a Redis queue; this queue is in process memory (open it with `Queue::connect` to use it)"
+    )]
+    Unsupported {
+        /// The operation asked for (`"events"`, `"add_flow"`, …).
+        operation: &'static str,
+    },
 }
 
 impl From<RedisError> for QueueError {
@@ -71,7 +82,7 @@ impl QueueError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::WrongState { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Backend(_) | Self::Unsupported { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -85,11 +96,15 @@ impl QueueError {
             Self::WrongState { .. } => "wrong-state",
             Self::Unavailable(_) => "unavailable",
             Self::Backend(_) => "backend-error",
+            Self::Unsupported { .. } => "unsupported",
         }
     }
+}
 
-    /// This error as an RFC 9457 problem.
-    pub fn to_problem(&self) -> Problem {
-        Problem::ee(self.status(), "queue", self.kind()).with_detail(self.to_string())
+/// The error as an RFC 9457 problem: `https://ee.rs/problems/queue/<kind>`
+/// with [`QueueError::status`], the message as its detail.
+impl From<QueueError> for Problem {
+    fn from(e: QueueError) -> Self {
+        Problem::ee(e.status(), "queue", e.kind()).with_detail(e.to_string())
     }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::queue::RedisQueue;
 use crate::{JobOptions, Queue, QueueError};
 
 /// One job of a flow, with its children.
@@ -66,7 +67,13 @@ pub struct FlowIds {
 impl Queue {
     /// Adds a flow (parent, children, grandchildren…) in one round trip and
     /// one atomic step.
+    ///
+    /// # Errors
+    /// A job of the flow with a `job_id`, or invalid as for
+    /// [`add`](Queue::add) (400); Redis unavailable (503);
+    /// [`QueueError::Unsupported`] in memory.
     pub async fn add_flow(&self, flow: FlowJob) -> Result<FlowIds, QueueError> {
+        let redis = self.redis("add_flow")?;
         // Parents before children: each job names its parent by position.
         let mut order: Vec<(&FlowJob, Option<usize>)> = Vec::new();
         let mut stack = vec![(&flow, None)];
@@ -83,13 +90,13 @@ impl Queue {
             }
         }
         let mut call = crate::scripts::ADD.call();
-        call.key(&self.inner.meta)
-            .arg(&self.inner.base)
-            .arg(self.inner.config.events_max_len)
+        call.key(&redis.inner.meta)
+            .arg(&redis.inner.base)
+            .arg(redis.inner.config.events_max_len)
             .arg(order.len());
         let traceparent = crate::queue::current_traceparent();
         for (job, parent) in &order {
-            self.push_job_at(
+            redis.push_job_at(
                 &mut call,
                 &job.name,
                 &job.data,
@@ -101,8 +108,8 @@ impl Queue {
                 },
             )?;
         }
-        let reply: Vec<(String, u8)> = self.inner.conn.invoke(&call).await?;
-        self.inner.meters.added.increment(reply.len() as u64);
+        let reply: Vec<(String, u8)> = redis.inner.conn.invoke(&call).await?;
+        redis.inner.meters.added.increment(reply.len() as u64);
         let ids: Vec<String> = reply.into_iter().map(|(id, _)| id).collect();
         // Rebuild the tree from the positions.
         fn build(at: usize, order: &[(&FlowJob, Option<usize>)], ids: &[String]) -> FlowIds {
@@ -118,7 +125,21 @@ impl Queue {
     }
 
     /// The results of job `id`'s completed children, by child id.
+    ///
+    /// # Errors
+    /// A result that does not decode as `R` (400); Redis unavailable (503);
+    /// [`QueueError::Unsupported`] in memory.
     pub async fn children_results<R: DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<HashMap<String, R>, QueueError> {
+        self.redis("children_results")?.children_results(id).await
+    }
+}
+
+impl RedisQueue {
+    /// As [`Queue::children_results`].
+    pub(crate) async fn children_results<R: DeserializeOwned>(
         &self,
         id: &str,
     ) -> Result<HashMap<String, R>, QueueError> {

@@ -70,22 +70,31 @@ impl Backoff {
     }
 
     /// The delay before retry number `retry` (1 for the first retry), with
-    /// `random` (0.0-1.0) choosing the jitter.
+    /// `random` (0.0-1.0) choosing the jitter, in whole milliseconds:
+    /// computed by [`ee_core::Backoff`] (a fixed delay is one whose
+    /// longest delay is its first; no bound is the longest delay there is).
     pub fn delay(&self, retry: u32, random: f64) -> Duration {
-        let (base, jitter) = match *self {
-            Self::Fixed { delay_ms, jitter } => (delay_ms, jitter),
+        let backoff = match *self {
+            Self::Fixed { delay_ms, jitter } => {
+                ee_core::Backoff::fixed(Duration::from_millis(delay_ms)).with_jitter(jitter)
+            }
             Self::Exponential {
                 delay_ms,
                 jitter,
                 max_delay_ms,
-            } => {
-                let factor = 1u64 << retry.saturating_sub(1).min(40);
-                let d = delay_ms.saturating_mul(factor);
-                (max_delay_ms.map_or(d, |m| d.min(m)), jitter)
-            }
+            } => ee_core::Backoff::new(
+                Duration::from_millis(delay_ms),
+                Duration::from_millis(max_delay_ms.unwrap_or(u64::MAX)),
+            )
+            .with_jitter(jitter),
         };
-        let off = (base as f64 * jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0)) as u64;
-        Duration::from_millis(base - off.min(base))
+        // Whole milliseconds, rounded up: the jitter takes whole
+        // milliseconds off (as it did before ee-core computed it).
+        let ms = backoff
+            .delay_with(retry, random)
+            .as_nanos()
+            .div_ceil(1_000_000);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 }
 
@@ -422,6 +431,43 @@ mod tests {
             Backoff::fixed(Duration::from_secs(1)).with_jitter(f64::NAN),
             Backoff::fixed(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn delays_without_jitter_are_exact_whole_milliseconds() {
+        for delay_ms in [1, 7, 100, 300, 333, 1_000, 86_400_000] {
+            let fixed = Backoff::fixed(Duration::from_millis(delay_ms));
+            assert_eq!(millis(fixed.delay(4, 0.9)), delay_ms);
+            let exp = Backoff::exponential(Duration::from_millis(delay_ms));
+            let delays: Vec<u64> = (1..=4).map(|n| millis(exp.delay(n, 0.9))).collect();
+            assert_eq!(delays, [1, 2, 4, 8].map(|f| delay_ms * f), "{delay_ms}");
+        }
+        // No bound: the delay doubles as far as a duration goes, without
+        // overflowing.
+        let huge = Backoff::exponential(Duration::from_secs(3600));
+        assert!(huge.delay(u32::MAX, 0.5) >= huge.delay(30, 0.5));
+    }
+
+    #[test]
+    fn jitter_takes_off_whole_milliseconds_as_it_always_did() {
+        // The delay before ee-core computed it: the base less the jitter's
+        // share, rounded down to whole milliseconds.
+        let before = |base: u64, jitter: f64, random: f64| {
+            let off = (base as f64 * jitter * random) as u64;
+            base - off.min(base)
+        };
+        for base in [1, 3, 10, 99, 250, 1_000, 4_321, 60_000] {
+            for jitter in [0.0, 0.1, 0.2, 0.25, 0.3, 0.5, 1.0] {
+                for random in [0.0, 0.01, 0.123, 0.3, 0.5, 0.77, 0.999, 1.0] {
+                    let b = Backoff::fixed(Duration::from_millis(base)).with_jitter(jitter);
+                    assert_eq!(
+                        millis(b.delay(2, random)),
+                        before(base, jitter, random),
+                        "{base} ms, jitter {jitter}, random {random}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

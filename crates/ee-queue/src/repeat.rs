@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::job::check_name;
+use crate::queue::RedisQueue;
 use crate::{JobOptions, Queue, QueueError};
 
 /// When a repeatable job runs.
@@ -108,10 +109,19 @@ pub struct Repeat {
     pub options: JobOptions,
 }
 
+/// The hash of the queue's repeatable jobs.
+fn repeat_key(redis: &RedisQueue) -> String {
+    format!("{}repeat", redis.inner.base)
+}
+
 impl Queue {
     /// Adds (or replaces) the repeatable job `key`: a job `name` with
     /// `data` at every tick of `schedule`. Schedulers add the next tick's
     /// job within about a second.
+    ///
+    /// # Errors
+    /// A bad key, name, option or schedule (400); Redis unavailable (503);
+    /// [`QueueError::Unsupported`] in memory.
     pub async fn repeat<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -138,17 +148,22 @@ impl Queue {
         };
         let json =
             serde_json::to_string(&repeat).map_err(|e| QueueError::Serialize(e.to_string()))?;
+        let redis = self.redis("repeat")?;
         let mut cmd = redis::cmd("HSET");
-        cmd.arg(self.repeat_key()).arg(key).arg(json);
-        self.inner.conn.query::<()>(&cmd).await?;
+        cmd.arg(repeat_key(redis)).arg(key).arg(json);
+        redis.inner.conn.query::<()>(&cmd).await?;
         Ok(())
     }
 
     /// Removes the repeatable job `key` and its pending tick; true if it existed.
+    ///
+    /// # Errors
+    /// Redis unavailable (503); [`QueueError::Unsupported`] in memory.
     pub async fn remove_repeat(&self, key: &str) -> Result<bool, QueueError> {
+        let redis = self.redis("remove_repeat")?;
         let mut cmd = redis::cmd("HDEL");
-        cmd.arg(self.repeat_key()).arg(key);
-        let removed: u64 = self.inner.conn.query(&cmd).await?;
+        cmd.arg(repeat_key(redis)).arg(key);
+        let removed: u64 = redis.inner.conn.query(&cmd).await?;
         // Its pending tick: delayed ids matching `rpt:<key>:*`, found by
         // the server (ZSCAN), not by reading every delayed job.
         let escaped: String = key
@@ -162,16 +177,16 @@ impl Queue {
         let mut cursor = 0u64;
         loop {
             let mut scan = redis::cmd("ZSCAN");
-            scan.arg(format!("{}delayed", self.inner.base))
+            scan.arg(format!("{}delayed", redis.inner.base))
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(1000);
-            let (next, found): (u64, Vec<String>) = self.inner.conn.query(&scan).await?;
+            let (next, found): (u64, Vec<String>) = redis.inner.conn.query(&scan).await?;
             // Members and scores alternate.
             for id in found.iter().step_by(2) {
-                match self.remove(id).await {
+                match redis.remove(id).await {
                     Ok(()) | Err(QueueError::NotFound(_) | QueueError::WrongState { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -185,10 +200,14 @@ impl Queue {
     }
 
     /// Every repeatable job of the queue.
+    ///
+    /// # Errors
+    /// Redis unavailable (503); [`QueueError::Unsupported`] in memory.
     pub async fn repeats(&self) -> Result<Vec<Repeat>, QueueError> {
+        let redis = self.redis("repeats")?;
         let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.repeat_key());
-        let all: HashMap<String, String> = self.inner.conn.query(&cmd).await?;
+        cmd.arg(repeat_key(redis));
+        let all: HashMap<String, String> = redis.inner.conn.query(&cmd).await?;
         let mut out: Vec<Repeat> = all
             .values()
             .filter_map(|json| serde_json::from_str(json).ok())
@@ -197,19 +216,19 @@ impl Queue {
         Ok(out)
     }
 
-    fn repeat_key(&self) -> String {
-        format!("{}repeat", self.inner.base)
-    }
-
     /// One scheduler pass: adds the next tick's job of every repeat (a
     /// no-op for those already added). Returns how many jobs were new.
+    ///
+    /// # Errors
+    /// Redis unavailable (503); [`QueueError::Unsupported`] in memory.
     pub async fn schedule_repeats(&self) -> Result<usize, QueueError> {
+        let redis = self.redis("schedule_repeats")?;
         let mut pipe = redis::pipe();
-        pipe.cmd("HGETALL").arg(self.repeat_key());
+        pipe.cmd("HGETALL").arg(repeat_key(redis));
         pipe.cmd("TIME");
-        pipe.cmd("HGET").arg(&self.inner.meta).arg("clock");
+        pipe.cmd("HGET").arg(&redis.inner.meta).arg("clock");
         let (all, (secs, micros), shift): (HashMap<String, String>, (u64, u64), Option<u64>) =
-            self.inner.conn.query_pipeline(&pipe).await?;
+            redis.inner.conn.query_pipeline(&pipe).await?;
         if all.is_empty() {
             return Ok(0);
         }
@@ -235,16 +254,16 @@ impl Queue {
         if args.is_empty() {
             return Ok(0);
         }
-        call.key(&self.inner.meta)
-            .arg(&self.inner.base)
-            .arg(self.inner.config.events_max_len)
+        call.key(&redis.inner.meta)
+            .arg(&redis.inner.base)
+            .arg(redis.inner.config.events_max_len)
             .arg(args.len());
         for (repeat, next) in &args {
             let options = JobOptions {
                 job_id: Some(format!("rpt:{}:{next}", repeat.key)),
                 ..repeat.options.clone()
             };
-            self.push_job_at(
+            redis.push_job_at(
                 &mut call,
                 &repeat.name,
                 &repeat.data,
@@ -256,16 +275,17 @@ impl Queue {
             )?;
             n += 1;
         }
-        let reply: Vec<(String, u8)> = self.inner.conn.invoke(&call).await?;
+        let reply: Vec<(String, u8)> = redis.inner.conn.invoke(&call).await?;
         let fresh = reply.iter().filter(|(_, f)| *f == 1).count();
-        self.inner.meters.added.increment(fresh as u64);
+        redis.inner.meters.added.increment(fresh as u64);
         debug_assert!(n == reply.len());
         Ok(fresh)
     }
 }
 
 /// Runs [`Queue::schedule_repeats`] about once a second until stopped (a
-/// worker runs one itself; use this where no worker runs).
+/// worker runs one itself; use this where no worker runs). On a queue in
+/// memory, which has no repeats, it logs that once and stops.
 #[derive(Debug)]
 pub struct Scheduler {
     task: tokio::task::JoinHandle<()>,
@@ -300,8 +320,12 @@ pub(crate) async fn run(queue: &Queue, interval: Duration) {
         tick.tick().await;
         match queue.schedule_repeats().await {
             Ok(_) => failing = false,
+            Err(e @ QueueError::Unsupported { .. }) => {
+                tracing::warn!(queue = %queue.name(), error = %e, "no repeatable jobs to schedule");
+                return;
+            }
             Err(e) => {
-                queue.inner.meters.backend_errors.increment(1);
+                queue.meters().backend_errors.increment(1);
                 if !failing {
                     tracing::warn!(queue = %queue.name(), error = %e, "scheduling repeatable jobs failed");
                 }

@@ -40,10 +40,11 @@ async fn seeded(server: &RedisServer) -> (Queue, String, String, String) {
         }
     });
     let worker = Worker::new(queue.clone(), service)
-        .config(WorkerConfig {
+        .config(&WorkerConfig {
             block_ms: 100,
             ..WorkerConfig::default()
         })
+        .unwrap()
         .start();
     for _ in 0..500 {
         let c = queue.counts().await.unwrap();
@@ -65,7 +66,7 @@ async fn the_admin_api_answers_and_refuses_with_problems() {
     let server = RedisServer::start();
     let (queue, failing, ok, later) = seeded(&server).await;
     let addr =
-        serve(axum::Router::new().nest("/admin", ee_queue::admin::router([queue.clone()]))).await;
+        serve(axum::Router::new().nest("/admin", ee_queue::admin_router([queue.clone()]))).await;
 
     let r = call(addr, "GET", "/admin/api/queues").await;
     assert_eq!(r.status, 200);
@@ -194,7 +195,7 @@ async fn the_board_shows_failures_and_its_buttons_work_in_chromium() {
     let server = RedisServer::start();
     let (queue, failing, ok, _later) = seeded(&server).await;
     let addr =
-        serve(axum::Router::new().nest("/admin/queues", ee_queue::admin::router([queue.clone()])))
+        serve(axum::Router::new().nest("/admin/queues", ee_queue::admin_router([queue.clone()])))
             .await;
     let browser = Browser::start().await;
     // The board lives at the mount path itself.

@@ -29,10 +29,11 @@ async fn jobs_are_counted_by_state_and_timed() {
         }
     });
     let worker = Worker::new(queue.clone(), service)
-        .config(WorkerConfig {
+        .config(&WorkerConfig {
             block_ms: 100,
             ..WorkerConfig::default()
         })
+        .unwrap()
         .start();
     for _ in 0..500 {
         let c = queue.counts().await.unwrap();
@@ -91,4 +92,29 @@ async fn jobs_are_counted_by_state_and_timed() {
     assert_eq!(jobs("added"), Some(3));
     assert_eq!(jobs("completed"), Some(2));
     assert_eq!(jobs("failed"), Some(1));
+
+    // Every metric is described, with a unit, when the queue is opened.
+    // (The worker's counts above went through the handles the queue
+    // registered then, inside `with_local_recorder`: a lookup per job would
+    // have gone to the global recorder, which records nothing.)
+    for name in [
+        ee_queue::METRIC_JOBS_TOTAL,
+        ee_queue::METRIC_WAIT_SECONDS,
+        ee_queue::METRIC_PROCESSING_SECONDS,
+        ee_queue::METRIC_DEPTH,
+        ee_queue::METRIC_BACKEND_ERRORS_TOTAL,
+    ] {
+        let described = snapshot
+            .iter()
+            .filter(|(key, ..)| key.key().name() == name)
+            .map(|(_, unit, help, _)| {
+                (unit.is_some(), help.as_ref().is_some_and(|h| !h.is_empty()))
+            })
+            .collect::<Vec<_>>();
+        assert!(!described.is_empty(), "{name} was not registered");
+        assert!(
+            described.iter().all(|d| *d == (true, true)),
+            "{name} lacks a unit or help text"
+        );
+    }
 }

@@ -98,7 +98,10 @@ async fn a_job_runs_once_and_its_result_and_events_are_kept() {
     assert_eq!(state(&queue, &id).await, Some(JobState::Waiting));
 
     let (seen, service) = recorder();
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&quick())
+        .unwrap()
+        .start();
     until("the job completed", || async {
         state(&queue, &id).await == Some(JobState::Completed)
     })
@@ -240,7 +243,8 @@ async fn jobs_run_by_priority_after_unprioritized_ones_and_delays_hold() {
     );
     let (seen, service) = recorder();
     let worker = Worker::new(queue.clone(), service)
-        .config(quick())
+        .config(&quick())
+        .unwrap()
         .concurrency(1)
         .start();
     until("all six ran", || async { seen.lock().unwrap().len() == 6 }).await;
@@ -302,7 +306,10 @@ async fn failures_retry_with_backoff_then_go_to_the_failed_set() {
         )
         .await
         .unwrap();
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&quick())
+        .unwrap()
+        .start();
     until("both finished", || async {
         state(&queue, &flaky).await == Some(JobState::Completed)
             && state(&queue, &doomed).await == Some(JobState::Failed)
@@ -346,7 +353,10 @@ async fn failures_retry_with_backoff_then_go_to_the_failed_set() {
     // A failed job (the dead-letter set) can be retried by hand.
     let fixed = tower::service_fn(|_job: Job<Email>| async { Ok::<_, Infallible>("ok") });
     queue.retry(&doomed).await.unwrap();
-    let worker = Worker::new(queue.clone(), fixed).config(quick()).start();
+    let worker = Worker::new(queue.clone(), fixed)
+        .config(&quick())
+        .unwrap()
+        .start();
     until("the retried job completed", || async {
         state(&queue, &doomed).await == Some(JobState::Completed)
     })
@@ -394,7 +404,10 @@ async fn bad_payloads_panics_and_timeouts_fail_the_job_not_the_worker() {
         }
         Ok::<_, Infallible>(())
     });
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&quick())
+        .unwrap()
+        .start();
     until("all four finished", || async {
         let c = queue.counts().await.unwrap();
         c.failed == 3 && c.completed == 1
@@ -453,7 +466,7 @@ async fn bad_input_at_add_is_refused_and_nothing_is_added() {
         ),
         "{err}"
     );
-    let problem = err.to_problem();
+    let problem = ee_core::Problem::from(err);
     assert_eq!(problem.status(), 413);
     assert_eq!(
         problem.type_uri(),
@@ -480,7 +493,8 @@ async fn bad_input_at_add_is_refused_and_nothing_is_added() {
         ),
     ] {
         let err = queue.add(name, &1, options).await.unwrap_err();
-        assert_eq!(err.to_problem().status(), 400, "{err}");
+        let text = err.to_string();
+        assert_eq!(ee_core::Problem::from(err).status(), 400, "{text}");
     }
     assert_eq!(queue.counts().await.unwrap(), ee_queue::Counts::default());
     assert!(
@@ -508,7 +522,8 @@ async fn a_dead_workers_job_is_run_again_by_another_after_its_lease() {
         ..quick()
     };
     let dying = Worker::new(queue.clone(), stuck)
-        .config(short.clone())
+        .config(&short)
+        .unwrap()
         .start();
     until("the job is active", || async {
         state(&queue, &id).await == Some(JobState::Active)
@@ -518,7 +533,8 @@ async fn a_dead_workers_job_is_run_again_by_another_after_its_lease() {
 
     let (seen, service) = recorder();
     let rescuer = Worker::new(queue.clone(), service)
-        .config(short.clone())
+        .config(&short)
+        .unwrap()
         .start();
     until("the job completed", || async {
         state(&queue, &id).await == Some(JobState::Completed)
@@ -547,7 +563,8 @@ async fn a_dead_workers_job_is_run_again_by_another_after_its_lease() {
         Ok::<_, Infallible>(())
     });
     let first = Worker::new(queue.clone(), stuck)
-        .config(short.clone())
+        .config(&short)
+        .unwrap()
         .start();
     until("the job is active", || async {
         state(&queue, &id).await == Some(JobState::Active)
@@ -555,7 +572,8 @@ async fn a_dead_workers_job_is_run_again_by_another_after_its_lease() {
     .await;
     first.abort();
     let second = Worker::new(queue.clone(), stuck)
-        .config(short.clone())
+        .config(&short)
+        .unwrap()
         .start();
     until("the job stalled once and is active again", || async {
         let job = queue.job(&id).await.unwrap().unwrap();
@@ -563,7 +581,10 @@ async fn a_dead_workers_job_is_run_again_by_another_after_its_lease() {
     })
     .await;
     second.abort();
-    let third = Worker::new(queue.clone(), stuck).config(short).start();
+    let third = Worker::new(queue.clone(), stuck)
+        .config(&short)
+        .unwrap()
+        .start();
     until("the job failed", || async {
         state(&queue, &id).await == Some(JobState::Failed)
     })
@@ -589,7 +610,8 @@ async fn four_workers_run_each_of_200_jobs_exactly_once() {
     let workers: Vec<_> = (0..4)
         .map(|_| {
             Worker::new(queue.clone(), service.clone())
-                .config(quick())
+                .config(&quick())
+                .unwrap()
                 .concurrency(8)
                 .start()
         })
@@ -620,7 +642,8 @@ async fn the_rate_limit_holds_across_four_workers() {
     let workers: Vec<_> = (0..4)
         .map(|_| {
             Worker::new(queue.clone(), service.clone())
-                .config(quick())
+                .config(&quick())
+                .unwrap()
                 .concurrency(5)
                 .rate_limit(10, Duration::from_millis(1000))
                 .start()
@@ -664,7 +687,10 @@ async fn a_paused_queue_keeps_its_jobs_until_resumed() {
         .await
         .unwrap();
     let (seen, service) = recorder();
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&quick())
+        .unwrap()
+        .start();
     // Several take attempts happen in this time (the worker blocks 200 ms at most).
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(seen.lock().unwrap().is_empty());
@@ -692,7 +718,10 @@ async fn shutdown_lets_running_jobs_finish_up_to_the_deadline() {
         let queue = queue.clone();
         async move {
             let id = queue.add("x", &ms, JobOptions::default()).await.unwrap();
-            let worker = Worker::new(queue.clone(), service).config(quick()).start();
+            let worker = Worker::new(queue.clone(), service)
+                .config(&quick())
+                .unwrap()
+                .start();
             until("active", || async {
                 state(&queue, &id).await == Some(JobState::Active)
             })
@@ -727,7 +756,10 @@ async fn prefetched_jobs_go_back_to_the_front_of_the_queue_on_shutdown() {
         prefetch: Some(3),
         ..quick()
     };
-    let worker = Worker::new(queue.clone(), service).config(config).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&config)
+        .unwrap()
+        .start();
     until("all four are taken", || async {
         queue.counts().await.unwrap().active == 4
     })
@@ -791,7 +823,10 @@ async fn progress_promote_remove_and_retention() {
         )
         .await
         .unwrap();
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&quick())
+        .unwrap()
+        .start();
     until("the promoted job completed", || async {
         state(&queue, &delayed).await == Some(JobState::Completed)
     })
@@ -867,7 +902,10 @@ async fn the_producers_trace_context_travels_with_the_job() {
             Ok::<_, Infallible>(())
         }
     });
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&quick())
+        .unwrap()
+        .start();
     until("ran", || async { seen.lock().unwrap().is_some() }).await;
     worker.shutdown(Duration::from_secs(5)).await;
     let (traceparent, current) = seen.lock().unwrap().clone().unwrap();
@@ -882,14 +920,17 @@ async fn a_redis_outage_is_an_error_not_a_crash_and_work_resumes_after() {
     let config = RedisConfig::standalone(server.url()).with_timeout(Duration::from_millis(500));
     let queue = Queue::connect(config, "outage").await.unwrap();
     let (seen, service) = recorder();
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&quick())
+        .unwrap()
+        .start();
     server.stop();
     let err = queue
         .add("x", &email("lost?"), JobOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, QueueError::Unavailable(_)), "{err}");
-    assert_eq!(err.to_problem().status(), 503);
+    assert_eq!(ee_core::Problem::from(err).status(), 503);
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.restart();
     let mut id = None;
@@ -930,7 +971,8 @@ async fn the_queue_works_on_a_redis_cluster() {
     let workers: Vec<_> = (0..2)
         .map(|_| {
             Worker::new(queue.clone(), service.clone())
-                .config(quick())
+                .config(&quick())
+                .unwrap()
                 .start()
         })
         .collect();
@@ -977,10 +1019,11 @@ async fn three_schedulers_add_one_job_per_tick() {
         .collect();
     let (seen, service) = recorder();
     let worker = Worker::new(queue.clone(), service)
-        .config(WorkerConfig {
+        .config(&WorkerConfig {
             schedule_repeats: false,
             ..quick()
         })
+        .unwrap()
         .start();
     until("four ticks ran", || async {
         seen.lock().unwrap().len() >= 4
@@ -1025,7 +1068,8 @@ async fn three_schedulers_add_one_job_per_tick() {
         )
         .await
         .unwrap_err();
-    assert_eq!(bad.to_problem().status(), 400, "{bad}");
+    let text = bad.to_string();
+    assert_eq!(ee_core::Problem::from(bad).status(), 400, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1068,7 +1112,8 @@ async fn a_flow_parent_runs_after_its_children_with_their_results() {
         }
     });
     let worker = Worker::new(queue.clone(), service)
-        .config(quick())
+        .config(&quick())
+        .unwrap()
         .concurrency(4)
         .start();
     until("the parent completed", || async {
@@ -1094,7 +1139,10 @@ async fn a_flow_parent_runs_after_its_children_with_their_results() {
             Ok(())
         }
     });
-    let worker = Worker::new(queue.clone(), failing).config(quick()).start();
+    let worker = Worker::new(queue.clone(), failing)
+        .config(&quick())
+        .unwrap()
+        .start();
     until("the parent failed", || async {
         state(&queue, &ids.id).await == Some(JobState::Failed)
     })
@@ -1111,7 +1159,7 @@ async fn a_flow_parent_runs_after_its_children_with_their_results() {
             .options(JobOptions::default().job_id("mine")),
     );
     assert_eq!(
-        queue.add_flow(bad).await.unwrap_err().to_problem().status(),
+        ee_core::Problem::from(queue.add_flow(bad).await.unwrap_err()).status(),
         400
     );
 }
@@ -1138,7 +1186,10 @@ async fn backoff_waits_exactly_its_delay_on_the_queues_clock() {
         )
         .await
         .unwrap();
-    let worker = Worker::new(queue.clone(), service).config(quick()).start();
+    let worker = Worker::new(queue.clone(), service)
+        .config(&quick())
+        .unwrap()
+        .start();
     let ran = |n: u32| {
         let runs = runs.clone();
         let queue = queue.clone();

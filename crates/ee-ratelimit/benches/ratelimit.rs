@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ee_core::Key;
-use ee_ratelimit::memory::MemoryLimiter;
+use ee_ratelimit::MemoryLimiter;
 use ee_ratelimit::{HeaderConfig, Limiter, RateLimitStore, RedisStore, Rule};
 use tower::{Layer, Service, ServiceExt};
 

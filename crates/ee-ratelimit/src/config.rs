@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use ee_core::OnBackendError;
 use serde::{Deserialize, Serialize};
+
+use crate::RateLimitError;
 
 /// One limiting rule: the algorithm and its parameters.
 ///
@@ -182,62 +185,50 @@ impl Rule {
     }
 
     /// Checks the parameters: every count and duration must be positive.
-    pub fn validate(&self) -> Result<(), String> {
-        let positive = |name: &str, v: u64| {
-            if v == 0 {
-                Err(format!("`{name}` must be greater than 0"))
-            } else {
-                Ok(())
-            }
-        };
-        match *self {
+    pub fn validate(&self) -> Result<(), RateLimitError> {
+        match self.zero_field() {
+            Some(field) => Err(RateLimitError::Config(format!(
+                "`{field}` must be greater than 0"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The first parameter that is 0 and must not be.
+    pub(crate) fn zero_field(&self) -> Option<&'static str> {
+        let fields: &[(&'static str, u64)] = match *self {
             Rule::Gcra {
                 limit,
                 period_ms,
                 burst,
-            } => {
-                positive("limit", limit.into())?;
-                positive("period_ms", period_ms)?;
-                positive("burst", burst.into())
-            }
+            } => &[
+                ("limit", u64::from(limit)),
+                ("period_ms", period_ms),
+                ("burst", u64::from(burst)),
+            ],
             Rule::FixedWindow { limit, window_ms } | Rule::SlidingWindow { limit, window_ms } => {
-                positive("limit", limit.into())?;
-                positive("window_ms", window_ms)
+                &[("limit", u64::from(limit)), ("window_ms", window_ms)]
             }
             Rule::TokenBucket {
                 capacity,
                 refill,
                 period_ms,
-            } => {
-                positive("capacity", capacity.into())?;
-                positive("refill", refill.into())?;
-                positive("period_ms", period_ms)
-            }
+            } => &[
+                ("capacity", u64::from(capacity)),
+                ("refill", u64::from(refill)),
+                ("period_ms", period_ms),
+            ],
             Rule::Concurrency { max, lease_ms } => {
-                positive("max", max.into())?;
-                positive("lease_ms", lease_ms)
+                &[("max", u64::from(max)), ("lease_ms", lease_ms)]
             }
-        }
+        };
+        fields.iter().find(|(_, v)| *v == 0).map(|(name, _)| *name)
     }
 
     /// The `qu` (quota unit) of `RateLimit-Policy`, when not the default `requests`.
     pub(crate) fn quota_unit(&self) -> Option<&'static str> {
         matches!(self, Rule::Concurrency { .. }).then_some("concurrent-requests")
     }
-}
-
-/// What the layer does when its backend (Redis) fails or times out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnBackendError {
-    /// Let the request through unlimited (availability over protection).
-    FailOpen,
-    /// Refuse the request with 503 problem+json (protection over availability).
-    FailClosed,
-    /// Decide in this process with the in-memory limiter until the backend is
-    /// back: limits hold per instance instead of globally. The default.
-    #[default]
-    FallbackToMemory,
 }
 
 /// Which response headers the layer writes.
@@ -276,4 +267,40 @@ pub struct PolicyConfig {
 
 fn one() -> u32 {
     1
+}
+
+/// A whole layer as data: its policies, headers and outage policy, applied
+/// with [`RateLimitBuilder::config`](crate::RateLimitBuilder::config).
+/// `Default` has no policy, the draft headers and
+/// [`OnBackendError::FallbackToMemory`].
+///
+/// ```
+/// # use ee_ratelimit::RateLimitConfig;
+/// let config: RateLimitConfig = serde_json::from_str(r#"{
+///     "policies": [{ "name": "api", "algorithm": "gcra", "limit": 100, "period_ms": 1000, "burst": 200 }],
+///     "on_backend_error": "fail_open"
+/// }"#).unwrap();
+/// assert_eq!(config.policies[0].name, "api");
+/// assert!(config.headers.draft);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The policies, in the order they are checked.
+    pub policies: Vec<PolicyConfig>,
+    /// Which headers to write.
+    pub headers: HeaderConfig,
+    /// What to do when the store (Redis) fails or times out (default:
+    /// `fallback_to_memory`: the limits hold per instance until it is back).
+    pub on_backend_error: OnBackendError,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            policies: Vec::new(),
+            headers: HeaderConfig::default(),
+            on_backend_error: OnBackendError::FallbackToMemory,
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::layer::Policy;
+use crate::policy::Policy;
 use crate::store::Decision;
 
 /// `RateLimit-Policy`.

@@ -4,172 +4,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ee_core::{Key, LogThrottle, RequestHead, SystemClock};
-use ee_core::{KeyError, KeyExtractor, PeerIp};
+use ee_core::{KeyExtractor, LogThrottle, OnBackendError, RequestHead, SystemClock};
 use http::HeaderValue;
 use tower::Layer;
 
 use crate::Rule;
-use crate::config::{HeaderConfig, OnBackendError, PolicyConfig};
+use crate::config::{HeaderConfig, RateLimitConfig};
 use crate::error::RateLimitError;
 use crate::memory::MemoryLimiter;
+use crate::metrics::PolicyMetrics;
+use crate::policy::{Cost, Policy, PolicyKey};
 use crate::service::RateLimit;
 use crate::store::{Limiter, RateLimitStore};
 
-type CostFn = dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync;
 type ExemptFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
-
-/// One named limit: a [`Rule`], the key it counts by and what a request costs.
-///
-/// ```
-/// use ee_core::{ClientIp, HeaderKey};
-/// use ee_ratelimit::{Policy, Rule};
-/// use std::time::Duration;
-///
-/// // 10/s with bursts of 20 per client IP, behind a proxy at 10.0.0.0/8:
-/// let burst = Policy::new("burst", Rule::gcra(10, Duration::from_secs(1), 20))
-///     .key(ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]));
-/// // 1000 per hour per API key, uploads cost 10:
-/// let hourly = Policy::new("hourly", Rule::per_hour(1000))
-///     .key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
-///     .cost_fn(|req| if req.method == http::Method::POST { 10 } else { 1 });
-/// ```
-#[derive(Clone)]
-pub struct Policy {
-    pub(crate) name: Arc<str>,
-    pub(crate) rule: Rule,
-    pub(crate) key: PolicyKey,
-    pub(crate) cost: Cost,
-}
-
-/// Where a policy takes its key: the default, the peer IP, is called
-/// directly (inlined into the layer); any other extractor through a pointer.
-#[derive(Clone)]
-pub(crate) enum PolicyKey {
-    PeerIp,
-    Other(Arc<dyn KeyExtractor>),
-}
-
-impl PolicyKey {
-    fn new<K: KeyExtractor>(key: K) -> Self {
-        if std::any::TypeId::of::<K>() == std::any::TypeId::of::<PeerIp>() {
-            PolicyKey::PeerIp
-        } else {
-            PolicyKey::Other(Arc::new(key))
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn extract(&self, head: &RequestHead<'_>) -> Result<Key, KeyError> {
-        match self {
-            PolicyKey::PeerIp => PeerIp.extract(head),
-            PolicyKey::Other(key) => key.extract(head),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) enum Cost {
-    Fixed(u32),
-    Dynamic(Arc<CostFn>),
-}
-
-impl Cost {
-    /// What `head` costs.
-    #[inline(always)]
-    pub(crate) fn of(&self, head: &RequestHead<'_>) -> u32 {
-        match self {
-            Cost::Fixed(n) => *n,
-            Cost::Dynamic(f) => f(head),
-        }
-    }
-}
-
-impl fmt::Debug for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Policy")
-            .field("name", &self.name)
-            .field("rule", &self.rule)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Policy {
-    /// A policy counted per peer IP ([`PeerIp`]), each request costing 1.
-    pub fn new(name: impl Into<Arc<str>>, rule: Rule) -> Self {
-        Self {
-            name: name.into(),
-            rule,
-            key: PolicyKey::PeerIp,
-            cost: Cost::Fixed(1),
-        }
-    }
-
-    /// A policy from its configuration (key: [`PeerIp`] until [`Policy::key`]).
-    pub fn from_config(config: &PolicyConfig) -> Self {
-        Self::new(config.name.as_str(), config.rule).cost(config.cost)
-    }
-
-    /// Counts by `key` (client IP through trusted proxies, user, API key,
-    /// tenant, route, closure: any [`KeyExtractor`]).
-    pub fn key(mut self, key: impl KeyExtractor) -> Self {
-        self.key = PolicyKey::new(key);
-        self
-    }
-
-    /// Every request costs `units` (0 exempts every request from this policy).
-    pub fn cost(mut self, units: u32) -> Self {
-        self.cost = Cost::Fixed(units);
-        self
-    }
-
-    /// What a request costs, decided per request (0 skips this policy).
-    pub fn cost_fn(mut self, f: impl Fn(&RequestHead<'_>) -> u32 + Send + Sync + 'static) -> Self {
-        self.cost = Cost::Dynamic(Arc::new(f));
-        self
-    }
-
-    /// The name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The rule.
-    pub fn rule(&self) -> &Rule {
-        &self.rule
-    }
-}
-
-/// Pre-registered metric handles of one policy (no label allocation per request).
-pub(crate) struct PolicyMetrics {
-    pub(crate) allowed: metrics::Counter,
-    pub(crate) limited: metrics::Counter,
-    pub(crate) failed_open: metrics::Counter,
-    pub(crate) failed_closed: metrics::Counter,
-    pub(crate) backend_errors: metrics::Counter,
-}
-
-impl PolicyMetrics {
-    fn new(policy: &str) -> Self {
-        let decision = |outcome: &'static str| {
-            metrics::counter!(
-                "ee_ratelimit_decisions_total",
-                "policy" => policy.to_owned(),
-                "outcome" => outcome
-            )
-        };
-        Self {
-            allowed: decision("allowed"),
-            limited: decision("limited"),
-            failed_open: decision("failed_open"),
-            failed_closed: decision("failed_closed"),
-            backend_errors: metrics::counter!(
-                "ee_ratelimit_backend_errors_total",
-                "policy" => policy.to_owned()
-            ),
-        }
-    }
-}
 
 /// A policy ready to decide.
 pub(crate) struct ActivePolicy<L> {
@@ -221,10 +69,12 @@ pub(crate) struct Shared<L> {
     pub(crate) outage: OutageLog,
 }
 
-/// Builds a [`RateLimitLayer`]: policies, exemption, headers, outage policy.
+/// Builds a [`RateLimitLayer`]: policies, keys, exemption, headers, outage
+/// policy.
 pub struct RateLimitBuilder<S> {
     store: S,
     policies: Vec<Policy>,
+    default_key: PolicyKey,
     exempt: Option<Arc<ExemptFn>>,
     on_backend_error: OnBackendError,
     headers: HeaderConfig,
@@ -240,11 +90,88 @@ impl<S> fmt::Debug for RateLimitBuilder<S> {
     }
 }
 
+/// Checks one policy's name and rule. Names are `A-Z a-z 0-9 _ - .`, 1 to
+/// 64 characters, as they appear in headers, metrics and Redis keys.
+fn check_policy(name: &str, rule: &Rule) -> Result<(), RateLimitError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(RateLimitError::Config(format!(
+            "policy name `{name}` must be 1-64 of A-Z a-z 0-9 _ - ."
+        )));
+    }
+    match rule.zero_field() {
+        Some(field) => Err(RateLimitError::Config(format!(
+            "policy `{name}`: `{field}` must be greater than 0"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks a layer's policies: at least one, each valid, no name twice.
+fn check_policies(policies: &[Policy]) -> Result<(), RateLimitError> {
+    if policies.is_empty() {
+        return Err(RateLimitError::Config("no policy".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in policies {
+        check_policy(&p.name, &p.rule)?;
+        if !seen.insert(&p.name) {
+            return Err(RateLimitError::Config(format!(
+                "policy `{}` is defined twice",
+                p.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl<S: RateLimitStore> RateLimitBuilder<S> {
     /// Adds a policy. A request must pass every policy; the first one that
     /// refuses answers 429 (units already taken by earlier policies stay taken).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policies.push(policy);
+        self
+    }
+
+    /// Applies `config`: adds its policies (each counted by the default key,
+    /// see [`RateLimitBuilder::default_key`]) after any added so far, and sets
+    /// the headers and the outage policy.
+    ///
+    /// Fails on an invalid policy name or rule, or a name used twice.
+    ///
+    /// ```
+    /// use ee_core::ClientIp;
+    /// use ee_ratelimit::{MemoryStore, RateLimitConfig, RateLimitLayer};
+    ///
+    /// let config: RateLimitConfig = serde_json::from_str(r#"{ "policies": [
+    ///     { "name": "api", "algorithm": "gcra", "limit": 100, "period_ms": 1000, "burst": 200 }
+    /// ] }"#).unwrap();
+    /// let layer = RateLimitLayer::builder(MemoryStore::new())
+    ///     .default_key(ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]))
+    ///     .config(&config)?
+    ///     .build()?;
+    /// # Ok::<(), ee_ratelimit::RateLimitError>(())
+    /// ```
+    pub fn config(mut self, config: &RateLimitConfig) -> Result<Self, RateLimitError> {
+        for p in &config.policies {
+            self.policies
+                .push(Policy::new(p.name.as_str(), p.rule).cost(p.cost));
+        }
+        check_policies(&self.policies)?;
+        self.headers = config.headers;
+        self.on_backend_error = config.on_backend_error;
+        Ok(self)
+    }
+
+    /// The key of every policy that does not choose its own with
+    /// [`Policy::key`] (default: the peer IP, [`PeerIp`](ee_core::PeerIp)):
+    /// the client IP through your proxies, an API key, a tenant…
+    pub fn default_key(mut self, key: impl KeyExtractor) -> Self {
+        self.default_key = PolicyKey::new(key);
         self
     }
 
@@ -266,48 +193,32 @@ impl<S: RateLimitStore> RateLimitBuilder<S> {
         self
     }
 
-    /// Checks the policies and makes their limiters.
+    /// Checks the policies and makes their limiters; describes the crate's
+    /// metrics and registers the policies' handles (install the metrics
+    /// recorder first).
     ///
     /// Fails on no policy, a duplicate or invalid name (names are `A-Z a-z
     /// 0-9 _ - .`, 1 to 64 characters, as they appear in headers, metrics and
     /// Redis keys), or an invalid rule.
     pub fn build(self) -> Result<RateLimitLayer<S::Limiter>, RateLimitError> {
-        if self.policies.is_empty() {
-            return Err(RateLimitError::Config("no policy".into()));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.policies {
-            let valid = !p.name.is_empty()
-                && p.name.len() <= 64
-                && p.name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            if !valid {
-                return Err(RateLimitError::Config(format!(
-                    "policy name `{}` must be 1-64 of A-Z a-z 0-9 _ - .",
-                    p.name
-                )));
-            }
-            if !seen.insert(p.name.clone()) {
-                return Err(RateLimitError::Config(format!(
-                    "policy `{}` is defined twice",
-                    p.name
-                )));
-            }
-            p.rule
-                .validate()
-                .map_err(|e| RateLimitError::Config(format!("policy `{}`: {e}", p.name)))?;
-        }
+        check_policies(&self.policies)?;
+        crate::metrics::describe_metrics();
         let policy_header = crate::headers::policy_header(&self.policies);
         let fallback = self.on_backend_error == OnBackendError::FallbackToMemory;
+        let default_key = self.default_key;
         let policies = self
             .policies
             .into_iter()
-            .map(|policy| ActivePolicy {
-                limiter: self.store.limiter(&policy.name, &policy.rule),
-                fallback: fallback.then(|| MemoryLimiter::system(policy.rule)),
-                metrics: PolicyMetrics::new(&policy.name),
-                policy,
+            .map(|mut policy| {
+                if !policy.keyed {
+                    policy.key = default_key.clone();
+                }
+                ActivePolicy {
+                    limiter: self.store.limiter(&policy.name, &policy.rule),
+                    fallback: fallback.then(|| MemoryLimiter::system(policy.rule)),
+                    metrics: PolicyMetrics::new(&policy.name),
+                    policy,
+                }
             })
             .collect::<Vec<_>>();
         let synchronous = policies.iter().all(|p| p.limiter.decides_now());
@@ -377,14 +288,16 @@ impl<L> fmt::Debug for RateLimitLayer<L> {
 }
 
 impl RateLimitLayer<()> {
-    /// Starts a layer on `store` ([`MemoryStore`](crate::MemoryStore), or
-    /// `RedisStore` with feature `redis`).
+    /// Starts a layer on `store` ([`MemoryStore`](crate::MemoryStore),
+    /// `RedisStore` with feature `redis`, or [`AnyStore`](crate::AnyStore),
+    /// either one picked at run time).
     pub fn builder<S: RateLimitStore>(store: S) -> RateLimitBuilder<S> {
         RateLimitBuilder {
             store,
             policies: Vec::new(),
+            default_key: PolicyKey::PeerIp,
             exempt: None,
-            on_backend_error: OnBackendError::default(),
+            on_backend_error: OnBackendError::FallbackToMemory,
             headers: HeaderConfig::default(),
         }
     }

@@ -142,7 +142,7 @@ static CONCURRENCY: LazyLock<Script> = LazyLock::new(|| {
 ///
 /// Decisions are bounded by the connection's per-call timeout
 /// ([`RedisStore::with_timeout`] to set one for rate limiting alone); a
-/// failure goes to the layer's `OnBackendError` policy.
+/// failure goes to the layer's [`OnBackendError`](ee_core::OnBackendError) policy.
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     conn: RedisConn,
@@ -214,7 +214,7 @@ impl RateLimitStore for RedisStore {
             script,
             args,
             latency: metrics::histogram!(
-                "ee_ratelimit_backend_duration_seconds",
+                crate::metrics::METRIC_BACKEND_DURATION_SECONDS,
                 "policy" => name.to_owned()
             ),
         }

@@ -16,12 +16,12 @@ use http::{Request, Response};
 use tower::Service;
 
 use crate::Rule;
-use crate::config::OnBackendError;
 use crate::error::RateLimitError;
 use crate::future::ResponseFuture;
 use crate::headers::{HeaderBuilder, HeaderSet};
 use crate::layer::{ActivePolicy, Shared};
 use crate::store::{Admission, Decision, Limiter, StoreError};
+use ee_core::OnBackendError;
 
 /// The service [`RateLimitLayer`](crate::RateLimitLayer) wraps around yours.
 pub struct RateLimit<S, L> {

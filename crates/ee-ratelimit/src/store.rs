@@ -47,7 +47,7 @@ pub enum StoreError {
 /// A backend: makes one [`Limiter`] per policy when a layer is built.
 ///
 /// Implemented by [`MemoryStore`](crate::MemoryStore) and, with feature
-/// `redis`, [`RedisStore`](crate::RedisStore). Implement it to decide elsewhere.
+/// `redis`, `RedisStore`. Implement it to decide elsewhere.
 pub trait RateLimitStore: Send + Sync + 'static {
     /// The per-policy decision maker.
     type Limiter: Limiter;

@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use axum::body::Body;
 use common::{from_ip, parse_sf_list, send};
-use ee_core::{ClientIp, HeaderKey};
+use ee_core::{ClientIp, HeaderKey, OnBackendError};
 use ee_ratelimit::{
-    HeaderConfig, MemoryStore, OnBackendError, Policy, PolicyConfig, RateLimitError,
+    HeaderConfig, MemoryStore, Policy, PolicyConfig, RateLimitConfig, RateLimitError,
     RateLimitLayer, Rule,
 };
 use ee_testing::ManualClock;
 use http::{HeaderName, Method, Request, StatusCode};
 use tower::{Layer, ServiceExt};
 
-fn layer(rule: Rule) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter> {
+fn layer(rule: Rule) -> RateLimitLayer<ee_ratelimit::MemoryLimiter> {
     RateLimitLayer::builder(MemoryStore::new())
         .policy(Policy::new("api", rule))
         .build()
@@ -27,7 +27,7 @@ fn layer(rule: Rule) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter> {
 fn manual(
     rule: Rule,
     clock: &ManualClock,
-) -> RateLimitLayer<ee_ratelimit::memory::MemoryLimiter<ManualClock>> {
+) -> RateLimitLayer<ee_ratelimit::MemoryLimiter<ManualClock>> {
     RateLimitLayer::builder(MemoryStore::with_clock(clock.clone()))
         .policy(Policy::new("api", rule))
         .build()
@@ -414,7 +414,16 @@ fn configuration_is_checked_when_the_layer_is_built() {
         Rule::token_bucket(10, 1, Duration::from_secs(1))
     );
     assert_eq!(config.cost, 2);
-    assert!(build(vec![Policy::from_config(&config)]).is_ok());
+    let from_config = RateLimitConfig {
+        policies: vec![config],
+        ..RateLimitConfig::default()
+    };
+    assert!(
+        RateLimitLayer::builder(MemoryStore::new())
+            .config(&from_config)
+            .and_then(|b| b.build())
+            .is_ok()
+    );
     assert!(
         serde_json::from_str::<PolicyConfig>(r#"{"name": "x", "algorithm": "leaky"}"#).is_err()
     );
@@ -428,6 +437,99 @@ fn configuration_is_checked_when_the_layer_is_built() {
         OnBackendError::FailClosed
     );
     let _: fn(RateLimitError) -> ee_core::Problem = ee_core::Problem::from;
+}
+
+#[test]
+fn a_config_is_checked_when_it_is_applied() {
+    let apply = |json: &str| {
+        let config: RateLimitConfig = serde_json::from_str(json).unwrap();
+        RateLimitLayer::builder(MemoryStore::new())
+            .config(&config)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let gcra = r#""algorithm": "gcra", "limit": 1, "period_ms": 1000, "burst": 1"#;
+    assert!(apply(&format!(r#"{{ "policies": [{{ "name": "a", {gcra} }}] }}"#)).is_ok());
+    let zero = apply(
+        r#"{ "policies": [{ "name": "z", "algorithm": "gcra", "limit": 0, "period_ms": 1000, "burst": 1 }] }"#,
+    );
+    assert_eq!(
+        zero.unwrap_err(),
+        "invalid rate-limit configuration: policy `z`: `limit` must be greater than 0"
+    );
+    let twice = apply(&format!(
+        r#"{{ "policies": [{{ "name": "a", {gcra} }}, {{ "name": "a", {gcra} }}] }}"#
+    ));
+    assert!(twice.unwrap_err().contains("defined twice"));
+    let bad_name = apply(&format!(
+        r#"{{ "policies": [{{ "name": "a b", {gcra} }}] }}"#
+    ));
+    assert!(bad_name.unwrap_err().contains("1-64"));
+    assert!(
+        serde_json::from_str::<RateLimitConfig>(r#"{ "polices": [] }"#).is_err(),
+        "typos are errors"
+    );
+    assert_eq!(
+        RateLimitConfig::default().on_backend_error,
+        OnBackendError::FallbackToMemory
+    );
+    assert!(
+        Rule::per_second(0)
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`limit` must be greater than 0")
+    );
+}
+
+#[tokio::test]
+async fn a_config_sets_policies_costs_and_headers_and_the_default_key_counts_them() {
+    let config: RateLimitConfig = serde_json::from_str(
+        r#"{
+            "policies": [{ "name": "api", "algorithm": "fixed_window", "limit": 4, "window_ms": 3600000, "cost": 2 }],
+            "headers": { "draft": false, "legacy": true }
+        }"#,
+    )
+    .unwrap();
+    let layer = RateLimitLayer::builder(MemoryStore::new())
+        .default_key(ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]))
+        .config(&config)
+        .unwrap()
+        .build()
+        .unwrap();
+    let via_proxy = |client: &str| {
+        let mut req = from_ip("10.0.0.1");
+        req.headers_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
+        req
+    };
+    let first = send(&layer, via_proxy("192.0.2.1")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("2"), "cost 2");
+    assert_eq!(first.header("ratelimit"), None, "draft headers off");
+    assert_eq!(send(&layer, via_proxy("192.0.2.1")).await.status, 200);
+    assert_eq!(send(&layer, via_proxy("192.0.2.1")).await.status, 429);
+    assert_eq!(
+        send(&layer, via_proxy("192.0.2.2")).await.status,
+        200,
+        "counted per client behind the proxy, not per proxy"
+    );
+
+    // A policy's own key wins over the default one.
+    let own = RateLimitLayer::builder(MemoryStore::new())
+        .default_key(ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]))
+        .policy(
+            Policy::new("peer", Rule::fixed_window(1, Duration::from_secs(3600)))
+                .key(ee_core::PeerIp),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(send(&own, via_proxy("192.0.2.1")).await.status, 200);
+    assert_eq!(
+        send(&own, via_proxy("192.0.2.2")).await.status,
+        429,
+        "counted per peer (the proxy)"
+    );
 }
 
 #[tokio::test]
@@ -455,9 +557,30 @@ async fn decisions_are_counted_in_metrics() {
 }
 
 #[test]
+fn metrics_are_described_with_help_and_unit_when_the_layer_is_built() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _layer = metrics::with_local_recorder(&recorder, || layer(Rule::per_second(1)));
+    let described: Vec<_> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == ee_ratelimit::METRIC_DECISIONS_TOTAL)
+        .map(|(_, unit, help, _)| (unit, help.is_some_and(|h| !h.is_empty())))
+        .collect();
+    assert!(!described.is_empty(), "handles registered at build time");
+    assert!(
+        described
+            .iter()
+            .all(|d| *d == (Some(metrics::Unit::Count), true)),
+        "{described:?}"
+    );
+}
+
+#[test]
 fn idle_keys_are_swept_so_memory_follows_the_active_keys() {
     use ee_core::Key;
-    use ee_ratelimit::memory::MemoryLimiter;
+    use ee_ratelimit::MemoryLimiter;
 
     let second = Duration::from_secs(1);
     for rule in [
@@ -648,7 +771,7 @@ async fn peer_ip_policies_without_headers_count_exactly_and_refuse_completely() 
 #[test]
 fn gcra_decisions_racing_on_threads_let_exactly_the_burst_through() {
     use ee_core::Key;
-    use ee_ratelimit::memory::MemoryLimiter;
+    use ee_ratelimit::MemoryLimiter;
 
     let rule = Rule::gcra(1, Duration::from_secs(3600), 1000);
     let fast = Arc::new(MemoryLimiter::system(rule));
@@ -688,7 +811,7 @@ fn gcra_decisions_racing_on_threads_let_exactly_the_burst_through() {
 #[test]
 fn admit_now_counts_what_it_allows_and_decides_what_it_refuses() {
     use ee_core::Key;
-    use ee_ratelimit::memory::MemoryLimiter;
+    use ee_ratelimit::MemoryLimiter;
     use ee_ratelimit::{Admission, Limiter};
 
     let hour = Duration::from_secs(3600);

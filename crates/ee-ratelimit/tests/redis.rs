@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use common::{from_ip, send};
-use ee_core::{RedisConfig, RedisConn};
-use ee_ratelimit::redis::RedisLimiter;
-use ee_ratelimit::{OnBackendError, Policy, RateLimitLayer, RedisStore, Rule};
+use ee_core::{OnBackendError, RedisConfig, RedisConn};
+use ee_ratelimit::RedisLimiter;
+use ee_ratelimit::{Policy, RateLimitLayer, RedisStore, Rule};
 use ee_testing::{RedisCluster, RedisServer, Reply};
 use http::{Request, StatusCode};
 use tower::{Layer, ServiceExt};
@@ -435,4 +435,48 @@ async fn a_stalled_redis_is_bounded_by_the_decision_timeout() {
         started.elapsed()
     );
     server.resume();
+}
+
+#[tokio::test]
+async fn any_store_picked_at_run_time_shares_limits_on_redis_and_decides_at_once_in_memory() {
+    use ee_ratelimit::{AnyLimiter, AnyStore, MemoryStore};
+
+    let server = RedisServer::start();
+    let rule = Rule::fixed_window(2, Duration::from_secs(3600));
+    // One function, one layer type, whichever store configuration picked.
+    let build = |store: AnyStore| -> RateLimitLayer<AnyLimiter> {
+        RateLimitLayer::builder(store)
+            .policy(Policy::new("any", rule))
+            .build()
+            .unwrap()
+    };
+    let mut on_redis = Vec::new();
+    for _ in 0..2 {
+        let c = conn(RedisConfig::standalone(server.url())).await;
+        on_redis.push(build(RedisStore::new(c).into()));
+    }
+    assert_eq!(send(&on_redis[0], from_ip("192.0.2.1")).await.status, 200);
+    assert_eq!(send(&on_redis[1], from_ip("192.0.2.1")).await.status, 200);
+    assert_eq!(
+        send(&on_redis[0], from_ip("192.0.2.1")).await.status,
+        429,
+        "the two instances share one count in Redis"
+    );
+    assert!(matches!(
+        server.command(&["HGET", &format!("ee:ratelimit:{{any:{}:192.0.2.1}}", rule.id()), "n"]),
+        Reply::Bulk(Some(n)) if n == b"2"
+    ));
+
+    let in_memory = [
+        build(MemoryStore::new().into()),
+        build(MemoryStore::new().into()),
+    ];
+    assert_eq!(send(&in_memory[0], from_ip("192.0.2.1")).await.status, 200);
+    assert_eq!(send(&in_memory[0], from_ip("192.0.2.1")).await.status, 200);
+    assert_eq!(send(&in_memory[0], from_ip("192.0.2.1")).await.status, 429);
+    assert_eq!(
+        send(&in_memory[1], from_ip("192.0.2.1")).await.status,
+        200,
+        "each memory store counts on its own"
+    );
 }

@@ -5,10 +5,13 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use ee_core::Problem;
+use http::StatusCode;
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 
 /// What can go wrong compressing or inflating a stored payload.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// zstd refused the input or the parameters.
     #[error("zstd: {0}")]
@@ -30,6 +33,16 @@ pub enum CodecError {
     /// Training a dictionary failed (too few or too uniform samples).
     #[error("training a zstd dictionary failed: {0}")]
     Training(String),
+}
+
+/// A stored payload that cannot be read is the server's fault, never the
+/// client's: a 500 that names what went wrong (no payload bytes).
+impl From<CodecError> for Problem {
+    fn from(e: CodecError) -> Self {
+        Problem::ee(StatusCode::INTERNAL_SERVER_ERROR, "serialize", "codec")
+            .with_title("A stored payload could not be read or written")
+            .with_detail(e.to_string())
+    }
 }
 
 /// A zstd dictionary trained on sample payloads: small JSON documents share
@@ -362,5 +375,13 @@ mod tests {
     #[test]
     fn corrupt_input_is_an_error() {
         assert!(ZstdCodec::new().decompress(b"not zstd at all").is_err());
+    }
+
+    #[test]
+    fn codec_errors_are_server_problems() {
+        let problem = Problem::from(CodecError::TooLarge { limit: 5 });
+        assert_eq!(problem.status(), 500);
+        assert_eq!(problem.type_uri(), "https://ee.rs/problems/serialize/codec");
+        assert!(problem.detail().unwrap().contains("inflates past 5 bytes"));
     }
 }

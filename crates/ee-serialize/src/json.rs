@@ -21,7 +21,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{JsonError, body_read_problem, is_json_content_type, not_json_problem};
+use crate::error::{BodyError, JsonError, require_json};
 
 /// A JSON request body or response, parsed and written with less work than
 /// `axum::Json` does (see the module docs for what and how much).
@@ -73,19 +73,11 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req.headers().get(CONTENT_TYPE);
-        if !content_type
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json_content_type)
-        {
-            return Err(not_json_problem(
-                content_type.map(|v| v.to_str().unwrap_or("(not ASCII)")),
-            ));
-        }
+        require_json(req.headers())?;
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|rejection| body_read_problem(&rejection))?;
-        Self::from_bytes(&bytes).map_err(|e| Problem::from(&e))
+            .map_err(|rejection| BodyError::from_read_error(&rejection))?;
+        Ok(Self::from_bytes(&bytes)?)
     }
 }
 
@@ -102,7 +94,7 @@ const KEEP_AT_MOST: usize = 1 << 20;
 ///
 /// # Errors
 /// The serializer's error (a map with non-string keys, a failing `Serialize`).
-pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, JsonError> {
+pub fn to_json_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, JsonError> {
     BUFFER.with(|cell| {
         // A response serialised while another is (a `Serialize` impl that
         // renders JSON itself) gets its own buffer.
@@ -126,7 +118,7 @@ pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, JsonError> {
 
 impl<T: Serialize> IntoResponse for FastJson<T> {
     fn into_response(self) -> Response {
-        match to_bytes(&self.0) {
+        match to_json_bytes(&self.0) {
             Ok(bytes) => {
                 let mut response = Response::new(axum::body::Body::from(bytes));
                 response

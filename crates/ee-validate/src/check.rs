@@ -2,25 +2,52 @@
 //! schema, metrics.
 
 use bytes::Bytes;
-use ee_core::Problem;
-use ee_serialize::JsonError;
+use ee_serialize::{BodyError, JsonError};
+use http::HeaderMap;
 use jsonschema::Validator;
 use serde_json::Value;
 
-use crate::error::{MAX_VIOLATIONS, Part, Violation, too_deep_problem, violations_problem};
-use crate::metrics::reject;
+use crate::error::{MAX_VIOLATIONS, Part, ValidateError, Violation};
+use crate::metrics::Rejecter;
+
+/// Refuses a body whose `Content-Type` is not JSON (415).
+pub(crate) fn content_type(
+    headers: &HeaderMap,
+    rejecter: Rejecter<'_>,
+) -> Result<(), ValidateError> {
+    ee_serialize::require_json(headers).map_err(|e| {
+        rejecter.reject("content-type");
+        e.into()
+    })
+}
+
+/// What an error reading the body means (413 past a limit, 400 otherwise),
+/// counted as `size` or `body`.
+pub(crate) fn body_error(
+    error: &(dyn std::error::Error + 'static),
+    rejecter: Rejecter<'_>,
+) -> ValidateError {
+    let error = BodyError::from_read_error(error);
+    let too_large = matches!(error, BodyError::TooLarge { .. } | BodyError::LimitExceeded);
+    rejecter.reject(if too_large { "size" } else { "body" });
+    error.into()
+}
 
 /// Parses a JSON body: 400 (`ee_serialize`'s problem) when it is not JSON.
-pub(crate) fn parse(bytes: &Bytes, route: &str) -> Result<Value, Box<Problem>> {
+pub(crate) fn parse(bytes: &Bytes, rejecter: Rejecter<'_>) -> Result<Value, ValidateError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        reject(route, "syntax");
-        Box::new(Problem::from(&JsonError::from(e)))
+        rejecter.reject("syntax");
+        JsonError::from(e).into()
     })
 }
 
 /// Refuses a document deeper than `max` (serde_json's parser already stops
 /// at 128, so only a lower limit walks the document).
-pub(crate) fn depth(value: &Value, max: usize, route: &str) -> Result<(), Box<Problem>> {
+pub(crate) fn depth(
+    value: &Value,
+    max: usize,
+    rejecter: Rejecter<'_>,
+) -> Result<(), ValidateError> {
     if max >= 128 {
         return Ok(());
     }
@@ -32,8 +59,8 @@ pub(crate) fn depth(value: &Value, max: usize, route: &str) -> Result<(), Box<Pr
             _ => continue,
         };
         if d > max {
-            reject(route, "depth");
-            return Err(Box::new(too_deep_problem(max)));
+            rejecter.reject("depth");
+            return Err(ValidateError::TooDeep { limit: max });
         }
         stack.extend(children.map(|c| (c, d + 1)));
     }
@@ -66,17 +93,21 @@ pub(crate) fn violations(
     (list, total)
 }
 
-/// The 422 problem for `found` violations (counted in metrics by keyword),
-/// or `Ok` when there are none.
-pub(crate) fn verdict(found: (Vec<Violation>, usize), route: &str) -> Result<(), Box<Problem>> {
-    let (list, total) = found;
-    if list.is_empty() {
+/// The 422 for `found` violations (counted in metrics by keyword, at most
+/// [`MAX_VIOLATIONS`] listed), or `Ok` when there are none.
+pub(crate) fn verdict(
+    found: (Vec<Violation>, usize),
+    rejecter: Rejecter<'_>,
+) -> Result<(), ValidateError> {
+    let (mut violations, total) = found;
+    if violations.is_empty() {
         return Ok(());
     }
-    for v in &list {
-        reject(route, &v.keyword);
+    violations.truncate(MAX_VIOLATIONS);
+    for v in &violations {
+        rejecter.reject(&v.keyword);
     }
-    Err(Box::new(violations_problem(&list, total)))
+    Err(ValidateError::Invalid { violations, total })
 }
 
 /// Messages quote the offending value; a huge value is cut, so a response

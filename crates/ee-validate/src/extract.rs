@@ -5,13 +5,11 @@ use std::sync::OnceLock;
 use axum::extract::{FromRequest, MatchedPath, Request};
 use bytes::Bytes;
 use ee_core::Problem;
-use ee_serialize::error::{body_read_problem, is_json_content_type, not_json_problem};
-use http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
 use crate::check;
-use crate::error::{Part, Violation, setup_problem, violations_problem};
-use crate::metrics::{UNMATCHED, reject};
+use crate::error::{Part, ValidateError};
+use crate::metrics::{Rejecter, UNMATCHED_ROUTE};
 use crate::{HasSchema, SchemaRegistry};
 
 /// A JSON body that matched `T`'s schema and then deserialised into `T`.
@@ -63,54 +61,40 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let matched = req.extensions().get::<MatchedPath>().cloned();
-        let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-        let registry = req
-            .extensions()
-            .get::<SchemaRegistry>()
-            .cloned()
-            .unwrap_or_else(|| default_registry().clone());
-        let content_type = req.headers().get(CONTENT_TYPE);
-        if !content_type
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json_content_type)
-        {
-            reject(route, "content-type");
-            return Err(not_json_problem(
-                content_type.map(|v| v.to_str().unwrap_or("(not ASCII)")),
-            ));
-        }
-        let validator = registry
-            .validator_for::<T>()
-            .map_err(|e| setup_problem(&e))?;
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let problem = body_read_problem(&rejection);
-            reject(
-                route,
-                if problem.status() == 413 {
-                    "size"
-                } else {
-                    "body"
-                },
-            );
-            problem
-        })?;
-        let value = check::parse(&bytes, route).map_err(|p| *p)?;
-        check::depth(&value, registry.max_depth(), route).map_err(|p| *p)?;
-        check::verdict(check::violations(&validator, &value, Part::Body), route).map_err(|p| *p)?;
-        serde_json::from_value(value).map(Valid).map_err(|e| {
-            // The schema allowed what the type cannot hold (a schema looser
-            // than the type): still the client's document, still a 422.
-            reject(route, "deserialize");
-            violations_problem(
-                &[Violation {
-                    part: Part::Body,
-                    pointer: String::new(),
-                    keyword: "deserialize".into(),
-                    message: e.to_string(),
-                }],
-                1,
-            )
-        })
+        Ok(Valid(validated(req, state).await?))
     }
+}
+
+/// `T` from the request's body, checked on the way.
+async fn validated<T, S>(req: Request, state: &S) -> Result<T, ValidateError>
+where
+    T: DeserializeOwned + HasSchema + 'static,
+    S: Send + Sync,
+{
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let registry = req
+        .extensions()
+        .get::<SchemaRegistry>()
+        .cloned()
+        .unwrap_or_else(|| default_registry().clone());
+    let rejecter = Rejecter {
+        rejections: registry.rejections(),
+        route: matched
+            .as_ref()
+            .map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
+    };
+    check::content_type(req.headers(), rejecter)?;
+    let validator = registry.validator_for::<T>()?;
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| check::body_error(&rejection, rejecter))?;
+    let value = check::parse(&bytes, rejecter)?;
+    check::depth(&value, registry.max_depth(), rejecter)?;
+    check::verdict(check::violations(&validator, &value, Part::Body), rejecter)?;
+    serde_json::from_value(value).map_err(|e| {
+        // The schema allowed what the type cannot hold (a schema looser
+        // than the type): still the client's document, still a 422.
+        rejecter.reject("deserialize");
+        ValidateError::one(Part::Body, "deserialize", e.to_string())
+    })
 }

@@ -11,6 +11,7 @@ use jsonschema::{Keyword, Registry, ValidationError, Validator};
 use serde_json::{Map, Value};
 
 use crate::error::SchemaError;
+use crate::metrics::Rejections;
 use crate::schema::HasSchema;
 
 type FormatCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -69,6 +70,8 @@ struct Inner {
     by_type: RwLock<HashMap<TypeId, Result<Arc<Validator>, SchemaError>>>,
     max_depth: usize,
     deny_unknown_fields: bool,
+    /// The rejection counters of requests validated through this registry.
+    rejections: Rejections,
 }
 
 impl std::fmt::Debug for SchemaRegistry {
@@ -146,17 +149,27 @@ impl SchemaRegistry {
             }
             None => self.validator(&T::schema_id()),
         };
-        self.inner
-            .by_type
-            .write()
-            .expect("not poisoned")
-            .insert(key, validator.clone());
+        let mut by_type = self.inner.by_type.write().expect("not poisoned");
+        // Another request may have compiled it meanwhile: the first one kept
+        // is everyone's (and a failure is logged once).
+        if let Some(v) = by_type.get(&key) {
+            return v.clone();
+        }
+        if let Err(error) = &validator {
+            tracing::error!(%error, schema = %T::schema_id(), "requests that need this schema cannot be validated (they get 500)");
+        }
+        by_type.insert(key, validator.clone());
         validator
     }
 
     /// The nesting limit of documents validated through this registry.
     pub fn max_depth(&self) -> usize {
         self.inner.max_depth
+    }
+
+    /// The rejection counters of requests validated through this registry.
+    pub(crate) fn rejections(&self) -> &Rejections {
+        &self.inner.rejections
     }
 
     /// Compiles one schema against this registry's resources and options
@@ -436,6 +449,7 @@ impl SchemaRegistryBuilder {
             errors.dedup_by(|a, b| a.to_string() == b.to_string());
             return Err(SchemaError::many(errors));
         }
+        crate::metrics::describe_metrics();
         Ok(SchemaRegistry {
             inner: Arc::new(Inner {
                 resources,
@@ -446,6 +460,7 @@ impl SchemaRegistryBuilder {
                 by_type: RwLock::new(HashMap::new()),
                 max_depth: self.max_depth,
                 deny_unknown_fields: self.deny_unknown_fields,
+                rejections: Rejections::default(),
             }),
         })
     }

@@ -7,8 +7,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use ee_core::Problem;
-use ee_serialize::error::{body_read_problem, is_json_content_type, not_json_problem};
-use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Either, Full, Limited};
@@ -16,9 +14,9 @@ use serde_json::{Map, Value};
 use tower::Service;
 
 use crate::check;
-use crate::error::{MAX_VIOLATIONS, Part, violations_problem};
+use crate::error::{Part, ValidateError};
 use crate::layer::{Coerce, Shared};
-use crate::metrics::{UNMATCHED, reject};
+use crate::metrics::{Rejecter, UNMATCHED_ROUTE};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -64,30 +62,39 @@ where
         Box::pin(async move {
             match checked(&shared, req).await {
                 Ok(req) => inner.call(req).await,
-                Err(problem) => Ok(problem.into_response()),
+                Err(error) => Ok(Problem::from(error).into_response()),
             }
         })
     }
 }
 
-fn route_of<B>(shared: &Shared, req: &Request<B>) -> String {
+fn route_of<'a, B>(shared: &'a Shared, req: &'a Request<B>) -> &'a str {
     if let Some(route) = &shared.route {
-        return route.clone();
+        return route;
     }
     #[cfg(feature = "axum")]
     if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
-        return matched.as_str().to_owned();
+        return matched.as_str();
     }
     let _ = req;
-    UNMATCHED.to_owned()
+    UNMATCHED_ROUTE
 }
 
-async fn checked<B>(shared: &Shared, req: Request<B>) -> Result<Request<ValidatedBody<B>>, Problem>
+/// The request with its body checked (and buffered), or why it is refused.
+async fn checked<B>(
+    shared: &Shared,
+    req: Request<B>,
+) -> Result<Request<ValidatedBody<B>>, ValidateError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let route = route_of(shared, &req);
+    // The route label outlives the request's move into its parts.
+    let route = route_of(shared, &req).to_owned();
+    let rejecter = Rejecter {
+        rejections: shared.registry.rejections(),
+        route: &route,
+    };
     let mut found = Vec::new();
     let mut total = 0;
     if let Some(validator) = &shared.headers {
@@ -96,60 +103,29 @@ where
         total += n;
     }
     if let Some((validator, coerce)) = &shared.query {
-        let query = query_object(req.uri().query().unwrap_or(""), coerce).map_err(|bad| {
-            reject(&route, "syntax");
-            Problem::ee(http::StatusCode::BAD_REQUEST, "validate", "malformed-query")
-                .with_title("Malformed query string")
-                .with_detail(format!(
-                    "the query parameter `{bad}` is not valid percent-encoded UTF-8"
-                ))
+        let query = query_object(req.uri().query().unwrap_or(""), coerce).inspect_err(|_| {
+            rejecter.reject("syntax");
         })?;
         let (list, n) = check::violations(validator, &query, Part::Query);
         found.extend(list);
         total += n;
     }
     let Some(validator) = &shared.body else {
-        check::verdict((found, total), &route).map_err(|p| *p)?;
+        check::verdict((found, total), rejecter)?;
         return Ok(req.map(Either::Right));
     };
-    let content_type = req.headers().get(CONTENT_TYPE);
-    if !content_type
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_json_content_type)
-    {
-        reject(&route, "content-type");
-        return Err(not_json_problem(
-            content_type.map(|v| v.to_str().unwrap_or("(not ASCII)")),
-        ));
-    }
+    check::content_type(req.headers(), rejecter)?;
     let (parts, body) = req.into_parts();
     let bytes = match Limited::new(body, shared.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let problem = body_read_problem(e.as_ref());
-            reject(
-                &route,
-                if problem.status() == 413 {
-                    "size"
-                } else {
-                    "body"
-                },
-            );
-            return Err(problem);
-        }
+        Err(e) => return Err(check::body_error(e.as_ref(), rejecter)),
     };
-    let value = check::parse(&bytes, &route).map_err(|p| *p)?;
-    check::depth(&value, shared.registry.max_depth(), &route).map_err(|p| *p)?;
+    let value = check::parse(&bytes, rejecter)?;
+    check::depth(&value, shared.registry.max_depth(), rejecter)?;
     let (list, n) = check::violations(validator, &value, Part::Body);
     found.extend(list);
     total += n;
-    found.truncate(MAX_VIOLATIONS);
-    if !found.is_empty() {
-        for v in &found {
-            reject(&route, &v.keyword);
-        }
-        return Err(violations_problem(&found, total));
-    }
+    check::verdict((found, total), rejecter)?;
     Ok(Request::from_parts(parts, Either::Left(Full::new(bytes))))
 }
 
@@ -177,15 +153,18 @@ pub(crate) const MAX_QUERY_PAIRS: usize = 256;
 pub(crate) fn query_object(
     query: &str,
     coerce: &std::collections::HashMap<String, Coerce>,
-) -> Result<Value, String> {
+) -> Result<Value, ValidateError> {
+    let malformed = |parameter: String| ValidateError::MalformedQuery { parameter };
     let mut map = Map::new();
     for (n, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
         if n == MAX_QUERY_PAIRS {
-            return Err(format!("(more than {MAX_QUERY_PAIRS} parameters)"));
+            return Err(malformed(format!(
+                "(more than {MAX_QUERY_PAIRS} parameters)"
+            )));
         }
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = decode(raw_name).ok_or_else(|| raw_name.to_owned())?;
-        let text = decode(raw_value).ok_or_else(|| name.clone())?;
+        let name = decode(raw_name).ok_or_else(|| malformed(raw_name.to_owned()))?;
+        let text = decode(raw_value).ok_or_else(|| malformed(name.clone()))?;
         let rule = coerce.get(&name).unwrap_or(&Coerce::Text);
         let value = rule.apply(text);
         match (rule, map.get_mut(&name)) {

@@ -391,13 +391,14 @@ async fn the_layer_checks_body_query_and_headers_in_one_response() {
 fn rejections_are_counted_by_route_template_and_keyword() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let app = Router::new()
-        .route(
-            "/orders/{shop}",
-            post(|Valid(o): Valid<CreateOrder>| async move { o.sku }),
-        )
-        .layer(Extension(registry(128, false)));
     metrics::with_local_recorder(&recorder, || {
+        // Built under the recorder, as a service installs its recorder first.
+        let app = Router::new()
+            .route(
+                "/orders/{shop}",
+                post(|Valid(o): Valid<CreateOrder>| async move { o.sku }),
+            )
+            .layer(Extension(registry(128, false)));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -427,6 +428,20 @@ fn rejections_are_counted_by_route_template_and_keyword() {
     assert_eq!(get("minimum"), Some(1));
     assert_eq!(get("syntax"), Some(1));
     assert_eq!(counters.sum("ee_validate_rejections_total"), 4);
+    // Described with a unit and help text (what `# HELP` shows; a second
+    // snapshot, after `counters` read the values).
+    let described = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find(|(key, ..)| key.key().name() == ee_validate::METRIC_REJECTIONS_TOTAL)
+        .map(|(_, unit, help, _)| (unit, help.is_some_and(|h| !h.is_empty())));
+    assert_eq!(
+        described,
+        Some((Some(metrics::Unit::Count), true)),
+        "{} is described",
+        ee_validate::METRIC_REJECTIONS_TOTAL
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::VersioningError;
 use crate::lifecycle::Lifecycle;
 use crate::router::VersionedRouter;
 use crate::version::{Source, Version};
@@ -125,18 +126,23 @@ impl VersionedRouter {
     /// first.
     ///
     /// # Errors
-    /// Every problem of `config`, one per line: a source that is not one, a
-    /// date that is not one, a lifecycle for a version without routes.
-    pub fn config(mut self, config: &VersioningConfig) -> Result<Self, String> {
+    /// [`VersioningError::Config`] with every problem of `config`: a source
+    /// that is not one, a date that is not one, a lifecycle for a version
+    /// without routes, a link that cannot be a `Link` target.
+    pub fn config(mut self, config: &VersioningConfig) -> Result<Self, VersioningError> {
         let mut problems = Vec::new();
         if let Some(version) = config.default_version {
             self = self.default_version(version);
         }
         if let Some(specs) = &config.sources {
-            let parsed: Vec<_> = specs.iter().map(|s| source(s)).collect();
-            let (good, bad): (Vec<_>, Vec<_>) = parsed.into_iter().partition(Result::is_ok);
-            problems.extend(bad.into_iter().filter_map(Result::err));
-            self = self.sources(good.into_iter().filter_map(Result::ok).collect());
+            let mut sources = Vec::new();
+            for spec in specs {
+                match source(spec) {
+                    Ok(s) => sources.push(s),
+                    Err(e) => problems.push(e),
+                }
+            }
+            self = self.sources(sources);
         }
         for (name, lc) in &config.lifecycle {
             let Some(version) = Version::parse(name.trim()) else {
@@ -147,32 +153,7 @@ impl VersionedRouter {
                 problems.push(format!("lifecycle for {version}, which has no routes"));
                 continue;
             }
-            let mut lifecycle = Lifecycle::default();
-            for (field, date, slot) in [
-                (
-                    "deprecated_at",
-                    &lc.deprecated_at,
-                    &mut lifecycle.deprecated_at,
-                ),
-                ("sunset_at", &lc.sunset_at, &mut lifecycle.sunset_at),
-            ] {
-                match date.as_ref().map(Date::time).transpose() {
-                    Ok(time) => *slot = time,
-                    Err(e) => problems.push(format!("lifecycle.{name}.{field}: {e}")),
-                }
-            }
-            for (field, url, slot) in [
-                ("link", &lc.link, &mut lifecycle.deprecation_link),
-                ("successor", &lc.successor, &mut lifecycle.successor_link),
-            ] {
-                if let Some(url) = url {
-                    match link_target(&format!("lifecycle.{name}.{field}"), url) {
-                        Ok(url) => *slot = Some(url),
-                        Err(e) => problems.push(e),
-                    }
-                }
-            }
-            self = self.lifecycle(version.0, lifecycle);
+            self = self.lifecycle(version.0, lifecycle(name, lc, &mut problems));
         }
         if let Some(n) = config.max_clients {
             self = self.max_clients(n);
@@ -180,7 +161,38 @@ impl VersionedRouter {
         if problems.is_empty() {
             Ok(self)
         } else {
-            Err(problems.join("\n"))
+            Err(VersioningError::Config { problems })
         }
     }
+}
+
+/// The lifecycle `lc` of version `name` says, its problems added to
+/// `problems`.
+fn lifecycle(name: &str, lc: &LifecycleConfig, problems: &mut Vec<String>) -> Lifecycle {
+    let mut lifecycle = Lifecycle::default();
+    for (field, date, slot) in [
+        (
+            "deprecated_at",
+            &lc.deprecated_at,
+            &mut lifecycle.deprecated_at,
+        ),
+        ("sunset_at", &lc.sunset_at, &mut lifecycle.sunset_at),
+    ] {
+        match date.as_ref().map(Date::time).transpose() {
+            Ok(time) => *slot = time,
+            Err(e) => problems.push(format!("lifecycle.{name}.{field}: {e}")),
+        }
+    }
+    for (field, url, slot) in [
+        ("link", &lc.link, &mut lifecycle.deprecation_link),
+        ("successor", &lc.successor, &mut lifecycle.successor_link),
+    ] {
+        if let Some(url) = url {
+            match link_target(&format!("lifecycle.{name}.{field}"), url) {
+                Ok(url) => *slot = Some(url),
+                Err(e) => problems.push(e),
+            }
+        }
+    }
+    lifecycle
 }

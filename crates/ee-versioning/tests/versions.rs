@@ -7,9 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::get;
-use ee_core::HeaderKey;
-use ee_testing::{TestResponse, exchange, raw_request, serve};
-use ee_versioning::{Lifecycle, Source, VersionRoutes, VersionedRouter, VersioningConfig};
+use ee_core::{Clock, HeaderKey};
+use ee_testing::{ManualClock, TestResponse, exchange, raw_request, serve};
+use ee_versioning::{
+    Lifecycle, Source, VersionRoutes, VersionedRouter, VersioningConfig, VersioningError,
+};
 
 /// 2026-06-01T00:00:00Z: v1 deprecated; its sunset is 2027-01-01.
 const DEPRECATED: u64 = 1_780_272_000;
@@ -17,6 +19,21 @@ const SUNSET: u64 = 1_798_761_600;
 
 fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(seconds)
+}
+
+/// A clock whose wall time stands at a fixed second (its instants are the
+/// real ones: the router reads only the wall time).
+#[derive(Debug, Clone, Copy)]
+struct At(u64);
+
+impl Clock for At {
+    fn now(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+
+    fn unix_ms(&self) -> u64 {
+        self.0 * 1000
+    }
 }
 
 /// The two ways to build the versions, as a `Router` the test can serve.
@@ -59,7 +76,7 @@ fn versions(now: u64) -> VersionedRouter {
         )
         .neutral(Router::new().route("/health", get(|| async { "ok" })))
         .client_key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
-        .clock(move || at(now))
+        .clock(At(now))
 }
 
 async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> TestResponse {
@@ -250,12 +267,18 @@ fn deprecated_use_is_counted_per_client() {
     }
 }
 
-/// Sends `GET path` (with `X-Api-Key` when given) through `app` for each
-/// request, each answered 200, and returns the counters they recorded.
-fn counted(app: &Router, requests: &[(&str, Option<&str>)]) -> ee_testing::Counters {
+/// Builds the app `build` makes and sends `GET path` (with `X-Api-Key` when
+/// given) through it for each request, each answered 200, and returns the
+/// counters they recorded (the app is built under the recorder, as a
+/// service installs its recorder first: the handles are registered then).
+fn counted(
+    build: impl FnOnce() -> Router,
+    requests: &[(&str, Option<&str>)],
+) -> ee_testing::Counters {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
+        let app = build();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -276,7 +299,7 @@ fn counted(app: &Router, requests: &[(&str, Option<&str>)]) -> ee_testing::Count
 
 fn deprecated_use_counted_in(build: Build) {
     let counters = counted(
-        &app(DEPRECATED + 1, build),
+        || app(DEPRECATED + 1, build),
         &[
             ("/v1/orders/1", Some("team-a")),
             ("/v1/orders/2", Some("team-a")),
@@ -351,7 +374,7 @@ async fn a_config_sets_the_default_the_sources_and_the_lifecycles() {
             )
     };
     for build in BUILDS {
-        let versions = two().clock(|| at(DEPRECATED + 1)).config(&config).unwrap();
+        let versions = two().clock(At(DEPRECATED + 1)).config(&config).unwrap();
         let addr = serve(build.of(versions)).await;
         assert_eq!(
             get_with(addr, "/orders/7", &[]).await.text(),
@@ -381,6 +404,11 @@ async fn a_config_sets_the_default_the_sources_and_the_lifecycles() {
     }))
     .unwrap();
     let err = two().config(&bad).unwrap_err();
+    let VersioningError::Config { problems } = &err else {
+        panic!("not a configuration error: {err:?}");
+    };
+    assert_eq!(problems.len(), 5, "{problems:?}");
+    let err = err.to_string();
     for part in [
         "cookie:v",
         "v3, which has no routes",
@@ -407,10 +435,10 @@ fn deprecation_metric_bound_in(build: Build) {
         max_clients: Some(2),
         ..VersioningConfig::default()
     };
-    let app = build.of(versions(DEPRECATED + 1).config(&config).unwrap());
+    let app = || build.of(versions(DEPRECATED + 1).config(&config).unwrap());
     let path = "/v1/orders/1";
     let counters = counted(
-        &app,
+        app,
         &[
             (path, Some("team-a")),
             (path, Some("team-b")),
@@ -450,4 +478,66 @@ async fn a_day_after_the_sunset_the_version_is_gone_and_a_second_before_it_is_no
         let res = get_with(after, "/orders/1", &[("api-version", b"1")]).await;
         assert_eq!(res.status, 410, "{build:?}");
     }
+}
+
+#[tokio::test]
+async fn a_manual_clock_moved_past_the_sunset_retires_the_version() {
+    for build in BUILDS {
+        let clock = ManualClock::new();
+        let sunset = clock.system_time() + Duration::from_secs(86_400);
+        let app = build.of(VersionedRouter::new()
+            .version(1, VersionRoutes::new().route("/x", get(|| async { "one" })))
+            .version(2, VersionRoutes::new().route("/x", get(|| async { "two" })))
+            .default_version(2)
+            .lifecycle(1, Lifecycle::deprecated(clock.system_time()).sunset(sunset))
+            .clock(clock.clone()));
+        let addr = serve(app).await;
+        let res = get_with(addr, "/v1/x", &[]).await;
+        assert_eq!(res.status, 200, "{build:?}");
+        assert_eq!(res.text(), "one", "{build:?}");
+        clock.advance(Duration::from_secs(86_400));
+        let res = get_with(addr, "/v1/x", &[]).await;
+        assert_eq!(res.status, 410, "{build:?}");
+        let res = get_with(addr, "/x", &[("api-version", b"1")]).await;
+        assert_eq!(res.status, 410, "{build:?}");
+        assert_eq!(get_with(addr, "/x", &[]).await.text(), "two", "{build:?}");
+    }
+}
+
+#[test]
+fn the_deprecation_metric_is_described() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let _app = app(DEPRECATED + 1, Build::Router);
+    });
+    let described: Vec<_> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == ee_versioning::METRIC_DEPRECATED_REQUESTS_TOTAL)
+        .map(|(key, unit, help, _)| {
+            (
+                key.key()
+                    .labels()
+                    .map(|l| l.value().to_owned())
+                    .collect::<Vec<_>>(),
+                unit,
+                help.is_some(),
+            )
+        })
+        .collect();
+    // v1 (deprecated) has its fixed clients registered when it is built,
+    // with a unit and help text; v2 (not deprecated) has none.
+    for client in ["unknown", "other"] {
+        assert!(
+            described.contains(&(
+                vec!["v1".to_owned(), client.to_owned()],
+                Some(metrics::Unit::Count),
+                true
+            )),
+            "{client}: {described:?}"
+        );
+    }
+    assert_eq!(described.len(), 2, "{described:?}");
 }

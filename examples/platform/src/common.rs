@@ -2,7 +2,6 @@
 //! router, ids and time.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::Request;
@@ -24,8 +23,9 @@ pub struct Deps {
     /// Redis, in distributed mode (or when `redis_url` is set).
     pub redis: Option<Redis>,
     /// Embedded mode without Redis: the process's own job queues (the
-    /// notifications and the orders' charges), shared by its services.
-    pub local_queues: Vec<ee_queue::MemoryQueue>,
+    /// notifications and the orders' charges, `ee_queue::Queue::memory`),
+    /// shared by its services.
+    pub local_queues: Vec<ee_queue::Queue>,
     /// The platform's configuration.
     pub config: Arc<PlatformConfig>,
 }
@@ -48,86 +48,26 @@ impl std::fmt::Debug for Redis {
     }
 }
 
-/// A job queue: on Redis (durable, shared by every instance) or in this
-/// process (embedded mode, where it lasts as long as the process).
-#[derive(Clone, Debug)]
-pub enum Jobs {
-    /// On Redis.
-    Redis(ee_queue::Queue),
-    /// In this process.
-    Memory(ee_queue::MemoryQueue),
-}
-
-impl Jobs {
-    /// Adds a job. With a job id in `options`, adding the same id again
-    /// while the first is kept adds nothing.
-    ///
-    /// # Errors
-    /// The queue is unavailable (a problem, 503).
-    pub async fn add<T: serde::Serialize + ?Sized>(
-        &self,
-        name: &str,
-        data: &T,
-        options: ee_queue::JobOptions,
-    ) -> Result<(), Problem> {
-        let added = match self {
-            Jobs::Redis(q) => q.add(name, data, options).await,
-            Jobs::Memory(q) => q.add(name, data, options),
-        };
-        added.map(|_| ()).map_err(|e| e.to_problem())
+/// Starts job `id` of `queue` again if it failed for good (ran out of
+/// attempts): whether it did.
+///
+/// # Errors
+/// The queue is unavailable (a problem, 503).
+pub async fn retry_failed(queue: &ee_queue::Queue, id: &str) -> Result<bool, Problem> {
+    let failed = queue
+        .job(id)
+        .await?
+        .is_some_and(|j| j.state == ee_queue::JobState::Failed);
+    if !failed {
+        return Ok(false);
     }
-
-    /// Starts job `id` again if it failed for good (ran out of attempts):
-    /// whether it did.
-    ///
-    /// # Errors
-    /// The queue is unavailable (a problem, 503).
-    pub async fn retry_failed(&self, id: &str) -> Result<bool, Problem> {
-        let failed = |info: &Option<ee_queue::JobInfo>| {
-            info.as_ref()
-                .is_some_and(|j| j.state == ee_queue::JobState::Failed)
-        };
-        let retried = match self {
-            Jobs::Redis(q) => match q.job(id).await {
-                Ok(info) if failed(&info) => q.retry(id).await.map(|()| true),
-                Ok(_) => Ok(false),
-                Err(e) => Err(e),
-            },
-            Jobs::Memory(q) => {
-                if failed(&q.job(id)) {
-                    q.retry(id).map(|()| true)
-                } else {
-                    Ok(false)
-                }
-            }
-        };
-        match retried {
-            // Retried or removed by someone else in between: not ours to do.
-            Err(ee_queue::QueueError::WrongState { .. } | ee_queue::QueueError::NotFound(_)) => {
-                Ok(false)
-            }
-            other => other.map_err(|e| e.to_problem()),
+    match queue.retry(id).await {
+        Ok(()) => Ok(true),
+        // Retried or removed by someone else in between: not ours to do.
+        Err(ee_queue::QueueError::WrongState { .. } | ee_queue::QueueError::NotFound(_)) => {
+            Ok(false)
         }
-    }
-
-    /// Starts a worker running `service` on up to `concurrency` jobs at
-    /// once.
-    pub fn start_worker<T, S>(&self, service: S, concurrency: usize) -> ee_queue::WorkerHandle
-    where
-        T: serde::de::DeserializeOwned + Send + 'static,
-        S: tower::Service<ee_queue::Job<T>> + Clone + Send + 'static,
-        S::Future: Send,
-        S::Response: serde::Serialize + Send,
-        S::Error: std::fmt::Display + Send,
-    {
-        match self {
-            Jobs::Redis(q) => ee_queue::Worker::new(q.clone(), service)
-                .concurrency(concurrency)
-                .start(),
-            Jobs::Memory(q) => ee_queue::MemoryWorker::new(q.clone(), service)
-                .concurrency(concurrency)
-                .start(),
-        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -148,11 +88,10 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{:016x}", rand::random::<u64>())
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch (ee-core's wall clock), as the
+/// platform's rows store them.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(ee_core::unix_ms()).unwrap_or(i64::MAX)
 }
 
 /// A service as deployed: `api` under `/v1` (ee-versioning; other versions
@@ -212,16 +151,15 @@ where
         required: true,
         ..ee_idempotency::IdempotencyConfig::default()
     };
-    match redis {
-        None => router.layer(ee_idempotency::IdempotencyLayer::with_config(
-            ee_idempotency::MemoryStore::new(),
-            config,
-        )),
-        Some(r) => router.layer(ee_idempotency::IdempotencyLayer::with_config(
-            ee_idempotency::RedisStore::new(r.conn.clone()),
-            config,
-        )),
-    }
+    let store: ee_idempotency::AnyStore = redis.map_or_else(
+        || ee_idempotency::MemoryStore::new().into(),
+        |r| ee_idempotency::RedisStore::new(r.conn.clone()).into(),
+    );
+    router.layer(
+        ee_idempotency::IdempotencyLayer::new(store)
+            .config(&config)
+            .expect("a valid idempotency config"),
+    )
 }
 
 /// A lookup's result, with "no such row" as a 404 problem of `kind`.
@@ -238,6 +176,6 @@ pub fn found<T>(
     match result {
         Ok(v) => Ok(v),
         Err(ee_db::DbError::NotFound) => Err(problem(StatusCode::NOT_FOUND, kind, title, detail())),
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(Problem::from(e)),
     }
 }

@@ -80,20 +80,16 @@ pub fn api(upstreams: Upstreams, limits: &RateLimitSettings, redis: Option<&Redi
         .route("/v1", any(proxy))
         .route("/v1/{*rest}", any(proxy))
         .with_state(upstreams);
-    match redis {
-        None => routes.layer(
-            RateLimitLayer::builder(ee_ratelimit::MemoryStore::new())
-                .policy(policy)
-                .build()
-                .expect("a valid policy"),
-        ),
-        Some(r) => routes.layer(
-            RateLimitLayer::builder(ee_ratelimit::RedisStore::new(r.conn.clone()))
-                .policy(policy)
-                .build()
-                .expect("a valid policy"),
-        ),
-    }
+    let store: ee_ratelimit::AnyStore = redis.map_or_else(
+        || ee_ratelimit::MemoryStore::new().into(),
+        |r| ee_ratelimit::RedisStore::new(r.conn.clone()).into(),
+    );
+    routes.layer(
+        RateLimitLayer::builder(store)
+            .policy(policy)
+            .build()
+            .expect("a valid policy"),
+    )
 }
 
 /// The gateway as served: its routes, the probes and metrics, OpenAPI and

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::common::{Deps, Jobs, Redis, db_check, deploy};
+use crate::common::{Deps, Redis, db_check, deploy};
 use crate::gateway::RateLimitSettings;
 use crate::services::notification::{self, Notifier};
 use crate::services::{order, payment, product, user};
@@ -63,7 +63,8 @@ impl Default for PaymentSettings {
 
 /// The platform's configuration (`platform.toml`, then `EE_*` variables:
 /// `EE_DATABASE_URL`, `EE_REDIS_URL`, `EE_LISTEN`, `EE_PAYMENT__FAILURE_RATE`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Its `Debug` shows the URLs without their passwords.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlatformConfig {
     /// Where the gateway listens (embedded mode), or the service being
@@ -97,6 +98,27 @@ pub struct PlatformConfig {
     pub drain_ms: u64,
     /// Logging (ee-logging).
     pub logging: ee_logging::LogConfig,
+}
+
+impl std::fmt::Debug for PlatformConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &ee_core::redact_url(&self.database_url))
+            .field("redis_url", &ee_core::redact_url(&self.redis_url))
+            .field("upstreams", &self.upstreams)
+            .field("upstream_timeout_ms", &self.upstream_timeout_ms)
+            .field("upstream_timeouts_ms", &self.upstream_timeouts_ms)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("payment", &self.payment)
+            .field("seed", &self.seed)
+            .field("seed_stock", &self.seed_stock)
+            .field("drain_ms", &self.drain_ms)
+            .field("logging", &self.logging)
+            .finish()
+    }
 }
 
 impl Default for PlatformConfig {
@@ -149,7 +171,7 @@ async fn open_stores(
     };
     let db = ee_db::Database::open(&url)
         .await
-        .map_err(|e| StartError(format!("database {url}: {e}")))?;
+        .map_err(|e| StartError(format!("database {}: {e}", ee_core::redact_url(&url))))?;
     let migrations = ee_db::embed_migrations!("migrations/0001_platform.sql")
         .map_err(|e| StartError(format!("migrations: {e}")))?;
     db.migrate(&migrations)
@@ -164,26 +186,28 @@ async fn open_stores(
         None
     } else {
         let rc = ee_core::RedisConfig::standalone(config.redis_url.clone());
-        let conn = ee_core::RedisConn::connect(&rc)
-            .await
-            .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?;
+        let conn = ee_core::RedisConn::connect(&rc).await.map_err(|e| {
+            StartError(format!(
+                "redis {}: {e}",
+                ee_core::redact_url(&config.redis_url)
+            ))
+        })?;
         Some(Redis { conn, config: rc })
     };
     Ok((db, redis))
 }
 
 /// The job queue `name`: on Redis, or the process's own (embedded mode).
-async fn jobs(deps: &Deps, name: &str) -> Result<Jobs, StartError> {
+async fn jobs(deps: &Deps, name: &str) -> Result<ee_queue::Queue, StartError> {
     if let Some(r) = &deps.redis {
         return ee_queue::Queue::connect(r.config.clone(), name)
             .await
-            .map(Jobs::Redis)
             .map_err(|e| StartError(format!("{name} queue: {e}")));
     }
     deps.local_queues
         .iter()
         .find(|q| q.name() == name)
-        .map(|q| Jobs::Memory(q.clone()))
+        .cloned()
         .ok_or_else(|| {
             StartError(format!(
                 "a service per process needs Redis for the {name} queue: set redis_url (EE_REDIS_URL)"
@@ -275,7 +299,7 @@ pub struct Platform {
     /// Per service: the worker running beside it.
     workers: Vec<(&'static str, ee_queue::WorkerHandle)>,
     /// The in-process job queues (without Redis).
-    queues: Vec<ee_queue::MemoryQueue>,
+    queues: Vec<ee_queue::Queue>,
     health: Vec<ee_health::Health>,
 }
 
@@ -362,10 +386,11 @@ impl Platform {
             .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
             .map_err(StartError)?;
         let local_queues = if redis.is_none() {
-            vec![
-                ee_queue::MemoryQueue::new(notification::QUEUE),
-                ee_queue::MemoryQueue::new(order::QUEUE),
-            ]
+            [notification::QUEUE, order::QUEUE]
+                .into_iter()
+                .map(ee_queue::Queue::memory)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StartError(format!("job queues: {e}")))?
         } else {
             Vec::new()
         };
@@ -415,7 +440,7 @@ impl Platform {
     /// The in-process job queue `name` (`orders`: the charges, or
     /// `notifications`), when the platform runs without Redis: to see what
     /// is queued, running or failed.
-    pub fn queue(&self, name: &str) -> Option<&ee_queue::MemoryQueue> {
+    pub fn queue(&self, name: &str) -> Option<&ee_queue::Queue> {
         self.queues.iter().find(|q| q.name() == name)
     }
 
@@ -595,5 +620,48 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_debug_hides_passwords() {
+        let config = PlatformConfig {
+            database_url: "postgres://shop:s3cret@127.0.0.1:1/shop?password=s3cret".into(),
+            redis_url: "redis://:s3cret@127.0.0.1:1".into(),
+            ..PlatformConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://shop:***@127.0.0.1:1/shop"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_error_never_shows_a_password() {
+        for (database_url, redis_url) in [
+            ("postgres://shop:s3cret@127.0.0.1:1/shop", ""),
+            ("postgres://127.0.0.1:1/shop?user=shop&password=s3cret", ""),
+            ("", "redis://:s3cret@127.0.0.1:1"),
+        ] {
+            let dir = std::env::temp_dir().join(format!("ee-platform-{}", rand::random::<u64>()));
+            let config = PlatformConfig {
+                database_url: database_url.into(),
+                redis_url: redis_url.into(),
+                data_dir: dir.clone(),
+                ..PlatformConfig::default()
+            };
+            let err = open_stores(&config)
+                .await
+                .expect_err("nothing listens on port 1");
+            assert!(!err.0.contains("s3cret"), "{}", err.0);
+            assert!(err.0.contains("***"), "{}", err.0);
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

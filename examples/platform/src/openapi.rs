@@ -45,13 +45,22 @@ fn list_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
 }
 
 const COMMON_ERRORS: &[(u16, &str)] = &[
-    (400, "Malformed request (version, headers, query)"),
+    (
+        400,
+        "Malformed request (version, headers, query, JSON body)",
+    ),
     (
         429,
         "Rate limited; see RateLimit, RateLimit-Policy and Retry-After",
     ),
     (502, "The service behind the gateway could not be reached"),
     (504, "The service behind the gateway did not answer in time"),
+];
+
+/// What every operation with a JSON body can also answer.
+const BODY_ERRORS: &[(u16, &str)] = &[
+    (413, "Body larger than the service accepts"),
+    (415, "Content-Type is not application/json"),
 ];
 
 fn operations() -> Vec<Op> {
@@ -208,7 +217,8 @@ pub fn document() -> Value {
                 }),
             );
         }
-        for (status, why) in op.errors.iter().chain(COMMON_ERRORS) {
+        let body_errors: &[(u16, &str)] = if op.body.is_some() { BODY_ERRORS } else { &[] };
+        for (status, why) in op.errors.iter().chain(body_errors).chain(COMMON_ERRORS) {
             responses.insert(
                 status.to_string(),
                 json!({

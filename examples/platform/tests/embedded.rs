@@ -602,6 +602,89 @@ async fn every_documented_operation_is_served_and_every_error_is_a_problem() {
     shop.stop().await;
 }
 
+/// A request to send and the status it must get.
+struct BadInput(String, Option<(&'static str, Vec<u8>)>, u16);
+
+/// Bad input to each documented operation (a malformed or missing query
+/// parameter, a body that is not JSON, a body over the limit) answers a
+/// problem whose status the OpenAPI document lists for that operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_to_every_documented_operation_is_a_documented_problem() {
+    let shop = Shop::start(config()).await;
+    let doc = shop.get("/openapi.json").await.body;
+    let base = shop.gateway_url().to_owned();
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let concrete = path
+                .replace("{id}", "x_missing")
+                .replace("{sku}", "SKU-0001");
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let key = [("idempotency-key", "\"k-bad\"")];
+            let mut tries: Vec<BadInput> = Vec::new();
+            let queries: Vec<&str> = op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            if queries.contains(&"per_page") {
+                tries.push(BadInput(format!("{concrete}?per_page="), None, 400));
+                tries.push(BadInput(format!("{concrete}?per_page=many"), None, 400));
+            }
+            if queries.contains(&"order_id") {
+                tries.push(BadInput(concrete.clone(), None, 400)); // required, missing
+            }
+            if op.get("requestBody").is_some() {
+                tries.push(BadInput(
+                    concrete.clone(),
+                    Some(("text/plain", b"{}".to_vec())),
+                    415,
+                ));
+                tries.push(BadInput(concrete.clone(), Some(("", b"{}".to_vec())), 415));
+                let big = format!(
+                    "{{\"pad\":\"{}\"}}",
+                    "x".repeat(ee_platform::upstream::MAX_BODY + 1024)
+                );
+                tries.push(BadInput(
+                    concrete.clone(),
+                    Some(("application/json", big.into_bytes())),
+                    413,
+                ));
+            }
+            for BadInput(uri, body, expected) in tries {
+                let a = common::send_raw(
+                    &shop.client,
+                    method.clone(),
+                    &format!("{base}{uri}"),
+                    &key,
+                    body,
+                )
+                .await;
+                assert_eq!(a.status.as_u16(), expected, "{method} {uri}: {}", a.body);
+                assert!(a.is_problem(), "{method} {uri} answered {}", a.status);
+                assert!(
+                    op["responses"][expected.to_string()].is_object(),
+                    "{method} {path} answered {expected}, not documented"
+                );
+                checked.push(format!("{method} {uri}"));
+            }
+        }
+    }
+    // Both query routes and every JSON-body route were tried.
+    assert!(
+        checked.iter().any(|c| c.contains("per_page=")),
+        "{checked:?}"
+    );
+    assert!(
+        checked.iter().any(|c| c.ends_with("/v1/notifications")),
+        "{checked:?}"
+    );
+    assert!(checked.len() >= 3 + 2 * 3, "{checked:?}");
+    shop.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upstream_is_a_504_problem_after_its_own_timeout() {
     let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -692,7 +775,11 @@ async fn an_unknown_payment_outcome_keeps_the_order_pending_and_its_job_retrying
     let job = format!("charge-{}", ids[0]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let info = orders.job(&job).expect("the charge job");
+        let info = orders
+            .job(&job)
+            .await
+            .expect("memory does not fail")
+            .expect("the charge job");
         if info.attempts_made >= 3 {
             assert!(
                 info.failed_reason.unwrap_or_default().contains("payment"),

@@ -130,29 +130,27 @@ pub fn app(state: AppState) -> Router {
         .route("/visits", post(visit))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    let built = match &state.visits {
-        Visits::Memory(_) => {
-            let orders = orders.layer(IdempotencyLayer::with_config(
-                ee_idempotency::MemoryStore::new(),
-                idempotency,
-            ));
-            let limits = RateLimitLayer::builder(ee_ratelimit::MemoryStore::new()).policy(policy);
-            routes
-                .merge(orders)
-                .layer(limits.build().expect("a valid policy"))
-        }
-        Visits::Redis { conn, .. } => {
-            let orders = orders.layer(IdempotencyLayer::with_config(
-                ee_idempotency::RedisStore::new(conn.clone()),
-                idempotency,
-            ));
-            let limits =
-                RateLimitLayer::builder(ee_ratelimit::RedisStore::new(conn.clone())).policy(policy);
-            routes
-                .merge(orders)
-                .layer(limits.build().expect("a valid policy"))
-        }
-    };
+    // One store type per crate, chosen at run time: no branching on types.
+    let (idempotency_store, limit_store): (ee_idempotency::AnyStore, ee_ratelimit::AnyStore) =
+        match &state.visits {
+            Visits::Memory(_) => (
+                ee_idempotency::MemoryStore::new().into(),
+                ee_ratelimit::MemoryStore::new().into(),
+            ),
+            Visits::Redis { conn, .. } => (
+                ee_idempotency::RedisStore::new(conn.clone()).into(),
+                ee_ratelimit::RedisStore::new(conn.clone()).into(),
+            ),
+        };
+    let orders = orders.layer(
+        IdempotencyLayer::new(idempotency_store)
+            .config(&idempotency)
+            .expect("a valid idempotency config"),
+    );
+    let limits = RateLimitLayer::builder(limit_store).policy(policy);
+    let built = routes
+        .merge(orders)
+        .layer(limits.build().expect("a valid policy"));
     built.with_state(state)
 }
 

@@ -1,4 +1,4 @@
-//! What the benchmark and the `sqlite_profile` example share: the row type,
+//! What the benchmark and the `sqlite_profile` harness share: the row type,
 //! the point read, and the SQLite table both read.
 
 #![allow(dead_code)]

@@ -59,7 +59,7 @@ pub fn ours(
     + Clone
     + Send
     + 'static,
-    ee_ratelimit::memory::MemoryLimiter,
+    ee_ratelimit::MemoryLimiter,
 > {
     use tower::Layer;
 

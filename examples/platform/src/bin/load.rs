@@ -273,6 +273,215 @@ async fn settle(client: &Client<HttpConnector, Body>, url: &str, ids: &[String])
     out
 }
 
+/// When a run starts, measures and ends, and how often each connection sends.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+    /// Open loop: one request per connection per interval; `None`: closed loop.
+    per_conn_interval: Option<Duration>,
+}
+
+/// One connection's loop: requests of the mix until the end, tallied once
+/// the warm-up is over.
+async fn connection(
+    i: usize,
+    client: Client<HttpConnector, Body>,
+    args: Arc<Args>,
+    user: String,
+    at: Schedule,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
+    // Spread the connections' schedules over one interval.
+    let mut next = at.start
+        + at.per_conn_interval.map_or(Duration::ZERO, |d| {
+            d.mul_f64(i as f64 / args.connections as f64)
+        });
+    loop {
+        // Latency counts from the scheduled start when the connection was
+        // still busy with the previous request (so queueing is not hidden),
+        // and from the wake-up otherwise (the timer's own lateness is not the
+        // platform's).
+        let mut began = next;
+        if at.per_conn_interval.is_some() {
+            if Instant::now() < next {
+                tokio::time::sleep_until(next.into()).await;
+                began = Instant::now();
+            }
+        } else {
+            next = Instant::now();
+            began = next;
+        }
+        if next >= at.end {
+            break;
+        }
+        let (kind, result) = one(&client, &args.url, &user, &mut rng, args.wait).await;
+        let took = began.elapsed();
+        if next >= at.measure_from {
+            tally.record(kind, took, result);
+        }
+        if let Some(d) = at.per_conn_interval {
+            next += d;
+        }
+    }
+    tally
+}
+
+impl Tally {
+    fn record(&mut self, kind: usize, took: Duration, result: Result<Option<String>, String>) {
+        self.by_kind[kind] += 1;
+        let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        self.latencies_us.push(us);
+        self.per_kind_us[kind].push(us);
+        match result {
+            Ok(Some(id)) => self.accepted.push(id),
+            Ok(None) => {}
+            Err(e) => {
+                self.errors += 1;
+                if self.first_errors.len() < 3 {
+                    self.first_errors.push(e);
+                }
+            }
+        }
+    }
+
+    /// Adds another connection's tally to this one.
+    fn merge(&mut self, t: Tally) {
+        self.latencies_us.extend(t.latencies_us);
+        self.errors += t.errors;
+        self.accepted.extend(t.accepted);
+        for (k, v) in t.per_kind_us.into_iter().enumerate() {
+            self.by_kind[k] += t.by_kind[k];
+            self.per_kind_us[k].extend(v);
+        }
+        for e in t.first_errors {
+            if self.first_errors.len() < 5 {
+                self.first_errors.push(e);
+            }
+        }
+    }
+}
+
+/// CPU seconds used so far: (the platform's processes, this process, the
+/// stores' processes).
+#[derive(Clone, Copy)]
+struct CpuSample {
+    platform: f64,
+    me: f64,
+    stores: f64,
+}
+
+fn cpu_sample(platform_pids: &[String], store_pids: &[String]) -> CpuSample {
+    let sum = |pids: &[String]| pids.iter().filter_map(|p| cpu_seconds(p)).sum::<f64>();
+    CpuSample {
+        platform: sum(platform_pids),
+        me: cpu_seconds("self").unwrap_or(0.0),
+        stores: sum(store_pids),
+    }
+}
+
+/// The value at percentile `p` of sorted microseconds, in milliseconds.
+fn percentile_ms(v: &[u32], p: f64) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        f64::from(v[((v.len() as f64 * p) as usize).min(v.len() - 1)]) / 1000.0
+    }
+}
+
+/// Prints the run's figures (the tally's latencies must be sorted).
+fn report(args: &Args, all: &Tally, cpu: Option<(CpuSample, CpuSample)>) {
+    let n = all.latencies_us.len();
+    let pct = |p: f64| percentile_ms(&all.latencies_us, p);
+    let secs = args.duration.as_secs_f64();
+    println!(
+        "target {}  connections {}  {}  {:.0} s measured after {:.0} s warm-up",
+        args.url,
+        args.connections,
+        args.rate
+            .map_or("closed loop (as fast as answered)".to_owned(), |r| format!(
+                "open loop at {r:.0} req/s"
+            )),
+        secs,
+        args.warmup.as_secs_f64()
+    );
+    println!(
+        "requests {n}  ({:.0} req/s)  browse {} / detail {} / order {}",
+        n as f64 / secs,
+        all.by_kind[0],
+        all.by_kind[1],
+        all.by_kind[2]
+    );
+    println!(
+        "latency ms  p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0)
+    );
+    for (name, v) in ["browse", "detail", "order"].iter().zip(&all.per_kind_us) {
+        println!(
+            "  {name:<7} p50 {:.2}  p95 {:.2}  p99 {:.2}",
+            percentile_ms(v, 0.50),
+            percentile_ms(v, 0.95),
+            percentile_ms(v, 0.99)
+        );
+    }
+    println!(
+        "errors {}  ({:.3} %)",
+        all.errors,
+        100.0 * all.errors as f64 / (n.max(1) as f64)
+    );
+    for e in &all.first_errors {
+        println!("  e.g. {e}");
+    }
+    if let Some((b, a)) = cpu {
+        let stores = if args.store_pids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", Redis + PostgreSQL {:.0} %",
+                100.0 * (a.stores - b.stores) / secs
+            )
+        };
+        println!(
+            "cpu over the run (of one core): platform {:.0} %, load generator {:.0} %{stores}",
+            100.0 * (a.platform - b.platform) / secs,
+            100.0 * (a.me - b.me) / secs
+        );
+    }
+}
+
+/// Looks up every order answered 202 and prints how they ended; returns how
+/// many are still pending (errors).
+async fn report_orders(
+    client: &Client<HttpConnector, Body>,
+    url: &str,
+    accepted: &[String],
+) -> u64 {
+    let s = settle(client, url, accepted).await;
+    let mut took = s.took_ms;
+    took.sort_unstable();
+    let at = |p: f64| {
+        took.get(((took.len() as f64 * p) as usize).min(took.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "orders accepted (202) {}: confirmed {}, declined or failed {}, still pending {} after the run; placed to confirmed ms p50 {}  p95 {}  p99 {}",
+        accepted.len(),
+        took.len(),
+        s.declined,
+        s.pending,
+        at(0.50),
+        at(0.95),
+        at(0.99)
+    );
+    s.pending
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = match parse() {
@@ -303,189 +512,37 @@ async fn main() -> std::process::ExitCode {
         }
     }
     let args = Arc::new(args);
-    let per_conn_interval = args
-        .rate
-        .map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(0.001)));
     let start = Instant::now();
-    let measure_from = start + args.warmup;
-    let end = measure_from + args.duration;
-    let mut cpu_before: Option<(f64, f64, f64)> = None;
+    let at = Schedule {
+        start,
+        measure_from: start + args.warmup,
+        end: start + args.warmup + args.duration,
+        per_conn_interval: args
+            .rate
+            .map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(0.001))),
+    };
     let tasks: Vec<_> = users
         .into_iter()
         .enumerate()
-        .map(|(i, user)| {
-            let client = client.clone();
-            let args = args.clone();
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                let mut rng =
-                    0x9E37_79B9_7F4A_7C15_u64 ^ (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
-                // Spread the connections' schedules over one interval.
-                let mut next = start
-                    + per_conn_interval.map_or(Duration::ZERO, |d| {
-                        d.mul_f64(i as f64 / args.connections as f64)
-                    });
-                loop {
-                    // Latency counts from the scheduled start when the
-                    // connection was still busy with the previous request
-                    // (so queueing is not hidden), and from the wake-up
-                    // otherwise (the timer's own lateness is not the
-                    // platform's).
-                    let mut began = next;
-                    if per_conn_interval.is_some() {
-                        if Instant::now() < next {
-                            tokio::time::sleep_until(next.into()).await;
-                            began = Instant::now();
-                        }
-                    } else {
-                        next = Instant::now();
-                        began = next;
-                    }
-                    if next >= end {
-                        break;
-                    }
-                    let (kind, result) = one(&client, &args.url, &user, &mut rng, args.wait).await;
-                    let took = began.elapsed();
-                    if next >= measure_from {
-                        tally.by_kind[kind] += 1;
-                        let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
-                        tally.latencies_us.push(us);
-                        tally.per_kind_us[kind].push(us);
-                        match result {
-                            Ok(Some(id)) => tally.accepted.push(id),
-                            Ok(None) => {}
-                            Err(e) => {
-                                tally.errors += 1;
-                                if tally.first_errors.len() < 3 {
-                                    tally.first_errors.push(e);
-                                }
-                            }
-                        }
-                    }
-                    if let Some(d) = per_conn_interval {
-                        next += d;
-                    }
-                }
-                tally
-            })
-        })
+        .map(|(i, user)| tokio::spawn(connection(i, client.clone(), args.clone(), user, at)))
         .collect();
-    tokio::time::sleep_until(measure_from.into()).await;
+    tokio::time::sleep_until(at.measure_from.into()).await;
     let platform_pids: Vec<String> = args.pids.iter().map(u32::to_string).collect();
     let store_pids: Vec<String> = args.store_pids.iter().map(u32::to_string).collect();
-    let sample = || {
-        let sum = |pids: &[String]| pids.iter().filter_map(|p| cpu_seconds(p)).sum::<f64>();
-        let me = cpu_seconds("self").unwrap_or(0.0);
-        (sum(&platform_pids), me, sum(&store_pids))
-    };
-    if !platform_pids.is_empty() {
-        cpu_before = Some(sample());
-    }
-    tokio::time::sleep_until(end.into()).await;
-    let cpu_after = (!platform_pids.is_empty()).then(sample);
+    let cpu_before = (!platform_pids.is_empty()).then(|| cpu_sample(&platform_pids, &store_pids));
+    tokio::time::sleep_until(at.end.into()).await;
+    let cpu = cpu_before.map(|b| (b, cpu_sample(&platform_pids, &store_pids)));
     let mut all = Tally::default();
     for t in tasks {
-        let t = t.await.expect("a load task");
-        all.latencies_us.extend(t.latencies_us);
-        all.errors += t.errors;
-        all.accepted.extend(t.accepted);
-        for (k, v) in t.per_kind_us.into_iter().enumerate() {
-            all.by_kind[k] += t.by_kind[k];
-            all.per_kind_us[k].extend(v);
-        }
-        for e in t.first_errors {
-            if all.first_errors.len() < 5 {
-                all.first_errors.push(e);
-            }
-        }
+        all.merge(t.await.expect("a load task"));
     }
-    let n = all.latencies_us.len();
     all.latencies_us.sort_unstable();
     for v in &mut all.per_kind_us {
         v.sort_unstable();
     }
-    let at = |v: &[u32], p: f64| {
-        if v.is_empty() {
-            0.0
-        } else {
-            f64::from(v[((v.len() as f64 * p) as usize).min(v.len() - 1)]) / 1000.0
-        }
-    };
-    let pct = |p: f64| at(&all.latencies_us, p);
-    let secs = args.duration.as_secs_f64();
-    println!(
-        "target {}  connections {}  {}  {:.0} s measured after {:.0} s warm-up",
-        args.url,
-        args.connections,
-        args.rate
-            .map_or("closed loop (as fast as answered)".to_owned(), |r| format!(
-                "open loop at {r:.0} req/s"
-            )),
-        secs,
-        args.warmup.as_secs_f64()
-    );
-    println!(
-        "requests {n}  ({:.0} req/s)  browse {} / detail {} / order {}",
-        n as f64 / secs,
-        all.by_kind[0],
-        all.by_kind[1],
-        all.by_kind[2]
-    );
-    println!(
-        "latency ms  p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
-        pct(0.50),
-        pct(0.95),
-        pct(0.99),
-        pct(1.0)
-    );
-    for (name, v) in ["browse", "detail", "order"].iter().zip(&all.per_kind_us) {
-        println!(
-            "  {name:<7} p50 {:.2}  p95 {:.2}  p99 {:.2}",
-            at(v, 0.50),
-            at(v, 0.95),
-            at(v, 0.99)
-        );
-    }
-    println!(
-        "errors {}  ({:.3} %)",
-        all.errors,
-        100.0 * all.errors as f64 / (n.max(1) as f64)
-    );
-    for e in &all.first_errors {
-        println!("  e.g. {e}");
-    }
-    if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
-        let stores = if store_pids.is_empty() {
-            String::new()
-        } else {
-            format!(", Redis + PostgreSQL {:.0} %", 100.0 * (a.2 - b.2) / secs)
-        };
-        println!(
-            "cpu over the run (of one core): platform {:.0} %, load generator {:.0} %{stores}",
-            100.0 * (a.0 - b.0) / secs,
-            100.0 * (a.1 - b.1) / secs
-        );
-    }
+    report(&args, &all, cpu);
     if !all.accepted.is_empty() {
-        let s = settle(&client, &args.url, &all.accepted).await;
-        let mut took = s.took_ms;
-        took.sort_unstable();
-        let at = |p: f64| {
-            took.get(((took.len() as f64 * p) as usize).min(took.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(0)
-        };
-        println!(
-            "orders accepted (202) {}: confirmed {}, declined or failed {}, still pending {} after the run; placed to confirmed ms p50 {}  p95 {}  p99 {}",
-            all.accepted.len(),
-            took.len(),
-            s.declined,
-            s.pending,
-            at(0.50),
-            at(0.95),
-            at(0.99)
-        );
-        all.errors += s.pending;
+        all.errors += report_orders(&client, &args.url, &all.accepted).await;
     }
     if all.errors > 0 {
         std::process::ExitCode::FAILURE

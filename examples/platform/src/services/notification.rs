@@ -7,6 +7,7 @@
 //!   on Redis in distributed mode and in this process in embedded mode.
 //! - `GET /v1/notifications?order_id=` → what was sent for an order.
 
+use ee_core::WithProblem;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,12 +15,12 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use ee_core::Problem;
 use ee_db::{Database, DbError, params};
-use ee_queue::{Backoff, Job, JobOptions, WorkerHandle};
+use ee_queue::{Backoff, Job, JobOptions, Queue, Worker, WorkerHandle};
 use ee_serialize::FastJson;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, Jobs, now_ms};
+use crate::common::{Deps, now_ms};
 
 /// The queue's name.
 pub const QUEUE: &str = "notifications";
@@ -64,7 +65,7 @@ struct ByOrder {
 /// How the order service hands a confirmation over: the `notifications`
 /// queue, on Redis (distributed mode) or in this process (embedded mode).
 #[derive(Clone, Debug)]
-pub struct Notifier(pub Jobs);
+pub struct Notifier(pub Queue);
 
 impl Notifier {
     /// Hands `c` over. The job id is the order's, so a retried order adds no
@@ -79,7 +80,8 @@ impl Notifier {
                 5,
                 Backoff::exponential(Duration::from_millis(200)).with_jitter(0.2),
             );
-        self.0.add("order-confirmation", c, options).await
+        self.0.add("order-confirmation", c, options).await?;
+        Ok(())
     }
 
     /// Starts the worker that sends confirmations (10 at once).
@@ -88,7 +90,7 @@ impl Notifier {
             let db = db.clone();
             async move { send(&db, &job.data).await.map_err(|e| e.to_string()) }
         });
-        self.0.start_worker(service, 10)
+        Worker::new(self.0.clone(), service).concurrency(10).start()
     }
 }
 
@@ -124,7 +126,7 @@ async fn send(db: &Database, c: &Confirmation) -> Result<Notification, DbError> 
 
 async fn list(
     State(deps): State<Deps>,
-    Query(q): Query<ByOrder>,
+    WithProblem(Query(q)): WithProblem<Query<ByOrder>>,
 ) -> Result<FastJson<Vec<Notification>>, Problem> {
     deps.db
         .query_as::<Notification>(
@@ -133,5 +135,5 @@ async fn list(
         )
         .await
         .map(FastJson)
-        .map_err(|e| e.to_problem())
+        .map_err(Problem::from)
 }

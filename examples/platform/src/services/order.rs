@@ -39,6 +39,8 @@
 //!   for one key.
 //! - `GET /v1/orders/{id}` → the order and its status.
 
+use std::ops::ControlFlow;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -46,14 +48,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
+use ee_core::WithProblem;
 use ee_db::params;
-use ee_queue::{Backoff, Job, JobOptions, WorkerHandle};
+use ee_queue::{Backoff, Job, JobOptions, Queue, Worker, WorkerHandle};
 use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Deps, Jobs, found, now_ms, problem, requiring_idempotency_key};
+use crate::common::{Deps, found, now_ms, problem, requiring_idempotency_key, retry_failed};
 use crate::services::notification::{Confirmation, Notifier};
 use crate::services::payment::Payment;
 use crate::services::product::{LineRequest, PricedLine, Reservation};
@@ -131,7 +134,7 @@ pub struct Settle {
 struct OrderState {
     deps: Deps,
     notifier: Notifier,
-    charges: Jobs,
+    charges: Queue,
     /// Users as the user service answered them (users do not change; a
     /// minute bounds how long a deleted one could still order).
     users: Cache<str, User>,
@@ -139,7 +142,7 @@ struct OrderState {
 
 /// The service's API (mounted under `/v1`); `charges` is the `orders`
 /// queue, which [`start_worker`] works through.
-pub fn api(deps: Deps, notifier: Notifier, charges: Jobs) -> Router {
+pub fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Router {
     let place = requiring_idempotency_key(
         Router::new().route("/orders", post(place)),
         deps.redis.as_ref(),
@@ -161,7 +164,7 @@ pub fn api(deps: Deps, notifier: Notifier, charges: Jobs) -> Router {
 /// Starts the worker that settles placed orders (charge, then confirm or
 /// release), up to 64 at once. A job whose outcome is unknown fails and is
 /// retried with backoff.
-pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Jobs) -> WorkerHandle {
+pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Queue) -> WorkerHandle {
     let service = tower::service_fn(move |job: Job<Settle>| {
         let deps = deps.clone();
         let notifier = notifier.clone();
@@ -175,7 +178,9 @@ pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Jobs) -> WorkerHan
             }
         }
     });
-    charges.start_worker(service, 64)
+    Worker::new(charges.clone(), service)
+        .concurrency(64)
+        .start()
 }
 
 /// The longest `Prefer: wait` honoured, in seconds.
@@ -255,10 +260,7 @@ fn retry_later(order: &Order, what: &str, why: Option<&str>) -> Problem {
         ),
     )
     .with_extension("order_id", order.id.clone())
-    .with_header(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("1"),
-    )
+    .with_retry_after(std::time::Duration::from_secs(1))
 }
 
 /// The answer for an order that already ended without being confirmed.
@@ -286,10 +288,50 @@ async fn place(
     headers: HeaderMap,
     Valid(body): Valid<PlaceOrder>,
 ) -> Result<Response, Problem> {
-    let up = &s.deps.upstreams;
+    let user = known_user(&s, &body.user_id).await?;
+    // The idempotency layer has already refused a request without a key.
+    let key = headers
+        .get("idempotency-key")
+        .map_or(&[][..], |v| v.as_bytes());
+    let (mut order, attempt) = record(&s.deps, order_id(&user.id, key), &user, &body).await?;
+    if order.status != "pending" {
+        return outcome(order, None);
+    }
+    let reservation = match reserve(&s, &mut order, &body, &user).await {
+        ControlFlow::Continue(reservation) => reservation,
+        ControlFlow::Break(answer) => return answer,
+    };
+    order.lines = reservation.lines;
+    order.total_minor = reservation.total_minor;
+    order.currency = reservation.currency;
+    let job = Settle {
+        order,
+        payment_token: body.payment_token,
+        email: user.email,
+    };
+    let wait = wait_preference(&headers, gateway_timeout(&s.deps));
+    if let Some((within, applied)) = &wait
+        && let Some(answer) = settle_within(&s, &job, attempt, *within, applied).await
+    {
+        return answer;
+    }
+    hand_over(&s, job, attempt, wait.map(|(_, applied)| applied)).await
+}
+
+/// Whether a request places its order for the first time or resumes the
+/// one an earlier attempt with the same `Idempotency-Key` recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    First,
+    Resumed,
+}
+
+/// The ordering user, through the cache of users (a 422 problem pointing
+/// at `/user_id` when there is none).
+async fn known_user(s: &OrderState, user_id: &str) -> Result<User, Problem> {
     let lookup = {
-        let up = up.clone();
-        let id = body.user_id.clone();
+        let up = s.deps.upstreams.clone();
+        let id = user_id.to_owned();
         move || async move {
             match up
                 .call::<(), User>("user", Method::GET, &format!("/v1/users/{id}"), None, &[])
@@ -301,27 +343,30 @@ async fn place(
             }
         }
     };
-    let user: User = match s.users.get_or_load(&body.user_id, lookup).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return Err(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-user",
-                "Unknown user",
-                format!("there is no user {}", body.user_id),
-            )
-            .with_extension("pointer", "/user_id"));
-        }
-        Err(p) => return Err((*p).clone()),
-    };
-    // The idempotency layer has already refused a request without a key.
-    let key = headers
-        .get("idempotency-key")
-        .map_or(&[][..], |v| v.as_bytes());
-    let id = order_id(&user.id, key);
+    match s.users.get_or_load(user_id, lookup).await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-user",
+            "Unknown user",
+            format!("there is no user {user_id}"),
+        )
+        .with_extension("pointer", "/user_id")),
+        Err(p) => Err((*p).clone()),
+    }
+}
+
+/// Records the order as `pending`, unpriced; a retry finds the one its
+/// first attempt recorded and resumes it.
+async fn record(
+    deps: &Deps,
+    id: String,
+    user: &User,
+    body: &PlaceOrder,
+) -> Result<(Order, Attempt), Problem> {
     let now = now_ms();
     let fresh = Order {
-        id: id.clone(),
+        id,
         user_id: user.id.clone(),
         status: "pending".to_owned(),
         lines: body
@@ -340,20 +385,29 @@ async fn place(
         created_ms: now,
         updated_ms: now,
     };
-    let (mut order, resumed) = match insert(&s.deps, &fresh).await {
-        Ok(()) => (fresh, false),
+    match insert(deps, &fresh).await {
+        Ok(()) => Ok((fresh, Attempt::First)),
         // A retry: resume the order the first attempt recorded.
-        Err(p) if p.status() == StatusCode::CONFLICT => (find_order(&s.deps, &id).await?, true),
-        Err(p) => return Err(p),
-    };
-    match order.status.as_str() {
-        "pending" => {}
-        _ => return outcome(order, None),
+        Err(p) if p.status() == StatusCode::CONFLICT => {
+            Ok((find_order(deps, &fresh.id).await?, Attempt::Resumed))
+        }
+        Err(p) => Err(p),
     }
+}
 
-    // Reserve (the product service keeps one reservation per order).
+/// Reserves the order's stock (the product service keeps one reservation
+/// per order). `Break` carries the answer when there is nothing to reserve:
+/// the stock was given back already, or a definite no.
+async fn reserve(
+    s: &OrderState,
+    order: &mut Order,
+    body: &PlaceOrder,
+    user: &User,
+) -> ControlFlow<Result<Response, Problem>, Reservation> {
     let reserve = serde_json::json!({ "order_id": order.id, "lines": body.lines });
-    let reservation: Reservation = match up
+    let answer = s
+        .deps
+        .upstreams
         .call(
             "product",
             Method::POST,
@@ -361,25 +415,14 @@ async fn place(
             Some(&reserve),
             &[],
         )
-        .await
-    {
-        Ok((_, r)) => r,
+        .await;
+    match answer {
+        Ok((_, r)) => ControlFlow::Continue(r),
         // Its stock was taken and given back already (a retry of an order
         // that was declined, or whose job is settling it): the order is
         // as stored, and its job (added again if it ran out) settles it.
         Err(p) if p.status() == StatusCode::GONE => {
-            let order = find_order(&s.deps, &order.id).await?;
-            if order.status == "pending" {
-                let job = Settle {
-                    order: order.clone(),
-                    payment_token: body.payment_token,
-                    email: user.email,
-                };
-                charge_job(&s.charges, &job, true)
-                    .await
-                    .map_err(|p| retry_later(&order, "the order queue", p.detail()))?;
-            }
-            return outcome(order, None);
+            ControlFlow::Break(resume_settled(s, &order.id, body, user).await)
         }
         // A definite no (out of stock, unknown product): nothing was taken.
         Err(p)
@@ -391,67 +434,96 @@ async fn place(
             order.status = "rejected".to_owned();
             order.failure = p.detail().map(str::to_owned);
             order.updated_ms = now_ms();
-            update(&s.deps, &order).await?;
-            return Err(p.with_extension("order_id", order.id.clone()));
+            ControlFlow::Break(match update(&s.deps, order).await {
+                Ok(_) => Err(p.with_extension("order_id", order.id.clone())),
+                Err(e) => Err(e),
+            })
         }
-        Err(p) => return Err(retry_later(&order, "the product service", p.detail())),
-    };
-    order.lines = reservation.lines;
-    order.total_minor = reservation.total_minor;
-    order.currency = reservation.currency;
+        Err(p) => ControlFlow::Break(Err(retry_later(order, "the product service", p.detail()))),
+    }
+}
 
-    let job = Settle {
-        order,
-        payment_token: body.payment_token,
-        email: user.email,
-    };
+/// The answer for an order whose reservation was released already: as
+/// stored, its charge job (re)added while it is still pending.
+async fn resume_settled(
+    s: &OrderState,
+    id: &str,
+    body: &PlaceOrder,
+    user: &User,
+) -> Result<Response, Problem> {
+    let order = find_order(&s.deps, id).await?;
+    if order.status == "pending" {
+        let job = Settle {
+            order: order.clone(),
+            payment_token: body.payment_token.clone(),
+            email: user.email.clone(),
+        };
+        charge_job(&s.charges, &job, Attempt::Resumed)
+            .await
+            .map_err(|p| retry_later(&order, "the order queue", p.detail()))?;
+    }
+    outcome(order, None)
+}
 
-    let wait = wait_preference(&headers, gateway_timeout(&s.deps));
-    if let Some((within, applied)) = &wait {
-        // The client waits: settle here, for up to its N seconds. On a task
-        // of its own, so that past N seconds it goes on rather than being
-        // cut off half way (a payment request cut off keeps its idempotency
-        // key taken until its lease ends).
-        let (deps, notifier, charges, settling) = (
-            s.deps.clone(),
-            s.notifier.clone(),
-            s.charges.clone(),
-            job.clone(),
-        );
-        let mut task = tokio::spawn(async move {
-            let settled = settle(&deps, &notifier, settling.clone()).await;
-            if settled.is_err() {
-                // Unknown outcome: the job settles it, even when this
-                // request is gone (the client or the gateway gave up).
-                if let Err(p) = charge_job(&charges, &settling, resumed).await {
-                    tracing::warn!(order = %settling.order.id, detail = p.detail().unwrap_or(""), "charge job not added; a retry of the request adds it");
-                }
+/// The client waits (`Prefer: wait=N`): settles here, for up to `within`.
+/// On a task of its own, so that past N seconds it goes on rather than
+/// being cut off half way (a payment request cut off keeps its idempotency
+/// key taken until its lease ends). `None`: not settled in time, or the
+/// outcome is unknown; the charge job takes over.
+async fn settle_within(
+    s: &OrderState,
+    job: &Settle,
+    attempt: Attempt,
+    within: std::time::Duration,
+    applied: &HeaderValue,
+) -> Option<Result<Response, Problem>> {
+    let (deps, notifier, charges, settling) = (
+        s.deps.clone(),
+        s.notifier.clone(),
+        s.charges.clone(),
+        job.clone(),
+    );
+    let mut task = tokio::spawn(async move {
+        let settled = settle(&deps, &notifier, settling.clone()).await;
+        if settled.is_err() {
+            // Unknown outcome: the job settles it, even when this request
+            // is gone (the client or the gateway gave up).
+            if let Err(p) = charge_job(&charges, &settling, attempt).await {
+                tracing::warn!(order = %settling.order.id, detail = p.detail().unwrap_or(""), "charge job not added; a retry of the request adds it");
             }
-            settled
-        });
-        match tokio::time::timeout(*within, &mut task).await {
-            Ok(Ok(Ok(order))) => return outcome(order, Some(applied.clone())),
-            // The outcome is unknown, or not there within N seconds: the
-            // charge job takes over (settling again is safe) and the answer
-            // is 202, as without the preference.
-            Ok(Ok(Err(p))) => {
-                tracing::info!(order = %job.order.id, detail = p.detail().unwrap_or(""), "settling in the request did not finish; the charge job takes over");
-            }
-            Ok(Err(e)) => {
-                tracing::error!(order = %job.order.id, error = %e, "settling in the request failed; the charge job takes over");
-            }
-            Err(_) => {
-                tracing::info!(order = %job.order.id, "not settled within the client's wait; the charge job takes over");
-            }
+        }
+        settled
+    });
+    match tokio::time::timeout(within, &mut task).await {
+        Ok(Ok(Ok(order))) => return Some(outcome(order, Some(applied.clone()))),
+        // The outcome is unknown, or not there within N seconds: the charge
+        // job takes over (settling again is safe) and the answer is 202, as
+        // without the preference.
+        Ok(Ok(Err(p))) => {
+            tracing::info!(order = %job.order.id, detail = p.detail().unwrap_or(""), "settling in the request did not finish; the charge job takes over");
+        }
+        Ok(Err(e)) => {
+            tracing::error!(order = %job.order.id, error = %e, "settling in the request failed; the charge job takes over");
+        }
+        Err(_) => {
+            tracing::info!(order = %job.order.id, "not settled within the client's wait; the charge job takes over");
         }
     }
+    None
+}
 
-    // The priced order is recorded and its charge handed to the worker,
-    // together. The job id is the order's: a retry adds no second charge
-    // (and revives one that ran out of attempts).
+/// Records the priced order and hands its charge to the worker, together.
+/// The job id is the order's: a retry adds no second charge (and revives
+/// one that ran out of attempts).
+async fn hand_over(
+    s: &OrderState,
+    job: Settle,
+    attempt: Attempt,
+    applied: Option<HeaderValue>,
+) -> Result<Response, Problem> {
     let (updated, queued) = tokio::join!(
         update(&s.deps, &job.order),
-        charge_job(&s.charges, &job, resumed)
+        charge_job(&s.charges, &job, attempt)
     );
     if let Err(p) = queued {
         return Err(retry_later(&job.order, "the order queue", p.detail()));
@@ -466,12 +538,11 @@ async fn place(
             if order.status != "confirmed" && order.status != "pending" {
                 release(&s.deps, &order).await?;
             }
-            return outcome(order, wait.map(|(_, applied)| applied));
+            outcome(order, applied)
         }
-        Ok(_) => {}
-        Err(p) => return Err(retry_later(&job.order, "recording the order", p.detail())),
+        Ok(_) => outcome(job.order, applied),
+        Err(p) => Err(retry_later(&job.order, "recording the order", p.detail())),
     }
-    outcome(job.order, wait.map(|(_, applied)| applied))
 }
 
 /// `Location` of an order (its ids are `ord_` and hex digits).
@@ -513,11 +584,11 @@ fn outcome(order: Order, applied: Option<HeaderValue>) -> Result<Response, Probl
     Ok(response)
 }
 
-/// Hands `job`'s charge to the worker: added once per order. A retry of an
-/// order whose job ran out of attempts (`resumed`) starts it again.
-async fn charge_job(charges: &Jobs, job: &Settle, resumed: bool) -> Result<(), Problem> {
+/// Hands `job`'s charge to the worker: added once per order. A resumed
+/// order whose job ran out of attempts starts it again.
+async fn charge_job(charges: &Queue, job: &Settle, attempt: Attempt) -> Result<(), Problem> {
     let id = format!("charge-{}", job.order.id);
-    if resumed && charges.retry_failed(&id).await? {
+    if attempt == Attempt::Resumed && retry_failed(charges, &id).await? {
         return Ok(());
     }
     // Retried for about 45 minutes: 250 ms, doubling up to a minute.
@@ -529,7 +600,8 @@ async fn charge_job(charges: &Jobs, job: &Settle, resumed: bool) -> Result<(), P
             max_delay_ms: Some(60_000),
         },
     );
-    charges.add("charge", job, options).await
+    charges.add("charge", job, options).await?;
+    Ok(())
 }
 
 /// Puts the stock of `order` back (safe to repeat).
@@ -677,7 +749,7 @@ async fn insert(deps: &Deps, o: &Order) -> Result<(), Problem> {
         )
         .await
         .map(|_| ())
-        .map_err(|e| e.to_problem())
+        .map_err(Problem::from)
 }
 
 /// Writes `o` over the stored order while that is still `pending`: the rows
@@ -700,12 +772,12 @@ async fn update(deps: &Deps, o: &Order) -> Result<u64, Problem> {
             ],
         )
         .await
-        .map_err(|e| e.to_problem())
+        .map_err(Problem::from)
 }
 
 async fn find(
     State(s): State<OrderState>,
-    Path(id): Path<String>,
+    WithProblem(Path(id)): WithProblem<Path<String>>,
 ) -> Result<FastJson<Order>, Problem> {
     find_order(&s.deps, &id).await.map(FastJson)
 }

@@ -8,6 +8,7 @@
 //!   order: a second charge of the same order returns the first.
 //! - `GET /v1/payments/{id}` → the payment.
 
+use ee_core::WithProblem;
 use std::time::Duration;
 
 use axum::Router;
@@ -125,10 +126,10 @@ async fn charge(
         Err(e) if e.status() == StatusCode::CONFLICT => {
             match by_order(&deps, &payment.order_id).await? {
                 Some(first) => Ok((StatusCode::OK, FastJson(first))),
-                None => Err(e.to_problem()),
+                None => Err(Problem::from(e)),
             }
         }
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(Problem::from(e)),
     }
 }
 
@@ -162,13 +163,13 @@ async fn by_order(deps: &Deps, order_id: &str) -> Result<Option<Payment>, Proble
     {
         Ok(p) => Ok(Some(p)),
         Err(DbError::NotFound) => Ok(None),
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(Problem::from(e)),
     }
 }
 
 async fn find(
     State(deps): State<Deps>,
-    Path(id): Path<String>,
+    WithProblem(Path(id)): WithProblem<Path<String>>,
 ) -> Result<FastJson<Payment>, Problem> {
     let payment = deps
         .db

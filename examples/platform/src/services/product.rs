@@ -15,6 +15,7 @@
 //!   with nothing in it, so reserving for that order again takes nothing (a
 //!   late retry of a declined order cannot take its stock a second time).
 
+use ee_core::WithProblem;
 use std::time::Duration;
 
 use axum::Router;
@@ -142,7 +143,7 @@ impl Products {
             Products::Memory(c) => c.get_or_load(sku, load).await,
             Products::Tiered(c) => c.get_or_load(sku, load).await,
         };
-        result.map_err(|e| e.to_problem())
+        result.map_err(|e| Problem::from(&*e))
     }
 
     async fn forget(&self, sku: &str) {
@@ -195,7 +196,7 @@ pub async fn api(deps: Deps) -> Result<Router, String> {
 
 async fn list(
     State(s): State<ProductState>,
-    Query(q): Query<PageQuery>,
+    WithProblem(Query(q)): WithProblem<Query<PageQuery>>,
 ) -> Result<FastJson<ProductPage>, Problem> {
     let page = q.page.unwrap_or(1).max(1);
     let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
@@ -206,8 +207,7 @@ async fn list(
             "SELECT sku, name, description, price_minor, currency, stock FROM products ORDER BY sku LIMIT $1 OFFSET $2",
             params![i64::from(per_page), i64::from((page - 1) * per_page)],
         )
-        .await
-        .map_err(|e| e.to_problem())?;
+        .await?;
     Ok(FastJson(ProductPage {
         page,
         per_page,
@@ -217,7 +217,7 @@ async fn list(
 
 async fn detail(
     State(s): State<ProductState>,
-    Path(sku): Path<String>,
+    WithProblem(Path(sku)): WithProblem<Path<String>>,
 ) -> Result<FastJson<Product>, Problem> {
     match s.products.get(&s.deps.db, &sku).await? {
         Some(p) => Ok(FastJson(p)),
@@ -250,10 +250,10 @@ async fn reserve(
     {
         return reserve_one(&s, body.order_id, sku, *quantity).await;
     }
-    let mut tx = db.begin().await.map_err(|e| e.to_problem())?;
+    let mut tx = db.begin().await?;
     match take(&mut tx, &body.order_id, &lines).await {
         Ok(Some((priced_lines, currency))) => {
-            tx.commit().await.map_err(|e| e.to_problem())?;
+            tx.commit().await?;
             for (sku, _) in &lines {
                 s.products.forget(sku).await;
             }
@@ -297,8 +297,8 @@ async fn reserve_one(
         .await;
     match taken {
         Ok(Some(row)) => {
-            let price: i64 = row.get("price_minor").map_err(|e| e.to_problem())?;
-            let currency: String = row.get("currency").map_err(|e| e.to_problem())?;
+            let price: i64 = row.get("price_minor")?;
+            let currency: String = row.get("currency")?;
             s.products.forget(sku).await;
             let line = PricedLine {
                 sku: sku.to_owned(),
@@ -318,7 +318,7 @@ async fn reserve_one(
             let stock = stock_of(db, sku).await?.unwrap_or(0);
             Err(out_of_stock(sku, quantity, stock))
         }
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(Problem::from(e)),
     }
 }
 
@@ -328,10 +328,9 @@ async fn stock_of(db: &ee_db::Database, sku: &str) -> Result<Option<i64>, Proble
             "SELECT stock FROM products WHERE sku = $1",
             params![sku.to_owned()],
         )
-        .await
-        .map_err(|e| e.to_problem())?
+        .await?
     {
-        Some(row) => row.get("stock").map(Some).map_err(|e| e.to_problem()),
+        Some(row) => row.get("stock").map(Some).map_err(Problem::from),
         None => Ok(None),
     }
 }
@@ -375,8 +374,7 @@ async fn take(
                 "INSERT INTO reservations (order_id, sku, quantity) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 params![order_id.to_owned(), sku.clone(), *quantity],
             )
-            .await
-            .map_err(|e| e.to_problem())?;
+            .await?;
         if claimed == 0 {
             return Ok(None);
         }
@@ -386,8 +384,7 @@ async fn take(
                 "UPDATE products SET stock = stock - $1 WHERE sku = $2 AND stock >= $1 RETURNING price_minor, currency",
                 params![*quantity, sku.clone()],
             )
-            .await
-            .map_err(|e| e.to_problem())?;
+            .await?;
         let Some(row) = taken else {
             // Not taken: out of stock, or no such product.
             let stock = tx
@@ -395,18 +392,17 @@ async fn take(
                     "SELECT stock FROM products WHERE sku = $1",
                     params![sku.clone()],
                 )
-                .await
-                .map_err(|e| e.to_problem())?;
+                .await?;
             return Err(match stock {
                 None => unknown_product(sku),
                 Some(row) => {
-                    let stock: i64 = row.get("stock").map_err(|e| e.to_problem())?;
+                    let stock: i64 = row.get("stock")?;
                     out_of_stock(sku, *quantity, stock)
                 }
             });
         };
-        let price: i64 = row.get("price_minor").map_err(|e| e.to_problem())?;
-        let cur: String = row.get("currency").map_err(|e| e.to_problem())?;
+        let price: i64 = row.get("price_minor")?;
+        let cur: String = row.get("currency")?;
         if currency.get_or_insert_with(|| cur.clone()) != &cur {
             return Err(problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -437,8 +433,7 @@ async fn first_reservation(
             "SELECT r.sku, r.quantity, p.price_minor, p.currency FROM reservations r JOIN products p ON p.sku = r.sku WHERE r.order_id = $1 ORDER BY r.sku",
             params![order_id.clone()],
         )
-        .await
-        .map_err(|e| e.to_problem())?;
+        .await?;
     if !existing.is_empty() && existing.iter().all(|(_, quantity, _, _)| *quantity == 0) {
         return Err(problem(
             StatusCode::GONE,
@@ -475,9 +470,9 @@ fn priced(order_id: String, lines: Vec<PricedLine>, currency: &str) -> Reservati
 
 async fn release(
     State(s): State<ProductState>,
-    Path(order_id): Path<String>,
+    WithProblem(Path(order_id)): WithProblem<Path<String>>,
 ) -> Result<StatusCode, Problem> {
-    let mut tx = s.deps.db.begin().await.map_err(|e| e.to_problem())?;
+    let mut tx = s.deps.db.begin().await?;
     // The order's rows locked first: a concurrent release of the same order
     // waits here, then reads them emptied (each statement of a PostgreSQL
     // read-committed transaction sees what committed before it; SQLite
@@ -486,31 +481,27 @@ async fn release(
         "UPDATE reservations SET quantity = quantity WHERE order_id = $1",
         params![order_id.clone()],
     )
-    .await
-    .map_err(|e| e.to_problem())?;
+    .await?;
     let lines = tx
         .query_as::<(String, i64)>(
             "SELECT sku, quantity FROM reservations WHERE order_id = $1 AND quantity > 0 ORDER BY sku",
             params![order_id.clone()],
         )
-        .await
-        .map_err(|e| e.to_problem())?;
+        .await?;
     for (sku, quantity) in &lines {
         tx.execute(
             "UPDATE products SET stock = stock + $1 WHERE sku = $2",
             params![*quantity, sku.clone()],
         )
-        .await
-        .map_err(|e| e.to_problem())?;
+        .await?;
     }
     // Kept, emptied: a later reservation for this order is a repeat.
     tx.execute(
         "UPDATE reservations SET quantity = 0 WHERE order_id = $1",
         params![order_id],
     )
-    .await
-    .map_err(|e| e.to_problem())?;
-    tx.commit().await.map_err(|e| e.to_problem())?;
+    .await?;
+    tx.commit().await?;
     for (sku, _) in &lines {
         s.products.forget(sku).await;
     }

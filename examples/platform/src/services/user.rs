@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use ee_core::WithProblem;
 use ee_db::params;
 use ee_serialize::FastJson;
 use ee_validate::Valid;
@@ -79,13 +80,13 @@ async fn register(
             "Email already registered",
             format!("a user with email {} exists", user.email),
         )),
-        Err(e) => Err(e.to_problem()),
+        Err(e) => Err(ee_core::Problem::from(e)),
     }
 }
 
 async fn find(
     State(deps): State<Deps>,
-    Path(id): Path<String>,
+    WithProblem(Path(id)): WithProblem<Path<String>>,
 ) -> Result<FastJson<User>, ee_core::Problem> {
     let user = deps
         .db

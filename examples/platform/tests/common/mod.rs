@@ -45,14 +45,30 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> Answer {
+    let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+    send_raw(client, method, url, headers, body).await
+}
+
+/// `method url` with `headers` and a body of any content type (`None`: no
+/// `Content-Type` header).
+pub async fn send_raw(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, Vec<u8>)>,
+) -> Answer {
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = match body {
-        Some(b) => req
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string())),
+        Some((content_type, b)) => {
+            if !content_type.is_empty() {
+                req = req.header("content-type", content_type);
+            }
+            req.body(Body::from(b))
+        }
         None => req.body(Body::empty()),
     }
     .unwrap();

@@ -7,7 +7,7 @@ use ee_queue::Queue;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let queue = Queue::connect(redis_config(), QUEUE).await?;
-    let app = axum::Router::new().nest("/admin/queues", ee_queue::admin::router([queue]));
+    let app = axum::Router::new().nest("/admin/queues", ee_queue::admin_router([queue]));
     let port = u16::try_from(env_number("PORT", 3003))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("board: http://127.0.0.1:{port}/admin/queues");

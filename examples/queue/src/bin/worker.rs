@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stalled_interval_ms: env_number("STALLED_MS", 30_000),
         ..WorkerConfig::default()
     };
-    let worker = Worker::new(queue, send).config(settings).start();
+    let worker = Worker::new(queue, send).config(&settings)?.start();
     println!("worker running on `{QUEUE}`");
     shutdown_signal().await;
     let report = worker.shutdown(Duration::from_secs(10)).await;

@@ -1,4 +1,5 @@
-//! The producer and admin handle of one queue.
+//! The Redis backend of [`Queue`](crate::Queue): every operation is one
+//! Lua script (or one pipeline) on the queue's hash slot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,39 +8,11 @@ use ee_core::KeySpace;
 use ee_core::{RedisConfig, RedisConn};
 use serde::Serialize;
 
+use super::{Counts, NewJob, QueueEvent, current_traceparent};
 use crate::config::QueueConfig;
 use crate::job::{JobInfo, JobOptions, JobState, check_name};
 use crate::metrics::Meters;
 use crate::{QueueError, scripts};
-
-/// One job to add with [`Queue::add_bulk`].
-#[derive(Debug, Clone)]
-pub struct NewJob<T> {
-    /// What the job is (`"send-email"`).
-    pub name: String,
-    /// The payload, serialized as JSON.
-    pub data: T,
-    /// Its options.
-    pub options: JobOptions,
-}
-
-impl<T> NewJob<T> {
-    /// A job with default options.
-    pub fn new(name: impl Into<String>, data: T) -> Self {
-        Self {
-            name: name.into(),
-            data,
-            options: JobOptions::default(),
-        }
-    }
-
-    /// The same job with `options`.
-    #[must_use]
-    pub fn options(mut self, options: JobOptions) -> Self {
-        self.options = options;
-        self
-    }
-}
 
 /// Where a job goes besides its options say: its trace context, a fixed
 /// due time (a repeat's tick), its place in a flow.
@@ -64,64 +37,12 @@ impl<'a> Placement<'a> {
     }
 }
 
-/// How many jobs are in each state, and whether the queue is paused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    /// Ready, without priority.
-    pub waiting: u64,
-    /// Ready, with a priority.
-    pub prioritized: u64,
-    /// Waiting for a delay or a retry backoff.
-    pub delayed: u64,
-    /// Taken by a worker.
-    pub active: u64,
-    /// Done (as many as retention keeps).
-    pub completed: u64,
-    /// Failed for good (the dead-letter set).
-    pub failed: u64,
-    /// Flow parents waiting for their children.
-    #[serde(rename = "waiting-children")]
-    pub waiting_children: u64,
-    /// Whether workers are told to take nothing.
-    pub paused: bool,
-}
-
-impl Counts {
-    /// The count of `state`.
-    pub fn get(&self, state: JobState) -> u64 {
-        match state {
-            JobState::Waiting => self.waiting,
-            JobState::Prioritized => self.prioritized,
-            JobState::Delayed => self.delayed,
-            JobState::Active => self.active,
-            JobState::Completed => self.completed,
-            JobState::Failed => self.failed,
-            JobState::WaitingChildren => self.waiting_children,
-        }
-    }
-}
-
-/// One entry of the queue's event stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct QueueEvent {
-    /// The stream entry id (`<ms>-<seq>`), to read on from.
-    pub stream_id: String,
-    /// `waiting`, `delayed`, `active`, `progress`, `completed`, `failed`,
-    /// `stalled` or `removed`.
-    pub event: String,
-    /// The job.
-    pub job_id: String,
-    /// The other fields (`reason`, `attempts`, `retry`, `delay`, `progress`).
-    pub fields: HashMap<String, String>,
-}
-
-/// A handle on one queue in Redis: adds jobs and manages them. Cheap to
-/// clone; every clone shares one connection.
+/// One queue in Redis. Cheap to clone; every clone shares one connection.
 ///
 /// Every key of the queue shares the hash slot of `{<name>}`, so a queue
 /// lives on one Cluster node and each operation is one atomic script.
 #[derive(Clone)]
-pub struct Queue {
+pub(crate) struct RedisQueue {
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -140,49 +61,27 @@ pub(crate) struct Inner {
     pub(crate) keep_failed: String,
 }
 
-impl std::fmt::Debug for Queue {
+impl std::fmt::Debug for RedisQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue")
+        f.debug_struct("RedisQueue")
             .field("name", &self.inner.name)
             .field("base", &self.inner.base)
             .finish_non_exhaustive()
     }
 }
 
-impl Queue {
-    /// Connects to Redis (standalone or Cluster) and opens queue `name`
-    /// with default settings.
-    pub async fn connect(redis: RedisConfig, name: &str) -> Result<Self, QueueError> {
-        Self::connect_with(redis, name, QueueConfig::default()).await
-    }
-
-    /// As [`connect`](Self::connect), with `config`.
-    pub async fn connect_with(
-        redis: RedisConfig,
-        name: &str,
-        config: QueueConfig,
-    ) -> Result<Self, QueueError> {
-        let conn = RedisConn::connect(&redis).await?;
-        Self::with_connection(conn, redis, name, config)
-    }
-
-    /// A queue on an existing connection. `redis` is what workers use to
-    /// open their own connection for blocking waits.
-    pub fn with_connection(
+impl RedisQueue {
+    /// Queue `name` (checked by the caller) on `conn`.
+    pub(crate) fn new(
         conn: RedisConn,
         redis: RedisConfig,
         name: &str,
         config: QueueConfig,
-    ) -> Result<Self, QueueError> {
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-            return Err(QueueError::InvalidOption(format!(
-                "queue name {name:?} must be 1-200 bytes without control characters"
-            )));
-        }
+    ) -> Self {
         let base = KeySpace::new("queue").tagged(&[name], &[""]);
         // `tagged` ends the key with the escaped empty part `%`: drop it.
         let base = base.strip_suffix('%').unwrap_or(&base).to_owned();
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 meta: format!("{base}meta"),
                 name: name.to_owned(),
@@ -194,27 +93,14 @@ impl Queue {
                 redis,
                 config,
             }),
-        })
+        }
     }
 
-    /// The queue's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.inner.name
     }
 
-    /// The prefix of every key of this queue (`ee:queue:{<name>}:`).
-    pub fn key_prefix(&self) -> &str {
-        &self.inner.base
-    }
-
-    /// The settings the queue was opened with.
-    pub fn config(&self) -> &QueueConfig {
-        &self.inner.config
-    }
-
-    /// Adds one job; returns its id (the existing one when `options.job_id`
-    /// names a job that is already there).
-    pub async fn add<T: Serialize + ?Sized>(
+    pub(crate) async fn add<T: Serialize + ?Sized>(
         &self,
         name: &str,
         data: &T,
@@ -236,9 +122,7 @@ impl Queue {
         Ok(id)
     }
 
-    /// Adds many jobs in one round trip and one atomic step; returns their
-    /// ids in order. Nothing is added when any job is invalid.
-    pub async fn add_bulk<T: Serialize>(
+    pub(crate) async fn add_bulk<T: Serialize>(
         &self,
         jobs: impl IntoIterator<Item = NewJob<T>>,
     ) -> Result<Vec<String>, QueueError> {
@@ -314,17 +198,14 @@ impl Queue {
         Ok(())
     }
 
-    /// Tells workers to take no more jobs (those running finish). Jobs can
-    /// still be added.
-    pub async fn pause(&self) -> Result<(), QueueError> {
+    pub(crate) async fn pause(&self) -> Result<(), QueueError> {
         let mut cmd = redis::cmd("HSET");
         cmd.arg(&self.inner.meta).arg("paused").arg(1);
         self.inner.conn.query::<()>(&cmd).await?;
         Ok(())
     }
 
-    /// Lets workers take jobs again.
-    pub async fn resume(&self) -> Result<(), QueueError> {
+    pub(crate) async fn resume(&self) -> Result<(), QueueError> {
         let mut pipe = redis::pipe();
         pipe.cmd("HDEL")
             .arg(&self.inner.meta)
@@ -333,11 +214,7 @@ impl Queue {
         self.then_wake(pipe).await
     }
 
-    /// Moves this queue's clock forward by `by` (for tests: delays, retry
-    /// backoff, leases and repeats then behave as if that much time had
-    /// passed, without sleeping). Every operation adds the shift to Redis'
-    /// time; it is stored in the queue's `meta` hash, so every worker sees it.
-    pub async fn advance_clock(&self, by: std::time::Duration) -> Result<(), QueueError> {
+    pub(crate) async fn advance_clock(&self, by: std::time::Duration) -> Result<(), QueueError> {
         let mut pipe = redis::pipe();
         pipe.cmd("HINCRBY")
             .arg(&self.inner.meta)
@@ -359,9 +236,7 @@ impl Queue {
         Ok(())
     }
 
-    /// How many jobs are in each state (one round trip); also publishes the
-    /// `ee_queue_depth` gauges.
-    pub async fn counts(&self) -> Result<Counts, QueueError> {
+    pub(crate) async fn counts(&self) -> Result<Counts, QueueError> {
         let b = &self.inner.base;
         let mut pipe = redis::pipe();
         pipe.cmd("LLEN").arg(format!("{b}wait"));
@@ -393,8 +268,7 @@ impl Queue {
         Ok(counts)
     }
 
-    /// Everything stored about job `id`, or `None`.
-    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>, QueueError> {
+    pub(crate) async fn job(&self, id: &str) -> Result<Option<JobInfo>, QueueError> {
         let mut call = scripts::INFO.call();
         call.key(&self.inner.meta).arg(&self.inner.base).arg(id);
         let reply: Vec<String> = self.inner.conn.invoke(&call).await?;
@@ -410,10 +284,7 @@ impl Queue {
         Ok(Some(job_info(id, state, &map)))
     }
 
-    /// Up to `limit` jobs in `state` from `offset`: waiting and prioritized
-    /// in the order workers take them, delayed soonest first, completed and
-    /// failed newest first.
-    pub async fn jobs(
+    pub(crate) async fn jobs(
         &self,
         state: JobState,
         offset: u64,
@@ -471,18 +342,15 @@ impl Queue {
             .collect())
     }
 
-    /// Runs a failed (or completed) job again, with its attempts reset.
-    pub async fn retry(&self, id: &str) -> Result<(), QueueError> {
+    pub(crate) async fn retry(&self, id: &str) -> Result<(), QueueError> {
         self.manage("retry", id, "failed or completed").await
     }
 
-    /// Runs a delayed job now.
-    pub async fn promote(&self, id: &str) -> Result<(), QueueError> {
+    pub(crate) async fn promote(&self, id: &str) -> Result<(), QueueError> {
         self.manage("promote", id, "delayed").await
     }
 
-    /// Deletes a job that is not running.
-    pub async fn remove(&self, id: &str) -> Result<(), QueueError> {
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), QueueError> {
         self.manage("remove", id, "not active").await
     }
 
@@ -520,8 +388,7 @@ impl Queue {
         }
     }
 
-    /// Deletes the queue: every job in every state and every key.
-    pub async fn obliterate(&self) -> Result<(), QueueError> {
+    pub(crate) async fn obliterate(&self) -> Result<(), QueueError> {
         loop {
             let mut call = scripts::OBLITERATE.call();
             call.key(&self.inner.meta).arg(&self.inner.base);
@@ -532,15 +399,11 @@ impl Queue {
         }
     }
 
-    /// The lifecycle events of up to `count` stream entries after stream id
-    /// `after` (`"0"` for the oldest kept). The stream keeps about
-    /// `events_max_len` entries.
-    ///
-    /// Jobs that had the same plain event (`waiting`, `active`, `completed`,
-    /// `stalled`, `removed`) in one batch share one entry, so this can return
-    /// more than `count` events; they come one per job, in order, each with
-    /// its entry's `stream_id`. Read on from the last one's `stream_id`.
-    pub async fn events(&self, after: &str, count: usize) -> Result<Vec<QueueEvent>, QueueError> {
+    pub(crate) async fn events(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<QueueEvent>, QueueError> {
         // `(` makes the start exclusive; `-` is the oldest entry.
         let start = if after == "0" {
             "-".to_owned()
@@ -579,12 +442,6 @@ impl Queue {
         }
         Ok(events)
     }
-}
-
-/// The `traceparent` of the code adding a job: a child of the current
-/// request's span (ee-logging), or none.
-pub(crate) fn current_traceparent() -> String {
-    ee_logging::TraceContext::current().map_or_else(String::new, |c| c.child().traceparent())
 }
 
 fn job_info(id: &str, state: JobState, f: &HashMap<&str, &str>) -> JobInfo {

@@ -1,20 +1,27 @@
 //! In-process limits: the embedded default, and the fallback when Redis is down.
+//!
+//! - `mod.rs`: [`MemoryStore`] and [`MemoryLimiter`], which picks the rule's
+//!   state and sweeps idle keys;
+//! - `gcra.rs`: GCRA on `governor`, its state in a map of ours;
+//! - `counted.rs`: the rules counted in our own maps (windows, token
+//!   bucket, concurrency).
 
-use std::num::{NonZeroU32, NonZeroU64};
+mod counted;
+mod gcra;
+
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ee_core::{Clock, Key, SystemClock};
 use foldhash::fast::RandomState;
-use governor::clock::{DefaultClock, Reference};
-use governor::middleware::StateInformationMiddleware;
-use governor::nanos::Nanos;
-use governor::state::StateStore;
-use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::clock::DefaultClock;
 use governor::{Quota, RateLimiter};
 
 use crate::Rule;
 use crate::store::{Admission, Decision, Limiter, RateLimitStore, StoreError};
+use counted::{Bucket, Window, fixed_window, in_flight, sliding_window, token_bucket};
+use gcra::{GcraCells, GcraLimiter, GovernorClock, gcra, gcra_refusal, sweep_due};
 
 /// Limits kept in this process: GCRA on `governor`, the other rules on a
 /// sharded map. Each instance of a service counts on its own; use
@@ -65,125 +72,13 @@ impl<C: Clock> RateLimitStore for MemoryStore<C> {
     }
 }
 
-thread_local! {
-    /// A per-thread xorshift state: one GCRA decision in 4096, picked at
-    /// random, looks at the clock for a sweep. Random, not every 4096th, so
-    /// that limiters taking turns on one thread all get their share; per
-    /// thread, so the hot path writes no shared cache line.
-    static SWEEP_DICE: std::cell::Cell<u32> = const { std::cell::Cell::new(0x9E37_79B9) };
-}
-
-/// Whether this GCRA decision is one of the 1 in 4096 that check for a sweep.
-#[inline(always)]
-fn sweep_due() -> bool {
-    SWEEP_DICE.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        state.set(x);
-        x & 4095 == 0
-    })
-}
-
 /// The shortest time between two sweeps of idle keys.
 const MIN_SWEEP_INTERVAL_MS: u64 = 10_000;
-
-/// `governor` wants its own clock trait; this adapts an [`ee_core::Clock`].
-#[derive(Debug, Clone)]
-struct GovernorClock<C>(C);
-
-impl<C: Clock> governor::clock::Clock for GovernorClock<C> {
-    type Instant = Instant;
-    #[inline]
-    fn now(&self) -> Instant {
-        self.0.now()
-    }
-}
 
 /// Keyed maps hash with foldhash, seeded at random per map (hashbrown's
 /// default): a few instructions per IP key where SipHash takes ~70, and an
 /// attacker who picks keys cannot predict collisions without the seed.
 type DashMap<K, V> = dashmap::DashMap<K, V, RandomState>;
-
-/// GCRA state per key: governor's theoretical arrival time (nanoseconds
-/// since the limiter's start; 0 = never seen), as its own keyed store keeps
-/// it, in a map of ours behind governor's `StateStore` seam, so that the
-/// compare-and-swap inlines into the layer.
-#[derive(Default)]
-struct GcraCells(DashMap<Key, AtomicU64>);
-
-impl StateStore for GcraCells {
-    type Key = Key;
-
-    #[inline(always)]
-    fn measure_and_replace<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        if let Some(cell) = self.0.get(key) {
-            return measure(&cell, f);
-        }
-        self.insert_and_measure(key, f)
-    }
-}
-
-impl ShrinkableKeyedStateStore<Key> for GcraCells {
-    fn retain_recent(&self, drop_below: Nanos) {
-        let drop_below = u64::from(drop_below);
-        self.0
-            .retain(|_, tat| tat.load(Ordering::Relaxed) > drop_below);
-    }
-
-    fn shrink_to_fit(&self) {
-        self.0.shrink_to_fit();
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl GcraCells {
-    #[cold]
-    #[inline(never)]
-    fn insert_and_measure<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        let cell = self.0.entry(key.clone()).or_default();
-        measure(&cell, f)
-    }
-}
-
-/// governor's update of one cell: decide on the arrival time read, write the
-/// next one only if no other decision wrote in between, else decide again.
-#[inline(always)]
-fn measure<T, E>(
-    cell: &AtomicU64,
-    f: impl Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-) -> Result<T, E> {
-    let mut prev = cell.load(Ordering::Acquire);
-    loop {
-        let (result, next) = f(NonZeroU64::new(prev).map(|n| Nanos::from(n.get())))?;
-        match cell.compare_exchange_weak(prev, next.into(), Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => return Ok(result),
-            Err(actual) => prev = actual,
-        }
-    }
-}
-
-type Gcra<Clk> = RateLimiter<Key, GcraCells, Clk, StateInformationMiddleware>;
-
-/// governor on its default (quanta) clock, or on the store's clock.
-enum GcraLimiter<C: Clock> {
-    Fast(Gcra<DefaultClock>),
-    Given(Box<Gcra<GovernorClock<C>>>),
-}
 
 /// One policy's in-process state.
 pub struct MemoryLimiter<C: Clock = SystemClock> {
@@ -215,19 +110,6 @@ enum State<C: Clock> {
     Window(DashMap<Key, Window>),
     Bucket(DashMap<Key, Bucket>),
     InFlight(DashMap<Key, u32>),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    index: u64,
-    current: u64,
-    previous: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at_ms: f64,
 }
 
 impl MemoryLimiter {
@@ -284,9 +166,7 @@ impl<C: Clock> MemoryLimiter<C> {
         // On the system clock, windows line up with Unix time, as Redis's do,
         // so a fallback limiter's windows match the ones it stands in for.
         let epoch_ms = if fast_clock {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            SystemClock.unix_ms() as f64
         } else {
             0.0
         };
@@ -515,265 +395,5 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
             }
             map.remove_if(key, |_, n| *n == 0);
         }
-    }
-}
-
-#[inline(always)]
-fn gcra<Clk>(limiter: &Gcra<Clk>, emission_ns: u64, burst: u32, key: &Key, cost: u32) -> Decision
-where
-    Clk: governor::clock::Clock,
-    Clk::Instant: Reference,
-{
-    let t = |units: u64| Duration::from_nanos(emission_ns.saturating_mul(units));
-    let outcome = if cost == 1 {
-        Ok(limiter.check_key(key))
-    } else {
-        limiter.check_key_n(key, NonZeroU32::new(cost).expect("cost >= 1"))
-    };
-    match outcome {
-        Ok(Ok(snapshot)) => {
-            let remaining = snapshot.remaining_burst_capacity();
-            Decision {
-                allowed: true,
-                remaining: remaining.into(),
-                reset: t(u64::from(burst - remaining.min(burst))),
-                retry_after: None,
-                ticket: 0,
-            }
-        }
-        Ok(Err(not_until)) => gcra_refusal(limiter, emission_ns, burst, cost, Some(not_until)),
-        Err(_insufficient) => gcra_refusal(limiter, emission_ns, burst, cost, None),
-    }
-}
-
-/// A refused GCRA decision: `not_until` when the cost fits the burst once
-/// enough time has passed, `None` when it never can.
-#[cold]
-#[inline(never)]
-fn gcra_refusal<Clk>(
-    limiter: &Gcra<Clk>,
-    emission_ns: u64,
-    burst: u32,
-    cost: u32,
-    not_until: Option<governor::NotUntil<Clk::Instant>>,
-) -> Decision
-where
-    Clk: governor::clock::Clock,
-    Clk::Instant: Reference,
-{
-    let t = |units: u64| Duration::from_nanos(emission_ns.saturating_mul(units));
-    match not_until {
-        Some(not_until) => {
-            let wait = not_until.wait_time_from(limiter.clock().now());
-            Decision {
-                allowed: false,
-                remaining: 0,
-                reset: wait + t(u64::from(burst.saturating_sub(cost))),
-                retry_after: Some(wait),
-                ticket: 0,
-            }
-        }
-        None => Decision {
-            allowed: false,
-            remaining: 0,
-            reset: t(u64::from(burst)),
-            retry_after: None,
-            ticket: 0,
-        },
-    }
-}
-
-fn ms_to_duration(ms: f64) -> Duration {
-    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
-}
-
-/// The key's counts in window `index`: a later window starts empty, keeping
-/// the last window's count as `previous` when it is the one just before.
-fn window_at<'m>(
-    map: &'m DashMap<Key, Window>,
-    key: &Key,
-    index: u64,
-) -> dashmap::mapref::one::RefMut<'m, Key, Window> {
-    let mut w = map.entry(key.clone()).or_insert(Window {
-        index,
-        current: 0,
-        previous: 0,
-    });
-    if w.index != index {
-        let previous = if w.index + 1 == index { w.current } else { 0 };
-        *w = Window {
-            index,
-            current: 0,
-            previous,
-        };
-    }
-    w
-}
-
-fn fixed_window(
-    map: &DashMap<Key, Window>,
-    key: &Key,
-    cost: u32,
-    limit: u32,
-    window_ms: u64,
-    now_ms: f64,
-) -> Decision {
-    let now = now_ms as u64;
-    let index = now / window_ms;
-    let to_end = ms_to_duration(((index + 1) * window_ms) as f64 - now_ms);
-    let (cost, limit) = (u64::from(cost), u64::from(limit));
-    let mut w = window_at(map, key, index);
-    if w.current + cost > limit {
-        return Decision {
-            allowed: false,
-            remaining: limit.saturating_sub(w.current),
-            reset: to_end,
-            retry_after: (cost <= limit).then_some(to_end),
-            ticket: 0,
-        };
-    }
-    w.current += cost;
-    Decision {
-        allowed: true,
-        remaining: limit - w.current,
-        reset: to_end,
-        retry_after: None,
-        ticket: 0,
-    }
-}
-
-/// The weighted estimate of requests in the sliding window ending now.
-pub(crate) fn sliding_estimate(previous: f64, current: f64, elapsed_fraction: f64) -> f64 {
-    previous * (1.0 - elapsed_fraction) + current
-}
-
-/// Milliseconds until `cost` more fits under `limit` (the same formula as the
-/// Redis script).
-pub(crate) fn sliding_wait_ms(
-    previous: f64,
-    current: f64,
-    position_ms: f64,
-    window_ms: f64,
-    cost: f64,
-    limit: f64,
-) -> f64 {
-    if current + cost <= limit {
-        // Wait for the previous window's weight to fall far enough.
-        if previous <= 0.0 {
-            return 0.0;
-        }
-        (window_ms * (1.0 - (limit - current - cost) / previous) - position_ms).max(0.0)
-    } else {
-        // Wait for the next window, where `current` becomes the previous one.
-        let into_next = if current <= 0.0 {
-            0.0
-        } else {
-            (window_ms * (1.0 - (limit - cost) / current)).max(0.0)
-        };
-        (window_ms - position_ms) + into_next
-    }
-}
-
-fn sliding_window(
-    map: &DashMap<Key, Window>,
-    key: &Key,
-    cost: u32,
-    limit: u32,
-    window_ms: u64,
-    now_ms: f64,
-) -> Decision {
-    let now = now_ms as u64;
-    let index = now / window_ms;
-    let position = now_ms - (index * window_ms) as f64;
-    let window = window_ms as f64;
-    let mut w = window_at(map, key, index);
-    let (prev, cur) = (w.previous as f64, w.current as f64);
-    let estimate = sliding_estimate(prev, cur, position / window);
-    let (costf, limitf) = (f64::from(cost), f64::from(limit));
-    // Time until the estimate is back to zero: the previous window's weight is
-    // gone at the end of this window, the current one's at the end of the next.
-    let reset = ms_to_duration((window - position) + if cur > 0.0 { window } else { 0.0 });
-    if estimate + costf > limitf {
-        return Decision {
-            allowed: false,
-            remaining: (limitf - estimate).max(0.0) as u64,
-            reset,
-            retry_after: (cost <= limit).then(|| {
-                ms_to_duration(sliding_wait_ms(prev, cur, position, window, costf, limitf))
-            }),
-            ticket: 0,
-        };
-    }
-    w.current += u64::from(cost);
-    Decision {
-        allowed: true,
-        remaining: (limitf - estimate - costf).max(0.0) as u64,
-        reset: ms_to_duration((window - position) + window),
-        retry_after: None,
-        ticket: 0,
-    }
-}
-
-fn token_bucket(
-    map: &DashMap<Key, Bucket>,
-    key: &Key,
-    cost: u32,
-    capacity: u32,
-    refill: u32,
-    period_ms: u64,
-    now_ms: f64,
-) -> Decision {
-    let rate = f64::from(refill) / period_ms as f64; // tokens per ms
-    let (cap, costf) = (f64::from(capacity), f64::from(cost));
-    let mut b = map.entry(key.clone()).or_insert(Bucket {
-        tokens: cap,
-        at_ms: now_ms,
-    });
-    b.tokens = (b.tokens + (now_ms - b.at_ms).max(0.0) * rate).min(cap);
-    b.at_ms = now_ms;
-    if b.tokens < costf {
-        return Decision {
-            allowed: false,
-            remaining: b.tokens.floor() as u64,
-            reset: ms_to_duration((cap - b.tokens) / rate),
-            retry_after: (cost <= capacity).then(|| ms_to_duration((costf - b.tokens) / rate)),
-            ticket: 0,
-        };
-    }
-    b.tokens -= costf;
-    Decision {
-        allowed: true,
-        remaining: b.tokens.floor() as u64,
-        reset: ms_to_duration((cap - b.tokens) / rate),
-        retry_after: None,
-        ticket: 0,
-    }
-}
-
-/// How long a client refused by a concurrency limit is told to wait: slots
-/// free when responses finish, which no store can predict.
-pub(crate) const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
-
-fn in_flight(map: &DashMap<Key, u32>, key: &Key, cost: u32, max: u32) -> Decision {
-    let mut n = map.entry(key.clone()).or_insert(0);
-    if n.saturating_add(cost) > max {
-        let remaining = max.saturating_sub(*n);
-        drop(n);
-        map.remove_if(key, |_, n| *n == 0);
-        return Decision {
-            allowed: false,
-            remaining: remaining.into(),
-            reset: Duration::ZERO,
-            retry_after: (cost <= max).then_some(CONCURRENCY_RETRY),
-            ticket: 0,
-        };
-    }
-    *n += cost;
-    Decision {
-        allowed: true,
-        remaining: (max - *n).into(),
-        reset: Duration::ZERO,
-        retry_after: None,
-        ticket: 0,
     }
 }

@@ -1,11 +1,13 @@
 //! Runs `Valid<T>` (or the raw work it wraps) N times, for instruction counts
 //! under callgrind (wall-clock ratios on the shared 2-core machine move by
-//! up to 30 % between runs):
+//! up to 30 % between runs; a profiling harness, not a usage example:
+//! `examples/orders.rs` is that):
 //!
 //! ```sh
-//! cargo build --release -p ee-validate --features axum --example valid_profile
-//! valgrind --tool=callgrind target/release/examples/valid_profile valid 20000
-//! valgrind --tool=callgrind target/release/examples/valid_profile raw 20000
+//! CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind --tool=callgrind" \
+//!   cargo bench -p ee-validate --features axum --bench valid_profile -- valid 20000
+//! CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind --tool=callgrind" \
+//!   cargo bench -p ee-validate --features axum --bench valid_profile -- raw 20000
 //! ```
 //!
 //! `build` only builds the requests (the harness cost both variants share
@@ -14,12 +16,12 @@
 use axum::extract::FromRequest;
 use ee_validate::{SchemaRegistry, Valid};
 
-#[path = "../benches/support/mod.rs"]
 mod support;
 use support::{CreateOrder, body};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    // `cargo bench` adds `--bench`: only the harness's own arguments count.
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let variant = args.next().unwrap_or_else(|| "valid".into());
     let n: usize = args.next().map_or(10_000, |s| s.parse().expect("a count"));
     let body = body();

@@ -1,10 +1,10 @@
 //! Runs N requests through plain axum or the versioned router, for
-//! instruction counts under callgrind:
+//! instruction counts under callgrind (a profiling harness, not a usage
+//! example: `examples/versions.rs` is that):
 //!
 //! ```sh
-//! cargo build --release -p ee-versioning --example route_profile
-//! valgrind --tool=callgrind --toggle-collect='route_profile::run*' \
-//!   target/release/examples/route_profile <variant> 100000
+//! CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind --tool=callgrind --toggle-collect=route_profile::run*" \
+//!   cargo bench -p ee-versioning --bench route_profile -- <variant> 100000
 //! ```
 //!
 //! Variants: `plain` and `plain-header` (axum alone; the second sends
@@ -38,7 +38,8 @@ fn versioned() -> Router {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    // `cargo bench` adds `--bench`: only the harness's own arguments count.
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let variant = args.next().unwrap_or_else(|| "default".into());
     let n: usize = args.next().map_or(10_000, |s| s.parse().expect("a count"));
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,15 +1,23 @@
 //! N SQLite point reads through raw rusqlite or ee-db, for instruction
-//! counts under callgrind:
-//! `valgrind --tool=callgrind target/release/examples/sqlite_profile <raw|ours> N`.
+//! counts under callgrind (a profiling harness, not a criterion benchmark):
+//!
+//! ```text
+//! cargo bench -p ee-db --bench sqlite_profile --no-run   # prints the binary's path
+//! valgrind --tool=callgrind target/release/deps/sqlite_profile-<hash> <raw|ours> N
+//! ```
+//!
+//! `cargo bench -p ee-db --bench sqlite_profile -- <raw|ours> N` runs it
+//! without callgrind (cargo's own `--bench` flag is ignored).
+
+#![allow(missing_docs)]
 
 use ee_db::{Database, params};
 
-#[path = "../benches/support/mod.rs"]
 mod support;
 use support::{Item, ONE, SQLITE_ITEMS, raw_read};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let variant = args.next().unwrap_or_else(|| "ours".into());
     let n: i64 = args.next().map_or(10_000, |s| s.parse().expect("a count"));
     let rt = tokio::runtime::Builder::new_current_thread()
