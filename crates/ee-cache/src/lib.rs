@@ -3,6 +3,7 @@
 
 // House rule: modules are private and every public item is re-exported here,
 // once, so each has one path (`ee_cache::Cache`, `ee_cache::ResponseCacheLayer`).
+mod any;
 mod cache;
 mod config;
 mod entry;
@@ -18,6 +19,7 @@ mod store;
 #[cfg(feature = "redis")]
 mod tiered;
 
+pub use any::AnyStore;
 pub use cache::{Cache, CacheBuilder};
 pub use config::CacheConfig;
 pub use entry::{Entry, Freshness};

@@ -497,3 +497,51 @@ async fn with_redis_stopped_requests_still_succeed_and_recover_after_restart() {
     }
     assert_eq!(cache.get(&4).await, Some(product(4, "after")));
 }
+
+/// A store picked by configuration is one type (`AnyStore`): the same code
+/// caches in memory, on Redis or tiered, and the tiered one still keeps two
+/// instances' L1s coherent.
+#[tokio::test]
+async fn any_store_is_one_cache_type_over_every_backend() {
+    use ee_cache::AnyStore;
+    let redis = RedisServer::start();
+    let config = RedisConfig::standalone(redis.url());
+    let name = unique("any");
+    let build = |store: AnyStore<Product>| -> Cache<str, Product, AnyStore<Product>> {
+        Cache::builder(name.as_str())
+            .ttl(Duration::from_secs(60))
+            .build(store)
+            .unwrap()
+    };
+    let memory = build(MemoryStore::new().into());
+    let shared = build(RedisStore::new(conn(&config).await).into());
+    let a = build(tiered(&config).await.into());
+    let b = build(tiered(&config).await.into());
+    let loads = Arc::new(AtomicUsize::new(0));
+    for cache in [&memory, &shared, &a] {
+        let loads = loads.clone();
+        let got = cache
+            .get_or_load("p1", move || async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, CacheError>(Some(product(1, "first")))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, Some(product(1, "first")));
+    }
+    // Memory loaded its own; Redis and the tiered store share one L2, so the
+    // tiered cache found the Redis cache's entry without loading.
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+    // b reads through its L1 from L2; a's delete reaches b's L1.
+    assert_eq!(b.get("p1").await, Some(product(1, "first")));
+    a.delete("p1").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.get("p1").await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "b still serves the deleted entry"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(memory.get("p1").await, Some(product(1, "first")));
+}

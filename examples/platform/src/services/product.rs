@@ -22,7 +22,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use ee_cache::{Cache, MemoryStore, RedisStore, TieredStore};
+use ee_cache::{AnyStore, Cache, MemoryStore, RedisStore, TieredStore};
 use ee_core::Problem;
 use ee_db::{DbError, params};
 use ee_serialize::FastJson;
@@ -115,12 +115,10 @@ pub struct Reservation {
     pub currency: String,
 }
 
-/// Product detail reads: in memory, or an L1 in front of Redis.
+/// Product detail reads: in memory, or an L1 in front of Redis (one cache
+/// type either way).
 #[derive(Clone)]
-enum Products {
-    Memory(Cache<str, Product>),
-    Tiered(Cache<str, Product, TieredStore<Product>>),
-}
+struct Products(Cache<str, Product, AnyStore<Product>>);
 
 impl Products {
     async fn get(&self, db: &ee_db::Database, sku: &str) -> Result<Option<Product>, Problem> {
@@ -139,19 +137,14 @@ impl Products {
                 Err(e) => Err(e),
             }
         };
-        let result = match self {
-            Products::Memory(c) => c.get_or_load(sku, load).await,
-            Products::Tiered(c) => c.get_or_load(sku, load).await,
-        };
-        result.map_err(|e| Problem::from(&*e))
+        self.0
+            .get_or_load(sku, load)
+            .await
+            .map_err(|e| Problem::from(&*e))
     }
 
     async fn forget(&self, sku: &str) {
-        let result = match self {
-            Products::Memory(c) => c.delete(sku).await,
-            Products::Tiered(c) => c.delete(sku).await,
-        };
-        if let Err(e) = result {
+        if let Err(e) = self.0.delete(sku).await {
             tracing::warn!(sku, error = %e, "could not drop a cached product");
         }
     }
@@ -169,23 +162,18 @@ struct ProductState {
 /// The cache could not be set up (Redis pub/sub unreachable).
 pub async fn api(deps: Deps) -> Result<Router, String> {
     let builder = Cache::builder("products").ttl(Duration::from_secs(60));
-    let products = match &deps.redis {
-        None => Products::Memory(
-            builder
-                .build(MemoryStore::new())
-                .map_err(|e| e.to_string())?,
-        ),
-        Some(redis) => {
-            let tiered = TieredStore::connect(
-                MemoryStore::new(),
-                RedisStore::new(redis.conn.clone()),
-                &redis.config,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            Products::Tiered(builder.build(tiered).map_err(|e| e.to_string())?)
-        }
+    let store: AnyStore<Product> = match &deps.redis {
+        None => MemoryStore::new().into(),
+        Some(redis) => TieredStore::connect(
+            MemoryStore::new(),
+            RedisStore::new(redis.conn.clone()),
+            &redis.config,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .into(),
     };
+    let products = Products(builder.build(store).map_err(|e| e.to_string())?);
     Ok(Router::new()
         .route("/products", get(list))
         .route("/products/{sku}", get(detail))
