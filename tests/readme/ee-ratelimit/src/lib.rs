@@ -22,9 +22,11 @@ mod readme {
             addr
         }
 
-        /// With `-F axum` the peer address is read from `ConnectInfo`: 200 with the draft's headers
-        /// (without it, issue 25's trap: 500 `no-peer-address` for every request), then 429 once the
-        /// burst of 20 is spent.
+        /// With `-F axum` the peer address is read from `ConnectInfo`: 200 with the draft's
+        /// headers, then 429 once the burst of 20 is spent. Issue 25's trap is what this catches:
+        /// with `-F axum` dropped from the README's line and from this package (both, or
+        /// ../build.rs refuses), the first request answers 500 `no-peer-address` ("… AND enable
+        /// the `axum` feature (`cargo add ee-ratelimit -F axum` …)") and this test fails there.
         #[tokio::test]
         async fn counts_by_peer_address_and_answers_429_after_the_burst() {
             let addr = serve().await;
