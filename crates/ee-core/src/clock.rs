@@ -54,7 +54,7 @@ impl Clock for SystemClock {
 ///
 /// quanta's clock (the CPU's time-stamp counter where it is invariant, else
 /// the monotonic clock) plus an offset to the system clock, which is read
-/// again every [`SYNC_MS`]: a step of the system clock (NTP, an operator) is
+/// again every second: a step of the system clock (NTP, an operator) is
 /// followed within that, and between two reads the error is the counter's
 /// drift against the system clock (parts per million, well under a
 /// millisecond).

@@ -298,7 +298,7 @@ impl RedisConn {
     /// Runs a script by SHA (`EVALSHA`); on `NOSCRIPT`, runs it with `EVAL`,
     /// which also caches it on that node. One round trip when the script is
     /// cached; the timeout bounds the whole exchange. On a Cluster, the script's
-    /// keys must share a hash slot (see [`KeySpace::tagged`]).
+    /// keys must share a hash slot (see [`KeySpace::tagged`](crate::KeySpace::tagged)).
     pub async fn invoke<T: FromRedisValue>(&self, call: &ScriptCall<'_>) -> Result<T, RedisError> {
         let mut inner = self.inner.clone();
         self.bounded(async {
