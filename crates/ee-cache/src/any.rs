@@ -91,55 +91,40 @@ macro_rules! each {
     };
 }
 
-#[cfg(not(feature = "redis"))]
-impl<V: Clone + Send + Sync + 'static> CacheStore<V> for AnyStore<V> {
-    async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
-        each!(self, s => CacheStore::<V>::get(s, key).await)
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
-        each!(self, s => CacheStore::<V>::get_many(s, keys).await)
-    }
-    async fn set(&self, key: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
-        each!(self, s => CacheStore::<V>::set(s, key, entry, tags).await)
-    }
-    async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        each!(self, s => CacheStore::<V>::delete(s, key).await)
-    }
-    async fn invalidate_tag(&self, tag: &str) -> Result<(), CacheError> {
-        each!(self, s => CacheStore::<V>::invalidate_tag(s, tag).await)
-    }
-    fn deepest_level(&self) -> Level {
-        each!(self, s => CacheStore::<V>::deepest_level(s))
-    }
-    fn get_now(&self, key: &str, now_ms: u64) -> Option<Option<Found<V>>> {
-        each!(self, s => CacheStore::<V>::get_now(s, key, now_ms))
-    }
+/// The one `CacheStore` impl, under the bounds the crate's stores need with
+/// and without the `redis` feature.
+macro_rules! dispatch {
+    ($($bounds:tt)*) => {
+        impl<V> CacheStore<V> for AnyStore<V>
+        where
+            V: $($bounds)*,
+        {
+            async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
+                each!(self, s => CacheStore::<V>::get(s, key).await)
+            }
+            async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
+                each!(self, s => CacheStore::<V>::get_many(s, keys).await)
+            }
+            async fn set(&self, key: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
+                each!(self, s => CacheStore::<V>::set(s, key, entry, tags).await)
+            }
+            async fn delete(&self, key: &str) -> Result<(), CacheError> {
+                each!(self, s => CacheStore::<V>::delete(s, key).await)
+            }
+            async fn invalidate_tag(&self, tag: &str) -> Result<(), CacheError> {
+                each!(self, s => CacheStore::<V>::invalidate_tag(s, tag).await)
+            }
+            fn deepest_level(&self) -> Level {
+                each!(self, s => CacheStore::<V>::deepest_level(s))
+            }
+            fn get_now(&self, key: &str, now_ms: u64) -> Option<Option<Found<V>>> {
+                each!(self, s => CacheStore::<V>::get_now(s, key, now_ms))
+            }
+        }
+    };
 }
 
+#[cfg(not(feature = "redis"))]
+dispatch!(Clone + Send + Sync + 'static);
 #[cfg(feature = "redis")]
-impl<V> CacheStore<V> for AnyStore<V>
-where
-    V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
-{
-    async fn get(&self, key: &str) -> Result<Option<Found<V>>, CacheError> {
-        each!(self, s => CacheStore::<V>::get(s, key).await)
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Found<V>>>, CacheError> {
-        each!(self, s => CacheStore::<V>::get_many(s, keys).await)
-    }
-    async fn set(&self, key: &str, entry: Entry<V>, tags: &[String]) -> Result<(), CacheError> {
-        each!(self, s => CacheStore::<V>::set(s, key, entry, tags).await)
-    }
-    async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        each!(self, s => CacheStore::<V>::delete(s, key).await)
-    }
-    async fn invalidate_tag(&self, tag: &str) -> Result<(), CacheError> {
-        each!(self, s => CacheStore::<V>::invalidate_tag(s, tag).await)
-    }
-    fn deepest_level(&self) -> Level {
-        each!(self, s => CacheStore::<V>::deepest_level(s))
-    }
-    fn get_now(&self, key: &str, now_ms: u64) -> Option<Option<Found<V>>> {
-        each!(self, s => CacheStore::<V>::get_now(s, key, now_ms))
-    }
-}
+dispatch!(serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static);

@@ -128,6 +128,7 @@ pub enum ValidateError {
 
 impl ValidateError {
     /// One violation: `keyword` failed at `pointer` of `part`.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by `Valid<T>` (axum)
     pub(crate) fn one(part: Part, keyword: &str, message: String) -> Self {
         ValidateError::Invalid {
             violations: vec![Violation {
