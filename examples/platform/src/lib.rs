@@ -154,10 +154,6 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-fn fail(what: &str) -> impl FnOnce(String) -> StartError + '_ {
-    move |e| StartError(format!("{what}: {e}"))
-}
-
 /// The database and Redis named by `config`, migrated (and seeded).
 async fn open_stores(
     config: &PlatformConfig,
@@ -243,7 +239,7 @@ async fn build(
         "user" => user::api(deps.clone()),
         "product" => product::api(deps.clone())
             .await
-            .map_err(fail("product cache"))?,
+            .map_err(|e| StartError(format!("product cache: {e}")))?,
         "payment" => payment::api(deps.clone()),
         "notification" => {
             let notifier = Notifier(jobs(deps, notification::QUEUE).await?);
@@ -384,7 +380,7 @@ impl Platform {
         }
         let upstreams = Upstreams::new(&table, Duration::from_millis(config.upstream_timeout_ms))
             .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
-            .map_err(StartError)?;
+            .map_err(|e| StartError(e.to_string()))?;
         let local_queues = if redis.is_none() {
             [notification::QUEUE, order::QUEUE]
                 .into_iter()
@@ -529,7 +525,7 @@ impl Instance {
             Duration::from_millis(config.upstream_timeout_ms),
         )
         .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
-        .map_err(StartError)?;
+        .map_err(|e| StartError(e.to_string()))?;
         let url = format!(
             "http://{}",
             listener

@@ -54,29 +54,47 @@ impl std::fmt::Debug for Upstreams {
     }
 }
 
+/// A table of upstreams that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// A base URL that is not `http://host:port`.
+    #[error("upstream {service}: {url:?} is not http://host:port ({reason})")]
+    BadUrl {
+        /// The service.
+        service: String,
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A timeout for a service that has no upstreams.
+    #[error("a timeout for {0:?}, which has no upstreams")]
+    UnknownService(String),
+}
+
 impl Upstreams {
     /// A client of `table`; each call waits `timeout` at most for the
     /// response head.
     ///
     /// # Errors
     /// A base URL that is not `http://host:port`.
-    pub fn new(table: &UpstreamTable, timeout: Duration) -> Result<Self, String> {
+    pub fn new(table: &UpstreamTable, timeout: Duration) -> Result<Self, UpstreamError> {
         let mut pools = HashMap::new();
         for (service, urls) in table {
             let mut bases = Vec::with_capacity(urls.len());
             for url in urls {
-                let uri: Uri = url
-                    .parse()
-                    .map_err(|e| format!("upstream {service}: {url:?} is not a URL ({e})"))?;
+                let bad = |reason: String| UpstreamError::BadUrl {
+                    service: service.clone(),
+                    url: url.clone(),
+                    reason,
+                };
+                let uri: Uri = url.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
                 match (uri.scheme(), uri.authority()) {
                     (Some(s), Some(a)) if s == &http::uri::Scheme::HTTP => {
                         bases.push((s.clone(), a.clone()));
                     }
-                    _ => {
-                        return Err(format!(
-                            "upstream {service}: {url:?} is not http://host:port"
-                        ));
-                    }
+                    _ => return Err(bad("not an http URL with a host".to_owned())),
                 }
             }
             pools.insert(
@@ -106,12 +124,12 @@ impl Upstreams {
     ///
     /// # Errors
     /// A service that is not in the table.
-    pub fn with_timeouts(mut self, timeouts: &HashMap<String, u64>) -> Result<Self, String> {
+    pub fn with_timeouts(mut self, timeouts: &HashMap<String, u64>) -> Result<Self, UpstreamError> {
         let pools = Arc::get_mut(&mut self.pools).expect("not shared yet");
         for (service, ms) in timeouts {
             let pool = pools
                 .get_mut(service)
-                .ok_or_else(|| format!("a timeout for {service:?}, which has no upstreams"))?;
+                .ok_or_else(|| UpstreamError::UnknownService(service.clone()))?;
             pool.timeout = Duration::from_millis(*ms);
         }
         Ok(self)

@@ -733,11 +733,14 @@ async fn a_slow_upstream_is_a_504_problem_after_its_own_timeout() {
     );
     // A timeout for a service without upstreams is a configuration error.
     let unknown = HashMap::from([("nobody".to_owned(), 1_u64)]);
-    assert!(
+    assert_eq!(
         Upstreams::new(&table, Duration::from_secs(1))
             .unwrap()
             .with_timeouts(&unknown)
-            .is_err()
+            .err(),
+        Some(ee_platform::upstream::UpstreamError::UnknownService(
+            "nobody".to_owned()
+        ))
     );
 }
 

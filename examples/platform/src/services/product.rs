@@ -160,7 +160,7 @@ struct ProductState {
 ///
 /// # Errors
 /// The cache could not be set up (Redis pub/sub unreachable).
-pub async fn api(deps: Deps) -> Result<Router, String> {
+pub async fn api(deps: Deps) -> Result<Router, ee_cache::CacheError> {
     let builder = Cache::builder("products").ttl(Duration::from_secs(60));
     let store: AnyStore<Product> = match &deps.redis {
         None => MemoryStore::new().into(),
@@ -169,11 +169,10 @@ pub async fn api(deps: Deps) -> Result<Router, String> {
             RedisStore::new(redis.conn.clone()),
             &redis.config,
         )
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into(),
     };
-    let products = Products(builder.build(store).map_err(|e| e.to_string())?);
+    let products = Products(builder.build(store)?);
     Ok(Router::new()
         .route("/products", get(list))
         .route("/products/{sku}", get(detail))
