@@ -5,6 +5,8 @@
 
 #[path = "../../client.rs"]
 mod client;
+#[path = "../../serve.rs"]
+mod serve;
 
 #[allow(dead_code)] // `main` is the user's: the tests serve `app()` as `main` does
 mod readme {
@@ -16,10 +18,7 @@ mod readme {
 
         /// Serves `app()` on a free port as the README's `main` does.
         async fn serve() -> SocketAddr {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move { axum::serve(listener, super::app()).await.unwrap() });
-            addr
+            crate::serve::serve(super::app()).await
         }
 
         /// The default version answers unprefixed routes; version 1 is reached by URI or header and
