@@ -25,23 +25,10 @@ use futures_util::FutureExt;
 
 const USAGE: &str = "l1_profile <ee|raw|raw-u64|raw-u64-ttl|interleaved> [N]: see the file's docs";
 
-/// The arguments after the bench's name, without the `--bench` cargo adds;
-/// `None` (after printing `usage`) when there are none, as under a plain
-/// `cargo bench`, which should not start a profile run.
-fn args(usage: &str) -> Option<Vec<String>> {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if args.is_empty() {
-        println!("{usage}");
-        return None;
-    }
-    Some(args)
-}
-
 fn main() {
-    let Some(args) = args(USAGE) else { return };
+    let Some(args) = ee_testing::profile_args(USAGE) else {
+        return;
+    };
     let mut args = args.into_iter();
     let variant = args.next().unwrap_or_else(|| "ee".into());
     let n: u64 = args.next().map_or(100_000, |s| s.parse().expect("a count"));

@@ -188,3 +188,19 @@ pub fn ns_per_op(batch: usize, f: impl FnOnce()) -> f64 {
     f();
     start.elapsed().as_nanos() as f64 / batch as f64
 }
+
+/// The arguments of a profiling harness (a `harness = false` bench run by
+/// hand or under callgrind): those after its name, without the `--bench`
+/// cargo adds. `None`, after printing `usage`, when there are none, as
+/// under a plain `cargo bench`, which should not start a profile run.
+pub fn profile_args(usage: &str) -> Option<Vec<String>> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.is_empty() {
+        println!("{usage}");
+        return None;
+    }
+    Some(args)
+}

@@ -17,7 +17,8 @@ mod service;
 mod wire;
 
 pub use bench::{
-    RedisPair, Turns, bench_runtime, median, ns_per_op, redis_pair, spread_over_tasks, take_turns,
+    RedisPair, Turns, bench_runtime, median, ns_per_op, profile_args, redis_pair,
+    spread_over_tasks, take_turns,
 };
 #[cfg(feature = "browser")]
 #[cfg_attr(docsrs, doc(cfg(feature = "browser")))]
