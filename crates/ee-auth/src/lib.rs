@@ -5,6 +5,7 @@
 // once, so each has one path (`ee_auth::Identity`).
 mod authz;
 mod error;
+mod hooks;
 mod identity;
 mod metrics;
 
@@ -18,4 +19,5 @@ pub use error::{
     PROBLEM_INVALID_REQUEST, PROBLEM_INVALID_TOKEN, PROBLEM_NOT_FOUND, PROBLEM_UNAUTHENTICATED,
     PROBLEM_UNAVAILABLE,
 };
+pub use hooks::{ApiKeyVerifier, BoxFuture, RevocationCheck};
 pub use identity::{Identity, Method};

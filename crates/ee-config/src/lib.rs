@@ -6,9 +6,9 @@
 mod features;
 mod loader;
 mod reload;
-mod secret;
 
+/// Re-exported from ee-core, where every ee crate takes it from.
+pub use ee_core::Secret;
 pub use features::Features;
 pub use loader::{ConfigError, ConfigIssue, Loader};
 pub use reload::watch;
-pub use secret::Secret;

@@ -162,7 +162,7 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
                 .map(|(_, v)| v)
         });
         let mut figment =
-            crate::secret::exposed(|| Figment::from(Serialized::defaults(&self.defaults)));
+            ee_core::with_secrets_exposed(|| Figment::from(Serialized::defaults(&self.defaults)));
         for path in &self.files {
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
             figment = match (ext, profile.is_some()) {
@@ -206,7 +206,7 @@ impl<T: Serialize + DeserializeOwned> Loader<T> {
             Err(errors) => errors,
         };
         let defaults =
-            crate::secret::exposed(|| Figment::from(Serialized::defaults(&self.defaults)));
+            ee_core::with_secrets_exposed(|| Figment::from(Serialized::defaults(&self.defaults)));
         // Secrets serialise as "[redacted]" unless exposed: the keys whose
         // values must not be quoted in a reason.
         let redacted = Figment::from(Serialized::defaults(&self.defaults));

@@ -15,6 +15,7 @@ mod redact;
 mod redis;
 #[cfg(feature = "axum")]
 mod rejection;
+mod secret;
 mod throttle;
 
 pub use backend::OnBackendError;
@@ -37,4 +38,5 @@ pub use redis::{RedisConfig, RedisConn, RedisError, Script, ScriptCall};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use rejection::WithProblem;
+pub use secret::{Secret, with_secrets_exposed};
 pub use throttle::LogThrottle;

@@ -2,13 +2,13 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A configuration value that is redacted in `Debug`, `Display`, serde
+/// A value (password, token, key, configuration secret) that is redacted in `Debug`, `Display`, serde
 /// output (and so in logs and config dumps): only [`expose`](Self::expose)
 /// gives it. Load it from a file with `<NAME>_FILE` (Docker and Kubernetes
 /// secrets).
 ///
 /// ```
-/// let password: ee_config::Secret<String> = serde_json::from_str("\"hunter2\"").unwrap();
+/// let password: ee_core::Secret<String> = serde_json::from_str("\"hunter2\"").unwrap();
 /// assert_eq!(format!("{password:?} {password}"), "[redacted] [redacted]");
 /// assert_eq!(serde_json::to_string(&password).unwrap(), "\"[redacted]\"");
 /// assert_eq!(password.expose(), "hunter2");
@@ -46,8 +46,11 @@ thread_local! {
     static EXPOSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` with secrets serialised as themselves (the loader's defaults).
-pub(crate) fn exposed<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f` with [`Secret`]s serialised as themselves instead of
+/// `[redacted]`, on this thread: for a configuration loader turning its
+/// defaults into a layer, the one serialisation that must carry the real
+/// value. Never use it around logging.
+pub fn with_secrets_exposed<R>(f: impl FnOnce() -> R) -> R {
     struct Reset(bool);
     impl Drop for Reset {
         fn drop(&mut self) {
