@@ -7,6 +7,8 @@ mod authz;
 mod error;
 mod hooks;
 mod identity;
+#[cfg(feature = "issuer")]
+mod issuer;
 mod metrics;
 
 pub use self::metrics::{
@@ -21,3 +23,16 @@ pub use error::{
 };
 pub use hooks::{ApiKeyVerifier, BoxFuture, RevocationCheck};
 pub use identity::{Identity, Method};
+#[cfg(all(feature = "issuer", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "issuer", feature = "redis"))))]
+pub use issuer::RedisRefreshStore;
+#[cfg(feature = "issuer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "issuer")))]
+pub use issuer::{
+    AnyRefreshStore, Grant, IssuedRefresh, IssuedToken, Issuer, IssuerConfig, KeyConfig, KeyStatus,
+    Logout, MAX_USED_TOKENS, MemoryRefreshStore, NewFamily, PasswordCheck, PasswordConfig,
+    Passwords, RefreshConfig, RefreshStore, RefreshTokens, RequireService, RequireServiceFuture,
+    RequireServiceLayer, RevocationConfig, RevocationList, RevocationListBuilder, RotateOutcome,
+    Rotated, Rotation, ServiceToken, ServiceTokens, Session, SigningAlgorithm, SigningKey,
+    SigningKeys, TokenHash, TokenIssuer, TokenIssuerBuilder,
+};
