@@ -13,8 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
 
 use ee_core::{Clock, SystemClock};
 
@@ -277,7 +276,8 @@ mod redis_sync {
     //! The Redis side: one script per revocation, a poll of the change feed,
     //! a periodic full read.
 
-    use std::sync::LazyLock;
+    use std::sync::{LazyLock, Weak};
+    use std::time::Duration;
 
     use ee_core::{KeySpace, LogThrottle, RedisConn, RedisError, Script};
 
