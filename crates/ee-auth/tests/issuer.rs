@@ -12,7 +12,7 @@ use ee_auth::{
     PROBLEM_UNAUTHENTICATED, PasswordConfig, Passwords, RequireServiceLayer, ServiceTokens,
     SigningAlgorithm, SigningKey, SigningKeys, TokenIssuer,
 };
-use ee_core::{Clock, Secret};
+use ee_core::Secret;
 use ee_testing::ManualClock;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;

@@ -486,7 +486,7 @@ mod redis_sync {
             let Some(inner) = list.upgrade() else { return };
             let list = RevocationList { inner };
             polls += 1;
-            if polls % polls_per_resync == 0 {
+            if polls.is_multiple_of(polls_per_resync) {
                 resync = true;
             }
             let step = if resync {
