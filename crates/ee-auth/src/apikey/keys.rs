@@ -291,6 +291,11 @@ impl<S: ApiKeyStore> ApiKeys<S> {
         &self.store
     }
 
+    /// How many verified keys the cache holds (0 without a cache).
+    pub fn cached_keys(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.len())
+    }
+
     /// The configured prefix (without its `_`).
     pub fn prefix(&self) -> &str {
         self.format.prefix()
