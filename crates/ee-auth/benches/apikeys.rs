@@ -138,10 +138,8 @@ fn memory(c: &mut Criterion) {
 fn redis(c: &mut Criterion) {
     let rt = ee_testing::bench_runtime();
     let pair = rt.block_on(ee_testing::redis_pair("redis://127.0.0.1:6379"));
-    let store = RedisApiKeys::new(pair.conn.clone()).with_key_space(KeySpace::new(&format!(
-        "auth-bench-{}",
-        std::process::id()
-    )));
+    let store = RedisApiKeys::new(pair.conn.clone())
+        .with_key_space(KeySpace::new(&format!("auth-bench-{}", std::process::id())));
     let uncached = ApiKeys::new(store.clone()).config(&no_cache()).unwrap();
     let cached = ApiKeys::new(store.clone());
     let plaintexts = rt.block_on(fill(&uncached, 100));

@@ -106,7 +106,10 @@ async fn behaviour<S: ApiKeyStore + Clone + std::fmt::Debug>(store: S) -> (Strin
 
     // The stored record: the hash of the secret, never the key.
     let record = keys.get(&created.id).await.unwrap().unwrap();
-    assert_eq!(record.hash, <[u8; 32]>::from(Sha256::digest(secret_of(&key))));
+    assert_eq!(
+        record.hash,
+        <[u8; 32]>::from(Sha256::digest(secret_of(&key)))
+    );
     assert_eq!(record.owner, owner);
     assert_eq!(record.name, "CI deploy");
     assert_eq!(record.created_at_ms, clock.unix_ms());
@@ -206,7 +209,10 @@ async fn expiry<S: ApiKeyStore>(keys: &ApiKeys<S>, clock: &ManualClock, owner: &
             ..new_key(owner)
         })
         .await;
-    assert!(matches!(past, Err(AuthError::InvalidRequest(_))), "{past:?}");
+    assert!(
+        matches!(past, Err(AuthError::InvalidRequest(_))),
+        "{past:?}"
+    );
 }
 
 /// Malformed keys: refused the same way, no panic.
@@ -316,7 +322,12 @@ async fn sql_behaviour(db: Database) {
         .await
         .unwrap();
     let columns: Vec<Option<String>> = (0..7).map(|i| row.get(i).unwrap()).collect();
-    assert!(columns.iter().flatten().all(|c| !c.contains(secret_of(&key))));
+    assert!(
+        columns
+            .iter()
+            .flatten()
+            .all(|c| !c.contains(secret_of(&key)))
+    );
     let hex: String = Sha256::digest(secret_of(&key))
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -624,6 +635,9 @@ async fn creation_input_is_bounded() {
     ];
     for case in cases {
         let result = keys.create(case).await;
-        assert!(matches!(result, Err(AuthError::InvalidRequest(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(AuthError::InvalidRequest(_))),
+            "{result:?}"
+        );
     }
 }

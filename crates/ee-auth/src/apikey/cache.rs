@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
@@ -15,8 +15,8 @@ struct Entry {
     /// The stored hash: a hit still needs the presented secret to match it.
     hash: KeyHash,
     identity: Identity,
-    /// When the entry was made (monotonic): it is fresh for the TTL.
-    cached_at: Instant,
+    /// When the entry was made (Unix ms): it is fresh for the TTL.
+    cached_at_ms: u64,
     /// The key's own expiry (Unix ms): never served past it.
     expires_at_ms: Option<u64>,
     /// The last `last_used` written for this key by this process (Unix ms).
@@ -32,25 +32,20 @@ pub(crate) struct Hit {
 }
 
 /// Verified keys by lookup id: bounded in entries, each fresh for `ttl` and
-/// never past its key's expiry. Only keys that verified against the store
+/// never past its key's expiry. Time is the clock's Unix milliseconds (one
+/// cheap read per verification); a wall clock stepped back makes entries
+/// stale rather than older-looking-younger. Only keys that verified against the store
 /// enter, so a client cannot fill it with made-up keys.
 pub(crate) struct VerifiedCache {
-    ttl: Duration,
+    ttl_ms: u64,
     capacity: usize,
     entries: RwLock<Entries>,
-}
-
-/// What the clock says now, both ways.
-#[derive(Clone, Copy)]
-pub(crate) struct Now {
-    pub(crate) instant: Instant,
-    pub(crate) unix_ms: u64,
 }
 
 impl VerifiedCache {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
-            ttl,
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             capacity,
             entries: RwLock::default(),
         }
@@ -65,9 +60,10 @@ impl VerifiedCache {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn is_fresh(&self, entry: &Entry, now: Now) -> bool {
-        now.instant.saturating_duration_since(entry.cached_at) < self.ttl
-            && entry.expires_at_ms.is_none_or(|at| now.unix_ms < at)
+    fn is_fresh(&self, entry: &Entry, now_ms: u64) -> bool {
+        now_ms >= entry.cached_at_ms
+            && now_ms - entry.cached_at_ms < self.ttl_ms
+            && entry.expires_at_ms.is_none_or(|at| now_ms < at)
     }
 
     /// The identity of `id` if it is cached, fresh, and `presented` (the
@@ -77,20 +73,20 @@ impl VerifiedCache {
         &self,
         id: &str,
         presented: &KeyHash,
-        now: Now,
+        now_ms: u64,
         touch_every_ms: u64,
     ) -> Option<Hit> {
         let entries = self.read();
         let entry = entries.get(id)?;
-        if !bool::from(entry.hash.ct_eq(presented)) || !self.is_fresh(entry, now) {
+        if !bool::from(entry.hash.ct_eq(presented)) || !self.is_fresh(entry, now_ms) {
             return None;
         }
         let touch_due = touch_every_ms > 0 && {
             let last = entry.last_touch_ms.load(Ordering::Relaxed);
-            now.unix_ms.saturating_sub(last) >= touch_every_ms
+            now_ms.saturating_sub(last) >= touch_every_ms
                 && entry
                     .last_touch_ms
-                    .compare_exchange(last, now.unix_ms, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
         };
         Some(Hit {
@@ -109,11 +105,11 @@ impl VerifiedCache {
         identity: Identity,
         expires_at_ms: Option<u64>,
         last_touch_ms: u64,
-        now: Now,
+        now_ms: u64,
     ) {
         let mut entries = self.write();
         if entries.len() >= self.capacity && !entries.contains_key(id) {
-            entries.retain(|_, e| self.is_fresh(e, now));
+            entries.retain(|_, e| self.is_fresh(e, now_ms));
             if entries.len() >= self.capacity {
                 return;
             }
@@ -123,7 +119,7 @@ impl VerifiedCache {
             Entry {
                 hash,
                 identity,
-                cached_at: now.instant,
+                cached_at_ms: now_ms,
                 expires_at_ms,
                 last_touch_ms: AtomicU64::new(last_touch_ms),
             },

@@ -1,10 +1,10 @@
 //! The key format `<prefix>_<lookup id>_<secret>`: generation from the OS
 //! CSPRNG, parsing with bounded work, and the stored hash.
 
+use crate::AuthError;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
-use crate::AuthError;
 
 /// Characters of the lookup id and the secret: base62, so a key is one "word"
 /// (a double click selects it whole) and needs no escaping anywhere.
@@ -70,7 +70,9 @@ impl KeyFormat {
     pub(crate) fn new(prefix: &str) -> Result<Self, AuthError> {
         let ok = !prefix.is_empty()
             && prefix.len() <= MAX_PREFIX_LEN
-            && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && prefix.as_bytes()[0].is_ascii_alphabetic()
             && !prefix.ends_with('_');
         if !ok {

@@ -9,7 +9,7 @@ use metrics::Counter;
 use subtle::ConstantTimeEq;
 
 use super::any::AnyApiKeyStore;
-use super::cache::{Now, VerifiedCache};
+use super::cache::VerifiedCache;
 use super::config::ApiKeyConfig;
 use super::format::{ID_LEN, KeyFormat, dummy_hash, hash_secret, invalid_key};
 use super::store::{ApiKeyRecord, ApiKeyStore, Inserted};
@@ -82,7 +82,9 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), AuthError> {
 
 fn check_items(field: &str, items: &[String]) -> Result<(), AuthError> {
     if items.len() > MAX_ITEMS {
-        return Err(bad_input(format!("an api key has at most {MAX_ITEMS} {field}")));
+        return Err(bad_input(format!(
+            "an api key has at most {MAX_ITEMS} {field}"
+        )));
     }
     items
         .iter()
@@ -116,15 +118,12 @@ impl NewApiKey {
 /// The clock, behind a pointer so that `ApiKeys` has one type whatever the
 /// clock (`ee_core::Clock` is `Clone`, so not object safe itself).
 trait DynClock: Send + Sync + 'static {
-    fn now(&self) -> Now;
+    fn now_ms(&self) -> u64;
 }
 
 impl<C: Clock> DynClock for C {
-    fn now(&self) -> Now {
-        Now {
-            instant: Clock::now(self),
-            unix_ms: self.unix_ms(),
-        }
+    fn now_ms(&self) -> u64 {
+        self.unix_ms()
     }
 }
 
@@ -141,9 +140,7 @@ struct Meters {
 impl Meters {
     fn new() -> Self {
         describe_metrics();
-        let c = |outcome: &'static str| {
-            metrics::counter!(METRIC_AUTHENTICATIONS_TOTAL, "method" => "api_key", "outcome" => outcome)
-        };
+        let c = |outcome: &'static str| metrics::counter!(METRIC_AUTHENTICATIONS_TOTAL, "method" => "api_key", "outcome" => outcome);
         Self {
             ok: c("ok"),
             cached: c("cached"),
@@ -306,7 +303,7 @@ impl<S: ApiKeyStore> ApiKeys<S> {
     /// an `expires_at` in the past; the store's error when it cannot store
     /// (`Unavailable`, or `Limit` for a full memory store).
     pub async fn create(&self, new: NewApiKey) -> Result<CreatedKey, AuthError> {
-        let now = self.clock.now().unix_ms;
+        let now = self.clock.now_ms();
         let expires_at_ms = new.validate(now)?;
         let mut record = ApiKeyRecord {
             id: String::new(),
@@ -348,7 +345,7 @@ impl<S: ApiKeyStore> ApiKeys<S> {
         if let Some(cache) = &self.cache {
             cache.remove(id);
         }
-        self.store.revoke(id, self.clock.now().unix_ms).await?;
+        self.store.revoke(id, self.clock.now_ms()).await?;
         tracing::info!(key_id = %id, "api key revoked");
         Ok(())
     }
@@ -380,12 +377,12 @@ impl<S: ApiKeyStore> ApiKeys<S> {
             return Err(invalid_key());
         };
         let hash = hash_secret(parsed.secret);
-        let now = self.clock.now();
+        let now = self.clock.now_ms();
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.lookup(parsed.id, &hash, now, self.touch_every_ms)
         {
             if hit.touch_due {
-                self.touch(parsed.id, now.unix_ms);
+                self.touch(parsed.id, now);
             }
             self.meters.cached.increment(1);
             return Ok(hit.identity);
@@ -404,20 +401,27 @@ impl<S: ApiKeyStore> ApiKeys<S> {
             self.meters.invalid.increment(1);
             return Err(invalid_key());
         };
-        if record.is_expired(now.unix_ms) {
+        if record.is_expired(now) {
             self.meters.expired.increment(1);
             return Err(invalid_key());
         }
         let identity = identity_of(&record);
         let last_touch = record.last_used_ms.unwrap_or(0);
         let touch_due =
-            self.touch_every_ms > 0 && now.unix_ms.saturating_sub(last_touch) >= self.touch_every_ms;
+            self.touch_every_ms > 0 && now.saturating_sub(last_touch) >= self.touch_every_ms;
         if touch_due {
-            self.touch(parsed.id, now.unix_ms);
+            self.touch(parsed.id, now);
         }
         if let Some(cache) = &self.cache {
-            let last_touch = if touch_due { now.unix_ms } else { last_touch };
-            cache.insert(parsed.id, record.hash, identity.clone(), record.expires_at_ms, last_touch, now);
+            let last_touch = if touch_due { now } else { last_touch };
+            cache.insert(
+                parsed.id,
+                record.hash,
+                identity.clone(),
+                record.expires_at_ms,
+                last_touch,
+                now,
+            );
         }
         self.meters.ok.increment(1);
         Ok(identity)

@@ -67,7 +67,6 @@ impl MemoryApiKeys {
     fn write(&self) -> RwLockWriteGuard<'_, Records> {
         self.records.write().unwrap_or_else(|e| e.into_inner())
     }
-
 }
 
 impl ApiKeyStore for MemoryApiKeys {

@@ -114,14 +114,22 @@ fn corrupt(id: &str, what: &str) -> AuthError {
     ))
 }
 
-fn parse_ms(id: &str, field: &str, fields: &HashMap<String, String>) -> Result<Option<u64>, AuthError> {
+fn parse_ms(
+    id: &str,
+    field: &str,
+    fields: &HashMap<String, String>,
+) -> Result<Option<u64>, AuthError> {
     fields
         .get(field)
         .map(|v| v.parse().map_err(|_| corrupt(id, field)))
         .transpose()
 }
 
-fn parse_list(id: &str, field: &str, fields: &HashMap<String, String>) -> Result<Vec<String>, AuthError> {
+fn parse_list(
+    id: &str,
+    field: &str,
+    fields: &HashMap<String, String>,
+) -> Result<Vec<String>, AuthError> {
     match fields.get(field) {
         None => Ok(Vec::new()),
         Some(v) => serde_json::from_str(v).map_err(|_| corrupt(id, field)),
@@ -129,7 +137,10 @@ fn parse_list(id: &str, field: &str, fields: &HashMap<String, String>) -> Result
 }
 
 /// A record from its hash's fields; `None` for an empty hash (no record).
-fn decode(id: &str, mut fields: HashMap<String, String>) -> Result<Option<ApiKeyRecord>, AuthError> {
+fn decode(
+    id: &str,
+    mut fields: HashMap<String, String>,
+) -> Result<Option<ApiKeyRecord>, AuthError> {
     if fields.is_empty() {
         return Ok(None);
     }

@@ -92,8 +92,10 @@ pub trait ApiKeyStore: Send + Sync + 'static {
     -> impl Future<Output = Result<Option<ApiKeyRecord>, AuthError>> + Send;
 
     /// Stores a new record, unless its id is taken.
-    fn insert(&self, record: &ApiKeyRecord)
-    -> impl Future<Output = Result<Inserted, AuthError>> + Send;
+    fn insert(
+        &self,
+        record: &ApiKeyRecord,
+    ) -> impl Future<Output = Result<Inserted, AuthError>> + Send;
 
     /// Marks `id` revoked at `at_ms` (an already revoked key keeps its first
     /// time). [`AuthError::NotFound`] when there is no such key.
@@ -101,8 +103,10 @@ pub trait ApiKeyStore: Send + Sync + 'static {
 
     /// The records of `owner`'s keys (revoked and expired ones included), in
     /// no particular order.
-    fn list(&self, owner: &str)
-    -> impl Future<Output = Result<Vec<ApiKeyRecord>, AuthError>> + Send;
+    fn list(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<ApiKeyRecord>, AuthError>> + Send;
 
     /// Sets `id`'s last use to `at_ms` (called at most once per key per
     /// `last_used_interval_ms`, off the request's path). Nothing happens when
