@@ -14,16 +14,16 @@ pub use self::metrics::{
     METRIC_AUTHENTICATIONS_TOTAL, METRIC_DECISIONS_TOTAL, METRIC_JWKS_REFRESHES_TOTAL,
     METRIC_REFRESH_REUSE_TOTAL, METRIC_TOKEN_CACHE_ENTRIES, describe_metrics,
 };
-pub use apikey::{
-    AnyApiKeyStore, ApiKeyConfig, ApiKeyRecord, ApiKeyStore, ApiKeys, CreatedKey, Inserted,
-    MemoryApiKeys, NewApiKey,
-};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use apikey::DbApiKeys;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use apikey::RedisApiKeys;
+pub use apikey::{
+    AnyApiKeyStore, ApiKeyConfig, ApiKeyRecord, ApiKeyStore, ApiKeys, CreatedKey, Inserted,
+    MemoryApiKeys, NewApiKey,
+};
 pub use authz::{AccessRequest, Authorize, Decision, Resource};
 pub use error::{
     AuthError, PROBLEM_FORBIDDEN, PROBLEM_INSUFFICIENT_SCOPE, PROBLEM_INVALID_CREDENTIALS,
