@@ -201,7 +201,15 @@ impl Meters {
 ///   when that delay is not acceptable.
 /// - **`last_used`** is written at most once per
 ///   [`ApiKeyConfig::last_used_interval_ms`] per key and instance, in a
-///   background task, never on the request's path.
+///   background task, never on the request's path (without the cache,
+///   verifications that race the first write may each write once).
+///
+/// # Metrics
+///
+/// Each verification counts once in `ee_auth_authentications_total` with
+/// `method="api_key"` and `outcome` `ok`, `cached` (a cache hit), `invalid`
+/// (malformed, unknown, wrong secret, revoked), `expired` or `unavailable`
+/// (the client sees the same 401 for `invalid` and `expired`).
 pub struct ApiKeys<S = AnyApiKeyStore> {
     store: Arc<S>,
     format: KeyFormat,
