@@ -3,6 +3,7 @@
 
 // House rule: modules are private and every public item is re-exported here,
 // once, so each has one path (`ee_auth::Identity`).
+mod apikey;
 mod authz;
 mod error;
 mod hooks;
@@ -14,6 +15,16 @@ mod metrics;
 pub use self::metrics::{
     METRIC_AUTHENTICATIONS_TOTAL, METRIC_DECISIONS_TOTAL, METRIC_JWKS_REFRESHES_TOTAL,
     METRIC_REFRESH_REUSE_TOTAL, METRIC_TOKEN_CACHE_ENTRIES, describe_metrics,
+};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use apikey::DbApiKeys;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use apikey::RedisApiKeys;
+pub use apikey::{
+    AnyApiKeyStore, ApiKeyConfig, ApiKeyRecord, ApiKeyStore, ApiKeys, CreatedKey, Inserted,
+    MemoryApiKeys, NewApiKey,
 };
 pub use authz::{AccessRequest, Authorize, Decision, Resource};
 pub use error::{
