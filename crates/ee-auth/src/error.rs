@@ -76,9 +76,10 @@ pub enum AuthError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// A relationship graph exceeded the configured depth or fan-out, or has a
-    /// cycle that cannot be resolved (500: a modelling error, not the caller's).
-    #[error("authorization graph limit: {0}")]
+    /// A configured bound was reached: a relationship graph deeper or wider
+    /// than the limits, a store at its capacity (500: the operator's to fix,
+    /// not the caller's; the message names the limit).
+    #[error("limit reached: {0}")]
     Limit(Cow<'static, str>),
     /// Invalid configuration, model or policy (found when it is loaded; a 500
     /// whose log line says the fix if it reaches a request).
@@ -200,7 +201,7 @@ impl From<AuthError> for Problem {
                     .with_retry_after(UNAVAILABLE_RETRY)
             }
             AuthError::Limit(msg) => {
-                tracing::error!(%msg, "authorization graph limit reached: fix the model or raise the limit");
+                tracing::error!(%msg, "ee-auth limit reached: fix the model or data, or raise the limit it names");
                 Problem::new(status)
             }
             AuthError::Config(msg) => {
