@@ -8,6 +8,7 @@ mod error;
 mod hooks;
 mod identity;
 mod metrics;
+mod rbac;
 
 pub use self::metrics::{
     METRIC_AUTHENTICATIONS_TOTAL, METRIC_DECISIONS_TOTAL, METRIC_JWKS_REFRESHES_TOTAL,
@@ -21,3 +22,4 @@ pub use error::{
 };
 pub use hooks::{ApiKeyVerifier, BoxFuture, RevocationCheck};
 pub use identity::{Identity, Method};
+pub use rbac::{AssignmentConfig, Rbac, RbacBuilder, RbacConfig, RoleConfig};
