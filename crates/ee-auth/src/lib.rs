@@ -4,6 +4,8 @@
 // House rule: modules are private and every public item is re-exported here,
 // once, so each has one path (`ee_auth::Identity`).
 mod authz;
+#[cfg(feature = "cedar")]
+mod cedar;
 mod error;
 mod hooks;
 mod identity;
@@ -14,7 +16,13 @@ pub use self::metrics::{
     METRIC_AUTHENTICATIONS_TOTAL, METRIC_DECISIONS_TOTAL, METRIC_JWKS_REFRESHES_TOTAL,
     METRIC_REFRESH_REUSE_TOTAL, METRIC_TOKEN_CACHE_ENTRIES, describe_metrics,
 };
-pub use authz::{AccessRequest, Authorize, Decision, Resource};
+pub use authz::{
+    AccessRequest, Authorize, AuthorizeFuture, AuthorizeLayer, AuthorizeService, Decision,
+    RequireScope, RequireScopeLayer, Resource, Target, authorize, require,
+};
+#[cfg(feature = "cedar")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
+pub use cedar::{CedarBuilder, CedarConfig, CedarPolicies};
 pub use error::{
     AuthError, PROBLEM_FORBIDDEN, PROBLEM_INSUFFICIENT_SCOPE, PROBLEM_INVALID_CREDENTIALS,
     PROBLEM_INVALID_REQUEST, PROBLEM_INVALID_TOKEN, PROBLEM_NOT_FOUND, PROBLEM_UNAUTHENTICATED,

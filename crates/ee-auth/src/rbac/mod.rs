@@ -155,11 +155,7 @@ impl Rbac {
     pub fn reload(&self, config: &RbacConfig) -> Result<(), AuthError> {
         let compiled = Arc::new(Compiled::compile(config)?);
         let old = std::mem::replace(
-            &mut *self
-                .0
-                .model
-                .write()
-                .unwrap_or_else(PoisonError::into_inner),
+            &mut *self.0.model.write().unwrap_or_else(PoisonError::into_inner),
             compiled,
         );
         drop(old);
@@ -190,11 +186,7 @@ impl Rbac {
         let id_tenant = identity.tenant();
         let tenant = request.resource.tenant.or(id_tenant);
         let own_roles_hold = id_tenant.is_none() || id_tenant == tenant;
-        let model = self
-            .0
-            .model
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let model = self.0.model.read().unwrap_or_else(PoisonError::into_inner);
         let grant = model.find(
             identity.roles().filter(|_| own_roles_hold),
             identity.id(),
@@ -203,10 +195,9 @@ impl Rbac {
             request.action,
         );
         match grant {
-            Some(g) => Decision::Allow(Cow::Owned(format!(
-                "role {} grants {}",
-                g.chain, g.pattern
-            ))),
+            Some(g) => {
+                Decision::Allow(Cow::Owned(format!("role {} grants {}", g.chain, g.pattern)))
+            }
             None => Decision::Deny(Cow::Owned(match tenant {
                 Some(t) => format!(
                     "no role grants {}:{} in tenant {t}",

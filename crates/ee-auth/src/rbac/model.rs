@@ -48,7 +48,13 @@ impl RoleGrants {
                     .or_insert_with(|| grant.clone());
                 return;
             }
-            (resource, "*") => &mut self.by_resource.entry(resource.into()).or_default().any_action,
+            (resource, "*") => {
+                &mut self
+                    .by_resource
+                    .entry(resource.into())
+                    .or_default()
+                    .any_action
+            }
             (resource, action) => {
                 self.by_resource
                     .entry(resource.into())
@@ -152,7 +158,9 @@ impl Compiled {
         let mut assignments: HashMap<Box<str>, Assigned> = HashMap::new();
         for a in &config.assignments {
             if a.subject.is_empty() {
-                return Err(AuthError::Config("rbac: an assignment has an empty subject".into()));
+                return Err(AuthError::Config(
+                    "rbac: an assignment has an empty subject".into(),
+                ));
             }
             let mut ids = Vec::with_capacity(a.roles.len());
             for role in &a.roles {
@@ -241,7 +249,8 @@ fn reject_cycles(names: &[&str], parents: &[Vec<u32>]) -> Result<(), AuthError> 
                     }
                     Mark::Open => {
                         let from = stack.iter().position(|&(n, _)| n == p).unwrap_or(0);
-                        let mut path: Vec<&str> = stack[from..].iter().map(|&(n, _)| names[n]).collect();
+                        let mut path: Vec<&str> =
+                            stack[from..].iter().map(|&(n, _)| names[n]).collect();
                         path.push(names[p]);
                         return Err(AuthError::Config(format!(
                             "rbac: roles inherit in a cycle: {}",
