@@ -38,7 +38,7 @@ use crate::{AccessRequest, AuthError, Authorize, Identity, Resource};
 /// If `permission` is not `resource:action` (a typo in the route table,
 /// found when the router is built, as axum does for an invalid path).
 pub fn require<A: Authorize>(
-    authz: impl Into<Arc<A>>,
+    authz: A,
     permission: &'static str,
 ) -> AuthorizeLayer<A, impl Fn(&RequestHead<'_>) -> Target + Send + Sync + 'static> {
     let (kind, action) = match permission.split_once(':') {

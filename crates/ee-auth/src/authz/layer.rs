@@ -84,6 +84,16 @@ impl Target {
     }
 }
 
+/// An engine shared behind an `Arc` decides as the engine does.
+impl<A: Authorize + ?Sized> Authorize for Arc<A> {
+    fn authorize(
+        &self,
+        request: &AccessRequest<'_>,
+    ) -> impl Future<Output = Result<crate::Decision, AuthError>> + Send {
+        (**self).authorize(request)
+    }
+}
+
 /// Authorizes every request with an [`Authorize`] engine, on the target a
 /// function reads from the request head.
 ///
@@ -136,9 +146,9 @@ where
 {
     /// Authorizes with `authz` (an engine, or an `Arc` of one to share it)
     /// the target `target` reads from each request.
-    pub fn new(authz: impl Into<Arc<A>>, target: F) -> Self {
+    pub fn new(authz: A, target: F) -> Self {
         AuthorizeLayer {
-            authz: authz.into(),
+            authz: Arc::new(authz),
             target: Arc::new(target),
         }
     }
