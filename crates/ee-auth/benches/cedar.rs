@@ -41,7 +41,14 @@ struct Raw {
 }
 
 impl Raw {
-    fn decide(&self, principal: &str, roles: &[&str], action: &str, doc: &str, owner: &str) -> bool {
+    fn decide(
+        &self,
+        principal: &str,
+        roles: &[&str],
+        action: &str,
+        doc: &str,
+        owner: &str,
+    ) -> bool {
         let p = EntityUid::from_type_name_and_id(self.user.clone(), EntityId::new(principal));
         let a = EntityUid::from_type_name_and_id(self.action.clone(), EntityId::new(action));
         let r = EntityUid::from_type_name_and_id(self.doc.clone(), EntityId::new(doc));
@@ -49,11 +56,16 @@ impl Raw {
         let principal_entity = Entity::new_with_tags(
             p.clone(),
             [
-                ("id".to_owned(), RestrictedExpression::new_string(principal.to_owned())),
+                (
+                    "id".to_owned(),
+                    RestrictedExpression::new_string(principal.to_owned()),
+                ),
                 (
                     "roles".to_owned(),
                     RestrictedExpression::new_set(
-                        roles.iter().map(|r| RestrictedExpression::new_string((*r).to_owned())),
+                        roles
+                            .iter()
+                            .map(|r| RestrictedExpression::new_string((*r).to_owned())),
                     ),
                 ),
             ],
@@ -63,14 +75,19 @@ impl Raw {
         .unwrap();
         let resource_entity = Entity::new_with_tags(
             r.clone(),
-            [("owner".to_owned(), RestrictedExpression::new_entity_uid(owner))],
+            [(
+                "owner".to_owned(),
+                RestrictedExpression::new_entity_uid(owner),
+            )],
             [],
             [],
         )
         .unwrap();
         let entities = Entities::from_entities([principal_entity, resource_entity], None).unwrap();
         let request = Request::new(p, a, r, Context::empty(), None).unwrap();
-        self.authorizer.is_authorized(&request, &self.policies, &entities).decision()
+        self.authorizer
+            .is_authorized(&request, &self.policies, &entities)
+            .decision()
             == cedar_policy::Decision::Allow
     }
 }

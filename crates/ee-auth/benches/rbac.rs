@@ -38,10 +38,13 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
 fn casbin_enforcer(rt: &tokio::runtime::Runtime) -> Enforcer {
     rt.block_on(async {
         let model = DefaultModel::from_str(MODEL).await.unwrap();
-        let mut e = Enforcer::new(model, MemoryAdapter::default()).await.unwrap();
+        let mut e = Enforcer::new(model, MemoryAdapter::default())
+            .await
+            .unwrap();
         let policies = (0..ROLES)
             .flat_map(|r| {
-                (0..PERMISSIONS).map(move |p| vec![format!("role{r}"), format!("res{r}"), format!("act{p}")])
+                (0..PERMISSIONS)
+                    .map(move |p| vec![format!("role{r}"), format!("res{r}"), format!("act{p}")])
             })
             .collect();
         e.add_policies(policies).await.unwrap();
@@ -64,17 +67,20 @@ fn ours() -> Rbac {
             format!("role{r}"),
             RoleConfig::new().permissions((0..PERMISSIONS).map(|p| format!("res{r}:act{p}"))),
         );
-        config
-            .roles
-            .insert(format!("lead{r}"), RoleConfig::new().inherits([format!("role{r}")]));
-        config
-            .assignments
-            .push(AssignmentConfig::new(format!("heir{r}"), [format!("lead{r}")]));
+        config.roles.insert(
+            format!("lead{r}"),
+            RoleConfig::new().inherits([format!("role{r}")]),
+        );
+        config.assignments.push(AssignmentConfig::new(
+            format!("heir{r}"),
+            [format!("lead{r}")],
+        ));
     }
     for u in 0..USERS {
-        config
-            .assignments
-            .push(AssignmentConfig::new(format!("user{u}"), [format!("role{}", u % ROLES)]));
+        config.assignments.push(AssignmentConfig::new(
+            format!("user{u}"),
+            [format!("role{}", u % ROLES)],
+        ));
     }
     Rbac::builder().config(&config).unwrap().build().unwrap()
 }
@@ -87,14 +93,24 @@ const CASES: [(&str, &str, &str, &str, bool); 3] = [
 ];
 
 fn rbac(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let enforcer = casbin_enforcer(&rt);
     let rbac = ours();
     for (case, sub, obj, act, allowed) in CASES {
         let identity = Identity::new(sub, Method::Jwt);
         let permission = format!("{obj}:{act}");
-        assert_eq!(enforcer.enforce((sub, obj, act)).unwrap(), allowed, "{case}");
-        assert_eq!(rbac.check(&identity, &permission).is_allowed(), allowed, "{case}");
+        assert_eq!(
+            enforcer.enforce((sub, obj, act)).unwrap(),
+            allowed,
+            "{case}"
+        );
+        assert_eq!(
+            rbac.check(&identity, &permission).is_allowed(),
+            allowed,
+            "{case}"
+        );
         let mut group = c.benchmark_group(format!("rbac_{}", case.replace(' ', "_")));
         group.bench_function("casbin enforce (anchor)", |b| {
             b.iter(|| enforcer.enforce(black_box((sub, obj, act))).unwrap())
@@ -123,7 +139,10 @@ fn rbac(c: &mut Criterion) {
         );
         println!("== rbac, {case} ==");
         turns.print("casbin enforce", "Rbac::check", "ns per check");
-        println!("speed-up (casbin / ours): {:.0}x", 1.0 / turns.median_ratio());
+        println!(
+            "speed-up (casbin / ours): {:.0}x",
+            1.0 / turns.median_ratio()
+        );
     }
 }
 

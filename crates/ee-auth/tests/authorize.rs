@@ -78,11 +78,21 @@ fn problem(res: &TestResponse) -> Value {
 fn app(rbac: Rbac) -> Router {
     let rbac = Arc::new(rbac);
     let orders = Router::new()
-        .route("/orders", get(|| async { "orders" }).post(|| async { "created" }))
-        .route_layer(AuthorizeLayer::new(rbac.clone(), |head: &RequestHead<'_>| {
-            let action = if head.method == HttpMethod::GET { "read" } else { "write" };
-            Target::new(action, "orders", "*")
-        }));
+        .route(
+            "/orders",
+            get(|| async { "orders" }).post(|| async { "created" }),
+        )
+        .route_layer(AuthorizeLayer::new(
+            rbac.clone(),
+            |head: &RequestHead<'_>| {
+                let action = if head.method == HttpMethod::GET {
+                    "read"
+                } else {
+                    "write"
+                };
+                Target::new(action, "orders", "*")
+            },
+        ));
     Router::new()
         .merge(orders)
         .route(
@@ -106,7 +116,8 @@ fn layer_answers_401_403_200_and_counts_decisions() {
     metrics::with_local_recorder(&recorder, || {
         let app = app(rbac());
         runtime().block_on(async {
-            let res = ee_testing::send(app.clone(), request(HttpMethod::GET, "/orders", None, "")).await;
+            let res =
+                ee_testing::send(app.clone(), request(HttpMethod::GET, "/orders", None, "")).await;
             assert_eq!(res.status, StatusCode::UNAUTHORIZED);
             assert_eq!(res.headers.get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
             assert_eq!(problem(&res)["type"], PROBLEM_UNAUTHENTICATED);
@@ -149,16 +160,25 @@ fn layer_answers_401_403_200_and_counts_decisions() {
             )
             .await;
             assert_eq!(res.status, StatusCode::OK);
-            let res = ee_testing::send(app.clone(), request(HttpMethod::POST, "/refunds", None, "")).await;
+            let res =
+                ee_testing::send(app.clone(), request(HttpMethod::POST, "/refunds", None, ""))
+                    .await;
             assert_eq!(res.status, StatusCode::UNAUTHORIZED);
             // A route layer leaves unknown routes alone.
-            let res = ee_testing::send(app.clone(), request(HttpMethod::GET, "/nope", None, "")).await;
+            let res =
+                ee_testing::send(app.clone(), request(HttpMethod::GET, "/nope", None, "")).await;
             assert_eq!(res.status, StatusCode::NOT_FOUND);
         });
     });
     let counters = ee_testing::counters(&snapshotter);
-    assert_eq!(counters.get("ee_auth_decisions_total{model=rbac,outcome=allow}"), Some(3));
-    assert_eq!(counters.get("ee_auth_decisions_total{model=rbac,outcome=deny}"), Some(2));
+    assert_eq!(
+        counters.get("ee_auth_decisions_total{model=rbac,outcome=allow}"),
+        Some(3)
+    );
+    assert_eq!(
+        counters.get("ee_auth_decisions_total{model=rbac,outcome=deny}"),
+        Some(2)
+    );
 }
 
 #[test]
@@ -189,13 +209,20 @@ fn require_scope_answers_insufficient_scope_with_the_challenge() {
             assert_eq!(p["required_scope"], "orders:read orders:list");
             let res = ee_testing::send(app.clone(), scoped("orders:list,orders:read,x")).await;
             assert_eq!(res.status, StatusCode::OK);
-            let res = ee_testing::send(app.clone(), request(HttpMethod::GET, "/orders", None, "")).await;
+            let res =
+                ee_testing::send(app.clone(), request(HttpMethod::GET, "/orders", None, "")).await;
             assert_eq!(res.status, StatusCode::UNAUTHORIZED);
         });
     });
     let counters = ee_testing::counters(&snapshotter);
-    assert_eq!(counters.get("ee_auth_decisions_total{model=scope,outcome=allow}"), Some(1));
-    assert_eq!(counters.get("ee_auth_decisions_total{model=scope,outcome=deny}"), Some(1));
+    assert_eq!(
+        counters.get("ee_auth_decisions_total{model=scope,outcome=allow}"),
+        Some(1)
+    );
+    assert_eq!(
+        counters.get("ee_auth_decisions_total{model=scope,outcome=deny}"),
+        Some(1)
+    );
 }
 
 /// An engine whose store is down.
@@ -247,7 +274,12 @@ async fn update_order(
 
 #[tokio::test]
 async fn authorize_inside_a_handler_checks_the_loaded_resource() {
-    let cedar = Arc::new(CedarPolicies::builder().policies(OWNER_POLICY).build().unwrap());
+    let cedar = Arc::new(
+        CedarPolicies::builder()
+            .policies(OWNER_POLICY)
+            .build()
+            .unwrap(),
+    );
     let app = Router::new()
         .route("/orders/{id}", post(update_order))
         .with_state(cedar.clone())
@@ -258,16 +290,26 @@ async fn authorize_inside_a_handler_checks_the_loaded_resource() {
     )
     .await;
     assert_eq!((res.status, res.text()), (StatusCode::OK, "updated"));
-    let res = ee_testing::send(app, request(HttpMethod::POST, "/orders/2", Some("user:anne"), "")).await;
+    let res = ee_testing::send(
+        app,
+        request(HttpMethod::POST, "/orders/2", Some("user:anne"), ""),
+    )
+    .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    assert_eq!(problem(&res)["detail"], "no policy permits update on Order:2");
+    assert_eq!(
+        problem(&res)["detail"],
+        "no policy permits update on Order:2"
+    );
 
     // The same engine behind the layer, with the context read from the head.
     let ip_policy = r#"
         @id("internal")
         permit(principal, action, resource) when { context.ip.isInRange(ip("10.0.0.0/8")) };
     "#;
-    let cedar = CedarPolicies::builder().policies(ip_policy).build().unwrap();
+    let cedar = CedarPolicies::builder()
+        .policies(ip_policy)
+        .build()
+        .unwrap();
     let app = Router::new()
         .route("/admin", get(|| async { "admin" }))
         .layer(AuthorizeLayer::new(cedar, |head: &RequestHead<'_>| {
@@ -281,10 +323,17 @@ async fn authorize_inside_a_handler_checks_the_loaded_resource() {
                 .with_context(json!({ "ip": { "__extn": { "fn": "ip", "arg": ip } } }))
         }))
         .layer(middleware::from_fn(fake_auth));
-    for (ip, status) in [("10.2.3.4", StatusCode::OK), ("8.8.8.8", StatusCode::FORBIDDEN)] {
+    for (ip, status) in [
+        ("10.2.3.4", StatusCode::OK),
+        ("8.8.8.8", StatusCode::FORBIDDEN),
+    ] {
         let mut req = request(HttpMethod::GET, "/admin", Some("user:ops"), "");
         req.headers_mut().insert("x-client-ip", ip.parse().unwrap());
-        assert_eq!(ee_testing::send(app.clone(), req).await.status, status, "{ip}");
+        assert_eq!(
+            ee_testing::send(app.clone(), req).await.status,
+            status,
+            "{ip}"
+        );
     }
 }
 
@@ -292,8 +341,12 @@ async fn authorize_inside_a_handler_checks_the_loaded_resource() {
 async fn authorize_function_maps_a_denial_to_forbidden() {
     let rbac = rbac();
     let cy = Identity::new("user:cy", Method::Jwt).with_roles(["clerk"]);
-    authorize(&rbac, &cy, "read", Resource::new("orders", "1")).await.unwrap();
-    let err = authorize(&rbac, &cy, "write", Resource::new("orders", "1")).await.unwrap_err();
+    authorize(&rbac, &cy, "read", Resource::new("orders", "1"))
+        .await
+        .unwrap();
+    let err = authorize(&rbac, &cy, "write", Resource::new("orders", "1"))
+        .await
+        .unwrap_err();
     assert!(matches!(&err, AuthError::Forbidden(r) if r == "no role grants orders:write"));
     assert_eq!(Problem::from(err).status(), StatusCode::FORBIDDEN);
 }

@@ -81,19 +81,47 @@ fn anne() -> Identity {
 fn owner_checks_by_entity_reference_and_by_id() {
     let cedar = engine();
     let owned = json!({ "owner": { "__entity": { "type": "User", "id": "anne" } } });
-    let d = decide(&cedar, &anne(), "edit", Resource::new("Doc", "1").with_attrs(&owned), None).unwrap();
+    let d = decide(
+        &cedar,
+        &anne(),
+        "edit",
+        Resource::new("Doc", "1").with_attrs(&owned),
+        None,
+    )
+    .unwrap();
     assert!(d.is_allowed());
     assert_eq!(d.reason(), "policy owner-edits");
     let theirs = json!({ "owner": { "__entity": { "type": "User", "id": "bob" } } });
-    let d = decide(&cedar, &anne(), "edit", Resource::new("Doc", "1").with_attrs(&theirs), None).unwrap();
+    let d = decide(
+        &cedar,
+        &anne(),
+        "edit",
+        Resource::new("Doc", "1").with_attrs(&theirs),
+        None,
+    )
+    .unwrap();
     assert!(!d.is_allowed());
     assert_eq!(d.reason(), "no policy permits edit on Doc:1");
 
     let by_id = json!({ "owner_id": "anne" });
-    let d = decide(&cedar, &anne(), "read", Resource::new("Doc", "2").with_attrs(&by_id), None).unwrap();
+    let d = decide(
+        &cedar,
+        &anne(),
+        "read",
+        Resource::new("Doc", "2").with_attrs(&by_id),
+        None,
+    )
+    .unwrap();
     assert_eq!(d.reason(), "policy owner-by-id-reads");
     let by_id = json!({ "owner_id": "bob" });
-    let d = decide(&cedar, &anne(), "read", Resource::new("Doc", "2").with_attrs(&by_id), None).unwrap();
+    let d = decide(
+        &cedar,
+        &anne(),
+        "read",
+        Resource::new("Doc", "2").with_attrs(&by_id),
+        None,
+    )
+    .unwrap();
     assert!(!d.is_allowed());
 }
 
@@ -104,8 +132,18 @@ fn forbid_overrides_permit_and_is_named() {
         "owner": { "__entity": { "type": "User", "id": "anne" } },
         "archived": true
     });
-    let d = decide(&cedar, &anne(), "edit", Resource::new("Doc", "3").with_attrs(&archived), None).unwrap();
-    assert_eq!(d, Decision::Deny("forbidden by policy no-archived-edits".into()));
+    let d = decide(
+        &cedar,
+        &anne(),
+        "edit",
+        Resource::new("Doc", "3").with_attrs(&archived),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        d,
+        Decision::Deny("forbidden by policy no-archived-edits".into())
+    );
 }
 
 #[test]
@@ -114,24 +152,60 @@ fn principal_attributes_roles_tenant_claims_and_role_parents() {
     let admin = anne().with_roles(["admin"]);
     let d = decide(&cedar, &admin, "read", Resource::new("Report", "q3"), None).unwrap();
     assert_eq!(d.reason(), "policy admins-read");
-    assert!(!decide(&cedar, &anne(), "read", Resource::new("Report", "q3"), None).unwrap().is_allowed());
+    assert!(
+        !decide(&cedar, &anne(), "read", Resource::new("Report", "q3"), None)
+            .unwrap()
+            .is_allowed()
+    );
 
     let acme = anne().with_tenant("acme");
-    let d = decide(&cedar, &acme, "list", Resource::new("Doc", "*").with_tenant("acme"), None).unwrap();
+    let d = decide(
+        &cedar,
+        &acme,
+        "list",
+        Resource::new("Doc", "*").with_tenant("acme"),
+        None,
+    )
+    .unwrap();
     assert_eq!(d.reason(), "policy same-tenant-list");
-    let d = decide(&cedar, &acme, "list", Resource::new("Doc", "*").with_tenant("globex"), None).unwrap();
+    let d = decide(
+        &cedar,
+        &acme,
+        "list",
+        Resource::new("Doc", "*").with_tenant("globex"),
+        None,
+    )
+    .unwrap();
     assert!(!d.is_allowed());
 
     let mut claims = serde_json::Map::new();
     claims.insert("department".into(), json!("audit"));
     claims.insert("email".into(), json!("anne@example.com"));
     let auditor = anne().with_claims(claims);
-    let d = decide(&cedar, &auditor, "audit", Resource::new("Ledger", "1"), None).unwrap();
+    let d = decide(
+        &cedar,
+        &auditor,
+        "audit",
+        Resource::new("Ledger", "1"),
+        None,
+    )
+    .unwrap();
     assert_eq!(d.reason(), "policy staff-by-claim");
-    assert!(!decide(&cedar, &anne(), "audit", Resource::new("Ledger", "1"), None).unwrap().is_allowed());
+    assert!(
+        !decide(&cedar, &anne(), "audit", Resource::new("Ledger", "1"), None)
+            .unwrap()
+            .is_allowed()
+    );
 
     let reviewer = anne().with_roles(["auditor"]);
-    let d = decide(&cedar, &reviewer, "review", Resource::new("Ledger", "1"), None).unwrap();
+    let d = decide(
+        &cedar,
+        &reviewer,
+        "review",
+        Resource::new("Ledger", "1"),
+        None,
+    )
+    .unwrap();
     assert_eq!(d.reason(), "policy role-parent");
 }
 
@@ -142,11 +216,17 @@ fn context_conditions_on_ip_range_and_time() {
     let doc = Resource::new("Doc", "9");
     let inside = ctx("10.1.2.3", 10);
     assert_eq!(
-        decide(&cedar, &anne(), "export", doc, Some(&inside)).unwrap().reason(),
+        decide(&cedar, &anne(), "export", doc, Some(&inside))
+            .unwrap()
+            .reason(),
         "policy office-hours"
     );
     for denied in [ctx("192.168.1.1", 10), ctx("10.1.2.3", 20)] {
-        assert!(!decide(&cedar, &anne(), "export", doc, Some(&denied)).unwrap().is_allowed());
+        assert!(
+            !decide(&cedar, &anne(), "export", doc, Some(&denied))
+                .unwrap()
+                .is_allowed()
+        );
     }
     // Without the context, the policy errors (no attribute): a denial whose
     // reason names the failing policy.
@@ -159,12 +239,30 @@ fn context_conditions_on_ip_range_and_time() {
 fn malformed_attributes_are_errors_not_decisions() {
     let cedar = engine();
     let not_object = json!([1, 2]);
-    let e = decide(&cedar, &anne(), "read", Resource::new("Doc", "1").with_attrs(&not_object), None);
+    let e = decide(
+        &cedar,
+        &anne(),
+        "read",
+        Resource::new("Doc", "1").with_attrs(&not_object),
+        None,
+    );
     assert!(matches!(e, Err(AuthError::Config(_))), "{e:?}");
     let bad_ip = json!({ "ip": { "__extn": { "fn": "ip", "arg": "not-an-ip" } } });
-    let e = decide(&cedar, &anne(), "export", Resource::new("Doc", "1"), Some(&bad_ip));
+    let e = decide(
+        &cedar,
+        &anne(),
+        "export",
+        Resource::new("Doc", "1"),
+        Some(&bad_ip),
+    );
     assert!(matches!(e, Err(AuthError::Config(_))), "{e:?}");
-    let e = decide(&cedar, &anne(), "read", Resource::new("not a type", "1"), None);
+    let e = decide(
+        &cedar,
+        &anne(),
+        "read",
+        Resource::new("not a type", "1"),
+        None,
+    );
     assert!(matches!(e, Err(AuthError::Config(_))), "{e:?}");
 }
 
@@ -184,10 +282,19 @@ fn a_schema_validates_policies_at_load_listing_every_error() {
         @id("wrong-type")
         permit(principal, action == Action::"edit", resource is Doc) when { resource.archived == "yes" };
     "#;
-    let err = CedarPolicies::builder().policies(bad).schema(SCHEMA).build().unwrap_err();
-    let AuthError::Config(msg) = err else { panic!("{err:?}") };
+    let err = CedarPolicies::builder()
+        .policies(bad)
+        .schema(SCHEMA)
+        .build()
+        .unwrap_err();
+    let AuthError::Config(msg) = err else {
+        panic!("{err:?}")
+    };
     assert!(msg.contains("do not validate"), "{msg}");
-    assert!(msg.contains("policy `typo`") && msg.contains("policy `wrong-type`"), "{msg}");
+    assert!(
+        msg.contains("policy `typo`") && msg.contains("policy `wrong-type`"),
+        "{msg}"
+    );
 
     let good = r#"
         @id("owner-edits")
@@ -195,15 +302,35 @@ fn a_schema_validates_policies_at_load_listing_every_error() {
         @id("writers")
         permit(principal, action in Action::"writes", resource is Doc) when { resource.owner == principal };
     "#;
-    let cedar = CedarPolicies::builder().policies(good).schema(SCHEMA).build().unwrap();
+    let cedar = CedarPolicies::builder()
+        .policies(good)
+        .schema(SCHEMA)
+        .build()
+        .unwrap();
     let owned = json!({ "owner": { "__entity": { "type": "User", "id": "anne" } } });
     let doc = Resource::new("Doc", "1").with_attrs(&owned);
-    assert_eq!(decide(&cedar, &anne(), "edit", doc, None).unwrap().reason(), "policy owner-edits");
+    assert_eq!(
+        decide(&cedar, &anne(), "edit", doc, None).unwrap().reason(),
+        "policy owner-edits"
+    );
     // Action groups from the schema: `publish` is in `writes`.
-    assert_eq!(decide(&cedar, &anne(), "publish", doc, None).unwrap().reason(), "policy writers");
-    assert!(!decide(&cedar, &anne(), "read", doc, None).unwrap().is_allowed());
+    assert_eq!(
+        decide(&cedar, &anne(), "publish", doc, None)
+            .unwrap()
+            .reason(),
+        "policy writers"
+    );
+    assert!(
+        !decide(&cedar, &anne(), "read", doc, None)
+            .unwrap()
+            .is_allowed()
+    );
 
-    let err = CedarPolicies::builder().policies(good).schema("entity ;").build().unwrap_err();
+    let err = CedarPolicies::builder()
+        .policies(good)
+        .schema("entity ;")
+        .build()
+        .unwrap_err();
     assert!(matches!(err, AuthError::Config(m) if m.contains("schema")));
 }
 
@@ -215,7 +342,11 @@ fn load_errors() {
     };
     let m = config_err(CedarPolicies::builder().build());
     assert!(m.contains("no policies"), "{m}");
-    let m = config_err(CedarPolicies::builder().policies("permit(principal").build());
+    let m = config_err(
+        CedarPolicies::builder()
+            .policies("permit(principal")
+            .build(),
+    );
     assert!(m.contains("do not parse"), "{m}");
     let m = config_err(
         CedarPolicies::builder()
@@ -229,7 +360,12 @@ fn load_errors() {
             .build(),
     );
     assert!(m.contains("`a`"), "{m}");
-    let m = config_err(CedarPolicies::builder().policies(POLICIES).claims(["roles"]).build());
+    let m = config_err(
+        CedarPolicies::builder()
+            .policies(POLICIES)
+            .claims(["roles"])
+            .build(),
+    );
     assert!(m.contains("collides"), "{m}");
 }
 
@@ -244,24 +380,47 @@ fn config_from_files_and_strict_keys() {
         "claims": ["department"]
     }))
     .unwrap();
-    let cedar = CedarPolicies::builder().config(&config).unwrap().build().unwrap();
+    let cedar = CedarPolicies::builder()
+        .config(&config)
+        .unwrap()
+        .build()
+        .unwrap();
     let owned = json!({ "owner": { "__entity": { "type": "Member", "id": "anne" } } });
-    let d = decide(&cedar, &anne(), "edit", Resource::new("Doc", "1").with_attrs(&owned), None).unwrap();
-    assert_eq!(d.reason(), "policy owner-edits", "the principal is Member::\"anne\"");
+    let d = decide(
+        &cedar,
+        &anne(),
+        "edit",
+        Resource::new("Doc", "1").with_attrs(&owned),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        d.reason(),
+        "policy owner-edits",
+        "the principal is Member::\"anne\""
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 
     let missing = CedarConfig {
         policies_file: Some(dir.join("gone.cedar")),
         ..CedarConfig::default()
     };
-    assert!(matches!(CedarPolicies::builder().config(&missing), Err(AuthError::Config(_))));
+    assert!(matches!(
+        CedarPolicies::builder().config(&missing),
+        Err(AuthError::Config(_))
+    ));
     let both = CedarConfig {
         policies: Some(POLICIES.into()),
         policies_file: Some(dir.join("p.cedar")),
         ..CedarConfig::default()
     };
-    assert!(matches!(CedarPolicies::builder().config(&both), Err(AuthError::Config(_))));
-    let unknown = serde_json::from_value::<CedarConfig>(json!({ "policy": "permit(principal, action, resource);" }));
+    assert!(matches!(
+        CedarPolicies::builder().config(&both),
+        Err(AuthError::Config(_))
+    ));
+    let unknown = serde_json::from_value::<CedarConfig>(
+        json!({ "policy": "permit(principal, action, resource);" }),
+    );
     assert!(unknown.unwrap_err().to_string().contains("unknown field"));
     assert_eq!(CedarConfig::default().principal_type, "User");
 }
@@ -275,12 +434,20 @@ fn decisions_are_counted_as_abac() {
         let admin = anne().with_roles(["admin"]);
         let _ = decide(&cedar, &admin, "read", Resource::new("Doc", "1"), None).unwrap();
         let _ = decide(&cedar, &anne(), "read", Resource::new("Doc", "1"), None).unwrap();
-        let _ = decide(&cedar, &anne(), "read", Resource::new("bad type", "1"), None);
+        let _ = decide(
+            &cedar,
+            &anne(),
+            "read",
+            Resource::new("bad type", "1"),
+            None,
+        );
     });
     let counters = ee_testing::counters(&snapshotter);
     for outcome in ["allow", "deny", "error"] {
         assert_eq!(
-            counters.get(&format!("ee_auth_decisions_total{{model=abac,outcome={outcome}}}")),
+            counters.get(&format!(
+                "ee_auth_decisions_total{{model=abac,outcome={outcome}}}"
+            )),
             Some(1),
             "{outcome}"
         );

@@ -79,7 +79,10 @@ fn wildcards_match_a_whole_side_only() {
     assert!(rbac.check(&support, "invoices:read").is_allowed(), "*:read");
     assert!(!rbac.check(&support, "invoices:write").is_allowed());
     let manager = user("user:mia", &["manager"]);
-    assert!(rbac.check(&manager, "orders:anything").is_allowed(), "orders:*");
+    assert!(
+        rbac.check(&manager, "orders:anything").is_allowed(),
+        "orders:*"
+    );
     assert!(!rbac.check(&manager, "ordersx:write").is_allowed());
     let admin = user("user:ada", &["admin"]);
     for p in ["x:y", "orders:delete", "a:*"] {
@@ -102,7 +105,11 @@ fn unknown_roles_in_credentials_are_ignored_and_roles_add_up() {
     let rbac = shop();
     let d = rbac.check(&user("user:x", &["ghost", "guest"]), "products:read");
     assert!(d.is_allowed());
-    assert!(!rbac.check(&user("user:x", &["ghost"]), "products:read").is_allowed());
+    assert!(
+        !rbac
+            .check(&user("user:x", &["ghost"]), "products:read")
+            .is_allowed()
+    );
     let both = user("user:x", &["guest", "admin"]);
     assert!(rbac.check(&both, "payments:refund").is_allowed());
 }
@@ -246,7 +253,10 @@ fn config_deserializes_strictly_and_builds() {
     // `config` checks what it was given at once.
     let mut bad = config.clone();
     bad.assignments[0].roles = vec!["ghost".into()];
-    assert!(matches!(Rbac::builder().config(&bad), Err(AuthError::Config(_))));
+    assert!(matches!(
+        Rbac::builder().config(&bad),
+        Err(AuthError::Config(_))
+    ));
 }
 
 #[test]
@@ -262,11 +272,19 @@ fn reload_swaps_the_model_for_every_clone_and_keeps_it_on_error() {
     );
     rbac.reload(&next).unwrap();
     assert!(clone.check(&cy, "returns:create").is_allowed());
-    assert!(!clone.check(&cy, "products:read").is_allowed(), "guest is gone");
+    assert!(
+        !clone.check(&cy, "products:read").is_allowed(),
+        "guest is gone"
+    );
     let mut broken = next.clone();
-    broken.roles.insert("x".into(), RoleConfig::new().inherits(["x"]));
+    broken
+        .roles
+        .insert("x".into(), RoleConfig::new().inherits(["x"]));
     assert!(matches!(rbac.reload(&broken), Err(AuthError::Config(_))));
-    assert!(clone.check(&cy, "returns:create").is_allowed(), "the old model stays");
+    assert!(
+        clone.check(&cy, "returns:create").is_allowed(),
+        "the old model stays"
+    );
 }
 
 #[test]
@@ -381,12 +399,20 @@ fn model() -> impl Strategy<Value = RbacConfig> {
                 let inherits = if i == 0 {
                     Vec::new()
                 } else {
-                    let mut p: Vec<String> =
-                        parents.iter().map(|ix| format!("r{}", ix.index(i))).collect();
+                    let mut p: Vec<String> = parents
+                        .iter()
+                        .map(|ix| format!("r{}", ix.index(i)))
+                        .collect();
                     p.dedup();
                     p
                 };
-                map.insert(format!("r{i}"), RoleConfig { inherits, permissions });
+                map.insert(
+                    format!("r{i}"),
+                    RoleConfig {
+                        inherits,
+                        permissions,
+                    },
+                );
             }
             let assignments = assignments
                 .into_iter()
@@ -412,15 +438,17 @@ fn ask() -> impl Strategy<Value = Ask> {
         prop::sample::select(RESOURCES.to_vec()),
         prop::sample::select(ACTIONS.to_vec()),
     )
-        .prop_map(|(s, id_tenant, roles, resource_tenant, resource, action)| Ask {
-            subject: format!("s{s}"),
-            id_tenant,
-            // r8 is never defined: credentials may carry unknown roles.
-            roles: roles.into_iter().map(|r| format!("r{r}")).collect(),
-            resource_tenant,
-            resource,
-            action,
-        })
+        .prop_map(
+            |(s, id_tenant, roles, resource_tenant, resource, action)| Ask {
+                subject: format!("s{s}"),
+                id_tenant,
+                // r8 is never defined: credentials may carry unknown roles.
+                roles: roles.into_iter().map(|r| format!("r{r}")).collect(),
+                resource_tenant,
+                resource,
+                action,
+            },
+        )
 }
 
 proptest! {

@@ -292,10 +292,10 @@ impl CedarPolicies {
             ));
         }
         for claim in &*self.claims {
-            if let Some(v) = identity.claims().get(claim) {
-                if let Some(e) = convert::value(&self.types, v)? {
-                    attrs.push((claim.clone(), e));
-                }
+            if let Some(v) = identity.claims().get(claim)
+                && let Some(e) = convert::value(&self.types, v)?
+            {
+                attrs.push((claim.clone(), e));
             }
         }
         let parents: Vec<EntityUid> = match &self.role_type {

@@ -175,10 +175,18 @@ impl Rbac {
             )));
         };
         let request = AccessRequest::new(identity, action, Resource::new(resource, "*"));
-        let result = Ok(self.decide(&request));
-        record(&self.0.metrics, &request, &result);
-        // RBAC always decides; the error arm is never taken.
-        result.unwrap_or_else(|e| Decision::Deny(Cow::Owned(e.to_string())))
+        match self.decide_recorded(&request) {
+            Ok(decision) => decision,
+            // RBAC always decides; never taken.
+            Err(e) => Decision::Deny(Cow::Owned(e.to_string())),
+        }
+    }
+
+    /// Decides `request` and records the decision.
+    fn decide_recorded(&self, request: &AccessRequest<'_>) -> Result<Decision, AuthError> {
+        let result = Ok(self.decide(request));
+        record(&self.0.metrics, request, &result);
+        result
     }
 
     fn decide(&self, request: &AccessRequest<'_>) -> Decision {
@@ -219,8 +227,6 @@ impl Authorize for Rbac {
         &self,
         request: &AccessRequest<'_>,
     ) -> impl Future<Output = Result<Decision, AuthError>> + Send {
-        let result = Ok(self.decide(request));
-        record(&self.0.metrics, request, &result);
-        std::future::ready(result)
+        std::future::ready(self.decide_recorded(request))
     }
 }

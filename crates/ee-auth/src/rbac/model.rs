@@ -201,10 +201,10 @@ impl Compiled {
         action: &str,
     ) -> Option<&Grant> {
         for name in identity_roles {
-            if let Some(&r) = self.index.get(name) {
-                if let Some(g) = self.roles[r as usize].find(resource, action) {
-                    return Some(g);
-                }
+            if let Some(&r) = self.index.get(name)
+                && let Some(g) = self.roles[r as usize].find(resource, action)
+            {
+                return Some(g);
             }
         }
         if self.assignments.is_empty() {
