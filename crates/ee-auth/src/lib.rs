@@ -5,12 +5,15 @@
 // once, so each has one path (`ee_auth::Identity`).
 mod apikey;
 mod authz;
+#[cfg(feature = "cedar")]
+mod cedar;
 mod error;
 mod hooks;
 mod identity;
 #[cfg(feature = "issuer")]
 mod issuer;
 mod metrics;
+mod rbac;
 
 pub use self::metrics::{
     METRIC_AUTHENTICATIONS_TOTAL, METRIC_DECISIONS_TOTAL, METRIC_JWKS_REFRESHES_TOTAL,
@@ -26,7 +29,13 @@ pub use apikey::{
     AnyApiKeyStore, ApiKeyConfig, ApiKeyRecord, ApiKeyStore, ApiKeys, CreatedKey, Inserted,
     MemoryApiKeys, NewApiKey,
 };
-pub use authz::{AccessRequest, Authorize, Decision, Resource};
+pub use authz::{
+    AccessRequest, Authorize, AuthorizeFuture, AuthorizeLayer, AuthorizeService, Decision,
+    RequireScope, RequireScopeLayer, Resource, Target, authorize, require,
+};
+#[cfg(feature = "cedar")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
+pub use cedar::{CedarBuilder, CedarConfig, CedarPolicies};
 pub use error::{
     AuthError, PROBLEM_FORBIDDEN, PROBLEM_INSUFFICIENT_SCOPE, PROBLEM_INVALID_CREDENTIALS,
     PROBLEM_INVALID_REQUEST, PROBLEM_INVALID_TOKEN, PROBLEM_NOT_FOUND, PROBLEM_UNAUTHENTICATED,
@@ -47,3 +56,4 @@ pub use issuer::{
     Rotated, Rotation, ServiceToken, ServiceTokens, Session, SigningAlgorithm, SigningKey,
     SigningKeys, TokenHash, TokenIssuer, TokenIssuerBuilder,
 };
+pub use rbac::{AssignmentConfig, Rbac, RbacBuilder, RbacConfig, RoleConfig};

@@ -5,6 +5,12 @@
 //! and a `tracing` event (target `ee_auth::decision`) with the subject, action,
 //! resource and the reason: the role, policy or tuple path that granted it.
 
+mod guard;
+mod layer;
+
+pub use guard::{RequireScope, RequireScopeLayer, authorize, require};
+pub use layer::{AuthorizeFuture, AuthorizeLayer, AuthorizeService, Target};
+
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
