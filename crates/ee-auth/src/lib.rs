@@ -8,6 +8,7 @@ mod error;
 mod hooks;
 mod identity;
 mod metrics;
+mod rebac;
 
 pub use self::metrics::{
     METRIC_AUTHENTICATIONS_TOTAL, METRIC_DECISIONS_TOTAL, METRIC_JWKS_REFRESHES_TOTAL,
@@ -21,3 +22,11 @@ pub use error::{
 };
 pub use hooks::{ApiKeyVerifier, BoxFuture, RevocationCheck};
 pub use identity::{Identity, Method};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use rebac::DbTuples;
+pub use rebac::{
+    AnyTupleStore, CheckCache, CheckResult, DirectLookup, DirectMatch, ExpandNode, MemoryTuples,
+    ObjectRef, Rebac, RebacBuilder, RebacConfig, RebacModel, RelationTuple, ReverseLookup,
+    TupleChanges, TupleStore, TupleUser, UserFilter, UsersetTree,
+};
