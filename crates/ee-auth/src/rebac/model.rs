@@ -207,7 +207,7 @@ impl RebacModel {
         for (kind, name, rel) in self.sorted_relations() {
             let err = |msg: String| {
                 AuthError::Config(format!(
-                    "line {}: relation `{kind}#{name}`: {msg}",
+                    "model line {}: relation `{kind}#{name}`: {msg}",
                     rel.line
                 ))
             };
@@ -289,7 +289,7 @@ impl RebacModel {
             .find(|(k, r, _)| !ok.contains(&(*k, *r)))
         {
             Some((kind, name, rel)) => Err(AuthError::Config(format!(
-                "line {}: relation `{kind}#{name}` can never be satisfied: it is defined through itself without a direct type restriction to enter by",
+                "model line {}: relation `{kind}#{name}` can never be satisfied: it is defined through itself without a direct type restriction to enter by",
                 rel.line
             ))),
             None => Ok(()),
