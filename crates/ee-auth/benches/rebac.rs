@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use ee_auth::{DbTuples, MemoryTuples, ObjectRef, Rebac, RebacModel, RelationTuple, TupleStore, TupleUser};
+use ee_auth::{
+    DbTuples, MemoryTuples, ObjectRef, Rebac, RebacModel, RelationTuple, TupleStore, TupleUser,
+};
 use ee_db::{Database, DbConfig};
 use ee_testing::{bench_runtime, median, spread_over_tasks, take_turns};
 use tokio_postgres::{Client, NoTls, Statement};
@@ -67,7 +69,10 @@ fn tuples() -> Vec<RelationTuple> {
         push(format!("folder:f{f}#viewer@org:o{}#member", f % ORGS));
     }
     for s in TOP..TOP + SUB {
-        push(format!("folder:f{s}#parent_folder@folder:f{}", (s - TOP) % TOP));
+        push(format!(
+            "folder:f{s}#parent_folder@folder:f{}",
+            (s - TOP) % TOP
+        ));
     }
     for f in 0..TOP + SUB {
         push(format!("folder:f{f}#viewer@user:v{}", 2 * f));
@@ -148,18 +153,28 @@ impl RawIndex {
 }
 
 fn memory(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
     let all = tuples();
     let store = MemoryTuples::new();
-    rt.block_on(store.write(ee_auth::TupleChanges { writes: &all, deletes: &[] }))
-        .expect("loaded");
+    rt.block_on(store.write(ee_auth::TupleChanges {
+        writes: &all,
+        deletes: &[],
+    }))
+    .expect("loaded");
     let rebac = Rebac::new(RebacModel::parse(MODEL).expect("the model"), store);
     let raw = RawIndex::new(&all);
     for n in 0..1000 {
         let (doc, user) = question(n);
         let (object, who) = typed(n);
-        let ours = rt.block_on(rebac.check(&object, "viewer", &who)).expect("a check");
-        assert!(ours.allowed && raw.document_viewer(&doc, &user), "question {n}");
+        let ours = rt
+            .block_on(rebac.check(&object, "viewer", &who))
+            .expect("a check");
+        assert!(
+            ours.allowed && raw.document_viewer(&doc, &user),
+            "question {n}"
+        );
     }
 
     let mut group = c.benchmark_group("rebac_check_memory");
@@ -175,7 +190,11 @@ fn memory(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let (object, who) = typed(n);
-            assert!(rt.block_on(rebac.check(&object, "viewer", &who)).expect("a check").allowed);
+            assert!(
+                rt.block_on(rebac.check(&object, "viewer", &who))
+                    .expect("a check")
+                    .allowed
+            );
         });
     });
     group.finish();
@@ -195,13 +214,21 @@ fn memory(c: &mut Criterion) {
             let start = Instant::now();
             for n in 0..BATCH {
                 let (object, who) = typed(n);
-                assert!(rt.block_on(rebac.check(&object, "viewer", &who)).expect("a check").allowed);
+                assert!(
+                    rt.block_on(rebac.check(&object, "viewer", &who))
+                        .expect("a check")
+                        .allowed
+                );
             }
             start.elapsed().as_nanos() as f64 / BATCH as f64
         },
     );
     println!("\n== memory, 100 000 tuples, one check at a time ==");
-    turns.print("raw HashMap walk", "Rebac<MemoryTuples>::check", "ns per check");
+    turns.print(
+        "raw HashMap walk",
+        "Rebac<MemoryTuples>::check",
+        "ns per check",
+    );
 }
 
 /// The anchor for PostgreSQL: the same answer in one recursive query.
@@ -239,7 +266,11 @@ impl RawPg {
         let (doc, user) = question(n);
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
         let (client, stmt) = &self.clients[i];
-        client.query_one(stmt, &[&doc, &user]).await.expect("the raw query").get(0)
+        client
+            .query_one(stmt, &[&doc, &user])
+            .await
+            .expect("the raw query")
+            .get(0)
     }
 }
 
@@ -291,28 +322,49 @@ async fn setup_pg() -> (Rebac<DbTuples>, Arc<RawPg>) {
         let start = Instant::now();
         let all = tuples();
         store
-            .write(ee_auth::TupleChanges { writes: &all, deletes: &[] })
+            .write(ee_auth::TupleChanges {
+                writes: &all,
+                deletes: &[],
+            })
             .await
             .expect("loaded");
         admin
             .batch_execute(&format!("ANALYZE {SCHEMA}.{TABLE}"))
             .await
             .expect("analyze");
-        println!("loaded {TUPLES} tuples into PostgreSQL in {:?}", start.elapsed());
+        println!(
+            "loaded {TUPLES} tuples into PostgreSQL in {:?}",
+            start.elapsed()
+        );
     }
     let mut clients = Vec::new();
     for _ in 0..IN_FLIGHT {
         let client = raw_client(&schema_url()).await;
-        let stmt = client.prepare(RAW_SQL).await.expect("the raw query prepares");
+        let stmt = client
+            .prepare(RAW_SQL)
+            .await
+            .expect("the raw query prepares");
         clients.push((client, stmt));
     }
     let rebac = Rebac::new(RebacModel::parse(MODEL).expect("the model"), store);
-    (rebac, Arc::new(RawPg { clients, next: AtomicUsize::new(0) }))
+    (
+        rebac,
+        Arc::new(RawPg {
+            clients,
+            next: AtomicUsize::new(0),
+        }),
+    )
 }
 
 async fn ours_check(rebac: &Rebac<DbTuples>, n: u64) {
     let (object, who) = typed(n);
-    assert!(rebac.check(&object, "viewer", &who).await.expect("a check").allowed);
+    assert!(
+        rebac
+            .check(&object, "viewer", &who)
+            .await
+            .expect("a check")
+            .allowed
+    );
 }
 
 fn postgres(c: &mut Criterion) {
@@ -326,32 +378,46 @@ fn postgres(c: &mut Criterion) {
         // They agree on refusals too.
         let stranger = TupleUser::object("user", "nobody").expect("valid");
         let doc = ObjectRef::new("document", "d1").expect("valid");
-        assert!(!rebac.check(&doc, "viewer", &stranger).await.expect("a check").allowed);
+        assert!(
+            !rebac
+                .check(&doc, "viewer", &stranger)
+                .await
+                .expect("a check")
+                .allowed
+        );
     });
 
     let mut group = c.benchmark_group("rebac_check_postgres");
     group.sample_size(10);
     for tasks in [1, IN_FLIGHT] {
         let r = raw.clone();
-        group.bench_with_input(BenchmarkId::new("raw_tokio_postgres_cte", tasks), &tasks, |b, &tasks| {
-            b.iter_custom(|iters| {
-                let r = r.clone();
-                spread_over_tasks(rt, tasks, iters, move |n| {
+        group.bench_with_input(
+            BenchmarkId::new("raw_tokio_postgres_cte", tasks),
+            &tasks,
+            |b, &tasks| {
+                b.iter_custom(|iters| {
                     let r = r.clone();
-                    async move { assert!(r.check(n).await) }
-                })
-            });
-        });
+                    spread_over_tasks(rt, tasks, iters, move |n| {
+                        let r = r.clone();
+                        async move { assert!(r.check(n).await) }
+                    })
+                });
+            },
+        );
         let ours = rebac.clone();
-        group.bench_with_input(BenchmarkId::new("rebac_postgres", tasks), &tasks, |b, &tasks| {
-            b.iter_custom(|iters| {
-                let ours = ours.clone();
-                spread_over_tasks(rt, tasks, iters, move |n| {
+        group.bench_with_input(
+            BenchmarkId::new("rebac_postgres", tasks),
+            &tasks,
+            |b, &tasks| {
+                b.iter_custom(|iters| {
                     let ours = ours.clone();
-                    async move { ours_check(&ours, n).await }
-                })
-            });
-        });
+                    spread_over_tasks(rt, tasks, iters, move |n| {
+                        let ours = ours.clone();
+                        async move { ours_check(&ours, n).await }
+                    })
+                });
+            },
+        );
     }
     group.finish();
 
@@ -365,11 +431,31 @@ fn postgres(c: &mut Criterion) {
     let ours = rebac.clone();
     let turns = take_turns(
         5,
-        || latency(&|n| rt.block_on(async { let s = Instant::now(); assert!(r.check(n).await); s.elapsed() })),
-        || latency(&|n| rt.block_on(async { let s = Instant::now(); ours_check(&ours, n).await; s.elapsed() })),
+        || {
+            latency(&|n| {
+                rt.block_on(async {
+                    let s = Instant::now();
+                    assert!(r.check(n).await);
+                    s.elapsed()
+                })
+            })
+        },
+        || {
+            latency(&|n| {
+                rt.block_on(async {
+                    let s = Instant::now();
+                    ours_check(&ours, n).await;
+                    s.elapsed()
+                })
+            })
+        },
     );
     println!("\n== PostgreSQL, 100 000 tuples, one check at a time (p50) ==");
-    turns.print("raw tokio-postgres, one recursive query", "Rebac<DbTuples>::check", "µs p50");
+    turns.print(
+        "raw tokio-postgres, one recursive query",
+        "Rebac<DbTuples>::check",
+        "µs p50",
+    );
 
     const CHECKS: u64 = 8000;
     let per_second = |took: Duration| CHECKS as f64 / took.as_secs_f64();
@@ -393,7 +479,11 @@ fn postgres(c: &mut Criterion) {
         },
     );
     println!("\n== PostgreSQL, 100 000 tuples, {IN_FLIGHT} checks in flight ==");
-    turns.print("raw tokio-postgres, one recursive query", "Rebac<DbTuples>::check", "checks/s");
+    turns.print(
+        "raw tokio-postgres, one recursive query",
+        "Rebac<DbTuples>::check",
+        "checks/s",
+    );
 }
 
 criterion_group!(benches, memory, postgres);

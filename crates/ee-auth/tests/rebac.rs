@@ -7,6 +7,8 @@
 
 #[path = "rebac/env.rs"]
 mod env;
+#[path = "rebac/lists.rs"]
+mod lists;
 #[path = "rebac/model.rs"]
 mod model;
 #[path = "rebac/other.rs"]

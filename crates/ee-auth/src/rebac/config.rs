@@ -81,7 +81,10 @@ impl RebacConfig {
         match (&self.model, &self.model_file) {
             (Some(text), _) => Ok(Some(text.clone())),
             (None, Some(path)) => std::fs::read_to_string(path).map(Some).map_err(|e| {
-                AuthError::Config(format!("rebac: cannot read model_file `{}`: {e}", path.display()))
+                AuthError::Config(format!(
+                    "rebac: cannot read model_file `{}`: {e}",
+                    path.display()
+                ))
             }),
             (None, None) => Ok(None),
         }

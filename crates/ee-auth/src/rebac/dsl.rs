@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use crate::AuthError;
 
-use super::model::{Rewrite, Relation, RebacModel, Restriction, TypeDef};
+use super::model::{RebacModel, Relation, Restriction, Rewrite, TypeDef};
 
 /// Deepest parenthesis nesting accepted (the parser is recursive).
 const MAX_NESTING: usize = 32;
@@ -43,8 +43,11 @@ fn strip_comment(line: &str) -> &str {
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 50
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn identifier<'a>(line: usize, what: &str, s: &'a str) -> Result<&'a str, AuthError> {
@@ -53,7 +56,9 @@ fn identifier<'a>(line: usize, what: &str, s: &'a str) -> Result<&'a str, AuthEr
     } else {
         Err(err(
             line,
-            format!("`{s}` is not a valid {what} name (a letter or `_`, then letters, digits, `_` or `-`; at most 50)"),
+            format!(
+                "`{s}` is not a valid {what} name (a letter or `_`, then letters, digits, `_` or `-`; at most 50)"
+            ),
         ))
     }
 }
@@ -81,7 +86,10 @@ pub(crate) fn parse(text: &str) -> Result<RebacModel, AuthError> {
             Header::Model => return Err(err(line, "a model starts with `model`")),
             Header::Schema if keyword == "schema" => {
                 if rest != "1.1" {
-                    return Err(err(line, format!("schema `{rest}` is not supported (only 1.1)")));
+                    return Err(err(
+                        line,
+                        format!("schema `{rest}` is not supported (only 1.1)"),
+                    ));
                 }
                 header = Header::Done;
                 continue;
@@ -95,7 +103,12 @@ pub(crate) fn parse(text: &str) -> Result<RebacModel, AuthError> {
                 if types.contains_key(name) {
                     return Err(err(line, format!("type `{name}` is defined twice")));
                 }
-                types.insert(name.to_owned(), TypeDef { relations: HashMap::new() });
+                types.insert(
+                    name.to_owned(),
+                    TypeDef {
+                        relations: HashMap::new(),
+                    },
+                );
                 current = Some(name.to_owned());
                 in_relations = false;
             }
@@ -113,7 +126,10 @@ pub(crate) fn parse(text: &str) -> Result<RebacModel, AuthError> {
                 let (name, relation) = define(line, rest)?;
                 let def = types.get_mut(kind).expect("the current type exists");
                 if def.relations.contains_key(&name) {
-                    return Err(err(line, format!("relation `{kind}#{name}` is defined twice")));
+                    return Err(err(
+                        line,
+                        format!("relation `{kind}#{name}` is defined twice"),
+                    ));
                 }
                 def.relations.insert(name, relation);
             }
@@ -124,7 +140,9 @@ pub(crate) fn parse(text: &str) -> Result<RebacModel, AuthError> {
         }
     }
     if header != Header::Done {
-        return Err(AuthError::Config("the model is empty: it needs `model` and `schema 1.1`".into()));
+        return Err(AuthError::Config(
+            "the model is empty: it needs `model` and `schema 1.1`".into(),
+        ));
     }
     RebacModel::build(types)
 }
@@ -143,7 +161,10 @@ fn define(line: usize, rest: &str) -> Result<(String, Relation), AuthError> {
         .ok_or_else(|| err(line, "expected `define <relation>: <expression>`"))?;
     let name = identifier(line, "relation", name.trim())?;
     if matches!(name, "self" | "this") {
-        return Err(err(line, format!("`{name}` is reserved and cannot name a relation")));
+        return Err(err(
+            line,
+            format!("`{name}` is reserved and cannot name a relation"),
+        ));
     }
     let mut parser = Parser {
         tokens: tokenize(expr),
@@ -158,7 +179,17 @@ fn define(line: usize, rest: &str) -> Result<(String, Relation), AuthError> {
     }
     let direct = parser.direct.unwrap_or_default();
     let has_usersets = direct.iter().any(|r| matches!(r, Restriction::Userset(..)));
-    Ok((name.to_owned(), Relation { rewrite, direct, has_usersets, line }))
+    let tuplesets = rewrite.prefetched_tuplesets();
+    Ok((
+        name.to_owned(),
+        Relation {
+            rewrite,
+            direct,
+            has_usersets,
+            tuplesets,
+            line,
+        },
+    ))
 }
 
 fn tokenize(s: &str) -> Vec<&str> {
@@ -213,7 +244,10 @@ impl<'a> Parser<'a> {
         match self.next() {
             Some(t) if t == want => Ok(()),
             Some(t) => Err(err(self.line, format!("expected `{want}`, found `{t}`"))),
-            None => Err(err(self.line, format!("expected `{want}` at the end of the line"))),
+            None => Err(err(
+                self.line,
+                format!("expected `{want}` at the end of the line"),
+            )),
         }
     }
 
@@ -265,12 +299,18 @@ impl<'a> Parser<'a> {
     fn term(&mut self) -> Result<Rewrite, AuthError> {
         let line = self.line;
         match self.next() {
-            None => Err(err(line, "expected a relation, `[` or `(` at the end of the line")),
+            None => Err(err(
+                line,
+                "expected a relation, `[` or `(` at the end of the line",
+            )),
             Some("[") => self.restrictions(),
             Some("(") => {
                 self.depth += 1;
                 if self.depth > MAX_NESTING {
-                    return Err(err(line, format!("parentheses nested deeper than {MAX_NESTING}")));
+                    return Err(err(
+                        line,
+                        format!("parentheses nested deeper than {MAX_NESTING}"),
+                    ));
                 }
                 let inner = self.expression()?;
                 self.expect(")")?;
@@ -303,13 +343,14 @@ impl<'a> Parser<'a> {
     fn restrictions(&mut self) -> Result<Rewrite, AuthError> {
         let line = self.line;
         if self.direct.is_some() {
-            return Err(err(line, "a relation has at most one direct type restriction `[...]`"));
+            return Err(err(
+                line,
+                "a relation has at most one direct type restriction `[...]`",
+            ));
         }
         let mut list = Vec::new();
         loop {
-            let item = self
-                .next()
-                .ok_or_else(|| err(line, "`[` is not closed"))?;
+            let item = self.next().ok_or_else(|| err(line, "`[` is not closed"))?;
             if item == "]" && list.is_empty() {
                 return Err(err(line, "`[]` admits nothing: name at least one type"));
             }
@@ -348,8 +389,14 @@ mod tests {
 
     #[test]
     fn comments_and_usersets() {
-        assert_eq!(strip_comment("define a: [team#member] # note"), "define a: [team#member] ");
+        assert_eq!(
+            strip_comment("define a: [team#member] # note"),
+            "define a: [team#member] "
+        );
         assert_eq!(strip_comment("# all"), "");
-        assert_eq!(tokenize("[user, user:*]or(a)"), ["[", "user", ",", "user:*", "]", "or", "(", "a", ")"]);
+        assert_eq!(
+            tokenize("[user, user:*]or(a)"),
+            ["[", "user", ",", "user:*", "]", "or", "(", "a", ")"]
+        );
     }
 }

@@ -9,38 +9,12 @@
 //! - `store`: the [`TupleStore`] trait, [`MemoryTuples`], [`DbTuples`]
 //!   (PostgreSQL, SQLite) and [`AnyTupleStore`];
 //! - `config`: [`RebacConfig`].
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), ee_auth::AuthError> {
-//! use ee_auth::{MemoryTuples, Rebac, RebacModel};
-//!
-//! let model = RebacModel::parse(r"
-//! model
-//!   schema 1.1
-//! type user
-//! type folder
-//!   relations
-//!     define viewer: [user]
-//! type document
-//!   relations
-//!     define parent: [folder]
-//!     define viewer: [user] or viewer from parent
-//! ")?;
-//! let rebac = Rebac::new(model, MemoryTuples::new());
-//! rebac.write(&["document:1#parent@folder:x".parse()?, "folder:x#viewer@user:anne".parse()?]).await?;
-//!
-//! let check = rebac.check(&"document:1".parse()?, "viewer", &"user:anne".parse()?).await?;
-//! assert!(check.allowed);
-//! assert_eq!(check.path.as_deref(), Some("document:1#viewer <- folder:x#viewer <- user:anne"));
-//! # Ok(()) }
-//! ```
 
 use std::sync::Arc;
 
+use crate::AuthError;
 use crate::authz::{self, AccessRequest, Authorize, Decision};
 use crate::metrics::DecisionMetrics;
-use crate::AuthError;
 
 mod config;
 mod dsl;
@@ -74,6 +48,32 @@ use engine::{Ctx, Limits};
 /// ([`AuthError::Config`], a 500), a malformed object or subject a denial;
 /// a store that cannot be read fails closed ([`AuthError::Unavailable`], 503).
 /// The `Allow` reason is the tuple path.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ee_auth::AuthError> {
+/// use ee_auth::{MemoryTuples, Rebac, RebacModel};
+///
+/// let model = RebacModel::parse(r"
+/// model
+///   schema 1.1
+/// type user
+/// type folder
+///   relations
+///     define viewer: [user]
+/// type document
+///   relations
+///     define parent: [folder]
+///     define viewer: [user] or viewer from parent
+/// ")?;
+/// let rebac = Rebac::new(model, MemoryTuples::new());
+/// rebac.write(&["document:1#parent@folder:x".parse()?, "folder:x#viewer@user:anne".parse()?]).await?;
+///
+/// let check = rebac.check(&"document:1".parse()?, "viewer", &"user:anne".parse()?).await?;
+/// assert!(check.allowed);
+/// assert_eq!(check.path.as_deref(), Some("document:1#viewer <- folder:x#viewer <- user:anne"));
+/// # Ok(()) }
+/// ```
 pub struct Rebac<S = AnyTupleStore> {
     inner: Arc<Inner<S>>,
 }
@@ -158,7 +158,10 @@ impl<S: TupleStore> RebacBuilder<S> {
     pub fn build(self) -> Result<Rebac<S>, AuthError> {
         self.config.validate()?;
         let model = self.model.ok_or_else(|| {
-            AuthError::Config("rebac: no model: give one with `.model()` or `model`/`model_file` in the config".into())
+            AuthError::Config(
+                "rebac: no model: give one with `.model()` or `model`/`model_file` in the config"
+                    .into(),
+            )
         })?;
         let c = &self.config;
         Ok(Rebac {
@@ -212,12 +215,20 @@ impl<S: TupleStore> Rebac<S> {
     /// Writes tuples, each checked against the model first (none is written
     /// if one is refused: [`AuthError::Config`] naming it).
     pub async fn write(&self, tuples: &[RelationTuple]) -> Result<(), AuthError> {
-        self.apply(TupleChanges { writes: tuples, deletes: &[] }).await
+        self.apply(TupleChanges {
+            writes: tuples,
+            deletes: &[],
+        })
+        .await
     }
 
     /// Deletes tuples (absent ones are ignored).
     pub async fn delete(&self, tuples: &[RelationTuple]) -> Result<(), AuthError> {
-        self.apply(TupleChanges { writes: &[], deletes: tuples }).await
+        self.apply(TupleChanges {
+            writes: &[],
+            deletes: tuples,
+        })
+        .await
     }
 
     /// Writes and deletes together; every write is checked against the model.
@@ -238,7 +249,9 @@ impl<S: TupleStore> Rebac<S> {
         relation: &str,
         user: &TupleUser,
     ) -> Result<CheckResult, AuthError> {
-        Checker::new(self.ctx(), user, None).check(object, relation).await
+        Checker::new(self.ctx(), user, None)
+            .check(object, relation)
+            .await
     }
 
     /// [`check`](Self::check), sharing answers with other checks of the
@@ -250,7 +263,9 @@ impl<S: TupleStore> Rebac<S> {
         user: &TupleUser,
         cache: &CheckCache,
     ) -> Result<CheckResult, AuthError> {
-        Checker::new(self.ctx(), user, Some(cache)).check(object, relation).await
+        Checker::new(self.ctx(), user, Some(cache))
+            .check(object, relation)
+            .await
     }
 
     /// The objects of `object_type` on which `user` has `relation`, sorted,
@@ -278,7 +293,11 @@ impl<S: TupleStore> Rebac<S> {
     /// The userset tree of `object#relation`, one level deep (usersets and
     /// computed relations it names are not expanded further), as OpenFGA's
     /// Expand.
-    pub async fn expand(&self, object: &ObjectRef, relation: &str) -> Result<UsersetTree, AuthError> {
+    pub async fn expand(
+        &self,
+        object: &ObjectRef,
+        relation: &str,
+    ) -> Result<UsersetTree, AuthError> {
         engine::expand::expand(&mut self.ctx(), object, relation).await
     }
 
@@ -290,13 +309,19 @@ impl<S: TupleStore> Rebac<S> {
             ));
         };
         let Some(user) = subject_user(request.subject.id()) else {
-            return Ok(Decision::Deny("the subject is not a valid ReBAC user".into()));
+            return Ok(Decision::Deny(
+                "the subject is not a valid ReBAC user".into(),
+            ));
         };
         let check = self.check(&object, request.action, &user).await?;
         Ok(match check.path {
             Some(path) => Decision::Allow(path.into()),
             None => Decision::Deny(
-                format!("no relationship grants {} on {object} to {user}", request.action).into(),
+                format!(
+                    "no relationship grants {} on {object} to {user}",
+                    request.action
+                )
+                .into(),
             ),
         })
     }

@@ -60,6 +60,9 @@ pub(crate) struct Relation {
     /// Whether some restriction is a userset (else a direct lookup need not
     /// read userset tuples).
     pub(crate) has_usersets: bool,
+    /// The tuplesets of the rewrite's `x from tupleset` parts, when it also
+    /// has `[...]`: a check reads them with the direct lookup, in one query.
+    pub(crate) tuplesets: Vec<String>,
     /// Line of its `define`, for errors.
     pub(crate) line: usize,
 }
@@ -111,6 +114,46 @@ pub struct RebacModel {
     pub(crate) edges: HashMap<NodeKey, Vec<(NodeKey, Edge)>>,
 }
 
+impl Rewrite {
+    fn has_direct(&self) -> bool {
+        match self {
+            Rewrite::Direct => true,
+            Rewrite::Computed(_) | Rewrite::TupleToUserset { .. } => false,
+            Rewrite::Union(parts) | Rewrite::Intersection(parts) => {
+                parts.iter().any(Rewrite::has_direct)
+            }
+            Rewrite::Exclusion(b, s) => b.has_direct() || s.has_direct(),
+        }
+    }
+
+    fn tuplesets(&self, out: &mut Vec<String>) {
+        match self {
+            Rewrite::Direct | Rewrite::Computed(_) => {}
+            Rewrite::TupleToUserset { tupleset, .. } => {
+                if !out.contains(tupleset) {
+                    out.push(tupleset.clone());
+                }
+            }
+            Rewrite::Union(parts) | Rewrite::Intersection(parts) => {
+                parts.iter().for_each(|p| p.tuplesets(out));
+            }
+            Rewrite::Exclusion(b, s) => {
+                b.tuplesets(out);
+                s.tuplesets(out);
+            }
+        }
+    }
+
+    /// The tuplesets to read with the direct lookup.
+    pub(crate) fn prefetched_tuplesets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.has_direct() {
+            self.tuplesets(&mut out);
+        }
+        out
+    }
+}
+
 impl RebacModel {
     /// Parses and validates a model in the OpenFGA modeling language.
     /// Errors are [`AuthError::Config`] naming the line.
@@ -145,9 +188,9 @@ impl RebacModel {
             .types
             .get(kind)
             .ok_or_else(|| AuthError::Config(format!("the model has no type `{kind}`")))?;
-        def.relations.get(relation).ok_or_else(|| {
-            AuthError::Config(format!("type `{kind}` has no relation `{relation}`"))
-        })
+        def.relations
+            .get(relation)
+            .ok_or_else(|| AuthError::Config(format!("type `{kind}` has no relation `{relation}`")))
     }
 
     /// Checks that the model admits `tuple`: the type and relation exist, the
@@ -235,23 +278,33 @@ impl RebacModel {
                 None => Err(format!("type `{kind}` has no relation `{r}`")),
             },
             Rewrite::TupleToUserset { tupleset, computed } => {
-                let ts = self
-                    .relation(kind, tupleset)
-                    .ok_or_else(|| format!("`{computed} from {tupleset}`: type `{kind}` has no relation `{tupleset}`"))?;
+                let ts = self.relation(kind, tupleset).ok_or_else(|| {
+                    format!(
+                        "`{computed} from {tupleset}`: type `{kind}` has no relation `{tupleset}`"
+                    )
+                })?;
                 if ts.rewrite != Rewrite::Direct {
-                    return Err(format!("`{computed} from {tupleset}`: `{tupleset}` must be directly assignable only (`[type, ...]`), without rewrites"));
+                    return Err(format!(
+                        "`{computed} from {tupleset}`: `{tupleset}` must be directly assignable only (`[type, ...]`), without rewrites"
+                    ));
                 }
                 let mut any = false;
                 for r in &ts.direct {
                     match r {
                         Restriction::Type(t) => any |= self.has_relation(t, computed),
-                        _ => return Err(format!("`{computed} from {tupleset}`: `{tupleset}` may only admit plain types, not `{r}`")),
+                        _ => {
+                            return Err(format!(
+                                "`{computed} from {tupleset}`: `{tupleset}` may only admit plain types, not `{r}`"
+                            ));
+                        }
                     }
                 }
                 if any {
                     Ok(())
                 } else {
-                    Err(format!("`{computed} from {tupleset}`: none of the types `{tupleset}` admits has a relation `{computed}`"))
+                    Err(format!(
+                        "`{computed} from {tupleset}`: none of the types `{tupleset}` admits has a relation `{computed}`"
+                    ))
                 }
             }
             Rewrite::Union(parts) | Rewrite::Intersection(parts) => {
@@ -355,7 +408,11 @@ impl RebacModel {
                 .or_default()
                 .push((target.clone(), Edge::Computed)),
             Rewrite::TupleToUserset { tupleset, computed } => {
-                for r in self.relation(kind, tupleset).into_iter().flat_map(|ts| &ts.direct) {
+                for r in self
+                    .relation(kind, tupleset)
+                    .into_iter()
+                    .flat_map(|ts| &ts.direct)
+                {
                     if let Restriction::Type(t) = r
                         && self.has_relation(t, computed)
                     {

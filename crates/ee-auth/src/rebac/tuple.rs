@@ -103,6 +103,7 @@ impl TupleUser {
         }
     }
 
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     /// The three columns a store keeps: type, id (`*` for a wildcard) and
     /// relation (empty unless a userset).
     pub(crate) fn parts(&self) -> (&str, &str, &str) {
@@ -113,6 +114,7 @@ impl TupleUser {
         }
     }
 
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     /// Rebuilds a user from its stored columns (trusted: they were validated
     /// when written).
     pub(crate) fn from_parts(kind: &str, id: &str, relation: &str) -> Self {

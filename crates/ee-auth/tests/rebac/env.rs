@@ -57,12 +57,18 @@ impl Backend {
             Backend::Memory => (MemoryTuples::new().into(), None),
             Backend::Sqlite => {
                 let db = ee_db::Database::open("sqlite::memory:").await.unwrap();
-                (DbTuples::open(db, "rebac_tuples").await.unwrap().into(), None)
+                (
+                    DbTuples::open(db, "rebac_tuples").await.unwrap().into(),
+                    None,
+                )
             }
             Backend::Postgres => {
                 let pg = ee_testing::Postgres::connect().await;
                 let db = ee_db::Database::open(pg.url()).await.unwrap();
-                (DbTuples::open(db, "rebac_tuples").await.unwrap().into(), Some(pg))
+                (
+                    DbTuples::open(db, "rebac_tuples").await.unwrap().into(),
+                    Some(pg),
+                )
             }
         }
     }
@@ -103,7 +109,11 @@ impl Env {
 
     /// The path when allowed, `None` when denied.
     pub async fn path(&self, object: &str, relation: &str, who: &str) -> Option<String> {
-        let result = self.rebac.check(&obj(object), relation, &user(who)).await.unwrap();
+        let result = self
+            .rebac
+            .check(&obj(object), relation, &user(who))
+            .await
+            .unwrap();
         assert_eq!(result.allowed, result.path.is_some());
         result.path
     }
@@ -113,7 +123,11 @@ impl Env {
     }
 
     pub async fn objects(&self, kind: &str, relation: &str, who: &str) -> Vec<String> {
-        let found = self.rebac.list_objects(kind, relation, &user(who)).await.unwrap();
+        let found = self
+            .rebac
+            .list_objects(kind, relation, &user(who))
+            .await
+            .unwrap();
         found.iter().map(ToString::to_string).collect()
     }
 

@@ -53,36 +53,111 @@ type document
 #[test]
 fn errors_name_the_line() {
     let cases: &[(&str, &str)] = &[
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [usr]\n", "line 6: relation `doc#viewer`: unknown type `usr`"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [user] or editor\n", "line 6: relation `doc#viewer`: type `doc` has no relation `editor`"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [team#member]\n", "line 6: relation `doc#viewer`: unknown relation `team#member`"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define parent: [doc] or owner\n    define owner: [user]\n    define viewer: [user] or viewer from parent\n", "line 8: relation `doc#viewer`: `viewer from parent`: `parent` must be directly assignable only"),
-        ("model\n  schema 1.1\ntype user\ntype team\n  relations\n    define member: [user]\ntype doc\n  relations\n    define parent: [team#member]\n    define viewer: [user] or member from parent\n", "may only admit plain types, not `team#member`"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define parent: [user]\n    define viewer: [user] or viewer from parent\n", "none of the types `parent` admits has a relation `viewer`"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user]\n    define b: [user]\n    define c: a or b and a\n", "model line 8: operators `or`, `and` and `but not` cannot be mixed"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user]\n    define c: a but not a but not a\n", "model line 7: operators"),
-        ("model\n  schema 1.0\ntype user\n", "model line 2: schema `1.0` is not supported"),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [usr]\n",
+            "line 6: relation `doc#viewer`: unknown type `usr`",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [user] or editor\n",
+            "line 6: relation `doc#viewer`: type `doc` has no relation `editor`",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [team#member]\n",
+            "line 6: relation `doc#viewer`: unknown relation `team#member`",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define parent: [doc] or owner\n    define owner: [user]\n    define viewer: [user] or viewer from parent\n",
+            "line 8: relation `doc#viewer`: `viewer from parent`: `parent` must be directly assignable only",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype team\n  relations\n    define member: [user]\ntype doc\n  relations\n    define parent: [team#member]\n    define viewer: [user] or member from parent\n",
+            "may only admit plain types, not `team#member`",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define parent: [user]\n    define viewer: [user] or viewer from parent\n",
+            "none of the types `parent` admits has a relation `viewer`",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user]\n    define b: [user]\n    define c: a or b and a\n",
+            "model line 8: operators `or`, `and` and `but not` cannot be mixed",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user]\n    define c: a but not a but not a\n",
+            "model line 7: operators",
+        ),
+        (
+            "model\n  schema 1.0\ntype user\n",
+            "model line 2: schema `1.0` is not supported",
+        ),
         ("type user\n", "model line 1: a model starts with `model`"),
-        ("model\ntype user\n", "model line 2: `schema 1.1` must follow `model`"),
+        (
+            "model\ntype user\n",
+            "model line 2: `schema 1.1` must follow `model`",
+        ),
         ("", "the model is empty"),
-        ("model\n  schema 1.1\ntype user\ntype user\n", "model line 4: type `user` is defined twice"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user]\n    define a: [user]\n", "model line 7: relation `doc#a` is defined twice"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user with cond]\n", "model line 6: conditions (`with`) are not supported"),
-        ("model\n  schema 1.1\ntype user\ncondition x(a: int) {\n", "model line 4: conditions are not supported"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: b\n    define b: a\n", "line 6: relation `doc#a` can never be satisfied"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: []\n", "model line 6: `[]` admits nothing"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user] or [user:*]\n", "at most one direct type restriction"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: ([user]\n", "model line 6: expected `)` at the end of the line"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user,\n", "model line 6: `[` is not closed"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user] but a\n", "model line 6: `but` must be followed by `not`"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n    define a: [user]\n", "model line 5: `define` outside a type's `relations`"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define self: [user]\n", "`self` is reserved"),
-        ("model\n  schema 1.1\ntype us:er\n", "model line 3: `us:er` is not a valid type name"),
-        ("model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user] or\n", "model line 6: expected a relation"),
+        (
+            "model\n  schema 1.1\ntype user\ntype user\n",
+            "model line 4: type `user` is defined twice",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user]\n    define a: [user]\n",
+            "model line 7: relation `doc#a` is defined twice",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user with cond]\n",
+            "model line 6: conditions (`with`) are not supported",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ncondition x(a: int) {\n",
+            "model line 4: conditions are not supported",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: b\n    define b: a\n",
+            "line 6: relation `doc#a` can never be satisfied",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: []\n",
+            "model line 6: `[]` admits nothing",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user] or [user:*]\n",
+            "at most one direct type restriction",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: ([user]\n",
+            "model line 6: expected `)` at the end of the line",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user,\n",
+            "model line 6: `[` is not closed",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user] but a\n",
+            "model line 6: `but` must be followed by `not`",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n    define a: [user]\n",
+            "model line 5: `define` outside a type's `relations`",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define self: [user]\n",
+            "`self` is reserved",
+        ),
+        (
+            "model\n  schema 1.1\ntype us:er\n",
+            "model line 3: `us:er` is not a valid type name",
+        ),
+        (
+            "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define a: [user] or\n",
+            "model line 6: expected a relation",
+        ),
     ];
     for (model, want) in cases {
         let got = error(model);
-        assert!(got.contains(want), "model:\n{model}\nwant: {want}\ngot:  {got}");
+        assert!(
+            got.contains(want),
+            "model:\n{model}\nwant: {want}\ngot:  {got}"
+        );
     }
 }
 

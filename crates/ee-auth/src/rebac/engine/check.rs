@@ -33,6 +33,9 @@ pub(crate) struct Checker<'a, 'c, S> {
     stack: Vec<String>,
     memo: HashMap<String, Option<Arc<str>>>,
     cache: Option<&'c CheckCache>,
+    /// Tupleset users read with a direct lookup (`document:1#parent`),
+    /// waiting for their `x from parent`.
+    prefetched: HashMap<String, Vec<TupleUser>>,
 }
 
 impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
@@ -44,6 +47,7 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
             stack: Vec::new(),
             memo: HashMap::new(),
             cache,
+            prefetched: HashMap::new(),
         }
     }
 
@@ -72,23 +76,38 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
         Box::pin(async move {
             let key = format!("{object}#{relation}");
             // A userset is related to itself (`team:eng#member` is a member of team:eng).
-            if let TupleUser::Userset { object: o, relation: r } = self.user
+            if let TupleUser::Userset {
+                object: o,
+                relation: r,
+            } = self.user
                 && o == object
                 && r == relation
             {
-                return Ok(Found { path: Some(key), cut: false });
+                return Ok(Found {
+                    path: Some(key),
+                    cut: false,
+                });
             }
             if let Some(path) = self.memo.get(&key) {
-                return Ok(Found { path: path.as_deref().map(str::to_owned), cut: false });
+                return Ok(Found {
+                    path: path.as_deref().map(str::to_owned),
+                    cut: false,
+                });
             }
             let cache_key = self.cache.map(|_| format!("{key}@{}", self.user_key));
             if let (Some(cache), Some(k)) = (self.cache, &cache_key)
                 && let Some(path) = cache.get(k)
             {
-                return Ok(Found { path: path.as_deref().map(str::to_owned), cut: false });
+                return Ok(Found {
+                    path: path.as_deref().map(str::to_owned),
+                    cut: false,
+                });
             }
             if self.stack.contains(&key) {
-                return Ok(Found { path: None, cut: true });
+                return Ok(Found {
+                    path: None,
+                    cut: true,
+                });
             }
             if depth >= self.ctx.limits.max_depth {
                 return Err(AuthError::Limit(
@@ -113,7 +132,10 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
                 }
                 self.memo.insert(key, shared);
             }
-            Ok(Found { path, cut: found.cut })
+            Ok(Found {
+                path,
+                cut: found.cut,
+            })
         })
     }
 
@@ -130,7 +152,8 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
                 Rewrite::Direct => self.direct(object, relation, rel, depth).await,
                 Rewrite::Computed(r) => self.dispatch(object, r, depth + 1).await,
                 Rewrite::TupleToUserset { tupleset, computed } => {
-                    self.tuple_to_userset(object, tupleset, computed, depth).await
+                    self.tuple_to_userset(object, tupleset, computed, depth)
+                        .await
                 }
                 Rewrite::Union(parts) => {
                     let mut cut = false;
@@ -154,7 +177,10 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
                             None => return Ok(Found { path: None, cut }),
                         }
                     }
-                    Ok(Found { path: Some(paths.join(" and ")), cut })
+                    Ok(Found {
+                        path: Some(paths.join(" and ")),
+                        cut,
+                    })
                 }
                 Rewrite::Exclusion(base, subtract) => {
                     let b = self.eval(object, relation, rel, base, depth).await?;
@@ -165,7 +191,10 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
                         return Ok(Found { path: None, cut });
                     }
                     let path = format!("{path}, but not {}", describe(object, relation, subtract));
-                    Ok(Found { path: Some(path), cut })
+                    Ok(Found {
+                        path: Some(path),
+                        cut,
+                    })
                 }
             }
         })
@@ -190,17 +219,30 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
                 relation,
                 user: self.user,
                 max_usersets: if rel.has_usersets { fanout + 1 } else { 0 },
+                tuplesets: &rel.tuplesets,
+                max_tupleset_users: fanout + 1,
             })
             .await?;
+        for (tupleset, users) in found.tuplesets {
+            self.prefetched
+                .insert(format!("{object}#{tupleset}"), users);
+        }
         if let Some(user) = found.matched
             && admitted(&rel.direct, &user)
         {
-            return Ok(Found { path: Some(user.to_string()), cut: false });
+            return Ok(Found {
+                path: Some(user.to_string()),
+                cut: false,
+            });
         }
-        self.ctx.fanout(found.usersets.len(), &format_args!("{object}#{relation}"))?;
+        self.ctx
+            .fanout(found.usersets.len(), &format_args!("{object}#{relation}"))?;
         let mut cut = false;
         for user in &found.usersets {
-            if let TupleUser::Userset { object: o, relation: r } = user
+            if let TupleUser::Userset {
+                object: o,
+                relation: r,
+            } = user
                 && admitted(&rel.direct, user)
             {
                 let f = self.dispatch(o, r, depth + 1).await?;
@@ -221,10 +263,19 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
         computed: &str,
         depth: u32,
     ) -> Result<Found, AuthError> {
-        self.ctx.lookup()?;
-        let fanout = self.ctx.limits.max_fanout;
-        let users = self.ctx.store.read_users(object, tupleset, fanout + 1).await?;
-        self.ctx.fanout(users.len(), &format_args!("{object}#{tupleset}"))?;
+        let users = match self.prefetched.remove(&format!("{object}#{tupleset}")) {
+            Some(users) => users,
+            None => {
+                self.ctx.lookup()?;
+                let fanout = self.ctx.limits.max_fanout;
+                self.ctx
+                    .store
+                    .read_users(object, tupleset, fanout + 1)
+                    .await?
+            }
+        };
+        self.ctx
+            .fanout(users.len(), &format_args!("{object}#{tupleset}"))?;
         let model = self.ctx.model;
         let mut cut = false;
         for user in &users {
@@ -251,8 +302,15 @@ fn describe(object: &ObjectRef, relation: &str, rewrite: &Rewrite) -> String {
             format!("{computed} from {object}#{tupleset}")
         }
         Rewrite::Union(parts) | Rewrite::Intersection(parts) => {
-            let op = if matches!(rewrite, Rewrite::Union(_)) { " or " } else { " and " };
-            let inner: Vec<String> = parts.iter().map(|p| describe(object, relation, p)).collect();
+            let op = if matches!(rewrite, Rewrite::Union(_)) {
+                " or "
+            } else {
+                " and "
+            };
+            let inner: Vec<String> = parts
+                .iter()
+                .map(|p| describe(object, relation, p))
+                .collect();
             format!("({})", inner.join(op))
         }
         Rewrite::Exclusion(b, s) => format!(

@@ -113,8 +113,10 @@ fn node<'b, S: TupleStore>(
                 let users = ctx.store.read_users(object, relation, fanout + 1).await?;
                 ctx.fanout(users.len(), &name)?;
                 let rel = ctx.model.require(&object.kind, relation)?;
-                let mut users: Vec<TupleUser> =
-                    users.into_iter().filter(|u| admitted(&rel.direct, u)).collect();
+                let mut users: Vec<TupleUser> = users
+                    .into_iter()
+                    .filter(|u| admitted(&rel.direct, u))
+                    .collect();
                 users.sort();
                 ExpandNode::Users(users)
             }

@@ -91,7 +91,11 @@ async fn allowed<S: TupleStore>(
     relation: &str,
     user: &TupleUser,
 ) -> Result<bool, AuthError> {
-    let mut checker = Checker::new(Ctx::new(ctx.model, ctx.store, ctx.limits), user, Some(cache));
+    let mut checker = Checker::new(
+        Ctx::new(ctx.model, ctx.store, ctx.limits),
+        user,
+        Some(cache),
+    );
     Ok(checker.check(object, relation).await?.allowed)
 }
 
@@ -114,7 +118,9 @@ pub(crate) async fn list_objects<S: TupleStore>(
     // Entry points: tuples naming the user (or its type's wildcard) directly.
     let mut entries: Vec<(NodeKey, TupleUser)> = Vec::new();
     for node in &relevant {
-        let Some(rel) = model.relation(&node.0, &node.1) else { continue };
+        let Some(rel) = model.relation(&node.0, &node.1) else {
+            continue;
+        };
         for r in &rel.direct {
             match (r, user) {
                 (Restriction::Type(t), TupleUser::Object(o)) if *t == o.kind => {
@@ -132,10 +138,19 @@ pub(crate) async fn list_objects<S: TupleStore>(
     entries.sort();
     for ((kind, rel), stored) in &entries {
         for id in read_objects(&mut ctx, kind, rel, stored).await? {
-            queue.push_back((ObjectRef { kind: kind.clone(), id }, rel.clone()));
+            queue.push_back((
+                ObjectRef {
+                    kind: kind.clone(),
+                    id,
+                },
+                rel.clone(),
+            ));
         }
     }
-    if let TupleUser::Userset { object, relation: r } = user
+    if let TupleUser::Userset {
+        object,
+        relation: r,
+    } = user
         && relevant.contains(&(object.kind.clone(), r.clone()))
     {
         queue.push_back((object.clone(), r.clone()));
@@ -149,7 +164,9 @@ pub(crate) async fn list_objects<S: TupleStore>(
         if object.kind == target.0 && rel == target.1 {
             candidates.insert(object.clone());
         }
-        let Some(edges) = model.edges.get(&(object.kind.clone(), rel.clone())) else { continue };
+        let Some(edges) = model.edges.get(&(object.kind.clone(), rel.clone())) else {
+            continue;
+        };
         for ((kind, to), edge) in edges {
             if !relevant.contains(&(kind.clone(), to.clone())) {
                 continue;
@@ -157,15 +174,25 @@ pub(crate) async fn list_objects<S: TupleStore>(
             let ids = match edge {
                 Edge::Computed => vec![object.id.clone()],
                 Edge::Userset => {
-                    let userset = TupleUser::Userset { object: object.clone(), relation: rel.clone() };
+                    let userset = TupleUser::Userset {
+                        object: object.clone(),
+                        relation: rel.clone(),
+                    };
                     read_objects(&mut ctx, kind, to, &userset).await?
                 }
                 Edge::TupleToUserset(tupleset) => {
-                    read_objects(&mut ctx, kind, tupleset, &TupleUser::Object(object.clone())).await?
+                    read_objects(&mut ctx, kind, tupleset, &TupleUser::Object(object.clone()))
+                        .await?
                 }
             };
             for id in ids {
-                queue.push_back((ObjectRef { kind: kind.clone(), id }, to.clone()));
+                queue.push_back((
+                    ObjectRef {
+                        kind: kind.clone(),
+                        id,
+                    },
+                    to.clone(),
+                ));
             }
         }
     }
@@ -193,9 +220,17 @@ async fn read_objects<S: TupleStore>(
     let limit = ctx.limits.max_fanout + 1;
     let ids = ctx
         .store
-        .read_objects(ReverseLookup { object_type, relation, user, limit })
+        .read_objects(ReverseLookup {
+            object_type,
+            relation,
+            user,
+            limit,
+        })
         .await?;
-    ctx.fanout(ids.len(), &format_args!("{user} in {object_type}#{relation}"))?;
+    ctx.fanout(
+        ids.len(),
+        &format_args!("{user} in {object_type}#{relation}"),
+    )?;
     Ok(ids)
 }
 
@@ -249,7 +284,11 @@ pub(crate) async fn list_users<S: TupleStore>(
                     let users = ctx.store.read_users(&obj, &rel_name, fanout + 1).await?;
                     ctx.fanout(users.len(), &format_args!("{obj}#{rel_name}"))?;
                     for user in users.into_iter().filter(|u| admitted(&rel.direct, u)) {
-                        if let TupleUser::Userset { object: o, relation: r } = &user {
+                        if let TupleUser::Userset {
+                            object: o,
+                            relation: r,
+                        } = &user
+                        {
                             queue.push_back((o.clone(), r.clone()));
                         }
                         if filter.accepts(&user) {

@@ -56,7 +56,11 @@ impl<'a, S> Ctx<'a, S> {
     }
 
     /// Fails when one read returned more rows than `max_fanout`.
-    pub(crate) fn fanout(&self, rows: usize, what: &dyn std::fmt::Display) -> Result<(), AuthError> {
+    pub(crate) fn fanout(
+        &self,
+        rows: usize,
+        what: &dyn std::fmt::Display,
+    ) -> Result<(), AuthError> {
         if rows > self.limits.max_fanout {
             return Err(AuthError::Limit(
                 format!(

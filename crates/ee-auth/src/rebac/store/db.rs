@@ -20,8 +20,13 @@ const MAX_TABLE: usize = 48;
 #[derive(Debug)]
 struct Sql {
     table: String,
+    /// The exact tuple or the wildcard (`part` 0).
     exact: String,
-    exact_and_usersets: String,
+    /// `UNION ALL` the userset tuples (`part` 1).
+    usersets: String,
+    /// `UNION ALL` the users of tuplesets (`part` 2): the head, to which
+    /// the parameters of the relation list and the limit are appended.
+    tuplesets: String,
     users: String,
     objects: String,
     delete: String,
@@ -29,19 +34,23 @@ struct Sql {
 
 impl Sql {
     fn new(t: &str) -> Self {
-        let exact = format!(
-            "SELECT user_type, user_id, user_relation FROM {t} \
-             WHERE object_type = $1 AND object_id = $2 AND relation = $3 \
-             AND user_relation = $4 AND user_type = $5 AND user_id IN ($6, '*')"
-        );
+        let cols = "relation, user_type, user_id, user_relation";
         Sql {
             table: t.to_owned(),
-            exact_and_usersets: format!(
-                "{exact} UNION ALL SELECT * FROM (SELECT user_type, user_id, user_relation FROM {t} \
+            exact: format!(
+                "SELECT 0 AS part, {cols} FROM {t} \
+                 WHERE object_type = $1 AND object_id = $2 AND relation = $3 \
+                 AND user_relation = $4 AND user_type = $5 AND user_id IN ($6, '*')"
+            ),
+            usersets: format!(
+                " UNION ALL SELECT * FROM (SELECT 1 AS part, {cols} FROM {t} \
                  WHERE object_type = $1 AND object_id = $2 AND relation = $3 AND user_relation > '' \
                  ORDER BY user_relation, user_type, user_id LIMIT $7) AS usersets"
             ),
-            exact,
+            tuplesets: format!(
+                " UNION ALL SELECT * FROM (SELECT 2 AS part, {cols} FROM {t} \
+                 WHERE object_type = $1 AND object_id = $2 AND relation IN ("
+            ),
             users: format!(
                 "SELECT user_type, user_id, user_relation FROM {t} \
                  WHERE object_type = $1 AND object_id = $2 AND relation = $3 \
@@ -152,8 +161,13 @@ impl DbTuples {
     pub async fn open(db: Database, table: &str) -> Result<Self, AuthError> {
         let valid = !table.is_empty()
             && table.len() <= MAX_TABLE
-            && table.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            && table
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return Err(AuthError::Config(format!(
                 "`{table}` is not a valid tuple table name (ASCII letters, digits and `_`, at most {MAX_TABLE} bytes)"
@@ -201,7 +215,9 @@ impl TupleStore for DbTuples {
         for t in changes.deletes {
             params.clear();
             columns(t, &mut params);
-            tx.execute(&self.sql.delete, &params).await.map_err(unavailable)?;
+            tx.execute(&self.sql.delete, &params)
+                .await
+                .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }
@@ -241,30 +257,65 @@ impl TupleStore for DbTuples {
             Value::from(user_type),
             Value::from(user_id),
         ];
-        let sql = if lookup.max_usersets == 0 {
-            &self.sql.exact
-        } else {
+        let mut sql = self.sql.exact.clone();
+        if lookup.max_usersets > 0 {
             params.push(limit(lookup.max_usersets));
-            &self.sql.exact_and_usersets
-        };
-        let rows: Vec<(String, String, String)> =
-            self.db.query_as(sql, &params).await.map_err(unavailable)?;
-        let mut found = DirectMatch::default();
-        for (t, id, r) in &rows {
-            let user = TupleUser::from_parts(t, id, r);
-            let exact = t == user_type && r == user_relation && (id == user_id || id == "*");
-            // The exact tuple wins over the wildcard.
-            if exact && (found.matched.is_none() || id == user_id) {
-                found.matched = Some(user.clone());
+            sql.push_str(&self.sql.usersets);
+        }
+        if !lookup.tuplesets.is_empty() {
+            sql.push_str(&self.sql.tuplesets);
+            for (i, ts) in lookup.tuplesets.iter().enumerate() {
+                params.push(Value::from(ts.as_str()));
+                let sep = if i == 0 { "" } else { ", " };
+                sql.push_str(&format!("{sep}${}", params.len()));
             }
-            if !r.is_empty() {
-                found.usersets.push(user);
+            let all = lookup
+                .max_tupleset_users
+                .saturating_mul(lookup.tuplesets.len());
+            params.push(limit(all));
+            sql.push_str(&format!(
+                ") ORDER BY relation, user_relation, user_type, user_id LIMIT ${}) AS tuplesets",
+                params.len()
+            ));
+        }
+        let rows: Vec<(i64, String, String, String, String)> =
+            self.db.query_as(&sql, &params).await.map_err(unavailable)?;
+        let mut tupleset_rows = 0;
+        let mut found = DirectMatch {
+            tuplesets: lookup
+                .tuplesets
+                .iter()
+                .map(|ts| (ts.clone(), Vec::new()))
+                .collect(),
+            ..DirectMatch::default()
+        };
+        for (part, relation, t, id, r) in &rows {
+            let user = TupleUser::from_parts(t, id, r);
+            match part {
+                0 => {
+                    // The exact tuple wins over the wildcard.
+                    if found.matched.is_none() || id == user_id {
+                        found.matched = Some(user);
+                    }
+                }
+                1 => found.usersets.push(user),
+                _ => {
+                    tupleset_rows += 1;
+                    if let Some(users) = found.tuplesets.get_mut(relation) {
+                        users.push(user);
+                    }
+                }
             }
         }
-        // A userset checked for itself comes from both halves of the UNION.
-        found.usersets.sort_unstable();
-        found.usersets.dedup();
-        found.usersets.truncate(lookup.max_usersets);
+        // One shared LIMIT: when it was reached, one relation may have
+        // crowded out another; the engine reads them one by one instead.
+        if tupleset_rows
+            >= lookup
+                .max_tupleset_users
+                .saturating_mul(lookup.tuplesets.len())
+        {
+            found.tuplesets.clear();
+        }
         Ok(found)
     }
 

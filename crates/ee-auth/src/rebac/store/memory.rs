@@ -57,11 +57,17 @@ impl MemoryTuples {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         // A panic while writing left the maps consistent (each insert is
         // complete before the next), so a poisoned lock is still usable.
-        self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn users<'a>(index: &'a Index, object: &ObjectRef, relation: &str) -> Option<&'a Users> {
-        index.forward.get(&object.kind)?.get(&object.id)?.get(relation)
+        index
+            .forward
+            .get(&object.kind)?
+            .get(&object.id)?
+            .get(relation)
     }
 }
 
@@ -94,9 +100,15 @@ impl Index {
     }
 
     fn remove(&mut self, t: &RelationTuple) {
-        let Some(ids) = self.forward.get_mut(&t.object.kind) else { return };
-        let Some(rels) = ids.get_mut(&t.object.id) else { return };
-        let Some(users) = rels.get_mut(&t.relation) else { return };
+        let Some(ids) = self.forward.get_mut(&t.object.kind) else {
+            return;
+        };
+        let Some(rels) = ids.get_mut(&t.object.id) else {
+            return;
+        };
+        let Some(users) = rels.get_mut(&t.relation) else {
+            return;
+        };
         let removed = match t.user {
             TupleUser::Userset { .. } => users.usersets.remove(&t.user),
             _ => users.plain.remove(&t.user),
@@ -133,7 +145,10 @@ impl Index {
 
 impl TupleStore for MemoryTuples {
     async fn write(&self, changes: TupleChanges<'_>) -> Result<(), AuthError> {
-        let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut index = self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for t in changes.writes {
             index.insert(t);
         }
@@ -151,25 +166,60 @@ impl TupleStore for MemoryTuples {
     ) -> Result<Vec<TupleUser>, AuthError> {
         let index = self.read();
         Ok(Self::users(&index, object, relation)
-            .map(|u| u.plain.iter().chain(&u.usersets).take(limit).cloned().collect())
+            .map(|u| {
+                u.plain
+                    .iter()
+                    .chain(&u.usersets)
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     async fn find_direct(&self, lookup: DirectLookup<'_>) -> Result<DirectMatch, AuthError> {
         let index = self.read();
+        let tuplesets = lookup
+            .tuplesets
+            .iter()
+            .map(|ts| {
+                let users = Self::users(&index, lookup.object, ts)
+                    .map(|u| {
+                        u.plain
+                            .iter()
+                            .chain(&u.usersets)
+                            .take(lookup.max_tupleset_users)
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (ts.clone(), users)
+            })
+            .collect();
         let Some(users) = Self::users(&index, lookup.object, lookup.relation) else {
-            return Ok(DirectMatch::default());
+            return Ok(DirectMatch {
+                tuplesets,
+                ..DirectMatch::default()
+            });
         };
         let matched = match lookup.user {
             TupleUser::Userset { .. } => users.usersets.get(lookup.user),
             TupleUser::Wildcard { .. } => users.plain.get(lookup.user),
             TupleUser::Object(o) => users.plain.get(lookup.user).or_else(|| {
-                users.plain.get(&TupleUser::Wildcard { kind: o.kind.clone() })
+                users.plain.get(&TupleUser::Wildcard {
+                    kind: o.kind.clone(),
+                })
             }),
         };
         Ok(DirectMatch {
             matched: matched.cloned(),
-            usersets: users.usersets.iter().take(lookup.max_usersets).cloned().collect(),
+            usersets: users
+                .usersets
+                .iter()
+                .take(lookup.max_usersets)
+                .cloned()
+                .collect(),
+            tuplesets,
         })
     }
 
