@@ -14,6 +14,7 @@ mod identity;
 mod issuer;
 mod metrics;
 mod rbac;
+mod rebac;
 
 pub use self::metrics::{
     METRIC_AUTHENTICATIONS_TOTAL, METRIC_DECISIONS_TOTAL, METRIC_JWKS_REFRESHES_TOTAL,
@@ -57,3 +58,11 @@ pub use issuer::{
     SigningKeys, TokenHash, TokenIssuer, TokenIssuerBuilder,
 };
 pub use rbac::{AssignmentConfig, Rbac, RbacBuilder, RbacConfig, RoleConfig};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use rebac::DbTuples;
+pub use rebac::{
+    AnyTupleStore, CheckCache, CheckResult, DirectLookup, DirectMatch, ExpandNode, MemoryTuples,
+    ObjectRef, Rebac, RebacBuilder, RebacConfig, RebacModel, RelationTuple, ReverseLookup,
+    TupleChanges, TupleStore, TupleUser, UserFilter, UsersetTree,
+};
