@@ -3,10 +3,14 @@
 
 // House rule: modules are private and every public item is re-exported here,
 // once, so each has one path (`ee_auth::Identity`).
+#[cfg(feature = "jwt")]
+mod authn;
 mod authz;
 mod error;
 mod hooks;
 mod identity;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod metrics;
 
 pub use self::metrics::{
@@ -21,3 +25,19 @@ pub use error::{
 };
 pub use hooks::{ApiKeyVerifier, BoxFuture, RevocationCheck};
 pub use identity::{Identity, Method};
+#[cfg(all(feature = "jwt", feature = "axum"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use authn::Authenticated;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use authn::{Auth, AuthLayer, AuthLayerBuilder, ResponseFuture};
+/// The JWS algorithms (`jsonwebtoken`'s), for keys and configuration.
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use jwt::{JwksSource, JwksSourceBuilder};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jwt::{JwtConfig, JwtVerifier, JwtVerifierBuilder, VerifyingKey};
