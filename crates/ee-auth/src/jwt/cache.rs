@@ -1,7 +1,13 @@
 //! The verified-token cache: a token seen before skips its signature check.
 //!
-//! Keyed by the SHA-256 of the whole token (the token itself is never kept),
-//! bounded in entries (moka's TinyLFU admission and eviction), and no entry
+//! Keyed by the SHA-256 of the token's signature segment; the entry keeps the
+//! signed part (`header.payload`, which is no credential without its
+//! signature) and a hit requires it to be byte-for-byte the presented one,
+//! so a hit means the very same token. The token itself is never kept: the
+//! signature is stored only as its digest. Hashing the signature rather than
+//! the whole token is 2 to 8 times less to hash on every request.
+//!
+//! Bounded in entries (moka's TinyLFU admission and eviction), and no entry
 //! outlives its token's `exp`: moka expires it then, and a hit is checked
 //! against the verifier's clock anyway, so a moved test clock is honoured too.
 
@@ -17,13 +23,18 @@ use sha2::{Digest, Sha256};
 use crate::Identity;
 use crate::jwt::verifier::TimeSource;
 
-/// The SHA-256 of a token.
+/// The SHA-256 of a token's signature segment.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TokenDigest([u8; 32]);
 
 impl TokenDigest {
-    pub(crate) fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
+    /// The digest of `token`'s signature (the text after its last dot), and
+    /// the signed part before that dot; `None` for a token without a dot.
+    #[inline]
+    pub(crate) fn of(token: &str) -> Option<(Self, &str)> {
+        let dot = token.rfind('.')?;
+        let digest = Self(Sha256::digest(&token.as_bytes()[dot + 1..]).into());
+        Some((digest, &token[..dot]))
     }
 }
 
@@ -62,9 +73,10 @@ impl BuildHasher for DigestHasher {
     }
 }
 
-/// A verified token: who it is and until when (Unix seconds).
+/// A verified token: its signed part, who it is and until when (Unix seconds).
 #[derive(Clone)]
 pub(crate) struct Entry {
+    pub(crate) signed: Arc<str>,
     pub(crate) identity: Identity,
     pub(crate) exp: u64,
 }
@@ -106,9 +118,11 @@ impl TokenCache {
         })
     }
 
+    /// The entry of the token whose signature digest is `digest` and signed
+    /// part is `signed`, if cached.
     #[inline]
-    pub(crate) fn get(&self, digest: &TokenDigest) -> Option<Entry> {
-        self.cache.get(digest)
+    pub(crate) fn get(&self, digest: &TokenDigest, signed: &str) -> Option<Entry> {
+        self.cache.get(digest).filter(|e| *e.signed == *signed)
     }
 
     pub(crate) fn insert(&self, digest: TokenDigest, entry: Entry) {

@@ -214,15 +214,14 @@ impl JwtVerifier {
         if token.len() > inner.max_token_bytes {
             return Attempt::Done(Err(AuthError::invalid_token("the token is too large")));
         }
-        let digest = match &inner.cache {
-            Some(cache) => {
-                let digest = TokenDigest::of(token);
-                if let Some(entry) = cache.get(&digest) {
+        let digest = match (&inner.cache, TokenDigest::of(token)) {
+            (Some(cache), Some((digest, signed))) => {
+                if let Some(entry) = cache.get(&digest, signed) {
                     return Attempt::Done(self.cache_hit(cache, &digest, entry));
                 }
                 Some(digest)
             }
-            None => None,
+            _ => None,
         };
         self.verify_uncached(token, digest, true)
     }
@@ -266,7 +265,12 @@ impl JwtVerifier {
         if let Some(jwks) = &self.inner.jwks {
             jwks.refresh_for_unknown_kid(seen).await?;
         }
-        let digest = self.inner.cache.as_ref().map(|_| TokenDigest::of(token));
+        let digest = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|_| TokenDigest::of(token))
+            .map(|(digest, _)| digest);
         match self.verify_uncached(token, digest, false) {
             Attempt::Done(result) => result,
             Attempt::UnknownKid { .. } => Err(unknown_kid()),
@@ -343,6 +347,7 @@ impl JwtVerifier {
             cache.insert(
                 digest,
                 Entry {
+                    signed: message.into(),
                     identity: identity.clone(),
                     exp,
                 },
