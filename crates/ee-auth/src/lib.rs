@@ -17,6 +17,12 @@ pub use self::metrics::{
     METRIC_AUTHENTICATIONS_TOTAL, METRIC_DECISIONS_TOTAL, METRIC_JWKS_REFRESHES_TOTAL,
     METRIC_REFRESH_REUSE_TOTAL, METRIC_TOKEN_CACHE_ENTRIES, describe_metrics,
 };
+#[cfg(all(feature = "jwt", feature = "axum"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use authn::Authenticated;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use authn::{Auth, AuthLayer, AuthLayerBuilder, ResponseFuture};
 pub use authz::{AccessRequest, Authorize, Decision, Resource};
 pub use error::{
     AuthError, PROBLEM_FORBIDDEN, PROBLEM_INSUFFICIENT_SCOPE, PROBLEM_INVALID_CREDENTIALS,
@@ -25,12 +31,6 @@ pub use error::{
 };
 pub use hooks::{ApiKeyVerifier, BoxFuture, RevocationCheck};
 pub use identity::{Identity, Method};
-#[cfg(all(feature = "jwt", feature = "axum"))]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use authn::Authenticated;
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use authn::{Auth, AuthLayer, AuthLayerBuilder, ResponseFuture};
 /// The JWS algorithms (`jsonwebtoken`'s), for keys and configuration.
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

@@ -43,13 +43,20 @@ async fn no_keys_at_start_is_an_error_that_says_why() {
     assert!(source.contains("no usable signature key"), "{source}");
     server.stop().await;
     let err = JwksSource::fetch(server.url()).await.unwrap_err();
-    assert!(err.to_string().contains("the JWKS at http://127.0.0.1"), "{err}");
+    assert!(
+        err.to_string().contains("the JWKS at http://127.0.0.1"),
+        "{err}"
+    );
     // Through a config, the same error from build_async.
     let config: JwtConfig = serde_json::from_value(
         json!({ "issuers": [ISS], "audiences": [AUD], "jwks_url": server.url() }),
     )
     .unwrap();
-    let built = JwtVerifier::builder().config(&config).unwrap().build_async().await;
+    let built = JwtVerifier::builder()
+        .config(&config)
+        .unwrap()
+        .build_async()
+        .await;
     assert!(matches!(built, Err(AuthError::Unavailable { .. })));
 }
 
@@ -129,8 +136,16 @@ async fn rotation_mid_traffic_refuses_nothing() {
             }
         }
     }
-    assert_eq!((refused, total), (0, 320), "requests refused during rotation");
-    assert_eq!(issuer.hits(), 2, "the start, then one fetch for the new kid");
+    assert_eq!(
+        (refused, total),
+        (0, 320),
+        "requests refused during rotation"
+    );
+    assert_eq!(
+        issuer.hits(),
+        2,
+        "the start, then one fetch for the new kid"
+    );
 }
 
 /// Random kids from many clients at once: one fetch, then throttled until
@@ -284,7 +299,10 @@ async fn oversized_documents_and_published_secrets_are_refused() {
     let err = huge.unwrap_err();
     let why = std::error::Error::source(&err).unwrap().to_string();
     assert!(why.contains("larger than 1048576 bytes"), "{why}");
-    let small = JwksSource::builder(issuer.url()).max_bytes(64).fetch().await;
+    let small = JwksSource::builder(issuer.url())
+        .max_bytes(64)
+        .fetch()
+        .await;
     assert!(small.is_err());
     // An HMAC secret in a published set is never used.
     let hs = Signer::new("hs", Algorithm::HS256);

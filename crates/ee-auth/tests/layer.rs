@@ -33,8 +33,9 @@ impl ApiKeyVerifier for TestKeys {
     fn verify_key<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>> {
         Box::pin(async move {
             match key {
-                "eek_good" => Ok(Identity::new("client:acme", Method::ApiKey)
-                    .with_scopes(["orders:read"])),
+                "eek_good" => {
+                    Ok(Identity::new("client:acme", Method::ApiKey).with_scopes(["orders:read"]))
+                }
                 "eek_down" => Err(AuthError::Unavailable {
                     what: "api key store".into(),
                     source: None,
@@ -65,7 +66,10 @@ fn verifier() -> JwtVerifier {
 /// Answers `<subject from SubjectKey>|<identity method>` or `anonymous`.
 async fn echo(req: Request<String>) -> Result<Response<Full<Bytes>>, Infallible> {
     let head = RequestHead::from(&req);
-    let body = match (SubjectKey.extract(&head), req.extensions().get::<Identity>()) {
+    let body = match (
+        SubjectKey.extract(&head),
+        req.extensions().get::<Identity>(),
+    ) {
         (Ok(subject), Some(identity)) => format!("{subject}|{}", identity.method().as_str()),
         (Err(_), None) => "anonymous".to_owned(),
         _ => "inconsistent".to_owned(),
@@ -78,7 +82,11 @@ async fn call(layer: &AuthLayer, headers: &[(&str, &str)]) -> TestResponse {
     for (name, value) in headers {
         req = req.header(*name, *value);
     }
-    send(layer.layer(service_fn(echo)), req.body(String::new()).unwrap()).await
+    send(
+        layer.layer(service_fn(echo)),
+        req.body(String::new()).unwrap(),
+    )
+    .await
 }
 
 fn bearer(token: &str) -> String {
@@ -118,9 +126,19 @@ async fn missing_foreign_and_duplicate_credentials() {
     ];
     let twice: Vec<_> = twice.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let r = call(&layer, &twice).await;
-    assert_refused(&r, 400, PROBLEM_INVALID_REQUEST, "Bearer error=\"invalid_request\"");
+    assert_refused(
+        &r,
+        400,
+        PROBLEM_INVALID_REQUEST,
+        "Bearer error=\"invalid_request\"",
+    );
     let r = call(&layer, &[("authorization", "Bearer")]).await;
-    assert_refused(&r, 400, PROBLEM_INVALID_REQUEST, "Bearer error=\"invalid_request\"");
+    assert_refused(
+        &r,
+        400,
+        PROBLEM_INVALID_REQUEST,
+        "Bearer error=\"invalid_request\"",
+    );
 }
 
 #[tokio::test]
@@ -152,19 +170,40 @@ async fn bad_tokens_answer_invalid_token() {
     big["pad"] = json!("x".repeat(9000));
     let cases = [
         ("expired", with(json!({ "exp": now() - 120 })), "expired"),
-        ("not yet valid", with(json!({ "nbf": now() + 120 })), "not valid yet"),
-        ("wrong audience", with(json!({ "aud": "billing" })), "audience"),
-        ("wrong issuer", with(json!({ "iss": "https://evil" })), "issuer"),
+        (
+            "not yet valid",
+            with(json!({ "nbf": now() + 120 })),
+            "not valid yet",
+        ),
+        (
+            "wrong audience",
+            with(json!({ "aud": "billing" })),
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            with(json!({ "iss": "https://evil" })),
+            "issuer",
+        ),
         ("alg none", none, "malformed"),
         ("HS256 with the RSA key", hs_with_rsa_key, "algorithm"),
         ("truncated", good[..good.len() - 10].to_owned(), "signature"),
         ("oversized", signer.sign(&big), "too large"),
         ("garbage", "not-a-jwt".to_owned(), "malformed"),
-        ("unknown kid", signer.sign_as("nope", &claims("u")), "unknown"),
+        (
+            "unknown kid",
+            signer.sign_as("nope", &claims("u")),
+            "unknown",
+        ),
     ];
     for (case, token, detail) in cases {
         let r = call(&layer, &[("authorization", &bearer(&token))]).await;
-        assert_refused(&r, 401, PROBLEM_INVALID_TOKEN, "Bearer error=\"invalid_token\"");
+        assert_refused(
+            &r,
+            401,
+            PROBLEM_INVALID_TOKEN,
+            "Bearer error=\"invalid_token\"",
+        );
         let problem = r.problem();
         assert!(
             problem.detail().unwrap_or_default().contains(detail),
@@ -188,7 +227,12 @@ async fn api_keys_by_header_or_recognized_bearer() {
     let r = call(&layer, &[("authorization", "Bearer eek_good")]).await;
     assert_eq!((r.status.as_u16(), r.text()), (200, "client:acme|api_key"));
     let r = call(&layer, &[("x-api-key", "eek_bad")]).await;
-    assert_refused(&r, 401, PROBLEM_INVALID_TOKEN, "Bearer error=\"invalid_token\"");
+    assert_refused(
+        &r,
+        401,
+        PROBLEM_INVALID_TOKEN,
+        "Bearer error=\"invalid_token\"",
+    );
     let r = call(&layer, &[("authorization", "Bearer eek_down")]).await;
     assert_eq!(r.status.as_u16(), 503);
     assert_eq!(r.problem().type_uri(), PROBLEM_UNAVAILABLE);
@@ -198,12 +242,29 @@ async fn api_keys_by_header_or_recognized_bearer() {
     let r = call(&layer, &[("authorization", &bearer(&token))]).await;
     assert_eq!(r.text(), "user:anne|jwt");
     // Both credentials at once are a malformed request.
-    let r = call(&layer, &[("authorization", &bearer(&token)), ("x-api-key", "eek_good")]).await;
-    assert_refused(&r, 400, PROBLEM_INVALID_REQUEST, "Bearer error=\"invalid_request\"");
+    let r = call(
+        &layer,
+        &[
+            ("authorization", &bearer(&token)),
+            ("x-api-key", "eek_good"),
+        ],
+    )
+    .await;
+    assert_refused(
+        &r,
+        400,
+        PROBLEM_INVALID_REQUEST,
+        "Bearer error=\"invalid_request\"",
+    );
     // Without an API key verifier, an API key is refused.
     let jwt_only = AuthLayer::builder().jwt(verifier()).build().unwrap();
     let r = call(&jwt_only, &[("x-api-key", "eek_good")]).await;
-    assert_refused(&r, 401, PROBLEM_INVALID_TOKEN, "Bearer error=\"invalid_token\"");
+    assert_refused(
+        &r,
+        401,
+        PROBLEM_INVALID_TOKEN,
+        "Bearer error=\"invalid_token\"",
+    );
     // API keys alone.
     let keys_only = AuthLayer::builder().api_keys(TestKeys).build().unwrap();
     let r = call(&keys_only, &[("authorization", "Bearer eek_good")]).await;
@@ -221,7 +282,12 @@ async fn anonymous_mode_passes_missing_credentials_only() {
     let r = call(&layer, &[]).await;
     assert_eq!((r.status.as_u16(), r.text()), (200, "anonymous"));
     let r = call(&layer, &[("authorization", "Bearer garbage")]).await;
-    assert_refused(&r, 401, PROBLEM_INVALID_TOKEN, "Bearer error=\"invalid_token\"");
+    assert_refused(
+        &r,
+        401,
+        PROBLEM_INVALID_TOKEN,
+        "Bearer error=\"invalid_token\"",
+    );
     let token = rsa().sign(&claims("user:anne"));
     let r = call(&layer, &[("authorization", &bearer(&token))]).await;
     assert_eq!(r.text(), "user:anne|jwt");
@@ -252,12 +318,21 @@ fn every_attempt_is_counted() {
         call(&layer, &[]).await;
         call(&layer, &[("x-api-key", "eek_good")]).await;
         call(&layer, &[("x-api-key", "eek_bad")]).await;
-        call(&layer, &[("authorization", &bearer(&rsa().sign(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": 1}))))]).await;
+        call(
+            &layer,
+            &[(
+                "authorization",
+                &bearer(&rsa().sign(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": 1}))),
+            )],
+        )
+        .await;
     });
     let counters = ee_testing::counters(&snapshotter);
     let get = |m: &str, o: &str| {
         counters
-            .get(&format!("ee_auth_authentications_total{{method={m},outcome={o}}}"))
+            .get(&format!(
+                "ee_auth_authentications_total{{method={m},outcome={o}}}"
+            ))
             .unwrap_or_else(|| panic!("{m} {o} not registered"))
     };
     assert_eq!(get("jwt", "ok"), 1);
@@ -335,14 +410,23 @@ async fn extractors_read_the_identity() {
     let anne = bearer(&rsa().sign(&c));
     let plain = bearer(&rsa().sign(&claims("user:bob")));
     let ok = |r: TestResponse| (r.status.as_u16(), r.text().to_owned());
-    assert_eq!(ok(get(&app, "/me", Some(&anne)).await), (200, "user:anne".into()));
+    assert_eq!(
+        ok(get(&app, "/me", Some(&anne)).await),
+        (200, "user:anne".into())
+    );
     assert_eq!(
         ok(get(&app, "/claims", Some(&anne)).await),
         (200, "user:anne anne@example.com".into())
     );
     assert_eq!(ok(get(&app, "/maybe", None).await), (200, "nobody".into()));
-    assert_eq!(ok(get(&app, "/maybe", Some(&anne)).await), (200, "user:anne".into()));
-    assert_eq!(ok(get(&app, "/maybe-claims", None).await), (200, "nobody".into()));
+    assert_eq!(
+        ok(get(&app, "/maybe", Some(&anne)).await),
+        (200, "user:anne".into())
+    );
+    assert_eq!(
+        ok(get(&app, "/maybe-claims", None).await),
+        (200, "nobody".into())
+    );
     assert_eq!(
         ok(get(&app, "/maybe-claims", Some(&anne)).await),
         (200, "anne@example.com".into())
@@ -355,7 +439,12 @@ async fn extractors_read_the_identity() {
     // Claims that do not fit: 401 invalid_token (an API key has no claims).
     for auth in [plain.as_str(), "Bearer eek_good"] {
         let r = get(&app, "/claims", Some(auth)).await;
-        assert_refused(&r, 401, PROBLEM_INVALID_TOKEN, "Bearer error=\"invalid_token\"");
+        assert_refused(
+            &r,
+            401,
+            PROBLEM_INVALID_TOKEN,
+            "Bearer error=\"invalid_token\"",
+        );
         let r = get(&app, "/maybe-claims", Some(auth)).await;
         assert_eq!(r.status.as_u16(), 401);
     }
@@ -376,6 +465,9 @@ async fn extractors_without_the_layer_are_a_server_error() {
     for path in ["/me", "/claims", "/maybe", "/maybe-claims"] {
         let r = get(&app, path, Some(&token)).await;
         assert_eq!(r.status.as_u16(), 500, "{path}");
-        assert!(r.problem().detail().unwrap().contains("no AuthLayer"), "{path}");
+        assert!(
+            r.problem().detail().unwrap().contains("no AuthLayer"),
+            "{path}"
+        );
     }
 }

@@ -124,7 +124,10 @@ mod tests {
             kind(&headers(&[(a, b"Bearer a b")])),
             Ok(Some((true, "a b".into())))
         );
-        assert_eq!(kind(&headers(&[(a, b"Bearer x"), (a, b"Bearer y")])), Err(400));
+        assert_eq!(
+            kind(&headers(&[(a, b"Bearer x"), (a, b"Bearer y")])),
+            Err(400)
+        );
         assert_eq!(kind(&headers(&[(k, b"x"), (k, b"y")])), Err(400));
         assert_eq!(kind(&headers(&[(a, b"Bearer x"), (k, b"y")])), Err(400));
         assert_eq!(kind(&headers(&[(a, b"Bearer \xff")])), Err(400));

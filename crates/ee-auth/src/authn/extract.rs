@@ -26,16 +26,23 @@ fn not_installed() -> Problem {
     Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(FIX)
 }
 
-/// The identity the layer found; `None` for a request let through
-/// anonymously; an error when no layer ran.
-fn identity_of(parts: &Parts) -> Result<Option<Identity>, Problem> {
+/// What the layer left in the request.
+enum Found {
+    Identity(Identity),
+    /// Let through without credentials.
+    Anonymous,
+    /// No `AuthLayer` ran.
+    NoLayer,
+}
+
+fn identity_of(parts: &Parts) -> Found {
     if let Some(identity) = parts.extensions.get::<Identity>() {
-        return Ok(Some(identity.clone()));
+        return Found::Identity(identity.clone());
     }
     if parts.extensions.get::<PassedAnonymously>().is_some() {
-        return Ok(None);
+        return Found::Anonymous;
     }
-    Err(not_installed())
+    Found::NoLayer
 }
 
 /// The caller's identity; 401 (`WWW-Authenticate: Bearer`) when the request
@@ -45,7 +52,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        identity_of(parts)?.ok_or_else(|| AuthError::Missing.into())
+        match identity_of(parts) {
+            Found::Identity(identity) => Ok(identity),
+            Found::Anonymous => Err(AuthError::Missing.into()),
+            Found::NoLayer => Err(not_installed()),
+        }
     }
 }
 
@@ -53,7 +64,11 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Problem> {
-        identity_of(parts)
+        match identity_of(parts) {
+            Found::Identity(identity) => Ok(Some(identity)),
+            Found::Anonymous => Ok(None),
+            Found::NoLayer => Err(not_installed()),
+        }
     }
 }
 
@@ -86,9 +101,9 @@ impl<C> Deref for Authenticated<C> {
     }
 }
 
-fn claims<C: DeserializeOwned>(identity: &Identity) -> Result<Authenticated<C>, Problem> {
+fn claims<C: DeserializeOwned>(identity: &Identity) -> Result<Authenticated<C>, AuthError> {
     identity.claims_as::<C>().map(Authenticated).map_err(|_| {
-        AuthError::invalid_token("the token's claims do not have the form this route needs").into()
+        AuthError::invalid_token("the token's claims do not have the form this route needs")
     })
 }
 
@@ -96,8 +111,11 @@ impl<S: Send + Sync, C: DeserializeOwned> FromRequestParts<S> for Authenticated<
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let identity = identity_of(parts)?.ok_or_else(|| Problem::from(AuthError::Missing))?;
-        claims(&identity)
+        match identity_of(parts) {
+            Found::Identity(identity) => Ok(claims(&identity)?),
+            Found::Anonymous => Err(AuthError::Missing.into()),
+            Found::NoLayer => Err(not_installed()),
+        }
     }
 }
 
@@ -105,9 +123,10 @@ impl<S: Send + Sync, C: DeserializeOwned> OptionalFromRequestParts<S> for Authen
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Problem> {
-        match identity_of(parts)? {
-            Some(identity) => claims(&identity).map(Some),
-            None => Ok(None),
+        match identity_of(parts) {
+            Found::Identity(identity) => Ok(Some(claims(&identity)?)),
+            Found::Anonymous => Ok(None),
+            Found::NoLayer => Err(not_installed()),
         }
     }
 }

@@ -8,7 +8,7 @@ use metrics::Counter;
 use tower::Layer;
 
 use crate::authn::service::Auth;
-use crate::{AuthError, ApiKeyVerifier, JwtVerifier, METRIC_AUTHENTICATIONS_TOTAL, Method};
+use crate::{ApiKeyVerifier, AuthError, JwtVerifier, METRIC_AUTHENTICATIONS_TOTAL, Method};
 
 /// Whether a request without credentials may pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,14 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [&'static str; 6] = ["ok", "cached", "missing", "invalid", "expired", "unavailable"];
+    const ALL: [&'static str; 6] = [
+        "ok",
+        "cached",
+        "missing",
+        "invalid",
+        "expired",
+        "unavailable",
+    ];
 
     pub(crate) fn of(err: &AuthError) -> Self {
         match err {

@@ -85,7 +85,9 @@ impl JwtVerifierBuilder {
         self.audiences = config.audiences.iter().map(|s| s.as_str().into()).collect();
         self.leeway_secs = config.leeway_secs;
         self.algorithms = config.algorithms.clone();
-        self.allow_hmac = config.allow_hmac;
+        if config.allow_hmac {
+            self = self.allow_hmac();
+        }
         self.max_token_bytes = config.max_token_bytes;
         self.cache_capacity = config.cache_capacity;
         claim_path(&config.roles_claim)?;

@@ -90,7 +90,9 @@ impl ClaimRules {
             .and_then(Value::as_str)
             .is_some_and(|iss| self.issuers.iter().any(|i| &**i == iss));
         if !iss_ok {
-            return Err(AuthError::invalid_token("the token's issuer is not accepted"));
+            return Err(AuthError::invalid_token(
+                "the token's issuer is not accepted",
+            ));
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(aud)) => self.audiences.iter().any(|a| **a == **aud),
@@ -105,10 +107,10 @@ impl ClaimRules {
                 "the token's audience is not accepted",
             ));
         }
-        if !claims
+        if claims
             .get("sub")
             .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
+            .is_none_or(str::is_empty)
         {
             return Err(AuthError::invalid_token("the token has no subject"));
         }
@@ -124,7 +126,10 @@ impl ClaimRules {
 
     /// The identity of checked claims (`sub` is known to be a string).
     pub(crate) fn identity(&self, claims: Map<String, Value>, exp: u64) -> Identity {
-        let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let is_service = sub.starts_with("service:")
             && claims.get("token_use").and_then(Value::as_str) == Some("service");
         let method = if is_service {

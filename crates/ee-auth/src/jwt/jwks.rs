@@ -113,15 +113,6 @@ pub struct JwksSourceBuilder {
     time: TimeSource,
 }
 
-impl fmt::Debug for TimeSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TimeSource::System => "System",
-            TimeSource::Custom(_) => "Custom",
-        })
-    }
-}
-
 impl JwksSourceBuilder {
     /// Applies the JWKS settings of `config` (`jwks_refresh_secs`,
     /// `unknown_kid_min_interval_secs`, `jwks_timeout_secs`, `jwks_max_bytes`).
@@ -171,9 +162,7 @@ impl JwksSourceBuilder {
     pub async fn fetch(self) -> Result<JwksSource, AuthError> {
         crate::describe_metrics();
         let client = http_client(self.timeout)?;
-        let counter = |outcome: &'static str| {
-            metrics::counter!(METRIC_JWKS_REFRESHES_TOTAL, "outcome" => outcome)
-        };
+        let counter = |outcome: &'static str| metrics::counter!(METRIC_JWKS_REFRESHES_TOTAL, "outcome" => outcome);
         let shared = Arc::new(Shared {
             url: self.url,
             client,
@@ -250,7 +239,10 @@ impl Shared {
         let response = self
             .client
             .get(&self.url)
-            .header(http::header::ACCEPT, "application/jwk-set+json, application/json")
+            .header(
+                http::header::ACCEPT,
+                "application/jwk-set+json, application/json",
+            )
             .send()
             .await?;
         let body = read_bounded(response, self.max_bytes).await?;

@@ -60,6 +60,15 @@ impl TimeSource {
     }
 }
 
+impl fmt::Debug for TimeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeSource::System => "System",
+            TimeSource::Custom(_) => "Custom",
+        })
+    }
+}
+
 /// Verifies JWTs and answers the caller's [`Identity`].
 ///
 /// Cloning is a reference-count increment; clones share keys and cache.
@@ -338,8 +347,11 @@ impl JwtVerifier {
         if !valid {
             return Err(AuthError::invalid_token("the token's signature is invalid"));
         }
-        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| malformed())?;
-        let claims: Map<String, Value> = serde_json::from_slice(&payload).map_err(|_| malformed())?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| malformed())?;
+        let claims: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| malformed())?;
         let exp = inner.rules.check(&claims, inner.time.unix_ms() / 1000)?;
         let identity = inner.rules.identity(claims, exp);
         self.check_revoked(&identity)?;

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
-    Ed25519KeyPair,
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -154,10 +153,7 @@ impl JwksServer {
                     }
                 }),
             )
-            .route(
-                "/huge",
-                get(|| async { "x".repeat(2 * 1024 * 1024) }),
-            )
+            .route("/huge", get(|| async { "x".repeat(2 * 1024 * 1024) }))
             .route(
                 "/.well-known/openid-configuration",
                 get({
