@@ -4,6 +4,8 @@
 // House rule: modules are private and every public item is re-exported here,
 // once, so each has one path (`ee_auth::Identity`).
 mod apikey;
+#[cfg(feature = "jwt")]
+mod authn;
 mod authz;
 #[cfg(feature = "cedar")]
 mod cedar;
@@ -12,6 +14,8 @@ mod hooks;
 mod identity;
 #[cfg(feature = "issuer")]
 mod issuer;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod metrics;
 mod rbac;
 mod rebac;
@@ -37,6 +41,12 @@ pub use authz::{
 #[cfg(feature = "cedar")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
 pub use cedar::{CedarBuilder, CedarConfig, CedarPolicies};
+#[cfg(all(feature = "jwt", feature = "axum"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use authn::Authenticated;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use authn::{Auth, AuthLayer, AuthLayerBuilder, ResponseFuture};
 pub use error::{
     AuthError, PROBLEM_FORBIDDEN, PROBLEM_INSUFFICIENT_SCOPE, PROBLEM_INVALID_CREDENTIALS,
     PROBLEM_INVALID_REQUEST, PROBLEM_INVALID_TOKEN, PROBLEM_NOT_FOUND, PROBLEM_UNAUTHENTICATED,
@@ -66,3 +76,13 @@ pub use rebac::{
     ObjectRef, Rebac, RebacBuilder, RebacConfig, RebacModel, RelationTuple, ReverseLookup,
     TupleChanges, TupleStore, TupleUser, UserFilter, UsersetTree,
 };
+/// The JWS algorithms (`jsonwebtoken`'s), for keys and configuration.
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use jwt::{JwksSource, JwksSourceBuilder};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use jwt::{JwtConfig, JwtVerifier, JwtVerifierBuilder, VerifyingKey};
