@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ee_core::{Clock, Secret, SystemClock};
-use metrics::Counter;
 use subtle::ConstantTimeEq;
 
 use super::any::AnyApiKeyStore;
@@ -15,7 +14,7 @@ use super::format::{ID_LEN, KeyFormat, dummy_hash, hash_secret, invalid_key};
 use super::store::{ApiKeyRecord, ApiKeyStore, Inserted};
 use crate::hooks::BoxFuture;
 use crate::{
-    ApiKeyVerifier, AuthError, Identity, METRIC_AUTHENTICATIONS_TOTAL, Method, describe_metrics,
+    ApiKeyVerifier, AuthError, Identity, Method,
 };
 
 /// Bounds on what a key is created with (they are stored and copied into
@@ -127,30 +126,6 @@ impl<C: Clock> DynClock for C {
     }
 }
 
-/// Authentication counters of `method="api_key"`, registered once.
-#[derive(Clone)]
-struct Meters {
-    ok: Counter,
-    cached: Counter,
-    invalid: Counter,
-    expired: Counter,
-    unavailable: Counter,
-}
-
-impl Meters {
-    fn new() -> Self {
-        describe_metrics();
-        let c = |outcome: &'static str| metrics::counter!(METRIC_AUTHENTICATIONS_TOTAL, "method" => "api_key", "outcome" => outcome);
-        Self {
-            ok: c("ok"),
-            cached: c("cached"),
-            invalid: c("invalid"),
-            expired: c("expired"),
-            unavailable: c("unavailable"),
-        }
-    }
-}
-
 /// API keys over a store: [`create`](Self::create) (the plaintext key is
 /// returned once), [`verify`](Self::verify) (the owner's [`Identity`]),
 /// [`revoke`](Self::revoke), [`list`](Self::list). It implements
@@ -216,7 +191,6 @@ pub struct ApiKeys<S = AnyApiKeyStore> {
     cache: Option<Arc<VerifiedCache>>,
     clock: Arc<dyn DynClock>,
     touch_every_ms: u64,
-    meters: Meters,
 }
 
 impl<S> Clone for ApiKeys<S> {
@@ -227,7 +201,6 @@ impl<S> Clone for ApiKeys<S> {
             cache: self.cache.clone(),
             clock: self.clock.clone(),
             touch_every_ms: self.touch_every_ms,
-            meters: self.meters.clone(),
         }
     }
 }
@@ -244,8 +217,9 @@ impl<S: fmt::Debug> fmt::Debug for ApiKeys<S> {
 
 impl<S: ApiKeyStore> ApiKeys<S> {
     /// Keys in `store`, with the default [`ApiKeyConfig`] (prefix `eek`, a
-    /// 5 s cache of 10 000 keys) and the system clock. Registers its metric
-    /// handles: install the metrics recorder first.
+    /// 5 s cache of 10 000 keys) and the system clock. Verifications are
+    /// counted by the [`AuthLayer`](crate::AuthLayer) that calls them
+    /// (`ee_auth_authentications_total{method="api_key"}`), not here.
     pub fn new(store: S) -> Self {
         let config = ApiKeyConfig::default();
         Self {
@@ -257,7 +231,6 @@ impl<S: ApiKeyStore> ApiKeys<S> {
             ))),
             clock: Arc::new(SystemClock),
             touch_every_ms: config.last_used_interval_ms,
-            meters: Meters::new(),
         }
     }
 
@@ -381,7 +354,6 @@ impl<S: ApiKeyStore> ApiKeys<S> {
     /// section for what takes the same time.
     pub async fn verify(&self, presented: &str) -> Result<Identity, AuthError> {
         let Some(parsed) = self.format.parse(presented) else {
-            self.meters.invalid.increment(1);
             return Err(invalid_key());
         };
         let hash = hash_secret(parsed.secret);
@@ -392,13 +364,11 @@ impl<S: ApiKeyStore> ApiKeys<S> {
             if hit.touch_due {
                 self.touch(parsed.id, now);
             }
-            self.meters.cached.increment(1);
             return Ok(hit.identity);
         }
         let record = match self.store.get(parsed.id).await {
             Ok(record) => record,
             Err(e) => {
-                self.meters.unavailable.increment(1);
                 return Err(e);
             }
         };
@@ -406,11 +376,9 @@ impl<S: ApiKeyStore> ApiKeys<S> {
         let stored = record.as_ref().map_or(dummy_hash(), |r| &r.hash);
         let matches = bool::from(hash.ct_eq(stored));
         let Some(record) = record.filter(|r| matches && !r.is_revoked()) else {
-            self.meters.invalid.increment(1);
             return Err(invalid_key());
         };
         if record.is_expired(now) {
-            self.meters.expired.increment(1);
             return Err(invalid_key());
         }
         let identity = identity_of(&record);
@@ -431,7 +399,6 @@ impl<S: ApiKeyStore> ApiKeys<S> {
                 now,
             );
         }
-        self.meters.ok.increment(1);
         Ok(identity)
     }
 
