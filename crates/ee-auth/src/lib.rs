@@ -34,6 +34,12 @@ pub use apikey::{
     AnyApiKeyStore, ApiKeyConfig, ApiKeyRecord, ApiKeyStore, ApiKeys, CreatedKey, Inserted,
     MemoryApiKeys, NewApiKey,
 };
+#[cfg(all(feature = "jwt", feature = "axum"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use authn::Authenticated;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use authn::{Auth, AuthLayer, AuthLayerBuilder, ResponseFuture};
 pub use authz::{
     AccessRequest, Authorize, AuthorizeFuture, AuthorizeLayer, AuthorizeService, Decision,
     RequireScope, RequireScopeLayer, Resource, Target, authorize, require,
@@ -41,12 +47,6 @@ pub use authz::{
 #[cfg(feature = "cedar")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
 pub use cedar::{CedarBuilder, CedarConfig, CedarPolicies};
-#[cfg(all(feature = "jwt", feature = "axum"))]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use authn::Authenticated;
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use authn::{Auth, AuthLayer, AuthLayerBuilder, ResponseFuture};
 pub use error::{
     AuthError, PROBLEM_FORBIDDEN, PROBLEM_INSUFFICIENT_SCOPE, PROBLEM_INVALID_CREDENTIALS,
     PROBLEM_INVALID_REQUEST, PROBLEM_INVALID_TOKEN, PROBLEM_NOT_FOUND, PROBLEM_UNAUTHENTICATED,
@@ -67,15 +67,6 @@ pub use issuer::{
     Rotated, Rotation, ServiceToken, ServiceTokens, Session, SigningAlgorithm, SigningKey,
     SigningKeys, TokenHash, TokenIssuer, TokenIssuerBuilder,
 };
-pub use rbac::{AssignmentConfig, Rbac, RbacBuilder, RbacConfig, RoleConfig};
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
-pub use rebac::DbTuples;
-pub use rebac::{
-    AnyTupleStore, CheckCache, CheckResult, DirectLookup, DirectMatch, ExpandNode, MemoryTuples,
-    ObjectRef, Rebac, RebacBuilder, RebacConfig, RebacModel, RelationTuple, ReverseLookup,
-    TupleChanges, TupleStore, TupleUser, UserFilter, UsersetTree,
-};
 /// The JWS algorithms (`jsonwebtoken`'s), for keys and configuration.
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
@@ -86,3 +77,12 @@ pub use jwt::{JwksSource, JwksSourceBuilder};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use jwt::{JwtConfig, JwtVerifier, JwtVerifierBuilder, VerifyingKey};
+pub use rbac::{AssignmentConfig, Rbac, RbacBuilder, RbacConfig, RoleConfig};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use rebac::DbTuples;
+pub use rebac::{
+    AnyTupleStore, CheckCache, CheckResult, DirectLookup, DirectMatch, ExpandNode, MemoryTuples,
+    ObjectRef, Rebac, RebacBuilder, RebacConfig, RebacModel, RelationTuple, ReverseLookup,
+    TupleChanges, TupleStore, TupleUser, UserFilter, UsersetTree,
+};

@@ -13,9 +13,7 @@ use super::config::ApiKeyConfig;
 use super::format::{ID_LEN, KeyFormat, dummy_hash, hash_secret, invalid_key};
 use super::store::{ApiKeyRecord, ApiKeyStore, Inserted};
 use crate::hooks::BoxFuture;
-use crate::{
-    ApiKeyVerifier, AuthError, Identity, Method,
-};
+use crate::{ApiKeyVerifier, AuthError, Identity, Method};
 
 /// Bounds on what a key is created with (they are stored and copied into
 /// every [`Identity`]).
