@@ -218,6 +218,7 @@ impl KeySet {
         set
     }
 
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))] // used by the JWKS refresh
     pub(crate) fn len(&self) -> usize {
         self.all.len()
     }
