@@ -75,10 +75,18 @@ mod readme {
             let root = issuer.token("user:root", &["admin"]);
 
             let r = client::get(addr, "/me", &bearer(&anne)).await;
-            assert_eq!((r.status, r.text()), (200, "hello user:anne".to_owned()), "{r:?}");
+            assert_eq!(
+                (r.status, r.text()),
+                (200, "hello user:anne".to_owned()),
+                "{r:?}"
+            );
 
             let r = client::get(addr, "/orders", &bearer(&root)).await;
-            assert_eq!((r.status, r.text()), (200, "all orders".to_owned()), "{r:?}");
+            assert_eq!(
+                (r.status, r.text()),
+                (200, "all orders".to_owned()),
+                "{r:?}"
+            );
 
             let r = client::get(addr, "/orders", &bearer(&anne)).await;
             assert_eq!(r.status, 403, "{r:?}");
