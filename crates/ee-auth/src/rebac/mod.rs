@@ -283,7 +283,7 @@ impl<S: TupleStore> Rebac<S> {
         #[cfg(any(feature = "postgres", feature = "sqlite"))]
         if let Some(pushdown) = &self.inner.pushdown
             && pushdown.applies(&object.kind, relation)
-            && !cache.is_some_and(|c| c.get(&format!("{object}#{relation}@{user}")).is_some())
+            && cache.is_none_or(|c| c.get(&format!("{object}#{relation}@{user}")).is_none())
             && let Some(snapshot) = pushdown.fetch(object, relation, user).await?
         {
             let ctx = Ctx::new(&self.inner.model, &snapshot, self.inner.limits);

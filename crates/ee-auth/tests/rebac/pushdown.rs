@@ -23,12 +23,18 @@ fn statements(snapshotter: &Snapshotter) -> usize {
 }
 
 /// A database opened under `recorder`, so its statements are counted.
-async fn counted_db(b: Backend, recorder: &DebuggingRecorder) -> (ee_db::Database, Option<ee_testing::Postgres>) {
+async fn counted_db(
+    b: Backend,
+    recorder: &DebuggingRecorder,
+) -> (ee_db::Database, Option<ee_testing::Postgres>) {
     let pg = match b {
         Backend::Postgres => Some(ee_testing::Postgres::connect().await),
         _ => None,
     };
-    let url = pg.as_ref().map_or("sqlite::memory:", |pg| pg.url()).to_owned();
+    let url = pg
+        .as_ref()
+        .map_or("sqlite::memory:", |pg| pg.url())
+        .to_owned();
     let guard = metrics::set_default_local_recorder(recorder);
     let db = ee_db::Database::open(&url).await.unwrap();
     drop(guard);
@@ -84,18 +90,36 @@ async fn one_query_for_union_only(b: Backend) {
         )
     );
     // A denial is one statement too.
-    assert!(!rebac.check(&obj("document:1"), "viewer", &bob).await.unwrap().allowed);
+    assert!(
+        !rebac
+            .check(&obj("document:1"), "viewer", &bob)
+            .await
+            .unwrap()
+            .allowed
+    );
     assert_eq!(statements(&snapshotter), 1);
 
     // `can_view` (`but not`) and `can_share` (`and`): level by level.
-    assert!(rebac.check(&obj("document:1"), "can_view", &anne).await.unwrap().allowed);
+    assert!(
+        rebac
+            .check(&obj("document:1"), "can_view", &anne)
+            .await
+            .unwrap()
+            .allowed
+    );
     assert!(statements(&snapshotter) > 1);
     rebac
         .write(&tuples(&["document:1#owner@user:anne"]))
         .await
         .unwrap();
     let _ = statements(&snapshotter);
-    assert!(rebac.check(&obj("document:1"), "can_share", &anne).await.unwrap().allowed);
+    assert!(
+        rebac
+            .check(&obj("document:1"), "can_share", &anne)
+            .await
+            .unwrap()
+            .allowed
+    );
     assert!(statements(&snapshotter) > 1);
 }
 
@@ -182,7 +206,10 @@ async fn random_graphs_agree(b: Backend) {
         Backend::Postgres => Some(ee_testing::Postgres::connect().await),
         _ => None,
     };
-    let url = pg.as_ref().map_or("sqlite::memory:", |pg| pg.url()).to_owned();
+    let url = pg
+        .as_ref()
+        .map_or("sqlite::memory:", |pg| pg.url())
+        .to_owned();
     let db = ee_db::Database::open(&url).await.unwrap();
     let model = RebacModel::parse(RANDOM_MODEL).unwrap();
     let mut allowed = 0;
@@ -202,7 +229,11 @@ async fn random_graphs_agree(b: Backend) {
         memory.write(&tuples(&list)).await.unwrap();
         let users: Vec<TupleUser> = (0..4)
             .map(|u| user(&format!("user:u{u}")))
-            .chain([user("user:*"), user("group:g0#member"), user("group:g3#member")])
+            .chain([
+                user("user:*"),
+                user("group:g0#member"),
+                user("group:g3#member"),
+            ])
             .collect();
         for (kind, relation) in [
             ("group", "member"),
@@ -226,7 +257,10 @@ async fn random_graphs_agree(b: Backend) {
         }
     }
     // The graphs are neither empty nor complete.
-    assert!(allowed > compared / 10 && allowed < compared * 9 / 10, "{allowed} of {compared}");
+    assert!(
+        allowed > compared / 10 && allowed < compared * 9 / 10,
+        "{allowed} of {compared}"
+    );
 }
 
 #[tokio::test]

@@ -268,10 +268,7 @@ impl<'a, 'c, S: CheckReads> Checker<'a, 'c, S> {
             None => {
                 self.ctx.lookup()?;
                 let fanout = self.ctx.limits.max_fanout;
-                self.ctx
-                    .store
-                    .users(object, tupleset, fanout + 1)
-                    .await?
+                self.ctx.store.users(object, tupleset, fanout + 1).await?
             }
         };
         self.ctx

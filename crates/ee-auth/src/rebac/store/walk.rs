@@ -31,6 +31,9 @@ use super::{CheckReads, DirectLookup, DirectMatch};
 
 /// A `(type, relation)` pair.
 type Node = (String, String);
+/// `(object type, object id, relation)` → its users as `(user relation,
+/// user type, user id)`, in that order.
+type Tuples = HashMap<(String, String, String), Vec<(String, String, String)>>;
 
 /// One row of the query's `rules` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,10 +303,12 @@ impl Pushdown {
         if rows.len() > self.max_rows {
             return Ok(None);
         }
-        let mut tuples: HashMap<(String, String, String), Vec<(String, String, String)>> =
-            HashMap::new();
+        let mut tuples = Tuples::new();
         for (ot, oid, rel, ut, uid, ur) in rows {
-            tuples.entry((ot, oid, rel)).or_default().push((ur, ut, uid));
+            tuples
+                .entry((ot, oid, rel))
+                .or_default()
+                .push((ur, ut, uid));
         }
         for users in tuples.values_mut() {
             // The order `DbTuples` reads in: relation, type, id.
@@ -318,7 +323,7 @@ impl Pushdown {
 /// (user relation, user type, user id)`, sorted.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    tuples: HashMap<(String, String, String), Vec<(String, String, String)>>,
+    tuples: Tuples,
 }
 
 impl Snapshot {
