@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use ee_db::Value;
+use ee_db::{Engine, Value};
 
 use crate::AuthError;
 use crate::rebac::engine::Limits;
@@ -187,9 +187,9 @@ fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The query: `$1..$3` the object and relation, `$4..$6` the user's
+/// The query: `$1..$3` the object type, id and relation, `$4..$6` the user's
 /// columns, `$7` the deepest hop to take, `$8` the row limit.
-fn query(table: &str, rules: &[Rule]) -> String {
+fn query(engine: Engine, table: &str, rules: &[Rule]) -> String {
     let mut values = String::new();
     for (i, r) in rules.iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
@@ -206,34 +206,52 @@ fn query(table: &str, rules: &[Rule]) -> String {
         );
     }
     let cols = "t.object_type, t.object_id, t.relation, t.user_type, t.user_id, t.user_relation";
+    // Each walk row is a reached `object#relation` with one of its rules,
+    // so every tuple read takes its whole key from that one row.
     let read = |kind: &str, filter: &str| {
-        format!(
-            "SELECT {cols} FROM nodes w \
-             JOIN rules r ON r.otype = w.otype AND r.orel = w.orel AND r.kind = '{kind}' \
-             JOIN {table} t ON t.object_type = w.otype AND t.object_id = w.oid \
-             AND t.relation = r.arg{filter}"
-        )
+        let keyed = format!(
+            "t.object_type = w.otype AND t.object_id = w.oid AND t.relation = w.arg{filter}"
+        );
+        match engine {
+            // A lateral probe per walk row (`OFFSET 0` keeps it one): the
+            // generic plan otherwise may scan all of a user's tuples through
+            // the reverse index instead.
+            Engine::Postgres => format!(
+                "SELECT {cols} FROM walk w CROSS JOIN LATERAL \
+                 (SELECT {cols} FROM {table} t WHERE {keyed} OFFSET 0) t WHERE w.kind = '{kind}'"
+            ),
+            Engine::Sqlite => {
+                format!("SELECT {cols} FROM walk w JOIN {table} t ON w.kind = '{kind}' AND {keyed}")
+            }
+        }
     };
     format!(
         "WITH RECURSIVE rules(kind, otype, orel, arg, ttype, urel, trel) AS (VALUES {values}), \
-         walk(otype, oid, orel, depth) AS ( \
-           SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), 0 \
+         walk(otype, oid, orel, depth, kind, arg, ttype, urel, trel) AS ( \
+           SELECT r.otype, CAST($2 AS TEXT), r.orel, 0, r.kind, r.arg, r.ttype, r.urel, r.trel \
+             FROM rules r WHERE r.otype = $1 AND r.orel = $3 \
            UNION \
-           SELECT r.ttype, CASE WHEN r.kind = 'C' THEN w.oid ELSE t.user_id END, r.trel, w.depth + 1 \
+           SELECT r.otype, CASE WHEN w.kind = 'C' THEN w.oid ELSE t.user_id END, r.orel, \
+                  w.depth + 1, r.kind, r.arg, r.ttype, r.urel, r.trel \
              FROM walk w \
-             JOIN rules r ON r.otype = w.otype AND r.orel = w.orel AND r.kind IN ('C', 'E') \
-             LEFT JOIN {table} t ON r.kind = 'E' AND t.object_type = w.otype \
-               AND t.object_id = w.oid AND t.relation = r.arg \
-               AND t.user_relation = r.urel AND t.user_type = r.ttype \
-            WHERE w.depth < $7 AND (r.kind = 'C' OR (t.user_id IS NOT NULL AND t.user_id <> '*')) \
-         ), \
-         nodes AS (SELECT DISTINCT otype, oid, orel FROM walk) \
-         {} UNION ALL {} UNION ALL {} LIMIT $8",
+             LEFT JOIN {table} t ON w.kind = 'E' AND t.object_type = w.otype \
+               AND t.object_id = w.oid AND t.relation = w.arg \
+               AND t.user_relation = w.urel AND t.user_type = w.ttype \
+             JOIN rules r ON r.otype = w.ttype AND r.orel = w.trel \
+            WHERE w.kind IN ('C', 'E') AND w.depth < $7 \
+              AND (w.kind = 'C' OR (t.user_id IS NOT NULL AND t.user_id <> '*')) \
+         ) \
+         {} UNION ALL {} UNION ALL {} UNION ALL {} LIMIT $8",
         read("S", ""),
         read("U", " AND t.user_relation > ''"),
+        // The user's tuple and its type's wildcard apart: each an index probe.
         read(
             "R",
-            " AND t.user_relation = $4 AND t.user_type = $5 AND t.user_id IN ($6, '*')"
+            " AND t.user_relation = $4 AND t.user_type = $5 AND t.user_id = $6"
+        ),
+        read(
+            "R",
+            " AND t.user_relation = $4 AND t.user_type = $5 AND t.user_id = '*'"
         ),
     )
 }
@@ -255,8 +273,9 @@ impl Pushdown {
         if all.is_empty() {
             return None;
         }
-        // SQLite runs the same query: both have `WITH RECURSIVE`.
-        let sql = query(store.table(), &all);
+        // SQLite runs the same query but for the reads' join: both engines
+        // have `WITH RECURSIVE`.
+        let sql = query(store.database().engine(), store.table(), &all);
         Some(Pushdown {
             store,
             sql,
