@@ -40,7 +40,9 @@ type Tuples = HashMap<(String, String, String), Vec<(String, String, String)>>;
 struct Rule {
     /// `C`: computed (`trel` on the same object); `E`: an edge through the
     /// tuples `object#arg@ttype:?#urel`, to `ttype:?#trel`; `R`: read the
-    /// user's tuple on `arg`; `U`: read the userset tuples of `arg`; `S`:
+    /// user's tuple on `arg`; `W`: read its type's wildcard on `arg` (only
+    /// where one is admitted: else the engine ignores it); `U`: read the
+    /// userset tuples of `arg`; `S`:
     /// read every tuple of `arg` (a tupleset).
     kind: &'static str,
     otype: String,
@@ -160,6 +162,13 @@ fn rules(model: &RebacModel, kind: &str, relation: &str, out: &mut Vec<Rule>) {
         match part {
             Rewrite::Direct => {
                 out.push(rule("R", relation, "", "", ""));
+                if rel
+                    .direct
+                    .iter()
+                    .any(|r| matches!(r, Restriction::Wildcard(_)))
+                {
+                    out.push(rule("W", relation, "", "", ""));
+                }
                 if rel.has_usersets {
                     out.push(rule("U", relation, "", "", ""));
                 }
@@ -241,7 +250,7 @@ fn query(engine: Engine, table: &str, rules: &[Rule]) -> String {
             WHERE w.kind IN ('C', 'E') AND w.depth < $7 \
               AND (w.kind = 'C' OR (t.user_id IS NOT NULL AND t.user_id <> '*')) \
          ) \
-         {} UNION ALL {} UNION ALL {} UNION ALL {} LIMIT $8",
+         {} UNION ALL {} UNION ALL {}{} LIMIT $8",
         read("S", ""),
         read("U", " AND t.user_relation > ''"),
         // The user's tuple and its type's wildcard apart: each an index probe.
@@ -249,10 +258,15 @@ fn query(engine: Engine, table: &str, rules: &[Rule]) -> String {
             "R",
             " AND t.user_relation = $4 AND t.user_type = $5 AND t.user_id = $6"
         ),
-        read(
-            "R",
-            " AND t.user_relation = $4 AND t.user_type = $5 AND t.user_id = '*'"
-        ),
+        if rules.iter().any(|r| r.kind == "W") {
+            let wildcard = read(
+                "W",
+                " AND t.user_relation = $4 AND t.user_type = $5 AND t.user_id = '*'",
+            );
+            format!(" UNION ALL {wildcard}")
+        } else {
+            String::new()
+        },
     )
 }
 
