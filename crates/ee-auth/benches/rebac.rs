@@ -6,8 +6,9 @@
 //!
 //! Every question is allowed along the longest path: document → its
 //! sub-folder → the sub-folder's parent folder → the org that folder is
-//! shared with → the user (6 lookups for the engine, 1 query for the
-//! anchor). PostgreSQL: `EE_DATABASE_URL` or the default test server; the
+//! shared with → the user (6 lookups for the engine on memory; on
+//! PostgreSQL the check is pushed down to 1 recursive query, as the
+//! anchor's). PostgreSQL: `EE_DATABASE_URL` or the default test server; the
 //! data lives in schema `ee_auth_bench_rebac` and is loaded once (kept
 //! between runs while it has 100 000 tuples).
 

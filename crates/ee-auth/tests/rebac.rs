@@ -13,6 +13,8 @@ mod lists;
 mod model;
 #[path = "rebac/other.rs"]
 mod other;
+#[path = "rebac/pushdown.rs"]
+mod pushdown;
 #[path = "rebac/semantics.rs"]
 mod semantics;
 

@@ -83,6 +83,9 @@ struct Inner<S> {
     store: S,
     limits: Limits,
     metrics: DecisionMetrics,
+    /// On a [`DbTuples`] store, the checks answered in one query.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pushdown: Option<store::walk::Pushdown>,
 }
 
 impl<S> Clone for Rebac<S> {
@@ -164,16 +167,20 @@ impl<S: TupleStore> RebacBuilder<S> {
             )
         })?;
         let c = &self.config;
+        let limits = Limits {
+            max_depth: c.max_depth,
+            max_lookups: c.max_lookups,
+            max_fanout: c.max_fanout,
+            max_results: c.max_results,
+        };
         Ok(Rebac {
             inner: Arc::new(Inner {
+                #[cfg(any(feature = "postgres", feature = "sqlite"))]
+                pushdown: db_store(&self.store)
+                    .and_then(|db| store::walk::Pushdown::new(&model, db, limits)),
                 model,
                 store: self.store,
-                limits: Limits {
-                    max_depth: c.max_depth,
-                    max_lookups: c.max_lookups,
-                    max_fanout: c.max_fanout,
-                    max_results: c.max_results,
-                },
+                limits,
                 metrics: DecisionMetrics::new("rebac"),
             }),
         })
@@ -249,9 +256,7 @@ impl<S: TupleStore> Rebac<S> {
         relation: &str,
         user: &TupleUser,
     ) -> Result<CheckResult, AuthError> {
-        Checker::new(self.ctx(), user, None)
-            .check(object, relation)
-            .await
+        self.run_check(object, relation, user, None).await
     }
 
     /// [`check`](Self::check), sharing answers with other checks of the
@@ -263,7 +268,28 @@ impl<S: TupleStore> Rebac<S> {
         user: &TupleUser,
         cache: &CheckCache,
     ) -> Result<CheckResult, AuthError> {
-        Checker::new(self.ctx(), user, Some(cache))
+        self.run_check(object, relation, user, Some(cache)).await
+    }
+
+    /// A check: in one query when it can be pushed down to SQL (the engine
+    /// then walks the fetched tuples in memory), else level by level.
+    async fn run_check(
+        &self,
+        object: &ObjectRef,
+        relation: &str,
+        user: &TupleUser,
+        cache: Option<&CheckCache>,
+    ) -> Result<CheckResult, AuthError> {
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        if let Some(pushdown) = &self.inner.pushdown
+            && pushdown.applies(&object.kind, relation)
+            && cache.is_none_or(|c| c.get(&format!("{object}#{relation}@{user}")).is_none())
+            && let Some(snapshot) = pushdown.fetch(object, relation, user).await?
+        {
+            let ctx = Ctx::new(&self.inner.model, &snapshot, self.inner.limits);
+            return Checker::new(ctx, user, cache).check(object, relation).await;
+        }
+        Checker::new(self.ctx(), user, cache)
             .check(object, relation)
             .await
     }
@@ -324,6 +350,19 @@ impl<S: TupleStore> Rebac<S> {
                 .into(),
             ),
         })
+    }
+}
+
+/// The SQL store under `store`, if it is one (its checks can be pushed down).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn db_store<S: TupleStore>(store: &S) -> Option<DbTuples> {
+    let any: &dyn std::any::Any = store;
+    if let Some(db) = any.downcast_ref::<DbTuples>() {
+        return Some(db.clone());
+    }
+    match any.downcast_ref::<AnyTupleStore>() {
+        Some(AnyTupleStore::Db(db)) => Some(db.clone()),
+        _ => None,
     }
 }
 

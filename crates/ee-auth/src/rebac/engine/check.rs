@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::AuthError;
 use crate::rebac::model::{Relation, Rewrite};
-use crate::rebac::store::{DirectLookup, TupleStore};
+use crate::rebac::store::{CheckReads, DirectLookup};
 use crate::rebac::tuple::{ObjectRef, TupleUser};
 
 use super::{CheckCache, CheckResult, Ctx, admitted};
@@ -38,7 +38,7 @@ pub(crate) struct Checker<'a, 'c, S> {
     prefetched: HashMap<String, Vec<TupleUser>>,
 }
 
-impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
+impl<'a, 'c, S: CheckReads> Checker<'a, 'c, S> {
     pub(crate) fn new(ctx: Ctx<'a, S>, user: &'a TupleUser, cache: Option<&'c CheckCache>) -> Self {
         Checker {
             ctx,
@@ -214,7 +214,7 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
         let found = self
             .ctx
             .store
-            .find_direct(DirectLookup {
+            .direct(DirectLookup {
                 object,
                 relation,
                 user: self.user,
@@ -268,10 +268,7 @@ impl<'a, 'c, S: TupleStore> Checker<'a, 'c, S> {
             None => {
                 self.ctx.lookup()?;
                 let fanout = self.ctx.limits.max_fanout;
-                self.ctx
-                    .store
-                    .read_users(object, tupleset, fanout + 1)
-                    .await?
+                self.ctx.store.users(object, tupleset, fanout + 1).await?
             }
         };
         self.ctx

@@ -149,6 +149,12 @@ fn limit(n: usize) -> Value {
 ///
 /// On PostgreSQL, give each tenant or test its own table name, or a
 /// `Database::with_schema` handle.
+///
+/// Under [`Rebac`](crate::Rebac), a check of a relation that reaches only
+/// direct types, computed relations, `x from y` and `or` (no `and`, no
+/// `but not`) is pushed down: one recursive query fetches the tuples it may
+/// read (at most `max_fanout` of them, else it reads level by level), and
+/// the engine walks them in memory, with the same answer, path and bounds.
 #[derive(Debug, Clone)]
 pub struct DbTuples {
     db: Database,

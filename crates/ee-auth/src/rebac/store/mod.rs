@@ -16,6 +16,8 @@ pub(crate) mod any;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod db;
 pub(crate) mod memory;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) mod walk;
 
 /// Tuples to write and to delete, applied together (atomically on SQL
 /// stores). Writing a tuple that exists and deleting one that does not are
@@ -109,4 +111,40 @@ pub trait TupleStore: Send + Sync + 'static {
         &self,
         lookup: ReverseLookup<'_>,
     ) -> impl Future<Output = Result<Vec<String>, AuthError>> + Send;
+}
+
+/// The two reads a check makes: every [`TupleStore`] answers them, and so
+/// does the snapshot a pushed-down check fetched in one query.
+pub(crate) trait CheckReads: Send + Sync {
+    /// [`TupleStore::find_direct`].
+    fn direct(
+        &self,
+        lookup: DirectLookup<'_>,
+    ) -> impl Future<Output = Result<DirectMatch, AuthError>> + Send;
+
+    /// [`TupleStore::read_users`].
+    fn users(
+        &self,
+        object: &ObjectRef,
+        relation: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<TupleUser>, AuthError>> + Send;
+}
+
+impl<T: TupleStore> CheckReads for T {
+    fn direct(
+        &self,
+        lookup: DirectLookup<'_>,
+    ) -> impl Future<Output = Result<DirectMatch, AuthError>> + Send {
+        self.find_direct(lookup)
+    }
+
+    fn users(
+        &self,
+        object: &ObjectRef,
+        relation: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<TupleUser>, AuthError>> + Send {
+        self.read_users(object, relation, limit)
+    }
 }
