@@ -56,7 +56,8 @@ pub enum AuthError {
         /// The scopes the route requires, space separated as in RFC 6750.
         required: String,
     },
-    /// An authorization decision denied the request (403).
+    /// An authorization decision denied the request (403). The reason is logged
+    /// and shown by `Display`, never sent to the client.
     #[error("forbidden: {0}")]
     Forbidden(Cow<'static, str>),
     /// The resource is hidden from this caller (404): used where a 403 would
@@ -186,9 +187,14 @@ impl From<AuthError> for Problem {
                     challenge(Some("insufficient_scope"), None, Some(&required)),
                 )
                 .with_extension("required_scope", required),
-            AuthError::Forbidden(why) => Problem::new(status)
-                .with_type(PROBLEM_FORBIDDEN)
-                .with_detail(why),
+            // The reason (a role, a policy id, a tenant, a tuple path) is for the
+            // decision log (`ee_auth::decision`), not for the caller.
+            AuthError::Forbidden(why) => {
+                tracing::debug!(reason = &*why, "forbidden");
+                Problem::new(status)
+                    .with_type(PROBLEM_FORBIDDEN)
+                    .with_detail("the caller may not perform this request")
+            }
             AuthError::NotFound => Problem::new(status).with_type(PROBLEM_NOT_FOUND),
             AuthError::InvalidCredentials => Problem::new(status)
                 .with_type(PROBLEM_INVALID_CREDENTIALS)

@@ -274,6 +274,43 @@ async fn background_refresh_brings_new_keys() {
     assert!(v.verify(&a.sign(&claims("u"))).await.is_err());
 }
 
+/// A key the issuer drops (say, after a compromise) stops the tokens it signed at the next
+/// refresh, also those the verifier had cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_key_stops_its_cached_tokens() {
+    let a = Signer::new("a", Algorithm::EdDSA);
+    let b = Signer::new("b", Algorithm::EdDSA);
+    let issuer = JwksServer::start(jwks(&[&a, &b])).await;
+    let source = JwksSource::builder(issuer.url())
+        .refresh_interval(Duration::from_secs(1))
+        .fetch()
+        .await
+        .unwrap();
+    let v = JwtVerifier::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .jwks(source.clone())
+        .build()
+        .unwrap();
+    let (from_a, from_b) = (a.sign(&claims("u")), b.sign(&claims("w")));
+    for _ in 0..2 {
+        v.verify(&from_a).await.unwrap();
+        v.verify(&from_b).await.unwrap();
+    }
+    issuer.set_keys(jwks(&[&b]));
+    let mut waited = 0;
+    while source.kids() != ["b"] {
+        assert!(waited < 100, "no background refresh within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let err = v.verify(&from_a).await.unwrap_err();
+    assert!(matches!(err, AuthError::InvalidToken(_)), "{err}");
+    // B's token is verified again with the key that is still there, then cached again.
+    assert_eq!(v.verify(&from_b).await.unwrap().id(), "w");
+    assert_eq!(v.verify(&from_b).await.unwrap().id(), "w");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_discovery_checks_the_issuer() {
     let a = Signer::new("a", Algorithm::ES256);

@@ -149,9 +149,12 @@ async fn roles_hold_in_their_tenant_only() {
     assert!(ask(&bob, Some("acme"), "delete").is_allowed());
     assert!(ask(&bob, None, "delete").is_allowed());
     assert!(!ask(&bob, Some("globex"), "delete").is_allowed());
-    // Credentials without a tenant: their roles hold everywhere.
+    // Credentials without a tenant: their roles hold where no tenant is named, never in
+    // a tenant (a missing tenant claim is no key to every tenant).
     let root = user("user:root", &["admin"]);
-    assert!(ask(&root, Some("globex"), "delete").is_allowed());
+    assert!(ask(&root, None, "delete").is_allowed());
+    let d = ask(&root, Some("globex"), "delete");
+    assert!(!d.is_allowed(), "{d:?}");
     // `check` uses the identity's tenant.
     assert!(rbac.check(&anne_acme, "orders:delete").is_allowed());
     assert!(!rbac.check(&anne, "orders:delete").is_allowed());
@@ -349,7 +352,7 @@ struct Ask {
 fn reference(config: &RbacConfig, ask: &Ask) -> Vec<String> {
     let tenant = ask.resource_tenant.or(ask.id_tenant);
     let mut roles = Vec::new();
-    if ask.id_tenant.is_none() || ask.id_tenant == tenant {
+    if ask.id_tenant == tenant {
         roles.extend(ask.roles.iter().cloned());
     }
     for a in &config.assignments {

@@ -286,3 +286,19 @@ async fn a_stopped_redis_is_unavailable_not_invalid() {
         http::StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+/// A client-sent token of the right length in bytes but not ASCII (a multi-byte
+/// character across the family/secret boundary) is malformed, not a panic.
+#[tokio::test]
+async fn a_non_ascii_token_is_malformed_not_a_panic() {
+    let refresh = RefreshTokens::new(MemoryRefreshStore::new());
+    let mut token = "a".repeat(21);
+    token.push('é'); // bytes 21 and 22: the split point is inside it
+    token.push_str(&"b".repeat(66 - token.len()));
+    assert_eq!(token.len(), 66);
+    let err = refresh.rotate(&Secret::new(token)).await.unwrap_err();
+    assert!(
+        matches!(err, ee_auth::AuthError::InvalidToken(_)),
+        "{err:?}"
+    );
+}

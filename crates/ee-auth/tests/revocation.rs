@@ -54,7 +54,7 @@ async fn revoked_ids_are_revoked_until_their_tokens_expire() {
 }
 
 #[tokio::test]
-async fn entries_never_outlive_max_ttl() {
+async fn a_token_outliving_max_ttl_is_refused_not_capped() {
     let clock = ManualClock::new();
     let mut cfg = RevocationConfig::default();
     cfg.max_ttl_secs = 100;
@@ -63,13 +63,22 @@ async fn entries_never_outlive_max_ttl() {
         .unwrap()
         .clock(clock.clone())
         .memory();
-    list.revoke("far", clock.unix_ms() / 1000 + 1_000_000)
+    // A capped entry would lapse while the token is still valid: refused, naming the setting.
+    let err = list
+        .revoke("far", clock.unix_ms() / 1000 + 1_000_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ee_auth::AuthError::Limit(_)), "{err:?}");
+    assert!(err.to_string().contains("max_ttl_secs"), "{err}");
+    assert!(!list.is_revoked("far"));
+    // Within the bound: held until the token's exp, then dropped.
+    list.revoke("near", clock.unix_ms() / 1000 + 100)
         .await
         .unwrap();
     clock.advance(Duration::from_secs(99));
-    assert!(list.is_revoked("far"));
+    assert!(list.is_revoked("near"));
     clock.advance(Duration::from_secs(1));
-    assert!(!list.is_revoked("far"));
+    assert!(!list.is_revoked("near"));
 }
 
 #[tokio::test]

@@ -325,6 +325,11 @@ impl<S: ApiKeyStore> ApiKeys<S> {
             cache.remove(id);
         }
         self.store.revoke(id, self.clock.now_ms()).await?;
+        // Again: a verify that read the record before the revocation may have
+        // cached it in between.
+        if let Some(cache) = &self.cache {
+            cache.remove(id);
+        }
         tracing::info!(key_id = %id, "api key revoked");
         Ok(())
     }

@@ -52,7 +52,7 @@ pub fn require<A: Authorize>(
 
 /// Asks `authz` whether `identity` may do `action` on `resource`, inside a
 /// handler (after loading the resource, to check its owner or attributes).
-/// A denial is [`AuthError::Forbidden`] (403 with the reason), so `?` answers it.
+/// A denial is [`AuthError::Forbidden`] (403; the reason goes to the decision log), so `?` answers it.
 ///
 /// ```
 /// use ee_auth::{AuthError, Authorize, Identity, Resource, authorize};

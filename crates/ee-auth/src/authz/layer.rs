@@ -100,7 +100,7 @@ impl<A: Authorize + ?Sized> Authorize for Arc<A> {
 /// The [`Identity`] comes from the request extensions (put there by the
 /// authentication layer, which must run first): without one the answer is
 /// 401 ([`AuthError::Missing`]); a denial is 403 ([`AuthError::Forbidden`],
-/// with the engine's reason as detail); an engine that cannot decide answers
+/// the engine's reason in the decision log, not in the answer); an engine that cannot decide answers
 /// its own problem (503 for a store outage…). Every answer is problem+json.
 ///
 /// ```

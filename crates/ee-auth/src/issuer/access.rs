@@ -14,7 +14,7 @@ use super::random_token;
 use crate::AuthError;
 
 /// Claims the issuer sets itself; a [`Grant`] cannot override them.
-const RESERVED: [&str; 11] = [
+const RESERVED: [&str; 12] = [
     "iss",
     "sub",
     "aud",
@@ -24,6 +24,7 @@ const RESERVED: [&str; 11] = [
     "jti",
     "roles",
     "scope",
+    "scp",
     "tenant",
     "token_use",
 ];

@@ -228,8 +228,9 @@ pub struct RevocationConfig {
     /// Revoked ids held at most; a revocation beyond it is refused with
     /// [`AuthError::Unavailable`] (default 100 000).
     pub max_entries: usize,
-    /// An entry lives until its token's `exp`, but never longer than this
-    /// (default 86 400: a day; keep it ≥ the longest token lifetime).
+    /// The longest a revocation may be held (default 86 400: a day). An entry
+    /// lives until its token's `exp`; a token living longer than this cannot be
+    /// revoked (`AuthError::Limit`): keep it ≥ the longest token lifetime.
     pub max_ttl_secs: u64,
     /// How often each instance pulls new revocations from Redis (default
     /// 250 ms: a revocation reaches every instance within about a second).

@@ -29,7 +29,8 @@ type Entries = HashMap<Box<str>, u64, foldhash::fast::RandomState>;
 /// [`RevocationCheck`]: a read-locked map lookup, no I/O.
 ///
 /// Bounded: an entry is dropped when its token expires (it is useless after),
-/// no entry outlives `max_ttl_secs`, and at most `max_entries` are held; a
+/// no entry may outlive `max_ttl_secs` (a longer-lived token cannot be revoked:
+/// [`AuthError::Limit`]), and at most `max_entries` are held; a
 /// revocation beyond that is refused with [`AuthError::Unavailable`] (room
 /// comes back as tokens expire). Cheap to clone.
 ///
@@ -172,9 +173,10 @@ impl<C: Clock> RevocationList<C> {
         self.inner.clock.unix_ms() / 1000
     }
 
-    /// Revokes `jti` until `until_unix_secs` (its token's `exp`; capped at
-    /// `max_ttl_secs` from now). Already-expired tokens need no entry and are
-    /// accepted as they are.
+    /// Revokes `jti` until `until_unix_secs` (its token's `exp`). Already-expired
+    /// tokens need no entry and are accepted as they are; a token that lives
+    /// longer than `max_ttl_secs` from now is refused with [`AuthError::Limit`]
+    /// (an entry dropped before the token expires would let it back in).
     ///
     /// With Redis, the revocation is written there first (and fails with
     /// [`AuthError::Unavailable`] if it cannot be), then applied locally at
@@ -187,7 +189,20 @@ impl<C: Clock> RevocationList<C> {
         if until_unix_secs <= now {
             return Ok(());
         }
-        let until = until_unix_secs.min(now + self.inner.cfg.max_ttl_secs);
+        // An entry capped short of the token's exp would make the token valid
+        // again when it lapses: refuse instead, naming the setting.
+        let max_ttl = self.inner.cfg.max_ttl_secs;
+        if until_unix_secs - now > max_ttl {
+            return Err(AuthError::Limit(
+                format!(
+                    "a token that lives {} s more cannot be revoked: revocation.max_ttl_secs is {max_ttl}; \
+                     raise it to the longest token lifetime",
+                    until_unix_secs - now
+                )
+                .into(),
+            ));
+        }
+        let until = until_unix_secs;
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.inner.redis {
             redis.revoke(jti, until, now, &self.inner.cfg).await?;

@@ -79,6 +79,8 @@ pub(crate) struct Entry {
     pub(crate) signed: Arc<str>,
     pub(crate) identity: Identity,
     pub(crate) exp: u64,
+    /// The verifier's key epoch when verified (see `JwksSource::removals`).
+    pub(crate) key_epoch: u64,
 }
 
 struct UntilExp {
@@ -88,7 +90,10 @@ struct UntilExp {
 
 impl moka::Expiry<TokenDigest, Entry> for UntilExp {
     fn expire_after_create(&self, _: &TokenDigest, entry: &Entry, _: Instant) -> Option<Duration> {
-        let until_ms = (entry.exp + self.leeway_secs).saturating_mul(1000);
+        let until_ms = entry
+            .exp
+            .saturating_add(self.leeway_secs)
+            .saturating_mul(1000);
         Some(Duration::from_millis(
             until_ms.saturating_sub(self.time.unix_ms()),
         ))

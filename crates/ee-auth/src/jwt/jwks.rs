@@ -79,6 +79,10 @@ struct Shared {
     keys: RwLock<Arc<KeySet>>,
     /// Fetches attempted (bumped after the keys are stored).
     attempts: AtomicU64,
+    /// Refreshes that dropped a `kid` (bumped after the keys are stored): a
+    /// cached token verified before one is verified again, so a key pulled
+    /// from the issuer (a compromise) stops its tokens at once.
+    removals: AtomicU64,
     state: tokio::sync::Mutex<RefreshState>,
     time: TimeSource,
     ok: Counter,
@@ -170,6 +174,7 @@ impl JwksSourceBuilder {
             unknown_kid_min_interval: self.unknown_kid_min_interval,
             keys: RwLock::new(Arc::new(KeySet::default())),
             attempts: AtomicU64::new(0),
+            removals: AtomicU64::new(0),
             state: tokio::sync::Mutex::new(RefreshState::default()),
             time: self.time,
             ok: counter("ok"),
@@ -196,7 +201,19 @@ impl JwksSourceBuilder {
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, AuthError> {
     reqwest::Client::builder()
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        // At most 3 redirects, and never from https to plain http: keys fetched
+        // over TLS are not downgraded by a redirect.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade = attempt.url().scheme() == "http"
+                && attempt.previous().iter().any(|u| u.scheme() == "https");
+            if downgrade {
+                attempt.error("refusing a redirect from https to http")
+            } else if attempt.previous().len() > 3 {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        }))
         .build()
         .map_err(|e| AuthError::Config(format!("cannot build the JWKS HTTP client: {e}")))
 }
@@ -271,7 +288,18 @@ impl Shared {
         let outcome = match result {
             Ok(keys) => {
                 tracing::debug!(keys = keys.len(), "JWKS refreshed");
-                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+                let old = std::mem::replace(
+                    &mut *self.keys.write().unwrap_or_else(|e| e.into_inner()),
+                    Arc::new(keys),
+                );
+                let new = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+                let dropped = old.keys().any(|k| {
+                    !new.keys()
+                        .any(|n| n.kid() == k.kid() && n.algorithm() == k.algorithm())
+                });
+                if dropped {
+                    self.removals.fetch_add(1, Ordering::Release);
+                }
                 self.ok.increment(1);
                 Ok(())
             }
@@ -313,6 +341,12 @@ impl JwksSource {
             .keys()
             .filter_map(|k| k.kid().map(str::to_owned))
             .collect()
+    }
+
+    /// How many refreshes dropped a key so far.
+    #[inline]
+    pub(crate) fn removals(&self) -> u64 {
+        self.shared.removals.load(Ordering::Acquire)
     }
 
     /// The attempt count, then the keys (in that order: see `refresh_locked`).

@@ -231,7 +231,11 @@ impl JwtVerifier {
         let digest = match (&inner.cache, TokenDigest::of(token)) {
             (Some(cache), Some((digest, signed))) => {
                 if let Some(entry) = cache.get(&digest, signed) {
-                    return Attempt::Done(self.cache_hit(cache, &digest, entry));
+                    if entry.key_epoch == self.key_epoch() {
+                        return Attempt::Done(self.cache_hit(cache, &digest, entry));
+                    }
+                    // Verified before a key was dropped: verify it again.
+                    cache.remove(&digest);
                 }
                 Some(digest)
             }
@@ -257,6 +261,16 @@ impl JwtVerifier {
             identity: entry.identity,
             cached: true,
         })
+    }
+
+    /// Changes whenever a JWKS refresh drops a key (0 without a JWKS).
+    #[inline]
+    fn key_epoch(&self) -> u64 {
+        #[cfg(feature = "jwks")]
+        if let Some(jwks) = &self.inner.jwks {
+            return jwks.removals();
+        }
+        0
     }
 
     fn check_revoked(&self, identity: &Identity) -> Result<(), AuthError> {
@@ -367,6 +381,7 @@ impl JwtVerifier {
                     signed: message.into(),
                     identity: identity.clone(),
                     exp,
+                    key_epoch: self.key_epoch(),
                 },
             );
         }

@@ -11,8 +11,10 @@
 //! A subject's roles are those its credentials carry ([`Identity::roles`]) and
 //! those assigned to it in the model ([`AssignmentConfig`]). A request's
 //! tenant is the resource's ([`Resource::tenant`]) or else the identity's:
-//! - the credentials' roles hold in the identity's tenant only (everywhere if
-//!   the identity names no tenant);
+//! - the credentials' roles hold in the identity's tenant only; credentials
+//!   that name no tenant hold only where the request names none either (a
+//!   token without a tenant claim is no key to every tenant: give platform-wide
+//!   roles as assignments without a tenant);
 //! - an assignment with a tenant holds in that tenant only; one without, in
 //!   every tenant.
 //!
@@ -193,7 +195,9 @@ impl Rbac {
         let identity = request.subject;
         let id_tenant = identity.tenant();
         let tenant = request.resource.tenant.or(id_tenant);
-        let own_roles_hold = id_tenant.is_none() || id_tenant == tenant;
+        // Fail closed: credentials without a tenant do not carry their roles
+        // into a tenant the request names.
+        let own_roles_hold = id_tenant == tenant;
         let model = self.0.model.read().unwrap_or_else(PoisonError::into_inner);
         let grant = model.find(
             identity.roles().filter(|_| own_roles_hold),

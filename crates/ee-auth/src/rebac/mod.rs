@@ -367,12 +367,16 @@ fn db_store<S: TupleStore>(store: &S) -> Option<DbTuples> {
 }
 
 /// The user a subject id stands for: `type:id` as is, a bare id as `user:<id>`.
+/// Only an object: a subject spelled as a userset (`team:admins#member`) or a
+/// wildcard (`user:*`) stands for no one, so a caller who can choose its own
+/// subject text (an API key owner, a user name) cannot borrow a group's rights.
 fn subject_user(id: &str) -> Option<TupleUser> {
-    if id.contains(':') {
-        id.parse().ok()
+    let user = if id.contains(':') {
+        id.parse().ok()?
     } else {
-        TupleUser::object("user", id).ok()
-    }
+        TupleUser::object("user", id).ok()?
+    };
+    matches!(user, TupleUser::Object(_)).then_some(user)
 }
 
 impl<S: TupleStore> Authorize for Rebac<S> {

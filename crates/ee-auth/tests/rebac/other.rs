@@ -219,3 +219,45 @@ async fn table_names_are_checked() {
         );
     }
 }
+
+/// A subject is an object only: an identity whose id is spelled as a userset
+/// (`team:eng#member`) or a wildcard (`user:*`) borrows nobody's rights, whatever
+/// the tuples grant to that userset or to everyone (an API key owner or a user
+/// name is text a caller may choose).
+#[tokio::test]
+async fn a_subject_spelled_as_a_userset_or_wildcard_stands_for_no_one() {
+    let model = RebacModel::parse(
+        "model\n  schema 1.1\ntype user\ntype team\n  relations\n    define member: [user]\n\
+         type doc\n  relations\n    define viewer: [user, user:*, team#member]\n",
+    )
+    .unwrap();
+    let rebac = Rebac::new(model, MemoryTuples::new());
+    rebac
+        .write(&tuples(&[
+            "team:eng#member@user:anne",
+            "doc:plan#viewer@team:eng#member",
+            "doc:open#viewer@user:*",
+        ]))
+        .await
+        .unwrap();
+    let ask = |id: &'static str, doc: &'static str| {
+        let rebac = rebac.clone();
+        async move {
+            let who = Identity::new(id, Method::ApiKey);
+            rebac
+                .authorize(&AccessRequest::new(
+                    &who,
+                    "viewer",
+                    Resource::new("doc", doc),
+                ))
+                .await
+                .unwrap()
+                .is_allowed()
+        }
+    };
+    assert!(ask("user:anne", "plan").await);
+    assert!(!ask("team:eng#member", "plan").await);
+    assert!(ask("user:bob", "open").await);
+    assert!(!ask("user:*", "open").await);
+    assert!(!ask("user:*", "plan").await);
+}

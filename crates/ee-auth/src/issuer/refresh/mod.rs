@@ -428,7 +428,7 @@ fn is_b64url(s: &str) -> bool {
 /// The family id of a well-formed token.
 fn parse(token: &str) -> Result<&str, AuthError> {
     let malformed = || AuthError::invalid_token("malformed refresh token");
-    if token.len() != FAMILY_CHARS + 1 + SECRET_CHARS {
+    if token.len() != FAMILY_CHARS + 1 + SECRET_CHARS || !token.is_ascii() {
         return Err(malformed());
     }
     let (family, secret) = token.split_at(FAMILY_CHARS);
