@@ -146,8 +146,11 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
         }
     }
 
-    /// Keys are scoped by `scope` (tenant, user, route…): the same key from
-    /// two users is two keys. Without it, keys are global to the store.
+    /// Keys are scoped by `scope` (tenant, user, route…) instead of the
+    /// default scope. The default is the method, the path and the
+    /// authenticated [`ee_core::Subject`] (when an auth layer put one in the
+    /// request, i.e. runs before this layer): the same key sent by two users,
+    /// to two routes or to two services sharing a store is two keys.
     pub fn scope(self, scope: impl KeyExtractor) -> Self {
         self.edit(|s| s.scope = Some(Arc::new(scope)))
     }

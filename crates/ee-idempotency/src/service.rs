@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use ee_core::{KeySpace, OnBackendError, Problem, RequestHead};
+use ee_core::{KeySpace, OnBackendError, Problem, RequestHead, Subject};
 use http::header;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
@@ -152,7 +152,8 @@ enum Guard<B> {
     Key(String),
 }
 
-/// The request's storage key (`ee:idempotency:<scope>:<key>`), if it is guarded.
+/// The request's storage key, if it is guarded: `ee:idempotency:<scope>:<key>`
+/// with a scope, else `ee:idempotency:<method>:<path>:<subject>:<key>`.
 fn storage_key<St, ReqB, ResB>(shared: &Shared<St>, req: &Request<ReqB>) -> Guard<ResB> {
     let config = &shared.config;
     if !shared.methods.contains(req.method()) {
@@ -170,14 +171,19 @@ fn storage_key<St, ReqB, ResB>(shared: &Shared<St>, req: &Request<ReqB>) -> Guar
             return Guard::Refuse(problem(e));
         }
     };
-    let scope = match &shared.scope {
+    match &shared.scope {
         Some(scope) => match scope.extract(&RequestHead::from(req)) {
-            Ok(scope) => scope.to_string(),
-            Err(e) => return Guard::Refuse(problem(e)),
+            Ok(scope) => Guard::Key(KEYS.key(&[&scope.to_string(), &key])),
+            Err(e) => Guard::Refuse(problem(e)),
         },
-        None => String::new(),
-    };
-    Guard::Key(KEYS.key(&[&scope, &key]))
+        // The default scope: the method, the path and the authenticated subject
+        // (when an auth layer ran first), so one client's key never meets another
+        // client's, another route's or another service's on a shared store.
+        None => {
+            let subject = req.extensions().get::<Subject>().map_or("", |s| &s.0);
+            Guard::Key(KEYS.key(&[req.method().as_str(), req.uri().path(), subject, &key]))
+        }
+    }
 }
 
 /// Reads the body (bounded) into the fingerprint and rebuilds the request;

@@ -64,7 +64,19 @@ async fn a_hundred_twins_across_four_instances_run_once() {
     assert_eq!(res.header("idempotent-replayed"), Some("true"));
     assert_eq!(res.text(), "run 1: {\"amount\":10}");
     // The record has the 24 h retention.
-    let Reply::Integer(ttl) = server.command(&["PTTL", "ee:idempotency:%:pay-1"]) else {
+    // One record, under the default scope: method, path, (no) subject, key.
+    let Reply::Array(Some(keys)) = server.command(&["KEYS", "ee:idempotency:*"]) else {
+        panic!()
+    };
+    let [Reply::Bulk(Some(record))] = keys.as_slice() else {
+        panic!("{keys:?}")
+    };
+    let record = String::from_utf8(record.clone()).unwrap();
+    assert!(
+        record.starts_with("ee:idempotency:POST:") && record.ends_with(":pay-1"),
+        "{record}"
+    );
+    let Reply::Integer(ttl) = server.command(&["PTTL", &record]) else {
         panic!()
     };
     assert!(ttl > 23 * 3600 * 1000 && ttl <= 24 * 3600 * 1000, "{ttl}");

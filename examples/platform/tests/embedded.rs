@@ -127,6 +127,10 @@ async fn an_order_reserves_stock_charges_confirms_and_notifies() {
     let page = shop.get("/v1/products?per_page=5").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.body["products"].as_array().unwrap().len(), 5);
+    // The last page a u32 can name: an empty page, not an overflow (issue 27).
+    let far = shop.get("/v1/products?page=4294967295&per_page=100").await;
+    assert_eq!(far.status, StatusCode::OK);
+    assert_eq!(far.body["products"].as_array().unwrap().len(), 0);
     let sku = page.body["products"][0]["sku"].as_str().unwrap().to_owned();
     let price = page.body["products"][0]["price_minor"].as_i64().unwrap();
     let before = shop.stock(&sku).await;

@@ -192,7 +192,11 @@ async fn list(
         .db
         .query_as::<Product>(
             "SELECT sku, name, description, price_minor, currency, stock FROM products ORDER BY sku LIMIT $1 OFFSET $2",
-            params![i64::from(per_page), i64::from((page - 1) * per_page)],
+            // In i64: `(page - 1) * per_page` overflows u32 for a page near u32::MAX.
+            params![
+                i64::from(per_page),
+                (i64::from(page) - 1) * i64::from(per_page)
+            ],
         )
         .await?;
     Ok(FastJson(ProductPage {
