@@ -26,7 +26,7 @@ pub use config::IdempotencyConfig;
 pub use error::IdempotencyError;
 pub use key::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, parse_key};
 pub use layer::IdempotencyLayer;
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_MEMORY_MAX_BYTES, MemoryStore};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;

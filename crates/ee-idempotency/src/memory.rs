@@ -8,20 +8,58 @@ use ee_core::{Clock, SystemClock};
 
 use crate::store::{Begin, Fingerprint, IdempotencyStore, Record, StoreError, StoredResponse};
 
+/// The default bound of a [`MemoryStore`]: 64 MiB of keys, fingerprints and
+/// stored responses.
+pub const DEFAULT_MEMORY_MAX_BYTES: usize = 64 << 20;
+
+/// What a record costs besides its key and stored response (fingerprint,
+/// token, expiry, map overhead), for the byte bound.
+const RECORD_OVERHEAD: usize = 96;
+
 /// Records kept in this process, expiring by the given clock. Requests to
 /// other instances do not see them: use `RedisStore` behind a load balancer.
 /// Expired records are swept once the writes since the last sweep reach the
 /// number of records kept (at least 1024): amortised constant time per write.
-#[derive(Debug, Clone, Default)]
+///
+/// Bounded in bytes (keys, fingerprints, stored responses: [`DEFAULT_MEMORY_MAX_BYTES`]
+/// unless [`with_max_bytes`](Self::with_max_bytes)). When full, expired records
+/// are swept first; if that frees nothing, a new key is refused as an outage
+/// ([`StoreError::Unavailable`], so the layer's `on_backend_error` decides:
+/// 503 by default) and kept records are never evicted early, so no retry ever
+/// runs twice. Requests already admitted still store their response, so the
+/// bound can be passed by at most one response per request in flight.
+#[derive(Debug, Clone)]
 pub struct MemoryStore<C = SystemClock> {
     clock: C,
     inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     records: HashMap<String, (Record, Instant)>,
     writes_since_sweep: usize,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            records: HashMap::new(),
+            writes_since_sweep: 0,
+            bytes: 0,
+            max_bytes: DEFAULT_MEMORY_MAX_BYTES,
+        }
+    }
+}
+
+impl<C: Default> Default for MemoryStore<C> {
+    fn default() -> Self {
+        Self {
+            clock: C::default(),
+            inner: Arc::default(),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -31,6 +69,23 @@ impl MemoryStore {
     }
 }
 
+/// What `record` under `key` counts against the byte bound.
+fn cost(key: &str, record: &Record) -> usize {
+    RECORD_OVERHEAD
+        + key.len()
+        + match record {
+            Record::InFlight { .. } => 0,
+            Record::Completed { response, .. } => {
+                response.body.len()
+                    + response
+                        .headers
+                        .iter()
+                        .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                        .sum::<usize>()
+            }
+        }
+}
+
 impl<C: Clock> MemoryStore<C> {
     /// A store on another clock (`ee_testing::ManualClock` in tests).
     pub fn with_clock(clock: C) -> Self {
@@ -38,6 +93,17 @@ impl<C: Clock> MemoryStore<C> {
             clock,
             inner: Arc::default(),
         }
+    }
+
+    /// Bounds the store to `max_bytes` of records (default [`DEFAULT_MEMORY_MAX_BYTES`]).
+    pub fn with_max_bytes(self, max_bytes: usize) -> Self {
+        self.lock().max_bytes = max_bytes;
+        self
+    }
+
+    /// Bytes the kept records count against the bound.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Records currently kept (expired ones may linger until the next sweep).
@@ -68,10 +134,26 @@ impl<C: Clock> MemoryStore<C> {
     fn write(&self, inner: &mut Inner, key: &str, record: Record, ttl: Duration, now: Instant) {
         inner.writes_since_sweep += 1;
         if inner.writes_since_sweep >= inner.records.len().max(1024) {
-            inner.writes_since_sweep = 0;
-            inner.records.retain(|_, (_, expires)| *expires > now);
+            Self::sweep(inner, now);
         }
-        inner.records.insert(key.to_owned(), (record, now + ttl));
+        let added = cost(key, &record);
+        if let Some((old, _)) = inner.records.insert(key.to_owned(), (record, now + ttl)) {
+            inner.bytes -= cost(key, &old);
+        }
+        inner.bytes += added;
+    }
+
+    fn sweep(inner: &mut Inner, now: Instant) {
+        inner.writes_since_sweep = 0;
+        let mut freed = 0;
+        inner.records.retain(|key, (record, expires)| {
+            let keep = *expires > now;
+            if !keep {
+                freed += cost(key, record);
+            }
+            keep
+        });
+        inner.bytes -= freed;
     }
 }
 
@@ -88,6 +170,16 @@ impl<C: Clock> IdempotencyStore for MemoryStore<C> {
         match inner.records.get(key) {
             Some((record, expires)) if *expires > now => Ok(record.clone().into()),
             _ => {
+                if inner.bytes >= inner.max_bytes {
+                    Self::sweep(&mut inner, now);
+                    if inner.bytes >= inner.max_bytes {
+                        return Err(StoreError::Unavailable(format!(
+                            "the in-memory idempotency store is full ({} of {} bytes): \
+                             raise MemoryStore::with_max_bytes or use RedisStore",
+                            inner.bytes, inner.max_bytes
+                        )));
+                    }
+                }
                 let record = Record::InFlight {
                     fingerprint: *fingerprint,
                     token,
@@ -140,7 +232,9 @@ impl<C: Clock> IdempotencyStore for MemoryStore<C> {
         if let Some((Record::InFlight { token: held, .. }, _)) = inner.records.get(key)
             && *held == token
         {
-            inner.records.remove(key);
+            if let Some((old, _)) = inner.records.remove(key) {
+                inner.bytes -= cost(key, &old);
+            }
         }
         Ok(())
     }

@@ -541,3 +541,38 @@ async fn metric_handles_are_registered_and_described_when_the_layer_is_made() {
         assert_eq!(described, Some((true, true)), "{name}");
     }
 }
+
+/// A flood of distinct keys fills the byte bound, then new keys are refused
+/// (503: the default `fail_closed` policy) while every kept record stays; room
+/// comes back as records expire. Kept records are never evicted early.
+#[tokio::test]
+async fn a_flood_of_keys_is_bounded_in_bytes() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone()).with_max_bytes(20_000);
+    let layer = IdempotencyLayer::new(store.clone());
+    let handler = Counting::default();
+    let (mut stored, mut refused) = (0, 0);
+    for i in 0..1_000 {
+        let res = send(&layer, &handler, post("/o", Some(&format!("k{i}")), "{}")).await;
+        match res.status {
+            StatusCode::CREATED => stored += 1,
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("{other}: {}", res.text()),
+        }
+    }
+    assert!(
+        stored > 10 && refused > 500,
+        "{stored} stored, {refused} refused"
+    );
+    // Over the bound by at most the responses admitted before it was reached.
+    assert!(store.bytes() < 20_000 + 1_000, "{}", store.bytes());
+    assert_eq!(handler.runs(), stored);
+    // Every stored key still replays: nothing was evicted to make room.
+    let res = send(&layer, &handler, post("/o", Some("k0"), "{}")).await;
+    assert_eq!(res.header("idempotent-replayed"), Some("true"));
+    // Once the records expire (24 h retention), new keys are taken again.
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    let res = send(&layer, &handler, post("/o", Some("fresh"), "{}")).await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    assert!(store.bytes() < 2_000, "{}", store.bytes());
+}
