@@ -231,10 +231,9 @@ impl<C: Clock> IdempotencyStore for MemoryStore<C> {
         let mut inner = self.lock();
         if let Some((Record::InFlight { token: held, .. }, _)) = inner.records.get(key)
             && *held == token
+            && let Some((old, _)) = inner.records.remove(key)
         {
-            if let Some((old, _)) = inner.records.remove(key) {
-                inner.bytes -= cost(key, &old);
-            }
+            inner.bytes -= cost(key, &old);
         }
         Ok(())
     }
