@@ -5,8 +5,8 @@
 //! (`ee_testing::ManualClock`) instead of sleeping, and there is one fast
 //! wall clock ([`unix_ms`]) instead of one per crate.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of time. Layers that keep time in process (memory backends,
@@ -47,6 +47,76 @@ impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Instant {
         Instant::now()
+    }
+}
+
+/// Any [`Clock`] behind one type, so a struct that keeps a clock needs no
+/// type parameter: the system clock with no indirection (the default), or a
+/// given clock (`ee_testing::ManualClock` in tests) behind an `Arc`.
+///
+/// ```
+/// use ee_core::{Clock, SharedClock, SystemClock};
+/// let clocks = [SharedClock::default(), SharedClock::of(SystemClock)];
+/// assert!(clocks.iter().all(|c| c.unix_ms() > 1_700_000_000_000));
+/// ```
+#[derive(Clone, Default)]
+pub enum SharedClock {
+    /// [`SystemClock`], read directly.
+    #[default]
+    System,
+    /// Another clock.
+    Custom(Arc<dyn ObjectClock>),
+}
+
+impl SharedClock {
+    /// `clock` behind one type.
+    pub fn of<C: Clock>(clock: C) -> Self {
+        SharedClock::Custom(Arc::new(clock))
+    }
+}
+
+impl std::fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SharedClock::System => "SharedClock::System",
+            SharedClock::Custom(_) => "SharedClock::Custom",
+        })
+    }
+}
+
+impl Clock for SharedClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        match self {
+            SharedClock::System => Instant::now(),
+            SharedClock::Custom(c) => c.object_now(),
+        }
+    }
+
+    #[inline]
+    fn unix_ms(&self) -> u64 {
+        match self {
+            SharedClock::System => unix_ms(),
+            SharedClock::Custom(c) => c.object_unix_ms(),
+        }
+    }
+}
+
+/// A [`Clock`] as an object ([`Clock`] is `Clone`, so not object safe):
+/// what [`SharedClock`] holds. Implemented for every `Clock`.
+pub trait ObjectClock: Send + Sync + 'static {
+    /// [`Clock::now`].
+    fn object_now(&self) -> Instant;
+    /// [`Clock::unix_ms`].
+    fn object_unix_ms(&self) -> u64;
+}
+
+impl<C: Clock> ObjectClock for C {
+    fn object_now(&self) -> Instant {
+        self.now()
+    }
+    fn object_unix_ms(&self) -> u64 {
+        self.unix_ms()
     }
 }
 

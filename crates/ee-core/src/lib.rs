@@ -20,7 +20,7 @@ mod throttle;
 
 pub use backend::OnBackendError;
 pub use backoff::Backoff;
-pub use clock::{Clock, SystemClock, unix_ms};
+pub use clock::{Clock, ObjectClock, SharedClock, SystemClock, unix_ms};
 pub use hop::{HOP_BY_HOP, connection_named, is_hop_by_hop, remove_hop_by_hop};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ee_core::{Clock, Secret, SystemClock};
+use ee_core::{Clock, Secret, SharedClock};
 use subtle::ConstantTimeEq;
 
 use super::any::AnyApiKeyStore;
@@ -112,18 +112,6 @@ impl NewApiKey {
     }
 }
 
-/// The clock, behind a pointer so that `ApiKeys` has one type whatever the
-/// clock (`ee_core::Clock` is `Clone`, so not object safe itself).
-trait DynClock: Send + Sync + 'static {
-    fn now_ms(&self) -> u64;
-}
-
-impl<C: Clock> DynClock for C {
-    fn now_ms(&self) -> u64 {
-        self.unix_ms()
-    }
-}
-
 /// API keys over a store: [`create`](Self::create) (the plaintext key is
 /// returned once), [`verify`](Self::verify) (the owner's [`Identity`]),
 /// [`revoke`](Self::revoke), [`list`](Self::list). It implements
@@ -187,7 +175,7 @@ pub struct ApiKeys<S = AnyApiKeyStore> {
     store: Arc<S>,
     format: KeyFormat,
     cache: Option<Arc<VerifiedCache>>,
-    clock: Arc<dyn DynClock>,
+    clock: SharedClock,
     touch_every_ms: u64,
 }
 
@@ -227,7 +215,7 @@ impl<S: ApiKeyStore> ApiKeys<S> {
                 Duration::from_millis(config.cache_ttl_ms),
                 config.cache_capacity,
             ))),
-            clock: Arc::new(SystemClock),
+            clock: SharedClock::System,
             touch_every_ms: config.last_used_interval_ms,
         }
     }
@@ -258,7 +246,7 @@ impl<S: ApiKeyStore> ApiKeys<S> {
 
     /// Reads time from `clock` (tests: `ee_testing::ManualClock`).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = SharedClock::of(clock);
         self
     }
 
@@ -282,7 +270,7 @@ impl<S: ApiKeyStore> ApiKeys<S> {
     /// an `expires_at` in the past; the store's error when it cannot store
     /// (`Unavailable`, or `Limit` for a full memory store).
     pub async fn create(&self, new: NewApiKey) -> Result<CreatedKey, AuthError> {
-        let now = self.clock.now_ms();
+        let now = self.clock.unix_ms();
         let expires_at_ms = new.validate(now)?;
         let mut record = ApiKeyRecord {
             id: String::new(),
@@ -324,7 +312,7 @@ impl<S: ApiKeyStore> ApiKeys<S> {
         if let Some(cache) = &self.cache {
             cache.remove(id);
         }
-        self.store.revoke(id, self.clock.now_ms()).await?;
+        self.store.revoke(id, self.clock.unix_ms()).await?;
         // Again: a verify that read the record before the revocation may have
         // cached it in between.
         if let Some(cache) = &self.cache {
@@ -360,7 +348,7 @@ impl<S: ApiKeyStore> ApiKeys<S> {
             return Err(invalid_key());
         };
         let hash = hash_secret(parsed.secret);
-        let now = self.clock.now_ms();
+        let now = self.clock.unix_ms();
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.lookup(parsed.id, &hash, now, self.touch_every_ms)
         {

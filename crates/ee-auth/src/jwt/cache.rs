@@ -20,6 +20,8 @@ use metrics::Gauge;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
+use ee_core::Clock;
+
 use crate::Identity;
 use crate::jwt::verifier::TimeSource;
 

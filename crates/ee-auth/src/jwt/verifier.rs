@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,58 +17,7 @@ use crate::jwt::keys::{KeySet, Lookup, VerifyingKey};
 use crate::{AuthError, Identity, RevocationCheck};
 
 /// The clock a verifier reads: the process's, or one given (tests).
-#[derive(Clone)]
-pub(crate) enum TimeSource {
-    System,
-    Custom(Arc<dyn DynClock>),
-}
-
-/// An object-safe [`Clock`].
-pub(crate) trait DynClock: Send + Sync + 'static {
-    #[cfg_attr(not(feature = "jwks"), allow(dead_code))] // used by the JWKS refresh
-    fn now(&self) -> Instant;
-    fn unix_ms(&self) -> u64;
-}
-
-impl<C: Clock> DynClock for C {
-    fn now(&self) -> Instant {
-        Clock::now(self)
-    }
-    fn unix_ms(&self) -> u64 {
-        Clock::unix_ms(self)
-    }
-}
-
-impl TimeSource {
-    pub(crate) fn of<C: Clock>(clock: C) -> Self {
-        TimeSource::Custom(Arc::new(clock))
-    }
-
-    #[inline]
-    pub(crate) fn unix_ms(&self) -> u64 {
-        match self {
-            TimeSource::System => ee_core::unix_ms(),
-            TimeSource::Custom(c) => c.unix_ms(),
-        }
-    }
-
-    #[cfg_attr(not(feature = "jwks"), allow(dead_code))] // used by the JWKS refresh
-    pub(crate) fn now(&self) -> Instant {
-        match self {
-            TimeSource::System => Instant::now(),
-            TimeSource::Custom(c) => c.now(),
-        }
-    }
-}
-
-impl fmt::Debug for TimeSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TimeSource::System => "System",
-            TimeSource::Custom(_) => "Custom",
-        })
-    }
-}
+pub(crate) type TimeSource = ee_core::SharedClock;
 
 /// Verifies JWTs and answers the caller's [`Identity`].
 ///
