@@ -39,6 +39,16 @@ async fn readyz(State(health): State<Health>) -> Response {
     answer(report.ready, report.ready_body.clone())
 }
 
+/// `/readyz` without the checks: the status alone, for a port that anyone
+/// can reach.
+async fn readyz_terse(State(health): State<Health>) -> Response {
+    if health.is_shutting_down() {
+        return simple(Status::Fail, None);
+    }
+    let report = health.report().await;
+    simple(report.ready, None)
+}
+
 async fn healthz(State(health): State<Health>) -> Response {
     let report = health.report().await;
     answer(report.status, report.health_body.clone())
@@ -63,6 +73,28 @@ impl Health {
             .route("/readyz", get(readyz))
             .route("/healthz", get(healthz))
             .route("/startupz", get(startupz))
+            .with_state(self.clone())
+    }
+
+    /// The probes that say nothing about dependencies, for a listener that
+    /// anyone can reach: `/livez`, `/readyz` and `/startupz` answer with
+    /// their status alone (`{"status":"fail"}` and 503 when not ready, no
+    /// check names, outputs or latencies). Pair it with
+    /// [`details_router`](Self::details_router) behind authentication or on
+    /// an internal listener.
+    pub fn probes_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/livez", get(livez))
+            .route("/readyz", get(readyz_terse))
+            .route("/startupz", get(startupz))
+            .with_state(self.clone())
+    }
+
+    /// `/healthz`: every check with its output and latency (what
+    /// [`router`](Self::router) serves there), for operators only.
+    pub fn details_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/healthz", get(healthz))
             .with_state(self.clone())
     }
 }

@@ -464,3 +464,35 @@ async fn a_pre_stop_delay_keeps_accepting_with_readiness_failing() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn the_public_probes_say_nothing_about_dependencies() {
+    let health = Health::builder()
+        .critical(
+            "postgres-primary",
+            check_fn(|| async { Err::<(), _>("db.internal:5432 refused") }),
+        )
+        .cache_for(Duration::ZERO)
+        .build();
+    let public = serve(health.probes_router()).await;
+    let (status, body) = probe(public, "/readyz").await;
+    assert_eq!(status, 503);
+    assert_eq!(body, serde_json::json!({"status": "fail"}));
+    let (status, body) = probe(public, "/livez").await;
+    assert_eq!((status, body), (200, serde_json::json!({"status": "pass"})));
+    // The details are not on the public router...
+    let res = exchange(public, &raw_request("GET", "/healthz", &[], b"")).await;
+    assert_eq!(res.status.as_u16(), 404);
+    // ...but on the operators' one, with the check's name and output.
+    let ops = serve(health.details_router()).await;
+    let (status, body) = probe(ops, "/healthz").await;
+    assert_eq!(status, 503);
+    let shown = body.to_string();
+    assert!(
+        shown.contains("postgres-primary") && shown.contains("refused"),
+        "{shown}"
+    );
+    health.begin_shutdown();
+    let (status, body) = probe(public, "/readyz").await;
+    assert_eq!((status, body), (503, serde_json::json!({"status": "fail"})));
+}

@@ -10,8 +10,9 @@ use ee_core::Problem;
 use ee_core::RedisConn;
 use ee_db::Database;
 
-use crate::PlatformConfig;
+use crate::auth::PlatformAuth;
 use crate::upstream::Upstreams;
+use crate::{PlatformConfig, StartError};
 
 /// A service's dependencies.
 #[derive(Clone, Debug)]
@@ -28,6 +29,8 @@ pub struct Deps {
     pub local_queues: Vec<ee_queue::Queue>,
     /// The platform's configuration.
     pub config: Arc<PlatformConfig>,
+    /// Token verification, signing and roles (ee-auth).
+    pub auth: PlatformAuth,
 }
 
 /// A Redis connection and the configuration it came from (pub/sub and
@@ -95,36 +98,80 @@ pub fn now_ms() -> i64 {
 }
 
 /// A service as deployed: `api` under `/v1` (ee-versioning; other versions
-/// answer 400 listing the supported one), the probes (`/livez`, `/readyz`,
-/// `/healthz`) and `/metrics` version-neutral, unknown routes a 404 problem,
-/// a JSON log line and RED metrics per request.
+/// answer 400 listing the supported one), unknown routes a 404 problem, a
+/// JSON log line and RED metrics per request, and every request's bearer
+/// token verified (ee-auth; each route says whether it needs one).
+///
+/// Version-neutral: `public` (the user service's JWKS), `/livez`, `/readyz` and `/startupz` for anyone, saying
+/// nothing about dependencies; the operators' endpoints (`/healthz` with
+/// its details, `/metrics`, the queue admin API and board under
+/// `/admin/queues` for `queues`) only for an `admin` token.
 ///
 /// Each instance also sheds load: past `max_in_flight` requests at once
 /// (ee-ratelimit's concurrency limit) it answers 429 with `Retry-After`
 /// rather than queueing without bound.
+///
+/// # Errors
+/// The authentication layer cannot be built.
 pub fn deploy(
+    service: &str,
     api: Router,
-    health: &ee_health::Health,
-    prometheus: Option<&ee_metrics::Prometheus>,
-    max_in_flight: u32,
-) -> Router {
-    let mut neutral = health.router();
-    if let Some(p) = prometheus {
-        neutral = neutral.merge(p.router());
-    }
+    public: Router,
+    deps: &Deps,
+    ops: Ops<'_>,
+) -> Result<Router, StartError> {
     let shed = ee_ratelimit::RateLimitLayer::builder(ee_ratelimit::MemoryStore::new())
         .policy(
-            ee_ratelimit::Policy::new("in-flight", ee_ratelimit::Rule::concurrency(max_in_flight))
-                .key(ee_core::key_fn(|_| Ok(ee_core::Key::text("instance")))),
+            ee_ratelimit::Policy::new(
+                "in-flight",
+                ee_ratelimit::Rule::concurrency(deps.config.max_in_flight),
+            )
+            .key(ee_core::key_fn(|_| Ok(ee_core::Key::text("instance")))),
         )
         .build()
         .expect("a valid policy");
-    ee_versioning::VersionedRouter::new()
+    let neutral = ops
+        .health
+        .probes_router()
+        .merge(public)
+        .merge(ops.router(&deps.auth));
+    Ok(ee_versioning::VersionedRouter::new()
         .version(1, api.fallback(not_found).layer(shed))
         .neutral(neutral)
         .into_router()
+        .layer(deps.auth.layer(service)?)
         .layer(ee_logging::RequestLogLayer::new())
-        .layer(ee_metrics::MetricsLayer::new())
+        .layer(ee_metrics::MetricsLayer::new()))
+}
+
+/// What operators reach on a service: its health details, the process's
+/// metrics and its job queues.
+#[derive(Clone, Copy)]
+pub struct Ops<'a> {
+    /// The service's checks.
+    pub health: &'a ee_health::Health,
+    /// The process's metrics, when they are recorded.
+    pub prometheus: Option<&'a ee_metrics::Prometheus>,
+    /// The queues the service works on (the admin API and board).
+    pub queues: &'a [ee_queue::Queue],
+}
+
+impl Ops<'_> {
+    /// `/healthz`, `/metrics` and `/admin/queues/…`, each for an `admin`
+    /// token only (401 without a token, 403 with another's).
+    pub fn router(&self, auth: &PlatformAuth) -> Router {
+        let mut ops = self.health.details_router();
+        if let Some(p) = self.prometheus {
+            ops = ops.merge(p.router());
+        }
+        if !self.queues.is_empty() {
+            ops = ops.nest(
+                "/admin/queues",
+                ee_queue::admin_router(self.queues.iter().cloned()),
+            );
+        }
+        ops.route_layer(ee_auth::require(auth.rbac().clone(), "ops:read"))
+    }
 }
 
 /// 404 for a path no route matches.
@@ -143,7 +190,17 @@ pub fn db_check(db: Database) -> impl ee_health::HealthCheck {
 /// `router` behind ee-idempotency with a required `Idempotency-Key`: records
 /// in Redis when there is one (shared by every instance), in memory
 /// otherwise.
-pub fn requiring_idempotency_key<S>(router: Router<S>, redis: Option<&Redis>) -> Router<S>
+///
+/// A key is scoped by `service`, the method, the path and the caller's
+/// verified subject (a user, or `service:order`), and a request without a
+/// verified caller is refused before it can hold a key: a client cannot
+/// reach another client's record, another service's, or a service's
+/// internal keys (`order-<id>` at payment belongs to `service:order` alone).
+pub fn requiring_idempotency_key<S>(
+    router: Router<S>,
+    redis: Option<&Redis>,
+    service: &'static str,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -155,10 +212,23 @@ where
         || ee_idempotency::MemoryStore::new().into(),
         |r| ee_idempotency::RedisStore::new(r.conn.clone()).into(),
     );
+    let scope = ee_core::key_fn(move |head| {
+        let subject = head
+            .extensions
+            .get::<ee_core::Subject>()
+            .ok_or(ee_core::KeyError::Unauthenticated)?;
+        Ok(ee_core::Key::text(format!(
+            "{service}:{}:{}:{}",
+            head.method,
+            head.uri.path(),
+            subject.0
+        )))
+    });
     router.layer(
         ee_idempotency::IdempotencyLayer::new(store)
             .config(&config)
-            .expect("a valid idempotency config"),
+            .expect("a valid idempotency config")
+            .scope(scope),
     )
 }
 

@@ -43,34 +43,78 @@ impl Default for RateLimitSettings {
     }
 }
 
-/// Which service a public path belongs to.
-fn route(method: &Method, path: &str) -> Option<&'static str> {
+/// Where a public request goes: the service, and whether the gateway lets
+/// it through without a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Route {
+    service: &'static str,
+    anonymous: bool,
+}
+
+/// Which service a public path belongs to, and whether it may be called
+/// without a token: registering, logging in, refreshing a session, the
+/// catalogue's reads and the JWKS. Everything else needs a valid token
+/// before it is routed (the service checks it again, and decides what the
+/// caller may see).
+fn route(method: &Method, path: &str) -> Option<Route> {
     let under = |prefix: &str| {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
     };
-    if under("/v1/users") {
-        Some("user")
+    let to = |service, anonymous| Some(Route { service, anonymous });
+    let post = method == Method::POST;
+    let get = method == Method::GET || method == Method::HEAD;
+    if path == "/v1/users" && post {
+        to("user", true)
+    } else if (path == "/v1/auth/token" || path == "/v1/auth/refresh") && post {
+        to("user", true)
+    } else if path == "/v1/auth/logout" && post {
+        to("user", false)
+    } else if under("/v1/users") {
+        to("user", false)
     } else if under("/v1/products") {
-        Some("product")
+        to("product", get)
     } else if under("/v1/orders") {
-        Some("order")
-    } else if under("/v1/notifications") && method == Method::GET {
-        Some("notification")
+        to("order", false)
+    } else if under("/v1/notifications") && get {
+        to("notification", false)
+    } else if path == JWKS_PATH && get {
+        to("user", true)
     } else {
         None
     }
 }
 
-async fn proxy(State(up): State<Upstreams>, req: Request) -> Response<Body> {
+/// Where the user service publishes its signing keys.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+async fn proxy(
+    State(up): State<Upstreams>,
+    identity: Option<ee_auth::Identity>,
+    req: Request,
+) -> Response<Body> {
     match route(req.method(), req.uri().path()) {
-        Some(service) => up.forward(service, req).await,
+        Some(Route {
+            anonymous: false, ..
+        }) if identity.is_none() => axum::response::IntoResponse::into_response(
+            ee_core::Problem::from(ee_auth::AuthError::Missing),
+        ),
+        // The bearer token goes on: the service verifies it again.
+        Some(Route { service, .. }) => up.forward(service, req).await,
         None => axum::response::IntoResponse::into_response(not_found(req).await),
     }
 }
 
 /// The gateway's routes (the caller adds health, metrics and docs).
-pub fn api(upstreams: Upstreams, limits: &RateLimitSettings, redis: Option<&Redis>) -> Router {
+///
+/// Rate limited first, then authenticated: a flood of bad tokens is
+/// limited like any other.
+pub fn api(
+    upstreams: Upstreams,
+    limits: &RateLimitSettings,
+    redis: Option<&Redis>,
+    auth: ee_auth::AuthLayer,
+) -> Router {
     let policy = Policy::new(
         "per-client",
         Rule::gcra(limits.per_second, Duration::from_secs(1), limits.burst),
@@ -79,12 +123,13 @@ pub fn api(upstreams: Upstreams, limits: &RateLimitSettings, redis: Option<&Redi
     let routes = Router::new()
         .route("/v1", any(proxy))
         .route("/v1/{*rest}", any(proxy))
+        .route(JWKS_PATH, any(proxy))
         .with_state(upstreams);
     let store: ee_ratelimit::AnyStore = redis.map_or_else(
         || ee_ratelimit::MemoryStore::new().into(),
         |r| ee_ratelimit::RedisStore::new(r.conn.clone()).into(),
     );
-    routes.layer(
+    routes.layer(auth).layer(
         RateLimitLayer::builder(store)
             .policy(policy)
             .build()
@@ -92,24 +137,27 @@ pub fn api(upstreams: Upstreams, limits: &RateLimitSettings, redis: Option<&Redi
     )
 }
 
-/// The gateway as served: its routes, the probes and metrics, OpenAPI and
-/// docs, unknown paths a 404 problem, a log line and metrics per request.
+/// The gateway as served: its routes, the probes, OpenAPI and docs, the
+/// operators' endpoints for admins, unknown paths a 404 problem, every
+/// bearer token verified, a log line and metrics per request.
+///
+/// # Errors
+/// The authentication layer cannot be built.
 pub fn app(
     upstreams: Upstreams,
     limits: &RateLimitSettings,
     redis: Option<&Redis>,
-    health: &ee_health::Health,
-    prometheus: Option<&ee_metrics::Prometheus>,
-) -> Router {
-    let mut app = api(upstreams, limits, redis)
-        .merge(health.router())
-        .merge(crate::openapi::router());
-    if let Some(p) = prometheus {
-        app = app.merge(p.router());
-    }
-    app.fallback(not_found)
+    auth: &crate::auth::PlatformAuth,
+    ops: crate::common::Ops<'_>,
+) -> Result<Router, crate::StartError> {
+    let verify = auth.layer("gateway")?;
+    Ok(api(upstreams, limits, redis, verify.clone())
+        .merge(ops.health.probes_router())
+        .merge(ops.router(auth).layer(verify))
+        .merge(crate::openapi::router())
+        .fallback(not_found)
         .layer(ee_logging::RequestLogLayer::new())
-        .layer(ee_metrics::MetricsLayer::new())
+        .layer(ee_metrics::MetricsLayer::new()))
 }
 
 #[cfg(test)]
@@ -119,13 +167,26 @@ mod tests {
     #[test]
     fn public_paths_route_to_their_service_and_internal_ones_nowhere() {
         let get = Method::GET;
-        assert_eq!(route(&get, "/v1/users/usr_1"), Some("user"));
-        assert_eq!(route(&get, "/v1/products"), Some("product"));
-        assert_eq!(route(&Method::POST, "/v1/orders"), Some("order"));
-        assert_eq!(route(&get, "/v1/notifications"), Some("notification"));
-        assert_eq!(route(&Method::POST, "/v1/notifications"), None);
-        assert_eq!(route(&Method::POST, "/v1/payments"), None);
-        assert_eq!(route(&Method::POST, "/v1/reservations"), None);
+        let post = Method::POST;
+        let to = |service, anonymous| Some(Route { service, anonymous });
+        assert_eq!(route(&get, "/v1/users/usr_1"), to("user", false));
+        assert_eq!(route(&get, "/v1/users/me"), to("user", false));
+        assert_eq!(route(&post, "/v1/users"), to("user", true));
+        assert_eq!(route(&post, "/v1/auth/token"), to("user", true));
+        assert_eq!(route(&post, "/v1/auth/refresh"), to("user", true));
+        assert_eq!(route(&post, "/v1/auth/logout"), to("user", false));
+        assert_eq!(route(&get, "/.well-known/jwks.json"), to("user", true));
+        assert_eq!(route(&get, "/v1/products"), to("product", true));
+        assert_eq!(route(&post, "/v1/products"), to("product", false));
+        assert_eq!(
+            route(&Method::PATCH, "/v1/products/SKU-0001"),
+            to("product", false)
+        );
+        assert_eq!(route(&post, "/v1/orders"), to("order", false));
+        assert_eq!(route(&get, "/v1/notifications"), to("notification", false));
+        assert_eq!(route(&post, "/v1/notifications"), None);
+        assert_eq!(route(&post, "/v1/payments"), None);
+        assert_eq!(route(&post, "/v1/reservations"), None);
         assert_eq!(route(&get, "/v1/usersx"), None);
     }
 }

@@ -8,6 +8,7 @@
 //! - [`serve`] runs one service per process (distributed mode); the gateway
 //!   reaches the instances listed in `upstreams`.
 
+pub mod auth;
 pub mod common;
 pub mod gateway;
 pub mod openapi;
@@ -26,7 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::common::{Deps, Redis, db_check, deploy};
+use crate::auth::{AuthSettings, KeyMode, PlatformAuth};
+use crate::common::{Deps, Ops, Redis, db_check, deploy};
 use crate::gateway::RateLimitSettings;
 use crate::services::notification::{self, Notifier};
 use crate::services::{order, payment, product, user};
@@ -98,6 +100,8 @@ pub struct PlatformConfig {
     pub drain_ms: u64,
     /// Logging (ee-logging).
     pub logging: ee_logging::LogConfig,
+    /// Tokens: who signs, who verifies, who is an admin.
+    pub auth: AuthSettings,
 }
 
 impl std::fmt::Debug for PlatformConfig {
@@ -117,6 +121,7 @@ impl std::fmt::Debug for PlatformConfig {
             .field("seed_stock", &self.seed_stock)
             .field("drain_ms", &self.drain_ms)
             .field("logging", &self.logging)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -138,6 +143,7 @@ impl Default for PlatformConfig {
             seed_stock: 100,
             drain_ms: 10_000,
             logging: ee_logging::LogConfig::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -168,8 +174,9 @@ async fn open_stores(
     let db = ee_db::Database::open(&url)
         .await
         .map_err(|e| StartError(format!("database {}: {e}", ee_core::redact_url(&url))))?;
-    let migrations = ee_db::embed_migrations!("migrations/0001_platform.sql")
-        .map_err(|e| StartError(format!("migrations: {e}")))?;
+    let migrations =
+        ee_db::embed_migrations!("migrations/0001_platform.sql", "migrations/0002_auth.sql")
+            .map_err(|e| StartError(format!("migrations: {e}")))?;
     db.migrate(&migrations)
         .await
         .map_err(|e| StartError(format!("migrations: {e}")))?;
@@ -224,6 +231,14 @@ async fn build(
     deps: &Deps,
     prometheus: Option<&ee_metrics::Prometheus>,
 ) -> Result<Built, StartError> {
+    // Calls to other services carry this service's tokens.
+    let deps = &Deps {
+        upstreams: deps
+            .upstreams
+            .clone()
+            .calling_as(deps.auth.service_tokens(name)),
+        ..deps.clone()
+    };
     let mut health = ee_health::Health::builder()
         .timeout(Duration::from_secs(2))
         .cache_for(Duration::from_secs(1));
@@ -235,15 +250,23 @@ async fn build(
     }
     let health = health.build();
     let mut worker = None;
+    let mut queues = Vec::new();
+    let mut public = Router::new();
     let api = match name {
-        "user" => user::api(deps.clone()),
+        "user" => {
+            let (api, jwks) = user::api(deps.clone())?;
+            public = jwks;
+            api
+        }
         "product" => product::api(deps.clone())
             .await
             .map_err(|e| StartError(format!("product cache: {e}")))?,
         "payment" => payment::api(deps.clone()),
         "notification" => {
-            let notifier = Notifier(jobs(deps, notification::QUEUE).await?);
-            worker = Some(notifier.start_worker(deps.db.clone()));
+            let queue = jobs(deps, notification::QUEUE).await?;
+            let notifier = Notifier(queue.clone());
+            worker = Some(notifier.start_worker(deps.clone()));
+            queues.push(queue);
             notification::api(deps.clone())
         }
         "order" => {
@@ -254,16 +277,22 @@ async fn build(
                 notifier.clone(),
                 &charges,
             ));
-            order::api(deps.clone(), notifier, charges)
+            queues.push(charges.clone());
+            order::api(deps.clone(), notifier, charges).await?
         }
         "gateway" => {
+            let ops = Ops {
+                health: &health,
+                prometheus,
+                queues: &[],
+            };
             let router = gateway::app(
                 deps.upstreams.clone(),
                 &deps.config.rate_limit,
                 deps.redis.as_ref(),
-                &health,
-                prometheus,
-            );
+                &deps.auth,
+                ops,
+            )?;
             return Ok(Built {
                 router,
                 worker,
@@ -277,8 +306,13 @@ async fn build(
             )));
         }
     };
+    let ops = Ops {
+        health: &health,
+        prometheus,
+        queues: &queues,
+    };
     Ok(Built {
-        router: deploy(api, &health, prometheus, deps.config.max_in_flight),
+        router: deploy(name, api, public, deps, ops)?,
         worker,
         health,
     })
@@ -391,12 +425,15 @@ impl Platform {
             Vec::new()
         };
         let queues = local_queues.clone();
+        let auth =
+            PlatformAuth::start(&config.auth, KeyMode::Embedded, redis.as_ref(), &[]).await?;
         let deps = Deps {
             db,
             upstreams,
             redis,
             local_queues,
             config: Arc::new(config),
+            auth,
         };
         let mut built: Vec<(&str, TcpListener, Built)> = Vec::new();
         for (name, listener) in listeners {
@@ -532,12 +569,23 @@ impl Instance {
                 .local_addr()
                 .map_err(|e| StartError(e.to_string()))?
         );
+        let mode = match name {
+            "user" | "order" | "notification" => KeyMode::Signer,
+            _ => KeyMode::Verifier,
+        };
+        let jwks: Vec<String> = upstreams
+            .instances("user")
+            .into_iter()
+            .map(|base| format!("{base}{}", gateway::JWKS_PATH))
+            .collect();
+        let auth = PlatformAuth::start(&config.auth, mode, redis.as_ref(), &jwks).await?;
         let deps = Deps {
             db,
             upstreams,
             redis,
             local_queues: Vec::new(),
             config: Arc::new(config),
+            auth,
         };
         let built = build(name, &deps, prometheus).await?;
         let (stop, stopped) = watch::channel(false);

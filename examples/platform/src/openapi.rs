@@ -18,8 +18,8 @@ use serde_json::{Map, Value, json};
 
 use crate::services::notification::Notification;
 use crate::services::order::{Order, PlaceOrder};
-use crate::services::product::{Product, ProductPage};
-use crate::services::user::{Register, User};
+use crate::services::product::{NewProduct, Product, ProductChange, ProductPage};
+use crate::services::user::{Login, LogoutBody, Refresh, Register, TokenResponse, User};
 
 struct Op {
     method: &'static str,
@@ -34,6 +34,8 @@ struct Op {
     errors: &'static [(u16, &'static str)],
     params: &'static [(&'static str, &'static str, bool)],
     idempotent_key: bool,
+    /// Needs `Authorization: Bearer <access token>` (401 without).
+    auth: bool,
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
@@ -57,6 +59,15 @@ const COMMON_ERRORS: &[(u16, &str)] = &[
     (504, "The service behind the gateway did not answer in time"),
 ];
 
+/// What an operation that needs a token can also answer.
+const AUTH_ERRORS: &[(u16, &str)] = &[(
+    401,
+    "No token, or one that is invalid, expired or revoked (WWW-Authenticate: Bearer)",
+)];
+
+/// A token is optional there, but one that is sent must be valid.
+const ANONYMOUS_ERRORS: &[(u16, &str)] = &[(401, "An invalid, expired or revoked token")];
+
 /// What every operation with a JSON body can also answer.
 const BODY_ERRORS: &[(u16, &str)] = &[
     (413, "Body larger than the service accepts"),
@@ -79,18 +90,20 @@ fn operations() -> Vec<Op> {
             ],
             params: &[],
             idempotent_key: false,
+            auth: false,
         },
         Op {
             method: "get",
             path: "/v1/users/{id}",
-            summary: "Look a user up",
+            summary: "Look a user up (yourself, or anyone for an admin)",
             body: None,
             ok: (200, schema::<User>),
             also_ok: &[],
             headers: &[],
-            errors: &[(404, "No such user")],
+            errors: &[(404, "No such user, or not yours")],
             params: &[("id", "path", true)],
             idempotent_key: false,
+            auth: true,
         },
         Op {
             method: "get",
@@ -103,6 +116,7 @@ fn operations() -> Vec<Op> {
             errors: &[],
             params: &[("page", "query", false), ("per_page", "query", false)],
             idempotent_key: false,
+            auth: false,
         },
         Op {
             method: "get",
@@ -115,6 +129,7 @@ fn operations() -> Vec<Op> {
             errors: &[(404, "No such product")],
             params: &[("sku", "path", true)],
             idempotent_key: false,
+            auth: false,
         },
         Op {
             method: "post",
@@ -150,6 +165,7 @@ fn operations() -> Vec<Op> {
             ],
             params: &[],
             idempotent_key: true,
+            auth: true,
         },
         Op {
             method: "get",
@@ -159,14 +175,15 @@ fn operations() -> Vec<Op> {
             ok: (200, schema::<Order>),
             also_ok: &[],
             headers: &[],
-            errors: &[(404, "No such order")],
+            errors: &[(404, "No such order, or not yours")],
             params: &[("id", "path", true)],
             idempotent_key: false,
+            auth: true,
         },
         Op {
             method: "get",
             path: "/v1/notifications",
-            summary: "What was sent for an order",
+            summary: "What was sent to you for an order (an admin: to anyone)",
             body: None,
             ok: (200, list_of::<Notification>),
             also_ok: &[],
@@ -174,6 +191,99 @@ fn operations() -> Vec<Op> {
             errors: &[],
             params: &[("order_id", "query", true)],
             idempotent_key: false,
+            auth: true,
+        },
+        Op {
+            method: "post",
+            path: "/v1/auth/token",
+            summary: "Log in: an access token (Bearer) and a refresh token",
+            body: Some(schema::<Login>),
+            ok: (200, schema::<TokenResponse>),
+            also_ok: &[],
+            headers: &[],
+            errors: &[
+                (401, "Wrong email or password (one answer for both)"),
+                (422, "Invalid body"),
+            ],
+            params: &[],
+            idempotent_key: false,
+            auth: false,
+        },
+        Op {
+            method: "post",
+            path: "/v1/auth/refresh",
+            summary: "Trade a refresh token for a new pair (each refresh token works once; a reused one ends the session)",
+            body: Some(schema::<Refresh>),
+            ok: (200, schema::<TokenResponse>),
+            also_ok: &[],
+            headers: &[],
+            errors: &[
+                (401, "Unknown, expired, revoked or reused refresh token"),
+                (422, "Invalid body"),
+            ],
+            params: &[],
+            idempotent_key: false,
+            auth: false,
+        },
+        Op {
+            method: "post",
+            path: "/v1/auth/logout",
+            summary: "Log out: the access token is revoked everywhere, and the session's refresh tokens (body optional)",
+            body: Some(schema::<LogoutBody>),
+            ok: (204, schema::<()>),
+            also_ok: &[],
+            headers: &[],
+            errors: &[],
+            params: &[],
+            idempotent_key: false,
+            auth: true,
+        },
+        Op {
+            method: "get",
+            path: "/v1/users/me",
+            summary: "Your own user record",
+            body: None,
+            ok: (200, schema::<User>),
+            also_ok: &[],
+            headers: &[],
+            errors: &[],
+            params: &[],
+            idempotent_key: false,
+            auth: true,
+        },
+        Op {
+            method: "post",
+            path: "/v1/products",
+            summary: "Add a product (admin)",
+            body: Some(schema::<NewProduct>),
+            ok: (201, schema::<Product>),
+            also_ok: &[],
+            headers: &[],
+            errors: &[
+                (403, "Not an admin"),
+                (409, "SKU taken"),
+                (422, "Invalid body"),
+            ],
+            params: &[],
+            idempotent_key: false,
+            auth: true,
+        },
+        Op {
+            method: "patch",
+            path: "/v1/products/{sku}",
+            summary: "Change a product's name, description, price or stock (admin)",
+            body: Some(schema::<ProductChange>),
+            ok: (200, schema::<Product>),
+            also_ok: &[],
+            headers: &[],
+            errors: &[
+                (403, "Not an admin"),
+                (404, "No such product"),
+                (422, "Invalid body"),
+            ],
+            params: &[("sku", "path", true)],
+            idempotent_key: false,
+            auth: true,
         },
     ]
 }
@@ -199,14 +309,16 @@ pub fn document() -> Value {
         } else {
             json!({})
         };
-        responses.insert(
-            op.ok.0.to_string(),
+        let answer = if op.ok.0 == 204 {
+            json!({"description": "Done, no content"})
+        } else {
             json!({
                 "description": success,
                 "headers": headers,
                 "content": {"application/json": {"schema": body}}
-            }),
-        );
+            })
+        };
+        responses.insert(op.ok.0.to_string(), answer);
         for (status, when) in op.also_ok {
             responses.insert(
                 status.to_string(),
@@ -218,7 +330,21 @@ pub fn document() -> Value {
             );
         }
         let body_errors: &[(u16, &str)] = if op.body.is_some() { BODY_ERRORS } else { &[] };
-        for (status, why) in op.errors.iter().chain(body_errors).chain(COMMON_ERRORS) {
+        let auth_errors: &[(u16, &str)] = if op.auth {
+            AUTH_ERRORS
+        } else {
+            ANONYMOUS_ERRORS
+        };
+        for (status, why) in op
+            .errors
+            .iter()
+            .chain(body_errors)
+            .chain(auth_errors)
+            .chain(COMMON_ERRORS)
+        {
+            if responses.contains_key(&status.to_string()) {
+                continue;
+            }
             responses.insert(
                 status.to_string(),
                 json!({
@@ -252,9 +378,12 @@ pub fn document() -> Value {
             "parameters": params,
             "responses": responses,
         });
+        if op.auth {
+            operation["security"] = json!([{"bearer": []}]);
+        }
         if let Some(body) = op.body {
             operation["requestBody"] = json!({
-                "required": true,
+                "required": op.method != "post" || op.path != "/v1/auth/logout",
                 "content": {"application/json": {"schema": body(&mut g)}}
             });
         }
@@ -296,7 +425,13 @@ pub fn document() -> Value {
             "description": "The public API of the ee reference platform, through its gateway. Money is in integer minor units."
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "An access token from POST /v1/auth/token (15 minutes; renew with POST /v1/auth/refresh)"
+            }}
+        },
     })
 }
 

@@ -43,6 +43,9 @@ pub struct Upstreams {
     pools: Arc<HashMap<String, Pool>>,
     client: Client<HttpConnector, Body>,
     timeout: Duration,
+    /// The calling service's tokens: [`call`](Self::call) sends one, minted
+    /// for the callee, with every request.
+    caller: Option<ee_auth::ServiceTokens>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -50,6 +53,10 @@ impl std::fmt::Debug for Upstreams {
         f.debug_struct("Upstreams")
             .field("services", &self.pools.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
+            .field(
+                "caller",
+                &self.caller.as_ref().map(ee_auth::ServiceTokens::subject),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +123,24 @@ impl Upstreams {
             pools: Arc::new(pools),
             client,
             timeout,
+            caller: None,
+        })
+    }
+
+    /// The same upstreams, calling as the service whose tokens these are.
+    #[must_use]
+    pub fn calling_as(mut self, tokens: Option<ee_auth::ServiceTokens>) -> Self {
+        self.caller = tokens;
+        self
+    }
+
+    /// The base URLs of `service`'s instances (`http://host:port`).
+    pub fn instances(&self, service: &str) -> Vec<String> {
+        self.pools.get(service).map_or_else(Vec::new, |p| {
+            p.bases
+                .iter()
+                .map(|(scheme, authority)| format!("{scheme}://{authority}"))
+                .collect()
         })
     }
 
@@ -213,7 +238,8 @@ impl Upstreams {
         .into_response()
     }
 
-    /// A JSON call to `service`: `method path` with `body` and `headers`.
+    /// A JSON call to `service`: `method path` with `body` and `headers`,
+    /// and the caller's service token (see [`calling_as`](Self::calling_as)).
     /// Returns the status and the body decoded as `T` for 2xx; any other
     /// answer comes back as the problem it carried (or a 502 if it was not
     /// one).
@@ -229,6 +255,13 @@ impl Upstreams {
         // The caller's trace goes on in the callee.
         if let Some(trace) = ee_logging::TraceContext::current() {
             req = req.header("traceparent", trace.child().traceparent());
+        }
+        if let Some(tokens) = &self.caller {
+            let token = tokens.mint(service).map_err(|e| {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+                    .with_detail(format!("no service token for the {service} service: {e}"))
+            })?;
+            req = req.header(header::AUTHORIZATION, token.header_value());
         }
         for (name, value) in headers {
             req = req.header(*name, value);

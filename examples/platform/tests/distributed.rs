@@ -39,6 +39,8 @@ struct Cluster {
     _pg: Postgres,
     _redis: RedisServer,
     dir: std::path::PathBuf,
+    /// An admin's access token: what `get` reads with.
+    admin: String,
 }
 
 fn free_addr() -> String {
@@ -87,6 +89,11 @@ impl Cluster {
                 .collect();
             toml.push_str(&format!("{name} = [{}]\n", urls.join(", ")));
         }
+        toml.push_str(&format!(
+            "\n[auth]\nadmins = [{:?}]\n\n[[auth.issuer.keys]]\nkid = \"test-1\"\nalg = \"EdDSA\"\nprivate_key_pem = \"\"\"\n{}\"\"\"\n",
+            common::ADMIN_EMAIL,
+            common::TEST_SIGNING_KEY
+        ));
         let dir = std::env::temp_dir().join(format!("ee-platform-dist-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("platform.toml");
@@ -94,7 +101,7 @@ impl Cluster {
 
         let mut procs: Vec<Proc> = addrs.iter().map(|(n, a)| spawn(n, a, &config)).collect();
         procs.push(spawn("gateway", &gateway_addr, &config));
-        let cluster = Self {
+        let mut cluster = Self {
             procs,
             config,
             gateway: format!("http://{gateway_addr}"),
@@ -104,10 +111,21 @@ impl Cluster {
             _pg: pg,
             _redis: redis,
             dir,
+            admin: String::new(),
         };
         for p in &cluster.procs {
             cluster.live(p).await;
         }
+        let _ = send(
+            &cluster.client,
+            Method::POST,
+            &format!("{}/v1/users", cluster.gateway),
+            &[],
+            Some(json!({"email": common::ADMIN_EMAIL, "name": "Admin", "password": common::PASSWORD})),
+        )
+        .await;
+        cluster.admin =
+            common::log_in(&cluster.client, &cluster.gateway, common::ADMIN_EMAIL).await;
         cluster
     }
 
@@ -148,14 +166,21 @@ impl Cluster {
         send(&self.client, method, &self.url(path), headers, body).await
     }
 
+    /// `GET path` through the gateway, as the admin.
     async fn get(&self, path: &str) -> Answer {
-        self.send(Method::GET, &format!("{}{path}", self.gateway), &[], None)
-            .await
+        let auth = common::bearer(&self.admin);
+        self.send(
+            Method::GET,
+            &format!("{}{path}", self.gateway),
+            &[("authorization", auth.as_str())],
+            None,
+        )
+        .await
     }
 
     /// The order once its payment is settled (no longer `pending`).
     async fn settled(&self, id: &str, within: Duration) -> Value {
-        common::settled(&self.client, &self.gateway, id, within).await
+        common::settled(&self.client, &self.gateway, &self.admin, id, within).await
     }
 
     /// The stock, once every instance's cache agrees (invalidation crosses
@@ -238,16 +263,8 @@ async fn distributed_mode_on_redis_and_postgres() {
     let mut c = Cluster::start().await;
 
     // The happy path, the confirmation through the Redis queue.
-    let user = c
-        .send(
-            Method::POST,
-            &format!("{}/v1/users", c.gateway),
-            &[],
-            Some(json!({"email": "ada@example.com", "name": "Ada"})),
-        )
-        .await;
-    assert_eq!(user.status, StatusCode::CREATED, "{}", user.body);
-    let user = user.body["id"].as_str().unwrap().to_owned();
+    let email = "ada@example.com".to_owned();
+    let user = common::sign_up(&c.client, &c.gateway, &email).await;
     c.stock_becomes("SKU-0001", 100).await;
     let placed = c.order("d-happy", &user, "SKU-0001", 3, "tok_visa").await;
     assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
@@ -261,7 +278,7 @@ async fn distributed_mode_on_redis_and_postgres() {
     loop {
         let sent = c.get(&format!("/v1/notifications?order_id={id}")).await;
         if sent.body.as_array().is_some_and(|a| a.len() == 1) {
-            assert_eq!(sent.body[0]["recipient"], "ada@example.com");
+            assert_eq!(sent.body[0]["recipient"], email.as_str());
             break;
         }
         assert!(
@@ -317,11 +334,50 @@ async fn distributed_mode_on_redis_and_postgres() {
         .clone();
     let reserve =
         |order: &str, sku: &str| json!({"order_id": order, "lines": [{"sku": sku, "quantity": 2}]});
+    // Called directly, as the order service calls it: with its service
+    // token (minted here with the test key). Without one, or with a
+    // user's, the internal route refuses.
+    let order_service = ee_auth::ServiceTokens::new(
+        ee_auth::TokenIssuer::builder()
+            .config(&common::auth_settings().issuer)
+            .unwrap()
+            .build()
+            .unwrap(),
+        "order",
+    )
+    .unwrap();
+    let as_order = order_service
+        .mint("product")
+        .unwrap()
+        .header_value()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let as_order = [("authorization", as_order.as_str())];
+    let user_auth = common::bearer(&user);
+    for (headers, want) in [
+        (vec![], StatusCode::UNAUTHORIZED),
+        (
+            vec![("authorization", user_auth.as_str())],
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let refused = c
+            .send(
+                Method::POST,
+                &format!("{product}/v1/reservations"),
+                &headers,
+                Some(reserve("ord_repeat", "SKU-0003")),
+            )
+            .await;
+        assert_eq!(refused.status, want, "{}", refused.body);
+        assert!(refused.is_problem());
+    }
     let first = c
         .send(
             Method::POST,
             &format!("{product}/v1/reservations"),
-            &[],
+            &as_order,
             Some(reserve("ord_repeat", "SKU-0003")),
         )
         .await;
@@ -330,7 +386,7 @@ async fn distributed_mode_on_redis_and_postgres() {
         .send(
             Method::POST,
             &format!("{product}/v1/reservations"),
-            &[],
+            &as_order,
             Some(reserve("ord_repeat", "SKU-0003")),
         )
         .await;
@@ -343,7 +399,7 @@ async fn distributed_mode_on_redis_and_postgres() {
         .send(
             Method::DELETE,
             &format!("{product}/v1/reservations/ord_repeat"),
-            &[],
+            &as_order,
             None,
         )
         .await;
@@ -353,7 +409,7 @@ async fn distributed_mode_on_redis_and_postgres() {
         .send(
             Method::POST,
             &format!("{product}/v1/reservations"),
-            &[],
+            &as_order,
             Some(reserve("ord_repeat", "SKU-0003")),
         )
         .await;

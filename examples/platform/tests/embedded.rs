@@ -33,6 +33,7 @@ fn config() -> PlatformConfig {
             latency_ms: 200,
             failure_rate: 0.0,
         },
+        auth: common::auth_settings(),
         ..PlatformConfig::default()
     }
 }
@@ -40,13 +41,28 @@ fn config() -> PlatformConfig {
 struct Shop {
     platform: Platform,
     client: HttpClient,
+    /// An admin's access token: what `get` reads with.
+    admin: String,
 }
 
 impl Shop {
     async fn start(config: PlatformConfig) -> Self {
+        let platform = Platform::start(config, None).await.unwrap();
+        let client = common::client();
+        // The admin may exist already (a restart on the same data).
+        let _ = send(
+            &client,
+            Method::POST,
+            &format!("{}/v1/users", platform.gateway),
+            &[],
+            Some(json!({"email": common::ADMIN_EMAIL, "name": "Admin", "password": common::PASSWORD})),
+        )
+        .await;
+        let admin = common::log_in(&client, &platform.gateway, common::ADMIN_EMAIL).await;
         Self {
-            platform: Platform::start(config, None).await.unwrap(),
-            client: common::client(),
+            platform,
+            client,
+            admin,
         }
     }
 
@@ -64,21 +80,21 @@ impl Shop {
         send(&self.client, method, &self.url(path), headers, body).await
     }
 
+    /// `GET path` as the admin (who may read everything).
     async fn get(&self, path: &str) -> Answer {
-        self.send(Method::GET, path, &[], None).await
+        self.get_as(&self.admin, path).await
     }
 
+    /// `GET path` with `token`.
+    async fn get_as(&self, token: &str, path: &str) -> Answer {
+        let auth = common::bearer(token);
+        self.send(Method::GET, path, &[("authorization", &auth)], None)
+            .await
+    }
+
+    /// Registers `email` and logs in: the user's access token.
     async fn register(&self, email: &str) -> String {
-        let a = self
-            .send(
-                Method::POST,
-                "/v1/users",
-                &[],
-                Some(json!({"email": email, "name": "Ada"})),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-        a.body["id"].as_str().unwrap().to_owned()
+        common::sign_up(&self.client, &self.platform.gateway, email).await
     }
 
     async fn stock(&self, sku: &str) -> i64 {
@@ -92,6 +108,7 @@ impl Shop {
         common::settled(
             &self.client,
             &self.platform.gateway,
+            &self.admin,
             id,
             Duration::from_secs(10),
         )
@@ -136,7 +153,7 @@ async fn an_order_reserves_stock_charges_confirms_and_notifies() {
     let before = shop.stock(&sku).await;
 
     let user = shop.register("ada@example.com").await;
-    let found = shop.get(&format!("/v1/users/{user}")).await;
+    let found = shop.get_as(&user, "/v1/users/me").await;
     assert_eq!(found.body["email"], "ada@example.com");
 
     // Accepted once the stock is reserved: priced, pending, with its address.
@@ -279,8 +296,16 @@ async fn the_same_idempotency_key_twice_places_and_charges_once() {
     assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(is_problem(&other));
     // A missing key is refused before anything happens.
+    let auth = common::bearer(&user);
     let none = shop
-        .send(Method::POST, "/v1/orders", &[], Some(json!({"user_id": user, "lines": [{"sku": "SKU-0003", "quantity": 1}], "payment_token": "tok_visa"})))
+        .send(
+            Method::POST,
+            "/v1/orders",
+            &[("authorization", &auth)],
+            Some(
+                json!({"lines": [{"sku": "SKU-0003", "quantity": 1}], "payment_token": "tok_visa"}),
+            ),
+        )
         .await;
     assert_eq!(none.status, StatusCode::BAD_REQUEST);
     assert!(is_problem(&none));
@@ -352,28 +377,30 @@ async fn bad_input_gets_problems_with_pointers() {
             Method::POST,
             "/v1/users",
             &[],
-            Some(json!({"email": "EVE@example.com", "name": "Eve"})),
+            Some(
+                json!({"email": "EVE@example.com", "name": "Eve", "password": "another password"}),
+            ),
         )
         .await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
+    let auth = common::bearer(&user);
     let quantity = shop
         .send(
             Method::POST,
             "/v1/orders",
-            &[("idempotency-key", "\"k-q\"")],
-            Some(json!({"user_id": user, "lines": [{"sku": "SKU-0001", "quantity": 0}], "payment_token": "t"})),
+            &[("idempotency-key", "\"k-q\""), ("authorization", &auth)],
+            Some(json!({"lines": [{"sku": "SKU-0001", "quantity": 0}], "payment_token": "t"})),
         )
         .await;
     assert_eq!(quantity.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(quantity.body["errors"][0]["pointer"], "/lines/0/quantity");
-    let unknown = shop
+    // Not a token: refused at the gateway, before any service sees it.
+    let forged = shop
         .order("k-u", "usr_nobody", "SKU-0001", 1, "tok_visa")
         .await;
-    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        unknown.body["type"],
-        "https://ee.rs/problems/platform/unknown-user"
-    );
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    assert!(is_problem(&forged));
+    assert!(forged.headers.contains_key("www-authenticate"));
     let malformed = shop
         .send(
             Method::POST,
@@ -402,14 +429,15 @@ async fn the_gateway_rate_limits_per_client_with_headers() {
     let shop = Shop::start(PlatformConfig {
         rate_limit: RateLimitSettings {
             per_second: 1,
-            burst: 3,
+            // Starting the shop takes two (the admin's sign-up and login).
+            burst: 5,
         },
         ..config()
     })
     .await;
     let mut statuses = Vec::new();
     let mut last = None;
-    for _ in 0..6 {
+    for _ in 0..8 {
         let a = shop.get("/v1/products?per_page=1").await;
         statuses.push(a.status.as_u16());
         last = Some(a);
@@ -562,8 +590,23 @@ async fn every_documented_operation_is_served_and_every_error_is_a_problem() {
     let shop = Shop::start(config()).await;
     let doc = shop.get("/openapi.json").await.body;
     let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, op) in item.as_object().unwrap() {
+    // A user's token on every call (an operation that needs none ignores
+    // it); logging out, which ends it, goes last.
+    let user = common::bearer(&shop.register("doc@example.com").await);
+    let mut ops: Vec<(&String, &String, &Value)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .iter()
+                .map(move |(method, op)| (path, method, op))
+        })
+        .collect();
+    ops.sort_by_key(|(path, ..)| path.as_str() == "/v1/auth/logout");
+    {
+        for (path, method, op) in ops {
             let concrete = path
                 .replace("{id}", "x_missing")
                 .replace("{sku}", "SKU-0001");
@@ -578,7 +621,10 @@ async fn every_documented_operation_is_served_and_every_error_is_a_problem() {
                 .send(
                     method.clone(),
                     &format!("{concrete}{query}"),
-                    &[("idempotency-key", "\"k-doc\"")],
+                    &[
+                        ("idempotency-key", "\"k-doc\""),
+                        ("authorization", user.as_str()),
+                    ],
                     body,
                 )
                 .await;
@@ -602,7 +648,7 @@ async fn every_documented_operation_is_served_and_every_error_is_a_problem() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7);
+    assert_eq!(checked, 13);
     shop.stop().await;
 }
 
@@ -617,6 +663,7 @@ async fn bad_input_to_every_documented_operation_is_a_documented_problem() {
     let shop = Shop::start(config()).await;
     let doc = shop.get("/openapi.json").await.body;
     let base = shop.gateway_url().to_owned();
+    let admin = common::bearer(&shop.admin);
     let mut checked = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -624,7 +671,10 @@ async fn bad_input_to_every_documented_operation_is_a_documented_problem() {
                 .replace("{id}", "x_missing")
                 .replace("{sku}", "SKU-0001");
             let method: Method = method.to_uppercase().parse().unwrap();
-            let key = [("idempotency-key", "\"k-bad\"")];
+            let key = [
+                ("idempotency-key", "\"k-bad\""),
+                ("authorization", admin.as_str()),
+            ];
             let mut tries: Vec<BadInput> = Vec::new();
             let queries: Vec<&str> = op["parameters"]
                 .as_array()

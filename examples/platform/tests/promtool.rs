@@ -72,16 +72,7 @@ async fn metrics_after_traffic_pass_promtool() {
     // its job, a validation failure, a bad query, an unknown route.
     assert_eq!(get("/v1/products?per_page=5").await.status, StatusCode::OK);
     assert_eq!(get("/v1/products/SKU-0001").await.status, StatusCode::OK);
-    let user = send(
-        &shop.client,
-        Method::POST,
-        &format!("{gw}/v1/users"),
-        &[],
-        Some(json!({"email": "prom@example.com", "name": "Prom"})),
-    )
-    .await;
-    assert_eq!(user.status, StatusCode::CREATED, "{}", user.body);
-    let user = user.body["id"].as_str().unwrap().to_owned();
+    let user = common::sign_up(&shop.client, &gw, "prom@example.com").await;
     let order = shop
         .order_waiting("k-prom", &user, "SKU-0001", 1, "tok_ok")
         .await;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use ee_core::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::AuthError;
 
@@ -25,7 +25,7 @@ use crate::AuthError;
 /// private_key_file = "/run/secrets/jwt-2025-01.pem"
 /// status = "active"
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IssuerConfig {
@@ -67,7 +67,7 @@ impl Default for IssuerConfig {
 }
 
 /// A signing algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize)]
 #[non_exhaustive]
 pub enum SigningAlgorithm {
     /// Ed25519 (`EdDSA`, RFC 8037): small, fast, deterministic. The default.
@@ -100,7 +100,7 @@ impl SigningAlgorithm {
 ///    still verifies what it signed;
 /// 3. after the longest token lifetime (access and service tokens), remove the
 ///    retired key from the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum KeyStatus {
@@ -114,7 +114,7 @@ pub enum KeyStatus {
 }
 
 /// One signing key in configuration: a PKCS#8 PEM inline or in a file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct KeyConfig {
@@ -167,7 +167,7 @@ impl KeyConfig {
 
 /// Argon2id parameters (OWASP's minimum by default: 19 MiB, 2 passes, 1 lane)
 /// and the bounds that keep a login flood from exhausting the machine.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PasswordConfig {
@@ -196,7 +196,7 @@ impl Default for PasswordConfig {
 }
 
 /// Refresh-token families: lifetimes and the in-memory store's bound.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RefreshConfig {
@@ -221,7 +221,7 @@ impl Default for RefreshConfig {
 }
 
 /// The revocation list: bounds and, when backed by Redis, how it converges.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RevocationConfig {

@@ -5,9 +5,13 @@
 //!                  [--rate N] [--pids 123,456] [--store-pids 789] [--warmup 3] [--wait]
 //! ```
 //!
-//! Scenario mix: browse 70 % (`GET /v1/products?page=&per_page=20`), product
-//! detail 20 % (`GET /v1/products/{sku}`), place an order 10 % (`POST
-//! /v1/orders`, a fresh `Idempotency-Key`, one unit). Without `--rate` each
+//! Each connection is one user: registered, logged in, and every request
+//! carries its access token (`Authorization: Bearer`), as a signed-in
+//! shopper's do. Scenario mix: log in again 0.2 % (`POST /v1/auth/token`,
+//! an Argon2id verification: about as often as a session ends), browse
+//! 70 % (`GET /v1/products?page=&per_page=20`), product detail 20 % (`GET
+//! /v1/products/{sku}`), place an order 10 % (`POST /v1/orders`, a fresh
+//! `Idempotency-Key`, one unit). Without `--rate` each
 //! connection sends its next request when the last one is answered (the
 //! highest throughput); with `--rate N` requests start on a fixed schedule of
 //! N per second in all, and a request that had to wait for its connection's
@@ -112,22 +116,35 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
-    per_kind_us: [Vec<u32>; 3],
+    per_kind_us: [Vec<u32>; KINDS.len()],
     errors: u64,
-    by_kind: [u64; 3],
+    by_kind: [u64; KINDS.len()],
     first_errors: Vec<String>,
     /// Orders answered 202: to look up after the run.
-    accepted: Vec<String>,
+    accepted: Vec<(String, Arc<str>)>,
 }
 
 static KEYS: AtomicU64 = AtomicU64::new(0);
+
+/// The kinds of request in the mix, as reported.
+const KINDS: [&str; 4] = ["browse", "detail", "order", "login"];
+
+/// The password every load user registers with.
+const PASSWORD: &str = "load-test-password";
+
+/// A signed-in load user.
+struct User {
+    email: String,
+    /// `Bearer …`
+    bearer: String,
+}
 
 /// One request of the mix: its kind, and on success the id of an order
 /// answered 202 (to be settled later).
 async fn one(
     client: &Client<HttpConnector, Body>,
     url: &str,
-    user: &str,
+    user: &User,
     rng: &mut u64,
     wait: bool,
 ) -> (usize, Result<Option<String>, String>) {
@@ -137,7 +154,15 @@ async fn one(
     *rng ^= *rng << 17;
     let roll = *rng % 100;
     let sku = format!("SKU-{:04}", (*rng >> 8) % 50 + 1);
-    let (kind, req) = if roll < 70 {
+    let (kind, req) = if (*rng >> 24) % 500 == 0 {
+        let body = serde_json::json!({"email": user.email, "password": PASSWORD}).to_string();
+        (
+            3,
+            Request::post(format!("{url}/v1/auth/token"))
+                .header("content-type", "application/json")
+                .body(Body::from(body)),
+        )
+    } else if roll < 70 {
         let page = (*rng >> 16) % 3 + 1;
         (
             0,
@@ -150,9 +175,8 @@ async fn one(
         )
     } else {
         let key = KEYS.fetch_add(1, Ordering::Relaxed);
-        let body = format!(
-            r#"{{"user_id":"{user}","lines":[{{"sku":"{sku}","quantity":1}}],"payment_token":"tok_visa"}}"#
-        );
+        let body =
+            format!(r#"{{"lines":[{{"sku":"{sku}","quantity":1}}],"payment_token":"tok_visa"}}"#);
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(format!("{url}/v1/orders"))
@@ -166,7 +190,11 @@ async fn one(
         }
         (2, req.body(Body::from(body)))
     };
-    let req = req.expect("a valid request");
+    let mut req = req.expect("a valid request");
+    req.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&user.bearer).expect("a token is a header value"),
+    );
     let result = match client.request(req).await {
         Ok(resp) => {
             let status = resp.status();
@@ -193,18 +221,16 @@ async fn one(
     (kind, result)
 }
 
-async fn register(
+/// `POST {url}{path}` with a JSON body: the JSON answer, or why not.
+async fn post_json(
     client: &Client<HttpConnector, Body>,
     url: &str,
-    n: usize,
-) -> Result<String, String> {
-    let body = format!(
-        r#"{{"email":"load-{}-{n}@example.com","name":"Load {n}"}}"#,
-        std::process::id()
-    );
-    let req = Request::post(format!("{url}/v1/users"))
+    path: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let req = Request::post(format!("{url}{path}"))
         .header("content-type", "application/json")
-        .body(Body::from(body))
+        .body(Body::from(body.to_string()))
         .map_err(|e| e.to_string())?;
     let resp = client
         .request(req)
@@ -219,12 +245,39 @@ async fn register(
         .to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     if !status.is_success() {
-        return Err(format!("registering a user: {status} {v}"));
+        return Err(format!("POST {path}: {status} {v}"));
     }
-    v["id"]
+    Ok(v)
+}
+
+/// Registers load user `n` and logs them in.
+async fn register(
+    client: &Client<HttpConnector, Body>,
+    url: &str,
+    n: usize,
+) -> Result<User, String> {
+    let email = format!("load-{}-{n}@example.com", std::process::id());
+    post_json(
+        client,
+        url,
+        "/v1/users",
+        serde_json::json!({"email": email, "name": format!("Load {n}"), "password": PASSWORD}),
+    )
+    .await?;
+    let tokens = post_json(
+        client,
+        url,
+        "/v1/auth/token",
+        serde_json::json!({"email": email, "password": PASSWORD}),
+    )
+    .await?;
+    let token = tokens["access_token"]
         .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no id in {v}"))
+        .ok_or_else(|| format!("no access_token in {tokens}"))?;
+    Ok(User {
+        email,
+        bearer: format!("Bearer {token}"),
+    })
 }
 
 #[derive(Default)]
@@ -236,15 +289,21 @@ struct Settled {
 }
 
 /// Looks the orders up until each has left `pending` (or 30 s have passed).
-async fn settle(client: &Client<HttpConnector, Body>, url: &str, ids: &[String]) -> Settled {
+async fn settle(
+    client: &Client<HttpConnector, Body>,
+    url: &str,
+    ids: &[(String, Arc<str>)],
+) -> Settled {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut out = Settled::default();
-    let mut left: Vec<&String> = ids.iter().collect();
+    let mut left: Vec<&(String, Arc<str>)> = ids.iter().collect();
     while !left.is_empty() {
         let mut still = Vec::new();
-        for id in left {
+        for order_of in left {
+            let (id, bearer) = order_of;
             let order = async {
                 let req = Request::get(format!("{url}/v1/orders/{id}"))
+                    .header(http::header::AUTHORIZATION, &**bearer)
                     .body(Body::empty())
                     .ok()?;
                 let resp = client.request(req).await.ok()?;
@@ -260,7 +319,7 @@ async fn settle(client: &Client<HttpConnector, Body>, url: &str, ids: &[String])
                 }
                 // Declined, or failed: settled all the same.
                 Some(s) if s != "pending" => out.declined += 1,
-                _ => still.push(id),
+                _ => still.push(order_of),
             }
         }
         if still.is_empty() || Instant::now() > deadline {
@@ -289,9 +348,10 @@ async fn connection(
     i: usize,
     client: Client<HttpConnector, Body>,
     args: Arc<Args>,
-    user: String,
+    user: User,
     at: Schedule,
 ) -> Tally {
+    let bearer: Arc<str> = user.bearer.as_str().into();
     let mut tally = Tally::default();
     let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
     // Spread the connections' schedules over one interval.
@@ -320,7 +380,11 @@ async fn connection(
         let (kind, result) = one(&client, &args.url, &user, &mut rng, args.wait).await;
         let took = began.elapsed();
         if next >= at.measure_from {
-            tally.record(kind, took, result);
+            tally.record(
+                kind,
+                took,
+                result.map(|id| id.map(|id| (id, bearer.clone()))),
+            );
         }
         if let Some(d) = at.per_conn_interval {
             next += d;
@@ -330,7 +394,12 @@ async fn connection(
 }
 
 impl Tally {
-    fn record(&mut self, kind: usize, took: Duration, result: Result<Option<String>, String>) {
+    fn record(
+        &mut self,
+        kind: usize,
+        took: Duration,
+        result: Result<Option<(String, Arc<str>)>, String>,
+    ) {
         self.by_kind[kind] += 1;
         let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
         self.latencies_us.push(us);
@@ -408,11 +477,12 @@ fn report(args: &Args, all: &Tally, cpu: Option<(CpuSample, CpuSample)>) {
         args.warmup.as_secs_f64()
     );
     println!(
-        "requests {n}  ({:.0} req/s)  browse {} / detail {} / order {}",
+        "requests {n}  ({:.0} req/s)  browse {} / detail {} / order {} / login {}",
         n as f64 / secs,
         all.by_kind[0],
         all.by_kind[1],
-        all.by_kind[2]
+        all.by_kind[2],
+        all.by_kind[3]
     );
     println!(
         "latency ms  p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
@@ -421,7 +491,7 @@ fn report(args: &Args, all: &Tally, cpu: Option<(CpuSample, CpuSample)>) {
         pct(0.99),
         pct(1.0)
     );
-    for (name, v) in ["browse", "detail", "order"].iter().zip(&all.per_kind_us) {
+    for (name, v) in KINDS.iter().zip(&all.per_kind_us) {
         println!(
             "  {name:<7} p50 {:.2}  p95 {:.2}  p99 {:.2}",
             percentile_ms(v, 0.50),
@@ -459,7 +529,7 @@ fn report(args: &Args, all: &Tally, cpu: Option<(CpuSample, CpuSample)>) {
 async fn report_orders(
     client: &Client<HttpConnector, Body>,
     url: &str,
-    accepted: &[String],
+    accepted: &[(String, Arc<str>)],
 ) -> u64 {
     let s = settle(client, url, accepted).await;
     let mut took = s.took_ms;

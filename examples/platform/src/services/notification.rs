@@ -5,7 +5,11 @@
 //!   `order-confirmation` job: at least once, retried with backoff, recorded
 //!   once per order (the row's key is the order and the kind). The queue is
 //!   on Redis in distributed mode and in this process in embedded mode.
-//! - `GET /v1/notifications?order_id=` → what was sent for an order.
+//!   The job carries the user's id, not their email: the worker asks the
+//!   user service (with its service token) where to send it.
+//! - `GET /v1/notifications?order_id=` (token) → what was sent for an
+//!   order: the caller's own notifications (an admin: everyone's); another
+//!   user's order lists nothing.
 
 use ee_core::WithProblem;
 use std::time::Duration;
@@ -32,9 +36,9 @@ pub struct Confirmation {
     /// The order.
     #[schemars(length(min = 1, max = 64))]
     pub order_id: String,
-    /// Who to send it to.
-    #[schemars(length(min = 3, max = 254))]
-    pub email: String,
+    /// Who to send it to (the user service knows where).
+    #[schemars(length(min = 1, max = 64))]
+    pub user_id: String,
     /// The amount charged, in minor units.
     pub total_minor: i64,
     /// Its currency.
@@ -85,10 +89,17 @@ impl Notifier {
     }
 
     /// Starts the worker that sends confirmations (10 at once).
-    pub fn start_worker(&self, db: Database) -> WorkerHandle {
+    pub fn start_worker(&self, deps: Deps) -> WorkerHandle {
         let service = tower::service_fn(move |job: Job<Confirmation>| {
-            let db = db.clone();
-            async move { send(&db, &job.data).await.map_err(|e| e.to_string()) }
+            let deps = deps.clone();
+            async move {
+                let email = recipient(&deps, &job.data.user_id)
+                    .await
+                    .map_err(|p| p.detail().unwrap_or("no email").to_owned())?;
+                send(&deps.db, &job.data, &email)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         });
         Worker::new(self.0.clone(), service).concurrency(10).start()
     }
@@ -101,12 +112,27 @@ pub fn api(deps: Deps) -> Router {
         .with_state(deps)
 }
 
-/// "Sends" `c`: records it, once per order.
-async fn send(db: &Database, c: &Confirmation) -> Result<Notification, DbError> {
+/// Where `user_id`'s mail goes: the user service's record of them.
+async fn recipient(deps: &Deps, user_id: &str) -> Result<String, Problem> {
+    let (_, user) = deps
+        .upstreams
+        .call::<(), crate::services::user::User>(
+            "user",
+            axum::http::Method::GET,
+            &format!("/v1/users/{user_id}"),
+            None,
+            &[],
+        )
+        .await?;
+    Ok(user.email)
+}
+
+/// "Sends" `c` to `email`: records it, once per order.
+async fn send(db: &Database, c: &Confirmation, email: &str) -> Result<Notification, DbError> {
     let n = Notification {
         order_id: c.order_id.clone(),
         kind: "order-confirmation".to_owned(),
-        recipient: c.email.clone(),
+        recipient: email.to_owned(),
         body: format!(
             "Thank you for your order {}: {}.{:02} {} charged.",
             c.order_id,
@@ -117,8 +143,8 @@ async fn send(db: &Database, c: &Confirmation) -> Result<Notification, DbError> 
         sent_ms: now_ms(),
     };
     db.execute(
-        "INSERT INTO notifications (order_id, kind, recipient, body, sent_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, kind) DO NOTHING",
-        params![n.order_id.clone(), n.kind.clone(), n.recipient.clone(), n.body.clone(), n.sent_ms],
+        "INSERT INTO notifications (order_id, kind, recipient, body, sent_ms, user_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, kind) DO NOTHING",
+        params![n.order_id.clone(), n.kind.clone(), n.recipient.clone(), n.body.clone(), n.sent_ms, c.user_id.clone()],
     )
     .await?;
     Ok(n)
@@ -126,14 +152,23 @@ async fn send(db: &Database, c: &Confirmation) -> Result<Notification, DbError> 
 
 async fn list(
     State(deps): State<Deps>,
+    identity: ee_auth::Identity,
     WithProblem(Query(q)): WithProblem<Query<ByOrder>>,
 ) -> Result<FastJson<Vec<Notification>>, Problem> {
-    deps.db
-        .query_as::<Notification>(
-            "SELECT order_id, kind, recipient, body, sent_ms FROM notifications WHERE order_id = $1 ORDER BY sent_ms",
-            params![q.order_id],
-        )
-        .await
-        .map(FastJson)
-        .map_err(Problem::from)
+    let found = if deps.auth.may(&identity, "notification:read") {
+        deps.db
+            .query_as::<Notification>(
+                "SELECT order_id, kind, recipient, body, sent_ms FROM notifications WHERE order_id = $1 ORDER BY sent_ms",
+                params![q.order_id],
+            )
+            .await
+    } else {
+        deps.db
+            .query_as::<Notification>(
+                "SELECT order_id, kind, recipient, body, sent_ms FROM notifications WHERE order_id = $1 AND user_id = $2 ORDER BY sent_ms",
+                params![q.order_id, identity.id().to_owned()],
+            )
+            .await
+    };
+    found.map(FastJson).map_err(Problem::from)
 }

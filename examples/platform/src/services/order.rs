@@ -1,11 +1,15 @@
 //! The order service: places orders and reports their status.
 //!
-//! - `POST /v1/orders` `{"user_id", "lines": [{"sku", "quantity"}],
+//! - `POST /v1/orders` (a user's token) `{"lines": [{"sku", "quantity"}],
 //!   "payment_token"}` with an `Idempotency-Key` (required; a retry gets the
-//!   first answer back, `Idempotent-Replayed: true`):
+//!   first answer back, `Idempotent-Replayed: true`). The order is the
+//!   token's user's: no body field can name another.
 //!   1. the user is looked up (user service, cached; unknown → 422 problem);
 //!   2. the order is recorded `pending`, under an id derived from the user
-//!      and the `Idempotency-Key`;
+//!      and the `Idempotency-Key`, with its owner (ReBAC tuple
+//!      `order:<id>#owner@user:<id>`) and its card token (in the order
+//!      service's database until the order is settled: the charge job's
+//!      payload carries no card token);
 //!   3. the stock is reserved (product service; not enough → 409 problem,
 //!      the order `rejected`);
 //!   4. **202 Accepted** with the priced, `pending` order and its
@@ -37,7 +41,9 @@
 //!   a retry that finds it settled meanwhile answers with how it ended
 //!   (putting back what it reserved again). A card is never charged twice
 //!   for one key.
-//! - `GET /v1/orders/{id}` → the order and its status.
+//! - `GET /v1/orders/{id}` → the order and its status, for its owner (ReBAC)
+//!   or an admin; anyone else gets the same 404 as for an id that does not
+//!   exist.
 
 use std::ops::ControlFlow;
 
@@ -46,6 +52,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use ee_auth::{
+    AuthError, DbTuples, Identity, ObjectRef, Rebac, RebacModel, RelationTuple, Resource, TupleUser,
+};
 use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
 use ee_core::WithProblem;
@@ -56,19 +65,18 @@ use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::StartError;
+use crate::auth::is_service;
 use crate::common::{Deps, found, now_ms, problem, requiring_idempotency_key, retry_failed};
 use crate::services::notification::{Confirmation, Notifier};
 use crate::services::payment::Payment;
 use crate::services::product::{LineRequest, PricedLine, Reservation};
 use crate::services::user::User;
 
-/// The body of `POST /v1/orders`.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+/// The body of `POST /v1/orders` (the user is the token's).
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
-    /// Who orders.
-    #[schemars(length(min = 1, max = 64))]
-    pub user_id: String,
     /// What.
     #[schemars(length(min = 1, max = 50))]
     pub lines: Vec<LineRequest>,
@@ -119,16 +127,25 @@ struct OrderRow {
 /// The queue of charges: placed orders waiting for their payment.
 pub const QUEUE: &str = "orders";
 
-/// A charge job: a reserved, priced order and what its payment needs.
+/// A charge job: a reserved, priced order. References only: the card
+/// token waits in the order service's database, the email in the user
+/// service's, so a failed job kept by the queue (and shown by its admin
+/// API) holds neither.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settle {
     /// The order, `pending`, with its reserved lines and total.
     pub order: Order,
-    /// The card token from the request.
-    pub payment_token: String,
-    /// Where the confirmation goes.
-    pub email: String,
 }
+
+/// Who owns what: `order:<id>#owner@user:<id>`; `viewer` is the owner.
+const MODEL: &str = "model
+  schema 1.1
+type user
+type order
+  relations
+    define owner: [user]
+    define viewer: owner
+";
 
 #[derive(Clone)]
 struct OrderState {
@@ -138,27 +155,39 @@ struct OrderState {
     /// Users as the user service answered them (users do not change; a
     /// minute bounds how long a deleted one could still order).
     users: Cache<str, User>,
+    /// Who owns which order (ReBAC, tuples in the order service's database).
+    owners: Rebac<DbTuples>,
 }
 
 /// The service's API (mounted under `/v1`); `charges` is the `orders`
 /// queue, which [`start_worker`] works through.
-pub fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Router {
+///
+/// # Errors
+/// The ownership tuples' table cannot be created.
+pub async fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Result<Router, StartError> {
     let place = requiring_idempotency_key(
         Router::new().route("/orders", post(place)),
         deps.redis.as_ref(),
+        "order",
     );
+    let model = RebacModel::parse(MODEL).map_err(|e| StartError(format!("order owners: {e}")))?;
+    let tuples = DbTuples::open(deps.db.clone(), "order_owners")
+        .await
+        .map_err(|e| StartError(format!("order owners: {e}")))?;
+    let owners = Rebac::new(model, tuples);
     let users = Cache::builder("order-users")
         .ttl(std::time::Duration::from_secs(60))
         .build(MemoryStore::new())
         .expect("a valid cache");
-    place
+    Ok(place
         .route("/orders/{id}", get(find))
         .with_state(OrderState {
             deps,
             notifier,
             charges,
             users,
-        })
+            owners,
+        }))
 }
 
 /// Starts the worker that settles placed orders (charge, then confirm or
@@ -285,30 +314,30 @@ fn ended(order: &Order) -> Problem {
 
 async fn place(
     State(s): State<OrderState>,
+    identity: Identity,
     headers: HeaderMap,
     Valid(body): Valid<PlaceOrder>,
 ) -> Result<Response, Problem> {
-    let user = known_user(&s, &body.user_id).await?;
+    if identity.is_service() {
+        return Err(AuthError::Forbidden("orders are placed by users".into()).into());
+    }
+    let user = known_user(&s, identity.id()).await?;
     // The idempotency layer has already refused a request without a key.
     let key = headers
         .get("idempotency-key")
         .map_or(&[][..], |v| v.as_bytes());
-    let (mut order, attempt) = record(&s.deps, order_id(&user.id, key), &user, &body).await?;
+    let (mut order, attempt) = record(&s, order_id(&user.id, key), &user, &body).await?;
     if order.status != "pending" {
         return outcome(order, None);
     }
-    let reservation = match reserve(&s, &mut order, &body, &user).await {
+    let reservation = match reserve(&s, &mut order, &body).await {
         ControlFlow::Continue(reservation) => reservation,
         ControlFlow::Break(answer) => return answer,
     };
     order.lines = reservation.lines;
     order.total_minor = reservation.total_minor;
     order.currency = reservation.currency;
-    let job = Settle {
-        order,
-        payment_token: body.payment_token,
-        email: user.email,
-    };
+    let job = Settle { order };
     let wait = wait_preference(&headers, gateway_timeout(&s.deps));
     if let Some((within, applied)) = &wait
         && let Some(answer) = settle_within(&s, &job, attempt, *within, applied).await
@@ -345,25 +374,40 @@ async fn known_user(s: &OrderState, user_id: &str) -> Result<User, Problem> {
     };
     match s.users.get_or_load(user_id, lookup).await {
         Ok(Some(u)) => Ok(u),
+        // A valid token of a user since deleted.
         Ok(None) => Err(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-user",
             "Unknown user",
-            format!("there is no user {user_id}"),
-        )
-        .with_extension("pointer", "/user_id")),
+            "the token's user no longer exists",
+        )),
         Err(p) => Err((*p).clone()),
     }
 }
 
-/// Records the order as `pending`, unpriced; a retry finds the one its
-/// first attempt recorded and resumes it.
+/// Records the order as `pending`, unpriced, with its owner and its card
+/// token; a retry finds the one its first attempt recorded and resumes it.
 async fn record(
-    deps: &Deps,
+    s: &OrderState,
     id: String,
     user: &User,
     body: &PlaceOrder,
 ) -> Result<(Order, Attempt), Problem> {
+    let deps = &s.deps;
+    // The owner first: an order on record always has one (writing it again
+    // is harmless).
+    let owner = RelationTuple::new(
+        ObjectRef::new("order", id.clone())?,
+        "owner",
+        TupleUser::object("user", user.id.clone())?,
+    )?;
+    s.owners.write(&[owner]).await?;
+    deps.db
+        .execute(
+            "INSERT INTO order_payment_tokens (order_id, token) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING",
+            params![id.clone(), body.payment_token.clone()],
+        )
+        .await?;
     let now = now_ms();
     let fresh = Order {
         id,
@@ -402,7 +446,6 @@ async fn reserve(
     s: &OrderState,
     order: &mut Order,
     body: &PlaceOrder,
-    user: &User,
 ) -> ControlFlow<Result<Response, Problem>, Reservation> {
     let reserve = serde_json::json!({ "order_id": order.id, "lines": body.lines });
     let answer = s
@@ -422,7 +465,7 @@ async fn reserve(
         // that was declined, or whose job is settling it): the order is
         // as stored, and its job (added again if it ran out) settles it.
         Err(p) if p.status() == StatusCode::GONE => {
-            ControlFlow::Break(resume_settled(s, &order.id, body, user).await)
+            ControlFlow::Break(resume_settled(s, &order.id).await)
         }
         // A definite no (out of stock, unknown product): nothing was taken.
         Err(p)
@@ -445,18 +488,11 @@ async fn reserve(
 
 /// The answer for an order whose reservation was released already: as
 /// stored, its charge job (re)added while it is still pending.
-async fn resume_settled(
-    s: &OrderState,
-    id: &str,
-    body: &PlaceOrder,
-    user: &User,
-) -> Result<Response, Problem> {
+async fn resume_settled(s: &OrderState, id: &str) -> Result<Response, Problem> {
     let order = find_order(&s.deps, id).await?;
     if order.status == "pending" {
         let job = Settle {
             order: order.clone(),
-            payment_token: body.payment_token.clone(),
-            email: user.email.clone(),
         };
         charge_job(&s.charges, &job, Attempt::Resumed)
             .await
@@ -624,12 +660,21 @@ async fn release(deps: &Deps, order: &Order) -> Result<(), Problem> {
 /// An error is a step whose outcome is unknown (the 503 problem to answer);
 /// the order is then still `pending` and settling it again is safe.
 async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, Problem> {
-    let Settle {
-        mut order,
-        payment_token,
-        email,
-    } = job;
+    let Settle { mut order } = job;
     let up = &deps.upstreams;
+    let Some(payment_token) = payment_token(deps, &order.id).await? else {
+        // Settled already (its token goes once it is), or never recorded
+        // whole: what is stored stands while it is not pending.
+        let stored = find_order(deps, &order.id).await?;
+        if stored.status != "pending" {
+            return Ok(stored);
+        }
+        release(deps, &order).await?;
+        order.status = "failed".to_owned();
+        order.failure = Some("no card token on record for this order".to_owned());
+        order.updated_ms = now_ms();
+        return recorded(deps, order).await;
+    };
     // Charge (the payment service keeps one payment per order).
     let charge = serde_json::json!({
         "order_id": order.id,
@@ -675,6 +720,17 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
         Err(p) => return Err(retry_later(&order, "the payment service", p.detail())),
     };
     order.payment_id = Some(payment.id.clone());
+    if payment.amount_minor != order.total_minor || payment.currency != order.currency {
+        // Not this order's charge (the payment service refuses a second
+        // charge with another amount; this is the belt to its braces):
+        // never confirmed on it.
+        tracing::error!(order = %order.id, payment = %payment.id, "the payment on record does not match the order");
+        release(deps, &order).await?;
+        order.status = "failed".to_owned();
+        order.failure = Some("the payment on record does not match the order".to_owned());
+        order.updated_ms = now_ms();
+        return recorded(deps, order).await;
+    }
     if payment.status != "captured" {
         // Declined: the stock goes back before the order says so. If the
         // stock cannot be put back now, the order stays pending and a retry
@@ -690,7 +746,7 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
     order.updated_ms = now_ms();
     let confirmation = Confirmation {
         order_id: order.id.clone(),
-        email,
+        user_id: order.user_id.clone(),
         total_minor: order.total_minor,
         currency: order.currency.clone(),
     };
@@ -714,6 +770,7 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
     if let Err(p) = handed {
         return Err(retry_later(&order, "the notification queue", p.detail()));
     }
+    forget_token(deps, &order.id).await;
     if updated == 0 {
         // Settled meanwhile (by another attempt): what is stored stands.
         return find_order(deps, &order.id).await;
@@ -722,12 +779,42 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
 }
 
 /// Records how `order` ended: it, or what is stored when the order was
-/// settled meanwhile (by another attempt).
+/// settled meanwhile (by another attempt). Its card token goes.
 async fn recorded(deps: &Deps, order: Order) -> Result<Order, Problem> {
-    if update(deps, &order).await? == 0 {
+    let updated = update(deps, &order).await?;
+    forget_token(deps, &order.id).await;
+    if updated == 0 {
         return find_order(deps, &order.id).await;
     }
     Ok(order)
+}
+
+/// The card token of a pending order.
+async fn payment_token(deps: &Deps, order_id: &str) -> Result<Option<String>, Problem> {
+    Ok(deps
+        .db
+        .query_opt(
+            "SELECT token FROM order_payment_tokens WHERE order_id = $1",
+            params![order_id.to_owned()],
+        )
+        .await?
+        .map(|row| row.get::<String>("token"))
+        .transpose()?)
+}
+
+/// Drops a settled order's card token (best effort: a token left behind
+/// belongs to an order that is no longer pending, and charges nothing).
+async fn forget_token(deps: &Deps, order_id: &str) {
+    if let Err(e) = deps
+        .db
+        .execute(
+            "DELETE FROM order_payment_tokens WHERE order_id = $1",
+            params![order_id.to_owned()],
+        )
+        .await
+    {
+        tracing::warn!(order = %order_id, error = %e, "card token not deleted");
+    }
 }
 
 async fn insert(deps: &Deps, o: &Order) -> Result<(), Problem> {
@@ -777,9 +864,28 @@ async fn update(deps: &Deps, o: &Order) -> Result<u64, Problem> {
 
 async fn find(
     State(s): State<OrderState>,
+    identity: Identity,
     WithProblem(Path(id)): WithProblem<Path<String>>,
 ) -> Result<FastJson<Order>, Problem> {
+    let may = s.deps.auth.may(&identity, "order:read")
+        || is_service(&identity, &["order"])
+        || ee_auth::authorize(&s.owners, &identity, "viewer", Resource::new("order", &id))
+            .await
+            .is_ok();
+    if !may {
+        // As for an order that does not exist: ids do not leak.
+        return Err(no_order(&id));
+    }
     find_order(&s.deps, &id).await.map(FastJson)
+}
+
+fn no_order(id: &str) -> Problem {
+    problem(
+        StatusCode::NOT_FOUND,
+        "order-not-found",
+        "No such order",
+        format!("there is no order {id}"),
+    )
 }
 
 async fn find_order(deps: &Deps, id: &str) -> Result<Order, Problem> {

@@ -5,8 +5,13 @@
 //!   201 the payment, `status` `captured` or `declined`. The provider takes
 //!   `payment.latency_ms` and declines `payment.failure_rate` of charges at
 //!   random, and always the test token `tok_declined`. One payment per
-//!   order: a second charge of the same order returns the first.
-//! - `GET /v1/payments/{id}` → the payment.
+//!   order: a second charge of the same order returns the first, when its
+//!   amount and currency are the same; otherwise 409 problem (a payment
+//!   made for another amount never stands for this one).
+//!   Only the order service may charge (its service token; anyone else
+//!   401/403).
+//! - `GET /v1/payments/{id}` → the payment, for the order service or an
+//!   admin (anyone else: 404).
 
 use ee_core::WithProblem;
 use std::time::Duration;
@@ -22,6 +27,7 @@ use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::is_service;
 use crate::common::{Deps, found, new_id, now_ms, requiring_idempotency_key};
 
 /// The token the simulated provider always declines.
@@ -69,7 +75,10 @@ pub fn api(deps: Deps) -> Router {
     let charges = requiring_idempotency_key(
         Router::new().route("/payments", post(charge)),
         deps.redis.as_ref(),
-    );
+        "payment",
+    )
+    // Outside the idempotency layer: a refused caller leaves no record.
+    .route_layer(ee_auth::RequireServiceLayer::new(["order"]));
     charges.route("/payments/{id}", get(find)).with_state(deps)
 }
 
@@ -80,7 +89,7 @@ async fn charge(
     Valid(body): Valid<Charge>,
 ) -> Result<(StatusCode, FastJson<Payment>), Problem> {
     if let Some(first) = by_order(&deps, &body.order_id).await? {
-        return Ok((StatusCode::OK, FastJson(first)));
+        return same_charge(first, &body).map(|p| (StatusCode::OK, FastJson(p)));
     }
     let settings = &deps.config.payment;
     provider_latency(Duration::from_millis(settings.latency_ms)).await;
@@ -125,7 +134,9 @@ async fn charge(
         // Another charge of this order won the race: it is the payment.
         Err(e) if e.status() == StatusCode::CONFLICT => {
             match by_order(&deps, &payment.order_id).await? {
-                Some(first) => Ok((StatusCode::OK, FastJson(first))),
+                Some(first) => {
+                    same_charge(first, &body_of(&payment)).map(|p| (StatusCode::OK, FastJson(p)))
+                }
                 None => Err(Problem::from(e)),
             }
         }
@@ -152,6 +163,36 @@ async fn provider_latency(latency: Duration) {
     }
 }
 
+/// The order's payment on record, when it is for the amount and currency
+/// asked; 409 problem otherwise.
+#[allow(
+    clippy::result_large_err,
+    reason = "the problem is the handler's answer, returned as is"
+)]
+fn same_charge(first: Payment, asked: &Charge) -> Result<Payment, Problem> {
+    if first.amount_minor == asked.amount_minor && first.currency == asked.currency {
+        return Ok(first);
+    }
+    Err(crate::common::problem(
+        StatusCode::CONFLICT,
+        "payment-mismatch",
+        "Payment does not match",
+        format!(
+            "order {} has a payment on record for another amount or currency",
+            first.order_id
+        ),
+    ))
+}
+
+fn body_of(p: &Payment) -> Charge {
+    Charge {
+        order_id: p.order_id.clone(),
+        amount_minor: p.amount_minor,
+        currency: p.currency.clone(),
+        token: String::new(),
+    }
+}
+
 async fn by_order(deps: &Deps, order_id: &str) -> Result<Option<Payment>, Problem> {
     match deps
         .db
@@ -169,8 +210,17 @@ async fn by_order(deps: &Deps, order_id: &str) -> Result<Option<Payment>, Proble
 
 async fn find(
     State(deps): State<Deps>,
+    identity: ee_auth::Identity,
     WithProblem(Path(id)): WithProblem<Path<String>>,
 ) -> Result<FastJson<Payment>, Problem> {
+    if !(is_service(&identity, &["order"]) || deps.auth.may(&identity, "payment:read")) {
+        return Err(crate::common::problem(
+            StatusCode::NOT_FOUND,
+            "payment-not-found",
+            "No such payment",
+            format!("there is no payment {id}"),
+        ));
+    }
     let payment = deps
         .db
         .query_one_as::<Payment>(

@@ -10,6 +10,13 @@
 //!   (nothing is taken), 422 for an unknown SKU. Repeating it for the same
 //!   order returns the first reservation (200), or 410 once that was
 //!   released.
+//! - `POST /v1/products` (admin) `{"sku", "name", "description",
+//!   "price_minor", "currency", "stock"}` → 201 the product; a SKU taken →
+//!   409 problem. `PATCH /v1/products/{sku}` (admin) with any of `name`,
+//!   `description`, `price_minor`, `stock` → the product. Anyone else: 401
+//!   without a token, 403 with one.
+//! - The reservations are the order service's alone (its service token;
+//!   anyone else 401/403).
 //! - `DELETE /v1/reservations/{order_id}` (internal) → 204, the stock put
 //!   back; repeating it is harmless. A released reservation stays on record
 //!   with nothing in it, so reserving for that order again takes nothing (a
@@ -21,7 +28,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use ee_cache::{AnyStore, Cache, MemoryStore, RedisStore, TieredStore};
 use ee_core::Problem;
 use ee_db::{DbError, params};
@@ -65,6 +72,48 @@ pub struct ProductPage {
 struct PageQuery {
     page: Option<u32>,
     per_page: Option<u32>,
+}
+
+/// The body of `POST /v1/products`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    /// The SKU (letters, digits, `-` and `_`).
+    #[schemars(length(min = 1, max = 64), regex(pattern = "^[A-Za-z0-9_-]+$"))]
+    pub sku: String,
+    /// Name.
+    #[schemars(length(min = 1, max = 200))]
+    pub name: String,
+    /// Description.
+    #[schemars(length(max = 2000))]
+    pub description: String,
+    /// Price in minor units.
+    #[schemars(range(min = 0, max = 100_000_000))]
+    pub price_minor: i64,
+    /// ISO 4217 currency.
+    #[schemars(regex(pattern = "^[A-Z]{3}$"))]
+    pub currency: String,
+    /// Units in stock.
+    #[schemars(range(min = 0, max = 1_000_000_000))]
+    pub stock: i64,
+}
+
+/// The body of `PATCH /v1/products/{sku}`: the fields to change.
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductChange {
+    /// Name.
+    #[schemars(length(min = 1, max = 200))]
+    pub name: Option<String>,
+    /// Description.
+    #[schemars(length(max = 2000))]
+    pub description: Option<String>,
+    /// Price in minor units.
+    #[schemars(range(min = 0, max = 100_000_000))]
+    pub price_minor: Option<i64>,
+    /// Units in stock.
+    #[schemars(range(min = 0, max = 1_000_000_000))]
+    pub stock: Option<i64>,
 }
 
 /// A line to reserve.
@@ -173,11 +222,19 @@ pub async fn api(deps: Deps) -> Result<Router, ee_cache::CacheError> {
         .into(),
     };
     let products = Products(builder.build(store)?);
+    let catalogue = Router::new()
+        .route("/products", post(create))
+        .route("/products/{sku}", patch(update))
+        .route_layer(ee_auth::require(deps.auth.rbac().clone(), "product:write"));
+    let reservations = Router::new()
+        .route("/reservations", post(reserve))
+        .route("/reservations/{order_id}", delete(release))
+        .route_layer(ee_auth::RequireServiceLayer::new(["order"]));
     Ok(Router::new()
         .route("/products", get(list))
         .route("/products/{sku}", get(detail))
-        .route("/reservations", post(reserve))
-        .route("/reservations/{order_id}", delete(release))
+        .merge(catalogue)
+        .merge(reservations)
         .with_state(ProductState { deps, products }))
 }
 
@@ -212,6 +269,91 @@ async fn detail(
 ) -> Result<FastJson<Product>, Problem> {
     match s.products.get(&s.deps.db, &sku).await? {
         Some(p) => Ok(FastJson(p)),
+        None => Err(problem(
+            StatusCode::NOT_FOUND,
+            "product-not-found",
+            "No such product",
+            format!("there is no product {sku}"),
+        )),
+    }
+}
+
+const PRODUCT_COLUMNS: &str = "sku, name, description, price_minor, currency, stock";
+
+async fn create(
+    State(s): State<ProductState>,
+    Valid(body): Valid<NewProduct>,
+) -> Result<(StatusCode, FastJson<Product>), Problem> {
+    let product = Product {
+        sku: body.sku,
+        name: body.name,
+        description: body.description,
+        price_minor: body.price_minor,
+        currency: body.currency,
+        stock: body.stock,
+    };
+    let inserted = s
+        .deps
+        .db
+        .execute(
+            &format!("INSERT INTO products ({PRODUCT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+            params![
+                product.sku.clone(),
+                product.name.clone(),
+                product.description.clone(),
+                product.price_minor,
+                product.currency.clone(),
+                product.stock
+            ],
+        )
+        .await;
+    match inserted {
+        Ok(_) => {
+            // A miss cached before it existed goes.
+            s.products.forget(&product.sku).await;
+            Ok((StatusCode::CREATED, FastJson(product)))
+        }
+        Err(e) if e.status() == StatusCode::CONFLICT => Err(problem(
+            StatusCode::CONFLICT,
+            "sku-taken",
+            "SKU taken",
+            format!("there is a product {} already", product.sku),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn update(
+    State(s): State<ProductState>,
+    WithProblem(Path(sku)): WithProblem<Path<String>>,
+    Valid(change): Valid<ProductChange>,
+) -> Result<FastJson<Product>, Problem> {
+    let updated = s
+        .deps
+        .db
+        .query_opt(
+            &format!(
+                "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), price_minor = COALESCE($4, price_minor), stock = COALESCE($5, stock) WHERE sku = $1 RETURNING {PRODUCT_COLUMNS}"
+            ),
+            params![
+                sku.clone(),
+                change.name,
+                change.description,
+                change.price_minor,
+                change.stock
+            ],
+        )
+        .await?;
+    s.products.forget(&sku).await;
+    match updated {
+        Some(row) => Ok(FastJson(Product {
+            sku: row.get("sku")?,
+            name: row.get("name")?,
+            description: row.get("description")?,
+            price_minor: row.get("price_minor")?,
+            currency: row.get("currency")?,
+            stock: row.get("stock")?,
+        })),
         None => Err(problem(
             StatusCode::NOT_FOUND,
             "product-not-found",

@@ -89,23 +89,84 @@ pub async fn send_raw(
     }
 }
 
-/// The body of an order of `quantity` × `sku` for `user`.
-pub fn order_body(user: &str, sku: &str, quantity: u32, token: &str) -> Value {
-    serde_json::json!({"user_id": user, "lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})
+/// A test signing key (Ed25519, PKCS#8), so that tokens outlive a restart
+/// of the platform in a test. Never use it anywhere else.
+pub const TEST_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIFTwit+oD9qen94b15BqphDpJUcbWPzcTcTiM96NqAmB
+-----END PRIVATE KEY-----
+";
+
+/// The email the tests' configuration makes an admin.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+
+/// The password every test user registers with.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Auth settings for tests: the test key, and [`ADMIN_EMAIL`] an admin.
+pub fn auth_settings() -> ee_platform::auth::AuthSettings {
+    let mut auth = ee_platform::auth::AuthSettings::default();
+    auth.issuer.keys = vec![ee_auth::KeyConfig::pem(
+        "test-1",
+        ee_auth::SigningAlgorithm::EdDSA,
+        ee_core::Secret::new(TEST_SIGNING_KEY.to_owned()),
+    )];
+    auth.admins = vec![ADMIN_EMAIL.to_owned()];
+    auth
 }
 
-/// `POST {gateway}/v1/orders` with `body`, `Idempotency-Key: "key"` and
-/// `headers`.
+/// Registers `email` through `gateway` and logs in: the access token.
+pub async fn sign_up(client: &HttpClient, gateway: &str, email: &str) -> String {
+    let a = send(
+        client,
+        Method::POST,
+        &format!("{gateway}/v1/users"),
+        &[],
+        Some(serde_json::json!({"email": email, "name": "Ada", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    log_in(client, gateway, email).await
+}
+
+/// Logs `email` in: the access token.
+pub async fn log_in(client: &HttpClient, gateway: &str, email: &str) -> String {
+    let a = send(
+        client,
+        Method::POST,
+        &format!("{gateway}/v1/auth/token"),
+        &[],
+        Some(serde_json::json!({"email": email, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    a.body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `Bearer <token>`.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// The body of an order of `quantity` × `sku` (the user is the token's).
+pub fn order_body(sku: &str, quantity: u32, token: &str) -> Value {
+    serde_json::json!({"lines": [{"sku": sku, "quantity": quantity}], "payment_token": token})
+}
+
+/// `POST {gateway}/v1/orders` as `user` (an access token) with `body`,
+/// `Idempotency-Key: "key"` and `headers`.
 pub async fn place(
     client: &HttpClient,
     gateway: &str,
     headers: &[(&str, &str)],
+    user: &str,
     key: &str,
     body: Value,
 ) -> Answer {
     let key = format!("\"{key}\"");
+    let auth = bearer(user);
     let mut headers = headers.to_vec();
     headers.push(("idempotency-key", &key));
+    headers.push(("authorization", &auth));
     send(
         client,
         Method::POST,
@@ -117,20 +178,23 @@ pub async fn place(
 }
 
 /// The order `id` once its payment is settled (no longer `pending`),
-/// asked through `gateway` until `within` has passed.
+/// asked through `gateway` as `reader` (its owner's or an admin's token)
+/// until `within` has passed.
 pub async fn settled(
     client: &HttpClient,
     gateway: &str,
+    reader: &str,
     id: &str,
     within: std::time::Duration,
 ) -> Value {
     let deadline = std::time::Instant::now() + within;
+    let auth = bearer(reader);
     loop {
         let a = send(
             client,
             Method::GET,
             &format!("{gateway}/v1/orders/{id}"),
-            &[],
+            &[("authorization", &auth)],
             None,
         )
         .await;
@@ -154,8 +218,8 @@ pub trait Shop {
     /// The gateway's base URL.
     fn gateway_url(&self) -> &str;
 
-    /// Places an order: 202 once the stock is reserved (the payment
-    /// follows).
+    /// Places an order as `user` (an access token): 202 once the stock is
+    /// reserved (the payment follows).
     async fn order(&self, key: &str, user: &str, sku: &str, quantity: u32, token: &str) -> Answer {
         self.place(&[], key, user, sku, quantity, token).await
     }
@@ -183,8 +247,8 @@ pub trait Shop {
         quantity: u32,
         token: &str,
     ) -> Answer {
-        let body = order_body(user, sku, quantity, token);
-        place(self.http(), self.gateway_url(), headers, key, body).await
+        let body = order_body(sku, quantity, token);
+        place(self.http(), self.gateway_url(), headers, user, key, body).await
     }
 }
 
