@@ -11,7 +11,7 @@ use tower::Layer;
 use crate::Rule;
 use crate::config::{HeaderConfig, RateLimitConfig};
 use crate::error::RateLimitError;
-use crate::memory::MemoryLimiter;
+use crate::memory::{MemoryLimiter, MemoryStore};
 use crate::metrics::PolicyMetrics;
 use crate::policy::{Cost, Policy, PolicyKey};
 use crate::service::RateLimit;
@@ -23,6 +23,8 @@ type ExemptFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 pub(crate) struct ActivePolicy<L> {
     pub(crate) policy: Policy,
     pub(crate) limiter: L,
+    /// Under `FallbackToMemory`, for a store that waits (Redis): a store
+    /// that decides at once is in memory already.
     pub(crate) fallback: Option<MemoryLimiter<SystemClock>>,
     pub(crate) metrics: PolicyMetrics,
 }
@@ -78,6 +80,7 @@ pub struct RateLimitBuilder<S> {
     exempt: Option<Arc<ExemptFn>>,
     on_backend_error: OnBackendError,
     headers: HeaderConfig,
+    fallback: MemoryStore,
 }
 
 impl<S> fmt::Debug for RateLimitBuilder<S> {
@@ -182,8 +185,34 @@ impl<S: RateLimitStore> RateLimitBuilder<S> {
     }
 
     /// What to do when the store fails (default: fall back to memory).
+    ///
+    /// A store that decides at once ([`MemoryStore`]) fails only when a
+    /// policy's map is full and a new key comes (see [`MemoryStore`]):
+    /// there is no other memory to fall back to, so `FallbackToMemory`
+    /// refuses it as `FailClosed` does (503).
     pub fn on_backend_error(mut self, action: OnBackendError) -> Self {
         self.on_backend_error = action;
+        self
+    }
+
+    /// The store that decides in this process while the store fails, under
+    /// [`OnBackendError::FallbackToMemory`] (default [`MemoryStore::new`]:
+    /// at most [`DEFAULT_MAX_KEYS`](crate::DEFAULT_MAX_KEYS) keys per
+    /// policy). When a policy's fallback map is full, a new key is refused
+    /// as under `FailClosed` (503).
+    ///
+    /// ```
+    /// use ee_ratelimit::{MemoryStore, Policy, RateLimitLayer, Rule};
+    ///
+    /// # let store = MemoryStore::new(); // `RedisStore::new(conn)`
+    /// let layer = RateLimitLayer::builder(store)
+    ///     .policy(Policy::new("api", Rule::per_minute(600)))
+    ///     .fallback(MemoryStore::new().with_max_keys(500_000))
+    ///     .build()?;
+    /// # Ok::<(), ee_ratelimit::RateLimitError>(())
+    /// ```
+    pub fn fallback(mut self, store: MemoryStore) -> Self {
+        self.fallback = store;
         self
     }
 
@@ -213,9 +242,12 @@ impl<S: RateLimitStore> RateLimitBuilder<S> {
                 if !policy.keyed {
                     policy.key = default_key.clone();
                 }
+                let limiter = self.store.limiter(&policy.name, &policy.rule);
+                let fallback = (fallback && !limiter.decides_now())
+                    .then(|| self.fallback.limiter(&policy.name, &policy.rule));
                 ActivePolicy {
-                    limiter: self.store.limiter(&policy.name, &policy.rule),
-                    fallback: fallback.then(|| MemoryLimiter::system(policy.rule)),
+                    limiter,
+                    fallback,
                     metrics: PolicyMetrics::new(&policy.name),
                     policy,
                 }
@@ -299,6 +331,7 @@ impl RateLimitLayer<()> {
             exempt: None,
             on_backend_error: OnBackendError::FallbackToMemory,
             headers: HeaderConfig::default(),
+            fallback: MemoryStore::new(),
         }
     }
 }

@@ -19,7 +19,7 @@ mod store;
 
 pub use self::metrics::{
     METRIC_BACKEND_DURATION_SECONDS, METRIC_BACKEND_ERRORS_TOTAL, METRIC_DECISIONS_TOTAL,
-    describe_metrics,
+    METRIC_MEMORY_KEYS_REFUSED_TOTAL, describe_metrics,
 };
 pub use any::{AnyLimiter, AnyStore};
 pub use config::{HeaderConfig, PolicyConfig, RateLimitConfig, Rule};
@@ -29,7 +29,7 @@ pub use headers::{
     RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
 };
 pub use layer::{RateLimitBuilder, RateLimitLayer};
-pub use memory::{MemoryLimiter, MemoryStore};
+pub use memory::{DEFAULT_MAX_KEYS, MemoryLimiter, MemoryStore};
 pub use policy::Policy;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -5,9 +5,10 @@
 //! | [`METRIC_DECISIONS_TOTAL`] | counter | count | `policy`, `outcome` (`allowed`, `limited`, `failed_open`, `failed_closed`) |
 //! | [`METRIC_BACKEND_ERRORS_TOTAL`] | counter | count | `policy` |
 //! | [`METRIC_BACKEND_DURATION_SECONDS`] | histogram | seconds | `policy` (Redis) |
+//! | [`METRIC_MEMORY_KEYS_REFUSED_TOTAL`] | counter | count | `policy` |
 //!
-//! A layer calls [`describe`] and registers its handles when it is built
-//! (install the recorder first); no metric is looked up per request.
+//! A layer calls [`describe_metrics`] and registers its handles when it is
+//! built (install the recorder first); no metric is looked up per request.
 
 use metrics::{Counter, Unit};
 
@@ -19,6 +20,11 @@ pub const METRIC_DECISIONS_TOTAL: &str = "ee_ratelimit_decisions_total";
 pub const METRIC_BACKEND_ERRORS_TOTAL: &str = "ee_ratelimit_backend_errors_total";
 /// Histogram: how long a Redis decision took, in seconds, by `policy`.
 pub const METRIC_BACKEND_DURATION_SECONDS: &str = "ee_ratelimit_backend_duration_seconds";
+/// Counter: new keys an in-memory limiter (the store, or the fallback while
+/// Redis fails) refused because the policy's map was full, by `policy`. Each
+/// is also a backend error, decided by `on_backend_error` (see
+/// [`MemoryStore`](crate::MemoryStore)).
+pub const METRIC_MEMORY_KEYS_REFUSED_TOTAL: &str = "ee_ratelimit_memory_keys_refused_total";
 
 /// Describes every ee-ratelimit metric (help text and unit) to the installed
 /// recorder. [`RateLimitBuilder::build`](crate::RateLimitBuilder::build)
@@ -38,6 +44,11 @@ pub fn describe_metrics() {
         METRIC_BACKEND_DURATION_SECONDS,
         Unit::Seconds,
         "Time a rate-limit decision took on Redis"
+    );
+    metrics::describe_counter!(
+        METRIC_MEMORY_KEYS_REFUSED_TOTAL,
+        Unit::Count,
+        "New keys an in-memory rate limiter refused because the policy's key map was full"
     );
 }
 

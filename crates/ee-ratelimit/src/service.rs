@@ -338,20 +338,26 @@ impl<'a, L: Limiter> Run<'a, L> {
                 shared
                     .outage
                     .record(&p.policy.name, &e, shared.on_backend_error);
-                match (shared.on_backend_error, &p.fallback) {
-                    (OnBackendError::FallbackToMemory, Some(fallback)) => {
-                        (fallback.decide(&key, cost), Source::Fallback)
+                let fallback = match (shared.on_backend_error, &p.fallback) {
+                    (OnBackendError::FailOpen, _) => {
+                        p.metrics.failed_open.increment(1);
+                        return ControlFlow::Continue(());
                     }
-                    (OnBackendError::FailClosed, _) => {
+                    // A full fallback, or none (the store is in memory
+                    // already): refused as when failing closed.
+                    (OnBackendError::FallbackToMemory, Some(fallback)) => {
+                        fallback.decide(&key, cost).ok()
+                    }
+                    _ => None,
+                };
+                match fallback {
+                    Some(decision) => (decision, Source::Fallback),
+                    None => {
                         p.metrics.failed_closed.increment(1);
                         let unavailable = RateLimitError::Unavailable {
                             policy: p.policy.name.to_string(),
                         };
                         return ControlFlow::Break(Problem::from(unavailable).into_response());
-                    }
-                    _ => {
-                        p.metrics.failed_open.increment(1);
-                        return ControlFlow::Continue(());
                     }
                 }
             }

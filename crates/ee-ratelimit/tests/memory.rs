@@ -592,7 +592,12 @@ fn idle_keys_are_swept_so_memory_follows_the_active_keys() {
         let clock = ManualClock::new();
         let limiter = MemoryLimiter::new(rule, clock.clone());
         for i in 0..1000 {
-            assert!(limiter.decide(&Key::text(format!("client-{i}")), 1).allowed);
+            assert!(
+                limiter
+                    .decide(&Key::text(format!("client-{i}")), 1)
+                    .unwrap()
+                    .allowed
+            );
         }
         assert_eq!(limiter.len(), 1000, "{rule:?}");
         // A second limiter of the same rule taking turns on this thread: both
@@ -600,20 +605,20 @@ fn idle_keys_are_swept_so_memory_follows_the_active_keys() {
         // random; the others on every decision).
         let other = MemoryLimiter::new(rule, clock.clone());
         for i in 0..1000 {
-            other.decide(&Key::text(format!("client-{i}")), 1);
+            other.decide(&Key::text(format!("client-{i}")), 1).unwrap();
         }
         let active = Key::text("active");
         // 5 s later every old key is idle, but sweeps are at least 10 s apart.
         clock.advance(Duration::from_secs(5));
         for _ in 0..20_000 {
-            limiter.decide(&active, 1);
-            other.decide(&active, 1);
+            limiter.decide(&active, 1).unwrap();
+            other.decide(&active, 1).unwrap();
         }
         assert_eq!(limiter.len(), 1001, "{rule:?}: no sweep before 10 s");
         clock.advance(Duration::from_secs(6));
         for _ in 0..20_000 {
-            limiter.decide(&active, 1);
-            other.decide(&active, 1);
+            limiter.decide(&active, 1).unwrap();
+            other.decide(&active, 1).unwrap();
         }
         assert_eq!(limiter.len(), 1, "{rule:?}: only the active key is left");
         assert_eq!(other.len(), 1, "{rule:?}: in the other limiter too");
@@ -800,7 +805,10 @@ fn gcra_decisions_racing_on_threads_let_exactly_the_burst_through() {
     };
     assert_eq!(race(Arc::new(admit)), 1000);
     let l = given.clone();
-    assert_eq!(race(Arc::new(move |k| l.decide(k, 1).allowed)), 1000);
+    assert_eq!(
+        race(Arc::new(move |k| l.decide(k, 1).unwrap().allowed)),
+        1000
+    );
     assert_eq!((fast.len(), given.len()), (1, 1));
 }
 

@@ -12,7 +12,7 @@ use axum::body::Body;
 use common::{from_ip, send};
 use ee_core::{OnBackendError, RedisConfig, RedisConn};
 use ee_ratelimit::RedisLimiter;
-use ee_ratelimit::{Policy, RateLimitLayer, RedisStore, Rule};
+use ee_ratelimit::{MemoryStore, Policy, RateLimitLayer, RedisStore, Rule};
 use ee_testing::{RedisCluster, RedisServer, Reply};
 use http::{Request, StatusCode};
 use tower::{Layer, ServiceExt};
@@ -406,6 +406,37 @@ async fn each_outage_policy_does_what_it_says_and_recovers() {
     ));
 }
 
+/// While Redis is down, the memory fallback is bounded in keys too: a new
+/// key that finds it full is refused as when failing closed (503), and the
+/// keys already there keep their counts.
+#[tokio::test]
+async fn a_full_memory_fallback_refuses_new_keys_with_a_503() {
+    let mut server = RedisServer::start();
+    let c = conn(RedisConfig::standalone(server.url())).await;
+    let rule = Rule::gcra(3, Duration::from_secs(3600), 3);
+    let layer = RateLimitLayer::builder(RedisStore::new(c))
+        .policy(Policy::new("fallback", rule))
+        .fallback(MemoryStore::new().with_max_keys(2))
+        .build()
+        .unwrap();
+    assert_eq!(send(&layer, from_ip("192.0.2.1")).await.status, 200);
+
+    server.stop();
+    for ip in ["192.0.2.1", "192.0.2.2"] {
+        assert_eq!(send(&layer, from_ip(ip)).await.status, 200);
+    }
+    let res = send(&layer, from_ip("192.0.2.3")).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.problem().type_uri(),
+        "https://ee.rs/problems/ratelimit/unavailable"
+    );
+    assert_eq!(res.header("retry-after"), Some("1"));
+    // 192.0.2.1 has used 1 of its 3 in the fallback (the first one went to
+    // Redis): 2 more, then its own 429.
+    assert_eq!(futures_statuses(&layer, 3).await, [200, 200, 429]);
+}
+
 async fn futures_statuses(layer: &RateLimitLayer<RedisLimiter>, n: usize) -> Vec<u16> {
     let mut out = Vec::new();
     for _ in 0..n {
@@ -439,7 +470,7 @@ async fn a_stalled_redis_is_bounded_by_the_decision_timeout() {
 
 #[tokio::test]
 async fn any_store_picked_at_run_time_shares_limits_on_redis_and_decides_at_once_in_memory() {
-    use ee_ratelimit::{AnyLimiter, AnyStore, MemoryStore};
+    use ee_ratelimit::{AnyLimiter, AnyStore};
 
     let server = RedisServer::start();
     let rule = Rule::fixed_window(2, Duration::from_secs(3600));

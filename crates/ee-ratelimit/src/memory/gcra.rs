@@ -14,7 +14,7 @@ use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 
-use super::DashMap;
+use super::keys::{Full, KeyMap};
 use crate::store::Decision;
 
 thread_local! {
@@ -23,6 +23,24 @@ thread_local! {
     /// that limiters taking turns on one thread all get their share; per
     /// thread, so the hot path writes no shared cache line.
     static SWEEP_DICE: std::cell::Cell<u32> = const { std::cell::Cell::new(0x9E37_79B9) };
+
+    /// Set when [`GcraCells`] refused a new key because its map is full, for
+    /// the refusal path of the same decision, on the same thread, to tell
+    /// that refusal from a limit (governor's `StateStore` seam has no room
+    /// for an error of ours).
+    static REFUSED_FULL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The state [`GcraCells`] answers for a new key it has no room for: an
+/// arrival time ~292 years ahead, which governor refuses whatever the rule;
+/// [`REFUSED_FULL`] then tells the refusal path that the map was full.
+const FULL_TAT: u64 = u64::MAX / 2;
+
+/// Whether the GCRA refusal being decided on this thread was a new key
+/// refused for want of room (and clears the mark).
+#[inline]
+fn take_refused_full() -> bool {
+    REFUSED_FULL.with(|full| full.replace(false))
 }
 
 /// Whether this GCRA decision is one of the 1 in 4096 that check for a sweep.
@@ -53,9 +71,16 @@ impl<C: Clock> governor::clock::Clock for GovernorClock<C> {
 /// GCRA state per key: governor's theoretical arrival time (nanoseconds
 /// since the limiter's start; 0 = never seen), as its own keyed store keeps
 /// it, in a map of ours behind governor's `StateStore` seam, so that the
-/// compare-and-swap inlines into the layer.
-#[derive(Default)]
-pub(super) struct GcraCells(DashMap<Key, AtomicU64>);
+/// compare-and-swap inlines into the layer. Bounded in keys: a new key the
+/// map has no room for is refused (see [`FULL_TAT`]).
+pub(super) struct GcraCells(KeyMap<AtomicU64>);
+
+impl GcraCells {
+    /// Empty, holding at most `max_keys` keys.
+    pub(super) fn new(max_keys: usize) -> Self {
+        Self(KeyMap::new(max_keys))
+    }
+}
 
 impl StateStore for GcraCells {
     type Key = Key;
@@ -93,14 +118,27 @@ impl ShrinkableKeyedStateStore<Key> for GcraCells {
 }
 
 impl GcraCells {
+    /// A key seen for the first time: inserted if the map has room, else
+    /// refused (governor decides on [`FULL_TAT`], and the refusal is marked
+    /// for [`gcra_refusal`]).
     #[cold]
     #[inline(never)]
     fn insert_and_measure<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        let cell = self.0.entry(key.clone()).or_default();
-        measure(&cell, f)
+        match self.0.entry(key, AtomicU64::default) {
+            Ok(cell) => measure(&cell, f),
+            Err(Full) => match f(Some(Nanos::from(FULL_TAT))) {
+                Err(refused) => {
+                    REFUSED_FULL.with(|full| full.set(true));
+                    Err(refused)
+                }
+                // No rule this crate builds gets here (its burst would
+                // span centuries): such a request passes, uncounted.
+                Ok((allowed, _)) => Ok(allowed),
+            },
+        }
     }
 }
 
@@ -136,7 +174,7 @@ pub(super) fn gcra<Clk>(
     burst: u32,
     key: &Key,
     cost: u32,
-) -> Decision
+) -> Result<Decision, Full>
 where
     Clk: governor::clock::Clock,
     Clk::Instant: Reference,
@@ -150,13 +188,13 @@ where
     match outcome {
         Ok(Ok(snapshot)) => {
             let remaining = snapshot.remaining_burst_capacity();
-            Decision {
+            Ok(Decision {
                 allowed: true,
                 remaining: remaining.into(),
                 reset: t(u64::from(burst - remaining.min(burst))),
                 retry_after: None,
                 ticket: 0,
-            }
+            })
         }
         Ok(Err(not_until)) => gcra_refusal(limiter, emission_ns, burst, cost, Some(not_until)),
         Err(_insufficient) => gcra_refusal(limiter, emission_ns, burst, cost, None),
@@ -164,7 +202,8 @@ where
 }
 
 /// A refused GCRA decision: `not_until` when the cost fits the burst once
-/// enough time has passed, `None` when it never can.
+/// enough time has passed, `None` when it never can; [`Full`] when the key
+/// was new and the map had no room for it.
 #[cold]
 #[inline(never)]
 pub(super) fn gcra_refusal<Clk>(
@@ -173,13 +212,16 @@ pub(super) fn gcra_refusal<Clk>(
     burst: u32,
     cost: u32,
     not_until: Option<governor::NotUntil<Clk::Instant>>,
-) -> Decision
+) -> Result<Decision, Full>
 where
     Clk: governor::clock::Clock,
     Clk::Instant: Reference,
 {
+    if take_refused_full() {
+        return Err(Full);
+    }
     let t = |units: u64| Duration::from_nanos(emission_ns.saturating_mul(units));
-    match not_until {
+    Ok(match not_until {
         Some(not_until) => {
             let wait = not_until.wait_time_from(limiter.clock().now());
             Decision {
@@ -197,5 +239,5 @@ where
             retry_after: None,
             ticket: 0,
         },
-    }
+    })
 }
