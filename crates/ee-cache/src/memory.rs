@@ -143,6 +143,19 @@ fn byte_size<V: 'static>() -> Option<ByteSize<V>> {
     None
 }
 
+/// The byte bound a store starts with: [`DEFAULT_RESPONSE_CACHE_BYTES`]
+/// for values whose size is known (HTTP responses), none for others.
+///
+/// [`DEFAULT_RESPONSE_CACHE_BYTES`]: crate::DEFAULT_RESPONSE_CACHE_BYTES
+fn default_max_bytes<V>(byte_size: Option<ByteSize<V>>) -> Option<u64> {
+    #[cfg(feature = "http")]
+    let bound = crate::http::DEFAULT_RESPONSE_CACHE_BYTES;
+    // Without `http` no value's size is known: `byte_size` is `None`.
+    #[cfg(not(feature = "http"))]
+    let bound = 0;
+    byte_size.map(|_| bound)
+}
+
 /// The bytes an entry takes: key, value, tags (with their listing in the
 /// index) and the structures around them.
 fn entry_bytes<V>(key: &str, slot: &Slot<V>, size: ByteSize<V>) -> usize {
@@ -166,10 +179,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStore<V> {
         let byte_size = byte_size::<V>();
         MemoryStoreBuilder {
             max_entries: 10_000,
-            #[cfg(feature = "http")]
-            max_bytes: byte_size.map(|_| crate::http::DEFAULT_RESPONSE_CACHE_BYTES),
-            #[cfg(not(feature = "http"))]
-            max_bytes: None,
+            max_bytes: default_max_bytes(byte_size),
             byte_size,
             weigher: None,
             time_to_idle: None,
@@ -295,7 +305,8 @@ impl<V: Clone + Send + Sync + 'static> Default for MemoryStore<V> {
 }
 
 impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
-    /// All the bounds at once, from configuration (checked first).
+    /// All the bounds at once, from configuration (checked first); a field
+    /// left out is its default, whatever was set before.
     ///
     /// ```
     /// use ee_cache::{MemoryStore, MemoryStoreConfig, Variants};
@@ -312,16 +323,14 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
     /// responses: bound those with [`max_weight`](Self::max_weight)).
     pub fn config(mut self, config: &MemoryStoreConfig) -> Result<Self, CacheError> {
         config.validate()?;
-        if let Some(max) = config.max_bytes {
-            if self.byte_size.is_none() {
-                return Err(CacheError::Config(format!(
-                    "max_bytes bounds stores of HTTP responses; the size of a {} is not known: \
-                     bound its store with MemoryStoreBuilder::max_weight",
-                    std::any::type_name::<V>()
-                )));
-            }
-            self.max_bytes = Some(max);
+        if config.max_bytes.is_some() && self.byte_size.is_none() {
+            return Err(CacheError::Config(format!(
+                "max_bytes bounds stores of HTTP responses; the size of a {} is not known: \
+                 bound its store with MemoryStoreBuilder::max_weight",
+                std::any::type_name::<V>()
+            )));
         }
+        self.max_bytes = config.max_bytes.or(default_max_bytes(self.byte_size));
         self.max_entries = config.max_entries;
         self.max_ttl = Duration::from_millis(config.max_ttl_ms);
         self.time_to_idle = config.time_to_idle_ms.map(Duration::from_millis);
