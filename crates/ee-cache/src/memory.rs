@@ -40,20 +40,22 @@ type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 static INSERTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Entries kept in this process, on [`moka`]: bounded by entry count (10 000
-/// unless set), by bytes as well for HTTP responses (64 MiB unless set, see
-/// [`MemoryStoreBuilder::max_bytes`]), or by a weight of yours instead
-/// ([`MemoryStoreBuilder::max_weight`]); and by a store-wide TTL (1 hour
-/// unless set), and by an idle time if set.
+/// Entries kept in this process, on [`moka`]: bounded by entry count
+/// (10 000 unless set), by bytes as well for HTTP responses (64 MiB unless
+/// set: `MemoryStoreBuilder::max_bytes`, feature `http`), or by a weight of
+/// yours instead ([`MemoryStoreBuilder::max_weight`]); and by a store-wide
+/// TTL (1 hour unless set), and by an idle time if set.
 ///
 /// When full, it evicts (moka's TinyLFU: a new entry takes the place of the
 /// least recently used ones only if it is asked for more often than they
 /// are, else it is dropped), so a flood of keys read once cannot push out
 /// the entries in use. moka applies the bound in its upkeep, which runs
 /// every few dozen writes: between two runs the store may hold a few dozen
-/// entries over it. An entry read after the end of its own stale window reads as absent
-/// and is dropped; until then an expired entry only takes room, which the
-/// size bound reclaims first. Tags are indexed so `invalidate_tag` removes
+/// entries over it.
+///
+/// An entry read after the end of its own stale window reads as absent and
+/// is dropped; until then an expired entry only takes room, which the size
+/// bound reclaims first. Tags are indexed so `invalidate_tag` removes
 /// the tagged keys (each listing stamped by the write that made it, so the
 /// removal of an old value never unlists a newer one); a write racing the
 /// invalidation of its own tag is dropped too: a miss, never a stale hit.
@@ -339,7 +341,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
 
     /// At most `n` entries (default 10 000); least useful ones are evicted
     /// first. A store of HTTP responses is bounded by bytes as well
-    /// ([`max_bytes`](Self::max_bytes)).
+    /// (`max_bytes`, feature `http`).
     pub fn max_entries(mut self, n: u64) -> Self {
         self.max_entries = n;
         self
@@ -433,10 +435,10 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
                         },
                     )
             }
-            (None, Some((size, max_bytes))) => {
+            (None, Some((size, max_bytes))) if self.max_entries > 0 => {
                 // Each entry weighs at least its share of the bytes under
                 // the entry bound, so both bounds hold with one capacity.
-                let floor = max_bytes.div_ceil(self.max_entries.max(1));
+                let floor = max_bytes.div_ceil(self.max_entries);
                 builder
                     .max_capacity(max_bytes)
                     .weigher(move |key: &String, slot: &Slot<V>| {
@@ -444,7 +446,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryStoreBuilder<V> {
                         u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
                     })
             }
-            (None, None) => builder.max_capacity(self.max_entries),
+            _ => builder.max_capacity(self.max_entries),
         };
         if let Some(idle) = self.time_to_idle {
             builder = builder.time_to_idle(idle);
