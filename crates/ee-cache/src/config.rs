@@ -74,3 +74,68 @@ impl CacheConfig {
         Ok(())
     }
 }
+
+/// The bounds of a [`MemoryStore`](crate::MemoryStore), applied with
+/// [`MemoryStoreBuilder::config`](crate::MemoryStoreBuilder::config).
+///
+/// ```
+/// # use ee_cache::MemoryStoreConfig;
+/// let config: MemoryStoreConfig = serde_json::from_str(
+///     r#"{ "max_entries": 50000, "max_bytes": 134217728, "max_ttl_ms": 600000 }"#,
+/// ).unwrap();
+/// assert_eq!(config.time_to_idle_ms, None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryStoreConfig {
+    /// At most this many entries (default 10 000).
+    pub max_entries: u64,
+    /// For a store of HTTP responses: at most this many bytes (default, when
+    /// left out: 64 MiB, `DEFAULT_RESPONSE_CACHE_BYTES`). The size of other
+    /// values is not known: setting it for their store is an error (bound
+    /// those with [`MemoryStoreBuilder::max_weight`](crate::MemoryStoreBuilder::max_weight)).
+    pub max_bytes: Option<u64>,
+    /// Keep no entry longer than this (default 1 hour).
+    pub max_ttl_ms: u64,
+    /// Drop an entry not read for this long, even within its TTL (default:
+    /// never).
+    pub time_to_idle_ms: Option<u64>,
+}
+
+impl Default for MemoryStoreConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_bytes: None,
+            max_ttl_ms: crate::memory::DEFAULT_MEMORY_MAX_TTL.as_millis() as u64,
+            time_to_idle_ms: None,
+        }
+    }
+}
+
+impl MemoryStoreConfig {
+    /// Checks the values (every bound and time greater than 0).
+    ///
+    /// # Errors
+    /// [`CacheError::Config`] naming the first value out of range.
+    pub fn validate(&self) -> Result<(), CacheError> {
+        let bad = |field: &str| {
+            Err(CacheError::Config(format!(
+                "{field} must be greater than 0"
+            )))
+        };
+        if self.max_entries == 0 {
+            return bad("max_entries");
+        }
+        if self.max_bytes == Some(0) {
+            return bad("max_bytes");
+        }
+        if self.max_ttl_ms == 0 {
+            return bad("max_ttl_ms");
+        }
+        if self.time_to_idle_ms == Some(0) {
+            return bad("time_to_idle_ms");
+        }
+        Ok(())
+    }
+}

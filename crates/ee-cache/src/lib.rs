@@ -21,13 +21,14 @@ mod tiered;
 
 pub use any::AnyStore;
 pub use cache::{Cache, CacheBuilder};
-pub use config::CacheConfig;
+pub use config::{CacheConfig, MemoryStoreConfig};
 pub use entry::{Entry, Freshness};
 pub use error::CacheError;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::{
-    CACHE_TAG, CacheControl, CacheTags, ResponseCache, ResponseCacheLayer, SURROGATE_KEY, Storable,
+    CACHE_TAG, CacheControl, CacheTags, DEFAULT_MAX_BODY_BYTES, DEFAULT_RESPONSE_CACHE_BYTES,
+    ResponseCache, ResponseCacheConfig, ResponseCacheLayer, SURROGATE_KEY, Storable,
     StoredResponse, Variants, VaryField, X_CACHE, immutable, request_accepts, request_bypasses,
     status_is_cacheable, storable, upstream_age,
 };

@@ -1,7 +1,9 @@
 //! `ResponseCacheLayer`: a shared HTTP cache (RFC 9111) for tower and axum,
 //! on any [`CacheStore`]: memory, Redis or tiered.
 
+mod config;
 mod directives;
+mod serve;
 mod stored;
 
 use std::collections::HashSet;
@@ -12,22 +14,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ee_core::{Problem, unix_ms};
-use http::header::{
-    AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, SET_COOKIE, VARY,
-};
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
+pub use config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_RESPONSE_CACHE_BYTES, ResponseCacheConfig};
 pub use directives::{
     CacheControl, Storable, immutable, request_accepts, request_bypasses, status_is_cacheable,
     storable, upstream_age,
 };
+use serve::{not_modified, serve};
 pub use stored::{StoredResponse, Variants, VaryField};
 
 use crate::cache::Cache;
+use crate::error::CacheError;
 use crate::store::CacheStore;
 
 /// `X-Cache`: `HIT`, `MISS` or `STALE`.
@@ -65,13 +67,37 @@ struct Shared<S> {
 /// `X-Cache` on every response; a successful `POST`, `PUT`, `PATCH` or
 /// `DELETE` purges every cached response of its path.
 ///
-/// Bodies larger than the limit (1 MiB by default), or of unknown size, pass
-/// through unstored.
+/// # Bounds
+///
+/// Bodies larger than [`max_body_bytes`](Self::max_body_bytes) (1 MiB by
+/// default), or of unknown size, are served as they are and not stored.
+/// What is stored is bounded by the store:
+///
+/// - a [`MemoryStore`](crate::MemoryStore) of responses holds at most
+///   [`DEFAULT_RESPONSE_CACHE_BYTES`] (64 MiB) and 10 000 entries unless its
+///   builder ([`max_bytes`](crate::MemoryStoreBuilder::max_bytes),
+///   [`max_entries`](crate::MemoryStoreBuilder::max_entries)) or
+///   [`MemoryStoreConfig`](crate::MemoryStoreConfig) says otherwise, each
+///   entry weighed by its body, headers, key and tags. When it is full it
+///   evicts, as moka does: a new entry is admitted only if it is asked for
+///   more often than the least recently used ones it would replace
+///   (TinyLFU), so a flood of one-off URLs cannot push out the pages in
+///   use. A miss is then served by your handler as usual; nothing fails.
+///   Evictions are counted in `ee_cache_evictions_total{cause="size"}` when
+///   the store is [named](crate::MemoryStoreBuilder::name);
+///   [`MemoryStore::weighted_size`](crate::MemoryStore::weighted_size) reads
+///   the bytes held. The same bound applies to the L1 of a `TieredStore`.
+/// - a `RedisStore` refuses values over its `max_value_bytes` (1 MiB
+///   encoded), and every key it writes expires with the response (its
+///   freshness plus `stale-while-revalidate`); the total is bounded by the
+///   Redis server's `maxmemory` with an evicting policy (`allkeys-lru` or
+///   `volatile-lru`), which a server holding a cache should set.
 ///
 /// ```
 /// use axum::{Router, routing::get};
 /// use ee_cache::{Cache, MemoryStore, ResponseCacheLayer};
 ///
+/// // At most 64 MiB and 10 000 responses (`MemoryStore::builder().max_bytes(n)` to change).
 /// let cache = Cache::builder("http").build(MemoryStore::new()).unwrap();
 /// let app: Router = Router::new()
 ///     .route("/products", get(|| async { ([("cache-control", "max-age=60")], "[]") }))
@@ -104,7 +130,7 @@ impl<S: CacheStore<Variants>> ResponseCacheLayer<S> {
         Self {
             shared: Arc::new(Shared {
                 cache,
-                max_body: 1 << 20,
+                max_body: DEFAULT_MAX_BODY_BYTES,
                 max_variants: 8,
                 default_ttl: None,
                 on_purge: None,
@@ -119,7 +145,27 @@ impl<S: CacheStore<Variants>> ResponseCacheLayer<S> {
         self
     }
 
-    /// The largest body stored (default 1 MiB).
+    /// All options at once, from configuration (checked first). Like the
+    /// other builder methods, call it before cloning the layer.
+    ///
+    /// # Errors
+    /// [`CacheError::Config`] when a value is out of range (see
+    /// [`ResponseCacheConfig::validate`]).
+    pub fn config(self, config: &ResponseCacheConfig) -> Result<Self, CacheError> {
+        config.validate()?;
+        let default_ttl = config.default_ttl_ms.map(Duration::from_millis);
+        Ok(self.edit(|s| {
+            s.max_body = config.max_body_bytes;
+            s.max_variants = config.max_variants;
+            s.default_ttl = default_ttl;
+            s.background = config.store_in_background;
+        }))
+    }
+
+    /// The largest body stored (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB): a
+    /// larger one, or one of unknown size, is served as it is and not
+    /// stored. Keep it well under the store's bound: an entry larger than a
+    /// memory store's `max_bytes` is never kept.
     pub fn max_body_bytes(self, bytes: usize) -> Self {
         self.edit(|s| s.max_body = bytes)
     }
@@ -524,68 +570,4 @@ fn refresh<S, Inner, ReqB, ResB>(
             .expect("refreshing set")
             .remove(&key);
     });
-}
-
-/// The headers a 304 carries from the stored response (RFC 9110 §15.4.5).
-const NOT_MODIFIED_HEADERS: [HeaderName; 6] =
-    [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY];
-
-/// A response from the stored copy: 304 when the request's validators match,
-/// with `Age` and `X-Cache`.
-fn serve<B: From<Bytes>>(
-    stored: &StoredResponse,
-    request: &HeaderMap,
-    how: &'static str,
-    head: bool,
-) -> Response<B> {
-    let age = (unix_ms().saturating_sub(stored.stored_at_ms) / 1000).to_string();
-    let mut res = if not_modified(stored, request) {
-        let mut res = Response::new(B::from(Bytes::new()));
-        *res.status_mut() = StatusCode::NOT_MODIFIED;
-        for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {
-            for v in stored.headers.get_all(name) {
-                res.headers_mut().append(name.clone(), v.clone());
-            }
-        }
-        res
-    } else {
-        let body = if head {
-            Bytes::new()
-        } else {
-            stored.body.clone()
-        };
-        let mut res = Response::new(B::from(body));
-        *res.status_mut() = stored.status;
-        *res.headers_mut() = stored.headers.clone();
-        res
-    };
-    let headers = res.headers_mut();
-    headers.insert(AGE, HeaderValue::from_str(&age).expect("digits"));
-    headers.insert(X_CACHE, HeaderValue::from_static(how));
-    res
-}
-
-/// `If-None-Match` (weak comparison) or, without it, `If-Modified-Since`.
-fn not_modified(stored: &StoredResponse, request: &HeaderMap) -> bool {
-    if !stored.status.is_success() {
-        return false;
-    }
-    if let Some(inm) = request.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        let Some(etag) = stored.headers.get(ETAG).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-        let etag = weak(etag);
-        return inm.split(',').any(|t| t.trim() == "*" || weak(t) == etag);
-    }
-    let since = request
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    let modified = stored
-        .headers
-        .get(LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
 }

@@ -16,6 +16,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// per answer, and cookies.
 const NOT_STORED: [&str; 3] = ["age", "x-cache", "set-cookie"];
 
+/// What a stored response takes in memory besides its body and its header
+/// bytes: the struct, its header map's table and the `Vary` list (an
+/// estimate; see the memory store's `ENTRY_OVERHEAD` for how it was checked).
+const RESPONSE_OVERHEAD: usize = 384;
+/// What one header (or `Vary` field) takes besides its name and value bytes:
+/// its bucket in the map and the value's handle.
+const FIELD_OVERHEAD: usize = 48;
+
 /// One stored response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -95,6 +103,23 @@ impl StoredResponse {
         }
     }
 
+    /// About how many bytes it holds in memory: the body, the header names
+    /// and values and the `Vary` fields, plus an estimate of the structures
+    /// around them. A [`MemoryStore`](crate::MemoryStore) of responses is
+    /// bounded by this (see [`MemoryStoreBuilder::max_bytes`](crate::MemoryStoreBuilder::max_bytes)).
+    pub fn size_bytes(&self) -> usize {
+        let field = |name: &HeaderName, value: Option<&HeaderValue>| {
+            FIELD_OVERHEAD + name.as_str().len() + value.map_or(0, HeaderValue::len)
+        };
+        let headers: usize = self.headers.iter().map(|(n, v)| field(n, Some(v))).sum();
+        let vary: usize = self
+            .vary
+            .iter()
+            .map(|f| field(&f.name, f.value.as_ref()))
+            .sum();
+        RESPONSE_OVERHEAD + self.body.len() + headers + vary
+    }
+
     /// Whether `request` selects this variant (same values of every header
     /// its `Vary` names).
     pub fn matches(&self, request: &HeaderMap) -> bool {
@@ -151,6 +176,12 @@ impl Variants {
             fresh: Duration::from_millis(fresh.max(1)),
             stale: Duration::from_millis(stale),
         }
+    }
+
+    /// About how many bytes the variants hold in memory: the sum of their
+    /// [`StoredResponse::size_bytes`].
+    pub fn size_bytes(&self) -> usize {
+        self.0.iter().map(StoredResponse::size_bytes).sum::<usize>() + 32
     }
 
     /// How many variants.
