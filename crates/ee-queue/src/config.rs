@@ -17,11 +17,19 @@ pub struct QueueConfig {
     /// same event of every job of a batch (see `Queue::events`), so it can
     /// hold more events than this.
     pub events_max_len: u64,
-    /// Retention of completed jobs unless a job says otherwise (default:
-    /// the newest 1 000, none older than a day).
+    /// Retention of completed jobs unless a job says otherwise (default
+    /// [`Keep::COMPLETED`]: the newest 1 000, none older than a day).
     pub keep_completed: Keep,
-    /// Retention of jobs that failed for good, the dead-letter set (default:
-    /// all, until retried or removed).
+    /// Retention of jobs that failed for good, the dead-letter set, unless
+    /// a job says otherwise (default [`Keep::FAILED`]: the newest 10 000,
+    /// none older than 7 days). Failed jobs keep their payloads, which may
+    /// hold personal data, so the default is bounded; [`Keep::ALL`] keeps
+    /// every one until retried or removed.
+    ///
+    /// As with every [`Keep`], the bounds are applied when a later job of
+    /// the queue fails: the oldest past either bound are deleted then
+    /// (in Redis at most 1 000 per finished batch), so a queue where no job
+    /// fails any more keeps its last failures.
     pub keep_failed: Keep,
 }
 
@@ -30,11 +38,8 @@ impl Default for QueueConfig {
         Self {
             max_payload_bytes: 512 * 1024,
             events_max_len: 10_000,
-            keep_completed: Keep {
-                count: Some(1000),
-                age_secs: Some(24 * 3600),
-            },
-            keep_failed: Keep::ALL,
+            keep_completed: Keep::COMPLETED,
+            keep_failed: Keep::FAILED,
         }
     }
 }
@@ -51,7 +56,15 @@ pub struct WorkerConfig {
     pub lease_ms: u64,
     /// How often this worker looks for stalled jobs, in ms (default 30 000).
     pub stalled_interval_ms: u64,
-    /// How many times a job may stall before it fails (default 1).
+    /// How many times a job may stall (its worker's lease ran out, as when
+    /// the worker's process died) before it fails for good (default 1: a
+    /// job that stalls a second time fails with "job stalled more than the
+    /// allowed 1 times"). A stall does not use up an attempt. Each worker's
+    /// stalled-job checker applies its own value to whichever stalled jobs
+    /// it finds, so give every worker of a queue the same one, e.g.
+    /// `WorkerConfig { max_stalled: 3, ..WorkerConfig::default() }` with
+    /// [`Worker::config`](crate::Worker::config), or `max_stalled = 3` in
+    /// the worker's configuration file. In memory jobs never stall.
     pub max_stalled: u32,
     /// At most this many jobs start per `rate_limit_window_ms` across every
     /// worker of the queue (0, the default: no limit). Every worker of a

@@ -99,7 +99,9 @@ impl Backoff {
 }
 
 /// How many finished jobs of a kind to keep, and for how long. A job past
-/// either bound is deleted when a later job finishes.
+/// either bound is deleted when a later job finishes. A field left out of a
+/// configuration file is no bound: `keep_failed = { count = 100 }` keeps the
+/// newest 100 failed jobs whatever their age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Keep {
@@ -119,6 +121,20 @@ impl Keep {
     pub const NONE: Keep = Keep {
         count: Some(0),
         age_secs: None,
+    };
+    /// The default retention of completed jobs
+    /// ([`QueueConfig::keep_completed`](crate::QueueConfig::keep_completed)):
+    /// the newest 1 000, none older than a day.
+    pub const COMPLETED: Keep = Keep {
+        count: Some(1000),
+        age_secs: Some(24 * 3600),
+    };
+    /// The default retention of failed jobs
+    /// ([`QueueConfig::keep_failed`](crate::QueueConfig::keep_failed)): the
+    /// newest 10 000, none older than 7 days.
+    pub const FAILED: Keep = Keep {
+        count: Some(10_000),
+        age_secs: Some(7 * 24 * 3600),
     };
 
     /// Keep the newest `n`.

@@ -15,7 +15,7 @@ mod worker;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use admin::admin_router;
+pub use admin::{AdminConfig, AdminRouter, ShowData, admin_router};
 pub use config::{QueueConfig, WorkerConfig};
 pub use error::QueueError;
 pub use flow::{FlowIds, FlowJob};

@@ -1,14 +1,21 @@
-//! The admin API (problem+json on every bad call) and the board in a real
-//! headless Chromium.
+//! The admin API (problem+json on every bad call, job payloads hidden
+//! unless asked) and the board in a real headless Chromium.
 
 use std::time::Duration;
 
-use ee_core::RedisConfig;
-use ee_queue::{Job, JobOptions, JobState, Queue, Worker, WorkerConfig};
+use ee_core::{Problem, RedisConfig};
+use ee_queue::{
+    AdminConfig, AdminRouter, Job, JobOptions, JobState, Queue, ShowData, Worker, WorkerConfig,
+};
 use ee_testing::{Browser, RedisServer, exchange, raw_request, serve};
 
+/// What every payload, progress and result of the seeded jobs holds (the
+/// addresses are the personal data the admin API hides by default).
+const SECRET: &str = "example.com";
+
 /// A queue `mail` with one failed job (its reason "smtp down"), two
-/// completed and one delayed; returns the queue and the ids.
+/// completed (each reported progress) and one delayed; returns the queue
+/// and the ids.
 async fn seeded(server: &RedisServer) -> (Queue, String, String, String) {
     let config = RedisConfig::standalone(server.url()).with_timeout(Duration::from_secs(2));
     let queue = Queue::connect(config, "mail").await.unwrap();
@@ -36,6 +43,9 @@ async fn seeded(server: &RedisServer) -> (Queue, String, String, String) {
         if job.data.starts_with("bounce") {
             Err("smtp down".to_owned())
         } else {
+            job.progress(&format!("rendered for {}", job.data))
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(format!("sent to {}", job.data))
         }
     });
@@ -80,7 +90,12 @@ async fn the_admin_api_answers_and_refuses_with_problems() {
     assert_eq!(jobs[0]["id"], failing.as_str());
     assert_eq!(jobs[0]["failed_reason"], "smtp down");
 
-    let r = call(addr, "GET", &format!("/admin/api/queues/mail/jobs/{ok}")).await;
+    let r = call(
+        addr,
+        "GET",
+        &format!("/admin/api/queues/mail/jobs/{ok}?data=true"),
+    )
+    .await;
     let job: serde_json::Value = r.json();
     assert_eq!(job["return_value"], "sent to ada@example.com");
 
@@ -137,6 +152,18 @@ async fn the_admin_api_answers_and_refuses_with_problems() {
         ),
         ("POST", "/admin/api/queues/mail/explode", 404, "not-found"),
         ("GET", "/admin/nothing/here", 404, "not-found"),
+        (
+            "GET",
+            "/admin/api/queues/mail/jobs?state=failed&data=yes",
+            400,
+            "bad-query",
+        ),
+        (
+            "GET",
+            &format!("/admin/api/queues/mail/jobs/{ok}?data=1"),
+            400,
+            "bad-query",
+        ),
     ] {
         let r = call(addr, method, path).await;
         assert_eq!(r.status, status, "{method} {path}: {}", r.text());
@@ -191,6 +218,155 @@ async fn the_admin_api_answers_and_refuses_with_problems() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_payloads_results_and_progress_are_hidden_unless_a_request_asks() {
+    let server = RedisServer::start();
+    let (queue, failing, ok, later) = seeded(&server).await;
+    let addr =
+        serve(axum::Router::new().nest("/admin", ee_queue::admin_router([queue.clone()]))).await;
+
+    // Without `?data=true` (or with `?data=false`) no listing and no job
+    // holds a byte of what the jobs carry or returned.
+    let hidden = [
+        "/admin/api/queues/mail/jobs?state=failed".to_owned(),
+        "/admin/api/queues/mail/jobs?state=completed".to_owned(),
+        "/admin/api/queues/mail/jobs?state=delayed".to_owned(),
+        "/admin/api/queues/mail/jobs?state=completed&data=false".to_owned(),
+        format!("/admin/api/queues/mail/jobs/{failing}"),
+        format!("/admin/api/queues/mail/jobs/{ok}"),
+        format!("/admin/api/queues/mail/jobs/{later}"),
+        format!("/admin/api/queues/mail/jobs/{ok}?data=false"),
+    ];
+    for path in &hidden {
+        let r = call(addr, "GET", path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            !r.text().contains(SECRET),
+            "{path} shows data: {}",
+            r.text()
+        );
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+    }
+    // What is hidden says so; why a job failed is still there.
+    let failed: serde_json::Value = call(addr, "GET", &hidden[0]).await.json();
+    assert_eq!(failed[0]["id"], failing.as_str());
+    assert_eq!(failed[0]["failed_reason"], "smtp down");
+    assert_eq!(failed[0]["attempts_made"], 1);
+    assert_eq!(failed[0]["data"], serde_json::Value::Null);
+    assert_eq!(failed[0]["data_hidden"], true);
+    let done: serde_json::Value = call(addr, "GET", &hidden[5]).await.json();
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["data_hidden"], true);
+    for field in ["data", "return_value", "progress"] {
+        assert_eq!(done[field], serde_json::Value::Null, "{field}");
+    }
+
+    // `?data=true` shows them.
+    let r = call(
+        addr,
+        "GET",
+        "/admin/api/queues/mail/jobs?state=failed&data=true",
+    )
+    .await;
+    assert!(r.text().contains("bounce@example.com"), "{}", r.text());
+    let failed: serde_json::Value = r.json();
+    assert_eq!(failed[0]["data"], "bounce@example.com");
+    assert_eq!(failed[0]["data_hidden"], false);
+    let r = call(
+        addr,
+        "GET",
+        &format!("/admin/api/queues/mail/jobs/{ok}?data=true"),
+    )
+    .await;
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let done: serde_json::Value = r.json();
+    assert_eq!(done["data"], "ada@example.com");
+    assert_eq!(done["return_value"], "sent to ada@example.com");
+    assert_eq!(done["progress"], "rendered for ada@example.com");
+    assert_eq!(done["data_hidden"], false);
+    let r = call(
+        addr,
+        "GET",
+        "/admin/api/queues/mail/jobs?state=completed&data=true",
+    )
+    .await;
+    assert!(r.text().contains("sent to bob@example.com"), "{}", r.text());
+
+    // For development, shown unless a request says `?data=false`.
+    let config: AdminConfig = serde_json::from_str(r#"{ "show_data": "by_default" }"#).unwrap();
+    assert_eq!(config.show_data, ShowData::ByDefault);
+    assert!(serde_json::from_str::<AdminConfig>(r#"{ "show_dta": "by_default" }"#).is_err());
+    let dev = serve(
+        AdminRouter::new([queue.clone()])
+            .config(&config)
+            .unwrap()
+            .into_router(),
+    )
+    .await;
+    let r = call(dev, "GET", &format!("/api/queues/mail/jobs/{ok}")).await;
+    assert_eq!(r.json::<serde_json::Value>()["data"], "ada@example.com");
+    let r = call(
+        dev,
+        "GET",
+        &format!("/api/queues/mail/jobs/{ok}?data=false"),
+    )
+    .await;
+    assert!(!r.text().contains(SECRET), "{}", r.text());
+    assert_eq!(r.json::<serde_json::Value>()["data_hidden"], true);
+    // The builder method does the same; the default hides.
+    let dev = serve(
+        AdminRouter::new([queue.clone()])
+            .show_data(ShowData::ByDefault)
+            .into_router(),
+    )
+    .await;
+    let r = call(dev, "GET", "/api/queues/mail/jobs?state=failed").await;
+    assert!(r.text().contains("bounce@example.com"), "{}", r.text());
+    assert_eq!(AdminConfig::default().show_data, ShowData::OnRequest);
+}
+
+/// Lets a request through only with `x-operator: yes` (a stand-in for the
+/// application's real check).
+async fn operators_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, Problem> {
+    if request.headers().get("x-operator").map(|v| v.as_bytes()) != Some(b"yes") {
+        return Err(Problem::new(http::StatusCode::FORBIDDEN));
+    }
+    Ok(next.run(request).await)
+}
+
+#[tokio::test]
+async fn a_route_layer_puts_the_admin_router_behind_the_applications_check() {
+    let queue = Queue::memory("mail").unwrap();
+    queue
+        .add("send", &"ada@example.com", JobOptions::default())
+        .await
+        .unwrap();
+    let admin =
+        ee_queue::admin_router([queue]).route_layer(axum::middleware::from_fn(operators_only));
+    let addr = serve(axum::Router::new().nest("/admin/queues", admin)).await;
+    for path in [
+        "/admin/queues",
+        "/admin/queues/api/queues",
+        "/admin/queues/api/queues/mail/jobs?data=true",
+        "/admin/queues/api/queues/mail/jobs/1?data=true",
+    ] {
+        let r = call(addr, "GET", path).await;
+        assert_eq!(r.status, 403, "{path}");
+        assert!(!r.text().contains(SECRET), "{path}");
+        let r = exchange(
+            addr,
+            &raw_request("GET", path, &[("x-operator", b"yes")], b""),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}");
+    }
+    let r = call(addr, "POST", "/admin/queues/api/queues/mail/pause").await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_shows_failures_and_its_buttons_work_in_chromium() {
     let server = RedisServer::start();
     let (queue, failing, ok, _later) = seeded(&server).await;
@@ -210,11 +386,33 @@ async fn the_board_shows_failures_and_its_buttons_work_in_chromium() {
         "2"
     );
 
-    // The failed job, with its error.
+    // The failed job, with its error; its data hidden until asked for.
     browser.click(r#"button[data-state="failed"]"#).await;
     let row = format!(r#"tr[data-job="{failing}"]"#);
     let text = browser.wait_text(&row, |t| t.contains("smtp down")).await;
     assert!(text.contains("send"), "{text}");
+    assert!(text.contains("hidden"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    browser.click(&format!("{row} button.reveal")).await;
+    let text = browser
+        .wait_text(&row, |t| t.contains("bounce@example.com"))
+        .await;
+    assert!(text.contains("smtp down"), "{text}");
+    // It stays shown across the board's refreshes until hidden again.
+    let after_refresh = browser
+        .eval(&format!(
+            "return refresh().then(() => document.querySelector('tr[data-job=\"{failing}\"]').textContent)"
+        ))
+        .await;
+    assert!(
+        after_refresh
+            .as_str()
+            .unwrap()
+            .contains("bounce@example.com"),
+        "{after_refresh}"
+    );
+    browser.click(&format!("{row} button.conceal")).await;
+    browser.wait_text(&row, |t| !t.contains(SECRET)).await;
 
     // Retry: back to waiting, and the board's count drops.
     browser.click(&format!("{row} button.retry")).await;
@@ -224,8 +422,17 @@ async fn the_board_shows_failures_and_its_buttons_work_in_chromium() {
         JobState::Waiting
     );
 
-    // Remove a completed job.
+    // A completed job's data and result: hidden, then shown on request.
     browser.click(r#"button[data-state="completed"]"#).await;
+    let done = format!(r#"tr[data-job="{ok}"]"#);
+    let text = browser.wait_text(&done, |t| t.contains("hidden")).await;
+    assert!(!text.contains(SECRET), "{text}");
+    browser.click(&format!("{done} button.reveal")).await;
+    browser
+        .wait_text(&done, |t| t.contains("sent to ada@example.com"))
+        .await;
+
+    // Remove a completed job.
     browser
         .click(&format!(r#"tr[data-job="{ok}"] button.remove"#))
         .await;
