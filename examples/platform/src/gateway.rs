@@ -7,7 +7,11 @@
 //!   payments) are not reachable from outside: 404.
 //! - Rate limits every routed request per client IP (ee-ratelimit, GCRA, in
 //!   memory or shared through Redis), with the IETF `RateLimit` headers and a
-//!   429 problem.
+//!   429 problem. The client is the TCP peer, or, behind the proxies in
+//!   `edge.trusted_proxies`, the address their forwarding header names.
+//! - Starts a trace per request (a client's `traceparent` is continued only
+//!   with `edge.accept_client_traceparent`), and names its own span as the
+//!   parent of the service's.
 //! - Serves `/openapi.json`, the docs page `/docs`, the probes and `/metrics`.
 
 use std::time::Duration;
@@ -17,11 +21,11 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, Response};
 use axum::routing::any;
-use ee_core::PeerIp;
 use ee_ratelimit::{Policy, RateLimitLayer, Rule};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Redis, not_found};
+use crate::edge::EdgeSettings;
 use crate::upstream::Upstreams;
 
 /// The gateway's per-client rate limit.
@@ -70,12 +74,17 @@ async fn proxy(State(up): State<Upstreams>, req: Request) -> Response<Body> {
 }
 
 /// The gateway's routes (the caller adds health, metrics and docs).
-pub fn api(upstreams: Upstreams, limits: &RateLimitSettings, redis: Option<&Redis>) -> Router {
+pub fn api(
+    upstreams: Upstreams,
+    limits: &RateLimitSettings,
+    redis: Option<&Redis>,
+    edge: &EdgeSettings,
+) -> Router {
     let policy = Policy::new(
         "per-client",
         Rule::gcra(limits.per_second, Duration::from_secs(1), limits.burst),
     )
-    .key(PeerIp);
+    .key(edge.client_ip());
     let routes = Router::new()
         .route("/v1", any(proxy))
         .route("/v1/{*rest}", any(proxy))
@@ -100,15 +109,19 @@ pub fn app(
     redis: Option<&Redis>,
     health: &ee_health::Health,
     prometheus: Option<&ee_metrics::Prometheus>,
+    edge: &EdgeSettings,
 ) -> Router {
-    let mut app = api(upstreams, limits, redis)
+    let mut app = api(upstreams, limits, redis, edge)
         .merge(health.router())
         .merge(crate::openapi::router());
     if let Some(p) = prometheus {
         app = app.merge(p.router());
     }
     app.fallback(not_found)
-        .layer(ee_logging::RequestLogLayer::new())
+        .layer(
+            ee_logging::RequestLogLayer::new()
+                .accept_incoming_trace(edge.accept_client_traceparent),
+        )
         .layer(ee_metrics::MetricsLayer::new())
 }
 

@@ -9,13 +9,13 @@
 //!   reaches the instances listed in `upstreams`.
 
 pub mod common;
+pub mod edge;
 pub mod gateway;
 pub mod openapi;
 pub mod services;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::common::{Deps, Redis, db_check, deploy};
+use crate::edge::{EdgeSettings, serve_on};
 use crate::gateway::RateLimitSettings;
 use crate::services::notification::{self, Notifier};
 use crate::services::{order, payment, product, user};
@@ -98,6 +99,9 @@ pub struct PlatformConfig {
     pub drain_ms: u64,
     /// Logging (ee-logging).
     pub logging: ee_logging::LogConfig,
+    /// What faces clients: trusted proxies, slow-client timeouts, the size
+    /// of answers relayed, a client's `traceparent`.
+    pub edge: EdgeSettings,
 }
 
 impl std::fmt::Debug for PlatformConfig {
@@ -117,6 +121,7 @@ impl std::fmt::Debug for PlatformConfig {
             .field("seed_stock", &self.seed_stock)
             .field("drain_ms", &self.drain_ms)
             .field("logging", &self.logging)
+            .field("edge", &self.edge)
             .finish()
     }
 }
@@ -138,6 +143,7 @@ impl Default for PlatformConfig {
             seed_stock: 100,
             drain_ms: 10_000,
             logging: ee_logging::LogConfig::default(),
+            edge: EdgeSettings::default(),
         }
     }
 }
@@ -263,6 +269,7 @@ async fn build(
                 deps.redis.as_ref(),
                 &health,
                 prometheus,
+                &deps.config.edge,
             );
             return Ok(Built {
                 router,
@@ -317,30 +324,6 @@ impl std::fmt::Debug for Platform {
     }
 }
 
-fn serve_on(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY a response written in two segments (head, then a
-    // streamed body: every answer the gateway relays) waits for the peer's
-    // delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    tokio::spawn(async move {
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    })
-}
-
 impl Platform {
     /// Starts the five services and the gateway in this process: each
     /// service on a loopback port of its own, the gateway on
@@ -353,6 +336,7 @@ impl Platform {
         config: PlatformConfig,
         prometheus: Option<&ee_metrics::Prometheus>,
     ) -> Result<Self, StartError> {
+        config.edge.check()?;
         let (db, redis) = open_stores(&config).await?;
         let mut listeners = Vec::new();
         let mut services = HashMap::new();
@@ -380,6 +364,7 @@ impl Platform {
         }
         let upstreams = Upstreams::new(&table, Duration::from_millis(config.upstream_timeout_ms))
             .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
+            .map(|u| u.with_edge(&config.edge))
             .map_err(|e| StartError(e.to_string()))?;
         let local_queues = if redis.is_none() {
             [notification::QUEUE, order::QUEUE]
@@ -421,7 +406,8 @@ impl Platform {
             let (stop, stopped) = watch::channel(false);
             workers.extend(b.worker.map(|w| (name, w)));
             health.push(b.health);
-            servers.push((name, stop, serve_on(listener, b.router, stopped)));
+            let task = serve_on(listener, b.router, stopped, &deps.config.edge);
+            servers.push((name, stop, task));
         }
         Ok(Self {
             gateway: services["gateway"].clone(),
@@ -519,12 +505,14 @@ impl Instance {
                 SERVICES.join(", ")
             )));
         }
+        config.edge.check()?;
         let (db, redis) = open_stores(&config).await?;
         let upstreams = Upstreams::new(
             &config.upstreams,
             Duration::from_millis(config.upstream_timeout_ms),
         )
         .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
+        .map(|u| u.with_edge(&config.edge))
         .map_err(|e| StartError(e.to_string()))?;
         let url = format!(
             "http://{}",
@@ -541,7 +529,7 @@ impl Instance {
         };
         let built = build(name, &deps, prometheus).await?;
         let (stop, stopped) = watch::channel(false);
-        let task = serve_on(listener, built.router, stopped);
+        let task = serve_on(listener, built.router, stopped, &deps.config.edge);
         Ok(Self {
             name: name.to_owned(),
             url,
