@@ -12,7 +12,9 @@ use tower::{Layer, Service};
 use tracing::Span;
 use tracing::field::Empty;
 
-use crate::context::{CURRENT, Current, RequestId, TRACEPARENT, TraceContext, X_REQUEST_ID};
+use crate::context::{
+    CURRENT, Current, RequestId, TRACEPARENT, TRACESTATE, TraceContext, X_REQUEST_ID,
+};
 
 /// Headers whose values never reach a log line.
 pub const DEFAULT_REDACTED_HEADERS: &[&str] = &[
@@ -37,7 +39,10 @@ pub const DEFAULT_REDACTED_HEADERS: &[&str] = &[
 ///   and (through [`PropagateLayer`]) on outgoing calls;
 /// - W3C Trace Context: a valid `traceparent` is continued (same trace id,
 ///   a new span id), an invalid or missing one starts a new trace; the
-///   response carries this span's `traceparent`;
+///   response carries this span's `traceparent`. At a public edge, where
+///   the caller is not one of your services, turn that off with
+///   [`accept_incoming_trace(false)`](Self::accept_incoming_trace): every
+///   request then starts a trace of its own;
 /// - with [`log_headers`](Self::log_headers), the request headers are a
 ///   `headers` field, the [redacted](Self::redact) ones as `[redacted]`.
 ///
@@ -56,6 +61,7 @@ pub struct RequestLogLayer {
 
 struct Shared {
     log_headers: bool,
+    accept_incoming_trace: bool,
     redacted: Vec<String>,
 }
 
@@ -63,6 +69,7 @@ impl std::fmt::Debug for RequestLogLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestLogLayer")
             .field("log_headers", &self.shared.log_headers)
+            .field("accept_incoming_trace", &self.shared.accept_incoming_trace)
             .field("redacted", &self.shared.redacted)
             .finish()
     }
@@ -75,11 +82,13 @@ impl Default for RequestLogLayer {
 }
 
 impl RequestLogLayer {
-    /// A span per request, headers not logged.
+    /// A span per request, headers not logged, a valid incoming
+    /// `traceparent` continued.
     pub fn new() -> Self {
         Self {
             shared: Arc::new(Shared {
                 log_headers: false,
+                accept_incoming_trace: true,
                 redacted: DEFAULT_REDACTED_HEADERS
                     .iter()
                     .map(|s| (*s).to_owned())
@@ -91,6 +100,7 @@ impl RequestLogLayer {
     fn with(self, f: impl FnOnce(&mut Shared)) -> Self {
         let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|arc| Shared {
             log_headers: arc.log_headers,
+            accept_incoming_trace: arc.accept_incoming_trace,
             redacted: arc.redacted.clone(),
         });
         f(&mut shared);
@@ -103,6 +113,26 @@ impl RequestLogLayer {
     #[must_use]
     pub fn log_headers(self, on: bool) -> Self {
         self.with(|s| s.log_headers = on)
+    }
+
+    /// Whether a valid incoming `traceparent` (and its `tracestate`) is
+    /// continued (default `true`: the caller is one of your services).
+    ///
+    /// `false` suits a public edge such as an API gateway: a client cannot
+    /// choose the trace id your logs and exported spans are filed under, or
+    /// have its span named as your span's parent. Every request starts a new
+    /// trace, and the incoming `traceparent` and `tracestate` headers are
+    /// removed from the request, so code that passes the request's headers
+    /// on does not pass the client's trace on either.
+    ///
+    /// ```
+    /// use ee_logging::RequestLogLayer;
+    ///
+    /// let edge = RequestLogLayer::new().accept_incoming_trace(false);
+    /// ```
+    #[must_use]
+    pub fn accept_incoming_trace(self, accept: bool) -> Self {
+        self.with(|s| s.accept_incoming_trace = accept)
     }
 
     /// Adds header names whose values are logged as `[redacted]` (besides
@@ -194,7 +224,14 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(RequestId::parse)
             .unwrap_or_else(RequestId::generate);
-        let caller = TraceContext::extract(req.headers());
+        let caller = if self.shared.accept_incoming_trace {
+            TraceContext::extract(req.headers())
+        } else {
+            let headers = req.headers_mut();
+            headers.remove(&TRACEPARENT);
+            headers.remove(&TRACESTATE);
+            None
+        };
         let trace = caller
             .as_ref()
             .map_or_else(TraceContext::new_root, TraceContext::child);

@@ -177,6 +177,50 @@ async fn a_valid_traceparent_is_continued_and_an_invalid_one_replaced() {
 }
 
 #[tokio::test]
+async fn an_edge_that_refuses_incoming_traces_starts_its_own_and_passes_none_on() {
+    let (logs, _guard) = capture("info");
+    // The handler reports the trace headers it was handed.
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|headers: http::HeaderMap| async move {
+                format!(
+                    "{:?} {:?}",
+                    headers.get("traceparent"),
+                    headers.get("tracestate")
+                )
+            }),
+        )
+        .layer(RequestLogLayer::new().accept_incoming_trace(false));
+    let addr = serve(app).await;
+    let res = exchange(
+        addr,
+        &raw_request(
+            "GET",
+            "/orders/1",
+            &[
+                ("traceparent", INCOMING.as_bytes()),
+                ("tracestate", b"congo=t61rcWkgMzE"),
+            ],
+            b"",
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.text(),
+        "None None",
+        "the client's trace reached the handler"
+    );
+    let ours = TraceContext::parse(res.header("traceparent").unwrap(), None).unwrap();
+    assert_ne!(ours.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    let span = &logs.finished()[0]["span"];
+    assert_eq!(span["trace_id"], ours.trace_id().as_str());
+    assert_eq!(span["span_id"], ours.span_id().as_str());
+    assert!(span["parent_id"].is_null(), "{span}");
+}
+
+#[tokio::test]
 async fn two_services_share_one_trace_and_one_request_id() {
     let (logs, _guard) = capture("info");
     // Service B reports the trace context and request id it was called with.

@@ -7,7 +7,11 @@
 //!   payments) are not reachable from outside: 404.
 //! - Rate limits every routed request per client IP (ee-ratelimit, GCRA, in
 //!   memory or shared through Redis), with the IETF `RateLimit` headers and a
-//!   429 problem.
+//!   429 problem. The client is the TCP peer, or, behind the proxies in
+//!   `edge.trusted_proxies`, the address their forwarding header names.
+//! - Starts a trace per request (a client's `traceparent` is continued only
+//!   with `edge.accept_client_traceparent`), and names its own span as the
+//!   parent of the service's.
 //! - Serves `/openapi.json`, the docs page `/docs`, the probes and `/metrics`.
 
 use std::time::Duration;
@@ -17,11 +21,11 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, Response};
 use axum::routing::any;
-use ee_core::PeerIp;
 use ee_ratelimit::{Policy, RateLimitLayer, Rule};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Redis, not_found};
+use crate::edge::EdgeSettings;
 use crate::upstream::Upstreams;
 
 /// The gateway's per-client rate limit.
@@ -114,12 +118,13 @@ pub fn api(
     limits: &RateLimitSettings,
     redis: Option<&Redis>,
     auth: ee_auth::AuthLayer,
+    edge: &EdgeSettings,
 ) -> Router {
     let policy = Policy::new(
         "per-client",
         Rule::gcra(limits.per_second, Duration::from_secs(1), limits.burst),
     )
-    .key(PeerIp);
+    .key(edge.client_ip());
     let routes = Router::new()
         .route("/v1", any(proxy))
         .route("/v1/{*rest}", any(proxy))
@@ -149,14 +154,18 @@ pub fn app(
     redis: Option<&Redis>,
     auth: &crate::auth::PlatformAuth,
     ops: crate::common::Ops<'_>,
+    edge: &EdgeSettings,
 ) -> Result<Router, crate::StartError> {
     let verify = auth.layer("gateway")?;
-    Ok(api(upstreams, limits, redis, verify.clone())
+    Ok(api(upstreams, limits, redis, verify.clone(), edge)
         .merge(ops.health.probes_router())
         .merge(ops.router(auth).layer(verify))
         .merge(crate::openapi::router())
         .fallback(not_found)
-        .layer(ee_logging::RequestLogLayer::new())
+        .layer(
+            ee_logging::RequestLogLayer::new()
+                .accept_incoming_trace(edge.accept_client_traceparent),
+        )
         .layer(ee_metrics::MetricsLayer::new()))
 }
 

@@ -10,13 +10,13 @@
 
 pub mod auth;
 pub mod common;
+pub mod edge;
 pub mod gateway;
 pub mod openapi;
 pub mod services;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{AuthSettings, KeyMode, PlatformAuth};
 use crate::common::{Deps, Ops, Redis, db_check, deploy};
+use crate::edge::{EdgeSettings, serve_on};
 use crate::gateway::RateLimitSettings;
 use crate::services::notification::{self, Notifier};
 use crate::services::{order, payment, product, user};
@@ -102,6 +103,9 @@ pub struct PlatformConfig {
     pub logging: ee_logging::LogConfig,
     /// Tokens: who signs, who verifies, who is an admin.
     pub auth: AuthSettings,
+    /// What faces clients: trusted proxies, slow-client timeouts, the size
+    /// of answers relayed, a client's `traceparent`.
+    pub edge: EdgeSettings,
 }
 
 impl std::fmt::Debug for PlatformConfig {
@@ -122,6 +126,7 @@ impl std::fmt::Debug for PlatformConfig {
             .field("drain_ms", &self.drain_ms)
             .field("logging", &self.logging)
             .field("auth", &self.auth)
+            .field("edge", &self.edge)
             .finish()
     }
 }
@@ -144,6 +149,7 @@ impl Default for PlatformConfig {
             drain_ms: 10_000,
             logging: ee_logging::LogConfig::default(),
             auth: AuthSettings::default(),
+            edge: EdgeSettings::default(),
         }
     }
 }
@@ -292,6 +298,7 @@ async fn build(
                 deps.redis.as_ref(),
                 &deps.auth,
                 ops,
+                &deps.config.edge,
             )?;
             return Ok(Built {
                 router,
@@ -351,30 +358,6 @@ impl std::fmt::Debug for Platform {
     }
 }
 
-fn serve_on(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY a response written in two segments (head, then a
-    // streamed body: every answer the gateway relays) waits for the peer's
-    // delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    tokio::spawn(async move {
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    })
-}
-
 impl Platform {
     /// Starts the five services and the gateway in this process: each
     /// service on a loopback port of its own, the gateway on
@@ -387,6 +370,7 @@ impl Platform {
         config: PlatformConfig,
         prometheus: Option<&ee_metrics::Prometheus>,
     ) -> Result<Self, StartError> {
+        config.edge.check()?;
         let (db, redis) = open_stores(&config).await?;
         let mut listeners = Vec::new();
         let mut services = HashMap::new();
@@ -414,6 +398,7 @@ impl Platform {
         }
         let upstreams = Upstreams::new(&table, Duration::from_millis(config.upstream_timeout_ms))
             .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
+            .map(|u| u.with_edge(&config.edge))
             .map_err(|e| StartError(e.to_string()))?;
         let local_queues = if redis.is_none() {
             [notification::QUEUE, order::QUEUE]
@@ -458,7 +443,8 @@ impl Platform {
             let (stop, stopped) = watch::channel(false);
             workers.extend(b.worker.map(|w| (name, w)));
             health.push(b.health);
-            servers.push((name, stop, serve_on(listener, b.router, stopped)));
+            let task = serve_on(listener, b.router, stopped, &deps.config.edge);
+            servers.push((name, stop, task));
         }
         Ok(Self {
             gateway: services["gateway"].clone(),
@@ -556,12 +542,14 @@ impl Instance {
                 SERVICES.join(", ")
             )));
         }
+        config.edge.check()?;
         let (db, redis) = open_stores(&config).await?;
         let upstreams = Upstreams::new(
             &config.upstreams,
             Duration::from_millis(config.upstream_timeout_ms),
         )
         .and_then(|u| u.with_timeouts(&config.upstream_timeouts_ms))
+        .map(|u| u.with_edge(&config.edge))
         .map_err(|e| StartError(e.to_string()))?;
         let url = format!(
             "http://{}",
@@ -589,7 +577,7 @@ impl Instance {
         };
         let built = build(name, &deps, prometheus).await?;
         let (stop, stopped) = watch::channel(false);
-        let task = serve_on(listener, built.router, stopped);
+        let task = serve_on(listener, built.router, stopped, &deps.config.edge);
         Ok(Self {
             name: name.to_owned(),
             url,

@@ -1,6 +1,8 @@
 //! Calls between services and from the gateway: a static table of instances
 //! per service, round robin, a per-call timeout, and problem+json answers
-//! when no instance answers (502) or the one asked is too slow (504).
+//! when no instance answers (502) or the one asked is too slow (504). The
+//! edge's limits apply: a request body that arrives too slowly is a 408, an
+//! answer over the size limit a 502 (or cut off, when streamed).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::edge::EdgeSettings;
+
 /// The largest request body passed on (it is held whole, so that a refused
 /// connection can be retried on the next instance).
 pub const MAX_BODY: usize = 1 << 20;
@@ -25,6 +29,10 @@ pub const MAX_BODY: usize = 1 << 20;
 /// down without refusing (no RST) is given up on this soon, and the next one
 /// tried, within the call's own timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The longest an idle connection to an instance is kept for reuse (less
+/// when the services' header read timeout is short: see [`client`]).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The instances of each service, by name (`user`, `product`, …), each a
 /// base URL such as `http://127.0.0.1:8101`.
@@ -46,6 +54,10 @@ pub struct Upstreams {
     /// The calling service's tokens: [`call`](Self::call) sends one, minted
     /// for the callee, with every request.
     caller: Option<ee_auth::ServiceTokens>,
+    /// How long a request body may take to arrive.
+    body_read_timeout: Duration,
+    /// The largest answer taken from an instance.
+    max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -57,6 +69,8 @@ impl std::fmt::Debug for Upstreams {
                 "caller",
                 &self.caller.as_ref().map(ee_auth::ServiceTokens::subject),
             )
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -82,7 +96,8 @@ pub enum UpstreamError {
 
 impl Upstreams {
     /// A client of `table`; each call waits `timeout` at most for the
-    /// response head.
+    /// response head. The edge's limits are [`EdgeSettings::default`]'s
+    /// until [`with_edge`](Self::with_edge).
     ///
     /// # Errors
     /// A base URL that is not `http://host:port`.
@@ -113,17 +128,14 @@ impl Upstreams {
                 },
             );
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout.min(CONNECT_TIMEOUT)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let edge = EdgeSettings::default();
         Ok(Self {
             pools: Arc::new(pools),
-            client,
+            client: client(timeout, &edge),
             timeout,
             caller: None,
+            body_read_timeout: edge.body_read_timeout(),
+            max_response_bytes: edge.max_upstream_response_bytes,
         })
     }
 
@@ -142,6 +154,19 @@ impl Upstreams {
                 .map(|(scheme, authority)| format!("{scheme}://{authority}"))
                 .collect()
         })
+    }
+
+    /// Applies the edge's limits: how long a request body may take to
+    /// arrive (`body_read_timeout_ms`), how large an answer may be
+    /// (`max_upstream_response_bytes`), and keeps idle connections for less
+    /// than the services' `header_read_timeout_ms`, after which they close
+    /// them.
+    #[must_use]
+    pub fn with_edge(mut self, edge: &EdgeSettings) -> Self {
+        self.client = client(self.timeout, edge);
+        self.body_read_timeout = edge.body_read_timeout();
+        self.max_response_bytes = edge.max_upstream_response_bytes;
+        self
     }
 
     /// Gives the services named in `timeouts` a timeout of their own (ms),
@@ -164,6 +189,13 @@ impl Upstreams {
     /// round robin. An instance that refuses the connection is skipped for
     /// the next one, since nothing reached it; once the request is sent, its
     /// answer (or its timeout, 504) is final.
+    ///
+    /// The body is read whole first, within the body read timeout (408
+    /// problem past it). The callee's parent span is the current request's
+    /// (ee-logging's `TraceContext::current()`), whatever `traceparent` came
+    /// in `req`. An answer larger than the size limit is a 502 problem when
+    /// its `Content-Length` says so, and cut off (an error in the body) when
+    /// it grows past the limit while streamed.
     pub async fn forward(&self, service: &str, req: Request<Body>) -> Response<Body> {
         let Some(pool) = self.pools.get(service).filter(|p| !p.bases.is_empty()) else {
             return bad_gateway(service, "no instance is configured").into_response();
@@ -175,8 +207,14 @@ impl Upstreams {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         // A body can be sent once; keep it whole so that a refused connection
-        // can be tried on the next instance.
-        let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        // can be tried on the next instance. A client that sends it slowly
+        // holds a connection and this task: it gets the read timeout.
+        let read = http_body_util::Limited::new(body, MAX_BODY).collect();
+        let body = match tokio::time::timeout(self.body_read_timeout, read).await {
+            Err(_) => return self.body_timeout().into_response(),
+            Ok(read) => read,
+        };
+        let body = match body {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
@@ -190,6 +228,12 @@ impl Upstreams {
             }
         };
         strip_hop_by_hop(&mut parts.headers);
+        // The trace goes on in the callee, with this request's span as its
+        // parent (not the span of whoever sent `req`).
+        if let Some(trace) = ee_logging::TraceContext::current() {
+            parts.headers.remove(&ee_logging::TRACESTATE);
+            trace.inject(&mut parts.headers);
+        }
         let first = pool.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::new();
         for i in 0..pool.bases.len() {
@@ -216,9 +260,7 @@ impl Upstreams {
                         .into_response();
                 }
                 Ok(Ok(resp)) => {
-                    let (mut head, incoming) = resp.into_parts();
-                    strip_hop_by_hop(&mut head.headers);
-                    return Response::from_parts(head, Body::new(incoming));
+                    return self.relay(service, authority, &parts.method, resp);
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     tracing::warn!(service, instance = %authority, error = %e, "upstream refused; trying the next instance");
@@ -251,11 +293,8 @@ impl Upstreams {
         body: Option<&B>,
         headers: &[(&'static str, String)],
     ) -> Result<(StatusCode, T), Problem> {
+        // The caller's trace goes on in the callee (`forward` sets it).
         let mut req = Request::builder().method(method).uri(path);
-        // The caller's trace goes on in the callee.
-        if let Some(trace) = ee_logging::TraceContext::current() {
-            req = req.header("traceparent", trace.child().traceparent());
-        }
         if let Some(tokens) = &self.caller {
             let token = tokens.mint(service).map_err(|e| {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
@@ -304,6 +343,92 @@ impl Upstreams {
             )
         }
     }
+}
+
+impl Upstreams {
+    /// An instance's answer (to a `method` request), passed on within the
+    /// size limit.
+    fn relay<B>(
+        &self,
+        service: &str,
+        instance: &http::uri::Authority,
+        method: &Method,
+        resp: Response<B>,
+    ) -> Response<Body>
+    where
+        B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let (mut head, incoming) = resp.into_parts();
+        let limit = self.max_response_bytes;
+        // The Content-Length of a HEAD, 204 or 304 answer announces no body.
+        let bodiless = method == Method::HEAD
+            || head.status == StatusCode::NO_CONTENT
+            || head.status == StatusCode::NOT_MODIFIED;
+        let length = head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|_| !bodiless);
+        if let Some(length) = length.filter(|l| *l > limit) {
+            tracing::warn!(service, %instance, length, limit, "upstream answer over the size limit");
+            return Problem::ee(
+                StatusCode::BAD_GATEWAY,
+                "gateway",
+                "upstream-response-too-large",
+            )
+            .with_title("Upstream response too large")
+            .with_detail(format!(
+                "the {service} service answered {length} bytes, over the {limit} allowed"
+            ))
+            .into_response();
+        }
+        strip_hop_by_hop(&mut head.headers);
+        // Streamed (or lying about its length): cut off past the limit. The
+        // error ends the body, which closes the client's connection.
+        let service = service.to_owned();
+        let instance = instance.clone();
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+        let body = http_body_util::Limited::new(incoming, cap).map_err(move |e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                tracing::warn!(
+                    service,
+                    %instance,
+                    limit,
+                    "upstream answer cut off: over the size limit"
+                );
+            }
+            e
+        });
+        Response::from_parts(head, Body::new(body))
+    }
+
+    /// 408: the request body did not arrive in time. The connection is
+    /// closed after it (RFC 9110 §15.5.9).
+    fn body_timeout(&self) -> Problem {
+        Problem::ee(StatusCode::REQUEST_TIMEOUT, "gateway", "body-timeout")
+            .with_title("Request body too slow")
+            .with_detail(format!(
+                "the request body did not arrive within {} ms",
+                self.body_read_timeout.as_millis()
+            ))
+            .with_header(header::CONNECTION, http::HeaderValue::from_static("close"))
+    }
+}
+
+/// The client of the instances: `timeout` bounds each connection attempt,
+/// and an idle connection is let go before the services' header read
+/// timeout closes it (hyper's timer also runs while a connection waits for
+/// its next request), so a request is not sent on a connection being
+/// closed.
+fn client(timeout: Duration, edge: &EdgeSettings) -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(timeout.min(CONNECT_TIMEOUT)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT.min(edge.header_read_timeout() / 2))
+        .build(connector)
 }
 
 /// 502 from the gateway (or a service calling another).
