@@ -158,6 +158,7 @@ pub fn start(deps: Deps, notifier: Notifier, charges: Queue) -> Option<Reconcile
     }
     let every = Duration::from_millis(settings.reconcile_every_ms.max(100));
     let mut pass = Pass {
+        lock: deps.redis.as_ref().map(|r| Lock::new(r.conn.clone())),
         deps,
         notifier,
         charges,
@@ -165,7 +166,6 @@ pub fn start(deps: Deps, notifier: Notifier, charges: Queue) -> Option<Reconcile
         after_ms: settings.reconcile_after_ms,
         batch: settings.reconcile_batch.max(1),
         cursor: None,
-        token: crate::common::new_id("rec"),
     };
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -232,21 +232,33 @@ struct Pass {
     /// Where the next pass goes on (the last order looked at), so orders
     /// whose jobs are alive do not hide the ones behind them.
     cursor: Option<(i64, String)>,
-    /// This instance's value of the lock.
+    /// The lock shared with the other instances (with Redis).
+    lock: Option<Lock>,
+}
+
+/// Which instance reconciles: the one holding `ee:platform:reconciler`.
+struct Lock {
+    conn: ee_core::RedisConn,
+    /// This instance's value of the key.
     token: String,
 }
 
-impl Pass {
-    /// Whether this instance reconciles this period.
-    async fn my_turn(&self, every: Duration) -> Result<bool, Problem> {
-        let Some(redis) = &self.deps.redis else {
-            return Ok(true);
-        };
+impl Lock {
+    fn new(conn: ee_core::RedisConn) -> Self {
+        Self {
+            conn,
+            token: crate::common::new_id("rec"),
+        }
+    }
+
+    /// Whether this instance holds the lock for the next `every` and a
+    /// half: set now, or renewed because it held it already.
+    async fn take(&self, every: Duration) -> Result<bool, Problem> {
         let key = KeySpace::new("platform").key(&["reconciler"]);
         let ttl = u64::try_from(every.as_millis() * 3 / 2).unwrap_or(u64::MAX);
         let mut call = LOCK.call();
         call.key(key).arg(&self.token).arg(ttl);
-        let mine: i64 = redis.conn.invoke(&call).await.map_err(|e| {
+        let mine: i64 = self.conn.invoke(&call).await.map_err(|e| {
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "reconciler-lock",
@@ -255,6 +267,17 @@ impl Pass {
             )
         })?;
         Ok(mine == 1)
+    }
+}
+
+impl Pass {
+    /// Whether this instance reconciles this period: always without Redis
+    /// (one process), else when it holds the lock.
+    async fn my_turn(&self, every: Duration) -> Result<bool, Problem> {
+        match &self.lock {
+            None => Ok(true),
+            Some(lock) => lock.take(every).await,
+        }
     }
 
     /// One pass: up to `batch` pending orders past the deadline, each
@@ -442,6 +465,25 @@ mod tests {
         assert_eq!(span(90_000), "90 s");
         assert_eq!(span(1_500), "1500 ms");
         assert_eq!(span(0), "0 ms");
+    }
+
+    #[tokio::test]
+    async fn one_instance_at_a_time_holds_the_lock_until_it_stops_renewing_it() {
+        let redis = ee_testing::RedisServer::start();
+        let config = ee_core::RedisConfig::standalone(redis.url());
+        let conn = ee_core::RedisConn::connect(&config).await.unwrap();
+        let (a, b) = (Lock::new(conn.clone()), Lock::new(conn));
+        let every = Duration::from_millis(200);
+        assert!(a.take(every).await.unwrap());
+        assert!(!b.take(every).await.unwrap());
+        // Its holder renews it each period; the other keeps missing it.
+        tokio::time::sleep(every).await;
+        assert!(a.take(every).await.unwrap());
+        assert!(!b.take(every).await.unwrap());
+        // Its holder gone (no renewal), the other has it after the TTL.
+        tokio::time::sleep(every * 2).await;
+        assert!(b.take(every).await.unwrap());
+        assert!(!a.take(every).await.unwrap());
     }
 
     #[test]
