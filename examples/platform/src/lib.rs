@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use crate::common::{Deps, Redis, db_check, deploy};
 use crate::gateway::RateLimitSettings;
 use crate::services::notification::{self, Notifier};
-use crate::services::reconcile::{self, OrderSettings};
+use crate::services::reconcile::OrderSettings;
 use crate::services::{order, payment, product, user};
 use crate::upstream::{UpstreamTable, Upstreams};
 
@@ -262,9 +262,7 @@ async fn build(
                 notifier.clone(),
                 &charges,
             ));
-            // The router holds the reconciler: it stops with the service.
-            let reconciler = reconcile::start(deps.clone(), notifier.clone(), charges.clone());
-            order::api(deps.clone(), notifier, charges).layer(axum::Extension(reconciler))
+            order::api(deps.clone(), notifier, charges)
         }
         "gateway" => {
             let router = gateway::app(

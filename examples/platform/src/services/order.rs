@@ -64,6 +64,7 @@ use crate::common::{Deps, found, now_ms, problem, requiring_idempotency_key, ret
 use crate::services::notification::{Confirmation, Notifier};
 use crate::services::payment::Payment;
 use crate::services::product::{LineRequest, PricedLine, Reservation};
+use crate::services::reconcile::{self, Reconciler};
 use crate::services::user::User;
 
 /// The body of `POST /v1/orders`.
@@ -147,10 +148,14 @@ struct OrderState {
     /// in-flight limit does not see those tasks, so this bounds them, as
     /// many as `max_in_flight`.
     waits: Arc<Semaphore>,
+    /// The reconciler of stranded orders, held here so that it stops with
+    /// the service (`None` when turned off).
+    _reconciler: Option<Reconciler>,
 }
 
 /// The service's API (mounted under `/v1`); `charges` is the `orders`
-/// queue, which [`start_worker`] works through.
+/// queue, which [`start_worker`] works through. The reconciler of orders
+/// left pending (`services::reconcile`) runs as long as the router lives.
 pub fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Router {
     let place = requiring_idempotency_key(
         Router::new().route("/orders", post(place)),
@@ -161,6 +166,7 @@ pub fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Router {
         .build(MemoryStore::new())
         .expect("a valid cache");
     let waits = Arc::new(Semaphore::new(deps.config.max_in_flight.max(1) as usize));
+    let reconciler = reconcile::start(deps.clone(), notifier.clone(), charges.clone());
     place
         .route("/orders/{id}", get(find))
         .with_state(OrderState {
@@ -169,6 +175,7 @@ pub fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Router {
             charges,
             users,
             waits,
+            _reconciler: reconciler,
         })
 }
 
