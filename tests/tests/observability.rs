@@ -112,6 +112,21 @@ async fn the_dashboard_and_alerts_use_only_emitted_metric_names() {
             .build(ee_cache::RedisStore::new(conn.clone()))
             .unwrap();
 
+    // ee-queue: a queue whose job fails for good (the dead-letter alert).
+    let jobs = ee_queue::Queue::memory("obs-jobs").unwrap();
+    jobs.add("x", &1, ee_queue::JobOptions::default())
+        .await
+        .unwrap();
+    let failing = tower::service_fn(|_job: ee_queue::Job<u32>| async { Err::<(), _>("no") });
+    let worker = ee_queue::Worker::new(jobs.clone(), failing).start();
+    for _ in 0..200 {
+        if jobs.counts().await.unwrap().get(ee_queue::JobState::Failed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown(Duration::from_secs(1)).await;
+
     // With Redis up.
     assert_eq!(
         send(&app, post_json("/orders", Some("k1"), r#"{"quantity": 2}"#)).await,

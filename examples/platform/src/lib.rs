@@ -32,6 +32,7 @@ use crate::common::{Deps, Ops, Redis, db_check, deploy};
 use crate::edge::{EdgeSettings, serve_on};
 use crate::gateway::RateLimitSettings;
 use crate::services::notification::{self, Notifier};
+use crate::services::reconcile::OrderSettings;
 use crate::services::{order, payment, product, user};
 use crate::upstream::{UpstreamTable, Upstreams};
 
@@ -93,6 +94,8 @@ pub struct PlatformConfig {
     pub max_in_flight: u32,
     /// The simulated payment provider.
     pub payment: PaymentSettings,
+    /// The order service (its reconciler).
+    pub orders: OrderSettings,
     /// Add the demo catalogue to an empty database (default true).
     pub seed: bool,
     /// Units of each demo product in stock (default 100).
@@ -121,6 +124,7 @@ impl std::fmt::Debug for PlatformConfig {
             .field("rate_limit", &self.rate_limit)
             .field("max_in_flight", &self.max_in_flight)
             .field("payment", &self.payment)
+            .field("orders", &self.orders)
             .field("seed", &self.seed)
             .field("seed_stock", &self.seed_stock)
             .field("drain_ms", &self.drain_ms)
@@ -144,6 +148,7 @@ impl Default for PlatformConfig {
             rate_limit: RateLimitSettings::default(),
             max_in_flight: 1_024,
             payment: PaymentSettings::default(),
+            orders: OrderSettings::default(),
             seed: true,
             seed_stock: 100,
             drain_ms: 10_000,
@@ -180,9 +185,12 @@ async fn open_stores(
     let db = ee_db::Database::open(&url)
         .await
         .map_err(|e| StartError(format!("database {}: {e}", ee_core::redact_url(&url))))?;
-    let migrations =
-        ee_db::embed_migrations!("migrations/0001_platform.sql", "migrations/0002_auth.sql")
-            .map_err(|e| StartError(format!("migrations: {e}")))?;
+    let migrations = ee_db::embed_migrations!(
+        "migrations/0001_platform.sql",
+        "migrations/0002_auth.sql",
+        "migrations/0003_pending_orders.sql"
+    )
+    .map_err(|e| StartError(format!("migrations: {e}")))?;
     db.migrate(&migrations)
         .await
         .map_err(|e| StartError(format!("migrations: {e}")))?;

@@ -1,7 +1,9 @@
 //! The platform's `/metrics`, after traffic of every kind, passes
 //! `promtool check metrics`: every metric has HELP and a type, names and
-//! units follow Prometheus' conventions. A test binary of its own, since
-//! the Prometheus recorder is global to a process.
+//! units follow Prometheus' conventions; and the alert rules
+//! (`docs/prometheus/ee-alerts.yml`) pass `promtool check rules` and their
+//! unit tests (`promtool test rules`). A test binary of its own, since the
+//! Prometheus recorder is global to a process.
 
 mod common;
 
@@ -104,6 +106,7 @@ async fn metrics_after_traffic_pass_promtool() {
         "ee_queue_jobs_total",
         "ee_validate_rejections_total",
         "ee_idempotency_requests_total",
+        "ee_platform_orders_reconciled_total",
     ] {
         assert!(
             text.contains(&format!("# HELP {family} ")),
@@ -135,4 +138,26 @@ async fn metrics_after_traffic_pass_promtool() {
     );
     shop.platform.shutdown(Duration::from_secs(2)).await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_unit_tests() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/prometheus");
+    for args in [
+        ["check", "rules", "ee-alerts.yml"],
+        ["test", "rules", "ee-alerts.test.yml"],
+    ] {
+        let out = promtool().args(args).current_dir(dir).output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool {}:\n{said}", args.join(" "));
+        assert!(
+            said.contains("SUCCESS"),
+            "promtool {}:\n{said}",
+            args.join(" ")
+        );
+    }
 }

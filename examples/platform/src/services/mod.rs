@@ -5,4 +5,6 @@ pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod provider;
+pub mod reconcile;
 pub mod user;

@@ -29,7 +29,9 @@
 //!   provider's. When that takes longer than N seconds, or a step's outcome
 //!   is unknown (a service timed out, failed or was unreachable after the
 //!   request may have reached it), the charge job takes over and the answer
-//!   is the 202. Nothing is undone on a guess.
+//!   is the 202. Nothing is undone on a guess. The settling tasks of such
+//!   waits, which outlive their requests, are at most `max_in_flight` at
+//!   once: past that a wait is not honoured (202, no `Preference-Applied`).
 //!
 //!   A retry with the same key gets the first answer (ee-idempotency). Once
 //!   that record is gone it resumes the same order (same id; a 503 asks for
@@ -46,6 +48,7 @@
 //!   exist.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -59,11 +62,12 @@ use ee_cache::{Cache, MemoryStore};
 use ee_core::Problem;
 use ee_core::WithProblem;
 use ee_db::params;
-use ee_queue::{Backoff, Job, JobOptions, Queue, Worker, WorkerHandle};
+use ee_queue::{Backoff, Job, JobOptions, Queue, Worker, WorkerConfig, WorkerHandle};
 use ee_serialize::FastJson;
 use ee_validate::Valid;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::StartError;
 use crate::auth::is_service;
@@ -71,6 +75,7 @@ use crate::common::{Deps, found, now_ms, problem, requiring_idempotency_key, ret
 use crate::services::notification::{Confirmation, Notifier};
 use crate::services::payment::Payment;
 use crate::services::product::{LineRequest, PricedLine, Reservation};
+use crate::services::reconcile::{self, Reconciler};
 use crate::services::user::User;
 
 /// The body of `POST /v1/orders` (the user is the token's).
@@ -157,10 +162,19 @@ struct OrderState {
     users: Cache<str, User>,
     /// Who owns which order (ReBAC, tuples in the order service's database).
     owners: Rebac<DbTuples>,
+    /// One permit per `Prefer: wait` settling task, held until the task
+    /// ends (it outlives its request when the wait runs out first): the
+    /// in-flight limit does not see those tasks, so this bounds them, as
+    /// many as `max_in_flight`.
+    waits: Arc<Semaphore>,
+    /// The reconciler of stranded orders, held here so that it stops with
+    /// the service (`None` when turned off).
+    _reconciler: Option<Reconciler>,
 }
 
 /// The service's API (mounted under `/v1`); `charges` is the `orders`
-/// queue, which [`start_worker`] works through.
+/// queue, which [`start_worker`] works through. The reconciler of orders
+/// left pending (`services::reconcile`) runs as long as the router lives.
 ///
 /// # Errors
 /// The ownership tuples' table cannot be created.
@@ -179,6 +193,8 @@ pub async fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Result<Route
         .ttl(std::time::Duration::from_secs(60))
         .build(MemoryStore::new())
         .expect("a valid cache");
+    let waits = Arc::new(Semaphore::new(deps.config.max_in_flight.max(1) as usize));
+    let reconciler = reconcile::start(deps.clone(), notifier.clone(), charges.clone());
     Ok(place
         .route("/orders/{id}", get(find))
         .with_state(OrderState {
@@ -187,12 +203,32 @@ pub async fn api(deps: Deps, notifier: Notifier, charges: Queue) -> Result<Route
             charges,
             users,
             owners,
+            waits,
+            _reconciler: reconciler,
         }))
 }
 
+/// The charge worker's settings: 64 jobs at once, and a job may stall
+/// (its worker died holding it: a crash, a SIGKILL, a lost node) 3 times
+/// and still run; the 4th stall fails it for good. ee-queue's default
+/// (`max_stalled` 1) fails it at its 2nd stall. A charge
+/// whose worker died mid-charge is the one the retries are there for: run
+/// again, it asks the payment service, which answers with the payment
+/// made (one per order) or charges now. A stall does not use up one of
+/// its 50 attempts, and failing it for good would leave the order to the
+/// reconciler for a reason unrelated to the payment; more than 3 stalls
+/// points at the job itself killing its workers.
+pub fn charge_worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 64,
+        max_stalled: 3,
+        ..WorkerConfig::default()
+    }
+}
+
 /// Starts the worker that settles placed orders (charge, then confirm or
-/// release), up to 64 at once. A job whose outcome is unknown fails and is
-/// retried with backoff.
+/// release), as [`charge_worker_config`] says. A job whose outcome is
+/// unknown fails and is retried with backoff.
 pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Queue) -> WorkerHandle {
     let service = tower::service_fn(move |job: Job<Settle>| {
         let deps = deps.clone();
@@ -208,7 +244,8 @@ pub fn start_worker(deps: Deps, notifier: Notifier, charges: &Queue) -> WorkerHa
         }
     });
     Worker::new(charges.clone(), service)
-        .concurrency(64)
+        .config(&charge_worker_config())
+        .expect("the charge worker's settings apply")
         .start()
 }
 
@@ -338,13 +375,20 @@ async fn place(
     order.total_minor = reservation.total_minor;
     order.currency = reservation.currency;
     let job = Settle { order };
-    let wait = wait_preference(&headers, gateway_timeout(&s.deps));
-    if let Some((within, applied)) = &wait
-        && let Some(answer) = settle_within(&s, &job, attempt, *within, applied).await
-    {
-        return answer;
+    // A wait takes a permit for its settling task; with none left it is not
+    // honoured: the job settles the order and the answer is the 202.
+    let wait = wait_preference(&headers, gateway_timeout(&s.deps)).and_then(|(within, applied)| {
+        let permit = s.waits.clone().try_acquire_owned().ok()?;
+        Some((within, applied, permit))
+    });
+    let mut applied = None;
+    if let Some((within, preference, permit)) = wait {
+        if let Some(answer) = settle_within(&s, &job, attempt, within, &preference, permit).await {
+            return answer;
+        }
+        applied = Some(preference);
     }
-    hand_over(&s, job, attempt, wait.map(|(_, applied)| applied)).await
+    hand_over(&s, job, attempt, applied).await
 }
 
 /// Whether a request places its order for the first time or resumes the
@@ -504,14 +548,16 @@ async fn resume_settled(s: &OrderState, id: &str) -> Result<Response, Problem> {
 /// The client waits (`Prefer: wait=N`): settles here, for up to `within`.
 /// On a task of its own, so that past N seconds it goes on rather than
 /// being cut off half way (a payment request cut off keeps its idempotency
-/// key taken until its lease ends). `None`: not settled in time, or the
-/// outcome is unknown; the charge job takes over.
+/// key taken until its lease ends); the task holds `permit` until it ends.
+/// `None`: not settled in time, or the outcome is unknown; the charge job
+/// takes over.
 async fn settle_within(
     s: &OrderState,
     job: &Settle,
     attempt: Attempt,
     within: std::time::Duration,
     applied: &HeaderValue,
+    permit: OwnedSemaphorePermit,
 ) -> Option<Result<Response, Problem>> {
     let (deps, notifier, charges, settling) = (
         s.deps.clone(),
@@ -520,6 +566,7 @@ async fn settle_within(
         job.clone(),
     );
     let mut task = tokio::spawn(async move {
+        let _permit = permit;
         let settled = settle(&deps, &notifier, settling.clone()).await;
         if settled.is_err() {
             // Unknown outcome: the job settles it, even when this request
@@ -641,7 +688,7 @@ async fn charge_job(charges: &Queue, job: &Settle, attempt: Attempt) -> Result<(
 }
 
 /// Puts the stock of `order` back (safe to repeat).
-async fn release(deps: &Deps, order: &Order) -> Result<(), Problem> {
+pub(crate) async fn release(deps: &Deps, order: &Order) -> Result<(), Problem> {
     deps.upstreams
         .call::<(), serde_json::Value>(
             "product",
@@ -719,8 +766,23 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
         // for a retry, which asks the payment service again.
         Err(p) => return Err(retry_later(&order, "the payment service", p.detail())),
     };
+    conclude(deps, notifier, order, payment).await
+}
+
+/// Records what `payment` says of the reserved `order`: captured →
+/// `confirmed` and the confirmation handed over; otherwise the
+/// stock released and `payment_failed`. An error is a step whose outcome is
+/// unknown; the order is then still `pending` and doing it again is safe.
+pub(crate) async fn conclude(
+    deps: &Deps,
+    notifier: &Notifier,
+    mut order: Order,
+    payment: Payment,
+) -> Result<Order, Problem> {
     order.payment_id = Some(payment.id.clone());
-    if payment.amount_minor != order.total_minor || payment.currency != order.currency {
+    if payment.status == "captured"
+        && (payment.amount_minor != order.total_minor || payment.currency != order.currency)
+    {
         // Not this order's charge (the payment service refuses a second
         // charge with another amount; this is the belt to its braces):
         // never confirmed on it.
@@ -780,7 +842,7 @@ async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, 
 
 /// Records how `order` ended: it, or what is stored when the order was
 /// settled meanwhile (by another attempt). Its card token goes.
-async fn recorded(deps: &Deps, order: Order) -> Result<Order, Problem> {
+pub(crate) async fn recorded(deps: &Deps, order: Order) -> Result<Order, Problem> {
     let updated = update(deps, &order).await?;
     forget_token(deps, &order.id).await;
     if updated == 0 {
@@ -841,7 +903,7 @@ async fn insert(deps: &Deps, o: &Order) -> Result<(), Problem> {
 
 /// Writes `o` over the stored order while that is still `pending`: the rows
 /// changed (0 when it was settled already).
-async fn update(deps: &Deps, o: &Order) -> Result<u64, Problem> {
+pub(crate) async fn update(deps: &Deps, o: &Order) -> Result<u64, Problem> {
     deps.db
         .execute(
             // Only a pending order changes: a late write of the priced,
@@ -888,7 +950,7 @@ fn no_order(id: &str) -> Problem {
     )
 }
 
-async fn find_order(deps: &Deps, id: &str) -> Result<Order, Problem> {
+pub(crate) async fn find_order(deps: &Deps, id: &str) -> Result<Order, Problem> {
     let row = deps
         .db
         .query_one_as::<OrderRow>(

@@ -6,10 +6,16 @@
 //!   `payment.latency_ms` and declines `payment.failure_rate` of charges at
 //!   random, and always the test token `tok_declined`. One payment per
 //!   order: a second charge of the same order returns the first, when its
-//!   amount and currency are the same; otherwise 409 problem (a payment
-//!   made for another amount never stands for this one).
-//!   Only the order service may charge (its service token; anyone else
-//!   401/403).
+//!   amount and currency are the same (or it is `void`, below); otherwise
+//!   409 problem (a payment made for another amount never stands for this
+//!   one). Only the order service may charge (its service token; anyone
+//!   else 401/403).
+//! - `GET /v1/payments?order_id=` (internal) → the order's payment, as a
+//!   list of none or one.
+//! - `POST /v1/payments/void` `{"order_id", "reason"}` (internal, the order
+//!   service's reconciler) → 201 a `void` payment: the order will not be
+//!   paid, and a later charge of it returns that void payment instead of
+//!   charging; 200 the payment the order already has (it won the race).
 //! - `GET /v1/payments/{id}` → the payment, for the order service or an
 //!   admin (anyone else: 404).
 
@@ -17,7 +23,7 @@ use ee_core::WithProblem;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ee_core::Problem;
@@ -29,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::is_service;
 use crate::common::{Deps, found, new_id, now_ms, requiring_idempotency_key};
+use crate::services::provider::ProviderClock;
 
 /// The token the simulated provider always declines.
 pub const DECLINED_TOKEN: &str = "tok_declined";
@@ -62,12 +69,43 @@ pub struct Payment {
     pub amount_minor: i64,
     /// Currency.
     pub currency: String,
-    /// `captured` or `declined`.
+    /// `captured`, `declined`, or `void` (never to be paid: see
+    /// `POST /v1/payments/void`).
     pub status: String,
     /// Why it was declined.
     pub reason: Option<String>,
     /// When, ms since the Unix epoch.
     pub created_ms: i64,
+}
+
+/// The body of `POST /v1/payments/void`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Void {
+    /// The order that will not be paid.
+    #[schemars(length(min = 1, max = 64))]
+    pub order_id: String,
+    /// Why (kept as the void payment's `reason`).
+    #[schemars(length(min = 1, max = 200))]
+    pub reason: String,
+}
+
+/// `?order_id=`
+#[derive(Debug, Deserialize)]
+struct ByOrder {
+    order_id: String,
+}
+
+#[derive(Clone)]
+struct PaymentState {
+    deps: Deps,
+    provider: ProviderClock,
+}
+
+impl FromRef<PaymentState> for Deps {
+    fn from_ref(s: &PaymentState) -> Self {
+        s.deps.clone()
+    }
 }
 
 /// The service's API (mounted under `/v1`).
@@ -76,23 +114,33 @@ pub fn api(deps: Deps) -> Router {
         Router::new().route("/payments", post(charge)),
         deps.redis.as_ref(),
         "payment",
-    )
-    // Outside the idempotency layer: a refused caller leaves no record.
-    .route_layer(ee_auth::RequireServiceLayer::new(["order"]));
-    charges.route("/payments/{id}", get(find)).with_state(deps)
+    );
+    let internal = charges
+        .route("/payments", get(list))
+        .route("/payments/void", post(void))
+        // Outside the idempotency layer: a refused caller leaves no record.
+        .route_layer(ee_auth::RequireServiceLayer::new(["order"]));
+    internal
+        .route("/payments/{id}", get(find))
+        .with_state(PaymentState {
+            deps,
+            provider: ProviderClock::start(),
+        })
 }
 
 const COLUMNS: &str = "id, order_id, amount_minor, currency, status, reason, created_ms";
 
 async fn charge(
-    State(deps): State<Deps>,
+    State(PaymentState { deps, provider }): State<PaymentState>,
     Valid(body): Valid<Charge>,
 ) -> Result<(StatusCode, FastJson<Payment>), Problem> {
     if let Some(first) = by_order(&deps, &body.order_id).await? {
         return same_charge(first, &body).map(|p| (StatusCode::OK, FastJson(p)));
     }
     let settings = &deps.config.payment;
-    provider_latency(Duration::from_millis(settings.latency_ms)).await;
+    provider
+        .wait(Duration::from_millis(settings.latency_ms))
+        .await;
     let reason = if body.token == DECLINED_TOKEN {
         Some("card declined (test token)".to_owned())
     } else if rand::random::<f64>() < settings.failure_rate {
@@ -114,6 +162,15 @@ async fn charge(
         reason,
         created_ms: now_ms(),
     };
+    first_of_order(&deps, payment).await
+}
+
+/// Records `payment` unless its order has one already: 201 it, or 200 the
+/// one recorded first (one payment per order).
+async fn first_of_order(
+    deps: &Deps,
+    payment: Payment,
+) -> Result<(StatusCode, FastJson<Payment>), Problem> {
     let inserted = deps
         .db
         .execute(
@@ -133,7 +190,7 @@ async fn charge(
         Ok(_) => Ok((StatusCode::CREATED, FastJson(payment))),
         // Another charge of this order won the race: it is the payment.
         Err(e) if e.status() == StatusCode::CONFLICT => {
-            match by_order(&deps, &payment.order_id).await? {
+            match by_order(deps, &payment.order_id).await? {
                 Some(first) => {
                     same_charge(first, &body_of(&payment)).map(|p| (StatusCode::OK, FastJson(p)))
                 }
@@ -144,23 +201,37 @@ async fn charge(
     }
 }
 
-/// The simulated provider's time to answer: `latency`, as closely as the
-/// operating system's sleep allows. tokio's timer rounds a sleep up to its
-/// next 1 ms tick and then to the driver's next wake-up, which made 5 ms
-/// take 6.4 ms on average here; a thread of the blocking pool sleeps within
-/// tens of microseconds of it. Zero does not sleep at all (a zero tokio
-/// sleep would still wait for the next tick).
-async fn provider_latency(latency: Duration) {
-    if latency.is_zero() {
-        return;
+/// `POST /v1/payments/void`: the order will not be paid. Its payment from
+/// now on is a `void` one, unless it has one already (that one is the
+/// answer): either way what the answer says is what every later charge of
+/// the order gets.
+async fn void(
+    State(deps): State<Deps>,
+    Valid(body): Valid<Void>,
+) -> Result<(StatusCode, FastJson<Payment>), Problem> {
+    if let Some(first) = by_order(&deps, &body.order_id).await? {
+        return Ok((StatusCode::OK, FastJson(first)));
     }
-    if tokio::task::spawn_blocking(move || std::thread::sleep(latency))
-        .await
-        .is_err()
-    {
-        // The blocking pool is shutting down: wait on the timer instead.
-        tokio::time::sleep(latency).await;
-    }
+    let payment = Payment {
+        id: new_id("pay"),
+        order_id: body.order_id,
+        amount_minor: 0,
+        currency: String::new(),
+        status: "void".to_owned(),
+        reason: Some(body.reason),
+        created_ms: now_ms(),
+    };
+    first_of_order(&deps, payment).await
+}
+
+/// `GET /v1/payments?order_id=`: the order's payment, if any.
+async fn list(
+    State(deps): State<Deps>,
+    WithProblem(Query(q)): WithProblem<Query<ByOrder>>,
+) -> Result<FastJson<Vec<Payment>>, Problem> {
+    Ok(FastJson(
+        by_order(&deps, &q.order_id).await?.into_iter().collect(),
+    ))
 }
 
 /// The order's payment on record, when it is for the amount and currency
@@ -170,7 +241,10 @@ async fn provider_latency(latency: Duration) {
     reason = "the problem is the handler's answer, returned as is"
 )]
 fn same_charge(first: Payment, asked: &Charge) -> Result<Payment, Problem> {
-    if first.amount_minor == asked.amount_minor && first.currency == asked.currency {
+    // A void payment stands for any charge of its order: it charges nothing.
+    if first.status == "void"
+        || (first.amount_minor == asked.amount_minor && first.currency == asked.currency)
+    {
         return Ok(first);
     }
     Err(crate::common::problem(
