@@ -46,7 +46,7 @@ pub struct Redis {
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redis")
-            .field("url", &self.config.url)
+            .field("url", &ee_core::redact_url(&self.config.url))
             .finish_non_exhaustive()
     }
 }

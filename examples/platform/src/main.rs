@@ -83,7 +83,8 @@ async fn embedded(
     let data = if config.database_url.is_empty() {
         format!("SQLite in {}/platform.db", config.data_dir.display())
     } else {
-        config.database_url.clone()
+        // Printed: without its password.
+        ee_core::redact_url(&config.database_url).into_owned()
     };
     let platform = Platform::start(config, prometheus).await?;
     let g = &platform.gateway;
