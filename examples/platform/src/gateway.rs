@@ -68,13 +68,10 @@ fn route(method: &Method, path: &str) -> Option<Route> {
     let to = |service, anonymous| Some(Route { service, anonymous });
     let post = method == Method::POST;
     let get = method == Method::GET || method == Method::HEAD;
-    if path == "/v1/users" && post {
+    let signing_in = matches!(path, "/v1/users" | "/v1/auth/token" | "/v1/auth/refresh");
+    if signing_in && post {
         to("user", true)
-    } else if (path == "/v1/auth/token" || path == "/v1/auth/refresh") && post {
-        to("user", true)
-    } else if path == "/v1/auth/logout" && post {
-        to("user", false)
-    } else if under("/v1/users") {
+    } else if (path == "/v1/auth/logout" && post) || under("/v1/users") {
         to("user", false)
     } else if under("/v1/products") {
         to("product", get)

@@ -154,7 +154,7 @@ async fn one(
     *rng ^= *rng << 17;
     let roll = *rng % 100;
     let sku = format!("SKU-{:04}", (*rng >> 8) % 50 + 1);
-    let (kind, req) = if (*rng >> 24) % 500 == 0 {
+    let (kind, req) = if (*rng >> 24).is_multiple_of(500) {
         let body = serde_json::json!({"email": user.email, "password": PASSWORD}).to_string();
         (
             3,
