@@ -89,7 +89,7 @@ async fn embedded(
     let platform = Platform::start(config, prometheus).await?;
     let g = &platform.gateway;
     eprintln!(
-        "\nee reference shop is running (embedded mode: {data}).\n\n  gateway  {g}/v1/products\n  docs     {g}/docs   (OpenAPI: {g}/openapi.json)\n  metrics  {g}/metrics\n  health   {g}/healthz\n\ntry:\n  curl -s {g}/v1/products?per_page=3\n  curl -s -X POST {g}/v1/users -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\",\"name\":\"Ada\"}}'\n\nCtrl-C stops it.\n"
+        "\nee reference shop is running (embedded mode: {data}).\n\n  gateway  {g}/v1/products\n  docs     {g}/docs   (OpenAPI: {g}/openapi.json)\n  metrics  {g}/metrics   (admin token)\n  health   {g}/readyz   (details: {g}/healthz, admin token)\n\ntry:\n  curl -s {g}/v1/products?per_page=3\n  curl -s -X POST {g}/v1/users -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\",\"name\":\"Ada\",\"password\":\"correct horse\"}}'\n  curl -s -X POST {g}/v1/auth/token -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse\"}}'\n  (then: -H 'authorization: Bearer <access_token>' on /v1/orders, /v1/users/me)\n\nCtrl-C stops it.\n"
     );
     ee_platform::shutdown_signal().await;
     eprintln!(
