@@ -76,8 +76,8 @@ use crate::services::notification::Notifier;
 
 mod settle;
 
-pub(crate) use self::settle::{conclude, recorded, release};
 use self::settle::settle;
+pub(crate) use self::settle::{conclude, recorded, release};
 use crate::services::product::{LineRequest, PricedLine, Reservation};
 use crate::services::reconcile::{self, Reconciler};
 use crate::services::user::User;

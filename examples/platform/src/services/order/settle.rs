@@ -30,7 +30,11 @@ pub(crate) async fn release(deps: &Deps, order: &Order) -> Result<(), Problem> {
 /// confirmation handed over) or `payment_failed` (and the stock released).
 /// An error is a step whose outcome is unknown (the 503 problem to answer);
 /// the order is then still `pending` and settling it again is safe.
-pub(super) async fn settle(deps: &Deps, notifier: &Notifier, job: Settle) -> Result<Order, Problem> {
+pub(super) async fn settle(
+    deps: &Deps,
+    notifier: &Notifier,
+    job: Settle,
+) -> Result<Order, Problem> {
     let Settle { mut order } = job;
     let up = &deps.upstreams;
     let Some(payment_token) = payment_token(deps, &order.id).await? else {
