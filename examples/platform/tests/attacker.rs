@@ -94,6 +94,15 @@ impl Shop {
         .await
     }
 
+    /// The id of `token`'s user.
+    async fn user_id(&self, token: &str) -> String {
+        let me = self
+            .call(Method::GET, "/v1/users/me", Some(token), None)
+            .await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+        me.body["id"].as_str().unwrap().to_owned()
+    }
+
     fn service(&self, name: &str) -> &str {
         &self.platform.services[name]
     }
@@ -253,13 +262,7 @@ async fn another_users_things_are_not_found_and_an_order_is_the_tokens_users() {
     let shop = Shop::start().await;
     let alice = shop.sign_up("alice@example.com").await;
     let mallory = shop.sign_up("mallory@example.com").await;
-    let alice_id = shop
-        .call(Method::GET, "/v1/users/me", Some(&alice), None)
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alice_id = shop.user_id(&alice).await;
 
     // An order names no user: a body that tries is refused.
     let a = shop
@@ -478,13 +481,7 @@ async fn idempotency_keys_do_not_collide_across_clients_or_with_internal_keys() 
     let shop = Shop::start().await;
     let alice = shop.sign_up("ann@example.com").await;
     let mallory = shop.sign_up("mal@example.com").await;
-    let alice_id = shop
-        .call(Method::GET, "/v1/users/me", Some(&alice), None)
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alice_id = shop.user_id(&alice).await;
     // Mallory knows how ids are made, and takes the payment service's
     // internal key for Alice's next order ("order-<id>") at /v1/orders.
     let victim_order = predicted_order_id(&alice_id, "\"ann-1\"");
@@ -519,13 +516,7 @@ async fn idempotency_keys_do_not_collide_across_clients_or_with_internal_keys() 
 async fn a_cheap_payment_made_in_advance_never_confirms_an_order() {
     let shop = Shop::start().await;
     let alice = shop.sign_up("pat@example.com").await;
-    let alice_id = shop
-        .call(Method::GET, "/v1/users/me", Some(&alice), None)
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alice_id = shop.user_id(&alice).await;
     let next = predicted_order_id(&alice_id, "\"pat-1\"");
     let cheap =
         json!({"order_id": next, "amount_minor": 1, "currency": "EUR", "token": "tok_visa"});
