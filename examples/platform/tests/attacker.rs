@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -16,13 +15,7 @@ use ee_platform::{PaymentSettings, Platform, PlatformConfig};
 use serde_json::{Value, json};
 
 fn config() -> PlatformConfig {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ee-platform-attacker-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("attacker");
     PlatformConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: dir,

@@ -5,7 +5,6 @@ mod common;
 
 use common::{Answer, HttpClient, Shop as _, send};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,13 +16,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 fn config() -> PlatformConfig {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ee-platform-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("test");
     PlatformConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: dir,

@@ -6,7 +6,6 @@
 mod common;
 
 use common::{Answer, HttpClient, Shop as _, send};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -18,13 +17,7 @@ use serde_json::{Value, json};
 /// A platform whose reconciler looks every 200 ms at orders pending for
 /// more than a second.
 fn config() -> PlatformConfig {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ee-platform-reconcile-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("reconcile");
     PlatformConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: dir,

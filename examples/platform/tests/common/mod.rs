@@ -89,6 +89,19 @@ pub async fn send_raw(
     }
 }
 
+/// A fresh, empty directory under the system's temp dir, unique per call
+/// and per test process (`ee-platform-<what>-<pid>-<n>`).
+pub fn fresh_dir(what: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ee-platform-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 /// A test signing key (Ed25519, PKCS#8), so that tokens outlive a restart
 /// of the platform in a test. Never use it anywhere else.
 pub const TEST_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----
